@@ -1,0 +1,178 @@
+//! The one deterministic function that turns a [`Command`] into file writes and a new
+//! [`Snapshot`]. Standalone mode calls it directly; a Raft state machine calls the same
+//! function in log order on every node.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::command::Command;
+use crate::snapshot::{Snapshot, TenantEntry};
+use crate::store::{self, FsStore, json_name};
+use crate::validate::{self, ValidationErrors};
+
+/// Why a command was refused. Deterministic: every node refuses the same command the
+/// same way, and nothing has been written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error("tenant `{0}` does not exist")]
+    TenantNotFound(String),
+    #[error("tenant `{0}` is degraded: its control-plane files do not load")]
+    TenantDegraded(String),
+    #[error("{kind} `{id}` does not exist")]
+    NotFound { kind: &'static str, id: String },
+    #[error("`{0}` cannot be changed")]
+    Immutable(&'static str),
+    #[error("invalid: {0}")]
+    Invalid(ValidationErrors),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("control-plane storage failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn invalid(result: Result<(), ValidationErrors>) -> Result<(), Rejection> {
+    result.map_err(Rejection::Invalid)
+}
+
+fn existing<'a>(snapshot: &'a Snapshot, slug: &str) -> Result<&'a Arc<TenantEntry>, Rejection> {
+    match snapshot.tenants.get(slug) {
+        Some(entry) => Ok(entry),
+        None if snapshot.degraded.contains_key(slug) => Err(Rejection::TenantDegraded(slug.into())),
+        None => Err(Rejection::TenantNotFound(slug.into())),
+    }
+}
+
+/// Applies `cmd` to `current`: writes the files, returns the next snapshot.
+pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snapshot, ApplyError> {
+    let mut next = current.clone();
+    next.revision = current.revision + 1;
+    match cmd {
+        Command::CreateTenant { tenant, key_ring } => {
+            invalid(validate::validate_tenant(tenant))?;
+            if current.degraded.contains_key(&tenant.slug) {
+                return Err(Rejection::TenantDegraded(tenant.slug.clone()).into());
+            }
+            if current.tenants.contains_key(&tenant.slug) {
+                return Err(Rejection::TenantExists(tenant.slug.clone()).into());
+            }
+            let entry = TenantEntry { tenant: tenant.clone(), key_ring: key_ring.clone(), ..Default::default() };
+            store.create_tenant_dir(&entry)?;
+            next.tenants.insert(tenant.slug.clone(), Arc::new(entry));
+        }
+        Command::UpdateTenant { tenant } => {
+            invalid(validate::validate_tenant(tenant))?;
+            let old = existing(current, &tenant.slug)?;
+            if old.tenant.id != tenant.id {
+                return Err(Rejection::Immutable("id").into());
+            }
+            if old.tenant.created_at != tenant.created_at {
+                return Err(Rejection::Immutable("created_at").into());
+            }
+            store.write_json(&store.tenant_dir(&tenant.slug).join(store::TENANT_FILE), tenant)?;
+            entry_mut(&mut next, &tenant.slug)?.tenant = tenant.clone();
+        }
+        Command::DeleteTenant { slug } => {
+            if !current.slug_taken(slug) {
+                return Err(Rejection::TenantNotFound(slug.clone()).into());
+            }
+            store.delete_tenant_dir(slug)?;
+            next.tenants.remove(slug);
+            next.degraded.remove(slug);
+        }
+        Command::PutClient { slug, client } => {
+            invalid(validate::validate_client(client))?;
+            put_item(store, &mut next, (slug, store::CLIENTS_DIR), &client.client_id, client, |e| &mut e.clients)?;
+        }
+        Command::DeleteClient { slug, client_id } => {
+            delete_item(store, &mut next, (slug, store::CLIENTS_DIR), ("client", client_id), |e| &mut e.clients)?;
+        }
+        Command::PutScope { slug, scope } => {
+            invalid(validate::validate_scope(scope))?;
+            put_item(store, &mut next, (slug, store::SCOPES_DIR), &scope.name, scope, |e| &mut e.scopes)?;
+        }
+        Command::DeleteScope { slug, name } => {
+            delete_item(store, &mut next, (slug, store::SCOPES_DIR), ("scope", name), |e| &mut e.scopes)?;
+        }
+        Command::PutRole { slug, role } => {
+            invalid(validate::validate_role(role))?;
+            put_item(store, &mut next, (slug, store::ROLES_DIR), &role.name, role, |e| &mut e.roles)?;
+        }
+        Command::DeleteRole { slug, name } => {
+            delete_item(store, &mut next, (slug, store::ROLES_DIR), ("role", name), |e| &mut e.roles)?;
+        }
+        Command::PutKeyRing { slug: None, ring } => {
+            store.write_json(&store.system_dir().join(store::KEYS_FILE), ring)?;
+            next.system_keys = ring.clone();
+        }
+        Command::PutKeyRing { slug: Some(slug), ring } => {
+            let entry = entry_mut(&mut next, slug)?;
+            store.write_json(&store.tenant_dir(slug).join(store::KEYS_FILE), ring)?;
+            entry.key_ring = ring.clone();
+        }
+        Command::PutAdmin { admin } => {
+            invalid(validate::validate_admin(admin))?;
+            store.write_json(&admin_path(store, admin.id), admin)?;
+            next.admins.insert(admin.id, admin.clone());
+        }
+        Command::DeleteAdmin { id } => {
+            if !current.admins.contains_key(id) {
+                return Err(Rejection::NotFound { kind: "admin", id: id.to_string() }.into());
+            }
+            store.remove_file(&admin_path(store, *id))?;
+            next.admins.remove(id);
+        }
+    }
+    Ok(next)
+}
+
+fn admin_path(store: &FsStore, id: uuid::Uuid) -> PathBuf {
+    store.admins_dir().join(json_name(&id.to_string()))
+}
+
+/// The tenant entry of `next`, ready to change (copied on write from the old snapshot).
+fn entry_mut<'a>(next: &'a mut Snapshot, slug: &str) -> Result<&'a mut TenantEntry, Rejection> {
+    existing(next, slug)?;
+    Ok(Arc::make_mut(next.tenants.get_mut(slug).expect("checked above")))
+}
+
+type ItemMap<T> = fn(&mut TenantEntry) -> &mut BTreeMap<String, T>;
+
+fn put_item<T: Serialize + Clone>(
+    store: &FsStore,
+    next: &mut Snapshot,
+    (slug, dir): (&str, &str),
+    id: &str,
+    item: &T,
+    map: ItemMap<T>,
+) -> Result<(), ApplyError> {
+    let entry = entry_mut(next, slug)?;
+    store.write_json(&store.tenant_dir(slug).join(dir).join(json_name(id)), item)?;
+    map(entry).insert(id.to_owned(), item.clone());
+    Ok(())
+}
+
+fn delete_item<T>(
+    store: &FsStore,
+    next: &mut Snapshot,
+    (slug, dir): (&str, &str),
+    (kind, id): (&'static str, &str),
+    map: ItemMap<T>,
+) -> Result<(), ApplyError> {
+    let entry = entry_mut(next, slug)?;
+    if !map(entry).contains_key(id) {
+        return Err(Rejection::NotFound { kind, id: id.to_owned() }.into());
+    }
+    store.remove_file(&store.tenant_dir(slug).join(dir).join(json_name(id)))?;
+    map(entry).remove(id);
+    Ok(())
+}

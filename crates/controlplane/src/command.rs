@@ -1,0 +1,67 @@
+//! Typed control-plane changes.
+//!
+//! A [`Command`] is complete and deterministic: the node that accepts a write fills in
+//! ids, timestamps, hashed or sealed secrets and key material before it builds the
+//! command, so applying the same command on any node writes the same files.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::*;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Creates a tenant together with its signing-key ring.
+    CreateTenant { tenant: Tenant, key_ring: KeyRing },
+    /// Replaces a tenant's display name and settings (id, slug and creation time are kept).
+    UpdateTenant { tenant: Tenant },
+    /// Removes a tenant and all of its control-plane files (also a degraded one).
+    DeleteTenant { slug: String },
+    PutClient { slug: String, client: Client },
+    DeleteClient { slug: String, client_id: String },
+    PutScope { slug: String, scope: Scope },
+    DeleteScope { slug: String, name: String },
+    PutRole { slug: String, role: Role },
+    DeleteRole { slug: String, name: String },
+    /// Replaces a key ring: a tenant's (`slug`) or the system issuer's (`slug: None`).
+    PutKeyRing { slug: Option<String>, ring: KeyRing },
+    PutAdmin { admin: Admin },
+    DeleteAdmin { id: Uuid },
+}
+
+impl Command {
+    /// The tenant this command touches, if any (used for logs and cache invalidation).
+    pub fn tenant_slug(&self) -> Option<&str> {
+        match self {
+            Command::CreateTenant { tenant, .. } | Command::UpdateTenant { tenant } => Some(&tenant.slug),
+            Command::DeleteTenant { slug }
+            | Command::PutClient { slug, .. }
+            | Command::DeleteClient { slug, .. }
+            | Command::PutScope { slug, .. }
+            | Command::DeleteScope { slug, .. }
+            | Command::PutRole { slug, .. }
+            | Command::DeleteRole { slug, .. } => Some(slug),
+            Command::PutKeyRing { slug, .. } => slug.as_deref(),
+            Command::PutAdmin { .. } | Command::DeleteAdmin { .. } => None,
+        }
+    }
+
+    /// A short, secret-free name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateTenant { .. } => "create_tenant",
+            Command::UpdateTenant { .. } => "update_tenant",
+            Command::DeleteTenant { .. } => "delete_tenant",
+            Command::PutClient { .. } => "put_client",
+            Command::DeleteClient { .. } => "delete_client",
+            Command::PutScope { .. } => "put_scope",
+            Command::DeleteScope { .. } => "delete_scope",
+            Command::PutRole { .. } => "put_role",
+            Command::DeleteRole { .. } => "delete_role",
+            Command::PutKeyRing { .. } => "put_key_ring",
+            Command::PutAdmin { .. } => "put_admin",
+            Command::DeleteAdmin { .. } => "delete_admin",
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The control-plane model: what a tenant, its settings, clients, scopes, roles, admins
+//! and signing-key ring slot look like on disk and in memory.
+//!
+//! Every type here is plain serde data. Secrets are held only as sealed envelopes
+//! ([`SealedSecret`]); sealing and opening happen in the layer that owns the master key.
+//! Validation lives in [`crate::validate`] and runs on every write.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A secret sealed by the secretbox (`tsb1.<kid>.<payload>`). Never plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedSecret(pub String);
+
+/// A tenant: one issuer, one database, one set of settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub settings: TenantSettings,
+}
+
+/// Everything a tenant administrator can configure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    pub issuer: IssuerMode,
+    pub branding: Branding,
+    pub language: Language,
+    pub token_lifetimes: TokenLifetimes,
+    pub security: SecurityPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_db: Option<UserDbSettings>,
+    /// Mail template overrides by language, then by template name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mail_templates: BTreeMap<Language, BTreeMap<MailTemplateKind, MailTemplate>>,
+    pub consent: ConsentPolicy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub social_providers: Vec<SocialProvider>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields: Vec<CustomField>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// How the tenant's issuer URL is formed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IssuerMode {
+    /// `{public_url}/t/{slug}`.
+    #[default]
+    Path,
+    /// A full issuer URL served on its own host.
+    Custom { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Branding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_color: Option<String>,
+    /// `#rrggbb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_color: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Es,
+}
+
+/// Lifetimes in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenLifetimes {
+    pub session_secs: u64,
+    pub access_token_secs: u64,
+    pub id_token_secs: u64,
+    pub refresh_token_secs: u64,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        Self {
+            session_secs: 8 * 3600,
+            access_token_secs: 900,
+            id_token_secs: 3600,
+            refresh_token_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityPolicy {
+    pub password_min_length: u32,
+    pub password_require_lowercase: bool,
+    pub password_require_uppercase: bool,
+    pub password_require_digit: bool,
+    pub password_require_symbol: bool,
+    pub max_login_attempts: u32,
+    pub lockout_duration_secs: u64,
+    pub mfa_required: bool,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        Self {
+            password_min_length: 10,
+            password_require_lowercase: false,
+            password_require_uppercase: false,
+            password_require_digit: false,
+            password_require_symbol: false,
+            max_login_attempts: 5,
+            lockout_duration_secs: 900,
+            mfa_required: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SealedSecret>,
+    pub from_address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDbSettings {
+    pub driver: DbDriver,
+    /// Required for `postgres` and `mysql`; absent for `sqlite` (a file in the tenant folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<SealedSecret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbDriver {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTemplateKind {
+    VerifyEmail,
+    ResetPassword,
+    PasswordChanged,
+    AccountLocked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentPolicy {
+    /// Ask for consent at all (first-party clients are always skipped).
+    pub required: bool,
+    /// How long a granted consent is remembered; 0 = until revoked.
+    pub remember_secs: u64,
+}
+
+impl Default for ConsentPolicy {
+    fn default() -> Self {
+        Self { required: true, remember_secs: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialProvider {
+    /// Stable id inside the tenant, e.g. `google`.
+    pub id: String,
+    pub kind: SocialProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SealedSecret>,
+    /// Issuer URL for generic OIDC providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocialProviderKind {
+    Google,
+    Github,
+    Microsoft,
+    Oidc,
+}
+
+/// A tenant-declared user attribute, stored as a real column of the users table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: CustomFieldType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub indexed: bool,
+    /// The scope that releases this field as a claim, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomFieldType {
+    Text,
+    Integer,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+/// An OAuth client registered with a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub client_type: ClientType,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// Hash of the client secret (confidential clients), as made by `hash_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_secs: Option<u64>,
+    #[serde(default)]
+    pub first_party: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Public,
+    Confidential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+/// A tenant-defined scope and the claims it releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// An installation administrator, authenticated by a bearer token stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub id: Uuid,
+    pub name: String,
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The slot that holds a tenant's (or the system issuer's) signing keys.
+///
+/// The keys issue fills it; until then a ring is empty and the resolver reports the
+/// `keys` capability as missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyRing {
+    pub keys: Vec<SigningKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub state: KeyState,
+    /// Public key as a JWK (JSON object serialized to a string to keep it opaque here).
+    pub public_jwk: String,
+    /// Private key (PKCS#8), sealed for (tenant, `keys.<kid>`).
+    pub private_key: SealedSecret,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Active,
+    Retiring,
+}

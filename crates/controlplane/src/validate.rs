@@ -1,0 +1,452 @@
+//! Validation of control-plane values. Every write goes through here before a command
+//! is built, and `apply` checks again, so nothing invalid reaches the files.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::model::*;
+
+/// Longest slug: one DNS label.
+pub const MAX_SLUG_LEN: usize = 63;
+
+static SLUG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9](?:-?[a-z0-9])*$").expect("slug regex"));
+static IDENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$").expect("ident regex"));
+static FIELD_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,62}$").expect("field regex"));
+static SCOPE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$").expect("scope regex"));
+static COLOR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^#[0-9a-fA-F]{6}$").expect("color regex"));
+
+/// One problem with one field, addressed by a dotted path (e.g. `settings.smtp.port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// All problems found in a value; empty means valid.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, thiserror::Error)]
+#[error("{}", self.summary())]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+/// Checks a tenant slug: lowercase letters, digits and single inner hyphens, 1–63 chars.
+pub fn validate_slug(slug: &str) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_slug(&mut errors, "slug", slug);
+    errors.into_result()
+}
+
+fn check_slug(errors: &mut ValidationErrors, field: &str, slug: &str) {
+    if slug.is_empty() || slug.len() > MAX_SLUG_LEN || !SLUG.is_match(slug) {
+        errors.push(
+            field,
+            "must be 1-63 lowercase letters or digits, with single hyphens between them",
+        );
+    }
+}
+
+/// Checks a file-system-safe identifier (client ids, scope and role names in paths).
+pub fn is_identifier(value: &str) -> bool {
+    IDENT.is_match(value)
+}
+
+fn check_http_url(errors: &mut ValidationErrors, field: &str, value: &str) {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => errors.push(field, "must be an absolute http or https URL"),
+        Err(e) => errors.push(field, format!("is not a valid URL: {e}")),
+    }
+}
+
+fn check_origin(errors: &mut ValidationErrors, field: &str, value: &str) {
+    match url::Url::parse(value) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && !value.ends_with('/') => {}
+        _ => errors.push(field, "must be an origin such as https://app.example.com (no path)"),
+    }
+}
+
+fn check_redirect_uri(errors: &mut ValidationErrors, field: &str, value: &str) {
+    match url::Url::parse(value) {
+        Ok(u) if u.fragment().is_some() => errors.push(field, "must not contain a fragment"),
+        Ok(u) if u.cannot_be_a_base() && u.scheme() != "urn" => {
+            errors.push(field, "must be an absolute URI")
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(field, format!("is not a valid URI: {e}")),
+    }
+}
+
+fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
+    if value.trim().is_empty() {
+        errors.push(field, "must not be empty");
+    } else if value.chars().count() > max {
+        errors.push(field, format!("must be at most {max} characters"));
+    }
+}
+
+/// Checks a whole tenant, settings included.
+pub fn validate_tenant(tenant: &Tenant) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_slug(&mut errors, "slug", &tenant.slug);
+    check_text(&mut errors, "display_name", &tenant.display_name, 200);
+    check_settings(&mut errors, "settings", &tenant.settings);
+    errors.into_result()
+}
+
+/// Checks tenant settings on their own (paths are prefixed with `settings.`).
+pub fn validate_settings(settings: &TenantSettings) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_settings(&mut errors, "settings", settings);
+    errors.into_result()
+}
+
+fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
+    if let IssuerMode::Custom { url } = &s.issuer {
+        check_http_url(errors, &format!("{p}.issuer.url"), url);
+        if let Ok(u) = url::Url::parse(url) {
+            if u.query().is_some() || u.fragment().is_some() {
+                errors.push(format!("{p}.issuer.url"), "must not have a query or fragment");
+            }
+        }
+    }
+    if let Some(name) = &s.branding.name {
+        check_text(errors, &format!("{p}.branding.name"), name, 200);
+    }
+    if let Some(logo) = &s.branding.logo_url {
+        check_http_url(errors, &format!("{p}.branding.logo_url"), logo);
+    }
+    for (key, color) in [
+        ("primary_color", &s.branding.primary_color),
+        ("background_color", &s.branding.background_color),
+    ] {
+        if let Some(c) = color {
+            if !COLOR.is_match(c) {
+                errors.push(format!("{p}.branding.{key}"), "must be a #rrggbb color");
+            }
+        }
+    }
+    let lt = &s.token_lifetimes;
+    for (key, value, max) in [
+        ("session_secs", lt.session_secs, 365 * 86400),
+        ("access_token_secs", lt.access_token_secs, 86400),
+        ("id_token_secs", lt.id_token_secs, 86400),
+        ("refresh_token_secs", lt.refresh_token_secs, 365 * 86400),
+    ] {
+        if value == 0 || value > max {
+            errors.push(format!("{p}.token_lifetimes.{key}"), format!("must be between 1 and {max}"));
+        }
+    }
+    let sec = &s.security;
+    if !(6..=256).contains(&sec.password_min_length) {
+        errors.push(format!("{p}.security.password_min_length"), "must be between 6 and 256");
+    }
+    if sec.max_login_attempts == 0 || sec.max_login_attempts > 1000 {
+        errors.push(format!("{p}.security.max_login_attempts"), "must be between 1 and 1000");
+    }
+    if sec.lockout_duration_secs > 30 * 86400 {
+        errors.push(format!("{p}.security.lockout_duration_secs"), "must be at most 30 days");
+    }
+    if let Some(smtp) = &s.smtp {
+        check_text(errors, &format!("{p}.smtp.host"), &smtp.host, 253);
+        if smtp.host.contains(['/', ':', ' ']) {
+            errors.push(format!("{p}.smtp.host"), "must be a host name or IP address");
+        }
+        if smtp.port == 0 {
+            errors.push(format!("{p}.smtp.port"), "must be between 1 and 65535");
+        }
+        if !looks_like_email(&smtp.from_address) {
+            errors.push(format!("{p}.smtp.from_address"), "must be an email address");
+        }
+        if smtp.password.is_some() && smtp.username.is_none() {
+            errors.push(format!("{p}.smtp.username"), "is required when a password is set");
+        }
+    }
+    if let Some(db) = &s.user_db {
+        match (db.driver, &db.dsn) {
+            (DbDriver::Sqlite, Some(_)) => errors.push(
+                format!("{p}.user_db.dsn"),
+                "must be absent for sqlite (the file lives in the tenant folder)",
+            ),
+            (DbDriver::Postgres | DbDriver::Mysql, None) => {
+                errors.push(format!("{p}.user_db.dsn"), "is required for postgres and mysql")
+            }
+            _ => {}
+        }
+    }
+    for (lang, templates) in &s.mail_templates {
+        for (kind, t) in templates {
+            let base = format!("{p}.mail_templates.{}.{}", lang_code(*lang), kind_code(*kind));
+            check_text(errors, &format!("{base}.subject"), &t.subject, 500);
+            if t.html.len() > 256 * 1024 || t.text.len() > 256 * 1024 {
+                errors.push(base, "template bodies must be at most 256 KiB");
+            }
+        }
+    }
+    let mut provider_ids = BTreeSet::new();
+    for (i, sp) in s.social_providers.iter().enumerate() {
+        let base = format!("{p}.social_providers[{i}]");
+        if !is_identifier(&sp.id) {
+            errors.push(format!("{base}.id"), "must be a simple identifier");
+        }
+        if !provider_ids.insert(sp.id.as_str()) {
+            errors.push(format!("{base}.id"), "is duplicated");
+        }
+        check_text(errors, &format!("{base}.client_id"), &sp.client_id, 512);
+        match (&sp.kind, &sp.issuer_url) {
+            (SocialProviderKind::Oidc, None) => {
+                errors.push(format!("{base}.issuer_url"), "is required for generic OIDC")
+            }
+            (_, Some(u)) => check_http_url(errors, &format!("{base}.issuer_url"), u),
+            _ => {}
+        }
+    }
+    let mut field_names = BTreeSet::new();
+    for (i, f) in s.custom_fields.iter().enumerate() {
+        let base = format!("{p}.custom_fields[{i}]");
+        if !FIELD_NAME.is_match(&f.name) {
+            errors.push(
+                format!("{base}.name"),
+                "must start with a lowercase letter and hold only a-z, 0-9 and _ (max 63)",
+            );
+        }
+        if !field_names.insert(f.name.as_str()) {
+            errors.push(format!("{base}.name"), "is duplicated");
+        }
+        if let Some(scope) = &f.scope {
+            if !SCOPE_NAME.is_match(scope) {
+                errors.push(format!("{base}.scope"), "is not a valid scope name");
+            }
+        }
+    }
+    for (i, origin) in s.cors_allowed_origins.iter().enumerate() {
+        check_origin(errors, &format!("{p}.cors_allowed_origins[{i}]"), origin);
+    }
+}
+
+fn looks_like_email(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !value.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+}
+
+fn lang_code(lang: Language) -> &'static str {
+    match lang {
+        Language::En => "en",
+        Language::Es => "es",
+    }
+}
+
+fn kind_code(kind: MailTemplateKind) -> &'static str {
+    match kind {
+        MailTemplateKind::VerifyEmail => "verify_email",
+        MailTemplateKind::ResetPassword => "reset_password",
+        MailTemplateKind::PasswordChanged => "password_changed",
+        MailTemplateKind::AccountLocked => "account_locked",
+    }
+}
+
+/// Checks a client registration.
+pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if !is_identifier(&client.client_id) {
+        errors.push("client_id", "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+    }
+    check_text(&mut errors, "name", &client.name, 200);
+    for (i, uri) in client.redirect_uris.iter().enumerate() {
+        check_redirect_uri(&mut errors, &format!("redirect_uris[{i}]"), uri);
+    }
+    for (i, uri) in client.post_logout_redirect_uris.iter().enumerate() {
+        check_redirect_uri(&mut errors, &format!("post_logout_redirect_uris[{i}]"), uri);
+    }
+    for (i, origin) in client.allowed_origins.iter().enumerate() {
+        check_origin(&mut errors, &format!("allowed_origins[{i}]"), origin);
+    }
+    if client.grant_types.is_empty() {
+        errors.push("grant_types", "must name at least one grant type");
+    }
+    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty() {
+        errors.push("redirect_uris", "are required for the authorization_code grant");
+    }
+    for (i, scope) in client.scopes.iter().enumerate() {
+        if !SCOPE_NAME.is_match(scope) {
+            errors.push(format!("scopes[{i}]"), "is not a valid scope name");
+        }
+    }
+    match client.client_type {
+        ClientType::Public => {
+            if client.token_endpoint_auth_method != TokenEndpointAuthMethod::None {
+                errors.push("token_endpoint_auth_method", "must be none for a public client");
+            }
+            if client.grant_types.contains(&GrantType::ClientCredentials) {
+                errors.push("grant_types", "client_credentials needs a confidential client");
+            }
+            if client.secret_hash.is_some() {
+                errors.push("secret_hash", "a public client has no secret");
+            }
+        }
+        ClientType::Confidential => {
+            if client.token_endpoint_auth_method == TokenEndpointAuthMethod::None {
+                errors.push("token_endpoint_auth_method", "a confidential client must authenticate");
+            }
+        }
+    }
+    errors.into_result()
+}
+
+/// Checks a tenant-defined scope.
+pub fn validate_scope(scope: &Scope) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if !is_identifier(&scope.name) || !SCOPE_NAME.is_match(&scope.name) {
+        errors.push("name", "must be a scope token made of A-Z, a-z, 0-9, '.', '_' or '-'");
+    }
+    for (i, claim) in scope.claims.iter().enumerate() {
+        check_text(&mut errors, &format!("claims[{i}]"), claim, 128);
+    }
+    errors.into_result()
+}
+
+/// Checks a role.
+pub fn validate_role(role: &Role) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if !is_identifier(&role.name) {
+        errors.push("name", "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+    }
+    errors.into_result()
+}
+
+/// Checks an admin record.
+pub fn validate_admin(admin: &Admin) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_text(&mut errors, "name", &admin.name, 200);
+    if !admin.token_hash.starts_with("sha256:") {
+        errors.push("token_hash", "must be a token hash");
+    }
+    errors.into_result()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["local", "a", "acme-corp", "a1-b2-c3", &"a".repeat(63)] {
+            assert!(validate_slug(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "Acme", "a_b", "a.b", "../x", "é", &"a".repeat(64)] {
+            assert!(validate_slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_with_bad_urls_and_values_are_refused_with_paths() {
+        let mut s = TenantSettings::default();
+        s.branding.logo_url = Some("not a url".into());
+        s.issuer = IssuerMode::Custom { url: "ftp://x".into() };
+        s.cors_allowed_origins = vec!["https://ok.example".into(), "https://x.example/path".into()];
+        s.token_lifetimes.access_token_secs = 0;
+        s.custom_fields.push(CustomField {
+            name: "x\"; DROP TABLE users; --".into(),
+            field_type: CustomFieldType::Text,
+            required: false,
+            unique: false,
+            indexed: false,
+            scope: None,
+        });
+        let errs = validate_settings(&s).unwrap_err();
+        let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"settings.branding.logo_url"));
+        assert!(fields.contains(&"settings.issuer.url"));
+        assert!(fields.contains(&"settings.cors_allowed_origins[1]"));
+        assert!(!fields.contains(&"settings.cors_allowed_origins[0]"));
+        assert!(fields.contains(&"settings.token_lifetimes.access_token_secs"));
+        assert!(fields.contains(&"settings.custom_fields[0].name"));
+    }
+
+    #[test]
+    fn default_settings_are_valid() {
+        validate_settings(&TenantSettings::default()).unwrap();
+    }
+
+    #[test]
+    fn db_driver_and_dsn_must_agree() {
+        let mut s = TenantSettings::default();
+        s.user_db = Some(UserDbSettings { driver: DbDriver::Postgres, dsn: None });
+        assert!(validate_settings(&s).is_err());
+        s.user_db = Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None });
+        assert!(validate_settings(&s).is_ok());
+    }
+
+    #[test]
+    fn public_clients_cannot_hold_secrets_or_client_credentials() {
+        let now = chrono::Utc::now();
+        let mut c = Client {
+            client_id: "spa".into(),
+            name: "SPA".into(),
+            client_type: ClientType::Public,
+            redirect_uris: vec!["http://localhost:3000/cb".into()],
+            post_logout_redirect_uris: vec![],
+            allowed_origins: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: vec!["openid".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            secret_hash: None,
+            access_token_secs: None,
+            id_token_secs: None,
+            refresh_token_secs: None,
+            first_party: false,
+            created_at: now,
+            updated_at: now,
+        };
+        validate_client(&c).unwrap();
+        c.grant_types.push(GrantType::ClientCredentials);
+        assert!(validate_client(&c).is_err());
+        c.grant_types.pop();
+        c.redirect_uris = vec!["http://x/cb#frag".into()];
+        assert!(validate_client(&c).is_err());
+        c.redirect_uris = vec![];
+        c.client_id = "../evil".into();
+        let errs = validate_client(&c).unwrap_err();
+        assert!(errs.0.iter().any(|e| e.field == "client_id"));
+        assert!(errs.0.iter().any(|e| e.field == "redirect_uris"));
+    }
+}

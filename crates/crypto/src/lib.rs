@@ -1,0 +1,15 @@
+//! Cryptographic building blocks shared by every plane of Tenantry.
+//!
+//! This crate is the only place that touches key material directly:
+//!
+//! * [`secretbox`] seals secrets at rest (SMTP passwords, DSNs, social client secrets,
+//!   signing keys) in a versioned AEAD envelope bound to its owner.
+//! * [`tokens`] makes random bearer tokens and the fast hashes stored in their place.
+//!
+//! Everything here is built on aws-lc-rs; nothing hand-rolls a primitive.
+
+pub mod secretbox;
+pub mod tokens;
+
+pub use secretbox::{MasterKey, MasterKeyError, SealContext, SecretBox, SecretBoxError};
+pub use tokens::{constant_time_eq, hash_token, random_token, verify_token_hash};

@@ -1,0 +1,205 @@
+//! RFC 9457 problem+json errors with stable codes.
+//!
+//! Every error the REST and admin APIs can answer is an [`ErrorCode`]; the catalogue in
+//! `docs/errors.md` lists them all (a test keeps the two in step). OAuth endpoints will
+//! answer RFC 6749 error JSON instead and do not use this type.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tenantry_controlplane::{FieldError, Rejection, ValidationErrors, WriteError};
+
+macro_rules! error_codes {
+    ($($variant:ident = ($status:ident, $code:literal, $title:literal),)*) => {
+        /// A stable error code, its HTTP status and its title.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            /// Every code, in catalogue order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => StatusCode::$status,)* }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            pub fn title(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $title,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BadRequest = (BAD_REQUEST, "bad_request", "The request is malformed"),
+    InvalidJson = (BAD_REQUEST, "invalid_json", "The body is not the JSON this endpoint expects"),
+    TenantRequired = (BAD_REQUEST, "tenant_required", "No tenant was named and there is no default tenant"),
+    Unauthorized = (UNAUTHORIZED, "unauthorized", "Authentication is required"),
+    NotFound = (NOT_FOUND, "not_found", "No such resource"),
+    TenantNotFound = (NOT_FOUND, "tenant_not_found", "Unknown tenant"),
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
+    RequestTimeout = (REQUEST_TIMEOUT, "request_timeout", "The request took too long"),
+    TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
+    TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The body must be application/json"),
+    ValidationFailed = (UNPROCESSABLE_ENTITY, "validation_failed", "The request has invalid values"),
+    InternalError = (INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
+    EmailNotConfigured = (NOT_IMPLEMENTED, "email_not_configured", "The tenant has no email (SMTP) settings"),
+    TenantDegraded = (SERVICE_UNAVAILABLE, "tenant_degraded", "The tenant's configuration does not load"),
+    TenantDbUnavailable = (SERVICE_UNAVAILABLE, "tenant_db_unavailable", "The tenant's user database is unreachable"),
+    TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
+    NotLeader = (SERVICE_UNAVAILABLE, "not_leader", "This node cannot accept writes and could not forward them"),
+    ControlPlaneUnavailable = (SERVICE_UNAVAILABLE, "control_plane_unavailable", "The configuration store could not be written"),
+}
+
+/// An error answered as `application/problem+json`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// `WWW-Authenticate` challenge for 401 answers.
+    pub challenge: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), errors: Vec::new(), challenge: None }
+    }
+
+    pub fn validation(errors: ValidationErrors) -> Self {
+        Self {
+            errors: errors.0,
+            ..Self::new(ErrorCode::ValidationFailed, "one or more fields are invalid")
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(ValidationErrors(vec![FieldError { field: field.into(), message: message.into() }]))
+    }
+
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::InternalError, "an unexpected error occurred; see the server log with the request id")
+    }
+
+    pub fn tenant_not_found(slug: &str) -> Self {
+        Self::new(ErrorCode::TenantNotFound, format!("no tenant `{}`", printable(slug)))
+    }
+}
+
+/// Keeps user-supplied text short and single-line inside error details.
+pub fn printable(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = Problem {
+            type_uri: format!("urn:tenantry:error:{}", self.code.as_str()),
+            title: self.code.title(),
+            status: status.as_u16(),
+            detail: &self.detail,
+            code: self.code.as_str(),
+            errors: &self.errors,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::TenantExists(slug) => {
+                ApiError::new(ErrorCode::TenantExists, format!("tenant `{slug}` already exists"))
+            }
+            Rejection::TenantNotFound(slug) => ApiError::tenant_not_found(&slug),
+            Rejection::TenantDegraded(slug) => ApiError::new(
+                ErrorCode::TenantDegraded,
+                format!("tenant `{slug}` is degraded: its control-plane files do not load"),
+            ),
+            Rejection::NotFound { kind, id } => {
+                ApiError::new(ErrorCode::NotFound, format!("no {kind} `{}`", printable(&id)))
+            }
+            Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
+            Rejection::Invalid(errors) => ApiError::validation(errors),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Rejected(r) => r.into(),
+            WriteError::Storage(message) => {
+                tracing::error!(error = %message, "control-plane write failed");
+                ApiError::new(ErrorCode::ControlPlaneUnavailable, "the change could not be stored; nothing was changed")
+            }
+        }
+    }
+}
+
+/// The problem that stands for a bare error status produced by a layer (timeouts, body
+/// limits, unmatched methods) so every error body has the same shape.
+pub fn for_status(status: StatusCode) -> ApiError {
+    let code = ErrorCode::ALL
+        .iter()
+        .copied()
+        .find(|c| c.status() == status)
+        .unwrap_or(if status.is_server_error() { ErrorCode::InternalError } else { ErrorCode::BadRequest });
+    ApiError::new(code, code.title().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_in_the_catalogue() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(doc.contains(&row), "docs/errors.md lacks the row starting {row}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+        }
+    }
+
+    #[test]
+    fn bare_statuses_map_to_their_codes() {
+        assert_eq!(for_status(StatusCode::PAYLOAD_TOO_LARGE).code, ErrorCode::PayloadTooLarge);
+        assert_eq!(for_status(StatusCode::METHOD_NOT_ALLOWED).code, ErrorCode::MethodNotAllowed);
+        assert_eq!(for_status(StatusCode::IM_A_TEAPOT).code, ErrorCode::BadRequest);
+        assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, ErrorCode::InternalError);
+    }
+}
