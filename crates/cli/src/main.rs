@@ -1,1 +1,121 @@
-fn main() {}
+//! `tenantry`: the one binary. `serve` runs the server; `init` prepares an installation;
+//! the admin commands (`tenant ...`, `secrets ...`) speak the admin API over HTTP.
+
+mod admin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tenantry_server::{ConfigError, Overrides, ServeOptions};
+
+#[derive(Parser)]
+#[command(name = "tenantry", version, about = "Multi-tenant OpenID Connect / OAuth 2.0 identity platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Default: ./tenantry.toml when present.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (env TENANTRY_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Control-plane root folder (env FS_ROOT).
+    #[arg(long, value_name = "DIR")]
+    fs_root: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { config_file: self.config.clone(), listen: self.listen.clone(), fs_root: self.fs_root.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Embedded development mode: generate a master key and bootstrap an admin token,
+        /// the default tenant and a demo client under FS_ROOT. Never use in production.
+        #[arg(long)]
+        dev: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Prepare FS_ROOT offline: first admin token (printed once) and the default tenant.
+    /// Run it while no server uses that FS_ROOT.
+    Init {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Manage tenants through the admin API.
+    Tenant {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::TenantCommand,
+    },
+    /// Manage sealed secrets through the admin API.
+    Secrets {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::SecretsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { dev, config } => tenantry_server::serve(ServeOptions { overrides: config.overrides(), dev }).await,
+            Command::Init { config } => init(config.overrides()),
+            Command::Tenant { api, command } => admin::tenant(api, command).await,
+            Command::Secrets { api, command } => admin::secrets(api, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(overrides: Overrides) -> anyhow::Result<()> {
+    use tenantry_controlplane::{ControlPlane, FsStore};
+    use tenantry_server::{Config, bootstrap, config};
+
+    let config = Config::load(&overrides)?;
+    config::ensure_writable_dir(&config.fs_root)?;
+    // Proves the master key is usable before anything is written.
+    bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
+    let cp = ControlPlane::open(FsStore::new(&config.fs_root))?;
+    let installed = bootstrap::ensure_installation(&cp, config.default_tenant.as_deref(), false)?;
+    match installed.admin_token {
+        Some(token) => println!("admin token (shown once; store it now): {token}"),
+        None => println!("an admin already exists; its token is unchanged"),
+    }
+    if installed.default_tenant_created {
+        println!("created tenant `{}`", config.default_tenant.as_deref().unwrap_or_default());
+    }
+    println!("FS_ROOT {} is ready", config.fs_root.display());
+    Ok(())
+}

@@ -38,12 +38,9 @@ pub fn verify_token_hash(token: &str, stored_hash: &str) -> bool {
     constant_time_eq(hash_token(token).as_bytes(), stored_hash.as_bytes())
 }
 
-/// Compares two byte strings without an early exit on the first difference.
+/// Compares two byte strings in constant time (for equal lengths).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

@@ -1,1 +1,126 @@
-//! placeholder
+//! Tenantry's HTTP server: configuration, the tenant resolver, middleware, the admin and
+//! REST surfaces, and start-up.
+//!
+//! The request path is: request id + tracing span → limits (body size, timeout) →
+//! security headers → `TenantContextResolver` (tenant routes) → handler → control plane
+//! writer or (later) domain services.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod resolver;
+pub mod routes;
+pub mod secrets;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
+
+pub use app::{AppState, router};
+pub use config::{Config, ConfigError, Overrides};
+
+/// How `tenantry serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub overrides: Overrides,
+    /// Embedded development mode: generate a master key and bootstrap credentials.
+    pub dev: bool,
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains in-flight requests.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = Config::load(&options.overrides)?;
+    telemetry::init(config.log_format);
+    config::ensure_writable_dir(&config.fs_root)?;
+    let secrets = bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, options.dev)?;
+
+    let control_plane = Arc::new(
+        ControlPlane::open(FsStore::new(&config.fs_root))
+            .with_context(|| format!("loading the control plane under {}", config.fs_root.display()))?,
+    );
+    let installed = if options.dev {
+        bootstrap::ensure_installation(&control_plane, config.default_tenant.as_deref(), true)?
+    } else {
+        if control_plane.snapshot().admins.is_empty() {
+            tracing::warn!("no admin exists yet: run `tenantry init` to create the first admin token");
+        }
+        bootstrap::Installed::default()
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {} (setting `listen` / TENANTRY_LISTEN)", config.listen))?;
+    let bound = listener.local_addr()?;
+    let public_url = config.public_base(bound);
+    let resolver = resolver::TenantContextResolver::new(control_plane.clone(), config.default_tenant.clone(), &public_url);
+
+    print_banner(&config, &public_url, &resolver, &control_plane, &installed, options.dev);
+
+    let state = AppState {
+        config: Arc::new(config),
+        public_url,
+        writer: Arc::new(StandaloneWriter::new(control_plane.clone())),
+        control_plane,
+        secrets: Arc::new(secrets),
+        resolver,
+        metrics: telemetry::metrics_handle(),
+    };
+    let app = router(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(
+    config: &Config,
+    public_url: &url::Url,
+    resolver: &resolver::TenantContextResolver,
+    cp: &ControlPlane,
+    installed: &bootstrap::Installed,
+    dev: bool,
+) {
+    let base = public_url.as_str().trim_end_matches('/');
+    println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
+    if let Some(slug) = &config.default_tenant {
+        if let Some(entry) = cp.snapshot().tenant(slug) {
+            println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
+        }
+    }
+    if dev {
+        let token_file = config.fs_root.join(bootstrap::DEV_ADMIN_TOKEN_FILE);
+        match &installed.admin_token {
+            Some(token) => println!("  admin token (shown once, also in {}): {token}", token_file.display()),
+            None => println!("  admin token: in {}", token_file.display()),
+        }
+        if config.default_tenant.is_some() {
+            println!("  demo public client: {} (authorization code + PKCE S256)", bootstrap::DEMO_CLIENT_ID);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

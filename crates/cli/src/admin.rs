@@ -1,0 +1,190 @@
+//! Admin subcommands: thin clients of the admin API, so the CLI and HTTP callers share one
+//! implementation and one set of checks.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(clap::Args, Clone)]
+pub struct ApiArgs {
+    /// Base URL of the server (env TENANTRY_URL, else TENANTRY_PUBLIC_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// Admin token (env TENANTRY_ADMIN_TOKEN; else FS_ROOT/dev-admin-token is read).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// FS_ROOT, to find dev-admin-token (env FS_ROOT, default ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    fs_root: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        slug: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// JSON file with the tenant settings ("-" reads standard input).
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+    },
+    /// List tenants (and degraded ones).
+    List {
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one tenant (secrets redacted).
+    Show { slug: String },
+    /// Change a tenant's display name and/or merge-patch its settings.
+    Update {
+        slug: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// JSON merge patch (RFC 7396) over the settings ("-" reads standard input).
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+    },
+    /// Delete a tenant and its control-plane files.
+    Delete { slug: String },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every secret under the current master key (after a key rotation).
+    Reseal,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn new(args: ApiArgs) -> anyhow::Result<Self> {
+        let base = args
+            .url
+            .or_else(|| std::env::var("TENANTRY_URL").ok())
+            .or_else(|| std::env::var("TENANTRY_PUBLIC_URL").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = match args.token.or_else(|| std::env::var("TENANTRY_ADMIN_TOKEN").ok()) {
+            Some(t) => t,
+            None => {
+                let root = args.fs_root.or_else(|| std::env::var_os("FS_ROOT").map(PathBuf::from)).unwrap_or_else(|| "./data".into());
+                let path = root.join(tenantry_server::bootstrap::DEV_ADMIN_TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("no admin token: pass --token, set TENANTRY_ADMIN_TOKEN, or run next to {}", path.display()))?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Ok(Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token })
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let mut message = format!("{status} {code}: {detail}");
+            if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+                for e in errors {
+                    message.push_str(&format!("\n  {}: {}", e["field"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")));
+                }
+            }
+            bail!(message);
+        }
+        Ok(Some(value))
+    }
+}
+
+fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn print(value: Option<Value>) -> anyhow::Result<()> {
+    if let Some(value) = value {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
+
+pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let result = match command {
+        TenantCommand::Create { slug, display_name, settings } => {
+            let mut body = json!({"slug": slug});
+            if let Some(name) = display_name {
+                body["display_name"] = json!(name);
+            }
+            if let Some(path) = settings {
+                body["settings"] = read_json(&path)?;
+            }
+            api.call(Method::POST, "/v1/admin/tenants", Some(body)).await?
+        }
+        TenantCommand::List { limit, after } => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(limit) = limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+            if let Some(after) = after {
+                query.append_pair("after", &after);
+            }
+            api.call(Method::GET, &format!("/v1/admin/tenants?{}", query.finish()), None).await?
+        }
+        TenantCommand::Show { slug } => api.call(Method::GET, &format!("/v1/admin/tenants/{}", seg(&slug)), None).await?,
+        TenantCommand::Update { slug, display_name, settings } => {
+            let mut body = json!({});
+            if let Some(name) = display_name {
+                body["display_name"] = json!(name);
+            }
+            if let Some(path) = settings {
+                body["settings"] = read_json(&path)?;
+            }
+            api.call(Method::PATCH, &format!("/v1/admin/tenants/{}", seg(&slug)), Some(body)).await?
+        }
+        TenantCommand::Delete { slug } => {
+            api.call(Method::DELETE, &format!("/v1/admin/tenants/{}", seg(&slug)), None).await?;
+            println!("deleted tenant `{slug}`");
+            None
+        }
+    };
+    print(result)
+}
+
+pub async fn secrets(args: ApiArgs, command: SecretsCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    match command {
+        SecretsCommand::Reseal => {
+            let report = api.call(Method::POST, "/v1/admin/secrets/reseal", None).await?.unwrap_or(Value::Null);
+            let failed = report.get("failed").and_then(Value::as_array).map_or(0, Vec::len);
+            print(Some(report))?;
+            if failed > 0 {
+                bail!("{failed} secret(s) could not be re-sealed");
+            }
+            Ok(())
+        }
+    }
+}

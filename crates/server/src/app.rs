@@ -1,0 +1,80 @@
+//! Application state and the router: which surface lives at which path, behind which
+//! layers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::any;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tenantry_controlplane::{ControlPlane, Writer};
+use tenantry_crypto::SecretBox;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::middleware;
+use crate::resolver::{self, TenantContextResolver};
+use crate::routes;
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// The public base URL actually in use (configured or derived from the bound address).
+    pub public_url: url::Url,
+    pub control_plane: Arc<ControlPlane>,
+    pub writer: Arc<dyn Writer>,
+    pub secrets: Arc<SecretBox>,
+    pub resolver: TenantContextResolver,
+    pub metrics: PrometheusHandle,
+}
+
+impl axum::extract::FromRef<AppState> for TenantContextResolver {
+    fn from_ref(state: &AppState) -> Self {
+        state.resolver.clone()
+    }
+}
+
+/// Builds the whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let hsts = state.public_url.scheme() == "https";
+    let limits = state.config.limits.clone();
+
+    // Per-tenant issuer routes: `/t/{slug}/...`. The protocol endpoints arrive with the
+    // OIDC issue; the catch-all makes every path below an unknown tenant answer
+    // `tenant_not_found` and below a known one `not_found`.
+    let issuer = Router::new()
+        .route("/t/{slug}", any(middleware::not_found))
+        .route("/t/{slug}/{*rest}", any(middleware::not_found))
+        .route_layer(middleware::tenant_cors())
+        .route_layer(from_fn_with_state(state.resolver.clone(), resolver::issuer_tenant));
+
+    // Headless REST API for first-party apps (tenant from header → query → default).
+    let api = routes::api::router()
+        .route_layer(middleware::tenant_cors())
+        .route_layer(from_fn_with_state(state.resolver.clone(), resolver::api_tenant));
+
+    Router::new()
+        .merge(routes::ops::router())
+        .merge(routes::admin::router())
+        .merge(api)
+        .merge(issuer)
+        .fallback(middleware::not_found)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(middleware::request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(from_fn(middleware::record_metrics))
+                .layer(from_fn(move |req, next| middleware::security_headers(hsts, req, next)))
+                .layer(from_fn(middleware::problem_bodies))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+}

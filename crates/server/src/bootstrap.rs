@@ -1,0 +1,192 @@
+//! Start-up: the master key, the first admin, the default tenant, and (with `--dev`) the
+//! embedded development setup.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::Utc;
+use tenantry_controlplane::model::*;
+use tenantry_controlplane::{Command, ControlPlane};
+use tenantry_crypto::{MasterKey, SecretBox, hash_token, random_token};
+use uuid::Uuid;
+
+use crate::config::ConfigError;
+
+/// File that holds the generated development master key (`--dev` only).
+pub const DEV_MASTER_KEY_FILE: &str = "dev-master-key";
+/// File that holds the bootstrap admin token created by `--dev`.
+pub const DEV_ADMIN_TOKEN_FILE: &str = "dev-admin-token";
+/// Client id of the demo public client created in the default tenant by `--dev`.
+pub const DEMO_CLIENT_ID: &str = "demo-spa";
+
+/// Builds the secretbox from `SECRETBOX_MASTER_KEY` (and `SECRETBOX_PREVIOUS_KEYS`,
+/// comma-separated). With `dev` and no key set, a key is read from or generated into
+/// `FS_ROOT/dev-master-key`, with a loud warning. Nothing is ever generated otherwise.
+pub fn load_secretbox(env: impl Fn(&str) -> Option<String>, fs_root: &Path, dev: bool) -> Result<SecretBox, ConfigError> {
+    let current = match env("SECRETBOX_MASTER_KEY") {
+        Some(value) => MasterKey::from_base64(&value).map_err(|e| ConfigError::new("SECRETBOX_MASTER_KEY", e.to_string()))?,
+        None if dev => dev_master_key(fs_root)?,
+        None => {
+            return Err(ConfigError::new(
+                "SECRETBOX_MASTER_KEY",
+                "is not set; give the base64 of 32 random bytes (e.g. `openssl rand -base64 32`), or run with --dev for a development key",
+            ));
+        }
+    };
+    let mut previous = Vec::new();
+    if let Some(list) = env("SECRETBOX_PREVIOUS_KEYS") {
+        for (i, item) in list.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+            previous.push(MasterKey::from_base64(item).map_err(|e| ConfigError::new(format!("SECRETBOX_PREVIOUS_KEYS[{i}]"), e.to_string()))?);
+        }
+    }
+    Ok(SecretBox::new(current, previous))
+}
+
+fn dev_master_key(fs_root: &Path) -> Result<MasterKey, ConfigError> {
+    let path = fs_root.join(DEV_MASTER_KEY_FILE);
+    let setting = format!("SECRETBOX_MASTER_KEY (dev key file {})", path.display());
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&setting, e.to_string()))?;
+        return MasterKey::from_base64(&text).map_err(|e| ConfigError::new(&setting, e.to_string()));
+    }
+    let key = MasterKey::generate();
+    write_private(&path, key.to_base64().as_bytes()).map_err(|e| ConfigError::new(&setting, e.to_string()))?;
+    eprintln!(
+        "\n!!! WARNING: generated a DEVELOPMENT master key into {}.\n!!! Anyone who reads that file can open every sealed secret. Never use --dev in production;\n!!! set SECRETBOX_MASTER_KEY instead.\n",
+        path.display()
+    );
+    Ok(key)
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// What `ensure_installation` created, to tell the operator once.
+#[derive(Debug, Default)]
+pub struct Installed {
+    /// A new admin token (shown once).
+    pub admin_token: Option<String>,
+    pub default_tenant_created: bool,
+    pub demo_client_created: bool,
+}
+
+/// Makes sure the installation has a first admin and the default tenant.
+///
+/// * No admin yet → one is created; its token is returned (and, with `dev`, written to
+///   `FS_ROOT/dev-admin-token`).
+/// * The default tenant is missing → it is created with a SQLite user database.
+/// * With `dev`, the default tenant gets the demo public client.
+///
+/// Runs on the writer's node before it serves; commands go through `apply` like any write.
+pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev: bool) -> anyhow::Result<Installed> {
+    let mut installed = Installed::default();
+    let snapshot = cp.snapshot();
+    if snapshot.admins.is_empty() {
+        let token = format!("tnt_{}", random_token(32));
+        if dev {
+            write_private(&cp.store().root().join(DEV_ADMIN_TOKEN_FILE), token.as_bytes())?;
+        }
+        let admin = Admin { id: Uuid::new_v4(), name: "bootstrap".into(), token_hash: hash_token(&token), created_at: Utc::now() };
+        cp.apply(&Command::PutAdmin { admin })?;
+        installed.admin_token = Some(token);
+    }
+    if let Some(slug) = default_tenant {
+        if !cp.snapshot().slug_taken(slug) {
+            let now = Utc::now();
+            let settings = TenantSettings {
+                user_db: Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None }),
+                ..Default::default()
+            };
+            let tenant = Tenant { id: Uuid::new_v4(), slug: slug.into(), display_name: slug.into(), created_at: now, updated_at: now, settings };
+            cp.apply(&Command::CreateTenant { tenant, key_ring: KeyRing::default() })?;
+            installed.default_tenant_created = true;
+        }
+        let has_demo = cp.snapshot().tenant(slug).is_some_and(|e| e.clients.contains_key(DEMO_CLIENT_ID));
+        if dev && !has_demo && cp.snapshot().tenant(slug).is_some() {
+            cp.apply(&Command::PutClient { slug: slug.into(), client: demo_client() })?;
+            installed.demo_client_created = true;
+        }
+    }
+    Ok(installed)
+}
+
+fn demo_client() -> Client {
+    let now = Utc::now();
+    Client {
+        client_id: DEMO_CLIENT_ID.into(),
+        name: "Demo single-page app".into(),
+        client_type: ClientType::Public,
+        redirect_uris: vec!["http://localhost:3000/callback".into(), "http://127.0.0.1:3000/callback".into()],
+        post_logout_redirect_uris: vec!["http://localhost:3000/".into(), "http://127.0.0.1:3000/".into()],
+        allowed_origins: vec!["http://localhost:3000".into(), "http://127.0.0.1:3000".into()],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        scopes: ["openid", "profile", "email", "offline_access"].map(String::from).to_vec(),
+        token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+        secret_hash: None,
+        access_token_secs: None,
+        id_token_secs: None,
+        refresh_token_secs: None,
+        first_party: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn master_key_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_secretbox(env(&[]), dir.path(), false).unwrap_err();
+        assert_eq!(missing.setting, "SECRETBOX_MASTER_KEY");
+        assert!(missing.problem.contains("not set"));
+        let short = load_secretbox(env(&[("SECRETBOX_MASTER_KEY", "c2hvcnQ=")]), dir.path(), false).unwrap_err();
+        assert!(short.problem.contains("32 bytes"), "{short}");
+        let bad = load_secretbox(env(&[("SECRETBOX_MASTER_KEY", "%%%")]), dir.path(), false).unwrap_err();
+        assert!(bad.problem.contains("base64"), "{bad}");
+        assert!(!dir.path().join(DEV_MASTER_KEY_FILE).exists(), "nothing generated without --dev");
+    }
+
+    #[test]
+    fn dev_key_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_secretbox(env(&[]), dir.path(), true).unwrap();
+        let b = load_secretbox(env(&[]), dir.path(), true).unwrap();
+        assert_eq!(a.current_key_id(), b.current_key_id());
+        let explicit = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let c = load_secretbox(env(&[("SECRETBOX_MASTER_KEY", &explicit)]), dir.path(), true).unwrap();
+        assert_ne!(a.current_key_id(), c.current_key_id());
+    }
+
+    #[test]
+    fn installation_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap();
+        let first = ensure_installation(&cp, Some("local"), true).unwrap();
+        assert!(first.admin_token.is_some() && first.default_tenant_created && first.demo_client_created);
+        let token = std::fs::read_to_string(dir.path().join(DEV_ADMIN_TOKEN_FILE)).unwrap();
+        assert_eq!(Some(token), first.admin_token);
+        let second = ensure_installation(&cp, Some("local"), true).unwrap();
+        assert!(second.admin_token.is_none() && !second.default_tenant_created && !second.demo_client_created);
+    }
+}

@@ -1,0 +1,318 @@
+//! Process configuration: a TOML file, then `TENANTRY_*` (and the original `FS_ROOT`)
+//! environment variables, then command-line flags, each overriding the one before.
+//!
+//! Every problem is reported as a [`ConfigError`] that names the setting (and where it
+//! came from) and what is wrong with it; the process then exits non-zero.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// The configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "tenantry.toml";
+
+/// A setting that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error in {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed for a whole request.
+    pub request_timeout: Duration,
+}
+
+/// The resolved configuration of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// External base URL; `None` means "derive from the bound address".
+    pub public_url: Option<Url>,
+    pub fs_root: PathBuf,
+    /// Tenant used by the REST API when a request names none; `None` = disabled.
+    pub default_tenant: Option<String>,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// The file's shape: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    fs_root: Option<String>,
+    default_tenant: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_body_bytes: Option<u64>,
+    request_timeout_secs: Option<u64>,
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub fs_root: Option<PathBuf>,
+}
+
+/// One raw value and the name of where it came from, for error messages.
+struct Raw {
+    value: String,
+    source: String,
+}
+
+impl Config {
+    /// Reads the process environment and the config file.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::resolve(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// Resolves the configuration with an explicit environment (for tests).
+    pub fn resolve(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let (file, file_name) = read_file(overrides.config_file.as_deref())?;
+        let in_file = |key: &str| format!("`{key}` in {file_name}");
+        let pick = |key: &str, file_value: Option<String>, env_names: &[&str], flag: Option<String>, flag_name: &str| -> Option<Raw> {
+            if let Some(value) = flag {
+                return Some(Raw { value, source: flag_name.to_owned() });
+            }
+            for name in env_names {
+                if let Some(value) = env(name) {
+                    return Some(Raw { value, source: (*name).to_owned() });
+                }
+            }
+            file_value.map(|value| Raw { value, source: in_file(key) })
+        };
+
+        let listen = match pick("listen", file.listen, &["TENANTRY_LISTEN"], overrides.listen.clone(), "--listen") {
+            Some(raw) => raw
+                .value
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| ConfigError::new(raw.source, format!("`{}` is not a socket address such as 127.0.0.1:8080", raw.value)))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+
+        let public_url = match pick("public_url", file.public_url, &["TENANTRY_PUBLIC_URL"], None, "") {
+            Some(raw) => Some(parse_public_url(&raw)?),
+            None => None,
+        };
+
+        let fs_root = pick(
+            "fs_root",
+            file.fs_root,
+            &["TENANTRY_FS_ROOT", "FS_ROOT"],
+            overrides.fs_root.as_ref().map(|p| p.display().to_string()),
+            "--fs-root",
+        );
+        let fs_root = match fs_root {
+            Some(raw) if raw.value.trim().is_empty() => return Err(ConfigError::new(raw.source, "must not be empty")),
+            Some(raw) => PathBuf::from(raw.value),
+            None => PathBuf::from("./data"),
+        };
+
+        let default_tenant = match pick("default_tenant", file.default_tenant, &["TENANTRY_DEFAULT_TENANT"], None, "") {
+            Some(raw) if raw.value.is_empty() || raw.value == "none" => None,
+            Some(raw) => {
+                tenantry_controlplane::validate::validate_slug(&raw.value)
+                    .map_err(|_| ConfigError::new(raw.source, format!("`{}` is not a valid tenant slug (use \"none\" to disable)", raw.value)))?;
+                Some(raw.value)
+            }
+            None => Some("local".to_owned()),
+        };
+
+        let log_format = match pick("log_format", file.log_format, &["TENANTRY_LOG_FORMAT"], None, "") {
+            Some(raw) => match raw.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(ConfigError::new(raw.source, format!("`{other}` is not one of text, json"))),
+            },
+            None => LogFormat::Text,
+        };
+
+        let number = |key: &str, file_value: Option<u64>, env_name: &str, min: u64, max: u64, default: u64| -> Result<u64, ConfigError> {
+            let raw = match env(env_name) {
+                Some(value) => Raw { value, source: env_name.to_owned() },
+                None => match file_value {
+                    Some(v) => Raw { value: v.to_string(), source: in_file(&format!("limits.{key}")) },
+                    None => return Ok(default),
+                },
+            };
+            match raw.value.trim().parse::<u64>() {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ConfigError::new(raw.source, format!("`{}` must be a whole number from {min} to {max}", raw.value))),
+            }
+        };
+        let limits = Limits {
+            max_body_bytes: number("max_body_bytes", file.limits.max_body_bytes, "TENANTRY_MAX_BODY_BYTES", 1024, 64 << 20, 1 << 20)? as usize,
+            request_timeout: Duration::from_secs(number("request_timeout_secs", file.limits.request_timeout_secs, "TENANTRY_REQUEST_TIMEOUT_SECS", 1, 3600, 30)?),
+        };
+
+        Ok(Config { listen, public_url, fs_root, default_tenant, log_format, limits })
+    }
+
+    /// The public base URL: configured, or derived from the address actually bound.
+    pub fn public_base(&self, bound: SocketAddr) -> Url {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+        let host = if bound.is_ipv6() && !bound.ip().is_unspecified() { format!("[{host}]") } else { host };
+        Url::parse(&format!("http://{host}:{}", bound.port())).expect("a valid derived URL")
+    }
+}
+
+fn read_file(explicit: Option<&Path>) -> Result<(FileConfig, String), ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok((FileConfig::default(), DEFAULT_CONFIG_FILE.to_owned())),
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(format!("--config {name}"), format!("cannot read the file: {e}")))?;
+    let file = toml::from_str(&text).map_err(|e| ConfigError::new(format!("config file {name}"), format!("malformed TOML: {}", e.to_string().trim())))?;
+    Ok((file, name))
+}
+
+fn parse_public_url(raw: &Raw) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.value.trim()).map_err(|e| ConfigError::new(&raw.source, format!("`{}` is not a URL: {e}", raw.value)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(&raw.source, "must be an http or https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(&raw.source, "must not have a query or fragment"));
+    }
+    // Stored without a trailing slash so `{public_url}/t/{slug}` never doubles it.
+    let trimmed = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&trimmed).map_err(|e| ConfigError::new(&raw.source, e.to_string()))
+}
+
+/// Creates FS_ROOT if needed and proves it is writable.
+pub fn ensure_writable_dir(dir: &Path) -> Result<(), ConfigError> {
+    let setting = "FS_ROOT";
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(setting, format!("cannot create {}: {e}", dir.display())))?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| ConfigError::new(setting, format!("{} is not writable: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn with_file(toml: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, toml).unwrap();
+        (dir, Overrides { config_file: Some(path), ..Default::default() })
+    }
+
+    #[test]
+    fn defaults() {
+        let (_d, o) = with_file("");
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.fs_root, PathBuf::from("./data"));
+        assert_eq!(c.default_tenant.as_deref(), Some("local"));
+        assert_eq!(c.limits.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn precedence_is_flag_then_env_then_file() {
+        let (_d, mut o) = with_file("listen = \"127.0.0.1:1000\"\nfs_root = \"/file\"\npublic_url = \"https://id.example.com/\"\n[limits]\nmax_body_bytes = 4096\n");
+        let c = Config::resolve(&o, env(&[("FS_ROOT", "/env")])).unwrap();
+        assert_eq!(c.listen.port(), 1000);
+        assert_eq!(c.fs_root, PathBuf::from("/env"));
+        assert_eq!(c.public_url.unwrap().as_str(), "https://id.example.com/");
+        assert_eq!(c.limits.max_body_bytes, 4096);
+        o.listen = Some("127.0.0.1:2000".into());
+        o.fs_root = Some("/flag".into());
+        let c = Config::resolve(&o, env(&[("FS_ROOT", "/env"), ("TENANTRY_LISTEN", "127.0.0.1:3000")])).unwrap();
+        assert_eq!(c.listen.port(), 2000);
+        assert_eq!(c.fs_root, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let (_d, o) = with_file("listen = [1,\n");
+        let e = Config::resolve(&o, env(&[])).unwrap_err();
+        assert!(e.setting.starts_with("config file"), "{e}");
+        assert!(e.problem.contains("malformed TOML"), "{e}");
+
+        let (_d, o) = with_file("lsten = \"x\"\n");
+        let e = Config::resolve(&o, env(&[])).unwrap_err();
+        assert!(e.problem.contains("lsten"), "{e}");
+
+        let (_d, o) = with_file("");
+        let e = Config::resolve(&o, env(&[("TENANTRY_LISTEN", "nope")])).unwrap_err();
+        assert_eq!(e.setting, "TENANTRY_LISTEN");
+        let e = Config::resolve(&o, env(&[("TENANTRY_PUBLIC_URL", "ftp://x")])).unwrap_err();
+        assert_eq!(e.setting, "TENANTRY_PUBLIC_URL");
+        let e = Config::resolve(&o, env(&[("TENANTRY_DEFAULT_TENANT", "Bad Slug")])).unwrap_err();
+        assert_eq!(e.setting, "TENANTRY_DEFAULT_TENANT");
+        let e = Config::resolve(&o, env(&[("TENANTRY_LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(e.setting, "TENANTRY_LOG_FORMAT");
+        let e = Config::resolve(&o, env(&[("TENANTRY_MAX_BODY_BYTES", "12")])).unwrap_err();
+        assert_eq!(e.setting, "TENANTRY_MAX_BODY_BYTES");
+        let c = Config::resolve(&o, env(&[("TENANTRY_DEFAULT_TENANT", "none")])).unwrap();
+        assert_eq!(c.default_tenant, None);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let o = Overrides { config_file: Some("/no/such/file.toml".into()), ..Default::default() };
+        assert!(Config::resolve(&o, env(&[])).unwrap_err().setting.contains("--config"));
+    }
+
+    #[test]
+    fn unwritable_fs_root_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = ensure_writable_dir(&file.join("sub")).unwrap_err();
+        assert_eq!(e.setting, "FS_ROOT");
+    }
+
+    #[test]
+    fn public_base_is_derived_from_the_bound_address() {
+        let (_d, o) = with_file("");
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert_eq!(c.public_base("0.0.0.0:9000".parse().unwrap()).as_str(), "http://127.0.0.1:9000/");
+    }
+}

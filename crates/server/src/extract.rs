@@ -1,0 +1,73 @@
+//! Request extractors shared by the API surfaces: JSON bodies with problem+json
+//! rejections, and admin bearer authentication.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use tenantry_crypto::{constant_time_eq, hash_token};
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// A JSON body; malformed input answers `invalid_json` (400), a wrong content type
+/// `unsupported_media_type` (415) and an oversized body `payload_too_large` (413).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the configured limit"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"),
+        _ => ApiError::new(ErrorCode::InvalidJson, rejection.body_text()),
+    }
+}
+
+/// An authenticated installation administrator.
+#[derive(Debug, Clone)]
+pub struct AdminAuth {
+    pub admin_id: uuid::Uuid,
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let challenge = |error: Option<&str>| {
+            let mut e = ApiError::new(ErrorCode::Unauthorized, match error {
+                Some(_) => "the admin token is not valid",
+                None => "send the admin token as `Authorization: Bearer <token>`",
+            });
+            e.challenge = Some(match error {
+                Some(code) => format!("Bearer realm=\"tenantry-admin\", error=\"{code}\""),
+                None => "Bearer realm=\"tenantry-admin\"".to_owned(),
+            });
+            e
+        };
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+            return Err(challenge(None));
+        };
+        let presented = hash_token(token.trim());
+        let snapshot = state.control_plane.snapshot();
+        // Compare against every admin so timing does not reveal which one matched.
+        let mut found = None;
+        for admin in snapshot.admins.values() {
+            if constant_time_eq(presented.as_bytes(), admin.token_hash.as_bytes()) {
+                found = Some(admin.id);
+            }
+        }
+        found.map(|admin_id| AdminAuth { admin_id }).ok_or_else(|| challenge(Some("invalid_token")))
+    }
+}

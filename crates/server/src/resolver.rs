@@ -1,0 +1,262 @@
+//! The `TenantContextResolver`: the one place that decides which tenant a request is
+//! for, and what that tenant can do.
+//!
+//! Issuer routes carry the tenant in the path (`/t/{slug}/...`). The headless REST API
+//! names it with the `X-Tenant-Slug` header, then the `?tenant` query parameter, then the
+//! configured default tenant. Handlers receive a [`TenantContext`] and state the
+//! [`Capability`]s they need; a missing one is a typed error, never a silent fallback.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tenantry_controlplane::model::{DbDriver, IssuerMode};
+use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Header that names the tenant on the REST API.
+pub const TENANT_HEADER: &str = "x-tenant-slug";
+
+/// Something a handler may need from its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// A user database is configured for the tenant.
+    TenantDb,
+    /// SMTP settings are present, so the tenant can send mail.
+    Email,
+    /// The tenant has at least one active signing key.
+    Keys,
+    /// This node may write to the control plane.
+    Leader,
+}
+
+/// What a tenant can do right now, as seen by this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The configured user-database driver, if any.
+    pub tenant_db: Option<DbDriver>,
+    pub email: bool,
+    pub keys: bool,
+    pub leader: bool,
+}
+
+/// Everything a request knows about its tenant.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    /// The snapshot the tenant was read from; use it for the whole request.
+    pub snapshot: Arc<Snapshot>,
+    pub entry: Arc<TenantEntry>,
+    pub capabilities: Capabilities,
+    /// `{public_url}/t/{slug}` or the tenant's custom issuer URL.
+    pub issuer: String,
+}
+
+impl TenantContext {
+    pub fn slug(&self) -> &str {
+        &self.entry.tenant.slug
+    }
+
+    /// Succeeds when the tenant has `capability`, else the stable error for its absence.
+    pub fn require(&self, capability: Capability) -> Result<(), ApiError> {
+        let caps = &self.capabilities;
+        let (present, code, detail) = match capability {
+            Capability::TenantDb => (caps.tenant_db.is_some(), ErrorCode::TenantDbNotConfigured, "configure settings.user_db for this tenant"),
+            Capability::Email => (caps.email, ErrorCode::EmailNotConfigured, "configure settings.smtp for this tenant; there is no global fallback"),
+            Capability::Keys => (caps.keys, ErrorCode::TenantKeysMissing, "the tenant has no active signing key; rotate its keys"),
+            Capability::Leader => (caps.leader, ErrorCode::NotLeader, "this node cannot accept control-plane writes now"),
+        };
+        if present {
+            Ok(())
+        } else {
+            Err(ApiError::new(code, format!("tenant `{}`: {detail}", self.slug())))
+        }
+    }
+}
+
+/// Resolves tenants from the current control-plane snapshot.
+#[derive(Clone)]
+pub struct TenantContextResolver {
+    control_plane: Arc<ControlPlane>,
+    default_tenant: Option<String>,
+    public_base: String,
+}
+
+impl TenantContextResolver {
+    pub fn new(control_plane: Arc<ControlPlane>, default_tenant: Option<String>, public_url: &url::Url) -> Self {
+        Self {
+            control_plane,
+            default_tenant,
+            public_base: public_url.as_str().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The issuer URL of a tenant on this installation.
+    pub fn issuer_for(&self, entry: &TenantEntry) -> String {
+        match &entry.tenant.settings.issuer {
+            IssuerMode::Path => format!("{}/t/{}", self.public_base, entry.tenant.slug),
+            IssuerMode::Custom { url } => url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Resolves a tenant by slug: unknown → 404 `tenant_not_found`, unloadable → 503.
+    pub fn resolve_slug(&self, slug: &str) -> Result<TenantContext, ApiError> {
+        let snapshot = self.control_plane.snapshot();
+        let Some(entry) = snapshot.tenant(slug).cloned() else {
+            if snapshot.degraded.contains_key(slug) {
+                return Err(tenantry_controlplane::Rejection::TenantDegraded(slug.to_owned()).into());
+            }
+            return Err(ApiError::tenant_not_found(slug));
+        };
+        let settings = &entry.tenant.settings;
+        let capabilities = Capabilities {
+            tenant_db: settings.user_db.as_ref().map(|db| db.driver),
+            email: settings.smtp.is_some(),
+            keys: entry.key_ring.keys.iter().any(|k| k.state == tenantry_controlplane::model::KeyState::Active),
+            // Standalone: this node is the only writer. The cluster mode overrides this.
+            leader: true,
+        };
+        let issuer = self.issuer_for(&entry);
+        tracing::Span::current().record("tenant", slug);
+        Ok(TenantContext { snapshot, entry, capabilities, issuer })
+    }
+
+    /// Resolves the tenant of a REST API request: header → `?tenant` → default.
+    pub fn resolve_api(&self, parts: &Parts) -> Result<TenantContext, ApiError> {
+        if let Some(value) = parts.headers.get(TENANT_HEADER) {
+            let slug = value
+                .to_str()
+                .map_err(|_| ApiError::new(ErrorCode::BadRequest, "X-Tenant-Slug is not valid text"))?;
+            return self.resolve_slug(slug.trim());
+        }
+        if let Some(slug) = query_param(parts.uri.query().unwrap_or(""), "tenant") {
+            return self.resolve_slug(&slug);
+        }
+        match &self.default_tenant {
+            Some(slug) => self.resolve_slug(slug),
+            None => Err(ApiError::new(
+                ErrorCode::TenantRequired,
+                "name the tenant with the X-Tenant-Slug header or the ?tenant query parameter",
+            )),
+        }
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The slug of an issuer path (`/t/{slug}` or `/t/{slug}/...`).
+pub fn slug_from_issuer_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/t/")?;
+    let slug = rest.split('/').next().unwrap_or("");
+    (!slug.is_empty()).then_some(slug)
+}
+
+/// Middleware for issuer routes: resolves the tenant from the path and stores the
+/// context in the request, so every route below `/t/{slug}` (even an unknown one) answers
+/// `tenant_not_found` for an unknown tenant.
+pub async fn issuer_tenant(State(resolver): State<TenantContextResolver>, mut request: Request, next: Next) -> Response {
+    let Some(slug) = slug_from_issuer_path(request.uri().path()) else {
+        return ApiError::new(ErrorCode::NotFound, "no such resource").into_response();
+    };
+    match resolver.resolve_slug(slug) {
+        Ok(ctx) => {
+            request.extensions_mut().insert(ctx);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware for REST API routes: resolves header → query → default tenant.
+pub async fn api_tenant(State(resolver): State<TenantContextResolver>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match resolver.resolve_api(&parts) {
+        Ok(ctx) => {
+            parts.extensions.insert(ctx);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Extracts the context stored by [`issuer_tenant`] or [`api_tenant`].
+impl<S: Send + Sync> FromRequestParts<S> for TenantContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<TenantContext>().cloned().ok_or_else(|| {
+            tracing::error!("TenantContext requested on a route without a tenant middleware");
+            ApiError::internal()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use tenantry_controlplane::model::*;
+    use tenantry_controlplane::{Command, FsStore};
+
+    fn resolver(default: Option<&str>) -> (tempfile::TempDir, TenantContextResolver) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
+        for slug in ["acme", "beta"] {
+            let now = Utc::now();
+            let mut settings = TenantSettings::default();
+            if slug == "beta" {
+                settings.user_db = Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None });
+                settings.issuer = IssuerMode::Custom { url: "https://login.beta.example/".into() };
+            }
+            let tenant = Tenant { id: uuid::Uuid::new_v4(), slug: slug.into(), display_name: slug.into(), created_at: now, updated_at: now, settings };
+            cp.apply(&Command::CreateTenant { tenant, key_ring: KeyRing::default() }).unwrap();
+        }
+        let url = url::Url::parse("https://id.example.com/").unwrap();
+        (dir, TenantContextResolver::new(cp, default.map(str::to_owned), &url))
+    }
+
+    fn parts(uri: &str, header: Option<&str>) -> Parts {
+        let mut builder = axum::http::Request::builder().uri(uri);
+        if let Some(h) = header {
+            builder = builder.header(TENANT_HEADER, h);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn api_resolution_order_is_header_query_default() {
+        let (_d, r) = resolver(Some("acme"));
+        assert_eq!(r.resolve_api(&parts("/v1/x?tenant=acme", Some("beta"))).unwrap().slug(), "beta");
+        assert_eq!(r.resolve_api(&parts("/v1/x?tenant=beta", None)).unwrap().slug(), "beta");
+        assert_eq!(r.resolve_api(&parts("/v1/x", None)).unwrap().slug(), "acme");
+        assert_eq!(r.resolve_api(&parts("/v1/x", Some("ghost"))).unwrap_err().code, ErrorCode::TenantNotFound);
+        let (_d, r) = resolver(None);
+        assert_eq!(r.resolve_api(&parts("/v1/x", None)).unwrap_err().code, ErrorCode::TenantRequired);
+    }
+
+    #[test]
+    fn capabilities_and_issuers() {
+        let (_d, r) = resolver(None);
+        let acme = r.resolve_slug("acme").unwrap();
+        assert_eq!(acme.issuer, "https://id.example.com/t/acme");
+        assert_eq!(acme.require(Capability::TenantDb).unwrap_err().code, ErrorCode::TenantDbNotConfigured);
+        assert_eq!(acme.require(Capability::Email).unwrap_err().code, ErrorCode::EmailNotConfigured);
+        assert_eq!(acme.require(Capability::Keys).unwrap_err().code, ErrorCode::TenantKeysMissing);
+        assert!(acme.require(Capability::Leader).is_ok());
+        let beta = r.resolve_slug("beta").unwrap();
+        assert!(beta.require(Capability::TenantDb).is_ok());
+        assert_eq!(beta.issuer, "https://login.beta.example");
+    }
+
+    #[test]
+    fn issuer_path_slugs() {
+        assert_eq!(slug_from_issuer_path("/t/acme"), Some("acme"));
+        assert_eq!(slug_from_issuer_path("/t/acme/jwks.json"), Some("acme"));
+        assert_eq!(slug_from_issuer_path("/t/"), None);
+        assert_eq!(slug_from_issuer_path("/v1/t/acme"), None);
+    }
+}

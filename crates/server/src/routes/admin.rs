@@ -1,0 +1,251 @@
+//! The admin API (`/v1/admin/...`), authenticated by an admin bearer token. This issue
+//! covers tenants and secret re-sealing; later issues add clients, users and keys.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenantry_controlplane::model::{KeyRing, Tenant, TenantSettings};
+use tenantry_controlplane::validate::{validate_slug, validate_tenant};
+use tenantry_controlplane::{Command, Rejection, TenantEntry};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{AdminAuth, ApiJson};
+use crate::secrets::{self, ResealFailure};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
+        .route("/v1/admin/tenants/{slug}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
+        .route("/v1/admin/tenants/{slug}/settings", put(put_settings))
+        .route("/v1/admin/secrets/reseal", post(reseal))
+}
+
+/// A tenant as the admin API shows it: settings with secrets redacted.
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub issuer: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub settings: Value,
+}
+
+fn view(state: &AppState, entry: &TenantEntry) -> TenantView {
+    let t = &entry.tenant;
+    TenantView {
+        id: t.id,
+        slug: t.slug.clone(),
+        display_name: t.display_name.clone(),
+        issuer: state.resolver.issuer_for(entry),
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+        settings: secrets::redacted(&t.settings),
+    }
+}
+
+fn current(state: &AppState, slug: &str) -> Result<std::sync::Arc<TenantEntry>, ApiError> {
+    let snapshot = state.control_plane.snapshot();
+    match snapshot.tenant(slug) {
+        Some(entry) => Ok(entry.clone()),
+        None if snapshot.degraded.contains_key(slug) => Err(Rejection::TenantDegraded(slug.to_owned()).into()),
+        None => Err(ApiError::tenant_not_found(slug)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    display_name: Option<String>,
+    settings: Option<Value>,
+}
+
+async fn create_tenant(_admin: AdminAuth, State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> Result<Response, ApiError> {
+    validate_slug(&body.slug).map_err(ApiError::validation)?;
+    let id = Uuid::new_v4();
+    let settings = match body.settings {
+        Some(input) => secrets::settings_from_input(input, None, &id.to_string(), &state.secrets)?,
+        None => TenantSettings::default(),
+    };
+    let now = Utc::now();
+    let tenant = Tenant {
+        id,
+        display_name: body.display_name.unwrap_or_else(|| body.slug.clone()),
+        slug: body.slug,
+        created_at: now,
+        updated_at: now,
+        settings,
+    };
+    validate_tenant(&tenant).map_err(ApiError::validation)?;
+    let slug = tenant.slug.clone();
+    let snapshot = state.writer.write(Command::CreateTenant { tenant, key_ring: KeyRing::default() }).await?;
+    let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
+    let location = format!("/v1/admin/tenants/{slug}");
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(&state, entry))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TenantSummary {
+    id: Uuid,
+    slug: String,
+    display_name: String,
+    issuer: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct DegradedSummary {
+    slug: String,
+    path: String,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct TenantList {
+    tenants: Vec<TenantSummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+    degraded: Vec<DegradedSummary>,
+}
+
+async fn list_tenants(_admin: AdminAuth, State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<TenantList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    }
+    let snapshot = state.control_plane.snapshot();
+    let start = match &query.after {
+        Some(after) => std::ops::Bound::Excluded(after.clone()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut page: Vec<_> = snapshot
+        .tenants
+        .range((start, std::ops::Bound::Unbounded))
+        .take(limit + 1)
+        .map(|(_, entry)| {
+            let t = &entry.tenant;
+            TenantSummary {
+                id: t.id,
+                slug: t.slug.clone(),
+                display_name: t.display_name.clone(),
+                issuer: state.resolver.issuer_for(entry),
+                created_at: t.created_at,
+                updated_at: t.updated_at,
+            }
+        })
+        .collect();
+    let next_after = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|t| t.slug.clone()).unwrap_or_default()
+    });
+    let degraded = snapshot
+        .degraded
+        .values()
+        .map(|d| DegradedSummary { slug: d.slug.clone(), path: d.path.display().to_string(), error: d.error.clone() })
+        .collect();
+    Ok(Json(TenantList { tenants: page, next_after, degraded }))
+}
+
+async fn get_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<TenantView>, ApiError> {
+    let entry = current(&state, &slug)?;
+    Ok(Json(view(&state, &entry)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    display_name: Option<String>,
+    /// An RFC 7396 merge patch over the (redacted) settings.
+    settings: Option<Value>,
+}
+
+async fn patch_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>, ApiJson(body): ApiJson<PatchTenant>) -> Result<Json<TenantView>, ApiError> {
+    let entry = current(&state, &slug)?;
+    let mut tenant = entry.tenant.clone();
+    if let Some(name) = body.display_name {
+        tenant.display_name = name;
+    }
+    if let Some(patch) = body.settings {
+        let mut merged = secrets::redacted(&tenant.settings);
+        secrets::merge_patch(&mut merged, &patch);
+        tenant.settings = secrets::settings_from_input(merged, Some(&entry.tenant.settings), &tenant.id.to_string(), &state.secrets)?;
+    }
+    update(&state, tenant).await
+}
+
+async fn put_settings(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>, ApiJson(settings): ApiJson<Value>) -> Result<Json<TenantView>, ApiError> {
+    let entry = current(&state, &slug)?;
+    let mut tenant = entry.tenant.clone();
+    tenant.settings = secrets::settings_from_input(settings, Some(&entry.tenant.settings), &tenant.id.to_string(), &state.secrets)?;
+    update(&state, tenant).await
+}
+
+async fn update(state: &AppState, mut tenant: Tenant) -> Result<Json<TenantView>, ApiError> {
+    tenant.updated_at = Utc::now();
+    validate_tenant(&tenant).map_err(ApiError::validation)?;
+    let slug = tenant.slug.clone();
+    let snapshot = state.writer.write(Command::UpdateTenant { tenant }).await?;
+    let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
+    Ok(Json(view(state, entry)))
+}
+
+async fn delete_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>) -> Result<StatusCode, ApiError> {
+    if !state.control_plane.snapshot().slug_taken(&slug) {
+        return Err(ApiError::tenant_not_found(&slug));
+    }
+    state.writer.write(Command::DeleteTenant { slug }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct ResealReport {
+    key_id: String,
+    resealed: usize,
+    tenants_updated: usize,
+    failed: Vec<ResealFailure>,
+}
+
+/// Re-seals every secret of every tenant under the current master key. Values that do not
+/// open (tampered, moved, or sealed under a key that is no longer configured) are listed
+/// in `failed` and left untouched.
+async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
+    let snapshot = state.control_plane.snapshot();
+    let mut report = ResealReport { key_id: state.secrets.current_key_id().to_owned(), resealed: 0, tenants_updated: 0, failed: vec![] };
+    for entry in snapshot.tenants.values() {
+        let tenant = &entry.tenant;
+        let (settings, ring, count) =
+            secrets::reseal_tenant(&tenant.slug, &tenant.id.to_string(), &tenant.settings, &entry.key_ring, &state.secrets, &mut report.failed);
+        report.resealed += count;
+        if let Some(settings) = settings {
+            let mut updated = tenant.clone();
+            updated.settings = settings;
+            state.writer.write(Command::UpdateTenant { tenant: updated }).await?;
+        }
+        if let Some(ring) = ring {
+            state.writer.write(Command::PutKeyRing { slug: Some(tenant.slug.clone()), ring }).await?;
+        }
+        if count > 0 {
+            report.tenants_updated += 1;
+        }
+    }
+    Ok(Json(report))
+}

@@ -1,0 +1,36 @@
+//! The headless REST API for first-party apps (`/v1/...`). The tenant is resolved from
+//! `X-Tenant-Slug`, then `?tenant`, then the default tenant. The accounts issue adds the
+//! authentication endpoints here.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tenantry_controlplane::model::{Branding, Language};
+
+use crate::app::AppState;
+use crate::resolver::TenantContext;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/tenant", get(tenant_info))
+}
+
+/// Public facts about a tenant that a first-party app needs to render its login UI.
+#[derive(Serialize)]
+struct TenantInfo {
+    slug: String,
+    display_name: String,
+    issuer: String,
+    language: Language,
+    branding: Branding,
+}
+
+async fn tenant_info(ctx: TenantContext) -> Json<TenantInfo> {
+    let tenant = &ctx.entry.tenant;
+    Json(TenantInfo {
+        slug: tenant.slug.clone(),
+        display_name: tenant.display_name.clone(),
+        issuer: ctx.issuer.clone(),
+        language: tenant.settings.language,
+        branding: tenant.settings.branding.clone(),
+    })
+}

@@ -1,0 +1,261 @@
+//! Secrets inside tenant settings: sealing what the admin API receives, redacting what
+//! it returns, and re-sealing everything under a new master key.
+//!
+//! Secret fields are found by one walker ([`visit_secrets`]) over the settings JSON, so
+//! sealing, redaction and re-sealing cannot disagree about which fields are secret.
+//! Each secret is sealed for (tenant id, field path): a value copied to another tenant or
+//! field does not open.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tenantry_controlplane::model::{KeyRing, TenantSettings};
+use tenantry_controlplane::validate::validate_settings;
+use tenantry_crypto::{SealContext, SecretBox};
+
+use crate::error::ApiError;
+
+/// What a read API shows in place of a secret; sent back unchanged, it keeps the secret.
+pub const REDACTED: &str = "********";
+
+/// Calls `f(field_path, value)` for every secret slot present in settings JSON.
+pub fn visit_secrets(settings: &mut Value, f: &mut dyn FnMut(&str, &mut Value)) {
+    if let Some(v) = settings.pointer_mut("/smtp/password") {
+        f("smtp.password", v);
+    }
+    if let Some(v) = settings.pointer_mut("/user_db/dsn") {
+        f("user_db.dsn", v);
+    }
+    if let Some(Value::Array(providers)) = settings.get_mut("social_providers") {
+        for provider in providers {
+            let id = provider.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+            if let Some(v) = provider.get_mut("client_secret") {
+                f(&format!("social_providers.{id}.client_secret"), v);
+            }
+        }
+    }
+}
+
+/// The settings as an admin may see them: every secret replaced by [`REDACTED`].
+pub fn redacted(settings: &TenantSettings) -> Value {
+    let mut value = serde_json::to_value(settings).expect("settings serialize");
+    visit_secrets(&mut value, &mut |_, v| {
+        if !v.is_null() {
+            *v = Value::String(REDACTED.to_owned());
+        }
+    });
+    value
+}
+
+/// Builds settings from admin input for the tenant `owner` (its id): plaintext secrets are
+/// checked and sealed, [`REDACTED`] keeps the current sealed value, then the whole value is
+/// parsed and validated. Nothing is stored here.
+pub fn settings_from_input(
+    mut input: Value,
+    current: Option<&TenantSettings>,
+    owner: &str,
+    secrets: &SecretBox,
+) -> Result<TenantSettings, ApiError> {
+    if !input.is_object() {
+        return Err(ApiError::field("settings", "must be a JSON object"));
+    }
+    let mut kept = BTreeMap::new();
+    if let Some(current) = current {
+        let mut current = serde_json::to_value(current).expect("settings serialize");
+        visit_secrets(&mut current, &mut |field, v| {
+            kept.insert(field.to_owned(), v.clone());
+        });
+    }
+    let driver = input.pointer("/user_db/driver").and_then(Value::as_str).map(str::to_owned);
+    let mut problem = None;
+    visit_secrets(&mut input, &mut |field, v| {
+        let Value::String(text) = v else { return };
+        if text == REDACTED {
+            match kept.get(field) {
+                Some(sealed) => *v = sealed.clone(),
+                None => problem = Some(ApiError::field(&format!("settings.{field}"), "has no current value to keep")),
+            }
+            return;
+        }
+        if field == "user_db.dsn" {
+            if let Err(message) = check_dsn(driver.as_deref(), text) {
+                problem = Some(ApiError::field("settings.user_db.dsn", message));
+                return;
+            }
+        }
+        *v = Value::String(secrets.seal(SealContext::new(owner, field), text));
+    });
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    let settings: TenantSettings = serde_json::from_value(input).map_err(|e| ApiError::field("settings", e.to_string()))?;
+    validate_settings(&settings).map_err(ApiError::validation)?;
+    Ok(settings)
+}
+
+/// Checks a DSN's shape against its driver without ever echoing it.
+fn check_dsn(driver: Option<&str>, dsn: &str) -> Result<(), String> {
+    let schemes: &[&str] = match driver {
+        Some("postgres") => &["postgres", "postgresql"],
+        Some("mysql") => &["mysql", "mariadb"],
+        Some("sqlite") => return Err("must be absent for sqlite".into()),
+        _ => return Ok(()), // an unknown driver is reported by the settings parser
+    };
+    match url::Url::parse(dsn) {
+        Ok(url) if schemes.contains(&url.scheme()) && url.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err(format!("must be a URL with scheme {} and a host", schemes.join(" or "))),
+        Err(_) => Err("is not a valid connection URL".into()),
+    }
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let target_map = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch_map {
+        if value.is_null() {
+            target_map.remove(key);
+        } else {
+            merge_patch(target_map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// One secret that could not be re-sealed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResealFailure {
+    pub tenant: String,
+    pub field: String,
+    pub code: &'static str,
+    pub error: String,
+}
+
+/// Re-seals every secret of one tenant (settings and key ring) under the current key.
+/// Returns the changed values (if any changed) and the number of secrets re-sealed.
+pub fn reseal_tenant(
+    slug: &str,
+    owner: &str,
+    settings: &TenantSettings,
+    ring: &KeyRing,
+    secrets: &SecretBox,
+    failures: &mut Vec<ResealFailure>,
+) -> (Option<TenantSettings>, Option<KeyRing>, usize) {
+    let mut count = 0;
+    let mut reseal_one = |field: &str, sealed: &str| -> Option<String> {
+        if !secrets.needs_reseal(sealed) {
+            // Still proves the value opens for its owner and field.
+            if let Err(e) = secrets.open(SealContext::new(owner, field), sealed) {
+                failures.push(ResealFailure { tenant: slug.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
+            }
+            return None;
+        }
+        match secrets.reseal(SealContext::new(owner, field), sealed) {
+            Ok(new) => {
+                count += 1;
+                Some(new)
+            }
+            Err(e) => {
+                failures.push(ResealFailure { tenant: slug.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
+                None
+            }
+        }
+    };
+
+    let mut value = serde_json::to_value(settings).expect("settings serialize");
+    let mut settings_changed = false;
+    visit_secrets(&mut value, &mut |field, v| {
+        if let Some(new) = v.as_str().and_then(|sealed| reseal_one(field, sealed)) {
+            *v = Value::String(new);
+            settings_changed = true;
+        }
+    });
+    let mut new_ring = ring.clone();
+    let mut ring_changed = false;
+    for key in &mut new_ring.keys {
+        if let Some(new) = reseal_one(&format!("keys.{}", key.kid), &key.private_key.0) {
+            key.private_key.0 = new;
+            ring_changed = true;
+        }
+    }
+    let new_settings = settings_changed.then(|| serde_json::from_value(value).expect("only secret strings changed"));
+    (new_settings, ring_changed.then_some(new_ring), count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tenantry_crypto::MasterKey;
+
+    fn sb() -> SecretBox {
+        SecretBox::new(MasterKey::generate(), vec![])
+    }
+
+    #[test]
+    fn plaintext_is_sealed_redacted_on_read_and_kept_by_the_marker() {
+        let sb = sb();
+        let input = json!({"smtp": {"host": "smtp.example.com", "port": 587, "username": "u", "password": "canary-pass", "from_address": "no-reply@example.com"}});
+        let settings = settings_from_input(input, None, "tenant-1", &sb).unwrap();
+        let sealed = settings.smtp.as_ref().unwrap().password.clone().unwrap();
+        assert!(!sealed.0.contains("canary-pass"));
+        assert_eq!(sb.open(SealContext::new("tenant-1", "smtp.password"), &sealed.0).unwrap().as_str(), "canary-pass");
+
+        let shown = redacted(&settings);
+        assert_eq!(shown["smtp"]["password"], REDACTED);
+        let again = settings_from_input(shown, Some(&settings), "tenant-1", &sb).unwrap();
+        assert_eq!(again.smtp.unwrap().password, Some(sealed));
+    }
+
+    #[test]
+    fn the_marker_without_a_current_value_is_refused() {
+        let input = json!({"smtp": {"host": "h.example", "port": 25, "username": "u", "password": REDACTED, "from_address": "a@b.example"}});
+        let err = settings_from_input(input, None, "t", &sb()).unwrap_err();
+        assert_eq!(err.errors[0].field, "settings.smtp.password");
+    }
+
+    #[test]
+    fn malformed_dsn_and_unknown_driver_are_refused_without_echo() {
+        let input = json!({"user_db": {"driver": "postgres", "dsn": "not a url with secret-pw"}});
+        let err = settings_from_input(input, None, "t", &sb()).unwrap_err();
+        assert_eq!(err.errors[0].field, "settings.user_db.dsn");
+        assert!(!format!("{err:?}").contains("secret-pw"));
+        let input = json!({"user_db": {"driver": "oracle", "dsn": "oracle://x"}});
+        assert!(settings_from_input(input, None, "t", &sb()).is_err());
+        let input = json!({"user_db": {"driver": "postgres", "dsn": "postgres://u:p@db.example/t"}});
+        assert!(settings_from_input(input, None, "t", &sb()).is_ok());
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7396() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn reseal_moves_secrets_to_the_current_key_and_reports_moved_values() {
+        let old_key = MasterKey::generate();
+        let old = SecretBox::new(MasterKey::from_base64(&old_key.to_base64()).unwrap(), vec![]);
+        let input = json!({"smtp": {"host": "h.example", "port": 25, "username": "u", "password": "pw", "from_address": "a@b.example"}});
+        let settings = settings_from_input(input, None, "owner-a", &old).unwrap();
+
+        let new = SecretBox::new(MasterKey::generate(), vec![old_key]);
+        let mut failures = vec![];
+        let (changed, _, count) = reseal_tenant("a", "owner-a", &settings, &KeyRing::default(), &new, &mut failures);
+        assert_eq!(count, 1);
+        assert!(failures.is_empty());
+        let changed = changed.unwrap();
+        assert!(!new.needs_reseal(&changed.smtp.as_ref().unwrap().password.as_ref().unwrap().0));
+
+        // The same sealed value under another tenant's id is reported, never opened.
+        let (_, _, _) = reseal_tenant("b", "owner-b", &changed, &KeyRing::default(), &new, &mut failures);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].code, "secret_unreadable");
+    }
+}
