@@ -59,22 +59,52 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::tenant_cors())
         .route_layer(from_fn_with_state(state.resolver.clone(), resolver::api_tenant));
 
-    Router::new()
+    let app = Router::new()
         .merge(routes::ops::router())
         .merge(routes::admin::router())
         .merge(api)
         .merge(issuer)
         .fallback(middleware::not_found)
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn(middleware::request_id))
-                .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
-                .layer(CatchPanicLayer::custom(middleware::panic_response))
-                .layer(from_fn(middleware::record_metrics))
-                .layer(from_fn(move |req, next| middleware::security_headers(hsts, req, next)))
-                .layer(from_fn(middleware::problem_bodies))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
-                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
-        )
+        .with_state(state);
+    with_common_layers(app, &limits, hsts)
+}
+
+/// The layers every route shares, outermost first.
+pub fn with_common_layers(app: Router, limits: &crate::config::Limits, hsts: bool) -> Router {
+    app.layer(
+        ServiceBuilder::new()
+            .layer(from_fn(middleware::request_id))
+            .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
+            .layer(CatchPanicLayer::custom(middleware::panic_response))
+            .layer(from_fn(middleware::record_metrics))
+            .layer(from_fn(move |req, next| middleware::security_headers(hsts, req, next)))
+            .layer(from_fn(middleware::problem_bodies))
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_problem_without_internals() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail")
+        }
+        let limits = crate::config::Limits { max_body_bytes: 1024, request_timeout: std::time::Duration::from_secs(5) };
+        let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
+        let response = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("internal_error") && !text.contains("secret internal detail"), "{text}");
+    }
 }

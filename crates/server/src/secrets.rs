@@ -136,55 +136,65 @@ pub struct ResealFailure {
     pub error: String,
 }
 
-/// Re-seals every secret of one tenant (settings and key ring) under the current key.
-/// Returns the changed values (if any changed) and the number of secrets re-sealed.
-pub fn reseal_tenant(
-    slug: &str,
-    owner: &str,
-    settings: &TenantSettings,
-    ring: &KeyRing,
-    secrets: &SecretBox,
-    failures: &mut Vec<ResealFailure>,
-) -> (Option<TenantSettings>, Option<KeyRing>, usize) {
-    let mut count = 0;
-    let mut reseal_one = |field: &str, sealed: &str| -> Option<String> {
-        if !secrets.needs_reseal(sealed) {
-            // Still proves the value opens for its owner and field.
-            if let Err(e) = secrets.open(SealContext::new(owner, field), sealed) {
-                failures.push(ResealFailure { tenant: slug.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
-            }
-            return None;
-        }
-        match secrets.reseal(SealContext::new(owner, field), sealed) {
+/// Re-seals secrets under the current master key, collecting what does not open.
+pub struct Resealer<'a> {
+    pub secrets: &'a SecretBox,
+    pub failures: Vec<ResealFailure>,
+    /// How many values were sealed again.
+    pub resealed: usize,
+}
+
+impl<'a> Resealer<'a> {
+    pub fn new(secrets: &'a SecretBox) -> Self {
+        Self { secrets, failures: Vec::new(), resealed: 0 }
+    }
+
+    /// The new envelope when `sealed` was under an older key; `None` when it is current
+    /// (after proving it opens) or does not open (recorded as a failure).
+    fn one(&mut self, owner_label: &str, owner: &str, field: &str, sealed: &str) -> Option<String> {
+        let ctx = SealContext::new(owner, field);
+        let result = if self.secrets.needs_reseal(sealed) {
+            self.secrets.reseal(ctx, sealed).map(Some)
+        } else {
+            self.secrets.open(ctx, sealed).map(|_| None)
+        };
+        match result {
             Ok(new) => {
-                count += 1;
-                Some(new)
+                self.resealed += usize::from(new.is_some());
+                new
             }
             Err(e) => {
-                failures.push(ResealFailure { tenant: slug.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
+                self.failures.push(ResealFailure { tenant: owner_label.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
                 None
             }
         }
-    };
-
-    let mut value = serde_json::to_value(settings).expect("settings serialize");
-    let mut settings_changed = false;
-    visit_secrets(&mut value, &mut |field, v| {
-        if let Some(new) = v.as_str().and_then(|sealed| reseal_one(field, sealed)) {
-            *v = Value::String(new);
-            settings_changed = true;
-        }
-    });
-    let mut new_ring = ring.clone();
-    let mut ring_changed = false;
-    for key in &mut new_ring.keys {
-        if let Some(new) = reseal_one(&format!("keys.{}", key.kid), &key.private_key.0) {
-            key.private_key.0 = new;
-            ring_changed = true;
-        }
     }
-    let new_settings = settings_changed.then(|| serde_json::from_value(value).expect("only secret strings changed"));
-    (new_settings, ring_changed.then_some(new_ring), count)
+
+    /// Settings with every secret under the current key, if any had to change.
+    pub fn settings(&mut self, slug: &str, owner: &str, settings: &TenantSettings) -> Option<TenantSettings> {
+        let mut value = serde_json::to_value(settings).expect("settings serialize");
+        let mut changed = false;
+        visit_secrets(&mut value, &mut |field, v| {
+            if let Some(new) = v.as_str().and_then(|sealed| self.one(slug, owner, field, sealed)) {
+                *v = Value::String(new);
+                changed = true;
+            }
+        });
+        changed.then(|| serde_json::from_value(value).expect("only secret strings changed"))
+    }
+
+    /// A key ring with every private key under the current key, if any had to change.
+    pub fn key_ring(&mut self, label: &str, owner: &str, ring: &KeyRing) -> Option<KeyRing> {
+        let mut new_ring = ring.clone();
+        let mut changed = false;
+        for key in &mut new_ring.keys {
+            if let Some(new) = self.one(label, owner, &format!("keys.{}", key.kid), &key.private_key.0) {
+                key.private_key.0 = new;
+                changed = true;
+            }
+        }
+        changed.then_some(new_ring)
+    }
 }
 
 #[cfg(test)]
@@ -246,16 +256,16 @@ mod tests {
         let settings = settings_from_input(input, None, "owner-a", &old).unwrap();
 
         let new = SecretBox::new(MasterKey::generate(), vec![old_key]);
-        let mut failures = vec![];
-        let (changed, _, count) = reseal_tenant("a", "owner-a", &settings, &KeyRing::default(), &new, &mut failures);
-        assert_eq!(count, 1);
-        assert!(failures.is_empty());
-        let changed = changed.unwrap();
+        let mut resealer = Resealer::new(&new);
+        let changed = resealer.settings("a", "owner-a", &settings).unwrap();
+        assert_eq!(resealer.resealed, 1);
+        assert!(resealer.failures.is_empty());
         assert!(!new.needs_reseal(&changed.smtp.as_ref().unwrap().password.as_ref().unwrap().0));
+        assert!(resealer.settings("a", "owner-a", &changed).is_none(), "already current");
 
         // The same sealed value under another tenant's id is reported, never opened.
-        let (_, _, _) = reseal_tenant("b", "owner-b", &changed, &KeyRing::default(), &new, &mut failures);
-        assert_eq!(failures.len(), 1);
-        assert_eq!(failures[0].code, "secret_unreadable");
+        assert!(resealer.settings("b", "owner-b", &changed).is_none());
+        assert_eq!(resealer.failures.len(), 1);
+        assert_eq!(resealer.failures[0].code, "secret_unreadable");
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{AdminAuth, ApiJson};
-use crate::secrets::{self, ResealFailure};
+use crate::secrets::{self, ResealFailure, Resealer};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -220,32 +220,34 @@ async fn delete_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(sl
 struct ResealReport {
     key_id: String,
     resealed: usize,
-    tenants_updated: usize,
     failed: Vec<ResealFailure>,
 }
 
-/// Re-seals every secret of every tenant under the current master key. Values that do not
-/// open (tampered, moved, or sealed under a key that is no longer configured) are listed
-/// in `failed` and left untouched.
+/// Owner id used for installation-wide secrets (the system issuer's keys).
+pub const SYSTEM_OWNER: &str = "system";
+
+/// Re-seals every secret (tenant settings, tenant and system key rings) under the current
+/// master key. Values that do not open (tampered, moved, or sealed under a key that is no
+/// longer configured) are listed in `failed` and left untouched.
 async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
     let snapshot = state.control_plane.snapshot();
-    let mut report = ResealReport { key_id: state.secrets.current_key_id().to_owned(), resealed: 0, tenants_updated: 0, failed: vec![] };
+    let mut resealer = Resealer::new(&state.secrets);
+    let mut commands = Vec::new();
     for entry in snapshot.tenants.values() {
         let tenant = &entry.tenant;
-        let (settings, ring, count) =
-            secrets::reseal_tenant(&tenant.slug, &tenant.id.to_string(), &tenant.settings, &entry.key_ring, &state.secrets, &mut report.failed);
-        report.resealed += count;
-        if let Some(settings) = settings {
-            let mut updated = tenant.clone();
-            updated.settings = settings;
-            state.writer.write(Command::UpdateTenant { tenant: updated }).await?;
+        let owner = tenant.id.to_string();
+        if let Some(settings) = resealer.settings(&tenant.slug, &owner, &tenant.settings) {
+            commands.push(Command::UpdateTenant { tenant: Tenant { settings, ..tenant.clone() } });
         }
-        if let Some(ring) = ring {
-            state.writer.write(Command::PutKeyRing { slug: Some(tenant.slug.clone()), ring }).await?;
-        }
-        if count > 0 {
-            report.tenants_updated += 1;
+        if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
+            commands.push(Command::PutKeyRing { slug: Some(tenant.slug.clone()), ring });
         }
     }
-    Ok(Json(report))
+    if let Some(ring) = resealer.key_ring(SYSTEM_OWNER, SYSTEM_OWNER, &snapshot.system_keys) {
+        commands.push(Command::PutKeyRing { slug: None, ring });
+    }
+    for command in commands {
+        state.writer.write(command).await?;
+    }
+    Ok(Json(ResealReport { key_id: state.secrets.current_key_id().to_owned(), resealed: resealer.resealed, failed: resealer.failures }))
 }
