@@ -148,6 +148,7 @@ impl FsStore {
         self.init().map_err(|e| LoadError::io(&self.root, e))?;
         let mut snapshot = Snapshot::default();
 
+        remove_leftovers(&self.system_dir())?;
         let system_keys = self.system_dir().join(KEYS_FILE);
         if system_keys.exists() {
             snapshot.system_keys = read_json(&system_keys)?;
@@ -192,6 +193,7 @@ impl FsStore {
 }
 
 fn load_tenant(dir: &Path, slug: &str) -> Result<TenantEntry, LoadError> {
+    remove_leftovers(dir)?;
     let tenant: Tenant = read_json(&dir.join(TENANT_FILE))?;
     if tenant.slug != slug {
         return Err(LoadError {
@@ -259,9 +261,9 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     serde_json::from_slice(&bytes).map_err(|e| LoadError { path: path.to_owned(), message: e.to_string() })
 }
 
-/// Lists `*.json` files of a folder as (path, stem); a missing folder is empty.
-/// Dot-files (temp files of an interrupted write) are removed.
-fn list_json(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
+/// The file names of a folder, after removing dot-files (temp files of an interrupted
+/// write); a missing folder is empty.
+fn remove_leftovers(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -271,14 +273,21 @@ fn list_json(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
     for entry in entries {
         let entry = entry.map_err(|e| LoadError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if name.starts_with('.') && entry.path().is_file() {
             let _ = fs::remove_file(entry.path());
-            continue;
-        }
-        if let Some(stem) = name.strip_suffix(".json") {
-            out.push((entry.path(), stem.to_owned()));
+        } else {
+            out.push((entry.path(), name));
         }
     }
+    Ok(out)
+}
+
+/// Lists `*.json` files of a folder as (path, stem), sorted; leftovers are removed.
+fn list_json(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
+    let mut out: Vec<_> = remove_leftovers(dir)?
+        .into_iter()
+        .filter_map(|(path, name)| name.strip_suffix(".json").map(|stem| (path.clone(), stem.to_owned())))
+        .collect();
     out.sort();
     Ok(out)
 }
