@@ -76,23 +76,41 @@ impl Api {
         let token = match args.token.or_else(|| std::env::var("TENANTRY_ADMIN_TOKEN").ok()) {
             Some(t) => t,
             None => {
-                let root = args.fs_root.or_else(|| std::env::var_os("FS_ROOT").map(PathBuf::from)).unwrap_or_else(|| "./data".into());
+                let root = args
+                    .fs_root
+                    .or_else(|| std::env::var_os("FS_ROOT").map(PathBuf::from))
+                    .unwrap_or_else(|| "./data".into());
                 let path = root.join(tenantry_server::bootstrap::DEV_ADMIN_TOKEN_FILE);
                 std::fs::read_to_string(&path)
-                    .with_context(|| format!("no admin token: pass --token, set TENANTRY_ADMIN_TOKEN, or run next to {}", path.display()))?
+                    .with_context(|| {
+                        format!(
+                            "no admin token: pass --token, set TENANTRY_ADMIN_TOKEN, or run next to {}",
+                            path.display()
+                        )
+                    })?
                     .trim()
                     .to_owned()
             }
         };
-        Ok(Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token })
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let status = response.status();
         let text = response.text().await?;
         if status == StatusCode::NO_CONTENT {
@@ -105,7 +123,11 @@ impl Api {
             let mut message = format!("{status} {code}: {detail}");
             if let Some(errors) = value.get("errors").and_then(Value::as_array) {
                 for e in errors {
-                    message.push_str(&format!("\n  {}: {}", e["field"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")));
+                    message.push_str(&format!(
+                        "\n  {}: {}",
+                        e["field"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    ));
                 }
             }
             bail!(message);
@@ -134,7 +156,11 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
     let api = Api::new(args)?;
     let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let result = match command {
-        TenantCommand::Create { slug, display_name, settings } => {
+        TenantCommand::Create {
+            slug,
+            display_name,
+            settings,
+        } => {
             let mut body = json!({"slug": slug});
             if let Some(name) = display_name {
                 body["display_name"] = json!(name);
@@ -152,10 +178,18 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             if let Some(after) = after {
                 query.append_pair("after", &after);
             }
-            api.call(Method::GET, &format!("/v1/admin/tenants?{}", query.finish()), None).await?
+            api.call(Method::GET, &format!("/v1/admin/tenants?{}", query.finish()), None)
+                .await?
         }
-        TenantCommand::Show { slug } => api.call(Method::GET, &format!("/v1/admin/tenants/{}", seg(&slug)), None).await?,
-        TenantCommand::Update { slug, display_name, settings } => {
+        TenantCommand::Show { slug } => {
+            api.call(Method::GET, &format!("/v1/admin/tenants/{}", seg(&slug)), None)
+                .await?
+        }
+        TenantCommand::Update {
+            slug,
+            display_name,
+            settings,
+        } => {
             let mut body = json!({});
             if let Some(name) = display_name {
                 body["display_name"] = json!(name);
@@ -163,10 +197,12 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             if let Some(path) = settings {
                 body["settings"] = read_json(&path)?;
             }
-            api.call(Method::PATCH, &format!("/v1/admin/tenants/{}", seg(&slug)), Some(body)).await?
+            api.call(Method::PATCH, &format!("/v1/admin/tenants/{}", seg(&slug)), Some(body))
+                .await?
         }
         TenantCommand::Delete { slug } => {
-            api.call(Method::DELETE, &format!("/v1/admin/tenants/{}", seg(&slug)), None).await?;
+            api.call(Method::DELETE, &format!("/v1/admin/tenants/{}", seg(&slug)), None)
+                .await?;
             println!("deleted tenant `{slug}`");
             None
         }
@@ -178,7 +214,10 @@ pub async fn secrets(args: ApiArgs, command: SecretsCommand) -> anyhow::Result<(
     let api = Api::new(args)?;
     match command {
         SecretsCommand::Reseal => {
-            let report = api.call(Method::POST, "/v1/admin/secrets/reseal", None).await?.unwrap_or(Value::Null);
+            let report = api
+                .call(Method::POST, "/v1/admin/secrets/reseal", None)
+                .await?
+                .unwrap_or(Value::Null);
             let failed = report.get("failed").and_then(Value::as_array).map_or(0, Vec::len);
             print(Some(report))?;
             if failed > 0 {

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tenantry_server::{ConfigError, Overrides, ServeOptions};
 
 #[derive(Parser)]
-#[command(name = "tenantry", version, about = "Multi-tenant OpenID Connect / OAuth 2.0 identity platform")]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Multi-tenant OpenID Connect / OAuth 2.0 identity platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,11 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn overrides(&self) -> Overrides {
-        Overrides { config_file: self.config.clone(), listen: self.listen.clone(), fs_root: self.fs_root.clone() }
+        Overrides {
+            config_file: self.config.clone(),
+            listen: self.listen.clone(),
+            fs_root: self.fs_root.clone(),
+        }
     }
 }
 
@@ -80,7 +88,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { dev, config } => tenantry_server::serve(ServeOptions { overrides: config.overrides(), dev }).await,
+            Command::Serve { dev, config } => {
+                tenantry_server::serve(ServeOptions {
+                    overrides: config.overrides(),
+                    dev,
+                })
+                .await
+            }
             Command::Init { config } => init(config.overrides()),
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
@@ -114,7 +128,10 @@ fn init(overrides: Overrides) -> anyhow::Result<()> {
         None => println!("an admin already exists; its token is unchanged"),
     }
     if installed.default_tenant_created {
-        println!("created tenant `{}`", config.default_tenant.as_deref().unwrap_or_default());
+        println!(
+            "created tenant `{}`",
+            config.default_tenant.as_deref().unwrap_or_default()
+        );
     }
     println!("FS_ROOT {} is ready", config.fs_root.display());
     Ok(())

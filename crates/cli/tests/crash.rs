@@ -67,7 +67,11 @@ async fn a_thousand_writes_with_random_sigkills_leave_a_loadable_tree() {
             let admin = admin.clone();
             let stop = stop.clone();
             let acknowledged = acknowledged.clone();
-            let mut mine: HashMap<String, Expect> = expected.iter().filter(|(k, _)| k.starts_with(&format!("w{w}-"))).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut mine: HashMap<String, Expect> = expected
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("w{w}-")))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -76,7 +80,7 @@ async fn a_thousand_writes_with_random_sigkills_leave_a_loadable_tree() {
                     let before = mine[&slug].clone();
                     let (method, path, body, after) = match before.current() {
                         None => (Method::POST, "/v1/admin/tenants".to_owned(), Some(json!({"slug": slug, "display_name": format!("{slug} v{n}")})), Expect::Present(format!("{slug} v{n}"))),
-                        Some(_) if n % 3 == 0 => (Method::DELETE, format!("/v1/admin/tenants/{slug}"), None, Expect::Absent),
+                        Some(_) if n.is_multiple_of(3) => (Method::DELETE, format!("/v1/admin/tenants/{slug}"), None, Expect::Absent),
                         Some(_) => (
                             Method::PATCH,
                             format!("/v1/admin/tenants/{slug}"),
@@ -117,24 +121,48 @@ async fn a_thousand_writes_with_random_sigkills_leave_a_loadable_tree() {
     verify(&admin, &mut expected).await;
     let leftovers: Vec<_> = files_under(&root)
         .into_iter()
-        .filter(|p| p.strip_prefix(&root).unwrap().components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.strip_prefix(&root)
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        })
         .collect();
     assert!(leftovers.is_empty(), "temp files are cleaned at load: {leftovers:?}");
-    eprintln!("{} acknowledged writes over {rounds} kill -9 rounds", acknowledged.lock().unwrap());
+    eprintln!(
+        "{} acknowledged writes over {rounds} kill -9 rounds",
+        acknowledged.lock().unwrap()
+    );
     assert!(rounds >= 2, "the process must have been killed at least once");
 }
 
 /// Checks readiness and that every slug is in an allowed state; then pins the state seen.
 async fn verify(admin: &Admin, expected: &mut HashMap<String, Expect>) {
-    let ready: Value = admin.http.get(format!("{}/readyz", admin.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["status"], "ready", "the tree must load without a degraded tenant: {ready}");
+    let ready: Value = admin
+        .http
+        .get(format!("{}/readyz", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["status"], "ready",
+        "the tree must load without a degraded tenant: {ready}"
+    );
     let (status, list) = admin.send(Method::GET, "/v1/admin/tenants?limit=1000", None).await;
     assert_eq!(status, 200);
     let actual: HashMap<String, String> = list["tenants"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["slug"].as_str().unwrap().to_owned(), t["display_name"].as_str().unwrap().to_owned()))
+        .map(|t| {
+            (
+                t["slug"].as_str().unwrap().to_owned(),
+                t["display_name"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for (slug, expect) in expected.iter_mut() {
         let seen = actual.get(slug).cloned();

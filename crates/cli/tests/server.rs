@@ -17,9 +17,23 @@ async fn operations_endpoints_and_unknown_tenants() {
     let server = Server::start_dev(&dir.path().join("root"), &[]);
     let http = reqwest::Client::new();
 
-    assert!(server.stdout_lines.iter().any(|l| l.contains(&format!("{}/t/local", server.base))), "{:?}", server.stdout_lines);
+    assert!(
+        server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains(&format!("{}/t/local", server.base))),
+        "{:?}",
+        server.stdout_lines
+    );
 
-    let health: Value = http.get(server.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value = http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "alive");
     let ready = http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -27,7 +41,11 @@ async fn operations_endpoints_and_unknown_tenants() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["components"]["control_plane"]["status"], "ok");
 
-    for path in ["/t/nope", "/t/nope/.well-known/openid-configuration", "/v1/tenant?tenant=nope"] {
+    for path in [
+        "/t/nope",
+        "/t/nope/.well-known/openid-configuration",
+        "/v1/tenant?tenant=nope",
+    ] {
         let resp = http.get(server.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 404, "{path}");
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
@@ -36,12 +54,34 @@ async fn operations_endpoints_and_unknown_tenants() {
         assert_eq!(body["status"], 404);
     }
     // A known tenant with an unknown route is a plain not_found.
-    let body: Value = http.get(server.url("/t/local/nothing-here")).send().await.unwrap().json().await.unwrap();
+    let body: Value = http
+        .get(server.url("/t/local/nothing-here"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["code"], "not_found");
-    let body: Value = http.get(server.url("/v1/tenant")).header("x-tenant-slug", "ghost").send().await.unwrap().json().await.unwrap();
+    let body: Value = http
+        .get(server.url("/v1/tenant"))
+        .header("x-tenant-slug", "ghost")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["code"], "tenant_not_found");
     // Default tenant, then ?tenant.
-    let info: Value = http.get(server.url("/v1/tenant")).send().await.unwrap().json().await.unwrap();
+    let info: Value = http
+        .get(server.url("/v1/tenant"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["slug"], "local");
     assert_eq!(info["issuer"], format!("{}/t/local", server.base));
 
@@ -49,8 +89,18 @@ async fn operations_endpoints_and_unknown_tenants() {
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "method_not_allowed");
 
-    let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("http_requests_total{method=\"GET\",route=\"/t/{slug}/{*rest}\",status=\"404\"}"), "{metrics}");
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("http_requests_total{method=\"GET\",route=\"/t/{slug}/{*rest}\",status=\"404\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
     assert!(!metrics.contains("/t/nope/"), "raw paths never become labels");
 }
@@ -60,12 +110,22 @@ async fn request_ids_and_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_dev(&dir.path().join("root"), &[]);
     let http = reqwest::Client::new();
-    let resp = http.get(server.url("/healthz")).header("x-request-id", "trace-abc.123").send().await.unwrap();
+    let resp = http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-abc.123");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.headers()["x-frame-options"], "DENY");
     assert!(resp.headers().contains_key("content-security-policy"));
-    let resp = http.get(server.url("/healthz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let resp = http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     let generated = resp.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(generated, "bad id with spaces");
     assert_eq!(generated.len(), 36);
@@ -79,7 +139,11 @@ async fn admin_tenant_lifecycle_and_bad_input() {
     let admin = Admin::of(&server);
 
     let (status, body) = admin
-        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme", "display_name": "Acme", "settings": {"smtp": smtp("pw-1"), "language": "es"}})))
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "acme", "display_name": "Acme", "settings": {"smtp": smtp("pw-1"), "language": "es"}})),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["issuer"], format!("{}/t/acme", server.base));
@@ -87,7 +151,9 @@ async fn admin_tenant_lifecycle_and_bad_input() {
     assert_eq!(body["settings"]["language"], "es");
 
     // Duplicate, invalid slug, invalid URL, unknown driver, malformed DSN: 4xx, nothing saved.
-    let (status, body) = admin.send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme"}))).await;
+    let (status, body) = admin
+        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme"})))
+        .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("tenant_exists")));
     for bad in [
         json!({"slug": "Not_A_Slug"}),
@@ -104,11 +170,32 @@ async fn admin_tenant_lifecycle_and_bad_input() {
         let slug = bad["slug"].as_str().unwrap();
         assert!(!root.join("tenants").join(slug).exists(), "{slug} must not be stored");
     }
-    let (status, body) = admin.send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "x", "extra": 1}))).await;
+    let (status, body) = admin
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "x", "extra": 1})),
+        )
+        .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_json")));
-    let resp = admin.http.post(format!("{}/v1/admin/tenants", server.base)).bearer_auth(&admin.token).body("{\"slug\":").header("content-type", "application/json").send().await.unwrap();
+    let resp = admin
+        .http
+        .post(format!("{}/v1/admin/tenants", server.base))
+        .bearer_auth(&admin.token)
+        .body("{\"slug\":")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = admin.http.post(format!("{}/v1/admin/tenants", server.base)).bearer_auth(&admin.token).body("{}").send().await.unwrap();
+    let resp = admin
+        .http
+        .post(format!("{}/v1/admin/tenants", server.base))
+        .bearer_auth(&admin.token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
 
     // Read, list, patch (secret kept by the redaction marker), replace settings.
@@ -118,23 +205,50 @@ async fn admin_tenant_lifecycle_and_bad_input() {
     let before = std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap();
     let sealed_before: Value = serde_json::from_str(&before).unwrap();
     let (status, body) = admin
-        .send(Method::PATCH, "/v1/admin/tenants/acme", Some(json!({"display_name": "Acme Inc", "settings": {"branding": {"primary_color": "#112233"}}})))
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            Some(json!({"display_name": "Acme Inc", "settings": {"branding": {"primary_color": "#112233"}}})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["settings"]["branding"]["primary_color"], "#112233");
     assert_eq!(body["settings"]["language"], "es");
-    let after: Value = serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
-    assert_eq!(after["settings"]["smtp"]["password"], sealed_before["settings"]["smtp"]["password"], "untouched secret is kept as sealed");
+    let after: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
+    assert_eq!(
+        after["settings"]["smtp"]["password"], sealed_before["settings"]["smtp"]["password"],
+        "untouched secret is kept as sealed"
+    );
     assert_eq!(after["display_name"], "Acme Inc");
 
-    let (status, body) = admin.send(Method::PATCH, "/v1/admin/tenants/acme", Some(json!({"settings": {"token_lifetimes": {"access_token_secs": 0}}}))).await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("settings.token_lifetimes.access_token_secs")));
-    let unchanged: Value = serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            Some(json!({"settings": {"token_lifetimes": {"access_token_secs": 0}}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("settings.token_lifetimes.access_token_secs"))
+    );
+    let unchanged: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
     assert_eq!(unchanged, after, "a refused update changes nothing");
 
-    let (status, body) = admin.send(Method::PUT, "/v1/admin/tenants/acme/settings", Some(json!({"language": "en"}))).await;
+    let (status, body) = admin
+        .send(
+            Method::PUT,
+            "/v1/admin/tenants/acme/settings",
+            Some(json!({"language": "en"})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["settings"].get("smtp").is_none(), "PUT replaces the whole settings");
+    assert!(
+        body["settings"].get("smtp").is_none(),
+        "PUT replaces the whole settings"
+    );
 
     let (status, body) = admin.send(Method::GET, "/v1/admin/tenants?limit=1", None).await;
     assert_eq!(status, 200);
@@ -164,17 +278,44 @@ async fn admin_auth_and_body_limits() {
 
     let resp = http.get(server.url("/v1/admin/tenants")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "unauthorized");
-    let resp = http.get(server.url("/v1/admin/tenants")).bearer_auth("tnt_wrong").send().await.unwrap();
+    let resp = http
+        .get(server.url("/v1/admin/tenants"))
+        .bearer_auth("tnt_wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
-    let resp = http.post(server.url("/v1/admin/tenants")).header("authorization", "Basic abc").json(&json!({"slug": "x"})).send().await.unwrap();
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let resp = http
+        .post(server.url("/v1/admin/tenants"))
+        .header("authorization", "Basic abc")
+        .json(&json!({"slug": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert!(!server.fs_root.join("tenants/x").exists());
 
     let big = json!({"slug": "big", "display_name": "x".repeat(10_000)});
-    let resp = http.post(server.url("/v1/admin/tenants")).bearer_auth(server.admin_token()).json(&big).send().await.unwrap();
+    let resp = http
+        .post(server.url("/v1/admin/tenants"))
+        .bearer_auth(server.admin_token())
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "payload_too_large");
     assert!(!server.fs_root.join("tenants/big").exists());
@@ -193,7 +334,10 @@ async fn a_stalled_request_times_out_with_a_problem() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
@@ -205,7 +349,11 @@ async fn cors_follows_each_tenants_settings() {
     let server = Server::start_dev(&dir.path().join("root"), &[]);
     let admin = Admin::of(&server);
     let (status, _) = admin
-        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "shop", "settings": {"cors_allowed_origins": ["https://shop.example"]}})))
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "shop", "settings": {"cors_allowed_origins": ["https://shop.example"]}})),
+        )
         .await;
     assert_eq!(status, 201);
     let http = reqwest::Client::new();
@@ -221,8 +369,17 @@ async fn cors_follows_each_tenants_settings() {
     let other = preflight("https://evil.example", "shop").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
     let wrong_tenant = preflight("https://shop.example", "local").await.unwrap();
-    assert!(!wrong_tenant.headers().contains_key("access-control-allow-origin"), "origins are per tenant");
-    let get = http.get(server.url("/v1/tenant")).header("x-tenant-slug", "shop").header("origin", "https://shop.example").send().await.unwrap();
+    assert!(
+        !wrong_tenant.headers().contains_key("access-control-allow-origin"),
+        "origins are per tenant"
+    );
+    let get = http
+        .get(server.url("/v1/tenant"))
+        .header("x-tenant-slug", "shop")
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.headers()["access-control-allow-origin"], "https://shop.example");
 }
 
@@ -238,10 +395,22 @@ async fn no_plaintext_secret_reaches_fs_root() {
         "user_db": {"driver": "postgres", "dsn": format!("postgres://app:{canary}-dsn@db.example/acme")},
         "social_providers": [{"id": "google", "kind": "google", "client_id": "cid", "client_secret": format!("{canary}-social")}],
     });
-    let (status, body) = admin.send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme", "settings": settings}))).await;
+    let (status, body) = admin
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "acme", "settings": settings})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert!(!body.to_string().contains(canary), "responses never carry secrets");
-    let (_, body) = admin.send(Method::PATCH, "/v1/admin/tenants/acme", Some(json!({"settings": {"smtp": {"password": format!("{canary}-new")}}}))).await;
+    let (_, body) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/acme",
+            Some(json!({"settings": {"smtp": {"password": format!("{canary}-new")}}})),
+        )
+        .await;
     assert!(!body.to_string().contains(canary));
     let (_, body) = admin.send(Method::GET, "/v1/admin/tenants/acme", None).await;
     assert!(!body.to_string().contains(canary));
@@ -250,7 +419,11 @@ async fn no_plaintext_secret_reaches_fs_root() {
     assert!(files.iter().any(|f| f.ends_with("tenants/acme/tenant.json")));
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(canary), "plaintext secret in {}", file.display());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(canary),
+            "plaintext secret in {}",
+            file.display()
+        );
     }
     assert!(!server.stderr().contains(canary), "secrets are never logged");
 }
@@ -262,7 +435,13 @@ async fn truncated_file_degrades_one_tenant_and_a_moved_secret_does_not_open() {
     let server = Server::start_dev(&root, &[]);
     let admin = Admin::of(&server);
     for slug in ["alpha", "beta", "gamma"] {
-        let (status, _) = admin.send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": slug, "settings": {"smtp": smtp(&format!("pw-{slug}"))}}))).await;
+        let (status, _) = admin
+            .send(
+                Method::POST,
+                "/v1/admin/tenants",
+                Some(json!({"slug": slug, "settings": {"smtp": smtp(&format!("pw-{slug}"))}})),
+            )
+            .await;
         assert_eq!(status, 201);
     }
     server.terminate();
@@ -271,7 +450,8 @@ async fn truncated_file_degrades_one_tenant_and_a_moved_secret_does_not_open() {
     let alpha = root.join("tenants/alpha/tenant.json");
     let bytes = std::fs::read(&alpha).unwrap();
     std::fs::write(&alpha, &bytes[..bytes.len() / 3]).unwrap();
-    let beta: Value = serde_json::from_str(&std::fs::read_to_string(root.join("tenants/beta/tenant.json")).unwrap()).unwrap();
+    let beta: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tenants/beta/tenant.json")).unwrap()).unwrap();
     let gamma_path = root.join("tenants/gamma/tenant.json");
     let mut gamma: Value = serde_json::from_str(&std::fs::read_to_string(&gamma_path).unwrap()).unwrap();
     gamma["settings"]["smtp"]["password"] = beta["settings"]["smtp"]["password"].clone();
@@ -280,7 +460,14 @@ async fn truncated_file_degrades_one_tenant_and_a_moved_secret_does_not_open() {
     let server = Server::start_dev(&root, &[]);
     let admin = Admin::of(&server);
     let http = reqwest::Client::new();
-    let ready: Value = http.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "degraded", "{ready}");
     let degraded = &ready["components"]["tenants"]["degraded"][0];
     assert_eq!(degraded["slug"], "alpha");
@@ -305,7 +492,14 @@ async fn truncated_file_degrades_one_tenant_and_a_moved_secret_does_not_open() {
     // Deleting the degraded tenant repairs the tree.
     let (status, _) = admin.send(Method::DELETE, "/v1/admin/tenants/alpha", None).await;
     assert_eq!(status, 204);
-    let ready: Value = http.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
 }
 
@@ -315,19 +509,33 @@ async fn master_key_rotation_with_reseal() {
     let root = dir.path().join("root");
     let server = Server::start_dev(&root, &[("SECRETBOX_MASTER_KEY", KEY_A)]);
     let admin = Admin::of(&server);
-    let (status, _) = admin.send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme", "settings": {"smtp": smtp("rotate-me")}}))).await;
+    let (status, _) = admin
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "acme", "settings": {"smtp": smtp("rotate-me")}})),
+        )
+        .await;
     assert_eq!(status, 201);
-    let sealed_a: Value = serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
+    let sealed_a: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
     server.terminate();
 
-    let server = Server::start_dev(&root, &[("SECRETBOX_MASTER_KEY", KEY_B), ("SECRETBOX_PREVIOUS_KEYS", KEY_A)]);
+    let server = Server::start_dev(
+        &root,
+        &[("SECRETBOX_MASTER_KEY", KEY_B), ("SECRETBOX_PREVIOUS_KEYS", KEY_A)],
+    );
     let admin = Admin::of(&server);
     let (status, report) = admin.send(Method::POST, "/v1/admin/secrets/reseal", None).await;
     assert_eq!(status, 200);
     assert_eq!(report["resealed"], 1, "{report}");
     assert!(report["failed"].as_array().unwrap().is_empty());
-    let sealed_b: Value = serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
-    assert_ne!(sealed_a["settings"]["smtp"]["password"], sealed_b["settings"]["smtp"]["password"]);
+    let sealed_b: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
+    assert_ne!(
+        sealed_a["settings"]["smtp"]["password"],
+        sealed_b["settings"]["smtp"]["password"]
+    );
     server.terminate();
 
     // With only the new key, everything still opens.
@@ -344,7 +552,10 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
     let root = dir.path().join("root");
     let server = Server::start_dev(&root, &[]);
     let first_token = server.admin_token();
-    assert!(server.stdout_lines.iter().any(|l| l.contains(&first_token)), "the token is printed once");
+    assert!(
+        server.stdout_lines.iter().any(|l| l.contains(&first_token)),
+        "the token is printed once"
+    );
     let key = std::fs::read_to_string(root.join("dev-master-key")).unwrap();
     let local_id = std::fs::read_to_string(root.join("tenants/local/tenant.json")).unwrap();
     assert!(server.stderr().contains("WARNING"), "the dev key is announced loudly");
@@ -353,9 +564,15 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
 
     let server = Server::start_dev(&root, &[]);
     assert_eq!(server.admin_token(), first_token);
-    assert!(!server.stdout_lines.iter().any(|l| l.contains(&first_token)), "not printed again");
+    assert!(
+        !server.stdout_lines.iter().any(|l| l.contains(&first_token)),
+        "not printed again"
+    );
     assert_eq!(std::fs::read_to_string(root.join("dev-master-key")).unwrap(), key);
-    assert_eq!(std::fs::read_to_string(root.join("tenants/local/tenant.json")).unwrap(), local_id);
+    assert_eq!(
+        std::fs::read_to_string(root.join("tenants/local/tenant.json")).unwrap(),
+        local_id
+    );
     assert!(root.join("tenants/local/clients/demo-spa.json").exists());
     let admin = Admin::of(&server);
     let (status, _) = admin.send(Method::GET, "/v1/admin/tenants/local", None).await;

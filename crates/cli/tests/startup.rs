@@ -18,7 +18,10 @@ fn serve_output(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> O
 fn assert_config_error(output: &Output, setting: &str, problem: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains(&format!("configuration error in {setting}")), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("configuration error in {setting}")),
+        "stderr: {stderr}"
+    );
     assert!(stderr.contains(problem), "stderr: {stderr}");
 }
 
@@ -29,13 +32,28 @@ fn bad_master_keys_stop_the_process_with_a_clear_message() {
     let root_arg = root.to_str().unwrap();
     let out = serve_output(dir.path(), &["--fs-root", root_arg], &[]);
     assert_config_error(&out, "SECRETBOX_MASTER_KEY", "is not set");
-    let out = serve_output(dir.path(), &["--fs-root", root_arg], &[("SECRETBOX_MASTER_KEY", "c2hvcnQ=")]);
+    let out = serve_output(
+        dir.path(),
+        &["--fs-root", root_arg],
+        &[("SECRETBOX_MASTER_KEY", "c2hvcnQ=")],
+    );
     assert_config_error(&out, "SECRETBOX_MASTER_KEY", "exactly 32 bytes, got 5");
-    let out = serve_output(dir.path(), &["--fs-root", root_arg], &[("SECRETBOX_MASTER_KEY", "not*base64*at*all")]);
+    let out = serve_output(
+        dir.path(),
+        &["--fs-root", root_arg],
+        &[("SECRETBOX_MASTER_KEY", "not*base64*at*all")],
+    );
     assert_config_error(&out, "SECRETBOX_MASTER_KEY", "not valid base64");
-    let out = serve_output(dir.path(), &["--fs-root", root_arg], &[("SECRETBOX_MASTER_KEY", KEY_A), ("SECRETBOX_PREVIOUS_KEYS", "xyz")]);
+    let out = serve_output(
+        dir.path(),
+        &["--fs-root", root_arg],
+        &[("SECRETBOX_MASTER_KEY", KEY_A), ("SECRETBOX_PREVIOUS_KEYS", "xyz")],
+    );
     assert_config_error(&out, "SECRETBOX_PREVIOUS_KEYS[0]", "");
-    assert!(!root.join("dev-master-key").exists(), "without --dev nothing is generated");
+    assert!(
+        !root.join("dev-master-key").exists(),
+        "without --dev nothing is generated"
+    );
 }
 
 #[test]
@@ -53,7 +71,11 @@ fn malformed_config_and_unwritable_fs_root_are_refused() {
     std::fs::remove_file(&config).unwrap();
     let a_file = dir.path().join("plain-file");
     std::fs::write(&a_file, b"x").unwrap();
-    let out = serve_output(dir.path(), &["--dev", "--fs-root", a_file.join("sub").to_str().unwrap()], &[]);
+    let out = serve_output(
+        dir.path(),
+        &["--dev", "--fs-root", a_file.join("sub").to_str().unwrap()],
+        &[],
+    );
     assert_config_error(&out, "FS_ROOT", "cannot create");
 
     let out = serve_output(dir.path(), &["--dev"], &[("TENANTRY_PUBLIC_URL", "not a url")]);
@@ -64,7 +86,14 @@ fn malformed_config_and_unwritable_fs_root_are_refused() {
 fn config_file_and_env_choose_fs_root() {
     let dir = tempfile::tempdir().unwrap();
     let from_file = dir.path().join("from-file");
-    std::fs::write(dir.path().join("tenantry.toml"), format!("fs_root = {:?}\ndefault_tenant = \"main\"\n", from_file.to_str().unwrap())).unwrap();
+    std::fs::write(
+        dir.path().join("tenantry.toml"),
+        format!(
+            "fs_root = {:?}\ndefault_tenant = \"main\"\n",
+            from_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
     let mut cmd = tenantry(dir.path());
     cmd.args(["init"]).env("SECRETBOX_MASTER_KEY", KEY_A);
     let out = cmd.output().unwrap();
@@ -72,7 +101,12 @@ fn config_file_and_env_choose_fs_root() {
     assert!(from_file.join("tenants/main/tenant.json").exists());
 
     let from_env = dir.path().join("from-env");
-    let out = tenantry(dir.path()).args(["init"]).env("SECRETBOX_MASTER_KEY", KEY_A).env("FS_ROOT", &from_env).output().unwrap();
+    let out = tenantry(dir.path())
+        .args(["init"])
+        .env("SECRETBOX_MASTER_KEY", KEY_A)
+        .env("FS_ROOT", &from_env)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(from_env.join("tenants/main/tenant.json").exists());
 }
@@ -81,13 +115,30 @@ fn config_file_and_env_choose_fs_root() {
 async fn init_then_serve_then_admin_cli() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let out = tenantry(dir.path()).args(["init", "--fs-root"]).arg(&root).env("SECRETBOX_MASTER_KEY", KEY_A).output().unwrap();
+    let out = tenantry(dir.path())
+        .args(["init", "--fs-root"])
+        .arg(&root)
+        .env("SECRETBOX_MASTER_KEY", KEY_A)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = stdout.lines().find_map(|l| l.strip_prefix("admin token (shown once; store it now): ")).unwrap().to_owned();
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token (shown once; store it now): "))
+        .unwrap()
+        .to_owned();
     assert!(root.join("tenants/local/tenant.json").exists());
-    assert!(!root.join("dev-admin-token").exists(), "init does not write the token to disk");
-    let again = tenantry(dir.path()).args(["init", "--fs-root"]).arg(&root).env("SECRETBOX_MASTER_KEY", KEY_A).output().unwrap();
+    assert!(
+        !root.join("dev-admin-token").exists(),
+        "init does not write the token to disk"
+    );
+    let again = tenantry(dir.path())
+        .args(["init", "--fs-root"])
+        .arg(&root)
+        .env("SECRETBOX_MASTER_KEY", KEY_A)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
 
     let server = Server::start(&root, &[], &[("SECRETBOX_MASTER_KEY", KEY_A)]);
@@ -97,8 +148,20 @@ async fn init_then_serve_then_admin_cli() {
         cmd.output().unwrap()
     };
     let settings = dir.path().join("settings.json");
-    std::fs::write(&settings, r##"{"branding": {"name": "Acme", "primary_color": "#aa0000"}}"##).unwrap();
-    let out = cli(&["tenant", "create", "acme", "--display-name", "Acme Corp", "--settings", settings.to_str().unwrap()]);
+    std::fs::write(
+        &settings,
+        r##"{"branding": {"name": "Acme", "primary_color": "#aa0000"}}"##,
+    )
+    .unwrap();
+    let out = cli(&[
+        "tenant",
+        "create",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(created["display_name"], "Acme Corp");
@@ -112,7 +175,12 @@ async fn init_then_serve_then_admin_cli() {
 
     let out = cli(&["tenant", "list"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let slugs: Vec<_> = list["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap().to_owned()).collect();
+    let slugs: Vec<_> = list["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(slugs, ["acme", "local"]);
 
     let out = cli(&["tenant", "show", "acme"]);
@@ -126,6 +194,9 @@ async fn init_then_serve_then_admin_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut wrong = tenantry(dir.path());
-    let out = wrong.args(["tenant", "list", "--url", &server.base, "--token", "nope"]).output().unwrap();
+    let out = wrong
+        .args(["tenant", "list", "--url", &server.base, "--token", "nope"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 }

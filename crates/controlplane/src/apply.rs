@@ -65,7 +65,11 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             if current.tenants.contains_key(&tenant.slug) {
                 return Err(Rejection::TenantExists(tenant.slug.clone()).into());
             }
-            let entry = TenantEntry { tenant: tenant.clone(), key_ring: key_ring.clone(), ..Default::default() };
+            let entry = TenantEntry {
+                tenant: tenant.clone(),
+                key_ring: key_ring.clone(),
+                ..Default::default()
+            };
             store.create_tenant_dir(&entry)?;
             next.tenants.insert(tenant.slug.clone(), Arc::new(entry));
         }
@@ -91,24 +95,45 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
         }
         Command::PutClient { slug, client } => {
             invalid(validate::validate_client(client))?;
-            put_item(store, &mut next, (slug, store::CLIENTS_DIR), &client.client_id, client, |e| &mut e.clients)?;
+            put_item(
+                store,
+                &mut next,
+                (slug, store::CLIENTS_DIR),
+                &client.client_id,
+                client,
+                |e| &mut e.clients,
+            )?;
         }
         Command::DeleteClient { slug, client_id } => {
-            delete_item(store, &mut next, (slug, store::CLIENTS_DIR), ("client", client_id), |e| &mut e.clients)?;
+            delete_item(
+                store,
+                &mut next,
+                (slug, store::CLIENTS_DIR),
+                ("client", client_id),
+                |e| &mut e.clients,
+            )?;
         }
         Command::PutScope { slug, scope } => {
             invalid(validate::validate_scope(scope))?;
-            put_item(store, &mut next, (slug, store::SCOPES_DIR), &scope.name, scope, |e| &mut e.scopes)?;
+            put_item(store, &mut next, (slug, store::SCOPES_DIR), &scope.name, scope, |e| {
+                &mut e.scopes
+            })?;
         }
         Command::DeleteScope { slug, name } => {
-            delete_item(store, &mut next, (slug, store::SCOPES_DIR), ("scope", name), |e| &mut e.scopes)?;
+            delete_item(store, &mut next, (slug, store::SCOPES_DIR), ("scope", name), |e| {
+                &mut e.scopes
+            })?;
         }
         Command::PutRole { slug, role } => {
             invalid(validate::validate_role(role))?;
-            put_item(store, &mut next, (slug, store::ROLES_DIR), &role.name, role, |e| &mut e.roles)?;
+            put_item(store, &mut next, (slug, store::ROLES_DIR), &role.name, role, |e| {
+                &mut e.roles
+            })?;
         }
         Command::DeleteRole { slug, name } => {
-            delete_item(store, &mut next, (slug, store::ROLES_DIR), ("role", name), |e| &mut e.roles)?;
+            delete_item(store, &mut next, (slug, store::ROLES_DIR), ("role", name), |e| {
+                &mut e.roles
+            })?;
         }
         Command::PutKeyRing { slug: None, ring } => {
             store.write_json(&store.system_dir().join(store::KEYS_FILE), ring)?;
@@ -126,7 +151,11 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
         }
         Command::DeleteAdmin { id } => {
             if !current.admins.contains_key(id) {
-                return Err(Rejection::NotFound { kind: "admin", id: id.to_string() }.into());
+                return Err(Rejection::NotFound {
+                    kind: "admin",
+                    id: id.to_string(),
+                }
+                .into());
             }
             store.remove_file(&admin_path(store, *id))?;
             next.admins.remove(id);
@@ -170,7 +199,11 @@ fn delete_item<T>(
 ) -> Result<(), ApplyError> {
     let entry = entry_mut(next, slug)?;
     if !map(entry).contains_key(id) {
-        return Err(Rejection::NotFound { kind, id: id.to_owned() }.into());
+        return Err(Rejection::NotFound {
+            kind,
+            id: id.to_owned(),
+        }
+        .into());
     }
     store.remove_file(&store.tenant_dir(slug).join(dir).join(json_name(id)))?;
     map(entry).remove(id);

@@ -13,21 +13,53 @@ use crate::model::*;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Creates a tenant together with its signing-key ring.
-    CreateTenant { tenant: Tenant, key_ring: KeyRing },
+    CreateTenant {
+        tenant: Tenant,
+        key_ring: KeyRing,
+    },
     /// Replaces a tenant's display name and settings (id, slug and creation time are kept).
-    UpdateTenant { tenant: Tenant },
+    UpdateTenant {
+        tenant: Tenant,
+    },
     /// Removes a tenant and all of its control-plane files (also a degraded one).
-    DeleteTenant { slug: String },
-    PutClient { slug: String, client: Client },
-    DeleteClient { slug: String, client_id: String },
-    PutScope { slug: String, scope: Scope },
-    DeleteScope { slug: String, name: String },
-    PutRole { slug: String, role: Role },
-    DeleteRole { slug: String, name: String },
+    DeleteTenant {
+        slug: String,
+    },
+    PutClient {
+        slug: String,
+        client: Client,
+    },
+    DeleteClient {
+        slug: String,
+        client_id: String,
+    },
+    PutScope {
+        slug: String,
+        scope: Scope,
+    },
+    DeleteScope {
+        slug: String,
+        name: String,
+    },
+    PutRole {
+        slug: String,
+        role: Role,
+    },
+    DeleteRole {
+        slug: String,
+        name: String,
+    },
     /// Replaces a key ring: a tenant's (`slug`) or the system issuer's (`slug: None`).
-    PutKeyRing { slug: Option<String>, ring: KeyRing },
-    PutAdmin { admin: Admin },
-    DeleteAdmin { id: Uuid },
+    PutKeyRing {
+        slug: Option<String>,
+        ring: KeyRing,
+    },
+    PutAdmin {
+        admin: Admin,
+    },
+    DeleteAdmin {
+        id: Uuid,
+    },
 }
 
 impl Command {

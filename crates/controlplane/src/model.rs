@@ -205,7 +205,10 @@ pub struct ConsentPolicy {
 
 impl Default for ConsentPolicy {
     fn default() -> Self {
-        Self { required: true, remember_secs: 0 }
+        Self {
+            required: true,
+            remember_secs: 0,
+        }
     }
 }
 

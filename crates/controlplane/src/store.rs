@@ -70,7 +70,12 @@ impl FsStore {
 
     /// Creates the top-level folders if they are missing.
     pub fn init(&self) -> io::Result<()> {
-        for dir in [self.root.clone(), self.tenants_dir(), self.system_dir(), self.admins_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.tenants_dir(),
+            self.system_dir(),
+            self.admins_dir(),
+        ] {
             if !dir.exists() {
                 fs::create_dir_all(&dir)?;
                 if let Some(parent) = dir.parent() {
@@ -183,7 +188,11 @@ impl FsStore {
                     tracing::warn!(tenant = %name, path = %e.path.display(), error = %e.message, "tenant degraded: control-plane file does not load");
                     snapshot.degraded.insert(
                         name.clone(),
-                        DegradedTenant { slug: name, path: e.path, error: e.message },
+                        DegradedTenant {
+                            slug: name,
+                            path: e.path,
+                            error: e.message,
+                        },
                     );
                 }
             }
@@ -202,8 +211,16 @@ fn load_tenant(dir: &Path, slug: &str) -> Result<TenantEntry, LoadError> {
         });
     }
     let keys_path = dir.join(KEYS_FILE);
-    let key_ring = if keys_path.exists() { read_json(&keys_path)? } else { KeyRing::default() };
-    let mut entry = TenantEntry { tenant, key_ring, ..Default::default() };
+    let key_ring = if keys_path.exists() {
+        read_json(&keys_path)?
+    } else {
+        KeyRing::default()
+    };
+    let mut entry = TenantEntry {
+        tenant,
+        key_ring,
+        ..Default::default()
+    };
     for (path, id) in list_json(&dir.join(CLIENTS_DIR))? {
         let client: Client = read_json(&path)?;
         check_name(&path, &id, &client.client_id)?;
@@ -226,7 +243,10 @@ fn check_name(path: &Path, file_id: &str, inner: &str) -> Result<(), LoadError> 
     if file_id == inner {
         Ok(())
     } else {
-        Err(LoadError { path: path.to_owned(), message: format!("names `{inner}` but is stored as `{file_id}`") })
+        Err(LoadError {
+            path: path.to_owned(),
+            message: format!("names `{inner}` but is stored as `{file_id}`"),
+        })
     }
 }
 
@@ -240,7 +260,10 @@ pub struct LoadError {
 
 impl LoadError {
     fn io(path: &Path, e: io::Error) -> Self {
-        Self { path: path.to_owned(), message: e.to_string() }
+        Self {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -258,7 +281,10 @@ fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     let bytes = fs::read(path).map_err(|e| LoadError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| LoadError { path: path.to_owned(), message: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| LoadError {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// The file names of a folder, after removing dot-files (temp files of an interrupted
@@ -295,8 +321,14 @@ fn list_json(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
 /// Temp file in the same folder, fsync, rename over the target, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
-    let file_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), Uuid::new_v4().simple()));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;

@@ -12,16 +12,13 @@ use crate::model::*;
 /// Longest slug: one DNS label.
 pub const MAX_SLUG_LEN: usize = 63;
 
-static SLUG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9](?:-?[a-z0-9])*$").expect("slug regex"));
+static SLUG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9](?:-?[a-z0-9])*$").expect("slug regex"));
 static IDENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$").expect("ident regex"));
-static FIELD_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,62}$").expect("field regex"));
+static FIELD_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,62}$").expect("field regex"));
 static SCOPE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$").expect("scope regex"));
-static COLOR: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^#[0-9a-fA-F]{6}$").expect("color regex"));
+static COLOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^#[0-9a-fA-F]{6}$").expect("color regex"));
 
 /// One problem with one field, addressed by a dotted path (e.g. `settings.smtp.port`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,7 +34,10 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,9 +102,7 @@ fn check_origin(errors: &mut ValidationErrors, field: &str, value: &str) {
 fn check_redirect_uri(errors: &mut ValidationErrors, field: &str, value: &str) {
     match url::Url::parse(value) {
         Ok(u) if u.fragment().is_some() => errors.push(field, "must not contain a fragment"),
-        Ok(u) if u.cannot_be_a_base() && u.scheme() != "urn" => {
-            errors.push(field, "must be an absolute URI")
-        }
+        Ok(u) if u.cannot_be_a_base() && u.scheme() != "urn" => errors.push(field, "must be an absolute URI"),
         Ok(_) => {}
         Err(e) => errors.push(field, format!("is not a valid URI: {e}")),
     }
@@ -137,11 +135,10 @@ pub fn validate_settings(settings: &TenantSettings) -> Result<(), ValidationErro
 fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     if let IssuerMode::Custom { url } = &s.issuer {
         check_http_url(errors, &format!("{p}.issuer.url"), url);
-        if let Ok(u) = url::Url::parse(url) {
-            if u.query().is_some() || u.fragment().is_some() {
+        if let Ok(u) = url::Url::parse(url)
+            && (u.query().is_some() || u.fragment().is_some()) {
                 errors.push(format!("{p}.issuer.url"), "must not have a query or fragment");
             }
-        }
     }
     if let Some(name) = &s.branding.name {
         check_text(errors, &format!("{p}.branding.name"), name, 200);
@@ -153,11 +150,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         ("primary_color", &s.branding.primary_color),
         ("background_color", &s.branding.background_color),
     ] {
-        if let Some(c) = color {
-            if !COLOR.is_match(c) {
+        if let Some(c) = color
+            && !COLOR.is_match(c) {
                 errors.push(format!("{p}.branding.{key}"), "must be a #rrggbb color");
             }
-        }
     }
     let lt = &s.token_lifetimes;
     for (key, value, max) in [
@@ -167,7 +163,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         ("refresh_token_secs", lt.refresh_token_secs, 365 * 86400),
     ] {
         if value == 0 || value > max {
-            errors.push(format!("{p}.token_lifetimes.{key}"), format!("must be between 1 and {max}"));
+            errors.push(
+                format!("{p}.token_lifetimes.{key}"),
+                format!("must be between 1 and {max}"),
+            );
         }
     }
     let sec = &s.security;
@@ -246,11 +245,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         if !field_names.insert(f.name.as_str()) {
             errors.push(format!("{base}.name"), "is duplicated");
         }
-        if let Some(scope) = &f.scope {
-            if !SCOPE_NAME.is_match(scope) {
+        if let Some(scope) = &f.scope
+            && !SCOPE_NAME.is_match(scope) {
                 errors.push(format!("{base}.scope"), "is not a valid scope name");
             }
-        }
     }
     for (i, origin) in s.cors_allowed_origins.iter().enumerate() {
         check_origin(errors, &format!("{p}.cors_allowed_origins[{i}]"), origin);
@@ -288,7 +286,10 @@ fn kind_code(kind: MailTemplateKind) -> &'static str {
 pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
     let mut errors = ValidationErrors::default();
     if !is_identifier(&client.client_id) {
-        errors.push("client_id", "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+        errors.push(
+            "client_id",
+            "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        );
     }
     check_text(&mut errors, "name", &client.name, 200);
     for (i, uri) in client.redirect_uris.iter().enumerate() {
@@ -372,7 +373,18 @@ mod tests {
         for ok in ["local", "a", "acme-corp", "a1-b2-c3", &"a".repeat(63)] {
             assert!(validate_slug(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "a-", "a--b", "Acme", "a_b", "a.b", "../x", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "Acme",
+            "a_b",
+            "a.b",
+            "../x",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(validate_slug(bad).is_err(), "{bad}");
         }
     }
@@ -409,10 +421,18 @@ mod tests {
 
     #[test]
     fn db_driver_and_dsn_must_agree() {
-        let mut s = TenantSettings::default();
-        s.user_db = Some(UserDbSettings { driver: DbDriver::Postgres, dsn: None });
+        let mut s = TenantSettings {
+            user_db: Some(UserDbSettings {
+                driver: DbDriver::Postgres,
+                dsn: None,
+            }),
+            ..Default::default()
+        };
         assert!(validate_settings(&s).is_err());
-        s.user_db = Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None });
+        s.user_db = Some(UserDbSettings {
+            driver: DbDriver::Sqlite,
+            dsn: None,
+        });
         assert!(validate_settings(&s).is_ok());
     }
 

@@ -35,7 +35,9 @@ pub struct ControlPlane {
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlPlane").field("root", &self.store.root()).finish_non_exhaustive()
+        f.debug_struct("ControlPlane")
+            .field("root", &self.store.root())
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,10 @@ impl ControlPlane {
     }
 
     pub fn subscribe(&self, subscriber: Arc<dyn Subscriber>) {
-        self.subscribers.write().expect("subscriber list poisoned").push(subscriber);
+        self.subscribers
+            .write()
+            .expect("subscriber list poisoned")
+            .push(subscriber);
     }
 
     /// Applies one command, publishes the new snapshot and notifies subscribers.
@@ -70,7 +75,12 @@ impl ControlPlane {
         let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         let next = Arc::new(apply(&self.store, &self.current.load(), cmd)?);
         self.current.store(next.clone());
-        tracing::info!(command = cmd.kind(), tenant = cmd.tenant_slug(), revision = next.revision, "control plane changed");
+        tracing::info!(
+            command = cmd.kind(),
+            tenant = cmd.tenant_slug(),
+            revision = next.revision,
+            "control plane changed"
+        );
         self.notify(&Change::Applied(cmd), &next);
         Ok(next)
     }

@@ -8,7 +8,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use tenantry_controlplane::model::*;
-use tenantry_controlplane::{Command, ControlPlane, FsStore, Rejection, ApplyError};
+use tenantry_controlplane::{ApplyError, Command, ControlPlane, FsStore, Rejection};
 use uuid::Uuid;
 
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
@@ -32,9 +32,22 @@ fn sealed() -> impl Strategy<Value = SealedSecret> {
 }
 
 fn settings() -> impl Strategy<Value = TenantSettings> {
-    let issuer = prop_oneof![Just(IssuerMode::Path), text().prop_map(|url| IssuerMode::Custom { url })];
-    let branding = (option::of(text()), option::of(text()), option::of(text()), option::of(text()))
-        .prop_map(|(name, logo_url, primary_color, background_color)| Branding { name, logo_url, primary_color, background_color });
+    let issuer = prop_oneof![
+        Just(IssuerMode::Path),
+        text().prop_map(|url| IssuerMode::Custom { url })
+    ];
+    let branding = (
+        option::of(text()),
+        option::of(text()),
+        option::of(text()),
+        option::of(text()),
+    )
+        .prop_map(|(name, logo_url, primary_color, background_color)| Branding {
+            name,
+            logo_url,
+            primary_color,
+            background_color,
+        });
     let language = prop_oneof![Just(Language::En), Just(Language::Es)];
     let lifetimes = any::<(u64, u64, u64, u64)>().prop_map(|(a, b, c, d)| TokenLifetimes {
         session_secs: a,
@@ -42,20 +55,38 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         id_token_secs: c,
         refresh_token_secs: d,
     });
-    let security = (any::<u32>(), any::<[bool; 5]>(), any::<u32>(), any::<u64>()).prop_map(|(min, b, attempts, lock)| SecurityPolicy {
-        password_min_length: min,
-        password_require_lowercase: b[0],
-        password_require_uppercase: b[1],
-        password_require_digit: b[2],
-        password_require_symbol: b[3],
-        max_login_attempts: attempts,
-        lockout_duration_secs: lock,
-        mfa_required: b[4],
-    });
+    let security =
+        (any::<u32>(), any::<[bool; 5]>(), any::<u32>(), any::<u64>()).prop_map(|(min, b, attempts, lock)| {
+            SecurityPolicy {
+                password_min_length: min,
+                password_require_lowercase: b[0],
+                password_require_uppercase: b[1],
+                password_require_digit: b[2],
+                password_require_symbol: b[3],
+                max_login_attempts: attempts,
+                lockout_duration_secs: lock,
+                mfa_required: b[4],
+            }
+        });
     let tls = prop_oneof![Just(SmtpTls::None), Just(SmtpTls::Starttls), Just(SmtpTls::Tls)];
-    let smtp = option::of((text(), any::<u16>(), tls, option::of(text()), option::of(sealed()), text()).prop_map(
-        |(host, port, tls, username, password, from_address)| SmtpSettings { host, port, tls, username, password, from_address },
-    ));
+    let smtp = option::of(
+        (
+            text(),
+            any::<u16>(),
+            tls,
+            option::of(text()),
+            option::of(sealed()),
+            text(),
+        )
+            .prop_map(|(host, port, tls, username, password, from_address)| SmtpSettings {
+                host,
+                port,
+                tls,
+                username,
+                password,
+                from_address,
+            }),
+    );
     let driver = prop_oneof![Just(DbDriver::Sqlite), Just(DbDriver::Postgres), Just(DbDriver::Mysql)];
     let user_db = option::of((driver, option::of(sealed())).prop_map(|(driver, dsn)| UserDbSettings { driver, dsn }));
     let kind = prop_oneof![
@@ -65,8 +96,15 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         Just(MailTemplateKind::AccountLocked)
     ];
     let template = (text(), text(), text()).prop_map(|(subject, html, text)| MailTemplate { subject, html, text });
-    let templates = btree_map(prop_oneof![Just(Language::En), Just(Language::Es)], btree_map(kind, template, 0..3), 0..3);
-    let consent = (any::<bool>(), any::<u64>()).prop_map(|(required, remember_secs)| ConsentPolicy { required, remember_secs });
+    let templates = btree_map(
+        prop_oneof![Just(Language::En), Just(Language::Es)],
+        btree_map(kind, template, 0..3),
+        0..3,
+    );
+    let consent = (any::<bool>(), any::<u64>()).prop_map(|(required, remember_secs)| ConsentPolicy {
+        required,
+        remember_secs,
+    });
     let sp_kind = prop_oneof![
         Just(SocialProviderKind::Google),
         Just(SocialProviderKind::Github),
@@ -74,18 +112,28 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         Just(SocialProviderKind::Oidc)
     ];
     let social = vec(
-        (ident(), sp_kind, option::of(text()), text(), option::of(sealed()), option::of(text()), vec(text(), 0..3), any::<bool>()).prop_map(
-            |(id, kind, display_name, client_id, client_secret, issuer_url, scopes, enabled)| SocialProvider {
-                id,
-                kind,
-                display_name,
-                client_id,
-                client_secret,
-                issuer_url,
-                scopes,
-                enabled,
-            },
-        ),
+        (
+            ident(),
+            sp_kind,
+            option::of(text()),
+            text(),
+            option::of(sealed()),
+            option::of(text()),
+            vec(text(), 0..3),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(id, kind, display_name, client_id, client_secret, issuer_url, scopes, enabled)| SocialProvider {
+                    id,
+                    kind,
+                    display_name,
+                    client_id,
+                    client_secret,
+                    issuer_url,
+                    scopes,
+                    enabled,
+                },
+            ),
         0..3,
     );
     let ftype = prop_oneof![
@@ -96,19 +144,34 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         Just(CustomFieldType::Timestamp)
     ];
     let fields = vec(
-        (ident(), ftype, any::<[bool; 3]>(), option::of(ident())).prop_map(|(name, field_type, b, scope)| CustomField {
-            name,
-            field_type,
-            required: b[0],
-            unique: b[1],
-            indexed: b[2],
-            scope,
+        (ident(), ftype, any::<[bool; 3]>(), option::of(ident())).prop_map(|(name, field_type, b, scope)| {
+            CustomField {
+                name,
+                field_type,
+                required: b[0],
+                unique: b[1],
+                indexed: b[2],
+                scope,
+            }
         }),
         0..3,
     );
-    (issuer, branding, language, lifetimes, security, smtp, user_db, templates, consent, social, fields, vec(text(), 0..3)).prop_map(
-        |(issuer, branding, language, token_lifetimes, security, smtp, user_db, mail_templates, consent, social_providers, custom_fields, cors_allowed_origins)| {
-            TenantSettings {
+    (
+        issuer,
+        branding,
+        language,
+        lifetimes,
+        security,
+        smtp,
+        user_db,
+        templates,
+        consent,
+        social,
+        fields,
+        vec(text(), 0..3),
+    )
+        .prop_map(
+            |(
                 issuer,
                 branding,
                 language,
@@ -121,14 +184,32 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 social_providers,
                 custom_fields,
                 cors_allowed_origins,
-            }
-        },
-    )
+            )| {
+                TenantSettings {
+                    issuer,
+                    branding,
+                    language,
+                    token_lifetimes,
+                    security,
+                    smtp,
+                    user_db,
+                    mail_templates,
+                    consent,
+                    social_providers,
+                    custom_fields,
+                    cors_allowed_origins,
+                }
+            },
+        )
 }
 
 fn client(id: String) -> impl Strategy<Value = Client> {
     let ctype = prop_oneof![Just(ClientType::Public), Just(ClientType::Confidential)];
-    let grant = prop_oneof![Just(GrantType::AuthorizationCode), Just(GrantType::RefreshToken), Just(GrantType::ClientCredentials)];
+    let grant = prop_oneof![
+        Just(GrantType::AuthorizationCode),
+        Just(GrantType::RefreshToken),
+        Just(GrantType::ClientCredentials)
+    ];
     let method = prop_oneof![
         Just(TokenEndpointAuthMethod::None),
         Just(TokenEndpointAuthMethod::ClientSecretBasic),
@@ -136,58 +217,107 @@ fn client(id: String) -> impl Strategy<Value = Client> {
         Just(TokenEndpointAuthMethod::PrivateKeyJwt)
     ];
     (
-        (text(), ctype, vec(text(), 0..3), vec(text(), 0..2), vec(text(), 0..2), vec(grant, 0..3), vec(ident(), 0..3), method),
-        (option::of(text()), option::of(any::<u64>()), option::of(any::<u64>()), option::of(any::<u64>()), any::<bool>(), time(), time()),
+        (
+            text(),
+            ctype,
+            vec(text(), 0..3),
+            vec(text(), 0..2),
+            vec(text(), 0..2),
+            vec(grant, 0..3),
+            vec(ident(), 0..3),
+            method,
+        ),
+        (
+            option::of(text()),
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            any::<bool>(),
+            time(),
+            time(),
+        ),
     )
-        .prop_map(move |((name, client_type, redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, token_endpoint_auth_method), (secret_hash, at, it, rt, first_party, created_at, updated_at))| Client {
-            client_id: id.clone(),
-            name,
-            client_type,
-            redirect_uris,
-            post_logout_redirect_uris,
-            allowed_origins,
-            grant_types,
-            scopes,
-            token_endpoint_auth_method,
-            secret_hash,
-            access_token_secs: at,
-            id_token_secs: it,
-            refresh_token_secs: rt,
-            first_party,
-            created_at,
-            updated_at,
-        })
+        .prop_map(
+            move |(
+                (
+                    name,
+                    client_type,
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    allowed_origins,
+                    grant_types,
+                    scopes,
+                    token_endpoint_auth_method,
+                ),
+                (secret_hash, at, it, rt, first_party, created_at, updated_at),
+            )| Client {
+                client_id: id.clone(),
+                name,
+                client_type,
+                redirect_uris,
+                post_logout_redirect_uris,
+                allowed_origins,
+                grant_types,
+                scopes,
+                token_endpoint_auth_method,
+                secret_hash,
+                access_token_secs: at,
+                id_token_secs: it,
+                refresh_token_secs: rt,
+                first_party,
+                created_at,
+                updated_at,
+            },
+        )
 }
 
 fn key_ring() -> impl Strategy<Value = KeyRing> {
     let state = prop_oneof![Just(KeyState::Active), Just(KeyState::Retiring)];
     vec(
-        (ident(), text(), state, text(), sealed(), time(), option::of(time())).prop_map(|(kid, alg, state, public_jwk, private_key, created_at, retire_after)| SigningKey {
-            kid,
-            alg,
-            state,
-            public_jwk,
-            private_key,
-            created_at,
-            retire_after,
-        }),
+        (ident(), text(), state, text(), sealed(), time(), option::of(time())).prop_map(
+            |(kid, alg, state, public_jwk, private_key, created_at, retire_after)| SigningKey {
+                kid,
+                alg,
+                state,
+                public_jwk,
+                private_key,
+                created_at,
+                retire_after,
+            },
+        ),
         0..3,
     )
     .prop_map(|keys| KeyRing { keys })
 }
 
 fn entry() -> impl Strategy<Value = (Tenant, KeyRing, Vec<Client>, Vec<Scope>, Vec<Role>)> {
-    let tenant = (uuid(), text(), time(), time(), settings()).prop_map(|(id, display_name, created_at, updated_at, settings)| Tenant {
-        id,
-        slug: "acme".into(),
-        display_name,
-        created_at,
-        updated_at,
-        settings,
-    });
+    let tenant = (uuid(), text(), time(), time(), settings()).prop_map(
+        |(id, display_name, created_at, updated_at, settings)| Tenant {
+            id,
+            slug: "acme".into(),
+            display_name,
+            created_at,
+            updated_at,
+            settings,
+        },
+    );
     let clients = vec(ident(), 0..3).prop_flat_map(|ids| ids.into_iter().map(client).collect::<Vec<_>>());
-    let scopes = vec((ident(), text(), vec(text(), 0..3)).prop_map(|(name, description, claims)| Scope { name, description, claims }), 0..3);
-    let roles = vec((ident(), text(), vec(text(), 0..3)).prop_map(|(name, description, permissions)| Role { name, description, permissions }), 0..3);
+    let scopes = vec(
+        (ident(), text(), vec(text(), 0..3)).prop_map(|(name, description, claims)| Scope {
+            name,
+            description,
+            claims,
+        }),
+        0..3,
+    );
+    let roles = vec(
+        (ident(), text(), vec(text(), 0..3)).prop_map(|(name, description, permissions)| Role {
+            name,
+            description,
+            permissions,
+        }),
+        0..3,
+    );
     (tenant, key_ring(), clients, scopes, roles)
 }
 
@@ -195,49 +325,79 @@ fn entry() -> impl Strategy<Value = (Tenant, KeyRing, Vec<Client>, Vec<Scope>, V
 /// (Storage does not validate, so arbitrary field values are fair game here.)
 #[test]
 fn every_field_round_trips_through_the_files() {
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 64, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
     runner
-        .run(&(entry(), key_ring(), vec((uuid(), text(), time()), 0..3)), |((tenant, ring, clients, scopes, roles), system_ring, admins)| {
-            let dir = tempfile::tempdir().unwrap();
-            let store = FsStore::new(dir.path());
-            store.init().unwrap();
-            // Bypass validation on purpose: write through the same store functions apply uses.
-            let mut expected = tenantry_controlplane::TenantEntry { tenant: tenant.clone(), key_ring: ring.clone(), ..Default::default() };
-            for c in clients {
-                expected.clients.insert(c.client_id.clone(), c);
-            }
-            for s in scopes {
-                expected.scopes.insert(s.name.clone(), s);
-            }
-            for r in roles {
-                expected.roles.insert(r.name.clone(), r);
-            }
-            store.create_tenant_dir(&expected).unwrap();
-            store.write_json(&store.system_dir().join("keys.json"), &system_ring).unwrap();
-            let mut expected_admins = BTreeMap::new();
-            for (id, name, created_at) in admins {
-                let admin = Admin { id, name, token_hash: "sha256:00".into(), created_at };
-                store.write_json(&store.admins_dir().join(format!("{id}.json")), &admin).unwrap();
-                expected_admins.insert(id, admin);
-            }
+        .run(
+            &(entry(), key_ring(), vec((uuid(), text(), time()), 0..3)),
+            |((tenant, ring, clients, scopes, roles), system_ring, admins)| {
+                let dir = tempfile::tempdir().unwrap();
+                let store = FsStore::new(dir.path());
+                store.init().unwrap();
+                // Bypass validation on purpose: write through the same store functions apply uses.
+                let mut expected = tenantry_controlplane::TenantEntry {
+                    tenant: tenant.clone(),
+                    key_ring: ring.clone(),
+                    ..Default::default()
+                };
+                for c in clients {
+                    expected.clients.insert(c.client_id.clone(), c);
+                }
+                for s in scopes {
+                    expected.scopes.insert(s.name.clone(), s);
+                }
+                for r in roles {
+                    expected.roles.insert(r.name.clone(), r);
+                }
+                store.create_tenant_dir(&expected).unwrap();
+                store
+                    .write_json(&store.system_dir().join("keys.json"), &system_ring)
+                    .unwrap();
+                let mut expected_admins = BTreeMap::new();
+                for (id, name, created_at) in admins {
+                    let admin = Admin {
+                        id,
+                        name,
+                        token_hash: "sha256:00".into(),
+                        created_at,
+                    };
+                    store
+                        .write_json(&store.admins_dir().join(format!("{id}.json")), &admin)
+                        .unwrap();
+                    expected_admins.insert(id, admin);
+                }
 
-            let loaded = store.load().unwrap();
-            prop_assert!(loaded.degraded.is_empty(), "{:?}", loaded.degraded);
-            prop_assert_eq!(loaded.tenants.get("acme").map(|e| (**e).clone()), Some(expected));
-            prop_assert_eq!(loaded.system_keys, system_ring);
-            prop_assert_eq!(loaded.admins, expected_admins);
-            Ok(())
-        })
+                let loaded = store.load().unwrap();
+                prop_assert!(loaded.degraded.is_empty(), "{:?}", loaded.degraded);
+                prop_assert_eq!(loaded.tenants.get("acme").map(|e| (**e).clone()), Some(expected));
+                prop_assert_eq!(loaded.system_keys, system_ring);
+                prop_assert_eq!(loaded.admins, expected_admins);
+                Ok(())
+            },
+        )
         .unwrap();
 }
 
 fn valid_tenant(slug: &str) -> Tenant {
     let now = Utc::now();
-    Tenant { id: Uuid::new_v4(), slug: slug.into(), display_name: slug.to_uppercase(), created_at: now, updated_at: now, settings: TenantSettings::default() }
+    Tenant {
+        id: Uuid::new_v4(),
+        slug: slug.into(),
+        display_name: slug.to_uppercase(),
+        created_at: now,
+        updated_at: now,
+        settings: TenantSettings::default(),
+    }
 }
 
 fn create(cp: &ControlPlane, slug: &str) -> Arc<tenantry_controlplane::Snapshot> {
-    cp.apply(&Command::CreateTenant { tenant: valid_tenant(slug), key_ring: KeyRing::default() }).unwrap()
+    cp.apply(&Command::CreateTenant {
+        tenant: valid_tenant(slug),
+        key_ring: KeyRing::default(),
+    })
+    .unwrap()
 }
 
 #[test]
@@ -259,10 +419,21 @@ fn a_truncated_file_degrades_only_its_tenant() {
     assert!(!degraded.error.is_empty());
 
     // The slug stays reserved; deleting the degraded tenant repairs the tree.
-    let err = reopened.apply(&Command::CreateTenant { tenant: valid_tenant("alpha"), key_ring: KeyRing::default() }).unwrap_err();
+    let err = reopened
+        .apply(&Command::CreateTenant {
+            tenant: valid_tenant("alpha"),
+            key_ring: KeyRing::default(),
+        })
+        .unwrap_err();
     assert!(matches!(err, ApplyError::Rejected(Rejection::TenantDegraded(_))));
     reopened.apply(&Command::DeleteTenant { slug: "alpha".into() }).unwrap();
-    assert!(ControlPlane::open(FsStore::new(dir.path())).unwrap().snapshot().degraded.is_empty());
+    assert!(
+        ControlPlane::open(FsStore::new(dir.path()))
+            .unwrap()
+            .snapshot()
+            .degraded
+            .is_empty()
+    );
 }
 
 #[test]
@@ -276,18 +447,33 @@ fn rejected_commands_write_nothing() {
     bad.settings.branding.logo_url = Some("javascript:alert(1)".into());
     bad.id = cp.snapshot().tenants["alpha"].tenant.id;
     bad.created_at = cp.snapshot().tenants["alpha"].tenant.created_at;
-    assert!(matches!(cp.apply(&Command::UpdateTenant { tenant: bad }), Err(ApplyError::Rejected(Rejection::Invalid(_)))));
     assert!(matches!(
-        cp.apply(&Command::CreateTenant { tenant: valid_tenant("alpha"), key_ring: KeyRing::default() }),
+        cp.apply(&Command::UpdateTenant { tenant: bad }),
+        Err(ApplyError::Rejected(Rejection::Invalid(_)))
+    ));
+    assert!(matches!(
+        cp.apply(&Command::CreateTenant {
+            tenant: valid_tenant("alpha"),
+            key_ring: KeyRing::default()
+        }),
         Err(ApplyError::Rejected(Rejection::TenantExists(_)))
     ));
     assert!(matches!(
-        cp.apply(&Command::CreateTenant { tenant: valid_tenant("Bad_Slug"), key_ring: KeyRing::default() }),
+        cp.apply(&Command::CreateTenant {
+            tenant: valid_tenant("Bad_Slug"),
+            key_ring: KeyRing::default()
+        }),
         Err(ApplyError::Rejected(Rejection::Invalid(_)))
     ));
-    assert!(matches!(cp.apply(&Command::DeleteTenant { slug: "ghost".into() }), Err(ApplyError::Rejected(Rejection::TenantNotFound(_)))));
     assert!(matches!(
-        cp.apply(&Command::DeleteClient { slug: "alpha".into(), client_id: "nope".into() }),
+        cp.apply(&Command::DeleteTenant { slug: "ghost".into() }),
+        Err(ApplyError::Rejected(Rejection::TenantNotFound(_)))
+    ));
+    assert!(matches!(
+        cp.apply(&Command::DeleteClient {
+            slug: "alpha".into(),
+            client_id: "nope".into()
+        }),
         Err(ApplyError::Rejected(Rejection::NotFound { .. }))
     ));
     assert_eq!(cp.snapshot().revision, before);
@@ -318,9 +504,16 @@ fn subscribers_see_every_applied_command() {
     use std::sync::Mutex;
     struct Log(Mutex<Vec<String>>);
     impl tenantry_controlplane::Subscriber for Log {
-        fn on_change(&self, change: &tenantry_controlplane::Change<'_>, snapshot: &Arc<tenantry_controlplane::Snapshot>) {
+        fn on_change(
+            &self,
+            change: &tenantry_controlplane::Change<'_>,
+            snapshot: &Arc<tenantry_controlplane::Snapshot>,
+        ) {
             if let tenantry_controlplane::Change::Applied(cmd) = change {
-                self.0.lock().unwrap().push(format!("{}@{}", cmd.kind(), snapshot.revision));
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}@{}", cmd.kind(), snapshot.revision));
             }
         }
     }

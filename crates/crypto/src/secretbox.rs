@@ -72,7 +72,9 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,10 +89,7 @@ impl MasterKey {
             STANDARD
                 .decode(trimmed)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed.trim_end_matches('=')))
-                .or_else(|_| {
-                    base64::engine::general_purpose::STANDARD_NO_PAD
-                        .decode(trimmed.trim_end_matches('='))
-                })
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed.trim_end_matches('=')))
                 .map_err(|_| MasterKeyError::NotBase64)?,
         );
         let secret: [u8; 32] = bytes
@@ -234,16 +233,13 @@ pub fn looks_sealed(value: &str) -> bool {
 
 fn parse_envelope(sealed: &str) -> Result<(&str, Vec<u8>), SecretBoxError> {
     let mut parts = sealed.splitn(3, '.');
-    let (Some(version), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(version), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(SecretBoxError::Malformed);
     };
     if version != ENVELOPE_VERSION || key_id.is_empty() {
         return Err(SecretBoxError::Malformed);
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|_| SecretBoxError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(body).map_err(|_| SecretBoxError::Malformed)?;
     if payload.len() < NONCE_LEN + TAG_LEN {
         return Err(SecretBoxError::Malformed);
     }
@@ -262,7 +258,10 @@ mod tests {
     #[test]
     fn master_key_parsing_names_the_problem() {
         assert_eq!(MasterKey::from_base64("").unwrap_err(), MasterKeyError::Empty);
-        assert_eq!(MasterKey::from_base64("not base64!!").unwrap_err(), MasterKeyError::NotBase64);
+        assert_eq!(
+            MasterKey::from_base64("not base64!!").unwrap_err(),
+            MasterKeyError::NotBase64
+        );
         assert_eq!(
             MasterKey::from_base64(&STANDARD.encode([1u8; 16])).unwrap_err(),
             MasterKeyError::WrongLength(16)
@@ -289,11 +288,13 @@ mod tests {
         let sb = sb();
         let sealed = sb.seal(SealContext::new("tenant-a", "smtp.password"), "s3cret");
         assert_eq!(
-            sb.open(SealContext::new("tenant-b", "smtp.password"), &sealed).unwrap_err(),
+            sb.open(SealContext::new("tenant-b", "smtp.password"), &sealed)
+                .unwrap_err(),
             SecretBoxError::Rejected
         );
         assert_eq!(
-            sb.open(SealContext::new("tenant-a", "user_db.dsn"), &sealed).unwrap_err(),
+            sb.open(SealContext::new("tenant-a", "user_db.dsn"), &sealed)
+                .unwrap_err(),
             SecretBoxError::Rejected
         );
     }
@@ -333,7 +334,10 @@ mod tests {
         assert!(resealed.contains(rotated.current_key_id()));
 
         let without_old = SecretBox::new(MasterKey::from_base64(&STANDARD.encode([2u8; 32])).unwrap(), vec![]);
-        assert!(matches!(without_old.open(ctx, &sealed_old), Err(SecretBoxError::UnknownKey(_))));
+        assert!(matches!(
+            without_old.open(ctx, &sealed_old),
+            Err(SecretBoxError::UnknownKey(_))
+        ));
         assert_eq!(without_old.open(ctx, &resealed).unwrap().as_str(), "rotate me");
     }
 

@@ -79,7 +79,10 @@ pub fn with_common_layers(app: Router, limits: &crate::config::Limits, hsts: boo
             .layer(from_fn(middleware::record_metrics))
             .layer(from_fn(move |req, next| middleware::security_headers(hsts, req, next)))
             .layer(from_fn(middleware::problem_bodies))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout,
+            ))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
     )
 }
@@ -97,14 +100,23 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("secret internal detail")
         }
-        let limits = crate::config::Limits { max_body_bytes: 1024, request_timeout: std::time::Duration::from_secs(5) };
+        let limits = crate::config::Limits {
+            max_body_bytes: 1024,
+            request_timeout: std::time::Duration::from_secs(5),
+        };
         let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
-        let response = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.headers()["content-type"], "application/problem+json");
         assert!(response.headers().contains_key("x-request-id"));
         let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("internal_error") && !text.contains("secret internal detail"), "{text}");
+        assert!(
+            text.contains("internal_error") && !text.contains("secret internal detail"),
+            "{text}"
+        );
     }
 }

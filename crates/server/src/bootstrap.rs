@@ -22,9 +22,15 @@ pub const DEMO_CLIENT_ID: &str = "demo-spa";
 /// Builds the secretbox from `SECRETBOX_MASTER_KEY` (and `SECRETBOX_PREVIOUS_KEYS`,
 /// comma-separated). With `dev` and no key set, a key is read from or generated into
 /// `FS_ROOT/dev-master-key`, with a loud warning. Nothing is ever generated otherwise.
-pub fn load_secretbox(env: impl Fn(&str) -> Option<String>, fs_root: &Path, dev: bool) -> Result<SecretBox, ConfigError> {
+pub fn load_secretbox(
+    env: impl Fn(&str) -> Option<String>,
+    fs_root: &Path,
+    dev: bool,
+) -> Result<SecretBox, ConfigError> {
     let current = match env("SECRETBOX_MASTER_KEY") {
-        Some(value) => MasterKey::from_base64(&value).map_err(|e| ConfigError::new("SECRETBOX_MASTER_KEY", e.to_string()))?,
+        Some(value) => {
+            MasterKey::from_base64(&value).map_err(|e| ConfigError::new("SECRETBOX_MASTER_KEY", e.to_string()))?
+        }
         None if dev => dev_master_key(fs_root)?,
         None => {
             return Err(ConfigError::new(
@@ -36,7 +42,10 @@ pub fn load_secretbox(env: impl Fn(&str) -> Option<String>, fs_root: &Path, dev:
     let mut previous = Vec::new();
     if let Some(list) = env("SECRETBOX_PREVIOUS_KEYS") {
         for (i, item) in list.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
-            previous.push(MasterKey::from_base64(item).map_err(|e| ConfigError::new(format!("SECRETBOX_PREVIOUS_KEYS[{i}]"), e.to_string()))?);
+            previous.push(
+                MasterKey::from_base64(item)
+                    .map_err(|e| ConfigError::new(format!("SECRETBOX_PREVIOUS_KEYS[{i}]"), e.to_string()))?,
+            );
         }
     }
     Ok(SecretBox::new(current, previous))
@@ -97,7 +106,12 @@ pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev:
         if dev {
             write_private(&cp.store().root().join(DEV_ADMIN_TOKEN_FILE), token.as_bytes())?;
         }
-        let admin = Admin { id: Uuid::new_v4(), name: "bootstrap".into(), token_hash: hash_token(&token), created_at: Utc::now() };
+        let admin = Admin {
+            id: Uuid::new_v4(),
+            name: "bootstrap".into(),
+            token_hash: hash_token(&token),
+            created_at: Utc::now(),
+        };
         cp.apply(&Command::PutAdmin { admin })?;
         installed.admin_token = Some(token);
     }
@@ -105,16 +119,35 @@ pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev:
         if !cp.snapshot().slug_taken(slug) {
             let now = Utc::now();
             let settings = TenantSettings {
-                user_db: Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None }),
+                user_db: Some(UserDbSettings {
+                    driver: DbDriver::Sqlite,
+                    dsn: None,
+                }),
                 ..Default::default()
             };
-            let tenant = Tenant { id: Uuid::new_v4(), slug: slug.into(), display_name: slug.into(), created_at: now, updated_at: now, settings };
-            cp.apply(&Command::CreateTenant { tenant, key_ring: KeyRing::default() })?;
+            let tenant = Tenant {
+                id: Uuid::new_v4(),
+                slug: slug.into(),
+                display_name: slug.into(),
+                created_at: now,
+                updated_at: now,
+                settings,
+            };
+            cp.apply(&Command::CreateTenant {
+                tenant,
+                key_ring: KeyRing::default(),
+            })?;
             installed.default_tenant_created = true;
         }
-        let has_demo = cp.snapshot().tenant(slug).is_some_and(|e| e.clients.contains_key(DEMO_CLIENT_ID));
+        let has_demo = cp
+            .snapshot()
+            .tenant(slug)
+            .is_some_and(|e| e.clients.contains_key(DEMO_CLIENT_ID));
         if dev && !has_demo && cp.snapshot().tenant(slug).is_some() {
-            cp.apply(&Command::PutClient { slug: slug.into(), client: demo_client() })?;
+            cp.apply(&Command::PutClient {
+                slug: slug.into(),
+                client: demo_client(),
+            })?;
             installed.demo_client_created = true;
         }
     }
@@ -127,11 +160,16 @@ fn demo_client() -> Client {
         client_id: DEMO_CLIENT_ID.into(),
         name: "Demo single-page app".into(),
         client_type: ClientType::Public,
-        redirect_uris: vec!["http://localhost:3000/callback".into(), "http://127.0.0.1:3000/callback".into()],
+        redirect_uris: vec![
+            "http://localhost:3000/callback".into(),
+            "http://127.0.0.1:3000/callback".into(),
+        ],
         post_logout_redirect_uris: vec!["http://localhost:3000/".into(), "http://127.0.0.1:3000/".into()],
         allowed_origins: vec!["http://localhost:3000".into(), "http://127.0.0.1:3000".into()],
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-        scopes: ["openid", "profile", "email", "offline_access"].map(String::from).to_vec(),
+        scopes: ["openid", "profile", "email", "offline_access"]
+            .map(String::from)
+            .to_vec(),
         token_endpoint_auth_method: TokenEndpointAuthMethod::None,
         secret_hash: None,
         access_token_secs: None,
@@ -164,7 +202,10 @@ mod tests {
         assert!(short.problem.contains("32 bytes"), "{short}");
         let bad = load_secretbox(env(&[("SECRETBOX_MASTER_KEY", "%%%")]), dir.path(), false).unwrap_err();
         assert!(bad.problem.contains("base64"), "{bad}");
-        assert!(!dir.path().join(DEV_MASTER_KEY_FILE).exists(), "nothing generated without --dev");
+        assert!(
+            !dir.path().join(DEV_MASTER_KEY_FILE).exists(),
+            "nothing generated without --dev"
+        );
     }
 
     #[test]

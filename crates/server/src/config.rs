@@ -24,7 +24,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -101,24 +104,45 @@ impl Config {
     pub fn resolve(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let (file, file_name) = read_file(overrides.config_file.as_deref())?;
         let in_file = |key: &str| format!("`{key}` in {file_name}");
-        let pick = |key: &str, file_value: Option<String>, env_names: &[&str], flag: Option<String>, flag_name: &str| -> Option<Raw> {
+        let pick = |key: &str,
+                    file_value: Option<String>,
+                    env_names: &[&str],
+                    flag: Option<String>,
+                    flag_name: &str|
+         -> Option<Raw> {
             if let Some(value) = flag {
-                return Some(Raw { value, source: flag_name.to_owned() });
+                return Some(Raw {
+                    value,
+                    source: flag_name.to_owned(),
+                });
             }
             for name in env_names {
                 if let Some(value) = env(name) {
-                    return Some(Raw { value, source: (*name).to_owned() });
+                    return Some(Raw {
+                        value,
+                        source: (*name).to_owned(),
+                    });
                 }
             }
-            file_value.map(|value| Raw { value, source: in_file(key) })
+            file_value.map(|value| Raw {
+                value,
+                source: in_file(key),
+            })
         };
 
-        let listen = match pick("listen", file.listen, &["TENANTRY_LISTEN"], overrides.listen.clone(), "--listen") {
-            Some(raw) => raw
-                .value
-                .trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| ConfigError::new(raw.source, format!("`{}` is not a socket address such as 127.0.0.1:8080", raw.value)))?,
+        let listen = match pick(
+            "listen",
+            file.listen,
+            &["TENANTRY_LISTEN"],
+            overrides.listen.clone(),
+            "--listen",
+        ) {
+            Some(raw) => raw.value.trim().parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    raw.source,
+                    format!("`{}` is not a socket address such as 127.0.0.1:8080", raw.value),
+                )
+            })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
 
@@ -140,11 +164,21 @@ impl Config {
             None => PathBuf::from("./data"),
         };
 
-        let default_tenant = match pick("default_tenant", file.default_tenant, &["TENANTRY_DEFAULT_TENANT"], None, "") {
+        let default_tenant = match pick(
+            "default_tenant",
+            file.default_tenant,
+            &["TENANTRY_DEFAULT_TENANT"],
+            None,
+            "",
+        ) {
             Some(raw) if raw.value.is_empty() || raw.value == "none" => None,
             Some(raw) => {
-                tenantry_controlplane::validate::validate_slug(&raw.value)
-                    .map_err(|_| ConfigError::new(raw.source, format!("`{}` is not a valid tenant slug (use \"none\" to disable)", raw.value)))?;
+                tenantry_controlplane::validate::validate_slug(&raw.value).map_err(|_| {
+                    ConfigError::new(
+                        raw.source,
+                        format!("`{}` is not a valid tenant slug (use \"none\" to disable)", raw.value),
+                    )
+                })?;
                 Some(raw.value)
             }
             None => Some("local".to_owned()),
@@ -154,30 +188,71 @@ impl Config {
             Some(raw) => match raw.value.as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                other => return Err(ConfigError::new(raw.source, format!("`{other}` is not one of text, json"))),
+                other => {
+                    return Err(ConfigError::new(
+                        raw.source,
+                        format!("`{other}` is not one of text, json"),
+                    ));
+                }
             },
             None => LogFormat::Text,
         };
 
-        let number = |key: &str, file_value: Option<u64>, env_name: &str, min: u64, max: u64, default: u64| -> Result<u64, ConfigError> {
+        let number = |key: &str,
+                      file_value: Option<u64>,
+                      env_name: &str,
+                      min: u64,
+                      max: u64,
+                      default: u64|
+         -> Result<u64, ConfigError> {
             let raw = match env(env_name) {
-                Some(value) => Raw { value, source: env_name.to_owned() },
+                Some(value) => Raw {
+                    value,
+                    source: env_name.to_owned(),
+                },
                 None => match file_value {
-                    Some(v) => Raw { value: v.to_string(), source: in_file(&format!("limits.{key}")) },
+                    Some(v) => Raw {
+                        value: v.to_string(),
+                        source: in_file(&format!("limits.{key}")),
+                    },
                     None => return Ok(default),
                 },
             };
             match raw.value.trim().parse::<u64>() {
                 Ok(v) if (min..=max).contains(&v) => Ok(v),
-                _ => Err(ConfigError::new(raw.source, format!("`{}` must be a whole number from {min} to {max}", raw.value))),
+                _ => Err(ConfigError::new(
+                    raw.source,
+                    format!("`{}` must be a whole number from {min} to {max}", raw.value),
+                )),
             }
         };
         let limits = Limits {
-            max_body_bytes: number("max_body_bytes", file.limits.max_body_bytes, "TENANTRY_MAX_BODY_BYTES", 1024, 64 << 20, 1 << 20)? as usize,
-            request_timeout: Duration::from_secs(number("request_timeout_secs", file.limits.request_timeout_secs, "TENANTRY_REQUEST_TIMEOUT_SECS", 1, 3600, 30)?),
+            max_body_bytes: number(
+                "max_body_bytes",
+                file.limits.max_body_bytes,
+                "TENANTRY_MAX_BODY_BYTES",
+                1024,
+                64 << 20,
+                1 << 20,
+            )? as usize,
+            request_timeout: Duration::from_secs(number(
+                "request_timeout_secs",
+                file.limits.request_timeout_secs,
+                "TENANTRY_REQUEST_TIMEOUT_SECS",
+                1,
+                3600,
+                30,
+            )?),
         };
 
-        Ok(Config { listen, public_url, fs_root, default_tenant, log_format, limits })
+        Ok(Config {
+            listen,
+            public_url,
+            fs_root,
+            default_tenant,
+            log_format,
+            limits,
+        })
     }
 
     /// The public base URL: configured, or derived from the address actually bound.
@@ -185,8 +260,16 @@ impl Config {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-        let host = if bound.is_ipv6() && !bound.ip().is_unspecified() { format!("[{host}]") } else { host };
+        let host = if bound.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            bound.ip().to_string()
+        };
+        let host = if bound.is_ipv6() && !bound.ip().is_unspecified() {
+            format!("[{host}]")
+        } else {
+            host
+        };
         Url::parse(&format!("http://{host}:{}", bound.port())).expect("a valid derived URL")
     }
 }
@@ -198,15 +281,25 @@ fn read_file(explicit: Option<&Path>) -> Result<(FileConfig, String), ConfigErro
         None => return Ok((FileConfig::default(), DEFAULT_CONFIG_FILE.to_owned())),
     };
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(format!("--config {name}"), format!("cannot read the file: {e}")))?;
-    let file = toml::from_str(&text).map_err(|e| ConfigError::new(format!("config file {name}"), format!("malformed TOML: {}", e.to_string().trim())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::new(format!("--config {name}"), format!("cannot read the file: {e}")))?;
+    let file = toml::from_str(&text).map_err(|e| {
+        ConfigError::new(
+            format!("config file {name}"),
+            format!("malformed TOML: {}", e.to_string().trim()),
+        )
+    })?;
     Ok((file, name))
 }
 
 fn parse_public_url(raw: &Raw) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw.value.trim()).map_err(|e| ConfigError::new(&raw.source, format!("`{}` is not a URL: {e}", raw.value)))?;
+    let url = Url::parse(raw.value.trim())
+        .map_err(|e| ConfigError::new(&raw.source, format!("`{}` is not a URL: {e}", raw.value)))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(&raw.source, "must be an http or https URL with a host"));
+        return Err(ConfigError::new(
+            &raw.source,
+            "must be an http or https URL with a host",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(&raw.source, "must not have a query or fragment"));
@@ -219,9 +312,11 @@ fn parse_public_url(raw: &Raw) -> Result<Url, ConfigError> {
 /// Creates FS_ROOT if needed and proves it is writable.
 pub fn ensure_writable_dir(dir: &Path) -> Result<(), ConfigError> {
     let setting = "FS_ROOT";
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(setting, format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ConfigError::new(setting, format!("cannot create {}: {e}", dir.display())))?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| ConfigError::new(setting, format!("{} is not writable: {e}", dir.display())))?;
+    std::fs::write(&probe, b"probe")
+        .map_err(|e| ConfigError::new(setting, format!("{} is not writable: {e}", dir.display())))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -240,7 +335,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         std::fs::write(&path, toml).unwrap();
-        (dir, Overrides { config_file: Some(path), ..Default::default() })
+        (
+            dir,
+            Overrides {
+                config_file: Some(path),
+                ..Default::default()
+            },
+        )
     }
 
     #[test]
@@ -255,7 +356,9 @@ mod tests {
 
     #[test]
     fn precedence_is_flag_then_env_then_file() {
-        let (_d, mut o) = with_file("listen = \"127.0.0.1:1000\"\nfs_root = \"/file\"\npublic_url = \"https://id.example.com/\"\n[limits]\nmax_body_bytes = 4096\n");
+        let (_d, mut o) = with_file(
+            "listen = \"127.0.0.1:1000\"\nfs_root = \"/file\"\npublic_url = \"https://id.example.com/\"\n[limits]\nmax_body_bytes = 4096\n",
+        );
         let c = Config::resolve(&o, env(&[("FS_ROOT", "/env")])).unwrap();
         assert_eq!(c.listen.port(), 1000);
         assert_eq!(c.fs_root, PathBuf::from("/env"));
@@ -296,7 +399,10 @@ mod tests {
 
     #[test]
     fn missing_explicit_file_is_an_error() {
-        let o = Overrides { config_file: Some("/no/such/file.toml".into()), ..Default::default() };
+        let o = Overrides {
+            config_file: Some("/no/such/file.toml".into()),
+            ..Default::default()
+        };
         assert!(Config::resolve(&o, env(&[])).unwrap_err().setting.contains("--config"));
     }
 
@@ -313,6 +419,9 @@ mod tests {
     fn public_base_is_derived_from_the_bound_address() {
         let (_d, o) = with_file("");
         let c = Config::resolve(&o, env(&[])).unwrap();
-        assert_eq!(c.public_base("0.0.0.0:9000".parse().unwrap()).as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            c.public_base("0.0.0.0:9000".parse().unwrap()).as_str(),
+            "http://127.0.0.1:9000/"
+        );
     }
 }

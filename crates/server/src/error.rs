@@ -70,7 +70,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), errors: Vec::new(), challenge: None }
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            challenge: None,
+        }
     }
 
     pub fn validation(errors: ValidationErrors) -> Self {
@@ -81,11 +86,17 @@ impl ApiError {
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::validation(ValidationErrors(vec![FieldError { field: field.into(), message: message.into() }]))
+        Self::validation(ValidationErrors(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }]))
     }
 
     pub fn internal() -> Self {
-        Self::new(ErrorCode::InternalError, "an unexpected error occurred; see the server log with the request id")
+        Self::new(
+            ErrorCode::InternalError,
+            "an unexpected error occurred; see the server log with the request id",
+        )
     }
 
     pub fn tenant_not_found(slug: &str) -> Self {
@@ -123,7 +134,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
@@ -157,7 +171,10 @@ impl From<WriteError> for ApiError {
             WriteError::Rejected(r) => r.into(),
             WriteError::Storage(message) => {
                 tracing::error!(error = %message, "control-plane write failed");
-                ApiError::new(ErrorCode::ControlPlaneUnavailable, "the change could not be stored; nothing was changed")
+                ApiError::new(
+                    ErrorCode::ControlPlaneUnavailable,
+                    "the change could not be stored; nothing was changed",
+                )
             }
         }
     }
@@ -170,7 +187,11 @@ pub fn for_status(status: StatusCode) -> ApiError {
         .iter()
         .copied()
         .find(|c| c.status() == status)
-        .unwrap_or(if status.is_server_error() { ErrorCode::InternalError } else { ErrorCode::BadRequest });
+        .unwrap_or(if status.is_server_error() {
+            ErrorCode::InternalError
+        } else {
+            ErrorCode::BadRequest
+        });
     ApiError::new(code, code.title().to_owned())
 }
 
@@ -197,8 +218,14 @@ mod tests {
 
     #[test]
     fn bare_statuses_map_to_their_codes() {
-        assert_eq!(for_status(StatusCode::PAYLOAD_TOO_LARGE).code, ErrorCode::PayloadTooLarge);
-        assert_eq!(for_status(StatusCode::METHOD_NOT_ALLOWED).code, ErrorCode::MethodNotAllowed);
+        assert_eq!(
+            for_status(StatusCode::PAYLOAD_TOO_LARGE).code,
+            ErrorCode::PayloadTooLarge
+        );
+        assert_eq!(
+            for_status(StatusCode::METHOD_NOT_ALLOWED).code,
+            ErrorCode::MethodNotAllowed
+        );
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT).code, ErrorCode::BadRequest);
         assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, ErrorCode::InternalError);
     }

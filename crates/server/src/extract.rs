@@ -28,8 +28,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the configured limit"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body exceeds the configured limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
+        }
         _ => ApiError::new(ErrorCode::InvalidJson, rejection.body_text()),
     }
 }
@@ -45,10 +50,13 @@ impl FromRequestParts<AppState> for AdminAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let challenge = |error: Option<&str>| {
-            let mut e = ApiError::new(ErrorCode::Unauthorized, match error {
-                Some(_) => "the admin token is not valid",
-                None => "send the admin token as `Authorization: Bearer <token>`",
-            });
+            let mut e = ApiError::new(
+                ErrorCode::Unauthorized,
+                match error {
+                    Some(_) => "the admin token is not valid",
+                    None => "send the admin token as `Authorization: Bearer <token>`",
+                },
+            );
             e.challenge = Some(match error {
                 Some(code) => format!("Bearer realm=\"tenantry-admin\", error=\"{code}\""),
                 None => "Bearer realm=\"tenantry-admin\"".to_owned(),
@@ -68,6 +76,8 @@ impl FromRequestParts<AppState> for AdminAuth {
                 found = Some(admin.id);
             }
         }
-        found.map(|admin_id| AdminAuth { admin_id }).ok_or_else(|| challenge(Some("invalid_token")))
+        found
+            .map(|admin_id| AdminAuth { admin_id })
+            .ok_or_else(|| challenge(Some("invalid_token")))
     }
 }

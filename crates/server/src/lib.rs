@@ -57,7 +57,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding {} (setting `listen` / TENANTRY_LISTEN)", config.listen))?;
     let bound = listener.local_addr()?;
     let public_url = config.public_base(bound);
-    let resolver = resolver::TenantContextResolver::new(control_plane.clone(), config.default_tenant.clone(), &public_url);
+    let resolver =
+        resolver::TenantContextResolver::new(control_plane.clone(), config.default_tenant.clone(), &public_url);
 
     print_banner(&config, &public_url, &resolver, &control_plane, &installed, options.dev);
 
@@ -71,7 +72,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         metrics: telemetry::metrics_handle(),
     };
     let app = router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -86,11 +89,10 @@ fn print_banner(
 ) {
     let base = public_url.as_str().trim_end_matches('/');
     println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
-    if let Some(slug) = &config.default_tenant {
-        if let Some(entry) = cp.snapshot().tenant(slug) {
+    if let Some(slug) = &config.default_tenant
+        && let Some(entry) = cp.snapshot().tenant(slug) {
             println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
         }
-    }
     if dev {
         let token_file = config.fs_root.join(bootstrap::DEV_ADMIN_TOKEN_FILE);
         match &installed.admin_token {
@@ -98,7 +100,10 @@ fn print_banner(
             None => println!("  admin token: in {}", token_file.display()),
         }
         if config.default_tenant.is_some() {
-            println!("  demo public client: {} (authorization code + PKCE S256)", bootstrap::DEMO_CLIENT_ID);
+            println!(
+                "  demo public client: {} (authorization code + PKCE S256)",
+                bootstrap::DEMO_CLIENT_ID
+            );
         }
     }
 }

@@ -40,8 +40,16 @@ pub async fn request_id(mut request: Request, next: Next) -> Response<Body> {
 
 /// The span every request runs in; the resolver records `tenant` into it.
 pub fn make_span(request: &Request) -> tracing::Span {
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     tracing::info_span!("request", method = %request.method(), route, request_id, tenant = tracing::field::Empty)
 }
 
@@ -57,8 +65,10 @@ pub async fn record_metrics(request: Request, next: Next) -> Response<Body> {
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -83,7 +93,10 @@ pub async fn security_headers(hsts: bool, request: Request, next: Next) -> Respo
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
         (header::CACHE_CONTROL, "no-store"),
     ];
     for (name, value) in defaults {
@@ -102,7 +115,8 @@ pub async fn security_headers(hsts: bool, request: Request, next: Next) -> Respo
 pub async fn problem_bodies(request: Request, next: Next) -> Response<Body> {
     let response = next.run(request).await;
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE) {
+    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
         let (parts, _) = response.into_parts();
         let mut fresh = for_status(status).into_response();
         for (name, value) in parts.headers.iter() {
@@ -132,12 +146,24 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
 pub fn tenant_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(|origin, parts| {
-            let Some(ctx) = parts.extensions.get::<TenantContext>() else { return false };
+            let Some(ctx) = parts.extensions.get::<TenantContext>() else {
+                return false;
+            };
             let Ok(origin) = origin.to_str() else { return false };
-            ctx.entry.tenant.settings.cors_allowed_origins.iter().any(|o| o == origin)
+            ctx.entry
+                .tenant
+                .settings
+                .cors_allowed_origins
+                .iter()
+                .any(|o| o == origin)
         }))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-tenant-slug"), REQUEST_ID])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-tenant-slug"),
+            REQUEST_ID,
+        ])
         .expose_headers([REQUEST_ID])
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600))
@@ -157,6 +183,8 @@ mod tests {
         assert!(acceptable_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("has space")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("")));
-        assert!(!acceptable_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()));
+        assert!(!acceptable_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
     }
 }

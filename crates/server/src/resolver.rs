@@ -63,10 +63,26 @@ impl TenantContext {
     pub fn require(&self, capability: Capability) -> Result<(), ApiError> {
         let caps = &self.capabilities;
         let (present, code, detail) = match capability {
-            Capability::TenantDb => (caps.tenant_db.is_some(), ErrorCode::TenantDbNotConfigured, "configure settings.user_db for this tenant"),
-            Capability::Email => (caps.email, ErrorCode::EmailNotConfigured, "configure settings.smtp for this tenant; there is no global fallback"),
-            Capability::Keys => (caps.keys, ErrorCode::TenantKeysMissing, "the tenant has no active signing key; rotate its keys"),
-            Capability::Leader => (caps.leader, ErrorCode::NotLeader, "this node cannot accept control-plane writes now"),
+            Capability::TenantDb => (
+                caps.tenant_db.is_some(),
+                ErrorCode::TenantDbNotConfigured,
+                "configure settings.user_db for this tenant",
+            ),
+            Capability::Email => (
+                caps.email,
+                ErrorCode::EmailNotConfigured,
+                "configure settings.smtp for this tenant; there is no global fallback",
+            ),
+            Capability::Keys => (
+                caps.keys,
+                ErrorCode::TenantKeysMissing,
+                "the tenant has no active signing key; rotate its keys",
+            ),
+            Capability::Leader => (
+                caps.leader,
+                ErrorCode::NotLeader,
+                "this node cannot accept control-plane writes now",
+            ),
         };
         if present {
             Ok(())
@@ -114,13 +130,22 @@ impl TenantContextResolver {
         let capabilities = Capabilities {
             tenant_db: settings.user_db.as_ref().map(|db| db.driver),
             email: settings.smtp.is_some(),
-            keys: entry.key_ring.keys.iter().any(|k| k.state == tenantry_controlplane::model::KeyState::Active),
+            keys: entry
+                .key_ring
+                .keys
+                .iter()
+                .any(|k| k.state == tenantry_controlplane::model::KeyState::Active),
             // Standalone: this node is the only writer. The cluster mode overrides this.
             leader: true,
         };
         let issuer = self.issuer_for(&entry);
         tracing::Span::current().record("tenant", slug);
-        Ok(TenantContext { snapshot, entry, capabilities, issuer })
+        Ok(TenantContext {
+            snapshot,
+            entry,
+            capabilities,
+            issuer,
+        })
     }
 
     /// Resolves the tenant of a REST API request: header → `?tenant` → default.
@@ -145,7 +170,9 @@ impl TenantContextResolver {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The slug of an issuer path (`/t/{slug}` or `/t/{slug}/...`).
@@ -158,7 +185,11 @@ pub fn slug_from_issuer_path(path: &str) -> Option<&str> {
 /// Middleware for issuer routes: resolves the tenant from the path and stores the
 /// context in the request, so every route below `/t/{slug}` (even an unknown one) answers
 /// `tenant_not_found` for an unknown tenant.
-pub async fn issuer_tenant(State(resolver): State<TenantContextResolver>, mut request: Request, next: Next) -> Response {
+pub async fn issuer_tenant(
+    State(resolver): State<TenantContextResolver>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(slug) = slug_from_issuer_path(request.uri().path()) else {
         return ApiError::new(ErrorCode::NotFound, "no such resource").into_response();
     };
@@ -209,11 +240,27 @@ mod tests {
             let now = Utc::now();
             let mut settings = TenantSettings::default();
             if slug == "beta" {
-                settings.user_db = Some(UserDbSettings { driver: DbDriver::Sqlite, dsn: None });
-                settings.issuer = IssuerMode::Custom { url: "https://login.beta.example/".into() };
+                settings.user_db = Some(UserDbSettings {
+                    driver: DbDriver::Sqlite,
+                    dsn: None,
+                });
+                settings.issuer = IssuerMode::Custom {
+                    url: "https://login.beta.example/".into(),
+                };
             }
-            let tenant = Tenant { id: uuid::Uuid::new_v4(), slug: slug.into(), display_name: slug.into(), created_at: now, updated_at: now, settings };
-            cp.apply(&Command::CreateTenant { tenant, key_ring: KeyRing::default() }).unwrap();
+            let tenant = Tenant {
+                id: uuid::Uuid::new_v4(),
+                slug: slug.into(),
+                display_name: slug.into(),
+                created_at: now,
+                updated_at: now,
+                settings,
+            };
+            cp.apply(&Command::CreateTenant {
+                tenant,
+                key_ring: KeyRing::default(),
+            })
+            .unwrap();
         }
         let url = url::Url::parse("https://id.example.com/").unwrap();
         (dir, TenantContextResolver::new(cp, default.map(str::to_owned), &url))
@@ -230,12 +277,21 @@ mod tests {
     #[test]
     fn api_resolution_order_is_header_query_default() {
         let (_d, r) = resolver(Some("acme"));
-        assert_eq!(r.resolve_api(&parts("/v1/x?tenant=acme", Some("beta"))).unwrap().slug(), "beta");
+        assert_eq!(
+            r.resolve_api(&parts("/v1/x?tenant=acme", Some("beta"))).unwrap().slug(),
+            "beta"
+        );
         assert_eq!(r.resolve_api(&parts("/v1/x?tenant=beta", None)).unwrap().slug(), "beta");
         assert_eq!(r.resolve_api(&parts("/v1/x", None)).unwrap().slug(), "acme");
-        assert_eq!(r.resolve_api(&parts("/v1/x", Some("ghost"))).unwrap_err().code, ErrorCode::TenantNotFound);
+        assert_eq!(
+            r.resolve_api(&parts("/v1/x", Some("ghost"))).unwrap_err().code,
+            ErrorCode::TenantNotFound
+        );
         let (_d, r) = resolver(None);
-        assert_eq!(r.resolve_api(&parts("/v1/x", None)).unwrap_err().code, ErrorCode::TenantRequired);
+        assert_eq!(
+            r.resolve_api(&parts("/v1/x", None)).unwrap_err().code,
+            ErrorCode::TenantRequired
+        );
     }
 
     #[test]
@@ -243,9 +299,18 @@ mod tests {
         let (_d, r) = resolver(None);
         let acme = r.resolve_slug("acme").unwrap();
         assert_eq!(acme.issuer, "https://id.example.com/t/acme");
-        assert_eq!(acme.require(Capability::TenantDb).unwrap_err().code, ErrorCode::TenantDbNotConfigured);
-        assert_eq!(acme.require(Capability::Email).unwrap_err().code, ErrorCode::EmailNotConfigured);
-        assert_eq!(acme.require(Capability::Keys).unwrap_err().code, ErrorCode::TenantKeysMissing);
+        assert_eq!(
+            acme.require(Capability::TenantDb).unwrap_err().code,
+            ErrorCode::TenantDbNotConfigured
+        );
+        assert_eq!(
+            acme.require(Capability::Email).unwrap_err().code,
+            ErrorCode::EmailNotConfigured
+        );
+        assert_eq!(
+            acme.require(Capability::Keys).unwrap_err().code,
+            ErrorCode::TenantKeysMissing
+        );
         assert!(acme.require(Capability::Leader).is_ok());
         let beta = r.resolve_slug("beta").unwrap();
         assert!(beta.require(Capability::TenantDb).is_ok());

@@ -66,29 +66,37 @@ pub fn settings_from_input(
             kept.insert(field.to_owned(), v.clone());
         });
     }
-    let driver = input.pointer("/user_db/driver").and_then(Value::as_str).map(str::to_owned);
+    let driver = input
+        .pointer("/user_db/driver")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let mut problem = None;
     visit_secrets(&mut input, &mut |field, v| {
         let Value::String(text) = v else { return };
         if text == REDACTED {
             match kept.get(field) {
                 Some(sealed) => *v = sealed.clone(),
-                None => problem = Some(ApiError::field(&format!("settings.{field}"), "has no current value to keep")),
+                None => {
+                    problem = Some(ApiError::field(
+                        &format!("settings.{field}"),
+                        "has no current value to keep",
+                    ))
+                }
             }
             return;
         }
-        if field == "user_db.dsn" {
-            if let Err(message) = check_dsn(driver.as_deref(), text) {
+        if field == "user_db.dsn"
+            && let Err(message) = check_dsn(driver.as_deref(), text) {
                 problem = Some(ApiError::field("settings.user_db.dsn", message));
                 return;
             }
-        }
         *v = Value::String(secrets.seal(SealContext::new(owner, field), text));
     });
     if let Some(problem) = problem {
         return Err(problem);
     }
-    let settings: TenantSettings = serde_json::from_value(input).map_err(|e| ApiError::field("settings", e.to_string()))?;
+    let settings: TenantSettings =
+        serde_json::from_value(input).map_err(|e| ApiError::field("settings", e.to_string()))?;
     validate_settings(&settings).map_err(ApiError::validation)?;
     Ok(settings)
 }
@@ -146,7 +154,11 @@ pub struct Resealer<'a> {
 
 impl<'a> Resealer<'a> {
     pub fn new(secrets: &'a SecretBox) -> Self {
-        Self { secrets, failures: Vec::new(), resealed: 0 }
+        Self {
+            secrets,
+            failures: Vec::new(),
+            resealed: 0,
+        }
     }
 
     /// The new envelope when `sealed` was under an older key; `None` when it is current
@@ -164,7 +176,12 @@ impl<'a> Resealer<'a> {
                 new
             }
             Err(e) => {
-                self.failures.push(ResealFailure { tenant: owner_label.into(), field: field.into(), code: "secret_unreadable", error: e.to_string() });
+                self.failures.push(ResealFailure {
+                    tenant: owner_label.into(),
+                    field: field.into(),
+                    code: "secret_unreadable",
+                    error: e.to_string(),
+                });
                 None
             }
         }
@@ -214,7 +231,12 @@ mod tests {
         let settings = settings_from_input(input, None, "tenant-1", &sb).unwrap();
         let sealed = settings.smtp.as_ref().unwrap().password.clone().unwrap();
         assert!(!sealed.0.contains("canary-pass"));
-        assert_eq!(sb.open(SealContext::new("tenant-1", "smtp.password"), &sealed.0).unwrap().as_str(), "canary-pass");
+        assert_eq!(
+            sb.open(SealContext::new("tenant-1", "smtp.password"), &sealed.0)
+                .unwrap()
+                .as_str(),
+            "canary-pass"
+        );
 
         let shown = redacted(&settings);
         assert_eq!(shown["smtp"]["password"], REDACTED);

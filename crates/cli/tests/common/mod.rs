@@ -47,7 +47,9 @@ impl Server {
         let stderr_path = fs_root.with_extension(format!("stderr-{}", rand::random::<u32>()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = tenantry(fs_root.parent().unwrap());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--fs-root"]).arg(fs_root).args(flags);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--fs-root"])
+            .arg(fs_root)
+            .args(flags);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -65,7 +67,9 @@ impl Server {
         let base = loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => {
-                    let found = line.strip_prefix("Tenantry listening on ").map(|rest| rest.split(' ').next().unwrap().to_owned());
+                    let found = line
+                        .strip_prefix("Tenantry listening on ")
+                        .map(|rest| rest.split(' ').next().unwrap().to_owned());
                     lines.push(line);
                     if let Some(base) = found {
                         break base;
@@ -73,7 +77,10 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("server did not start; stderr:\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                    panic!(
+                        "server did not start; stderr:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
                 }
             }
         };
@@ -81,7 +88,13 @@ impl Server {
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             lines.push(line);
         }
-        Server { child, base, fs_root: fs_root.to_owned(), stdout_lines: lines, stderr_path }
+        Server {
+            child,
+            base,
+            fs_root: fs_root.to_owned(),
+            stdout_lines: lines,
+            stderr_path,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -134,18 +147,33 @@ pub struct Admin {
 
 impl Admin {
     pub fn of(server: &Server) -> Admin {
-        Admin { http: reqwest::Client::new(), base: server.base.clone(), token: server.admin_token() }
+        Admin {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            token: server.admin_token(),
+        }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(&body);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 }
 

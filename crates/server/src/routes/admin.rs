@@ -22,7 +22,10 @@ use crate::secrets::{self, ResealFailure, Resealer};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
-        .route("/v1/admin/tenants/{slug}", get(get_tenant).patch(patch_tenant).delete(delete_tenant))
+        .route(
+            "/v1/admin/tenants/{slug}",
+            get(get_tenant).patch(patch_tenant).delete(delete_tenant),
+        )
         .route("/v1/admin/tenants/{slug}/settings", put(put_settings))
         .route("/v1/admin/secrets/reseal", post(reseal))
 }
@@ -69,7 +72,11 @@ struct CreateTenant {
     settings: Option<Value>,
 }
 
-async fn create_tenant(_admin: AdminAuth, State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> Result<Response, ApiError> {
+async fn create_tenant(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<Response, ApiError> {
     validate_slug(&body.slug).map_err(ApiError::validation)?;
     let id = Uuid::new_v4();
     let settings = match body.settings {
@@ -87,10 +94,21 @@ async fn create_tenant(_admin: AdminAuth, State(state): State<AppState>, ApiJson
     };
     validate_tenant(&tenant).map_err(ApiError::validation)?;
     let slug = tenant.slug.clone();
-    let snapshot = state.writer.write(Command::CreateTenant { tenant, key_ring: KeyRing::default() }).await?;
+    let snapshot = state
+        .writer
+        .write(Command::CreateTenant {
+            tenant,
+            key_ring: KeyRing::default(),
+        })
+        .await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
     let location = format!("/v1/admin/tenants/{slug}");
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(&state, entry))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(&state, entry)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +144,11 @@ struct TenantList {
     degraded: Vec<DegradedSummary>,
 }
 
-async fn list_tenants(_admin: AdminAuth, State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<TenantList>, ApiError> {
+async fn list_tenants(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TenantList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -160,12 +182,24 @@ async fn list_tenants(_admin: AdminAuth, State(state): State<AppState>, query: R
     let degraded = snapshot
         .degraded
         .values()
-        .map(|d| DegradedSummary { slug: d.slug.clone(), path: d.path.display().to_string(), error: d.error.clone() })
+        .map(|d| DegradedSummary {
+            slug: d.slug.clone(),
+            path: d.path.display().to_string(),
+            error: d.error.clone(),
+        })
         .collect();
-    Ok(Json(TenantList { tenants: page, next_after, degraded }))
+    Ok(Json(TenantList {
+        tenants: page,
+        next_after,
+        degraded,
+    }))
 }
 
-async fn get_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<TenantView>, ApiError> {
+async fn get_tenant(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
     let entry = current(&state, &slug)?;
     Ok(Json(view(&state, &entry)))
 }
@@ -178,7 +212,12 @@ struct PatchTenant {
     settings: Option<Value>,
 }
 
-async fn patch_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>, ApiJson(body): ApiJson<PatchTenant>) -> Result<Json<TenantView>, ApiError> {
+async fn patch_tenant(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<PatchTenant>,
+) -> Result<Json<TenantView>, ApiError> {
     let entry = current(&state, &slug)?;
     let mut tenant = entry.tenant.clone();
     if let Some(name) = body.display_name {
@@ -187,15 +226,30 @@ async fn patch_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slu
     if let Some(patch) = body.settings {
         let mut merged = secrets::redacted(&tenant.settings);
         secrets::merge_patch(&mut merged, &patch);
-        tenant.settings = secrets::settings_from_input(merged, Some(&entry.tenant.settings), &tenant.id.to_string(), &state.secrets)?;
+        tenant.settings = secrets::settings_from_input(
+            merged,
+            Some(&entry.tenant.settings),
+            &tenant.id.to_string(),
+            &state.secrets,
+        )?;
     }
     update(&state, tenant).await
 }
 
-async fn put_settings(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>, ApiJson(settings): ApiJson<Value>) -> Result<Json<TenantView>, ApiError> {
+async fn put_settings(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    ApiJson(settings): ApiJson<Value>,
+) -> Result<Json<TenantView>, ApiError> {
     let entry = current(&state, &slug)?;
     let mut tenant = entry.tenant.clone();
-    tenant.settings = secrets::settings_from_input(settings, Some(&entry.tenant.settings), &tenant.id.to_string(), &state.secrets)?;
+    tenant.settings = secrets::settings_from_input(
+        settings,
+        Some(&entry.tenant.settings),
+        &tenant.id.to_string(),
+        &state.secrets,
+    )?;
     update(&state, tenant).await
 }
 
@@ -208,7 +262,11 @@ async fn update(state: &AppState, mut tenant: Tenant) -> Result<Json<TenantView>
     Ok(Json(view(state, entry)))
 }
 
-async fn delete_tenant(_admin: AdminAuth, State(state): State<AppState>, Path(slug): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_tenant(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
     if !state.control_plane.snapshot().slug_taken(&slug) {
         return Err(ApiError::tenant_not_found(&slug));
     }
@@ -237,10 +295,18 @@ async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json
         let tenant = &entry.tenant;
         let owner = tenant.id.to_string();
         if let Some(settings) = resealer.settings(&tenant.slug, &owner, &tenant.settings) {
-            commands.push(Command::UpdateTenant { tenant: Tenant { settings, ..tenant.clone() } });
+            commands.push(Command::UpdateTenant {
+                tenant: Tenant {
+                    settings,
+                    ..tenant.clone()
+                },
+            });
         }
         if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
-            commands.push(Command::PutKeyRing { slug: Some(tenant.slug.clone()), ring });
+            commands.push(Command::PutKeyRing {
+                slug: Some(tenant.slug.clone()),
+                ring,
+            });
         }
     }
     if let Some(ring) = resealer.key_ring(SYSTEM_OWNER, SYSTEM_OWNER, &snapshot.system_keys) {
@@ -249,5 +315,9 @@ async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json
     for command in commands {
         state.writer.write(command).await?;
     }
-    Ok(Json(ResealReport { key_id: state.secrets.current_key_id().to_owned(), resealed: resealer.resealed, failed: resealer.failures }))
+    Ok(Json(ResealReport {
+        key_id: state.secrets.current_key_id().to_owned(),
+        resealed: resealer.resealed,
+        failed: resealer.failures,
+    }))
 }

@@ -26,7 +26,9 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.control_plane.snapshot();
     let root = state.control_plane.store().root().to_owned();
-    let root_ok = tokio::task::spawn_blocking(move || root.join("tenants").is_dir()).await.unwrap_or(false);
+    let root_ok = tokio::task::spawn_blocking(move || root.join("tenants").is_dir())
+        .await
+        .unwrap_or(false);
 
     let degraded: Vec<_> = snapshot
         .degraded
@@ -55,11 +57,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             },
         },
     });
-    let code = if root_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if root_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
