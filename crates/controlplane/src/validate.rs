@@ -136,9 +136,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     if let IssuerMode::Custom { url } = &s.issuer {
         check_http_url(errors, &format!("{p}.issuer.url"), url);
         if let Ok(u) = url::Url::parse(url)
-            && (u.query().is_some() || u.fragment().is_some()) {
-                errors.push(format!("{p}.issuer.url"), "must not have a query or fragment");
-            }
+            && (u.query().is_some() || u.fragment().is_some())
+        {
+            errors.push(format!("{p}.issuer.url"), "must not have a query or fragment");
+        }
     }
     if let Some(name) = &s.branding.name {
         check_text(errors, &format!("{p}.branding.name"), name, 200);
@@ -151,9 +152,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         ("background_color", &s.branding.background_color),
     ] {
         if let Some(c) = color
-            && !COLOR.is_match(c) {
-                errors.push(format!("{p}.branding.{key}"), "must be a #rrggbb color");
-            }
+            && !COLOR.is_match(c)
+        {
+            errors.push(format!("{p}.branding.{key}"), "must be a #rrggbb color");
+        }
     }
     let lt = &s.token_lifetimes;
     for (key, value, max) in [
@@ -246,9 +248,10 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
             errors.push(format!("{base}.name"), "is duplicated");
         }
         if let Some(scope) = &f.scope
-            && !SCOPE_NAME.is_match(scope) {
-                errors.push(format!("{base}.scope"), "is not a valid scope name");
-            }
+            && !SCOPE_NAME.is_match(scope)
+        {
+            errors.push(format!("{base}.scope"), "is not a valid scope name");
+        }
     }
     for (i, origin) in s.cors_allowed_origins.iter().enumerate() {
         check_origin(errors, &format!("{p}.cors_allowed_origins[{i}]"), origin);

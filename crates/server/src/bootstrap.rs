@@ -104,7 +104,10 @@ pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev:
     if snapshot.admins.is_empty() {
         let token = format!("tnt_{}", random_token(32));
         if dev {
-            write_private(&cp.store().root().join(DEV_ADMIN_TOKEN_FILE), token.as_bytes())?;
+            // A file without a matching admin is a leftover of an interrupted first start.
+            let path = cp.store().root().join(DEV_ADMIN_TOKEN_FILE);
+            let _ = std::fs::remove_file(&path);
+            write_private(&path, token.as_bytes())?;
         }
         let admin = Admin {
             id: Uuid::new_v4(),

@@ -90,9 +90,10 @@ fn print_banner(
     let base = public_url.as_str().trim_end_matches('/');
     println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
     if let Some(slug) = &config.default_tenant
-        && let Some(entry) = cp.snapshot().tenant(slug) {
-            println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
-        }
+        && let Some(entry) = cp.snapshot().tenant(slug)
+    {
+        println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
+    }
     if dev {
         let token_file = config.fs_root.join(bootstrap::DEV_ADMIN_TOKEN_FILE);
         match &installed.admin_token {

@@ -86,10 +86,11 @@ pub fn settings_from_input(
             return;
         }
         if field == "user_db.dsn"
-            && let Err(message) = check_dsn(driver.as_deref(), text) {
-                problem = Some(ApiError::field("settings.user_db.dsn", message));
-                return;
-            }
+            && let Err(message) = check_dsn(driver.as_deref(), text)
+        {
+            problem = Some(ApiError::field("settings.user_db.dsn", message));
+            return;
+        }
         *v = Value::String(secrets.seal(SealContext::new(owner, field), text));
     });
     if let Some(problem) = problem {
