@@ -15,7 +15,7 @@ pub const MAX_SLUG_LEN: usize = 63;
 static SLUG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9](?:-?[a-z0-9])*$").expect("slug regex"));
 static IDENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$").expect("ident regex"));
-static FIELD_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,62}$").expect("field regex"));
+static FIELD_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,59}$").expect("field regex"));
 static SCOPE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$").expect("scope regex"));
 static COLOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^#[0-9a-fA-F]{6}$").expect("color regex"));
@@ -241,7 +241,7 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         if !FIELD_NAME.is_match(&f.name) {
             errors.push(
                 format!("{base}.name"),
-                "must start with a lowercase letter and hold only a-z, 0-9 and _ (max 63)",
+                "must start with a lowercase letter and hold only a-z, 0-9 and _ (max 60)",
             );
         }
         if !field_names.insert(f.name.as_str()) {

@@ -1,0 +1,440 @@
+//! One tenant database handle over the three drivers, error kinds, and migrations.
+//!
+//! `TenantDb` wraps a typed sqlx pool per driver (never `Any`). Repository code is written
+//! once with `?` placeholders and run through [`on_pool!`], which expands the body for each
+//! concrete pool type; [`TenantDb::sql`] rewrites placeholders to `$n` for PostgreSQL.
+//!
+//! Stored types are chosen to behave the same on every driver: ids are UUIDs (native on
+//! PostgreSQL, 16 bytes elsewhere), timestamps are unix microseconds in a BIGINT, JSON is
+//! TEXT, and emails are compared through a lower-cased `*_normalized` column.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, migrate::Migrator};
+use tenantry_controlplane::model::DbDriver;
+use zeroize::Zeroizing;
+
+/// Expands `$body` once per driver with `$pool` bound to the concrete pool.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db.pool() {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::MySql($pool) => $body,
+        }
+    };
+}
+
+/// SQL dialect of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A typed pool for one driver.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// Why a database operation failed, without driver text that could carry a DSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Connection refused, host unknown, network error or pool timeout.
+    Unreachable,
+    /// Wrong user or password.
+    AuthFailed,
+    /// The named database does not exist.
+    DatabaseMissing,
+    /// The database holds migrations this binary does not know (written by a newer one).
+    SchemaTooNew,
+    /// A migration failed to apply.
+    MigrationFailed,
+    /// The sealed DSN does not open.
+    SecretUnreadable,
+    /// The DSN is not a valid connection URL for its driver.
+    InvalidDsn,
+    /// A TLS handshake failed.
+    Tls,
+    /// Any other driver or query error.
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::AuthFailed => "auth_failed",
+            ErrorKind::DatabaseMissing => "database_missing",
+            ErrorKind::SchemaTooNew => "schema_too_new",
+            ErrorKind::MigrationFailed => "migration_failed",
+            ErrorKind::SecretUnreadable => "secret_unreadable",
+            ErrorKind::InvalidDsn => "invalid_dsn",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be used at all (open, auth, schema).
+    #[error("the tenant database is unavailable ({0})")]
+    Unavailable(ErrorKind),
+    /// A uniqueness rule was broken, e.g. `email_taken`.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Input the database layer refuses (e.g. a custom field value of the wrong type).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// A query failed.
+    #[error("database query failed ({0})")]
+    Query(ErrorKind),
+    /// The tenant has no user database in its settings.
+    #[error("the tenant has no user database configured")]
+    NotConfigured,
+}
+
+/// Which schema a database carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// A tenant's data plane.
+    Tenant,
+    /// The optional global database.
+    Global,
+}
+
+/// Classifies a driver error. The driver's message is logged for operators at `warn`
+/// (it names hosts and users, never passwords); callers only see the kind.
+pub fn classify(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            ErrorKind::Unreachable
+        }
+        sqlx::Error::Tls(_) => ErrorKind::Tls,
+        sqlx::Error::Configuration(_) => ErrorKind::InvalidDsn,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                "28P01" | "28000" | "1045" | "1044" | "1698" => ErrorKind::AuthFailed,
+                "3D000" | "1049" => ErrorKind::DatabaseMissing,
+                _ => ErrorKind::Other,
+            }
+        }
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Maps a query error: unique violations become conflicts, the rest a kind.
+pub(crate) fn query_err(e: sqlx::Error) -> DbError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let text = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+            if text.contains("email_normalized") {
+                return DbError::Conflict("email_taken");
+            }
+            if text.contains("username_normalized") {
+                return DbError::Conflict("username_taken");
+            }
+            if text.contains("provider") || text.contains("external_identities") {
+                return DbError::Conflict("identity_linked");
+            }
+            return DbError::Conflict("duplicate");
+        }
+    }
+    let kind = classify(&e);
+    tracing::warn!(kind = kind.as_str(), error = %e, "tenant database query failed");
+    match kind {
+        ErrorKind::Unreachable | ErrorKind::AuthFailed | ErrorKind::DatabaseMissing | ErrorKind::Tls => {
+            DbError::Unavailable(kind)
+        }
+        other => DbError::Query(other),
+    }
+}
+
+/// Unix microseconds: the stored form of every timestamp.
+pub fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Reads a stored timestamp back.
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// What to open, from a tenant's settings.
+pub struct OpenSpec {
+    pub driver: DbDriver,
+    /// SQLite file (created if missing).
+    pub sqlite_path: Option<PathBuf>,
+    /// Opened DSN for PostgreSQL/MySQL.
+    pub dsn: Option<Zeroizing<String>>,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// A connected tenant database (cheap to clone: it is a pool handle).
+#[derive(Debug, Clone)]
+pub struct TenantDb {
+    pool: Pool,
+}
+
+impl TenantDb {
+    /// Connects (one connection is made now, so a bad DSN or host fails here).
+    pub async fn connect(spec: &OpenSpec) -> Result<Self, DbError> {
+        let unavailable = |e: sqlx::Error| {
+            let kind = classify(&e);
+            tracing::warn!(kind = kind.as_str(), error = %e, "tenant database did not open");
+            DbError::Unavailable(kind)
+        };
+        let pool = match spec.driver {
+            DbDriver::Sqlite => {
+                let path = spec
+                    .sqlite_path
+                    .clone()
+                    .ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|_| DbError::Unavailable(ErrorKind::Unreachable))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(spec.max_connections)
+                        .acquire_timeout(spec.acquire_timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+            DbDriver::Postgres => {
+                let dsn = spec.dsn.as_ref().ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                let options = PgConnectOptions::from_str(dsn.as_str())
+                    .map_err(|_| DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(spec.max_connections)
+                        .acquire_timeout(spec.acquire_timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+            DbDriver::Mysql => {
+                let dsn = spec.dsn.as_ref().ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                let options = MySqlConnectOptions::from_str(dsn.as_str())
+                    .map_err(|_| DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                Pool::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(spec.max_connections)
+                        .acquire_timeout(spec.acquire_timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::MySql(_) => Dialect::MySql,
+        }
+    }
+
+    /// The query text for this dialect: `?` placeholders become `$1..$n` on PostgreSQL.
+    pub fn sql(&self, text: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(placeholders(self.dialect(), text))
+    }
+
+    /// Quotes an identifier for this dialect. Callers pass validated names only; quoting is
+    /// a second line of defence.
+    pub fn quote(&self, ident: &str) -> String {
+        match self.dialect() {
+            Dialect::MySql => format!("`{}`", ident.replace('`', "``")),
+            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+
+    /// Closes every connection (waits for checked-out ones to come back).
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    /// Applies pending migrations under the driver's lock: `pg_advisory_lock` on
+    /// PostgreSQL, `GET_LOCK` on MySQL, an exclusive file lock beside the SQLite file.
+    /// A database with migrations this binary does not know is refused (`schema_too_new`).
+    pub async fn migrate(
+        &self,
+        schema: Schema,
+        sqlite_path: Option<&std::path::Path>,
+    ) -> Result<SchemaStatus, DbError> {
+        let migrator = migrator(schema, self.dialect());
+        let result = match &self.pool {
+            Pool::Sqlite(p) => {
+                let lock_path = sqlite_path.map(|path| path.with_extension("migrate-lock"));
+                let guard = match lock_path {
+                    Some(lock_path) => Some(
+                        tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+                            let file = std::fs::OpenOptions::new()
+                                .create(true)
+                                .truncate(false)
+                                .write(true)
+                                .open(lock_path)?;
+                            file.lock()?;
+                            Ok(file)
+                        })
+                        .await
+                        .map_err(|_| DbError::Unavailable(ErrorKind::MigrationFailed))?
+                        .map_err(|_| DbError::Unavailable(ErrorKind::MigrationFailed))?,
+                    ),
+                    None => None,
+                };
+                let result = migrator.run(p).await;
+                drop(guard);
+                result
+            }
+            Pool::Postgres(p) => migrator.run(p).await,
+            Pool::MySql(p) => {
+                // MariaDB reads sqlx's `GET_LOCK(name, -1)` as "do not wait", so take a
+                // waiting lock of our own on the same connection first.
+                let mut conn = p.acquire().await.map_err(|e| DbError::Unavailable(classify(&e)))?;
+                sqlx::query("SELECT GET_LOCK('tenantry_migrate', 120)")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| DbError::Unavailable(classify(&e)))?;
+                let result = migrator.run(&mut *conn).await;
+                let _ = sqlx::query("SELECT RELEASE_LOCK('tenantry_migrate')")
+                    .execute(&mut *conn)
+                    .await;
+                result
+            }
+        };
+        result.map_err(|e| {
+            let kind = match &e {
+                sqlx::migrate::MigrateError::VersionMissing(_) => ErrorKind::SchemaTooNew,
+                sqlx::migrate::MigrateError::Execute(inner) => match classify(inner) {
+                    ErrorKind::Other => ErrorKind::MigrationFailed,
+                    kind => kind,
+                },
+                _ => ErrorKind::MigrationFailed,
+            };
+            tracing::warn!(kind = kind.as_str(), error = %e, "tenant database migration refused or failed");
+            DbError::Unavailable(kind)
+        })?;
+        self.schema_status(schema).await
+    }
+
+    /// The applied schema version and what this binary would apply.
+    pub async fn schema_status(&self, schema: Schema) -> Result<SchemaStatus, DbError> {
+        let sql = self.sql("SELECT version FROM _sqlx_migrations WHERE success = ? ORDER BY version");
+        let applied: Vec<i64> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(true).fetch_all(p).await).unwrap_or_default();
+        let known: Vec<i64> = migrator(schema, self.dialect()).iter().map(|m| m.version).collect();
+        let latest_known = known.iter().copied().max().unwrap_or(0);
+        Ok(SchemaStatus {
+            version: applied.iter().copied().max().unwrap_or(0),
+            latest_known,
+            pending: known.iter().filter(|v| !applied.contains(v)).count(),
+            unknown_applied: applied.iter().filter(|v| !known.contains(v)).count(),
+        })
+    }
+}
+
+/// The schema version of one database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaStatus {
+    /// Highest applied migration (0 = empty database).
+    pub version: i64,
+    /// Highest migration this binary carries.
+    pub latest_known: i64,
+    /// Migrations this binary would still apply.
+    pub pending: usize,
+    /// Applied migrations this binary does not know (> 0 means a newer binary wrote it).
+    pub unknown_applied: usize,
+}
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
+static GLOBAL_SQLITE: Migrator = sqlx::migrate!("migrations/global/sqlite");
+static GLOBAL_POSTGRES: Migrator = sqlx::migrate!("migrations/global/postgres");
+static GLOBAL_MYSQL: Migrator = sqlx::migrate!("migrations/global/mysql");
+
+fn migrator(schema: Schema, dialect: Dialect) -> &'static Migrator {
+    match (schema, dialect) {
+        (Schema::Tenant, Dialect::Sqlite) => &SQLITE,
+        (Schema::Tenant, Dialect::Postgres) => &POSTGRES,
+        (Schema::Tenant, Dialect::MySql) => &MYSQL,
+        (Schema::Global, Dialect::Sqlite) => &GLOBAL_SQLITE,
+        (Schema::Global, Dialect::Postgres) => &GLOBAL_POSTGRES,
+        (Schema::Global, Dialect::MySql) => &GLOBAL_MYSQL,
+    }
+}
+
+/// Rewrites `?` placeholders to `$1..$n` for PostgreSQL (our SQL has no `?` in literals).
+pub fn placeholders(dialect: Dialect, text: &str) -> String {
+    if dialect != Dialect::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_only() {
+        assert_eq!(placeholders(Dialect::Postgres, "a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(placeholders(Dialect::MySql, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        assert_eq!(from_micros(to_micros(t)), t);
+    }
+}

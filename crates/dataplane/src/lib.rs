@@ -1,0 +1,32 @@
+//! Tenantry's data plane: every tenant's operational data in its own database.
+//!
+//! * [`db::TenantDb`] — a typed pool for SQLite, PostgreSQL or MySQL/MariaDB, with
+//!   embedded per-dialect migrations applied under a lock.
+//! * [`manager::TenantDbManager`] — opens pools lazily from tenant settings, bounds how
+//!   many are open (LRU), reopens on settings changes and backs off after failures.
+//! * Repositories — traits implemented by `TenantDb`, one per concern:
+//!   [`UserRepository`], [`SessionRepository`], [`TokenRepository`],
+//!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
+//!   [`RoleRepository`], [`LoginFailureRepository`], [`AuditRepository`].
+//! * [`custom_fields`] — tenant-declared user fields as real columns.
+//! * [`global::GlobalDb`] — the optional installation-wide database (admin audit, admin
+//!   sessions); never a tenant's data.
+
+pub mod accounts;
+pub mod custom_fields;
+pub mod db;
+pub mod global;
+pub mod manager;
+pub mod mfa;
+pub mod model;
+pub mod sessions;
+pub mod users;
+
+pub use accounts::{AuditRepository, LoginFailureRepository, RoleRepository};
+pub use custom_fields::CustomFieldSet;
+pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
+pub use global::GlobalDb;
+pub use manager::{ManagerConfig, TenantDbManager};
+pub use mfa::{EmailTokenRepository, MfaRepository};
+pub use sessions::{ConsentRepository, NewRefreshToken, SessionRepository, TokenRepository};
+pub use users::UserRepository;

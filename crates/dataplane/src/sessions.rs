@@ -1,0 +1,499 @@
+//! Login sessions, authorization codes, refresh tokens and consents.
+//!
+//! Every secret (session id, code, refresh token) is stored as a hash made by the caller.
+//! Single-use rules are enforced by conditional updates (`... WHERE used_at IS NULL`), so
+//! they hold under concurrency on every driver without row locks.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
+use crate::model::*;
+use crate::on_pool;
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialize")
+}
+
+fn parse_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id_hash: String,
+    user_id: Uuid,
+    auth_time: i64,
+    amr: String,
+    acr: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(r: SessionRow) -> Self {
+        Session {
+            id_hash: r.id_hash,
+            user_id: r.user_id,
+            auth_time: from_micros(r.auth_time),
+            amr: parse_list(&r.amr),
+            acr: r.acr,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            created_at: from_micros(r.created_at),
+            last_seen_at: from_micros(r.last_seen_at),
+            expires_at: from_micros(r.expires_at),
+            revoked_at: r.revoked_at.map(from_micros),
+        }
+    }
+}
+
+const SESSION_COLUMNS: &str =
+    "id_hash, user_id, auth_time, amr, acr, ip, user_agent, created_at, last_seen_at, expires_at, revoked_at";
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    code_hash: String,
+    client_id: String,
+    user_id: Uuid,
+    session_id_hash: Option<String>,
+    redirect_uri: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    auth_time: i64,
+    acr: Option<String>,
+    amr: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl From<CodeRow> for AuthorizationCode {
+    fn from(r: CodeRow) -> Self {
+        AuthorizationCode {
+            code_hash: r.code_hash,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            session_id_hash: r.session_id_hash,
+            redirect_uri: r.redirect_uri,
+            scope: r.scope,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            code_challenge_method: r.code_challenge_method,
+            auth_time: from_micros(r.auth_time),
+            acr: r.acr,
+            amr: parse_list(&r.amr),
+            created_at: from_micros(r.created_at),
+            expires_at: from_micros(r.expires_at),
+            used_at: r.used_at.map(from_micros),
+        }
+    }
+}
+
+const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id_hash, redirect_uri, scope, nonce, code_challenge, \
+    code_challenge_method, auth_time, acr, amr, created_at, expires_at, used_at";
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    token_hash: String,
+    family_id: Uuid,
+    parent_hash: Option<String>,
+    client_id: String,
+    user_id: Uuid,
+    session_id_hash: Option<String>,
+    origin_code_hash: Option<String>,
+    scope: String,
+    issued_at: i64,
+    expires_at: i64,
+    rotated_at: Option<i64>,
+    revoked_at: Option<i64>,
+    revoke_reason: Option<String>,
+}
+
+impl From<RefreshRow> for RefreshToken {
+    fn from(r: RefreshRow) -> Self {
+        RefreshToken {
+            token_hash: r.token_hash,
+            family_id: r.family_id,
+            parent_hash: r.parent_hash,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            session_id_hash: r.session_id_hash,
+            origin_code_hash: r.origin_code_hash,
+            scope: r.scope,
+            issued_at: from_micros(r.issued_at),
+            expires_at: from_micros(r.expires_at),
+            rotated_at: r.rotated_at.map(from_micros),
+            revoked_at: r.revoked_at.map(from_micros),
+            revoke_reason: r.revoke_reason,
+        }
+    }
+}
+
+const REFRESH_COLUMNS: &str = "token_hash, family_id, parent_hash, client_id, user_id, session_id_hash, origin_code_hash, \
+    scope, issued_at, expires_at, rotated_at, revoked_at, revoke_reason";
+
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, client_id, user_id, session_id_hash, \
+    origin_code_hash, scope, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// What a new refresh token carries; the family and parent are filled by the repository.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub token_hash: String,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub session_id_hash: Option<String>,
+    pub origin_code_hash: Option<String>,
+    pub scope: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait SessionRepository {
+    async fn create_session(&self, session: &Session) -> Result<(), DbError>;
+    /// A session that is neither revoked nor expired.
+    async fn active_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<Session>, DbError>;
+    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<(), DbError>;
+    async fn revoke_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool, DbError>;
+    /// Revokes every session of a user except `keep` (if given); returns how many.
+    async fn revoke_user_sessions(&self, user_id: Uuid, keep: Option<&str>, now: DateTime<Utc>)
+    -> Result<u64, DbError>;
+    async fn sessions_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, DbError>;
+}
+
+#[async_trait]
+pub trait TokenRepository {
+    async fn store_code(&self, code: &AuthorizationCode) -> Result<(), DbError>;
+    /// Spends a code once; a second attempt reports `Replayed` with the code's data.
+    async fn redeem_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<CodeRedemption, DbError>;
+
+    /// Stores the first token of a new family.
+    async fn issue_refresh(&self, token: NewRefreshToken, now: DateTime<Utc>) -> Result<RefreshToken, DbError>;
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, DbError>;
+    /// Spends `old_hash` and stores `new` in its family, in one transaction and commit.
+    /// Presenting an already-rotated token revokes the whole family.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, DbError>;
+    async fn revoke_family(&self, family_id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
+    async fn revoke_refresh_by_session(&self, session_id_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
+    async fn revoke_refresh_by_user(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError>;
+    async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
+}
+
+#[async_trait]
+pub trait ConsentRepository {
+    /// Records (or widens) a grant.
+    async fn grant_consent(&self, consent: &Consent) -> Result<(), DbError>;
+    /// The grant if it is neither revoked nor expired.
+    async fn consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<Option<Consent>, DbError>;
+    async fn revoke_consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<bool, DbError>;
+}
+
+#[async_trait]
+impl SessionRepository for TenantDb {
+    async fn create_session(&self, s: &Session) -> Result<(), DbError> {
+        let sql = self.sql(&format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(&s.id_hash).bind(s.user_id).bind(to_micros(s.auth_time)).bind(json_list(&s.amr)).bind(&s.acr).bind(&s.ip)
+            .bind(&s.user_agent).bind(to_micros(s.created_at)).bind(to_micros(s.last_seen_at)).bind(to_micros(s.expires_at))
+            .bind(s.revoked_at.map(to_micros))
+            .execute(p).await.map(|_| ())).map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn active_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<Session>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = ? AND revoked_at IS NULL AND expires_at > ?"
+        ));
+        let row: Option<SessionRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(id_hash).bind(to_micros(now)).fetch_optional(p).await)
+                .map_err(query_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        let sql = self.sql("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(id_hash).execute(p).await.map(|_| ()))
+            .map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let sql = self.sql("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL");
+        let n = on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(id_hash).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError> {
+        let sql =
+            self.sql("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id_hash <> ?");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(user_id).bind(keep.unwrap_or("")).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
+    }
+
+    async fn sessions_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC"
+        ));
+        let rows: Vec<SessionRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(user_id).bind(to_micros(now)).fetch_all(p).await)
+                .map_err(query_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+#[async_trait]
+impl TokenRepository for TenantDb {
+    async fn store_code(&self, c: &AuthorizationCode) -> Result<(), DbError> {
+        let sql = self.sql(&format!(
+            "INSERT INTO authorization_codes ({CODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ));
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(&c.code_hash).bind(&c.client_id).bind(c.user_id).bind(&c.session_id_hash).bind(&c.redirect_uri).bind(&c.scope)
+            .bind(&c.nonce).bind(&c.code_challenge).bind(&c.code_challenge_method).bind(to_micros(c.auth_time)).bind(&c.acr)
+            .bind(json_list(&c.amr)).bind(to_micros(c.created_at)).bind(to_micros(c.expires_at)).bind(c.used_at.map(to_micros))
+            .execute(p).await.map(|_| ())).map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<CodeRedemption, DbError> {
+        let spend = self.sql(
+            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
+        );
+        let fetch = self.sql(&format!(
+            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE code_hash = ?"
+        ));
+        let now_us = to_micros(now);
+        let (spent, row): (u64, Option<CodeRow>) = on_pool!(self, p => {
+            let spent = sqlx::query(spend).bind(now_us).bind(code_hash).bind(now_us).execute(p).await.map_err(query_err)?.rows_affected();
+            let row = sqlx::query_as(fetch).bind(code_hash).fetch_optional(p).await.map_err(query_err)?;
+            Ok::<_, DbError>((spent, row))
+        })?;
+        Ok(match (spent, row) {
+            (_, None) => CodeRedemption::NotFound,
+            (1, Some(row)) => CodeRedemption::Redeemed(row.into()),
+            (_, Some(row)) if row.used_at.is_some() => CodeRedemption::Replayed(row.into()),
+            (_, Some(_)) => CodeRedemption::Expired,
+        })
+    }
+
+    async fn issue_refresh(&self, t: NewRefreshToken, now: DateTime<Utc>) -> Result<RefreshToken, DbError> {
+        let token = RefreshToken {
+            token_hash: t.token_hash,
+            family_id: Uuid::now_v7(),
+            parent_hash: None,
+            client_id: t.client_id,
+            user_id: t.user_id,
+            session_id_hash: t.session_id_hash,
+            origin_code_hash: t.origin_code_hash,
+            scope: t.scope,
+            issued_at: from_micros(to_micros(now)),
+            expires_at: from_micros(to_micros(t.expires_at)),
+            rotated_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+        };
+        let sql = self.sql(INSERT_REFRESH);
+        on_pool!(self, p => bind_refresh(sqlx::query(sql), &token).execute(p).await.map(|_| ())).map_err(query_err)?;
+        Ok(token)
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?"
+        ));
+        let row: Option<RefreshRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await).map_err(query_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, DbError> {
+        let now_us = to_micros(now);
+        // The spend comes first so the transaction takes its write lock at once (SQLite),
+        // and only one of two concurrent rotations can win.
+        let spend = self.sql(
+            "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+        );
+        let fetch = self.sql(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?"
+        ));
+        let insert = self.sql(INSERT_REFRESH);
+        let outcome: Result<Rotation, DbError> = on_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(query_err)?;
+            let spent = sqlx::query(spend).bind(now_us).bind(old_hash).bind(now_us).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
+            let row: Option<RefreshRow> = sqlx::query_as(fetch).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?;
+            match (spent, row) {
+                (1, Some(old)) => {
+                    let old: RefreshToken = old.into();
+                    let token = RefreshToken {
+                        token_hash: new.token_hash.clone(),
+                        family_id: old.family_id,
+                        parent_hash: Some(old.token_hash.clone()),
+                        client_id: old.client_id.clone(),
+                        user_id: old.user_id,
+                        session_id_hash: old.session_id_hash.clone(),
+                        origin_code_hash: old.origin_code_hash.clone(),
+                        scope: new.scope.clone(),
+                        issued_at: from_micros(now_us),
+                        expires_at: from_micros(to_micros(new.expires_at)),
+                        rotated_at: None,
+                        revoked_at: None,
+                        revoke_reason: None,
+                    };
+                    bind_refresh(sqlx::query(insert), &token).execute(&mut *tx).await.map_err(query_err)?;
+                    tx.commit().await.map_err(query_err)?;
+                    Ok(Rotation::Rotated { old, new: token })
+                }
+                (_, None) => Ok(Rotation::NotFound),
+                (_, Some(old)) => {
+                    tx.rollback().await.map_err(query_err)?;
+                    if old.revoked_at.is_some() {
+                        Ok(Rotation::Revoked)
+                    } else if old.rotated_at.is_some() {
+                        Ok(Rotation::ReuseDetected { family_id: old.family_id, revoked: 0 })
+                    } else {
+                        Ok(Rotation::Expired)
+                    }
+                }
+            }
+        });
+        match outcome? {
+            Rotation::ReuseDetected { family_id, .. } => {
+                let revoked = self.revoke_family(family_id, "reuse_detected", now).await?;
+                tracing::warn!(%family_id, revoked, "refresh token reuse detected; family revoked");
+                Ok(Rotation::ReuseDetected { family_id, revoked })
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn revoke_family(&self, family_id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql(
+            "UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE family_id = ? AND revoked_at IS NULL",
+        );
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(reason).bind(family_id).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)
+    }
+
+    async fn revoke_refresh_by_session(&self, session_id_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE session_id_hash = ? AND revoked_at IS NULL");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("session_ended").bind(session_id_hash).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
+    }
+
+    async fn revoke_refresh_by_user(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql(
+            "UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL",
+        );
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("user_revoked").bind(user_id).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
+    }
+
+    async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE origin_code_hash = ? AND revoked_at IS NULL");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("code_replayed").bind(code_hash).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
+    }
+}
+
+fn bind_refresh<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    t: &RefreshToken,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(t.token_hash.clone())
+        .bind(t.family_id)
+        .bind(t.parent_hash.clone())
+        .bind(t.client_id.clone())
+        .bind(t.user_id)
+        .bind(t.session_id_hash.clone())
+        .bind(t.origin_code_hash.clone())
+        .bind(t.scope.clone())
+        .bind(to_micros(t.issued_at))
+        .bind(to_micros(t.expires_at))
+}
+
+#[derive(sqlx::FromRow)]
+struct ConsentRow {
+    user_id: Uuid,
+    client_id: String,
+    scopes: String,
+    granted_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+#[async_trait]
+impl ConsentRepository for TenantDb {
+    async fn grant_consent(&self, c: &Consent) -> Result<(), DbError> {
+        let sql = self.sql(match self.dialect() {
+            crate::db::Dialect::MySql => {
+                "INSERT INTO consents (user_id, client_id, scopes, granted_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL) \
+                 ON DUPLICATE KEY UPDATE scopes = VALUES(scopes), granted_at = VALUES(granted_at), expires_at = VALUES(expires_at), revoked_at = NULL"
+            }
+            _ => {
+                "INSERT INTO consents (user_id, client_id, scopes, granted_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at, \
+                 expires_at = excluded.expires_at, revoked_at = NULL"
+            }
+        });
+        on_pool!(self, p => sqlx::query(sql).bind(c.user_id).bind(&c.client_id).bind(c.scopes.join(" ")).bind(to_micros(c.granted_at)).bind(c.expires_at.map(to_micros)).execute(p).await.map(|_| ()))
+            .map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<Option<Consent>, DbError> {
+        let sql = self.sql(
+            "SELECT user_id, client_id, scopes, granted_at, expires_at, revoked_at FROM consents \
+             WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        );
+        let row: Option<ConsentRow> = on_pool!(self, p => sqlx::query_as(sql).bind(user_id).bind(client_id).bind(to_micros(now)).fetch_optional(p).await).map_err(query_err)?;
+        Ok(row.map(|r| Consent {
+            user_id: r.user_id,
+            client_id: r.client_id,
+            scopes: r
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            granted_at: from_micros(r.granted_at),
+            expires_at: r.expires_at.map(from_micros),
+            revoked_at: r.revoked_at.map(from_micros),
+        }))
+    }
+
+    async fn revoke_consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let sql =
+            self.sql("UPDATE consents SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL");
+        let n = on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(user_id).bind(client_id).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,382 @@
+//! Users, password credentials and external identities.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::custom_fields::{CustomFieldSet, bind_custom_value};
+use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
+use crate::model::*;
+use crate::on_pool;
+
+const USER_COLUMNS: &str = "id, email, email_verified, username, given_name, family_name, name, picture, locale, \
+    phone_number, phone_number_verified, status, disabled_at, disabled_reason, disabled_until, metadata, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    email_verified: bool,
+    username: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+    phone_number: Option<String>,
+    phone_number_verified: bool,
+    status: String,
+    disabled_at: Option<i64>,
+    disabled_reason: Option<String>,
+    disabled_until: Option<i64>,
+    metadata: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl UserRow {
+    fn into_user(self, custom: BTreeMap<String, Value>) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            email_verified: self.email_verified,
+            username: self.username,
+            given_name: self.given_name,
+            family_name: self.family_name,
+            name: self.name,
+            picture: self.picture,
+            locale: self.locale,
+            phone_number: self.phone_number,
+            phone_number_verified: self.phone_number_verified,
+            status: UserStatus::parse(&self.status),
+            disabled_at: self.disabled_at.map(from_micros),
+            disabled_reason: self.disabled_reason,
+            disabled_until: self.disabled_until.map(from_micros),
+            metadata: serde_json::from_str(&self.metadata).unwrap_or(Value::Null),
+            custom,
+            created_at: from_micros(self.created_at),
+            updated_at: from_micros(self.updated_at),
+        }
+    }
+}
+
+/// Lower-cases an email for uniqueness and look-ups (the original spelling is kept).
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn check_email(email: &str) -> Result<(), DbError> {
+    let e = email.trim();
+    match e.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && e.len() <= 320 && !e.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(DbError::Invalid("email is not an email address".into())),
+    }
+}
+
+#[async_trait]
+pub trait UserRepository {
+    /// Creates a user; custom field values are checked against `fields`.
+    async fn create_user(&self, new: NewUser, fields: &CustomFieldSet) -> Result<User, DbError>;
+    async fn user_by_id(&self, id: Uuid, fields: &CustomFieldSet) -> Result<Option<User>, DbError>;
+    /// Finds a user by email, case-insensitively.
+    async fn user_by_email(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<User>, DbError>;
+    async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError>;
+    async fn update_profile(&self, id: Uuid, update: ProfileUpdate) -> Result<(), DbError>;
+    /// Sets custom field values by name, with type checks.
+    async fn set_custom_fields(
+        &self,
+        id: Uuid,
+        values: &BTreeMap<String, Value>,
+        fields: &CustomFieldSet,
+    ) -> Result<(), DbError>;
+    async fn disable_user(&self, id: Uuid, reason: Option<&str>, until: Option<DateTime<Utc>>) -> Result<(), DbError>;
+    async fn enable_user(&self, id: Uuid) -> Result<(), DbError>;
+    async fn delete_user(&self, id: Uuid) -> Result<bool, DbError>;
+    async fn count_users(&self) -> Result<i64, DbError>;
+
+    async fn set_password(&self, user_id: Uuid, phc: &str) -> Result<(), DbError>;
+    async fn password(&self, user_id: Uuid) -> Result<Option<String>, DbError>;
+
+    async fn link_identity(
+        &self,
+        user_id: Uuid,
+        provider: &str,
+        subject: &str,
+        email: Option<&str>,
+    ) -> Result<ExternalIdentity, DbError>;
+    async fn identity(&self, provider: &str, subject: &str) -> Result<Option<ExternalIdentity>, DbError>;
+    async fn identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentity>, DbError>;
+}
+
+impl TenantDb {
+    async fn load_users(
+        &self,
+        where_sql: &str,
+        binds: UserQuery,
+        fields: &CustomFieldSet,
+    ) -> Result<Vec<User>, DbError> {
+        let custom_cols = fields.select_list(self);
+        let text = format!("SELECT {USER_COLUMNS}{custom_cols} FROM users {where_sql}");
+        let sql = self.sql(&text);
+        on_pool!(self, p => {
+            let query = sqlx::query(sql);
+            let query = match &binds {
+                UserQuery::Id(id) => query.bind(*id),
+                UserQuery::Email(e) => query.bind(e.clone()),
+                UserQuery::Page(after, limit) => query.bind(after.unwrap_or(Uuid::nil())).bind(i64::from(*limit)),
+            };
+            let rows = query.fetch_all(p).await.map_err(query_err)?;
+            let mut users = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let base: UserRow = sqlx::FromRow::from_row(row).map_err(query_err)?;
+                let custom = fields.read(row)?;
+                users.push(base.into_user(custom));
+            }
+            Ok(users)
+        })
+    }
+}
+
+enum UserQuery {
+    Id(Uuid),
+    Email(String),
+    Page(Option<Uuid>, u32),
+}
+
+#[async_trait]
+impl UserRepository for TenantDb {
+    async fn create_user(&self, new: NewUser, fields: &CustomFieldSet) -> Result<User, DbError> {
+        check_email(&new.email)?;
+        fields.check_values(&new.custom, true)?;
+        let now = to_micros(Utc::now());
+        let id = Uuid::now_v7();
+        let metadata = new
+            .metadata
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()))
+            .to_string();
+        let username_norm = new.username.as_deref().map(str::to_lowercase);
+        let sql = self.sql(
+            "INSERT INTO users (id, email, email_normalized, email_verified, username, username_normalized, given_name, family_name, \
+             name, picture, locale, phone_number, phone_number_verified, status, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        let email = new.email.trim().to_owned();
+        let normalized = normalize_email(&email);
+        on_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(query_err)?;
+            sqlx::query(sql)
+                .bind(id).bind(&email).bind(&normalized).bind(new.email_verified).bind(&new.username).bind(&username_norm)
+                .bind(&new.given_name).bind(&new.family_name).bind(&new.name).bind(&new.picture).bind(&new.locale)
+                .bind(&new.phone_number).bind(false).bind(UserStatus::Active.as_str()).bind(&metadata).bind(now).bind(now)
+                .execute(&mut *tx).await.map_err(query_err)?;
+            if !new.custom.is_empty() {
+                let (set, values) = fields.assignments(self, &new.custom)?;
+                let text = format!("UPDATE users SET {set} WHERE id = ?");
+                let sql = self.sql(&text);
+                let mut query = sqlx::query(sql);
+                for v in &values {
+                    query = bind_custom_value(query, v);
+                }
+                query.bind(id).execute(&mut *tx).await.map_err(query_err)?;
+            }
+            tx.commit().await.map_err(query_err)?;
+            Ok::<(), DbError>(())
+        })?;
+        self.user_by_id(id, fields)
+            .await?
+            .ok_or(DbError::Query(crate::db::ErrorKind::Other))
+    }
+
+    async fn user_by_id(&self, id: Uuid, fields: &CustomFieldSet) -> Result<Option<User>, DbError> {
+        Ok(self.load_users("WHERE id = ?", UserQuery::Id(id), fields).await?.pop())
+    }
+
+    async fn user_by_email(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<User>, DbError> {
+        Ok(self
+            .load_users(
+                "WHERE email_normalized = ?",
+                UserQuery::Email(normalize_email(email)),
+                fields,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError> {
+        self.load_users(
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            UserQuery::Page(after, limit.clamp(1, 1000)),
+            fields,
+        )
+        .await
+    }
+
+    async fn update_profile(&self, id: Uuid, u: ProfileUpdate) -> Result<(), DbError> {
+        if let Some(email) = &u.email {
+            check_email(email)?;
+        }
+        let sql = self.sql(
+            "UPDATE users SET email = COALESCE(?, email), email_normalized = COALESCE(?, email_normalized), \
+             email_verified = COALESCE(?, email_verified), username = COALESCE(?, username), \
+             username_normalized = COALESCE(?, username_normalized), given_name = COALESCE(?, given_name), \
+             family_name = COALESCE(?, family_name), name = COALESCE(?, name), picture = COALESCE(?, picture), \
+             locale = COALESCE(?, locale), phone_number = COALESCE(?, phone_number), \
+             phone_number_verified = COALESCE(?, phone_number_verified), metadata = COALESCE(?, metadata), updated_at = ? \
+             WHERE id = ?",
+        );
+        let email = u.email.as_deref().map(|e| e.trim().to_owned());
+        let normalized = email.as_deref().map(normalize_email);
+        let username_norm = u.username.as_deref().map(str::to_lowercase);
+        let metadata = u.metadata.as_ref().map(Value::to_string);
+        let affected = on_pool!(self, p => sqlx::query(sql)
+            .bind(&email).bind(&normalized).bind(u.email_verified).bind(&u.username).bind(&username_norm)
+            .bind(&u.given_name).bind(&u.family_name).bind(&u.name).bind(&u.picture).bind(&u.locale)
+            .bind(&u.phone_number).bind(u.phone_number_verified).bind(&metadata).bind(to_micros(Utc::now())).bind(id)
+            .execute(p).await.map(|r| r.rows_affected()))
+        .map_err(query_err)?;
+        if affected == 0 {
+            Err(DbError::Invalid("no such user".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn set_custom_fields(
+        &self,
+        id: Uuid,
+        values: &BTreeMap<String, Value>,
+        fields: &CustomFieldSet,
+    ) -> Result<(), DbError> {
+        fields.check_values(values, false)?;
+        if values.is_empty() {
+            return Ok(());
+        }
+        let (set, bound) = fields.assignments(self, values)?;
+        let text = format!("UPDATE users SET {set}, updated_at = ? WHERE id = ?");
+        let sql = self.sql(&text);
+        on_pool!(self, p => {
+            let mut query = sqlx::query(sql);
+            for v in &bound {
+                query = bind_custom_value(query, v);
+            }
+            query.bind(to_micros(Utc::now())).bind(id).execute(p).await.map_err(query_err)?;
+            Ok(())
+        })
+    }
+
+    async fn disable_user(&self, id: Uuid, reason: Option<&str>, until: Option<DateTime<Utc>>) -> Result<(), DbError> {
+        let sql = self.sql("UPDATE users SET status = ?, disabled_at = ?, disabled_reason = ?, disabled_until = ?, updated_at = ? WHERE id = ?");
+        let now = to_micros(Utc::now());
+        on_pool!(self, p => sqlx::query(sql).bind(UserStatus::Disabled.as_str()).bind(now).bind(reason).bind(until.map(to_micros)).bind(now).bind(id).execute(p).await.map(|_| ()))
+            .map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn enable_user(&self, id: Uuid) -> Result<(), DbError> {
+        let sql = self.sql("UPDATE users SET status = ?, disabled_at = NULL, disabled_reason = NULL, disabled_until = NULL, updated_at = ? WHERE id = ?");
+        on_pool!(self, p => sqlx::query(sql).bind(UserStatus::Active.as_str()).bind(to_micros(Utc::now())).bind(id).execute(p).await.map(|_| ())).map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: Uuid) -> Result<bool, DbError> {
+        let sql = self.sql("DELETE FROM users WHERE id = ?");
+        let n = on_pool!(self, p => sqlx::query(sql).bind(id).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)?;
+        Ok(n > 0)
+    }
+
+    async fn count_users(&self) -> Result<i64, DbError> {
+        let sql = self.sql("SELECT COUNT(*) FROM users");
+        on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).map_err(query_err)
+    }
+
+    async fn set_password(&self, user_id: Uuid, phc: &str) -> Result<(), DbError> {
+        let now = to_micros(Utc::now());
+        let sql = self.sql(match self.dialect() {
+            crate::db::Dialect::MySql => {
+                "INSERT INTO password_credentials (user_id, phc, updated_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE phc = VALUES(phc), updated_at = VALUES(updated_at)"
+            }
+            _ => {
+                "INSERT INTO password_credentials (user_id, phc, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (user_id) DO UPDATE SET phc = excluded.phc, updated_at = excluded.updated_at"
+            }
+        });
+        on_pool!(self, p => sqlx::query(sql).bind(user_id).bind(phc).bind(now).execute(p).await.map(|_| ()))
+            .map_err(query_err)?;
+        Ok(())
+    }
+
+    async fn password(&self, user_id: Uuid) -> Result<Option<String>, DbError> {
+        let sql = self.sql("SELECT phc FROM password_credentials WHERE user_id = ?");
+        on_pool!(self, p => sqlx::query_scalar::<_, String>(sql).bind(user_id).fetch_optional(p).await)
+            .map_err(query_err)
+    }
+
+    async fn link_identity(
+        &self,
+        user_id: Uuid,
+        provider: &str,
+        subject: &str,
+        email: Option<&str>,
+    ) -> Result<ExternalIdentity, DbError> {
+        let identity = ExternalIdentity {
+            id: Uuid::now_v7(),
+            user_id,
+            provider: provider.to_owned(),
+            subject: subject.to_owned(),
+            email: email.map(str::to_owned),
+            created_at: from_micros(to_micros(Utc::now())),
+        };
+        let sql = self.sql("INSERT INTO external_identities (id, user_id, provider, subject, email, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+        on_pool!(self, p => sqlx::query(sql).bind(identity.id).bind(user_id).bind(provider).bind(subject).bind(email).bind(to_micros(identity.created_at)).execute(p).await.map(|_| ()))
+            .map_err(query_err)?;
+        Ok(identity)
+    }
+
+    async fn identity(&self, provider: &str, subject: &str) -> Result<Option<ExternalIdentity>, DbError> {
+        let sql = self.sql("SELECT id, user_id, provider, subject, email, created_at FROM external_identities WHERE provider = ? AND subject = ?");
+        let row: Option<IdentityRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(provider).bind(subject).fetch_optional(p).await)
+                .map_err(query_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentity>, DbError> {
+        let sql = self.sql("SELECT id, user_id, provider, subject, email, created_at FROM external_identities WHERE user_id = ? ORDER BY created_at");
+        let rows: Vec<IdentityRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await).map_err(query_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IdentityRow {
+    id: Uuid,
+    user_id: Uuid,
+    provider: String,
+    subject: String,
+    email: Option<String>,
+    created_at: i64,
+}
+
+impl From<IdentityRow> for ExternalIdentity {
+    fn from(r: IdentityRow) -> Self {
+        ExternalIdentity {
+            id: r.id,
+            user_id: r.user_id,
+            provider: r.provider,
+            subject: r.subject,
+            email: r.email,
+            created_at: from_micros(r.created_at),
+        }
+    }
+}
