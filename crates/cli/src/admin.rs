@@ -52,6 +52,8 @@ pub enum TenantCommand {
     },
     /// Delete a tenant and its control-plane files.
     Delete { slug: String },
+    /// Open the tenant's database, apply pending migrations and report its schema version.
+    Migrate { slug: String },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +201,14 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             }
             api.call(Method::PATCH, &format!("/v1/admin/tenants/{}", seg(&slug)), Some(body))
                 .await?
+        }
+        TenantCommand::Migrate { slug } => {
+            api.call(
+                Method::POST,
+                &format!("/v1/admin/tenants/{}/database/migrate", seg(&slug)),
+                None,
+            )
+            .await?
         }
         TenantCommand::Delete { slug } => {
             api.call(Method::DELETE, &format!("/v1/admin/tenants/{}", seg(&slug)), None)

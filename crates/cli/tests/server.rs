@@ -578,3 +578,128 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
     let (status, _) = admin.send(Method::GET, "/v1/admin/tenants/local", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn tenant_databases_through_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let global = dir.path().join("global.db");
+    let global_url = format!("sqlite:{}", global.display());
+    let server = Server::start_dev(&root, &[("TENANTRY_GLOBAL_DB_URL", &global_url)]);
+    let admin = Admin::of(&server);
+
+    // The dev tenant has a SQLite database that opens and migrates on first use.
+    let (status, body) = admin.send(Method::GET, "/v1/admin/tenants/local/database", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["driver"], "sqlite");
+    assert!(body["schema"]["version"].as_i64().unwrap() >= 1);
+    assert_eq!(body["schema"]["pending"], 0);
+    let (status, body) = admin
+        .send(Method::POST, "/v1/admin/tenants/local/database/migrate", None)
+        .await;
+    assert_eq!((status, body["pending"].as_u64()), (200, Some(0)));
+    let local_id = body.clone();
+    let _ = local_id;
+
+    // No database configured → 409; an unreachable one → 503 with the kind, never the DSN.
+    admin
+        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "nodb"})))
+        .await;
+    let (status, body) = admin.send(Method::GET, "/v1/admin/tenants/nodb/database", None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("tenant_db_not_configured")));
+    let secret = "pw-never-shown";
+    let (status, _) = admin
+        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "down", "settings": {"user_db": {"driver": "postgres", "dsn": format!("postgres://app:{secret}@127.0.0.1:1/app")}}})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = admin.send(Method::GET, "/v1/admin/tenants/down/database", None).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("tenant_db_unavailable")));
+    assert!(body["detail"].as_str().unwrap().contains("unreachable"));
+    assert!(!body.to_string().contains(secret));
+    let ready: Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["components"]["tenant_databases"]["failing"][0]["slug"], "down");
+    assert_eq!(
+        ready["components"]["tenant_databases"]["failing"][0]["error"],
+        "unreachable"
+    );
+    assert!(!ready.to_string().contains(secret));
+    assert!(!server.stderr().contains(secret), "the DSN never reaches the log");
+
+    // Custom fields: added as columns, a type change refused, hidden, then dropped.
+    let field = |t: &str| json!({"settings": {"custom_fields": [{"name": "team", "type": t, "indexed": true}]}});
+    let (status, body) = admin
+        .send(Method::PATCH, "/v1/admin/tenants/local", Some(field("text")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = admin.send(Method::GET, "/v1/admin/tenants/local/database", None).await;
+    assert_eq!(body["custom_fields"][0]["name"], "team");
+    assert_eq!(body["custom_fields"][0]["active"], true);
+    let (status, body) = admin
+        .send(Method::PATCH, "/v1/admin/tenants/local", Some(field("integer")))
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("settings.custom_fields")),
+        "{body}"
+    );
+    let (status, _) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"custom_fields": []}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = admin
+        .send(Method::PATCH, "/v1/admin/tenants/local", Some(field("integer")))
+        .await;
+    assert_eq!(status, 422, "the hidden column keeps its type: {body}");
+    let (_, body) = admin.send(Method::GET, "/v1/admin/tenants/local/database", None).await;
+    assert_eq!(body["custom_fields"][0]["active"], false);
+    let (status, _) = admin
+        .send(
+            Method::DELETE,
+            "/v1/admin/tenants/local/custom-fields/team/column",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin
+        .send(Method::PATCH, "/v1/admin/tenants/local", Some(field("integer")))
+        .await;
+    assert_eq!(status, 200, "after the drop the name is free again");
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"custom_fields": [{"name": "bad name; drop table users", "type": "text"}]}})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+
+    // Admin actions are recorded in the global database.
+    let (status, body) = admin.send(Method::GET, "/v1/admin/audit", None).await;
+    assert_eq!(status, 200, "{body}");
+    let actions: Vec<_> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        actions.contains(&"create_tenant".to_owned()) && actions.contains(&"drop_custom_column".to_owned()),
+        "{actions:?}"
+    );
+    let ready: Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["components"]["global_db"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn without_a_global_database_its_features_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev(&dir.path().join("root"), &[]);
+    let admin = Admin::of(&server);
+    let (status, body) = admin.send(Method::GET, "/v1/admin/audit", None).await;
+    assert_eq!((status, body["code"].as_str()), (501, Some("global_db_not_configured")));
+}

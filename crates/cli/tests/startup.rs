@@ -190,6 +190,12 @@ async fn init_then_serve_then_admin_cli() {
     let out = cli(&["tenant", "show", "acme"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("tenant_not_found"));
 
+    let out = cli(&["tenant", "migrate", "local"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["pending"], 0);
+    assert!(schema["version"].as_i64().unwrap() >= 1);
+
     let out = cli(&["secrets", "reseal"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

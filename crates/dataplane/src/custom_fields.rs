@@ -95,10 +95,8 @@ impl CustomFieldSet {
                 return Err(DbError::Invalid(format!("custom field `{name}` is required")));
             }
         }
-        if creating {
-            if let Some(missing) = self.fields.iter().find(|f| f.required && !values.contains_key(&f.name)) {
-                return Err(DbError::Invalid(format!("custom field `{}` is required", missing.name)));
-            }
+        if creating && let Some(missing) = self.fields.iter().find(|f| f.required && !values.contains_key(&f.name)) {
+            return Err(DbError::Invalid(format!("custom field `{}` is required", missing.name)));
         }
         Ok(())
     }

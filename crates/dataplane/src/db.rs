@@ -146,20 +146,20 @@ pub fn classify(e: &sqlx::Error) -> ErrorKind {
 
 /// Maps a query error: unique violations become conflicts, the rest a kind.
 pub(crate) fn query_err(e: sqlx::Error) -> DbError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            let text = format!("{} {}", db.constraint().unwrap_or(""), db.message());
-            if text.contains("email_normalized") {
-                return DbError::Conflict("email_taken");
-            }
-            if text.contains("username_normalized") {
-                return DbError::Conflict("username_taken");
-            }
-            if text.contains("provider") || text.contains("external_identities") {
-                return DbError::Conflict("identity_linked");
-            }
-            return DbError::Conflict("duplicate");
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+        if text.contains("email_normalized") {
+            return DbError::Conflict("email_taken");
         }
+        if text.contains("username_normalized") {
+            return DbError::Conflict("username_taken");
+        }
+        if text.contains("provider") || text.contains("external_identities") {
+            return DbError::Conflict("identity_linked");
+        }
+        return DbError::Conflict("duplicate");
     }
     let kind = classify(&e);
     tracing::warn!(kind = kind.as_str(), error = %e, "tenant database query failed");
@@ -334,7 +334,7 @@ impl TenantDb {
                     .execute(&mut *conn)
                     .await
                     .map_err(|e| DbError::Unavailable(classify(&e)))?;
-                let result = migrator.run(&mut *conn).await;
+                let result = migrator.run_direct(None, &mut *conn, false).await;
                 let _ = sqlx::query("SELECT RELEASE_LOCK('tenantry_migrate')")
                     .execute(&mut *conn)
                     .await;

@@ -160,10 +160,11 @@ impl TenantDbManager {
         }
         let version = tenant.updated_at.timestamp_micros();
         let mut slots = self.slots.lock().expect("slot map poisoned");
-        if let Some(slot) = slots.get(&tenant.slug) {
-            if slot.tenant_id == tenant.id && slot.version >= version {
-                return Ok(slot.clone());
-            }
+        if let Some(slot) = slots.get(&tenant.slug)
+            && slot.tenant_id == tenant.id
+            && slot.version >= version
+        {
+            return Ok(slot.clone());
         }
         let slot = Arc::new(Slot {
             tenant_id: tenant.id,
@@ -315,5 +316,22 @@ impl Subscriber for TenantDbManager {
             Change::Applied(_) => {}
             Change::Reloaded => self.forget_all(),
         }
+    }
+}
+
+#[cfg(test)]
+mod send_checks {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[allow(dead_code)]
+    fn futures_are_send(m: &TenantDbManager, e: &TenantEntry, db: &TenantDb) {
+        assert_send(&m.get(e));
+        assert_send(&m.reopen(e));
+        assert_send(&db.stored_custom_fields());
+        assert_send(&db.schema_status(Schema::Tenant));
+        assert_send(&db.drop_custom_column("x", &[]));
+        assert_send(&db.sync_custom_fields(&[]));
     }
 }

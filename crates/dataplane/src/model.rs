@@ -169,8 +169,8 @@ pub struct RefreshToken {
 pub enum Rotation {
     /// The old token is spent; the new one was stored in the same transaction.
     Rotated {
-        old: RefreshToken,
-        new: RefreshToken,
+        old: Box<RefreshToken>,
+        new: Box<RefreshToken>,
     },
     /// The token was already rotated: reuse detected, the whole family is now revoked.
     ReuseDetected {

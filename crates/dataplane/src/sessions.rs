@@ -365,7 +365,7 @@ impl TokenRepository for TenantDb {
                     };
                     bind_refresh(sqlx::query(insert), &token).execute(&mut *tx).await.map_err(query_err)?;
                     tx.commit().await.map_err(query_err)?;
-                    Ok(Rotation::Rotated { old, new: token })
+                    Ok(Rotation::Rotated { old: Box::new(old), new: Box::new(token) })
                 }
                 (_, None) => Ok(Rotation::NotFound),
                 (_, Some(old)) => {

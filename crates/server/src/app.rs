@@ -11,6 +11,7 @@ use axum::routing::any;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tenantry_controlplane::{ControlPlane, Writer};
 use tenantry_crypto::SecretBox;
+use tenantry_dataplane::{GlobalDb, TenantDbManager};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -32,6 +33,34 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     pub resolver: TenantContextResolver,
     pub metrics: PrometheusHandle,
+    /// Tenant database pools (also reachable through `TenantContext::db`).
+    pub dbs: Arc<TenantDbManager>,
+    /// The optional installation-wide database.
+    pub global_db: Option<GlobalDb>,
+}
+
+impl AppState {
+    /// The global database, or 501 `global_db_not_configured`.
+    pub fn global_db(&self) -> Result<&GlobalDb, crate::error::ApiError> {
+        self.global_db.as_ref().ok_or_else(|| {
+            crate::error::ApiError::new(
+                crate::error::ErrorCode::GlobalDbNotConfigured,
+                "set global_db_url (TENANTRY_GLOBAL_DB_URL) to enable this",
+            )
+        })
+    }
+
+    /// Records an admin action in the global database when there is one (never fails the
+    /// request: the change is already stored).
+    pub async fn audit_admin(&self, admin: uuid::Uuid, action: &str, tenant: Option<&str>, details: serde_json::Value) {
+        if let Some(global) = &self.global_db
+            && let Err(e) = global
+                .record_admin_event(Some(admin), action, tenant, None, details)
+                .await
+        {
+            tracing::warn!(action, error = %e, "admin audit event not recorded");
+        }
+    }
 }
 
 impl axum::extract::FromRef<AppState> for TenantContextResolver {
@@ -103,6 +132,8 @@ mod tests {
         let limits = crate::config::Limits {
             max_body_bytes: 1024,
             request_timeout: std::time::Duration::from_secs(5),
+            tenant_db_max_pools: 1,
+            tenant_db_max_connections: 1,
         };
         let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
         let response = app

@@ -45,6 +45,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time allowed for a whole request.
     pub request_timeout: Duration,
+    /// Most tenant database pools open at once (least recently used closed beyond).
+    pub tenant_db_max_pools: usize,
+    /// Connections per tenant database pool.
+    pub tenant_db_max_connections: u32,
 }
 
 /// The resolved configuration of one process.
@@ -58,6 +62,8 @@ pub struct Config {
     pub default_tenant: Option<String>,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Optional installation-wide database (`sqlite:PATH`, `postgres://…`, `mysql://…`).
+    pub global_db_url: Option<String>,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -69,6 +75,7 @@ struct FileConfig {
     fs_root: Option<String>,
     default_tenant: Option<String>,
     log_format: Option<String>,
+    global_db_url: Option<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -78,6 +85,8 @@ struct FileConfig {
 struct FileLimits {
     max_body_bytes: Option<u64>,
     request_timeout_secs: Option<u64>,
+    tenant_db_max_pools: Option<u64>,
+    tenant_db_max_connections: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -243,6 +252,42 @@ impl Config {
                 3600,
                 30,
             )?),
+            tenant_db_max_pools: number(
+                "tenant_db_max_pools",
+                file.limits.tenant_db_max_pools,
+                "TENANTRY_TENANT_DB_MAX_POOLS",
+                1,
+                100_000,
+                256,
+            )? as usize,
+            tenant_db_max_connections: number(
+                "tenant_db_max_connections",
+                file.limits.tenant_db_max_connections,
+                "TENANTRY_TENANT_DB_MAX_CONNECTIONS",
+                1,
+                1000,
+                8,
+            )? as u32,
+        };
+        let global_db_url = match pick(
+            "global_db_url",
+            file.global_db_url,
+            &["TENANTRY_GLOBAL_DB_URL"],
+            None,
+            "",
+        ) {
+            Some(raw) if raw.value.trim().is_empty() => None,
+            Some(raw) => {
+                let scheme = raw.value.split(':').next().unwrap_or("");
+                if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb") {
+                    return Err(ConfigError::new(
+                        raw.source,
+                        "must start with sqlite:, postgres://, postgresql://, mysql:// or mariadb://",
+                    ));
+                }
+                Some(raw.value)
+            }
+            None => None,
         };
 
         Ok(Config {
@@ -252,6 +297,7 @@ impl Config {
             default_tenant,
             log_format,
             limits,
+            global_db_url,
         })
     }
 

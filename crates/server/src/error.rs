@@ -51,6 +51,7 @@ error_codes! {
     ValidationFailed = (UNPROCESSABLE_ENTITY, "validation_failed", "The request has invalid values"),
     InternalError = (INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
     EmailNotConfigured = (NOT_IMPLEMENTED, "email_not_configured", "The tenant has no email (SMTP) settings"),
+    GlobalDbNotConfigured = (NOT_IMPLEMENTED, "global_db_not_configured", "This installation has no global database"),
     TenantDegraded = (SERVICE_UNAVAILABLE, "tenant_degraded", "The tenant's configuration does not load"),
     TenantDbUnavailable = (SERVICE_UNAVAILABLE, "tenant_db_unavailable", "The tenant's user database is unreachable"),
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
@@ -161,6 +162,31 @@ impl From<Rejection> for ApiError {
             }
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),
+        }
+    }
+}
+
+impl From<tenantry_dataplane::DbError> for ApiError {
+    fn from(e: tenantry_dataplane::DbError) -> Self {
+        use tenantry_dataplane::DbError;
+        match e {
+            DbError::NotConfigured => ApiError::new(
+                ErrorCode::TenantDbNotConfigured,
+                "configure settings.user_db for this tenant",
+            ),
+            DbError::Unavailable(kind) => ApiError::new(
+                ErrorCode::TenantDbUnavailable,
+                format!("the tenant database is unavailable ({kind})"),
+            ),
+            DbError::Conflict(what) => ApiError::field("database", format!("conflict: {what}")),
+            DbError::Invalid(message) => ApiError::field("database", message),
+            DbError::Query(kind) => {
+                tracing::error!(kind = kind.as_str(), "tenant database query failed");
+                ApiError::new(
+                    ErrorCode::TenantDbUnavailable,
+                    format!("a tenant database query failed ({kind})"),
+                )
+            }
         }
     }
 }

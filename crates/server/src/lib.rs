@@ -24,6 +24,10 @@ use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
 pub use app::{AppState, router};
 pub use config::{Config, ConfigError, Overrides};
 
+/// Folder under FS_ROOT that holds SQLite tenant databases (`<tenant id>/tenant.db`).
+/// It is data plane, not control plane: deleting a tenant leaves its file for the operator.
+pub const TENANT_DB_DIR: &str = "tenant-db";
+
 /// How `tenantry serve` was asked to run.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -57,8 +61,26 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding {} (setting `listen` / TENANTRY_LISTEN)", config.listen))?;
     let bound = listener.local_addr()?;
     let public_url = config.public_base(bound);
-    let resolver =
-        resolver::TenantContextResolver::new(control_plane.clone(), config.default_tenant.clone(), &public_url);
+    let secrets = Arc::new(secrets);
+    let mut db_config = tenantry_dataplane::ManagerConfig::new(config.fs_root.join(TENANT_DB_DIR));
+    db_config.max_pools = config.limits.tenant_db_max_pools;
+    db_config.max_connections = config.limits.tenant_db_max_connections;
+    let dbs = tenantry_dataplane::TenantDbManager::new(db_config, secrets.clone());
+    control_plane.subscribe(dbs.clone());
+    let global_db = match &config.global_db_url {
+        Some(url) => Some(
+            tenantry_dataplane::GlobalDb::connect(url)
+                .await
+                .map_err(|e| ConfigError::new("global_db_url (TENANTRY_GLOBAL_DB_URL)", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let resolver = resolver::TenantContextResolver::new(
+        control_plane.clone(),
+        dbs.clone(),
+        config.default_tenant.clone(),
+        &public_url,
+    );
 
     print_banner(&config, &public_url, &resolver, &control_plane, &installed, options.dev);
 
@@ -67,9 +89,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         public_url,
         writer: Arc::new(StandaloneWriter::new(control_plane.clone())),
         control_plane,
-        secrets: Arc::new(secrets),
+        secrets,
         resolver,
         metrics: telemetry::metrics_handle(),
+        dbs,
+        global_db,
     };
     let app = router(state);
     axum::serve(listener, app)

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tenantry_controlplane::model::{DbDriver, IssuerMode};
 use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
+use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -44,7 +45,7 @@ pub struct Capabilities {
 }
 
 /// Everything a request knows about its tenant.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TenantContext {
     /// The snapshot the tenant was read from; use it for the whole request.
     pub snapshot: Arc<Snapshot>,
@@ -52,11 +53,33 @@ pub struct TenantContext {
     pub capabilities: Capabilities,
     /// `{public_url}/t/{slug}` or the tenant's custom issuer URL.
     pub issuer: String,
+    dbs: Arc<TenantDbManager>,
+}
+
+impl std::fmt::Debug for TenantContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantContext")
+            .field("slug", &self.slug())
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TenantContext {
     pub fn slug(&self) -> &str {
         &self.entry.tenant.slug
+    }
+
+    /// The tenant's own database, opened on first use: 409 `tenant_db_not_configured`
+    /// when it has none, 503 `tenant_db_unavailable` when it cannot be used.
+    pub async fn db(&self) -> Result<TenantDb, ApiError> {
+        self.require(Capability::TenantDb)?;
+        Ok(self.dbs.get(&self.entry).await?)
+    }
+
+    /// The custom user fields the tenant declares.
+    pub fn custom_fields(&self) -> CustomFieldSet {
+        CustomFieldSet::new(&self.entry.tenant.settings.custom_fields)
     }
 
     /// Succeeds when the tenant has `capability`, else the stable error for its absence.
@@ -96,14 +119,21 @@ impl TenantContext {
 #[derive(Clone)]
 pub struct TenantContextResolver {
     control_plane: Arc<ControlPlane>,
+    dbs: Arc<TenantDbManager>,
     default_tenant: Option<String>,
     public_base: String,
 }
 
 impl TenantContextResolver {
-    pub fn new(control_plane: Arc<ControlPlane>, default_tenant: Option<String>, public_url: &url::Url) -> Self {
+    pub fn new(
+        control_plane: Arc<ControlPlane>,
+        dbs: Arc<TenantDbManager>,
+        default_tenant: Option<String>,
+        public_url: &url::Url,
+    ) -> Self {
         Self {
             control_plane,
+            dbs,
             default_tenant,
             public_base: public_url.as_str().trim_end_matches('/').to_owned(),
         }
@@ -145,6 +175,7 @@ impl TenantContextResolver {
             entry,
             capabilities,
             issuer,
+            dbs: self.dbs.clone(),
         })
     }
 
@@ -263,7 +294,15 @@ mod tests {
             .unwrap();
         }
         let url = url::Url::parse("https://id.example.com/").unwrap();
-        (dir, TenantContextResolver::new(cp, default.map(str::to_owned), &url))
+        let secrets = Arc::new(tenantry_crypto::SecretBox::new(
+            tenantry_crypto::MasterKey::generate(),
+            vec![],
+        ));
+        let dbs = TenantDbManager::new(tenantry_dataplane::ManagerConfig::new(dir.path().join("db")), secrets);
+        (
+            dir,
+            TenantContextResolver::new(cp, dbs, default.map(str::to_owned), &url),
+        )
     }
 
     fn parts(uri: &str, header: Option<&str>) -> Parts {
@@ -292,6 +331,18 @@ mod tests {
             r.resolve_api(&parts("/v1/x", None)).unwrap_err().code,
             ErrorCode::TenantRequired
         );
+    }
+
+    #[tokio::test]
+    async fn the_tenant_database_opens_through_the_context() {
+        let (_d, r) = resolver(None);
+        assert_eq!(
+            r.resolve_slug("acme").unwrap().db().await.unwrap_err().code,
+            ErrorCode::TenantDbNotConfigured
+        );
+        let db = r.resolve_slug("beta").unwrap().db().await.unwrap();
+        use tenantry_dataplane::UserRepository;
+        assert_eq!(db.count_users().await.unwrap(), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,10 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{AdminAuth, ApiJson};
+use crate::resolver::Capability;
 use crate::secrets::{self, ResealFailure, Resealer};
+use tenantry_dataplane::custom_fields::type_changes;
+use tenantry_dataplane::{Schema, SchemaStatus};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,6 +31,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/admin/tenants/{slug}/settings", put(put_settings))
         .route("/v1/admin/secrets/reseal", post(reseal))
+        .route("/v1/admin/tenants/{slug}/database", get(database_status))
+        .route("/v1/admin/tenants/{slug}/database/migrate", post(migrate_database))
+        .route(
+            "/v1/admin/tenants/{slug}/custom-fields/{name}/column",
+            delete(drop_custom_column),
+        )
+        .route("/v1/admin/audit", get(admin_audit))
 }
 
 /// A tenant as the admin API shows it: settings with secrets redacted.
@@ -73,7 +83,7 @@ struct CreateTenant {
 }
 
 async fn create_tenant(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Response, ApiError> {
@@ -102,6 +112,9 @@ async fn create_tenant(
         })
         .await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
+    state
+        .audit_admin(admin.admin_id, "create_tenant", Some(&slug), serde_json::json!({}))
+        .await;
     let location = format!("/v1/admin/tenants/{slug}");
     Ok((
         StatusCode::CREATED,
@@ -213,7 +226,7 @@ struct PatchTenant {
 }
 
 async fn patch_tenant(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PatchTenant>,
@@ -233,11 +246,11 @@ async fn patch_tenant(
             &state.secrets,
         )?;
     }
-    update(&state, tenant).await
+    update(&state, &admin, &entry, tenant).await
 }
 
 async fn put_settings(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     ApiJson(settings): ApiJson<Value>,
@@ -250,28 +263,140 @@ async fn put_settings(
         &tenant.id.to_string(),
         &state.secrets,
     )?;
-    update(&state, tenant).await
+    update(&state, &admin, &entry, tenant).await
 }
 
-async fn update(state: &AppState, mut tenant: Tenant) -> Result<Json<TenantView>, ApiError> {
+async fn update(
+    state: &AppState,
+    admin: &AdminAuth,
+    before: &TenantEntry,
+    mut tenant: Tenant,
+) -> Result<Json<TenantView>, ApiError> {
     tenant.updated_at = Utc::now();
     validate_tenant(&tenant).map_err(ApiError::validation)?;
+    check_custom_field_types(state, before, &tenant).await?;
     let slug = tenant.slug.clone();
     let snapshot = state.writer.write(Command::UpdateTenant { tenant }).await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
+    state
+        .audit_admin(admin.admin_id, "update_tenant", Some(&slug), serde_json::json!({}))
+        .await;
     Ok(Json(view(state, entry)))
 }
 
+/// Refuses a custom field whose type would change, against the current settings and,
+/// when the tenant database can be reached, against the columns already there (a field
+/// removed from the settings keeps its column and type).
+async fn check_custom_field_types(state: &AppState, before: &TenantEntry, after: &Tenant) -> Result<(), ApiError> {
+    let mut stored = Vec::new();
+    if before.tenant.settings.user_db.is_some()
+        && before.tenant.settings.user_db == after.settings.user_db
+        && let Ok(db) = state.dbs.get(before).await
+    {
+        stored = db.stored_custom_fields().await.unwrap_or_default();
+    }
+    let problems = type_changes(
+        &before.tenant.settings.custom_fields,
+        &after.settings.custom_fields,
+        &stored,
+    );
+    match problems.into_iter().next() {
+        Some(problem) => Err(ApiError::field("settings.custom_fields", problem)),
+        None => Ok(()),
+    }
+}
+
 async fn delete_tenant(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if !state.control_plane.snapshot().slug_taken(&slug) {
         return Err(ApiError::tenant_not_found(&slug));
     }
-    state.writer.write(Command::DeleteTenant { slug }).await?;
+    state.writer.write(Command::DeleteTenant { slug: slug.clone() }).await?;
+    state
+        .audit_admin(admin.admin_id, "delete_tenant", Some(&slug), serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant database's driver, schema version and custom-field columns (opens it).
+async fn database_status(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let db = ctx.db().await?;
+    let schema = db.schema_status(Schema::Tenant).await?;
+    let custom_fields = db.stored_custom_fields().await?;
+    Ok(Json(serde_json::json!({
+        "driver": ctx.capabilities.tenant_db,
+        "schema": schema,
+        "custom_fields": custom_fields.iter().map(|f| serde_json::json!({
+            "name": f.name, "type": f.field_type, "required": f.is_required, "unique": f.is_unique,
+            "indexed": f.is_indexed, "active": f.active,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// Reopens the tenant database, applying pending migrations; reports the schema.
+async fn migrate_database(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<SchemaStatus>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    ctx.require(Capability::TenantDb)?;
+    let status = state.dbs.reopen(&ctx.entry).await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "migrate_tenant_db",
+            Some(&slug),
+            serde_json::json!({"version": status.version}),
+        )
+        .await;
+    Ok(Json(status))
+}
+
+/// Drops the column of a custom field that is no longer declared (its data is lost).
+async fn drop_custom_column(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let db = ctx.db().await?;
+    db.drop_custom_column(&name, &ctx.entry.tenant.settings.custom_fields)
+        .await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "drop_custom_column",
+            Some(&slug),
+            serde_json::json!({"field": name}),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// Recent admin actions from the global database (501 without one).
+async fn admin_audit(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let events = state.global_db()?.admin_events(query.limit.unwrap_or(100)).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
 }
 
 #[derive(Serialize)]

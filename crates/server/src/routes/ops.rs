@@ -35,9 +35,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .values()
         .map(|d| json!({"slug": d.slug, "path": d.path.display().to_string(), "error": d.error}))
         .collect();
+    let pools = state.dbs.status();
+    let global = match &state.global_db {
+        None => "not_configured",
+        Some(_) => "ok",
+    };
     let status = if !root_ok {
         "unavailable"
-    } else if !degraded.is_empty() {
+    } else if !degraded.is_empty() || !pools.failing.is_empty() {
         "degraded"
     } else {
         "ready"
@@ -55,6 +60,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 "status": if degraded.is_empty() { "ok" } else { "degraded" },
                 "degraded": degraded,
             },
+            "tenant_databases": {
+                "status": if pools.failing.is_empty() { "ok" } else { "degraded" },
+                "open_pools": pools.open,
+                "max_pools": pools.max,
+                "failing": pools.failing,
+            },
+            "global_db": { "status": global },
         },
     });
     let code = if root_ok {
