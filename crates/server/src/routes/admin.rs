@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_controlplane::model::{KeyRing, Tenant, TenantSettings};
 use tenantry_controlplane::validate::{validate_slug, validate_tenant};
-use tenantry_controlplane::{Command, Rejection, TenantEntry};
+use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{AdminAuth, ApiJson};
-use crate::resolver::Capability;
+use crate::resolver::{Capability, TenantContext};
 use crate::secrets::{self, ResealFailure, Resealer};
 use tenantry_dataplane::custom_fields::type_changes;
 use tenantry_dataplane::{Schema, SchemaStatus};
@@ -62,15 +62,6 @@ fn view(state: &AppState, entry: &TenantEntry) -> TenantView {
         created_at: t.created_at,
         updated_at: t.updated_at,
         settings: secrets::redacted(&t.settings),
-    }
-}
-
-fn current(state: &AppState, slug: &str) -> Result<std::sync::Arc<TenantEntry>, ApiError> {
-    let snapshot = state.control_plane.snapshot();
-    match snapshot.tenant(slug) {
-        Some(entry) => Ok(entry.clone()),
-        None if snapshot.degraded.contains_key(slug) => Err(Rejection::TenantDegraded(slug.to_owned()).into()),
-        None => Err(ApiError::tenant_not_found(slug)),
     }
 }
 
@@ -213,8 +204,8 @@ async fn get_tenant(
     State(state): State<AppState>,
     Path(slug): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let entry = current(&state, &slug)?;
-    Ok(Json(view(&state, &entry)))
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    Ok(Json(view(&state, &ctx.entry)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,22 +222,17 @@ async fn patch_tenant(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PatchTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let entry = current(&state, &slug)?;
-    let mut tenant = entry.tenant.clone();
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let mut tenant = ctx.entry.tenant.clone();
     if let Some(name) = body.display_name {
         tenant.display_name = name;
     }
     if let Some(patch) = body.settings {
         let mut merged = secrets::redacted(&tenant.settings);
         secrets::merge_patch(&mut merged, &patch);
-        tenant.settings = secrets::settings_from_input(
-            merged,
-            Some(&entry.tenant.settings),
-            &tenant.id.to_string(),
-            &state.secrets,
-        )?;
+        tenant.settings = replacement_settings(&state, &ctx, merged)?;
     }
-    update(&state, &admin, &entry, tenant).await
+    update(&state, &admin, &ctx, tenant).await
 }
 
 async fn put_settings(
@@ -255,26 +241,27 @@ async fn put_settings(
     Path(slug): Path<String>,
     ApiJson(settings): ApiJson<Value>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let entry = current(&state, &slug)?;
-    let mut tenant = entry.tenant.clone();
-    tenant.settings = secrets::settings_from_input(
-        settings,
-        Some(&entry.tenant.settings),
-        &tenant.id.to_string(),
-        &state.secrets,
-    )?;
-    update(&state, &admin, &entry, tenant).await
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let mut tenant = ctx.entry.tenant.clone();
+    tenant.settings = replacement_settings(&state, &ctx, settings)?;
+    update(&state, &admin, &ctx, tenant).await
+}
+
+/// New settings for an existing tenant from admin input (secrets sealed, `********` kept).
+fn replacement_settings(state: &AppState, ctx: &TenantContext, input: Value) -> Result<TenantSettings, ApiError> {
+    let current = &ctx.entry.tenant;
+    secrets::settings_from_input(input, Some(&current.settings), &current.id.to_string(), &state.secrets)
 }
 
 async fn update(
     state: &AppState,
     admin: &AdminAuth,
-    before: &TenantEntry,
+    before: &TenantContext,
     mut tenant: Tenant,
 ) -> Result<Json<TenantView>, ApiError> {
     tenant.updated_at = Utc::now();
     validate_tenant(&tenant).map_err(ApiError::validation)?;
-    check_custom_field_types(state, before, &tenant).await?;
+    check_custom_field_types(before, &tenant).await?;
     let slug = tenant.slug.clone();
     let snapshot = state.writer.write(Command::UpdateTenant { tenant }).await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
@@ -287,19 +274,16 @@ async fn update(
 /// Refuses a custom field whose type would change, against the current settings and,
 /// when the tenant database can be reached, against the columns already there (a field
 /// removed from the settings keeps its column and type).
-async fn check_custom_field_types(state: &AppState, before: &TenantEntry, after: &Tenant) -> Result<(), ApiError> {
+async fn check_custom_field_types(before: &TenantContext, after: &Tenant) -> Result<(), ApiError> {
+    let current = &before.entry.tenant.settings;
     let mut stored = Vec::new();
-    if before.tenant.settings.user_db.is_some()
-        && before.tenant.settings.user_db == after.settings.user_db
-        && let Ok(db) = state.dbs.get(before).await
+    if current.user_db.is_some()
+        && current.user_db == after.settings.user_db
+        && let Ok(db) = before.db().await
     {
         stored = db.stored_custom_fields().await.unwrap_or_default();
     }
-    let problems = type_changes(
-        &before.tenant.settings.custom_fields,
-        &after.settings.custom_fields,
-        &stored,
-    );
+    let problems = type_changes(&current.custom_fields, &after.settings.custom_fields, &stored);
     match problems.into_iter().next() {
         Some(problem) => Err(ApiError::field("settings.custom_fields", problem)),
         None => Ok(()),
@@ -311,9 +295,6 @@ async fn delete_tenant(
     State(state): State<AppState>,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.control_plane.snapshot().slug_taken(&slug) {
-        return Err(ApiError::tenant_not_found(&slug));
-    }
     state.writer.write(Command::DeleteTenant { slug: slug.clone() }).await?;
     state
         .audit_admin(admin.admin_id, "delete_tenant", Some(&slug), serde_json::json!({}))
