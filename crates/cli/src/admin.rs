@@ -57,6 +57,31 @@ pub enum TenantCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List a tenant's signing keys (kid, algorithm, state, dates; never private material).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Make new active keys (all algorithms, or those named); the replaced keys stay
+    /// published until their grace period ends.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        /// Algorithm to rotate (RS256, ES256, EdDSA); repeat for several. Default: all.
+        #[arg(long = "alg", value_name = "ALG")]
+        algorithms: Vec<String>,
+    },
+    /// Withdraw a retiring key now (tokens it signed stop verifying).
+    Retire {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Re-seal every secret under the current master key (after a key rotation).
     Reseal,
@@ -154,9 +179,40 @@ fn print(value: Option<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let result = match command {
+        KeysCommand::List { tenant } => {
+            api.call(Method::GET, &format!("/v1/admin/tenants/{}/keys", seg(&tenant)), None)
+                .await?
+        }
+        KeysCommand::Rotate { tenant, algorithms } => {
+            api.call(
+                Method::POST,
+                &format!("/v1/admin/tenants/{}/keys/rotate", seg(&tenant)),
+                Some(json!({ "algorithms": algorithms })),
+            )
+            .await?
+        }
+        KeysCommand::Retire { tenant, kid } => {
+            api.call(
+                Method::POST,
+                &format!("/v1/admin/tenants/{}/keys/{}/retire", seg(&tenant), seg(&kid)),
+                None,
+            )
+            .await?
+        }
+    };
+    print(result)
+}
+
 pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()> {
     let api = Api::new(args)?;
-    let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let result = match command {
         TenantCommand::Create {
             slug,

@@ -67,6 +67,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::TenantCommand,
     },
+    /// Manage a tenant's signing keys through the admin API.
+    Keys {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
     /// Manage sealed secrets through the admin API.
     Secrets {
         #[command(flatten)]
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
             }
             Command::Init { config } => init(config.overrides()),
             Command::Tenant { api, command } => admin::tenant(api, command).await,
+            Command::Keys { api, command } => admin::keys(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
         }
     });
@@ -120,9 +128,9 @@ fn init(overrides: Overrides) -> anyhow::Result<()> {
     let config = Config::load(&overrides)?;
     config::ensure_writable_dir(&config.fs_root)?;
     // Proves the master key is usable before anything is written.
-    bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
+    let secrets = bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
     let cp = ControlPlane::open(FsStore::new(&config.fs_root))?;
-    let installed = bootstrap::ensure_installation(&cp, config.default_tenant.as_deref(), false)?;
+    let installed = bootstrap::ensure_installation(&cp, &secrets, config.default_tenant.as_deref(), false)?;
     match installed.admin_token {
         Some(token) => println!("admin token (shown once; store it now): {token}"),
         None => println!("an admin already exists; its token is unchanged"),

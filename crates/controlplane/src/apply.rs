@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::command::Command;
+use crate::model::{KeyRing, KeyRingError};
 use crate::snapshot::{Snapshot, TenantEntry};
 use crate::store::{self, FsStore, json_name};
 use crate::validate::{self, ValidationErrors};
@@ -30,6 +31,8 @@ pub enum Rejection {
     Immutable(&'static str),
     #[error("invalid: {0}")]
     Invalid(ValidationErrors),
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,7 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             if current.tenants.contains_key(&tenant.slug) {
                 return Err(Rejection::TenantExists(tenant.slug.clone()).into());
             }
+            invalid(validate::validate_key_ring(key_ring))?;
             let entry = TenantEntry {
                 tenant: tenant.clone(),
                 key_ring: key_ring.clone(),
@@ -135,14 +139,26 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
                 &mut e.roles
             })?;
         }
-        Command::PutKeyRing { slug: None, ring } => {
-            store.write_json(&store.system_dir().join(store::KEYS_FILE), ring)?;
-            next.system_keys = ring.clone();
+        Command::PutKeyRing { slug, ring } => {
+            invalid(validate::validate_key_ring(ring))?;
+            put_ring(store, &mut next, slug.as_deref(), ring.clone())?;
         }
-        Command::PutKeyRing { slug: Some(slug), ring } => {
-            let entry = entry_mut(&mut next, slug)?;
-            store.write_json(&store.tenant_dir(slug).join(store::KEYS_FILE), ring)?;
-            entry.key_ring = ring.clone();
+        Command::RotateKeys {
+            slug,
+            keys,
+            retire_after,
+        } => {
+            let ring = current_ring(current, slug.as_deref())?
+                .rotated(keys, *retire_after)
+                .map_err(Rejection::from)?;
+            invalid(validate::validate_key_ring(&ring))?;
+            put_ring(store, &mut next, slug.as_deref(), ring)?;
+        }
+        Command::RetireKeys { slug, kids } => {
+            let ring = current_ring(current, slug.as_deref())?
+                .retired(kids)
+                .map_err(Rejection::from)?;
+            put_ring(store, &mut next, slug.as_deref(), ring)?;
         }
         Command::PutAdmin { admin } => {
             invalid(validate::validate_admin(admin))?;
@@ -162,6 +178,29 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
         }
     }
     Ok(next)
+}
+
+/// The key ring of a tenant (`Some(slug)`) or of the system issuer (`None`).
+fn current_ring<'a>(current: &'a Snapshot, slug: Option<&str>) -> Result<&'a KeyRing, Rejection> {
+    match slug {
+        Some(slug) => Ok(&existing(current, slug)?.key_ring),
+        None => Ok(&current.system_keys),
+    }
+}
+
+fn put_ring(store: &FsStore, next: &mut Snapshot, slug: Option<&str>, ring: KeyRing) -> Result<(), ApplyError> {
+    match slug {
+        Some(slug) => {
+            let entry = entry_mut(next, slug)?;
+            store.write_json(&store.tenant_dir(slug).join(store::KEYS_FILE), &ring)?;
+            entry.key_ring = ring;
+        }
+        None => {
+            store.write_json(&store.system_dir().join(store::KEYS_FILE), &ring)?;
+            next.system_keys = ring;
+        }
+    }
+    Ok(())
 }
 
 fn admin_path(store: &FsStore, id: uuid::Uuid) -> PathBuf {

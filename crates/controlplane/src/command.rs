@@ -50,9 +50,23 @@ pub enum Command {
         name: String,
     },
     /// Replaces a key ring: a tenant's (`slug`) or the system issuer's (`slug: None`).
+    /// Used to reseal and to install the system ring once.
     PutKeyRing {
         slug: Option<String>,
         ring: KeyRing,
+    },
+    /// Adds new active keys (made by the accepting node) to a ring; the active keys they
+    /// replace turn retiring and stay published until `retire_after`.
+    RotateKeys {
+        slug: Option<String>,
+        keys: Vec<SigningKey>,
+        retire_after: chrono::DateTime<chrono::Utc>,
+    },
+    /// Removes retiring keys from a ring (their grace period is over, or an operator
+    /// withdraws a key early).
+    RetireKeys {
+        slug: Option<String>,
+        kids: Vec<String>,
     },
     PutAdmin {
         admin: Admin,
@@ -74,7 +88,9 @@ impl Command {
             | Command::DeleteScope { slug, .. }
             | Command::PutRole { slug, .. }
             | Command::DeleteRole { slug, .. } => Some(slug),
-            Command::PutKeyRing { slug, .. } => slug.as_deref(),
+            Command::PutKeyRing { slug, .. } | Command::RotateKeys { slug, .. } | Command::RetireKeys { slug, .. } => {
+                slug.as_deref()
+            }
             Command::PutAdmin { .. } | Command::DeleteAdmin { .. } => None,
         }
     }
@@ -92,6 +108,8 @@ impl Command {
             Command::PutRole { .. } => "put_role",
             Command::DeleteRole { .. } => "delete_role",
             Command::PutKeyRing { .. } => "put_key_ring",
+            Command::RotateKeys { .. } => "rotate_keys",
+            Command::RetireKeys { .. } => "retire_keys",
             Command::PutAdmin { .. } => "put_admin",
             Command::DeleteAdmin { .. } => "delete_admin",
         }

@@ -38,6 +38,7 @@ pub struct TenantSettings {
     pub language: Language,
     pub token_lifetimes: TokenLifetimes,
     pub security: SecurityPolicy,
+    pub signing: SigningSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,6 +299,12 @@ pub struct Client {
     pub id_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_secs: Option<u64>,
+    /// Overrides the tenant's ID-token algorithm for this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<SigningAlg>,
+    /// Overrides the tenant's access-token algorithm for this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_signed_response_alg: Option<SigningAlg>,
     #[serde(default)]
     pub first_party: bool,
     pub created_at: DateTime<Utc>,
@@ -359,25 +366,186 @@ pub struct Admin {
     pub created_at: DateTime<Utc>,
 }
 
-/// The slot that holds a tenant's (or the system issuer's) signing keys.
+/// A JWS algorithm an issuer signs with. RS256 is always available (OIDC requires it);
+/// ES256 (P-256) and EdDSA (Ed25519) are faster and smaller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// Every algorithm a key ring holds one active key for.
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa];
+
+    /// The JOSE name (`alg` header value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn from_jose(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which keys sign a tenant's tokens and how often they rotate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// Algorithm of ID tokens (and logout tokens); a client may override it.
+    pub id_token_alg: SigningAlg,
+    /// Algorithm of JWT access tokens; a client may override it.
+    pub access_token_alg: SigningAlg,
+    /// Automatic rotation period in days; 0 turns automatic rotation off.
+    pub rotation_days: u32,
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        Self {
+            id_token_alg: SigningAlg::Rs256,
+            access_token_alg: SigningAlg::Rs256,
+            rotation_days: 90,
+        }
+    }
+}
+
+/// A tenant's (or the system issuer's) signing keys: one active key per algorithm, plus
+/// retiring keys that stay published until their grace period ends.
 ///
-/// The keys issue fills it; until then a ring is empty and the resolver reports the
-/// `keys` capability as missing.
+/// Keys are only ever made by control-plane commands (create tenant, rotate), never on a
+/// read path, so every node publishes the same JWKS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyRing {
     pub keys: Vec<SigningKey>,
 }
 
+/// Why a key-ring change cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("key `{0}` does not exist")]
+    UnknownKey(String),
+    #[error("key `{0}` is active: rotate its algorithm before retiring it")]
+    KeyActive(String),
+    #[error("key `{0}` is already in the ring")]
+    DuplicateKid(String),
+    #[error("a rotation must bring at most one new active key per algorithm ({0} twice)")]
+    DuplicateAlg(SigningAlg),
+    #[error("new key `{0}` must be active")]
+    NotActive(String),
+    #[error("a rotation needs at least one new key")]
+    Empty,
+}
+
+impl KeyRing {
+    /// The newest active key for `alg`.
+    pub fn active(&self, alg: SigningAlg) -> Option<&SigningKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.state == KeyState::Active)
+            .max_by_key(|k| k.created_at)
+    }
+
+    /// Whether at least one key can sign.
+    pub fn can_sign(&self) -> bool {
+        self.keys.iter().any(|k| k.state == KeyState::Active)
+    }
+
+    /// The algorithms this ring has an active key for.
+    pub fn algorithms(&self) -> Vec<SigningAlg> {
+        SigningAlg::ALL
+            .into_iter()
+            .filter(|alg| self.active(*alg).is_some())
+            .collect()
+    }
+
+    /// The ring after a rotation: `new_keys` become the active keys of their algorithms and
+    /// the keys they replace turn retiring, to be removed after `retire_after`.
+    pub fn rotated(&self, new_keys: &[SigningKey], retire_after: DateTime<Utc>) -> Result<KeyRing, KeyRingError> {
+        if new_keys.is_empty() {
+            return Err(KeyRingError::Empty);
+        }
+        let mut algs = Vec::new();
+        for key in new_keys {
+            if key.state != KeyState::Active {
+                return Err(KeyRingError::NotActive(key.kid.clone()));
+            }
+            if algs.contains(&key.alg) {
+                return Err(KeyRingError::DuplicateAlg(key.alg));
+            }
+            if self.keys.iter().any(|k| k.kid == key.kid) {
+                return Err(KeyRingError::DuplicateKid(key.kid.clone()));
+            }
+            algs.push(key.alg);
+        }
+        let mut next = self.clone();
+        for key in &mut next.keys {
+            if key.state == KeyState::Active && algs.contains(&key.alg) {
+                key.state = KeyState::Retiring;
+                key.retire_after = Some(retire_after);
+            }
+        }
+        next.keys.extend(new_keys.iter().cloned());
+        Ok(next)
+    }
+
+    /// The ring without the retiring keys `kids` (an active key cannot be retired).
+    pub fn retired(&self, kids: &[String]) -> Result<KeyRing, KeyRingError> {
+        for kid in kids {
+            match self.keys.iter().find(|k| &k.kid == kid) {
+                None => return Err(KeyRingError::UnknownKey(kid.clone())),
+                Some(k) if k.state == KeyState::Active => return Err(KeyRingError::KeyActive(kid.clone())),
+                Some(_) => {}
+            }
+        }
+        Ok(KeyRing {
+            keys: self.keys.iter().filter(|k| !kids.contains(&k.kid)).cloned().collect(),
+        })
+    }
+
+    /// Retiring keys whose grace period has ended at `now`.
+    pub fn expired(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.state == KeyState::Retiring && k.retire_after.is_none_or(|t| t <= now))
+            .map(|k| k.kid.clone())
+            .collect()
+    }
+
+    /// Algorithms whose active key is at least `period` old at `now`.
+    pub fn due_for_rotation(&self, now: DateTime<Utc>, period: chrono::Duration) -> Vec<SigningAlg> {
+        SigningAlg::ALL
+            .into_iter()
+            .filter(|alg| self.active(*alg).is_some_and(|k| k.created_at + period <= now))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningKey {
+    /// The RFC 7638 JWK thumbprint of the public key.
     pub kid: String,
-    pub alg: String,
+    pub alg: SigningAlg,
     pub state: KeyState,
     /// Public key as a JWK (JSON object serialized to a string to keep it opaque here).
     pub public_jwk: String,
-    /// Private key (PKCS#8), sealed for (tenant, `keys.<kid>`).
+    /// Private key (PKCS#8), sealed for (owner, `keys.<kid>`).
     pub private_key: SealedSecret,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -116,6 +116,32 @@ fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usiz
     }
 }
 
+/// Checks a key ring: unique, well-formed kids and public keys that are JSON objects.
+pub fn validate_key_ring(ring: &KeyRing) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    for (i, key) in ring.keys.iter().enumerate() {
+        let well_formed = !key.kid.is_empty()
+            && key.kid.len() <= 128
+            && key
+                .kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            errors.push(format!("keys[{i}].kid"), "must be 1-128 base64url characters");
+        }
+        if ring.keys[..i].iter().any(|k| k.kid == key.kid) {
+            errors.push(format!("keys[{i}].kid"), "is used twice");
+        }
+        if !serde_json::from_str::<serde_json::Value>(&key.public_jwk).is_ok_and(|v| v.is_object()) {
+            errors.push(format!("keys[{i}].public_jwk"), "must be a JWK object");
+        }
+        if !key.private_key.0.starts_with("tsb1.") {
+            errors.push(format!("keys[{i}].private_key"), "must be a sealed secret");
+        }
+    }
+    errors.into_result()
+}
+
 /// Checks a whole tenant, settings included.
 pub fn validate_tenant(tenant: &Tenant) -> Result<(), ValidationErrors> {
     let mut errors = ValidationErrors::default();
@@ -170,6 +196,9 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
                 format!("must be between 1 and {max}"),
             );
         }
+    }
+    if s.signing.rotation_days > 3650 {
+        errors.push(format!("{p}.signing.rotation_days"), "must be between 0 (off) and 3650");
     }
     let sec = &s.security;
     if !(6..=256).contains(&sec.password_min_length) {
@@ -456,6 +485,8 @@ mod tests {
             access_token_secs: None,
             id_token_secs: None,
             refresh_token_secs: None,
+            id_token_signed_response_alg: None,
+            access_token_signed_response_alg: None,
             first_party: false,
             created_at: now,
             updated_at: now,

@@ -168,7 +168,14 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         consent,
         social,
         fields,
-        vec(text(), 0..3),
+        (
+            vec(text(), 0..3),
+            (alg(), alg(), any::<u32>()).prop_map(|(id_token_alg, access_token_alg, rotation_days)| SigningSettings {
+                id_token_alg,
+                access_token_alg,
+                rotation_days,
+            }),
+        ),
     )
         .prop_map(
             |(
@@ -183,9 +190,10 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 consent,
                 social_providers,
                 custom_fields,
-                cors_allowed_origins,
+                (cors_allowed_origins, signing),
             )| {
                 TenantSettings {
+                    signing,
                     issuer,
                     branding,
                     language,
@@ -236,6 +244,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
             time(),
             time(),
         ),
+        (option::of(alg()), option::of(alg())),
     )
         .prop_map(
             move |(
@@ -250,6 +259,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                     token_endpoint_auth_method,
                 ),
                 (secret_hash, at, it, rt, first_party, created_at, updated_at),
+                (id_alg, access_alg),
             )| Client {
                 client_id: id.clone(),
                 name,
@@ -264,6 +274,8 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                 access_token_secs: at,
                 id_token_secs: it,
                 refresh_token_secs: rt,
+                id_token_signed_response_alg: id_alg,
+                access_token_signed_response_alg: access_alg,
                 first_party,
                 created_at,
                 updated_at,
@@ -271,10 +283,18 @@ fn client(id: String) -> impl Strategy<Value = Client> {
         )
 }
 
+fn alg() -> impl Strategy<Value = SigningAlg> {
+    prop_oneof![
+        Just(SigningAlg::Rs256),
+        Just(SigningAlg::Es256),
+        Just(SigningAlg::EdDsa)
+    ]
+}
+
 fn key_ring() -> impl Strategy<Value = KeyRing> {
     let state = prop_oneof![Just(KeyState::Active), Just(KeyState::Retiring)];
     vec(
-        (ident(), text(), state, text(), sealed(), time(), option::of(time())).prop_map(
+        (ident(), alg(), state, text(), sealed(), time(), option::of(time())).prop_map(
             |(kid, alg, state, public_jwk, private_key, created_at, retire_after)| SigningKey {
                 kid,
                 alg,

@@ -189,6 +189,13 @@ pub trait TokenRepository {
     async fn revoke_refresh_by_session(&self, session_id_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
     async fn revoke_refresh_by_user(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError>;
     async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
+
+    /// Puts a JWT access token's `jti` on the deny-list until `expires_at` (idempotent).
+    async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError>;
+    /// Whether `jti` is on the deny-list.
+    async fn access_token_denied(&self, jti: &str) -> Result<bool, DbError>;
+    /// Drops deny-list entries of tokens that have expired anyway; returns how many.
+    async fn purge_denied_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, DbError>;
 }
 
 #[async_trait]
@@ -414,6 +421,28 @@ impl TokenRepository for TenantDb {
     async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
         let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE origin_code_hash = ? AND revoked_at IS NULL");
         on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("code_replayed").bind(code_hash).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
+    }
+
+    async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError> {
+        let sql = match self.dialect() {
+            crate::db::Dialect::MySql => "INSERT IGNORE INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?)",
+            _ => "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+        };
+        let sql = self.sql(sql);
+        on_pool!(self, p => sqlx::query(sql).bind(jti).bind(to_micros(expires_at)).execute(p).await.map(|_| ()))
+            .map_err(query_err)
+    }
+
+    async fn access_token_denied(&self, jti: &str) -> Result<bool, DbError> {
+        let sql = self.sql("SELECT 1 FROM revoked_access_tokens WHERE jti = ?");
+        on_pool!(self, p => sqlx::query(sql).bind(jti).fetch_optional(p).await.map(|row| row.is_some()))
+            .map_err(query_err)
+    }
+
+    async fn purge_denied_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql("DELETE FROM revoked_access_tokens WHERE expires_at <= ?");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).execute(p).await.map(|r| r.rows_affected()))
             .map_err(query_err)
     }
 }

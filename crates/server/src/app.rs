@@ -18,6 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::keystore::KeyStore;
 use crate::middleware;
 use crate::resolver::{self, TenantContextResolver};
 use crate::routes;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub dbs: Arc<TenantDbManager>,
     /// The optional installation-wide database.
     pub global_db: Option<GlobalDb>,
+    /// Opened signing-key rings (also reachable through `TenantContext::keys`).
+    pub keystore: Arc<KeyStore>,
 }
 
 impl AppState {
@@ -77,7 +80,7 @@ pub fn router(state: AppState) -> Router {
     // Per-tenant issuer routes: `/t/{slug}/...`. The protocol endpoints arrive with the
     // OIDC issue; the catch-all makes every path below an unknown tenant answer
     // `tenant_not_found` and below a known one `not_found`.
-    let issuer = Router::new()
+    let issuer = routes::issuer::router()
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
         .route_layer(middleware::tenant_cors())

@@ -90,16 +90,27 @@ pub struct Installed {
     pub demo_client_created: bool,
 }
 
-/// Makes sure the installation has a first admin and the default tenant.
+/// Makes sure the installation has a first admin, the system issuer's keys and the
+/// default tenant.
 ///
 /// * No admin yet → one is created; its token is returned (and, with `dev`, written to
 ///   `FS_ROOT/dev-admin-token`).
+/// * No system key ring yet → one is made (one key per algorithm).
 /// * The default tenant is missing → it is created with a SQLite user database.
 /// * With `dev`, the default tenant gets the demo public client.
 ///
 /// Runs on the writer's node before it serves; commands go through `apply` like any write.
-pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev: bool) -> anyhow::Result<Installed> {
+pub fn ensure_installation(
+    cp: &ControlPlane,
+    secrets: &SecretBox,
+    default_tenant: Option<&str>,
+    dev: bool,
+) -> anyhow::Result<Installed> {
     let mut installed = Installed::default();
+    if cp.snapshot().system_keys.keys.is_empty() {
+        let ring = tenantry_keys::generate_ring(secrets, crate::keystore::SYSTEM_OWNER, Utc::now())?;
+        cp.apply(&Command::PutKeyRing { slug: None, ring })?;
+    }
     let snapshot = cp.snapshot();
     if snapshot.admins.is_empty() {
         let token = format!("tnt_{}", random_token(32));
@@ -128,18 +139,17 @@ pub fn ensure_installation(cp: &ControlPlane, default_tenant: Option<&str>, dev:
                 }),
                 ..Default::default()
             };
+            let id = Uuid::new_v4();
             let tenant = Tenant {
-                id: Uuid::new_v4(),
+                id,
                 slug: slug.into(),
                 display_name: slug.into(),
                 created_at: now,
                 updated_at: now,
                 settings,
             };
-            cp.apply(&Command::CreateTenant {
-                tenant,
-                key_ring: KeyRing::default(),
-            })?;
+            let key_ring = tenantry_keys::generate_ring(secrets, &id.to_string(), now)?;
+            cp.apply(&Command::CreateTenant { tenant, key_ring })?;
             installed.default_tenant_created = true;
         }
         let has_demo = cp
@@ -178,6 +188,8 @@ fn demo_client() -> Client {
         access_token_secs: None,
         id_token_secs: None,
         refresh_token_secs: None,
+        id_token_signed_response_alg: None,
+        access_token_signed_response_alg: None,
         first_party: true,
         created_at: now,
         updated_at: now,
@@ -226,11 +238,23 @@ mod tests {
     fn installation_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
         let cp = ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap();
-        let first = ensure_installation(&cp, Some("local"), true).unwrap();
+        let secrets = SecretBox::new(MasterKey::generate(), vec![]);
+        let first = ensure_installation(&cp, &secrets, Some("local"), true).unwrap();
         assert!(first.admin_token.is_some() && first.default_tenant_created && first.demo_client_created);
         let token = std::fs::read_to_string(dir.path().join(DEV_ADMIN_TOKEN_FILE)).unwrap();
         assert_eq!(Some(token), first.admin_token);
-        let second = ensure_installation(&cp, Some("local"), true).unwrap();
+        let snapshot = cp.snapshot();
+        assert_eq!(snapshot.system_keys.algorithms(), SigningAlg::ALL.to_vec());
+        assert_eq!(
+            snapshot.tenant("local").unwrap().key_ring.algorithms(),
+            SigningAlg::ALL.to_vec()
+        );
+        let second = ensure_installation(&cp, &secrets, Some("local"), true).unwrap();
         assert!(second.admin_token.is_none() && !second.default_tenant_created && !second.demo_client_created);
+        assert_eq!(
+            cp.snapshot().system_keys,
+            snapshot.system_keys,
+            "the system ring is made once"
+        );
     }
 }

@@ -45,6 +45,7 @@ error_codes! {
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
     RequestTimeout = (REQUEST_TIMEOUT, "request_timeout", "The request took too long"),
     TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
+    KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
     TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The body must be application/json"),
@@ -162,6 +163,16 @@ impl From<Rejection> for ApiError {
             }
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),
+            Rejection::KeyRing(e) => {
+                use tenantry_controlplane::model::KeyRingError;
+                match e {
+                    KeyRingError::UnknownKey(kid) => {
+                        ApiError::new(ErrorCode::NotFound, format!("no key `{}`", printable(&kid)))
+                    }
+                    KeyRingError::KeyActive(_) => ApiError::new(ErrorCode::KeyActive, e.to_string()),
+                    other => ApiError::field("keys", other.to_string()),
+                }
+            }
         }
     }
 }

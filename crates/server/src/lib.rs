@@ -10,11 +10,14 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod key_rotation;
+pub mod keystore;
 pub mod middleware;
 pub mod resolver;
 pub mod routes;
 pub mod secrets;
 pub mod telemetry;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -27,6 +30,9 @@ pub use config::{Config, ConfigError, Overrides};
 /// Folder under FS_ROOT that holds SQLite tenant databases (`<tenant id>/tenant.db`).
 /// It is data plane, not control plane: deleting a tenant leaves its file for the operator.
 pub const TENANT_DB_DIR: &str = "tenant-db";
+
+/// How often the key timer looks for keys due for rotation or retirement.
+const KEY_MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How `tenantry serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +54,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .with_context(|| format!("loading the control plane under {}", config.fs_root.display()))?,
     );
     let installed = if options.dev {
-        bootstrap::ensure_installation(&control_plane, config.default_tenant.as_deref(), true)?
+        bootstrap::ensure_installation(&control_plane, &secrets, config.default_tenant.as_deref(), true)?
     } else {
         if control_plane.snapshot().admins.is_empty() {
             tracing::warn!("no admin exists yet: run `tenantry init` to create the first admin token");
@@ -75,26 +81,37 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let keystore = Arc::new(keystore::KeyStore::new(secrets.clone()));
     let resolver = resolver::TenantContextResolver::new(
         control_plane.clone(),
         dbs.clone(),
+        keystore.clone(),
         config.default_tenant.clone(),
         &public_url,
     );
 
     print_banner(&config, &public_url, &resolver, &control_plane, &installed, options.dev);
 
+    let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
+    key_rotation::spawn_maintenance(
+        control_plane.clone(),
+        writer.clone(),
+        secrets.clone(),
+        KEY_MAINTENANCE_INTERVAL,
+    );
     let state = AppState {
         config: Arc::new(config),
         public_url,
-        writer: Arc::new(StandaloneWriter::new(control_plane.clone())),
+        writer,
         control_plane,
         secrets,
         resolver,
         metrics: telemetry::metrics_handle(),
         dbs,
         global_db,
+        keystore,
     };
+    routes::ops::self_check_keys(&state);
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -17,6 +17,8 @@ use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::keystore::KeyStore;
+use tenantry_keys::IssuerKeys;
 
 /// Header that names the tenant on the REST API.
 pub const TENANT_HEADER: &str = "x-tenant-slug";
@@ -54,6 +56,7 @@ pub struct TenantContext {
     /// `{public_url}/t/{slug}` or the tenant's custom issuer URL.
     pub issuer: String,
     dbs: Arc<TenantDbManager>,
+    keystore: Arc<KeyStore>,
 }
 
 impl std::fmt::Debug for TenantContext {
@@ -75,6 +78,13 @@ impl TenantContext {
     pub async fn db(&self) -> Result<TenantDb, ApiError> {
         self.require(Capability::TenantDb)?;
         Ok(self.dbs.get(&self.entry).await?)
+    }
+
+    /// The tenant's opened signing keys: 503 `tenant_keys_missing` when it has no active
+    /// key or its keys cannot be opened. Never makes a key.
+    pub fn keys(&self) -> Result<Arc<IssuerKeys>, ApiError> {
+        self.require(Capability::Keys)?;
+        self.keystore.tenant(&self.entry)
     }
 
     /// The custom user fields the tenant declares.
@@ -120,6 +130,7 @@ impl TenantContext {
 pub struct TenantContextResolver {
     control_plane: Arc<ControlPlane>,
     dbs: Arc<TenantDbManager>,
+    keystore: Arc<KeyStore>,
     default_tenant: Option<String>,
     public_base: String,
 }
@@ -128,12 +139,14 @@ impl TenantContextResolver {
     pub fn new(
         control_plane: Arc<ControlPlane>,
         dbs: Arc<TenantDbManager>,
+        keystore: Arc<KeyStore>,
         default_tenant: Option<String>,
         public_url: &url::Url,
     ) -> Self {
         Self {
             control_plane,
             dbs,
+            keystore,
             default_tenant,
             public_base: public_url.as_str().trim_end_matches('/').to_owned(),
         }
@@ -160,11 +173,7 @@ impl TenantContextResolver {
         let capabilities = Capabilities {
             tenant_db: settings.user_db.as_ref().map(|db| db.driver),
             email: settings.smtp.is_some(),
-            keys: entry
-                .key_ring
-                .keys
-                .iter()
-                .any(|k| k.state == tenantry_controlplane::model::KeyState::Active),
+            keys: entry.key_ring.can_sign(),
             // Standalone: this node is the only writer. The cluster mode overrides this.
             leader: true,
         };
@@ -176,6 +185,7 @@ impl TenantContextResolver {
             capabilities,
             issuer,
             dbs: self.dbs.clone(),
+            keystore: self.keystore.clone(),
         })
     }
 
@@ -298,10 +308,14 @@ mod tests {
             tenantry_crypto::MasterKey::generate(),
             vec![],
         ));
-        let dbs = TenantDbManager::new(tenantry_dataplane::ManagerConfig::new(dir.path().join("db")), secrets);
+        let dbs = TenantDbManager::new(
+            tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
+            secrets.clone(),
+        );
+        let keystore = Arc::new(KeyStore::new(secrets));
         (
             dir,
-            TenantContextResolver::new(cp, dbs, default.map(str::to_owned), &url),
+            TenantContextResolver::new(cp, dbs, keystore, default.map(str::to_owned), &url),
         )
     }
 

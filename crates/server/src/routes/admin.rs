@@ -1,5 +1,6 @@
 //! The admin API (`/v1/admin/...`), authenticated by an admin bearer token. This issue
-//! covers tenants and secret re-sealing; later issues add clients, users and keys.
+//! covers tenants, secret re-sealing, tenant databases and (in `admin_keys`) signing keys;
+//! later issues add clients and users.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -9,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_controlplane::model::{KeyRing, Tenant, TenantSettings};
+use tenantry_controlplane::model::{Tenant, TenantSettings};
 use tenantry_controlplane::validate::{validate_slug, validate_tenant};
 use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{AdminAuth, ApiJson};
+use crate::keystore::SYSTEM_OWNER;
 use crate::resolver::{Capability, TenantContext};
 use crate::secrets::{self, ResealFailure, Resealer};
 use tenantry_dataplane::custom_fields::type_changes;
@@ -38,6 +40,7 @@ pub fn router() -> Router<AppState> {
             delete(drop_custom_column),
         )
         .route("/v1/admin/audit", get(admin_audit))
+        .merge(super::admin_keys::router())
 }
 
 /// A tenant as the admin API shows it: settings with secrets redacted.
@@ -95,13 +98,9 @@ async fn create_tenant(
     };
     validate_tenant(&tenant).map_err(ApiError::validation)?;
     let slug = tenant.slug.clone();
-    let snapshot = state
-        .writer
-        .write(Command::CreateTenant {
-            tenant,
-            key_ring: KeyRing::default(),
-        })
-        .await?;
+    // The tenant's keys are made here, before the command, so applying it is deterministic.
+    let key_ring = crate::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
+    let snapshot = state.writer.write(Command::CreateTenant { tenant, key_ring }).await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
     state
         .audit_admin(admin.admin_id, "create_tenant", Some(&slug), serde_json::json!({}))
@@ -386,9 +385,6 @@ struct ResealReport {
     resealed: usize,
     failed: Vec<ResealFailure>,
 }
-
-/// Owner id used for installation-wide secrets (the system issuer's keys).
-pub const SYSTEM_OWNER: &str = "system";
 
 /// Re-seals every secret (tenant settings, tenant and system key rings) under the current
 /// master key. Values that do not open (tampered, moved, or sealed under a key that is no

@@ -1,5 +1,7 @@
 //! HTTP handlers, one module per surface.
 
 pub mod admin;
+pub mod admin_keys;
 pub mod api;
+pub mod issuer;
 pub mod ops;

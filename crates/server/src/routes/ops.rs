@@ -40,7 +40,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         None => "not_configured",
         Some(_) => "ok",
     };
-    let status = if !root_ok {
+    let keystore = check_system_keys(&state);
+    let status = if !root_ok || keystore.is_err() {
         "unavailable"
     } else if !degraded.is_empty() || !pools.failing.is_empty() {
         "degraded"
@@ -67,14 +68,48 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 "failing": pools.failing,
             },
             "global_db": { "status": global },
+            "keystore": match &keystore {
+                Ok(kid) => json!({"status": "ok", "system_kid": kid}),
+                Err(error) => json!({"status": "failing", "error": error}),
+            },
         },
     });
-    let code = if root_ok {
+    let code = if root_ok && keystore.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+/// Signs a short token with the system issuer's active key and verifies it through the
+/// same verifier every surface uses. Answers the kid that signed, or why it failed.
+pub fn check_system_keys(state: &AppState) -> Result<String, String> {
+    use tenantry_controlplane::model::SigningAlg;
+    use tenantry_keys::{Expect, TokenType};
+
+    let snapshot = state.control_plane.snapshot();
+    if snapshot.system_keys.keys.is_empty() {
+        return Err("the system issuer has no keys; run `tenantry init`".into());
+    }
+    let keys = state.keystore.system(&snapshot.system_keys).map_err(|e| e.detail)?;
+    let alg = keys.algorithms().first().copied().unwrap_or(SigningAlg::Rs256);
+    let issuer = state.public_url.as_str().trim_end_matches('/');
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": issuer, "sub": "readiness", "aud": "tenantry", "iat": now, "exp": now + 60});
+    let token = keys.sign(alg, "JWT", &claims).map_err(|e| e.to_string())?;
+    let verified = keys
+        .verify::<serde_json::Value>(&token, &Expect::new(issuer, TokenType::Id))
+        .map_err(|e| format!("a freshly signed token does not verify: {e}"))?;
+    Ok(verified.kid)
+}
+
+/// Runs the keystore self-check once at start, so a broken keystore is in the log at once.
+pub fn self_check_keys(state: &AppState) {
+    match check_system_keys(state) {
+        Ok(kid) => tracing::info!(kid, "keystore self-check passed"),
+        Err(error) => tracing::error!(error, "keystore self-check failed; /readyz reports unavailable"),
+    }
 }
 
 /// Prometheus text exposition.

@@ -1,0 +1,277 @@
+//! Token issuance and verification for a tenant: JWT access tokens (RFC 9068), ID tokens
+//! (OIDC Core) with the claims their scopes release, and the one access-token check that
+//! userinfo, introspection and the REST API share.
+//!
+//! Algorithms come from the tenant's signing settings, overridden per client; lifetimes
+//! from the tenant's token lifetimes, overridden per client. Every token carries `tid`
+//! (the tenant slug) and is signed by the tenant's own keys, so its issuer and its keys
+//! both tie it to one tenant.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use tenantry_controlplane::TenantEntry;
+use tenantry_controlplane::model::{Client, SigningAlg};
+use tenantry_dataplane::TokenRepository;
+use tenantry_dataplane::model::User;
+use tenantry_keys::claims::{AccessTokenClaims, Audience, IdTokenClaims, half_hash};
+use tenantry_keys::{Expect, TokenType, VerifyError};
+
+use crate::error::ApiError;
+use crate::resolver::{Capability, TenantContext};
+
+/// `typ` of JWT access tokens (RFC 9068 section 2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// `typ` of ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// The algorithm that signs `client`'s access tokens.
+pub fn access_token_alg(entry: &TenantEntry, client: &Client) -> SigningAlg {
+    client
+        .access_token_signed_response_alg
+        .unwrap_or(entry.tenant.settings.signing.access_token_alg)
+}
+
+/// The algorithm that signs `client`'s ID tokens.
+pub fn id_token_alg(entry: &TenantEntry, client: &Client) -> SigningAlg {
+    client
+        .id_token_signed_response_alg
+        .unwrap_or(entry.tenant.settings.signing.id_token_alg)
+}
+
+/// Access-token lifetime for `client`, in seconds.
+pub fn access_token_secs(entry: &TenantEntry, client: &Client) -> u64 {
+    client
+        .access_token_secs
+        .unwrap_or(entry.tenant.settings.token_lifetimes.access_token_secs)
+}
+
+/// ID-token lifetime for `client`, in seconds.
+pub fn id_token_secs(entry: &TenantEntry, client: &Client) -> u64 {
+    client
+        .id_token_secs
+        .unwrap_or(entry.tenant.settings.token_lifetimes.id_token_secs)
+}
+
+/// The longest lifetime of any JWT the tenant signs (tenant setting or client override):
+/// a replaced key must stay published at least this long.
+pub fn longest_jwt_secs(entry: &TenantEntry) -> u64 {
+    let lifetimes = &entry.tenant.settings.token_lifetimes;
+    entry
+        .clients
+        .values()
+        .flat_map(|c| [c.access_token_secs, c.id_token_secs])
+        .flatten()
+        .chain([lifetimes.access_token_secs, lifetimes.id_token_secs])
+        .max()
+        .unwrap_or(0)
+}
+
+/// What an access token is issued for.
+#[derive(Debug, Clone)]
+pub struct AccessGrant<'a> {
+    pub client: &'a Client,
+    /// The user id, or the client id for `client_credentials`.
+    pub subject: &'a str,
+    /// Granted scopes, space-separated (may be empty).
+    pub scope: &'a str,
+    pub audience: Vec<String>,
+    pub auth_time: Option<DateTime<Utc>>,
+    pub acr: Option<&'a str>,
+    pub amr: Option<Vec<String>>,
+    /// The login session id, when there is a session.
+    pub sid: Option<&'a str>,
+}
+
+/// A signed access token and the facts the token response and the deny-list need.
+#[derive(Debug, Clone)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub jti: String,
+    pub expires_in: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs an RFC 9068 access token for `grant`.
+pub fn issue_access_token(
+    ctx: &TenantContext,
+    grant: &AccessGrant<'_>,
+    now: DateTime<Utc>,
+) -> Result<IssuedAccessToken, ApiError> {
+    let keys = ctx.keys()?;
+    let expires_in = access_token_secs(&ctx.entry, grant.client);
+    let expires_at = now + chrono::Duration::seconds(expires_in as i64);
+    let jti = tenantry_crypto::random_token(16);
+    let claims = AccessTokenClaims {
+        iss: ctx.issuer.clone(),
+        sub: grant.subject.to_owned(),
+        aud: Audience::from_list(grant.audience.clone()),
+        client_id: grant.client.client_id.clone(),
+        scope: (!grant.scope.is_empty()).then(|| grant.scope.to_owned()),
+        jti: jti.clone(),
+        iat: now.timestamp(),
+        exp: expires_at.timestamp(),
+        auth_time: grant.auth_time.map(|t| t.timestamp()),
+        acr: grant.acr.map(str::to_owned),
+        amr: grant.amr.clone(),
+        sid: grant.sid.map(str::to_owned),
+        tid: ctx.slug().to_owned(),
+    };
+    let token = keys
+        .sign(access_token_alg(&ctx.entry, grant.client), ACCESS_TOKEN_TYP, &claims)
+        .map_err(signing_failed)?;
+    Ok(IssuedAccessToken {
+        token,
+        jti,
+        expires_in,
+        expires_at,
+    })
+}
+
+/// What an ID token is issued for.
+#[derive(Debug, Clone)]
+pub struct IdGrant<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scopes: &'a [&'a str],
+    pub nonce: Option<&'a str>,
+    pub auth_time: Option<DateTime<Utc>>,
+    pub acr: Option<&'a str>,
+    pub amr: Option<Vec<String>>,
+    pub sid: Option<&'a str>,
+    /// The access token issued alongside, for `at_hash`.
+    pub access_token: Option<&'a str>,
+    /// The authorization code issued alongside (hybrid flows), for `c_hash`.
+    pub code: Option<&'a str>,
+}
+
+/// Signs an OIDC ID token for `grant`, with the user claims its scopes release.
+pub fn issue_id_token(ctx: &TenantContext, grant: &IdGrant<'_>, now: DateTime<Utc>) -> Result<String, ApiError> {
+    let keys = ctx.keys()?;
+    let alg = id_token_alg(&ctx.entry, grant.client);
+    let expires = now + chrono::Duration::seconds(id_token_secs(&ctx.entry, grant.client) as i64);
+    let claims = IdTokenClaims {
+        iss: ctx.issuer.clone(),
+        sub: grant.user.id.to_string(),
+        aud: Audience::One(grant.client.client_id.clone()),
+        exp: expires.timestamp(),
+        iat: now.timestamp(),
+        auth_time: grant.auth_time.map(|t| t.timestamp()),
+        nonce: grant.nonce.map(str::to_owned),
+        acr: grant.acr.map(str::to_owned),
+        amr: grant.amr.clone(),
+        azp: Some(grant.client.client_id.clone()),
+        sid: grant.sid.map(str::to_owned),
+        at_hash: grant.access_token.map(|t| half_hash(alg, t)),
+        c_hash: grant.code.map(|c| half_hash(alg, c)),
+        tid: ctx.slug().to_owned(),
+        claims: released_claims(&ctx.entry, grant.user, grant.scopes),
+    };
+    keys.sign(alg, ID_TOKEN_TYP, &claims).map_err(signing_failed)
+}
+
+fn signing_failed(e: tenantry_keys::KeyError) -> ApiError {
+    tracing::error!(error = %e, "token signing failed");
+    ApiError::new(
+        crate::error::ErrorCode::TenantKeysMissing,
+        "the token could not be signed; see the server log",
+    )
+}
+
+/// The standard claims of OIDC Core 5.1 that Tenantry stores, by the scope that releases
+/// them (5.4).
+fn standard_claims(user: &User) -> [(&'static str, &'static str, Option<Value>); 11] {
+    let text = |v: &Option<String>| v.clone().map(Value::String);
+    [
+        ("profile", "name", text(&user.name)),
+        ("profile", "given_name", text(&user.given_name)),
+        ("profile", "family_name", text(&user.family_name)),
+        ("profile", "preferred_username", text(&user.username)),
+        ("profile", "picture", text(&user.picture)),
+        ("profile", "locale", text(&user.locale)),
+        ("profile", "updated_at", Some(Value::from(user.updated_at.timestamp()))),
+        ("email", "email", Some(Value::String(user.email.clone()))),
+        ("email", "email_verified", Some(Value::Bool(user.email_verified))),
+        ("phone", "phone_number", text(&user.phone_number)),
+        (
+            "address",
+            "address",
+            user.metadata.get("address").filter(|a| a.is_object()).cloned(),
+        ),
+    ]
+}
+
+/// The user claims that `scopes` release: the standard scopes (profile, email, phone,
+/// address), the tenant's own scopes by the claims they list, and custom user fields
+/// mapped to a granted scope.
+pub fn released_claims(entry: &TenantEntry, user: &User, scopes: &[&str]) -> Map<String, Value> {
+    let granted = |scope: &str| scopes.contains(&scope);
+    let mut available = Map::new();
+    let mut released = Map::new();
+    for (scope, claim, value) in standard_claims(user) {
+        if let Some(value) = value {
+            if granted(scope) {
+                released.insert(claim.to_owned(), value.clone());
+            }
+            available.insert(claim.to_owned(), value);
+        }
+    }
+    if user.phone_number.is_some() {
+        let verified = Value::Bool(user.phone_number_verified);
+        if granted("phone") {
+            released.insert("phone_number_verified".into(), verified.clone());
+        }
+        available.insert("phone_number_verified".into(), verified);
+    }
+    for field in &entry.tenant.settings.custom_fields {
+        let Some(value) = user.custom.get(&field.name).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if field.scope.as_deref().is_some_and(granted) {
+            released.insert(field.name.clone(), value.clone());
+        }
+        available.entry(field.name.clone()).or_insert_with(|| value.clone());
+    }
+    for scope in entry.scopes.values().filter(|s| granted(&s.name)) {
+        for claim in &scope.claims {
+            if let Some(value) = available.get(claim) {
+                released.insert(claim.clone(), value.clone());
+            }
+        }
+    }
+    released
+}
+
+/// Why a bearer access token was not accepted (RFC 6750 section 3.1).
+#[derive(Debug)]
+pub enum BearerError {
+    /// The token is missing, malformed, expired, revoked, of another tenant, ...
+    InvalidToken(String),
+    /// The tenant cannot check tokens now (no keys, database down).
+    Unavailable(ApiError),
+}
+
+/// Verifies a bearer access token presented to this tenant: the tenant's issuer and keys,
+/// `typ: at+jwt`, time claims, the tenant slug, and the revocation deny-list.
+pub async fn verify_access_token(ctx: &TenantContext, token: &str) -> Result<AccessTokenClaims, BearerError> {
+    let keys = ctx.keys().map_err(BearerError::Unavailable)?;
+    let verified = keys
+        .verify::<AccessTokenClaims>(token, &Expect::new(&ctx.issuer, TokenType::Access))
+        .map_err(|e: VerifyError| BearerError::InvalidToken(e.to_string()))?;
+    let claims = verified.claims;
+    if claims.tid != ctx.slug() {
+        return Err(BearerError::InvalidToken("the token belongs to another tenant".into()));
+    }
+    // Revocations are recorded in the tenant database; a tenant without one cannot have
+    // revoked a token.
+    if ctx.require(Capability::TenantDb).is_ok() {
+        let db = ctx.db().await.map_err(BearerError::Unavailable)?;
+        if db
+            .access_token_denied(&claims.jti)
+            .await
+            .map_err(|e| BearerError::Unavailable(e.into()))?
+        {
+            return Err(BearerError::InvalidToken("the token has been revoked".into()));
+        }
+    }
+    Ok(claims)
+}
