@@ -528,7 +528,8 @@ async fn master_key_rotation_with_reseal() {
     let admin = Admin::of(&server);
     let (status, report) = admin.send(Method::POST, "/v1/admin/secrets/reseal", None).await;
     assert_eq!(status, 200);
-    assert_eq!(report["resealed"], 1, "{report}");
+    // The SMTP password plus three private keys each for acme, local and the system issuer.
+    assert_eq!(report["resealed"], 10, "{report}");
     assert!(report["failed"].as_array().unwrap().is_empty());
     let sealed_b: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();
@@ -544,6 +545,15 @@ async fn master_key_rotation_with_reseal() {
     let (_, report) = admin.send(Method::POST, "/v1/admin/secrets/reseal", None).await;
     assert_eq!(report["resealed"], 0);
     assert!(report["failed"].as_array().unwrap().is_empty(), "{report}");
+    let jwks = reqwest::get(format!("{}/t/acme/jwks.json", server.base)).await.unwrap();
+    assert_eq!(jwks.status(), 200, "resealed keys open under the new master key");
+    let ready: Value = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["components"]["keystore"]["status"], "ok", "{ready}");
 }
 
 #[tokio::test]

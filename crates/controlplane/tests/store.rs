@@ -545,3 +545,105 @@ fn subscribers_see_every_applied_command() {
     cp.apply(&Command::DeleteTenant { slug: "a".into() }).unwrap();
     assert_eq!(*log.0.lock().unwrap(), vec!["create_tenant@1", "delete_tenant@2"]);
 }
+
+fn fake_key(kid: &str, alg: SigningAlg) -> SigningKey {
+    SigningKey {
+        kid: kid.into(),
+        alg,
+        state: KeyState::Active,
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        private_key: SealedSecret(format!("tsb1.k.{kid}")),
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        retire_after: None,
+    }
+}
+
+#[test]
+fn key_rotation_and_retirement_are_deterministic_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::open(FsStore::new(dir.path())).unwrap();
+    let ring = KeyRing {
+        keys: vec![fake_key("rs-1", SigningAlg::Rs256), fake_key("es-1", SigningAlg::Es256)],
+    };
+    cp.apply(&Command::CreateTenant {
+        tenant: valid_tenant("acme"),
+        key_ring: ring,
+    })
+    .unwrap();
+    let retire_after = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let snap = cp
+        .apply(&Command::RotateKeys {
+            slug: Some("acme".into()),
+            keys: vec![fake_key("es-2", SigningAlg::Es256)],
+            retire_after,
+        })
+        .unwrap();
+    let ring = &snap.tenant("acme").unwrap().key_ring;
+    assert_eq!(ring.active(SigningAlg::Es256).unwrap().kid, "es-2");
+    assert_eq!(
+        ring.active(SigningAlg::Rs256).unwrap().kid,
+        "rs-1",
+        "other algorithms untouched"
+    );
+    let old = ring.keys.iter().find(|k| k.kid == "es-1").unwrap();
+    assert_eq!((old.state, old.retire_after), (KeyState::Retiring, Some(retire_after)));
+    assert_eq!(ring.expired(retire_after), vec!["es-1".to_owned()]);
+    assert!(ring.expired(retire_after - chrono::Duration::seconds(1)).is_empty());
+
+    // Refusals change nothing.
+    for (bad, expected) in [
+        (
+            Command::RetireKeys {
+                slug: Some("acme".into()),
+                kids: vec!["es-2".into()],
+            },
+            KeyRingError::KeyActive("es-2".into()),
+        ),
+        (
+            Command::RetireKeys {
+                slug: Some("acme".into()),
+                kids: vec!["nope".into()],
+            },
+            KeyRingError::UnknownKey("nope".into()),
+        ),
+        (
+            Command::RotateKeys {
+                slug: Some("acme".into()),
+                keys: vec![fake_key("es-2", SigningAlg::Es256)],
+                retire_after,
+            },
+            KeyRingError::DuplicateKid("es-2".into()),
+        ),
+    ] {
+        assert!(matches!(
+            cp.apply(&bad),
+            Err(ApplyError::Rejected(Rejection::KeyRing(ref e))) if *e == expected
+        ));
+    }
+    assert_eq!(cp.snapshot().revision, snap.revision);
+
+    cp.apply(&Command::RetireKeys {
+        slug: Some("acme".into()),
+        kids: vec!["es-1".into()],
+    })
+    .unwrap();
+    // The system ring goes through the same commands.
+    cp.apply(&Command::RotateKeys {
+        slug: None,
+        keys: vec![fake_key("sys-1", SigningAlg::EdDsa)],
+        retire_after,
+    })
+    .unwrap();
+    let reopened = ControlPlane::open(FsStore::new(dir.path())).unwrap().snapshot();
+    let kids: Vec<_> = reopened
+        .tenant("acme")
+        .unwrap()
+        .key_ring
+        .keys
+        .iter()
+        .map(|k| k.kid.clone())
+        .collect();
+    assert_eq!(kids, ["rs-1", "es-2"]);
+    assert_eq!(reopened.system_keys.keys[0].kid, "sys-1");
+    assert_eq!(reopened.system_keys, cp.snapshot().system_keys);
+}

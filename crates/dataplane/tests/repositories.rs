@@ -325,6 +325,31 @@ on_every_driver!(
     codes_and_refresh_tokens
 );
 
+async fn access_token_deny_list(fx: &Fixture) {
+    let db = &fx.db;
+    let now = chrono::Utc::now();
+    assert!(!db.access_token_denied("jti-1").await.unwrap());
+    db.deny_access_token("jti-1", now + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    // Revoking twice is not an error.
+    db.deny_access_token("jti-1", now + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    db.deny_access_token("jti-2", now - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(db.access_token_denied("jti-1").await.unwrap());
+    assert!(!db.access_token_denied("JTI-1").await.unwrap(), "jti compare exactly");
+    assert_eq!(db.purge_denied_access_tokens(now).await.unwrap(), 1);
+    assert!(db.access_token_denied("jti-1").await.unwrap());
+    assert!(!db.access_token_denied("jti-2").await.unwrap());
+}
+on_every_driver!(
+    revoked_access_tokens_stay_denied_until_they_expire,
+    access_token_deny_list
+);
+
 async fn mfa_and_account_state(fx: &Fixture) {
     let db = &fx.db;
     let user = db.create_user(new_user("m@example.com"), &no_fields()).await.unwrap();

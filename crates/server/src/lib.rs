@@ -42,8 +42,17 @@ pub struct ServeOptions {
     pub dev: bool,
 }
 
-/// Runs the server until SIGTERM or SIGINT, then drains in-flight requests.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+/// A server ready to accept connections: its state, its bound listener, and what start-up
+/// created. [`serve`] runs it; tests run it in-process on an ephemeral port.
+pub struct Prepared {
+    pub state: AppState,
+    pub listener: tokio::net::TcpListener,
+    pub installed: bootstrap::Installed,
+}
+
+/// Loads configuration and the master key, opens the control plane, (with `--dev`) makes
+/// the development installation, binds the listener and builds the application state.
+pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     let config = Config::load(&options.overrides)?;
     telemetry::init(config.log_format);
     config::ensure_writable_dir(&config.fs_root)?;
@@ -89,16 +98,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         config.default_tenant.clone(),
         &public_url,
     );
-
-    print_banner(&config, &public_url, &resolver, &control_plane, &installed, options.dev);
-
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
-    key_rotation::spawn_maintenance(
-        control_plane.clone(),
-        writer.clone(),
-        secrets.clone(),
-        KEY_MAINTENANCE_INTERVAL,
-    );
     let state = AppState {
         config: Arc::new(config),
         public_url,
@@ -112,6 +112,27 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         keystore,
     };
     routes::ops::self_check_keys(&state);
+    Ok(Prepared {
+        state,
+        listener,
+        installed,
+    })
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains in-flight requests.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let Prepared {
+        state,
+        listener,
+        installed,
+    } = prepare(&options).await?;
+    print_banner(&state, &installed, options.dev);
+    key_rotation::spawn_maintenance(
+        state.control_plane.clone(),
+        state.writer.clone(),
+        state.secrets.clone(),
+        KEY_MAINTENANCE_INTERVAL,
+    );
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -120,14 +141,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(
-    config: &Config,
-    public_url: &url::Url,
-    resolver: &resolver::TenantContextResolver,
-    cp: &ControlPlane,
-    installed: &bootstrap::Installed,
-    dev: bool,
-) {
+fn print_banner(state: &AppState, installed: &bootstrap::Installed, dev: bool) {
+    let (config, public_url, resolver, cp) = (&state.config, &state.public_url, &state.resolver, &state.control_plane);
     let base = public_url.as_str().trim_end_matches('/');
     println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
     if let Some(slug) = &config.default_tenant
