@@ -42,9 +42,16 @@ fn bench(c: &mut Criterion) {
         let field = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
         match alg {
             SigningAlg::Rs256 => {
-                let public = RsaPublicKeyComponents { n: field("n"), e: field("e") };
+                let public = RsaPublicKeyComponents {
+                    n: field("n"),
+                    e: field("e"),
+                };
                 c.bench_function("primitive-verify/RS256", |b| {
-                    b.iter(|| public.verify(&RSA_PKCS1_2048_8192_SHA256, message.as_bytes(), &signature).unwrap())
+                    b.iter(|| {
+                        public
+                            .verify(&RSA_PKCS1_2048_8192_SHA256, message.as_bytes(), &signature)
+                            .unwrap()
+                    })
                 });
             }
             SigningAlg::Es256 => {

@@ -77,8 +77,8 @@ pub fn router(state: AppState) -> Router {
     let hsts = state.public_url.scheme() == "https";
     let limits = state.config.limits.clone();
 
-    // Per-tenant issuer routes: `/t/{slug}/...`. The protocol endpoints arrive with the
-    // OIDC issue; the catch-all makes every path below an unknown tenant answer
+    // Per-tenant issuer routes: `/t/{slug}/...` (JWKS, UserInfo; the OIDC work adds the
+    // rest). The catch-all makes every other path below an unknown tenant answer
     // `tenant_not_found` and below a known one `not_found`.
     let issuer = routes::issuer::router()
         .route("/t/{slug}", any(middleware::not_found))

@@ -104,19 +104,15 @@ async fn rotate_keys(
         Command::RotateKeys { keys, .. } => keys.iter().map(|k| k.kid.clone()).collect(),
         _ => Vec::new(),
     };
-    let snapshot = state.writer.write(command).await?;
-    let entry = snapshot
-        .tenant(&slug)
-        .ok_or_else(|| ApiError::tenant_not_found(&slug))?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "rotate_keys",
-            Some(&slug),
-            serde_json::json!({ "new_kids": kids }),
-        )
-        .await;
-    Ok(Json(keys_view(entry)))
+    apply_and_view(
+        &state,
+        &admin,
+        &slug,
+        command,
+        "rotate_keys",
+        serde_json::json!({ "new_kids": kids }),
+    )
+    .await
 }
 
 /// Withdraws a retiring key before its grace period ends (e.g. a suspected compromise):
@@ -127,23 +123,32 @@ async fn retire_key(
     Path((slug, kid)): Path<(String, String)>,
 ) -> Result<Json<KeysView>, ApiError> {
     state.resolver.resolve_slug(&slug)?;
-    let snapshot = state
-        .writer
-        .write(Command::RetireKeys {
-            slug: Some(slug.clone()),
-            kids: vec![kid.clone()],
-        })
-        .await?;
-    let entry = snapshot
-        .tenant(&slug)
-        .ok_or_else(|| ApiError::tenant_not_found(&slug))?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "retire_key",
-            Some(&slug),
-            serde_json::json!({ "kid": kid }),
-        )
-        .await;
+    let command = Command::RetireKeys {
+        slug: Some(slug.clone()),
+        kids: vec![kid.clone()],
+    };
+    apply_and_view(
+        &state,
+        &admin,
+        &slug,
+        command,
+        "retire_key",
+        serde_json::json!({ "kid": kid }),
+    )
+    .await
+}
+
+/// Writes a key command, records the admin action and answers the tenant's keys.
+async fn apply_and_view(
+    state: &AppState,
+    admin: &AdminAuth,
+    slug: &str,
+    command: Command,
+    action: &str,
+    details: Value,
+) -> Result<Json<KeysView>, ApiError> {
+    let snapshot = state.writer.write(command).await?;
+    let entry = snapshot.tenant(slug).ok_or_else(|| ApiError::tenant_not_found(slug))?;
+    state.audit_admin(admin.admin_id, action, Some(slug), details).await;
     Ok(Json(keys_view(entry)))
 }
