@@ -82,6 +82,49 @@ pub enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Create a client from a JSON file ("-" reads standard input); a confidential
+    /// client's secret is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List a tenant's clients.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show one client (never its secret).
+    Show {
+        #[arg(long)]
+        tenant: String,
+        client_id: String,
+    },
+    /// Merge-patch a client (RFC 7396) from a JSON file.
+    Update {
+        #[arg(long)]
+        tenant: String,
+        client_id: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete a client.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        client_id: String,
+    },
+    /// Replace a confidential client's secret (printed once; the old one stops working).
+    RotateSecret {
+        #[arg(long)]
+        tenant: String,
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Re-seal every secret under the current master key (after a key rotation).
     Reseal,
@@ -182,6 +225,46 @@ fn print(value: Option<Value>) -> anyhow::Result<()> {
 /// A path segment, percent-encoded.
 fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let base = |tenant: &str| format!("/v1/admin/tenants/{}/clients", seg(tenant));
+    let result = match command {
+        ClientCommand::Create { tenant, file } => {
+            api.call(Method::POST, &base(&tenant), Some(read_json(&file)?)).await?
+        }
+        ClientCommand::List { tenant } => api.call(Method::GET, &base(&tenant), None).await?,
+        ClientCommand::Show { tenant, client_id } => {
+            api.call(Method::GET, &format!("{}/{}", base(&tenant), seg(&client_id)), None)
+                .await?
+        }
+        ClientCommand::Update {
+            tenant,
+            client_id,
+            file,
+        } => {
+            api.call(
+                Method::PATCH,
+                &format!("{}/{}", base(&tenant), seg(&client_id)),
+                Some(read_json(&file)?),
+            )
+            .await?
+        }
+        ClientCommand::Delete { tenant, client_id } => {
+            api.call(Method::DELETE, &format!("{}/{}", base(&tenant), seg(&client_id)), None)
+                .await?
+        }
+        ClientCommand::RotateSecret { tenant, client_id } => {
+            api.call(
+                Method::POST,
+                &format!("{}/{}/secret", base(&tenant), seg(&client_id)),
+                None,
+            )
+            .await?
+        }
+    };
+    print(result)
 }
 
 pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {

@@ -67,6 +67,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::TenantCommand,
     },
+    /// Manage a tenant's OAuth clients through the admin API.
+    Client {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::ClientCommand,
+    },
     /// Manage a tenant's signing keys through the admin API.
     Keys {
         #[command(flatten)]
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             }
             Command::Init { config } => init(config.overrides()),
             Command::Tenant { api, command } => admin::tenant(api, command).await,
+            Command::Client { api, command } => admin::client(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
         }

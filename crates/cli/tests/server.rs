@@ -528,8 +528,9 @@ async fn master_key_rotation_with_reseal() {
     let admin = Admin::of(&server);
     let (status, report) = admin.send(Method::POST, "/v1/admin/secrets/reseal", None).await;
     assert_eq!(status, 200);
-    // The SMTP password plus three private keys each for acme, local and the system issuer.
-    assert_eq!(report["resealed"], 10, "{report}");
+    // The SMTP password, three private keys each for acme, local and the system issuer,
+    // and the installation's client-secret key.
+    assert_eq!(report["resealed"], 11, "{report}");
     assert!(report["failed"].as_array().unwrap().is_empty());
     let sealed_b: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("tenants/acme/tenant.json")).unwrap()).unwrap();

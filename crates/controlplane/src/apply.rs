@@ -160,6 +160,10 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
                 .map_err(Rejection::from)?;
             put_ring(store, &mut next, slug.as_deref(), ring)?;
         }
+        Command::PutSystemSecrets { secrets } => {
+            store.write_json(&store.system_dir().join(store::SYSTEM_SECRETS_FILE), secrets)?;
+            next.system_secrets = secrets.clone();
+        }
         Command::PutAdmin { admin } => {
             invalid(validate::validate_admin(admin))?;
             store.write_json(&admin_path(store, admin.id), admin)?;

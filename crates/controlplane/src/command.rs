@@ -68,6 +68,10 @@ pub enum Command {
         slug: Option<String>,
         kids: Vec<String>,
     },
+    /// Replaces the installation-wide secrets (made once; resealed later).
+    PutSystemSecrets {
+        secrets: SystemSecrets,
+    },
     PutAdmin {
         admin: Admin,
     },
@@ -91,7 +95,7 @@ impl Command {
             Command::PutKeyRing { slug, .. } | Command::RotateKeys { slug, .. } | Command::RetireKeys { slug, .. } => {
                 slug.as_deref()
             }
-            Command::PutAdmin { .. } | Command::DeleteAdmin { .. } => None,
+            Command::PutAdmin { .. } | Command::DeleteAdmin { .. } | Command::PutSystemSecrets { .. } => None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Command {
             Command::PutKeyRing { .. } => "put_key_ring",
             Command::RotateKeys { .. } => "rotate_keys",
             Command::RetireKeys { .. } => "retire_keys",
+            Command::PutSystemSecrets { .. } => "put_system_secrets",
             Command::PutAdmin { .. } => "put_admin",
             Command::DeleteAdmin { .. } => "delete_admin",
         }

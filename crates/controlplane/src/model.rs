@@ -290,7 +290,8 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
-    /// Hash of the client secret (confidential clients), as made by `hash_token`.
+    /// Keyed digest of the client secret (confidential clients), as made by
+    /// `keyed_digest` with the installation's client-secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +365,17 @@ pub struct Admin {
     pub name: String,
     pub token_hash: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// Installation-wide secrets that are not signing keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemSecrets {
+    /// 32 random bytes (base64) keying the digests of client secrets, sealed for
+    /// (`system`, `client_secret_key`). Made once at installation; resealed, never changed,
+    /// so a master-key rotation leaves every client secret valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_key: Option<SealedSecret>,
 }
 
 /// A JWS algorithm an issuer signs with. RS256 is always available (OIDC requires it);

@@ -33,6 +33,7 @@ use crate::validate::is_identifier;
 
 pub const TENANT_FILE: &str = "tenant.json";
 pub const KEYS_FILE: &str = "keys.json";
+pub const SYSTEM_SECRETS_FILE: &str = "secrets.json";
 pub const CLIENTS_DIR: &str = "clients";
 pub const SCOPES_DIR: &str = "scopes";
 pub const ROLES_DIR: &str = "roles";
@@ -157,6 +158,10 @@ impl FsStore {
         let system_keys = self.system_dir().join(KEYS_FILE);
         if system_keys.exists() {
             snapshot.system_keys = read_json(&system_keys)?;
+        }
+        let system_secrets = self.system_dir().join(SYSTEM_SECRETS_FILE);
+        if system_secrets.exists() {
+            snapshot.system_secrets = read_json(&system_secrets)?;
         }
         for (path, _) in list_json(&self.admins_dir())? {
             let admin: Admin = read_json(&path)?;

@@ -12,4 +12,4 @@ pub mod secretbox;
 pub mod tokens;
 
 pub use secretbox::{MasterKey, MasterKeyError, SealContext, SecretBox, SecretBoxError};
-pub use tokens::{constant_time_eq, hash_token, random_token, verify_token_hash};
+pub use tokens::{constant_time_eq, hash_token, keyed_digest, random_token, verify_keyed_digest, verify_token_hash};

@@ -38,6 +38,30 @@ pub fn verify_token_hash(token: &str, stored_hash: &str) -> bool {
     constant_time_eq(hash_token(token).as_bytes(), stored_hash.as_bytes())
 }
 
+/// Prefix of keyed digests (client secrets).
+const KEYED_PREFIX: &str = "hmac-sha256:";
+
+/// Digest of a high-entropy secret keyed with an installation key: `hmac-sha256:<hex>`.
+/// Fast on purpose (client authentication on every token request); without the key the
+/// stored digest does not even allow checking a guess.
+pub fn keyed_digest(key: &[u8], secret: &str) -> String {
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+        secret.as_bytes(),
+    );
+    let mut out = String::with_capacity(KEYED_PREFIX.len() + 64);
+    out.push_str(KEYED_PREFIX);
+    for byte in tag.as_ref() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Checks `secret` against a digest made by [`keyed_digest`], in constant time.
+pub fn verify_keyed_digest(key: &[u8], secret: &str, stored: &str) -> bool {
+    constant_time_eq(keyed_digest(key, secret).as_bytes(), stored.as_bytes())
+}
+
 /// Compares two byte strings in constant time (for equal lengths).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
@@ -53,6 +77,17 @@ mod tests {
         let b = random_token(32);
         assert_ne!(a, b);
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn keyed_digests_depend_on_the_key_and_the_secret() {
+        let secret = random_token(32);
+        let digest = keyed_digest(b"key-one", &secret);
+        assert!(digest.starts_with("hmac-sha256:") && digest.len() == 12 + 64);
+        assert!(verify_keyed_digest(b"key-one", &secret, &digest));
+        assert!(!verify_keyed_digest(b"key-two", &secret, &digest));
+        assert!(!verify_keyed_digest(b"key-one", "other", &digest));
+        assert!(!verify_keyed_digest(b"key-one", &secret, ""));
     }
 
     #[test]

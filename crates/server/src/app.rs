@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     // rest). The catch-all makes every other path below an unknown tenant answer
     // `tenant_not_found` and below a known one `not_found`.
     let issuer = routes::issuer::router()
+        .merge(routes::oauth::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
         .route_layer(middleware::tenant_cors())

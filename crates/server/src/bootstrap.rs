@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::Path;
 
+use base64::Engine;
 use chrono::Utc;
 use tenantry_controlplane::model::*;
 use tenantry_controlplane::{Command, ControlPlane};
-use tenantry_crypto::{MasterKey, SecretBox, hash_token, random_token};
+use tenantry_crypto::{MasterKey, SealContext, SecretBox, hash_token, random_token};
 use uuid::Uuid;
 
 use crate::config::ConfigError;
@@ -81,6 +82,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+fn random_bytes<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; N]);
+    aws_lc_rs::rand::fill(bytes.as_mut()).expect("the system random generator failed");
+    bytes
+}
+
 /// What `ensure_installation` created, to tell the operator once.
 #[derive(Debug, Default)]
 pub struct Installed {
@@ -95,7 +102,8 @@ pub struct Installed {
 ///
 /// * No admin yet → one is created; its token is returned (and, with `dev`, written to
 ///   `FS_ROOT/dev-admin-token`).
-/// * No system key ring yet → one is made (one key per algorithm).
+/// * No system key ring yet → one is made (one key per algorithm); likewise the key that
+///   client-secret digests are made with.
 /// * The default tenant is missing → it is created with a SQLite user database.
 /// * With `dev`, the default tenant gets the demo public client.
 ///
@@ -110,6 +118,17 @@ pub fn ensure_installation(
     if cp.snapshot().system_keys.keys.is_empty() {
         let ring = tenantry_keys::generate_ring(secrets, crate::keystore::SYSTEM_OWNER, Utc::now())?;
         cp.apply(&Command::PutKeyRing { slug: None, ring })?;
+    }
+    if cp.snapshot().system_secrets.client_secret_key.is_none() {
+        let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>());
+        let sealed = secrets.seal(
+            SealContext::new(crate::keystore::SYSTEM_OWNER, crate::keystore::CLIENT_SECRET_KEY_FIELD),
+            &key,
+        );
+        let secrets = SystemSecrets {
+            client_secret_key: Some(SealedSecret(sealed)),
+        };
+        cp.apply(&Command::PutSystemSecrets { secrets })?;
     }
     let snapshot = cp.snapshot();
     if snapshot.admins.is_empty() {

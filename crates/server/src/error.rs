@@ -45,6 +45,7 @@ error_codes! {
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
     RequestTimeout = (REQUEST_TIMEOUT, "request_timeout", "The request took too long"),
     TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
+    ClientExists = (CONFLICT, "client_exists", "A client with this id already exists in the tenant"),
     KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
     TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),

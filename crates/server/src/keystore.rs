@@ -9,16 +9,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use tenantry_controlplane::TenantEntry;
-use tenantry_controlplane::model::KeyRing;
-use tenantry_crypto::SecretBox;
+use tenantry_controlplane::model::{KeyRing, SealedSecret, SystemSecrets};
+use tenantry_crypto::{SealContext, SecretBox};
 use tenantry_keys::IssuerKeys;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ErrorCode};
 
 /// The owner the system issuer's private keys are sealed for.
 pub const SYSTEM_OWNER: &str = "system";
+
+/// The secretbox field of the installation's client-secret key.
+pub const CLIENT_SECRET_KEY_FIELD: &str = "client_secret_key";
+
+/// The opened key of client-secret digests.
+pub type ClientSecretKey = Arc<Zeroizing<Vec<u8>>>;
 
 struct Opened {
     ring: KeyRing,
@@ -30,6 +39,7 @@ pub struct KeyStore {
     secrets: Arc<SecretBox>,
     tenants: RwLock<HashMap<Uuid, Arc<Opened>>>,
     system: RwLock<Option<Arc<Opened>>>,
+    client_secret_key: RwLock<Option<(SealedSecret, ClientSecretKey)>>,
 }
 
 /// More cached rings than this and the cache starts over (it only ever holds tenants that
@@ -42,6 +52,7 @@ impl KeyStore {
             secrets,
             tenants: RwLock::new(HashMap::new()),
             system: RwLock::new(None),
+            client_secret_key: RwLock::new(None),
         }
     }
 
@@ -70,6 +81,35 @@ impl KeyStore {
         let opened = self.open(ring, SYSTEM_OWNER, SYSTEM_OWNER)?;
         *write(&self.system) = Some(opened.clone());
         Ok(opened.keys.clone())
+    }
+
+    /// The key of client-secret digests: 503 `tenant_keys_missing` when the installation
+    /// has none (run `tenantry init`) or it does not open.
+    pub fn client_secret_key(&self, secrets: &SystemSecrets) -> Result<ClientSecretKey, ApiError> {
+        let unavailable = |detail: &str| ApiError::new(ErrorCode::TenantKeysMissing, detail.to_owned());
+        let sealed = secrets
+            .client_secret_key
+            .as_ref()
+            .ok_or_else(|| unavailable("the installation has no client-secret key; run `tenantry init`"))?;
+        if let Some((cached, key)) = read(&self.client_secret_key).as_ref()
+            && cached == sealed
+        {
+            return Ok(key.clone());
+        }
+        let encoded = self
+            .secrets
+            .open(SealContext::new(SYSTEM_OWNER, CLIENT_SECRET_KEY_FIELD), &sealed.0)
+            .map_err(|e| {
+                tracing::error!(error = %e, "the client-secret key cannot be opened");
+                unavailable("the client-secret key cannot be opened; see the server log")
+            })?;
+        let key = Arc::new(Zeroizing::new(
+            STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|_| unavailable("the client-secret key is malformed"))?,
+        ));
+        *write(&self.client_secret_key) = Some((sealed.clone(), key.clone()));
+        Ok(key)
     }
 
     fn open(&self, ring: &KeyRing, owner: &str, label: &str) -> Result<Arc<Opened>, ApiError> {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tenantry_controlplane::model::{KeyRing, TenantSettings};
+use tenantry_controlplane::model::{KeyRing, SealedSecret, SystemSecrets, TenantSettings};
 use tenantry_controlplane::validate::validate_settings;
 use tenantry_crypto::{SealContext, SecretBox};
 
@@ -199,6 +199,16 @@ impl<'a> Resealer<'a> {
             }
         });
         changed.then(|| serde_json::from_value(value).expect("only secret strings changed"))
+    }
+
+    /// The installation secrets under the current key, if any had to change.
+    pub fn system_secrets(&mut self, secrets: &SystemSecrets) -> Option<SystemSecrets> {
+        let sealed = secrets.client_secret_key.as_ref()?;
+        let field = crate::keystore::CLIENT_SECRET_KEY_FIELD;
+        let owner = crate::keystore::SYSTEM_OWNER;
+        self.one(owner, owner, field, &sealed.0).map(|new| SystemSecrets {
+            client_secret_key: Some(SealedSecret(new)),
+        })
     }
 
     /// A key ring with every private key under the current key, if any had to change.

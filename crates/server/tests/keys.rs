@@ -3,8 +3,9 @@
 //! not our verifier), rotation keeps old tokens valid until retirement, and the verifier
 //! behind UserInfo refuses other tenants' tokens and every forgery.
 
-use std::collections::BTreeMap;
-use std::future::IntoFuture;
+mod common;
+
+use common::start;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,109 +15,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Client, KeyRing, SigningAlg, Tenant, TenantSettings};
-use tenantry_dataplane::model::{NewUser, User};
-use tenantry_dataplane::{TokenRepository, UserRepository};
+use tenantry_dataplane::TokenRepository;
+use tenantry_dataplane::model::User;
+use tenantry_server::key_rotation;
 use tenantry_server::resolver::TenantContext;
 use tenantry_server::tokens::{self, AccessGrant, IdGrant};
-use tenantry_server::{AppState, Overrides, ServeOptions, key_rotation};
-
-struct TestServer {
-    state: AppState,
-    base: String,
-    admin_token: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let options = ServeOptions {
-        overrides: Overrides {
-            config_file: None,
-            listen: Some("127.0.0.1:0".into()),
-            fs_root: Some(dir.path().join("root")),
-        },
-        dev: true,
-    };
-    let prepared = tenantry_server::prepare(&options).await.unwrap();
-    let base = format!("http://{}", prepared.listener.local_addr().unwrap());
-    let app = tenantry_server::router(prepared.state.clone());
-    tokio::spawn(axum::serve(prepared.listener, app).into_future());
-    TestServer {
-        state: prepared.state,
-        base,
-        admin_token: prepared.installed.admin_token.unwrap(),
-        http: reqwest::Client::new(),
-        _dir: dir,
-    }
-}
-
-impl TestServer {
-    fn ctx(&self, slug: &str) -> TenantContext {
-        self.state.resolver.resolve_slug(slug).unwrap()
-    }
-
-    async fn user(&self, slug: &str, email: &str) -> User {
-        let ctx = self.ctx(slug);
-        let new = NewUser {
-            email: email.into(),
-            email_verified: true,
-            given_name: Some("Ada".into()),
-            family_name: Some("Lovelace".into()),
-            phone_number: Some("+34600000000".into()),
-            metadata: Some(json!({"address": {"country": "ES"}})),
-            custom: BTreeMap::new(),
-            ..Default::default()
-        };
-        ctx.db()
-            .await
-            .unwrap()
-            .create_user(new, &ctx.custom_fields())
-            .await
-            .unwrap()
-    }
-
-    async fn jwks(&self, slug: &str) -> (JwkSet, String) {
-        let response = self
-            .http
-            .get(format!("{}/t/{slug}/jwks.json", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        (response.json().await.unwrap(), etag)
-    }
-
-    async fn userinfo(&self, slug: &str, token: &str) -> (u16, Option<String>, Value) {
-        let response = self
-            .http
-            .get(format!("{}/t/{slug}/userinfo", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, challenge, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.admin_token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
 
 fn demo_client(ctx: &TenantContext, alg: Option<SigningAlg>) -> Client {
     let mut client = ctx.entry.clients["demo-spa"].clone();

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/admin/audit", get(admin_audit))
         .merge(super::admin_keys::router())
+        .merge(super::admin_clients::router())
 }
 
 /// A tenant as the admin API shows it: settings with secrets redacted.
@@ -413,6 +414,9 @@ async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json
     }
     if let Some(ring) = resealer.key_ring(SYSTEM_OWNER, SYSTEM_OWNER, &snapshot.system_keys) {
         commands.push(Command::PutKeyRing { slug: None, ring });
+    }
+    if let Some(secrets) = resealer.system_secrets(&snapshot.system_secrets) {
+        commands.push(Command::PutSystemSecrets { secrets });
     }
     for command in commands {
         state.writer.write(command).await?;

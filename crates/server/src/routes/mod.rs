@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per surface.
 
 pub mod admin;
+pub mod admin_clients;
 pub mod admin_keys;
 pub mod api;
 pub mod issuer;
+pub mod oauth;
 pub mod ops;

@@ -1,5 +1,6 @@
-//! Signing keys through the real binary: `tenantry keys ...`, the JWKS endpoint, and no
-//! private key material in any response, log line or plaintext file.
+//! Admin subcommands through the real binary (`tenantry keys ...`, `tenantry client ...`),
+//! the JWKS endpoint, and no private key material in any response, log line or plaintext
+//! file.
 
 mod common;
 
@@ -146,4 +147,82 @@ async fn keys_cli_rotates_and_no_private_material_leaks_anywhere() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn client_cli_creates_shows_updates_rotates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev(&dir.path().join("root"), &[]);
+    let cli = |args: &[&str]| {
+        let out = tenantry(dir.path())
+            .args(args)
+            .args(["--url", &server.base, "--token", &server.admin_token()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = dir.path().join("client.json");
+    std::fs::write(
+        &file,
+        r#"{"client_id": "cron", "name": "Cron", "grant_types": ["client_credentials"], "scopes": ["jobs"]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&[
+        "client",
+        "create",
+        "--tenant",
+        "local",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+
+    let token = |secret: &str| {
+        let secret = secret.to_owned();
+        let url = server.url("/t/local/token");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("cron", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(token(&secret).await, 200);
+    let (ok, out, _) = cli(&["client", "show", "--tenant", "local", "cron"]);
+    assert!(ok && !out.contains(&secret));
+    std::fs::write(&file, r#"{"name": "Cron jobs"}"#).unwrap();
+    let (ok, out, err) = cli(&[
+        "client",
+        "update",
+        "--tenant",
+        "local",
+        "cron",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("Cron jobs"), "{err}");
+    let (ok, out, _) = cli(&["client", "rotate-secret", "--tenant", "local", "cron"]);
+    assert!(ok);
+    let new_secret = serde_json::from_str::<Value>(&out).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token(&secret).await, 401);
+    assert_eq!(token(&new_secret).await, 200);
+    let (ok, out, _) = cli(&["client", "list", "--tenant", "local"]);
+    assert!(ok && out.contains("demo-spa") && out.contains("cron"));
+    let (ok, _, _) = cli(&["client", "delete", "--tenant", "local", "cron"]);
+    assert!(ok);
+    let (ok, _, err) = cli(&["client", "show", "--tenant", "local", "cron"]);
+    assert!(!ok && err.contains("not_found"));
 }

@@ -1,0 +1,467 @@
+//! OAuth 2.0 endpoints of a tenant issuer: token (RFC 6749), introspection (RFC 7662) and
+//! revocation (RFC 7009), with client authentication (RFC 6749 2.3).
+//!
+//! Errors are RFC 6749 error JSON (`error`, `error_description`) with `no-store`; a failed
+//! client authentication is 401 `invalid_client`, with a `Basic` challenge when the client
+//! tried HTTP Basic. Every lookup stays inside the request's tenant: a client, code or
+//! token of another tenant is simply unknown here.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use serde_json::{Value, json};
+use tenantry_controlplane::model::{Client, ClientType, GrantType, TokenEndpointAuthMethod};
+use tenantry_dataplane::TokenRepository;
+use tenantry_keys::claims::AccessTokenClaims;
+use tenantry_keys::{Expect, TokenType};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::resolver::{Capability, TenantContext};
+use crate::tokens::{self, AccessGrant};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/token", post(token))
+        .route("/t/{slug}/introspect", post(introspect))
+        .route("/t/{slug}/revoke", post(revoke))
+}
+
+/// An RFC 6749 section 5.2 error answer.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    basic_challenge: Option<String>,
+    /// The tenant cannot serve (no keys, database down): answered as a problem document.
+    unavailable: Option<Box<ApiError>>,
+}
+
+impl OAuthError {
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        let status = match error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            status,
+            error,
+            description: description.into(),
+            basic_challenge: None,
+            unavailable: None,
+        }
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        Self {
+            unavailable: Some(Box::new(e)),
+            ..Self::new("server_error", "")
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        if let Some(api) = self.unavailable {
+            return (*api).into_response();
+        }
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(challenge) = self.basic_challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`). A parameter sent twice is an error
+/// (RFC 6749 3.1 / 3.2), except those allowed to repeat (`resource`).
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "send the parameters as application/x-www-form-urlencoded",
+            ));
+        }
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if name != "resource" && pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(OAuthError::new("invalid_request", format!("`{name}` is repeated")));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::new("invalid_request", format!("`{name}` is required")))
+    }
+}
+
+/// Authenticates the client of a token, introspection or revocation request by the method
+/// it registered: `client_secret_basic`, `client_secret_post`, or `none` (public clients,
+/// which only identify themselves).
+pub fn authenticate_client<'a>(
+    state: &AppState,
+    ctx: &'a TenantContext,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<&'a Client, OAuthError> {
+    let basic = basic_credentials(headers)?;
+    let post_secret = form.get("client_secret");
+    let (client_id, secret, method) = match (&basic, post_secret) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "use one client authentication method only",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if form.get("client_id").is_some_and(|form_id| form_id != id) {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    "client_id does not match the credentials",
+                ));
+            }
+            (
+                id.as_str(),
+                Some(secret.as_str()),
+                TokenEndpointAuthMethod::ClientSecretBasic,
+            )
+        }
+        (None, Some(secret)) => (
+            form.require("client_id")?,
+            Some(secret),
+            TokenEndpointAuthMethod::ClientSecretPost,
+        ),
+        (None, None) => (form.require("client_id")?, None, TokenEndpointAuthMethod::None),
+    };
+    let failed = |description: &str| {
+        let mut e = OAuthError::new("invalid_client", description.to_owned());
+        if basic.is_some() {
+            e.basic_challenge = Some(format!("Basic realm=\"{}\"", ctx.issuer));
+        }
+        e
+    };
+    let key = state.keystore.client_secret_key(&ctx.snapshot.system_secrets)?;
+    let client = ctx.entry.clients.get(client_id);
+    let Some(client) = client else {
+        // Spend the same work as a real check, so unknown ids are not told apart by time.
+        let _ = tenantry_crypto::verify_keyed_digest(&key, secret.unwrap_or(""), "");
+        return Err(failed("client authentication failed"));
+    };
+    if client.token_endpoint_auth_method != method {
+        return Err(failed("client authentication failed"));
+    }
+    match (secret, &client.secret_hash) {
+        (None, _) if client.client_type == ClientType::Public => Ok(client),
+        (Some(secret), Some(digest)) if tenantry_crypto::verify_keyed_digest(&key, secret, digest) => Ok(client),
+        _ => Err(failed("client authentication failed")),
+    }
+}
+
+/// `Authorization: Basic` credentials: base64 of form-urlencoded id `:` secret (RFC 6749
+/// 2.3.1).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        let mut e = OAuthError::new("invalid_client", "malformed Basic credentials");
+        e.basic_challenge = Some("Basic".into());
+        e
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "use HTTP Basic for client credentials",
+        ));
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+fn no_store(body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `POST /t/{slug}/token`.
+async fn token(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &body)?;
+    let grant_type = form.require("grant_type")?;
+    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    match grant_type {
+        "client_credentials" => client_credentials(&ctx, client, &form),
+        "authorization_code" | "refresh_token" => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("`{grant_type}` is not available on this server yet"),
+        )),
+        other => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("unknown grant type `{}`", crate::error::printable(other)),
+        )),
+    }
+}
+
+/// The scopes a request may have: each must be allowed for the client (RFC 6749 3.3).
+fn granted_scopes<'a>(
+    client: &'a Client,
+    requested: Option<&'a str>,
+    default: &[&'a str],
+) -> Result<Vec<&'a str>, OAuthError> {
+    let Some(requested) = requested else {
+        return Ok(default.to_vec());
+    };
+    let mut scopes = Vec::new();
+    for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !client.scopes.iter().any(|s| s == scope) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                format!(
+                    "scope `{}` is not allowed for this client",
+                    crate::error::printable(scope)
+                ),
+            ));
+        }
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    Ok(scopes)
+}
+
+/// Audiences from RFC 8707 `resource` parameters (absolute URIs), else the client itself.
+fn audiences(client: &Client, form: &Form) -> Result<Vec<String>, OAuthError> {
+    let mut audiences = Vec::new();
+    for resource in form.all("resource") {
+        match url::Url::parse(resource) {
+            Ok(url) if url.fragment().is_none() => audiences.push(resource.to_owned()),
+            _ => {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    "`resource` must be an absolute URI without a fragment",
+                ));
+            }
+        }
+    }
+    if audiences.is_empty() {
+        audiences.push(client.client_id.clone());
+    }
+    Ok(audiences)
+}
+
+fn client_credentials(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
+    if client.client_type != ClientType::Confidential || !client.grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use the client_credentials grant",
+        ));
+    }
+    // No user is involved: user-facing scopes and refresh tokens do not apply.
+    let default: Vec<&str> = client
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !matches!(*s, "openid" | "offline_access"))
+        .collect();
+    let scopes = granted_scopes(client, form.get("scope"), &default)?;
+    if scopes.iter().any(|s| matches!(*s, "openid" | "offline_access")) {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "openid and offline_access need a user; client_credentials has none",
+        ));
+    }
+    let scope = scopes.join(" ");
+    let grant = AccessGrant {
+        client,
+        subject: &client.client_id,
+        scope: &scope,
+        audience: audiences(client, form)?,
+        auth_time: None,
+        acr: None,
+        amr: None,
+        sid: None,
+    };
+    let issued = tokens::issue_access_token(ctx, &grant, Utc::now())?;
+    let mut body = json!({
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    });
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
+    Ok(no_store(body))
+}
+
+/// `POST /t/{slug}/introspect` (RFC 7662): any authenticated client of the tenant may ask;
+/// only this tenant's live tokens are active, everything else is `{"active": false}`.
+async fn introspect(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &body)?;
+    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    if client.client_type != ClientType::Confidential {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "introspection needs an authenticated client",
+        ));
+    }
+    let token = form.require("token")?;
+    let inactive = || no_store(json!({"active": false}));
+    if token.matches('.').count() == 2 {
+        return Ok(match tokens::verify_access_token(&ctx, token).await {
+            Ok(claims) => no_store(access_introspection(&claims)),
+            Err(tokens::BearerError::InvalidToken(_)) => inactive(),
+            Err(tokens::BearerError::Unavailable(e)) => return Err(e.into()),
+        });
+    }
+    if ctx.require(Capability::TenantDb).is_err() {
+        return Ok(inactive());
+    }
+    let db = ctx.db().await?;
+    let stored = db
+        .refresh_token(&tenantry_crypto::hash_token(token))
+        .await
+        .map_err(ApiError::from)?;
+    let now = Utc::now();
+    Ok(match stored {
+        Some(t) if t.revoked_at.is_none() && t.rotated_at.is_none() && t.expires_at > now => no_store(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": t.client_id,
+            "sub": t.user_id.to_string(),
+            "scope": t.scope,
+            "iat": t.issued_at.timestamp(),
+            "exp": t.expires_at.timestamp(),
+            "iss": ctx.issuer,
+            "tid": ctx.slug(),
+        })),
+        _ => inactive(),
+    })
+}
+
+fn access_introspection(claims: &AccessTokenClaims) -> Value {
+    let mut body = serde_json::to_value(claims).unwrap_or_else(|_| json!({}));
+    body["active"] = json!(true);
+    body["token_type"] = json!("Bearer");
+    body
+}
+
+/// `POST /t/{slug}/revoke` (RFC 7009): a refresh token revokes its whole family; an
+/// access token's `jti` is denied until it expires. Unknown or invalid tokens answer 200
+/// (2.2); a token issued to another client is refused.
+async fn revoke(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &body)?;
+    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    let token = form.require("token")?;
+    let ok = || StatusCode::OK.into_response();
+    if token.matches('.').count() == 2 {
+        let keys = ctx.keys()?;
+        let mut expect = Expect::new(&ctx.issuer, TokenType::Access);
+        // Revoking an expired token is a no-op, not an error.
+        expect.allow_expired = true;
+        let Ok(verified) = keys.verify::<AccessTokenClaims>(token, &expect) else {
+            return Ok(ok());
+        };
+        let claims = verified.claims;
+        if claims.client_id != client.client_id {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
+        }
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
+        if expires_at > Utc::now() {
+            ctx.db()
+                .await?
+                .deny_access_token(&claims.jti, expires_at)
+                .await
+                .map_err(ApiError::from)?;
+        }
+        return Ok(ok());
+    }
+    if ctx.require(Capability::TenantDb).is_err() {
+        return Ok(ok());
+    }
+    let db = ctx.db().await?;
+    if let Some(stored) = db
+        .refresh_token(&tenantry_crypto::hash_token(token))
+        .await
+        .map_err(ApiError::from)?
+    {
+        if stored.client_id != client.client_id {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
+        }
+        db.revoke_family(stored.family_id, "revoked_by_client", Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(ok())
+}
