@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/audit", get(admin_audit))
         .merge(super::admin_keys::router())
         .merge(super::admin_clients::router())
+        .merge(super::admin_users::router())
 }
 
 /// A tenant as the admin API shows it: settings with secrets redacted.

@@ -1,0 +1,284 @@
+//! Admin endpoints for a tenant's users: create (with an optional password under the
+//! tenant's policy), list, show, update the profile, set a password, delete.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenantry_dataplane::UserRepository;
+use tenantry_dataplane::model::{NewUser, ProfileUpdate, User};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{AdminAuth, ApiJson};
+use crate::passwords;
+use crate::resolver::TenantContext;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants/{slug}/users", get(list_users).post(create_user))
+        .route(
+            "/v1/admin/tenants/{slug}/users/{id}",
+            get(show_user).patch(update_user).delete(delete_user),
+        )
+        .route("/v1/admin/tenants/{slug}/users/{id}/password", put(set_password))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+    username: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+    phone_number: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    custom: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+struct UserView {
+    #[serde(flatten)]
+    user: User,
+    has_password: bool,
+}
+
+async fn view(ctx: &TenantContext, user: User) -> Result<UserView, ApiError> {
+    let has_password = ctx.db().await?.password(user.id).await?.is_some();
+    Ok(UserView { user, has_password })
+}
+
+fn user_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| not_found(id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no user `{}`", crate::error::printable(id)),
+    )
+}
+
+async fn existing(ctx: &TenantContext, id: &str) -> Result<User, ApiError> {
+    let db = ctx.db().await?;
+    db.user_by_id(user_id(id)?, &ctx.custom_fields())
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+async fn create_user(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<Response, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let db = ctx.db().await?;
+    let phc = match &body.password {
+        Some(password) => {
+            passwords::check_policy(&ctx.entry.tenant.settings.security, &body.email, password, "password")?;
+            Some(passwords::hash(password.clone()).await?)
+        }
+        None => None,
+    };
+    let new = NewUser {
+        email: body.email,
+        email_verified: body.email_verified,
+        username: body.username,
+        given_name: body.given_name,
+        family_name: body.family_name,
+        name: body.name,
+        picture: body.picture,
+        locale: body.locale,
+        phone_number: body.phone_number,
+        metadata: body.metadata,
+        custom: body.custom,
+    };
+    let user = db.create_user(new, &ctx.custom_fields()).await?;
+    if let Some(phc) = phc {
+        db.set_password(user.id, &phc).await?;
+    }
+    state
+        .audit_admin(
+            admin.admin_id,
+            "create_user",
+            Some(&slug),
+            serde_json::json!({ "user_id": user.id }),
+        )
+        .await;
+    let location = format!("/v1/admin/tenants/{slug}/users/{}", user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(&ctx, user).await?),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<Uuid>,
+    limit: Option<u32>,
+}
+
+async fn list_users(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let users = ctx
+        .db()
+        .await?
+        .list_users(query.after, limit, &ctx.custom_fields())
+        .await?;
+    let next = (users.len() as u32 == limit)
+        .then(|| users.last().map(|u| u.id))
+        .flatten();
+    Ok(Json(serde_json::json!({ "users": users, "next_after": next })))
+}
+
+async fn show_user(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<UserView>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    Ok(Json(view(&ctx, user).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    #[serde(flatten)]
+    profile: ProfileFields,
+    #[serde(default)]
+    custom: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileFields {
+    email: Option<String>,
+    email_verified: Option<bool>,
+    username: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+    phone_number: Option<String>,
+    phone_number_verified: Option<bool>,
+    metadata: Option<Value>,
+}
+
+/// Changes the fields present in the body (absent fields stay as they are).
+async fn update_user(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    let db = ctx.db().await?;
+    let p = body.profile;
+    let update = ProfileUpdate {
+        email: p.email,
+        email_verified: p.email_verified,
+        username: p.username,
+        given_name: p.given_name,
+        family_name: p.family_name,
+        name: p.name,
+        picture: p.picture,
+        locale: p.locale,
+        phone_number: p.phone_number,
+        phone_number_verified: p.phone_number_verified,
+        metadata: p.metadata,
+    };
+    db.update_profile(user.id, update).await?;
+    if let Some(custom) = &body.custom {
+        db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;
+    }
+    state
+        .audit_admin(
+            admin.admin_id,
+            "update_user",
+            Some(&slug),
+            serde_json::json!({ "user_id": user.id }),
+        )
+        .await;
+    let user = existing(&ctx, &id).await?;
+    Ok(Json(view(&ctx, user).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPassword {
+    password: String,
+}
+
+async fn set_password(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetPassword>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    passwords::check_policy(
+        &ctx.entry.tenant.settings.security,
+        &user.email,
+        &body.password,
+        "password",
+    )?;
+    let phc = passwords::hash(body.password).await?;
+    ctx.db().await?.set_password(user.id, &phc).await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "set_user_password",
+            Some(&slug),
+            serde_json::json!({ "user_id": user.id }),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_user(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    if !ctx.db().await?.delete_user(user_id(&id)?).await? {
+        return Err(not_found(&id));
+    }
+    state
+        .audit_admin(
+            admin.admin_id,
+            "delete_user",
+            Some(&slug),
+            serde_json::json!({ "user_id": id }),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
