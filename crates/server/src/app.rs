@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
     // `tenant_not_found` and below a known one `not_found`.
     let issuer = routes::issuer::router()
         .merge(routes::oauth::router())
+        .merge(routes::authorize::router())
+        .merge(routes::discovery::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
         .route_layer(middleware::tenant_cors())
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
 
     let app = Router::new()
         .merge(routes::ops::router())
+        .merge(routes::discovery::root_router())
         .merge(routes::admin::router())
         .merge(api)
         .merge(issuer)

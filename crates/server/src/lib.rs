@@ -13,6 +13,7 @@ pub mod extract;
 pub mod key_rotation;
 pub mod keystore;
 pub mod middleware;
+pub mod pages;
 pub mod passwords;
 pub mod resolver;
 pub mod routes;

@@ -5,6 +5,8 @@ pub mod admin_clients;
 pub mod admin_keys;
 pub mod admin_users;
 pub mod api;
+pub mod authorize;
+pub mod discovery;
 pub mod issuer;
 pub mod oauth;
 pub mod ops;

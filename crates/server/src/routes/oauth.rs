@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Client, ClientType, GrantType, TokenEndpointAuthMethod};
-use tenantry_dataplane::TokenRepository;
+use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
 use tenantry_keys::claims::AccessTokenClaims;
 use tenantry_keys::{Expect, TokenType};
 
@@ -247,10 +247,8 @@ async fn token(
     let client = authenticate_client(&state, &ctx, &headers, &form)?;
     match grant_type {
         "client_credentials" => client_credentials(&ctx, client, &form),
-        "authorization_code" | "refresh_token" => Err(OAuthError::new(
-            "unsupported_grant_type",
-            format!("`{grant_type}` is not available on this server yet"),
-        )),
+        "authorization_code" => authorization_code(&ctx, client, &form).await,
+        "refresh_token" => refresh_token(&ctx, client, &form).await,
         other => Err(OAuthError::new(
             "unsupported_grant_type",
             format!("unknown grant type `{}`", crate::error::printable(other)),
@@ -347,6 +345,267 @@ fn client_credentials(ctx: &TenantContext, client: &Client, form: &Form) -> Resu
         body["scope"] = json!(scope);
     }
     Ok(no_store(body))
+}
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new("invalid_grant", description.to_owned())
+}
+
+/// `code_verifier` against the stored S256 challenge (RFC 7636 4.6).
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    well_formed && tenantry_crypto::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+/// Tokens for a user: an access token, an ID token when `openid` was granted, and a
+/// refresh token when the client may refresh.
+struct UserTokens<'a> {
+    client: &'a Client,
+    user_id: uuid::Uuid,
+    scope: &'a str,
+    session_id_hash: Option<&'a str>,
+    nonce: Option<&'a str>,
+    auth_time: chrono::DateTime<Utc>,
+    acr: Option<&'a str>,
+    amr: &'a [String],
+    refresh_token: Option<String>,
+}
+
+/// A public session identifier derived from the session's stored hash (never the
+/// cookie value itself).
+pub fn sid(session_id_hash: &str) -> String {
+    tenantry_crypto::hash_token(session_id_hash)
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(32)
+        .collect()
+}
+
+async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Response, OAuthError> {
+    let db = ctx.db().await?;
+    let user = db
+        .user_by_id(t.user_id, &ctx.custom_fields())
+        .await
+        .map_err(ApiError::from)?
+        .filter(|u| u.status == tenantry_dataplane::model::UserStatus::Active)
+        .ok_or_else(|| invalid_grant("the user no longer exists or is disabled"))?;
+    let subject = user.id.to_string();
+    let sid = t.session_id_hash.map(sid);
+    let now = Utc::now();
+    let grant = AccessGrant {
+        client: t.client,
+        subject: &subject,
+        scope: t.scope,
+        audience: vec![t.client.client_id.clone()],
+        auth_time: Some(t.auth_time),
+        acr: t.acr,
+        amr: Some(t.amr.to_vec()),
+        sid: sid.as_deref(),
+    };
+    let access = tokens::issue_access_token(ctx, &grant, now)?;
+    let scopes: Vec<&str> = t.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let mut body = json!({
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": access.expires_in,
+        "scope": t.scope,
+    });
+    if scopes.contains(&"openid") {
+        let id = tokens::IdGrant {
+            client: t.client,
+            user: &user,
+            scopes: &scopes,
+            nonce: t.nonce,
+            auth_time: Some(t.auth_time),
+            acr: t.acr,
+            amr: Some(t.amr.to_vec()),
+            sid: sid.as_deref(),
+            access_token: Some(&access.token),
+            code: None,
+        };
+        body["id_token"] = json!(tokens::issue_id_token(ctx, &id, now)?);
+    }
+    if let Some(refresh) = t.refresh_token {
+        body["refresh_token"] = json!(refresh);
+    }
+    Ok(no_store(body))
+}
+
+fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
+    let secs = client
+        .refresh_token_secs
+        .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
+    chrono::Duration::seconds(secs as i64)
+}
+
+/// `authorization_code` (RFC 6749 4.1.3, RFC 7636): single use — a second use fails and
+/// revokes the refresh tokens issued from the code.
+async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
+    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use authorization codes",
+        ));
+    }
+    let code = form.require("code")?;
+    let code_hash = tenantry_crypto::hash_token(code);
+    let db = ctx.db().await?;
+    let now = Utc::now();
+    let record = match db.redeem_code(&code_hash, now).await.map_err(ApiError::from)? {
+        tenantry_dataplane::model::CodeRedemption::Redeemed(record) => record,
+        tenantry_dataplane::model::CodeRedemption::Replayed(record) => {
+            if record.client_id == client.client_id {
+                let revoked = db
+                    .revoke_refresh_by_code(&code_hash, now)
+                    .await
+                    .map_err(ApiError::from)?;
+                tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed; its tokens are revoked");
+            }
+            return Err(invalid_grant("the code has already been used"));
+        }
+        _ => return Err(invalid_grant("the code is invalid or expired")),
+    };
+    if record.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if form.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
+        return Err(invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&record.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+        (Some(_), _) => return Err(invalid_grant("code_verifier does not match the code challenge")),
+        (None, Some(_)) => return Err(invalid_grant("no code challenge was sent for this code")),
+        (None, None) if client.client_type == ClientType::Public => {
+            return Err(invalid_grant("PKCE is required"));
+        }
+        (None, None) => {}
+    }
+    let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
+        let token = tenantry_crypto::random_token(32);
+        db.issue_refresh(
+            tenantry_dataplane::NewRefreshToken {
+                token_hash: tenantry_crypto::hash_token(&token),
+                client_id: client.client_id.clone(),
+                user_id: record.user_id,
+                session_id_hash: record.session_id_hash.clone(),
+                origin_code_hash: Some(code_hash.clone()),
+                scope: record.scope.clone(),
+                expires_at: now + refresh_lifetime(ctx, client),
+            },
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Some(token)
+    } else {
+        None
+    };
+    user_token_response(
+        ctx,
+        UserTokens {
+            client,
+            user_id: record.user_id,
+            scope: &record.scope,
+            session_id_hash: record.session_id_hash.as_deref(),
+            nonce: record.nonce.as_deref(),
+            auth_time: record.auth_time,
+            acr: record.acr.as_deref(),
+            amr: &record.amr,
+            refresh_token,
+        },
+    )
+    .await
+}
+
+/// `refresh_token` (RFC 6749 6): rotation on every use; a rotated token presented again
+/// revokes its whole family; the scope may be narrowed, never widened.
+async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
+    if !client.grant_types.contains(&GrantType::RefreshToken) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use refresh tokens",
+        ));
+    }
+    let presented = form.require("refresh_token")?;
+    let old_hash = tenantry_crypto::hash_token(presented);
+    let db = ctx.db().await?;
+    let old = db
+        .refresh_token(&old_hash)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+    if old.client_id != client.client_id {
+        return Err(invalid_grant("the refresh token was issued to another client"));
+    }
+    let scope = match form.get("scope") {
+        None => old.scope.clone(),
+        Some(requested) => {
+            let granted: Vec<&str> = old.scope.split(' ').collect();
+            let mut narrowed = Vec::new();
+            for s in requested.split(' ').filter(|s| !s.is_empty()) {
+                if !granted.contains(&s) {
+                    return Err(OAuthError::new(
+                        "invalid_scope",
+                        "the scope cannot be widened on refresh",
+                    ));
+                }
+                if !narrowed.contains(&s) {
+                    narrowed.push(s);
+                }
+            }
+            narrowed.join(" ")
+        }
+    };
+    let now = Utc::now();
+    let token = tenantry_crypto::random_token(32);
+    let new = tenantry_dataplane::NewRefreshToken {
+        token_hash: tenantry_crypto::hash_token(&token),
+        client_id: client.client_id.clone(),
+        user_id: old.user_id,
+        session_id_hash: old.session_id_hash.clone(),
+        origin_code_hash: old.origin_code_hash.clone(),
+        scope: scope.clone(),
+        expires_at: now + refresh_lifetime(ctx, client),
+    };
+    use tenantry_dataplane::model::Rotation;
+    match db.rotate_refresh(&old_hash, new, now).await.map_err(ApiError::from)? {
+        Rotation::Rotated { .. } => {}
+        Rotation::ReuseDetected { revoked, .. } => {
+            tracing::warn!(client_id = %client.client_id, revoked, "refresh token reuse detected; family revoked");
+            return Err(invalid_grant("the refresh token has already been used"));
+        }
+        Rotation::Revoked | Rotation::Expired | Rotation::NotFound => {
+            return Err(invalid_grant("the refresh token is invalid or expired"));
+        }
+    }
+    // The login the family started from: its time and methods stay the same.
+    let session = match &old.session_id_hash {
+        Some(hash) => db.active_session(hash, now).await.map_err(ApiError::from)?,
+        None => None,
+    };
+    let (auth_time, amr) = session
+        .map(|s| (s.auth_time, s.amr))
+        .unwrap_or((old.issued_at, vec!["pwd".to_owned()]));
+    user_token_response(
+        ctx,
+        UserTokens {
+            client,
+            user_id: old.user_id,
+            scope: &scope,
+            session_id_hash: old.session_id_hash.as_deref(),
+            nonce: None,
+            auth_time,
+            acr: None,
+            amr: &amr,
+            refresh_token: Some(token),
+        },
+    )
+    .await
 }
 
 /// `POST /t/{slug}/introspect` (RFC 7662): any authenticated client of the tenant may ask;

@@ -1,0 +1,268 @@
+//! Hosted pages rendered on the server: login, consent, error, and the `form_post`
+//! response. Templates are minijinja with HTML auto-escaping; texts come in English and
+//! Spanish; branding (name, logo, colors) comes from the tenant's settings. No page needs
+//! JavaScript; the form_post page submits itself with a nonce-allowed script and also
+//! shows a button.
+
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{Environment, context};
+use tenantry_controlplane::model::{Branding, Language};
+
+const LAYOUT: &str = r#"<!doctype html>
+<html lang="{{ lang }}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · {{ brand }}</title>
+<style nonce="{{ style_nonce }}">
+body{font-family:system-ui,sans-serif;background:{{ background }};margin:0;padding:2rem 1rem;color:#1d1d1f}
+main{max-width:26rem;margin:0 auto;background:#fff;border-radius:.5rem;padding:2rem;box-shadow:0 1px 4px #0002}
+h1{font-size:1.4rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem;font-weight:600}
+input[type=email],input[type=password],input[type=text]{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #999;border-radius:.3rem;font-size:1rem}
+button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:.3rem;background:{{ primary }};color:#fff;font-size:1rem;cursor:pointer}
+button.secondary{background:#666}.error{color:#b00020;font-weight:600}img.logo{max-height:3rem;display:block;margin-bottom:1rem}
+</style>
+</head>
+<body><main>
+{% if logo %}<img class="logo" src="{{ logo }}" alt="{{ brand }}">{% endif %}
+{% block content %}{% endblock %}
+</main></body></html>"#;
+
+const LOGIN: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.sign_in }}</h1>
+<p>{{ t.continue_to }} <strong>{{ client_name }}</strong></p>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="{{ action }}">
+<input type="hidden" name="interaction" value="{{ interaction }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label for="email">{{ t.email }}</label>
+<input id="email" name="email" type="email" autocomplete="username" required value="{{ email }}">
+<label for="password">{{ t.password }}</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">{{ t.sign_in }}</button>
+</form>
+{% endblock %}"#;
+
+const CONSENT: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.consent_title }}</h1>
+<p><strong>{{ client_name }}</strong> {{ t.consent_asks }}</p>
+<ul>{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>
+<form method="post" action="{{ action }}">
+<input type="hidden" name="interaction" value="{{ interaction }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<button type="submit" name="decision" value="allow">{{ t.allow }}</button>
+<button type="submit" name="decision" value="deny" class="secondary">{{ t.deny }}</button>
+</form>
+{% endblock %}"#;
+
+const ERROR: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.error_title }}</h1>
+<p class="error" role="alert">{{ message }}</p>
+<p><code>{{ code }}</code></p>
+{% endblock %}"#;
+
+const FORM_POST: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.redirecting }}</h1>
+<form method="post" action="{{ action }}">
+{% for name, value in fields %}<input type="hidden" name="{{ name }}" value="{{ value }}">
+{% endfor %}<button type="submit">{{ t.continue }}</button>
+</form>
+<script nonce="{{ script_nonce }}">document.forms[0].submit()</script>
+{% endblock %}"#;
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("layout.html", LAYOUT),
+        ("login.html", LOGIN),
+        ("consent.html", CONSENT),
+        ("error.html", ERROR),
+        ("form_post.html", FORM_POST),
+    ] {
+        env.add_template(name, source).expect("built-in templates parse");
+    }
+    env
+});
+
+/// The texts of the hosted pages in one language.
+#[derive(serde::Serialize)]
+struct Texts {
+    sign_in: &'static str,
+    continue_to: &'static str,
+    email: &'static str,
+    password: &'static str,
+    consent_title: &'static str,
+    consent_asks: &'static str,
+    allow: &'static str,
+    deny: &'static str,
+    error_title: &'static str,
+    redirecting: &'static str,
+    #[serde(rename = "continue")]
+    continue_: &'static str,
+    pub bad_credentials: &'static str,
+    pub expired: &'static str,
+}
+
+const EN: Texts = Texts {
+    sign_in: "Sign in",
+    continue_to: "to continue to",
+    email: "Email",
+    password: "Password",
+    consent_title: "Allow access?",
+    consent_asks: "asks for access to:",
+    allow: "Allow",
+    deny: "Deny",
+    error_title: "Something went wrong",
+    redirecting: "Returning to the application…",
+    continue_: "Continue",
+    bad_credentials: "The email or password is not correct.",
+    expired: "This sign-in page has expired or was opened in another browser. Start again from the application.",
+};
+
+const ES: Texts = Texts {
+    sign_in: "Iniciar sesión",
+    continue_to: "para continuar en",
+    email: "Correo electrónico",
+    password: "Contraseña",
+    consent_title: "¿Permitir el acceso?",
+    consent_asks: "solicita acceso a:",
+    allow: "Permitir",
+    deny: "Denegar",
+    error_title: "Algo salió mal",
+    redirecting: "Volviendo a la aplicación…",
+    continue_: "Continuar",
+    bad_credentials: "El correo electrónico o la contraseña no son correctos.",
+    expired: "Esta página de inicio de sesión ha caducado o se abrió en otro navegador. Vuelve a empezar desde la aplicación.",
+};
+
+fn texts(lang: Language) -> &'static Texts {
+    match lang {
+        Language::En => &EN,
+        Language::Es => &ES,
+    }
+}
+
+/// The message for wrong credentials, in `lang`.
+pub fn bad_credentials(lang: Language) -> &'static str {
+    texts(lang).bad_credentials
+}
+
+/// The message for an expired or foreign interaction, in `lang`.
+pub fn expired(lang: Language) -> &'static str {
+    texts(lang).expired
+}
+
+/// Picks the page language: the first of `ui_locales` we speak, else the tenant's.
+pub fn language(ui_locales: Option<&str>, tenant: Language) -> Language {
+    ui_locales
+        .unwrap_or("")
+        .split(' ')
+        .find_map(
+            |tag| match tag.split('-').next().unwrap_or("").to_ascii_lowercase().as_str() {
+                "es" => Some(Language::Es),
+                "en" => Some(Language::En),
+                _ => None,
+            },
+        )
+        .unwrap_or(tenant)
+}
+
+/// Branding and language shared by every page of one request.
+pub struct PageContext<'a> {
+    pub lang: Language,
+    pub branding: &'a Branding,
+    pub tenant_name: &'a str,
+}
+
+impl PageContext<'_> {
+    fn render(&self, template: &str, title: &str, extra: minijinja::Value, script_nonce: Option<&str>) -> Response {
+        let style_nonce = tenantry_crypto::random_token(16);
+        let t = texts(self.lang);
+        let page = TEMPLATES.get_template(template).and_then(|tpl| {
+            tpl.render(context! {
+                lang => match self.lang { Language::En => "en", Language::Es => "es" },
+                title => title,
+                brand => self.branding.name.as_deref().unwrap_or(self.tenant_name),
+                logo => self.branding.logo_url.as_deref(),
+                primary => self.branding.primary_color.as_deref().unwrap_or("#1a56db"),
+                background => self.branding.background_color.as_deref().unwrap_or("#f3f4f6"),
+                style_nonce => &style_nonce,
+                t => t,
+                ..extra
+            })
+        });
+        let html = match page {
+            Ok(html) => html,
+            Err(e) => {
+                tracing::error!(error = %e, template, "page rendering failed");
+                return crate::error::ApiError::internal().into_response();
+            }
+        };
+        let mut csp = format!(
+            "default-src 'none'; style-src 'nonce-{style_nonce}'; img-src https: data:; form-action *; frame-ancestors 'none'; base-uri 'none'"
+        );
+        if let Some(nonce) = script_nonce {
+            csp.push_str(&format!("; script-src 'nonce-{nonce}'"));
+        }
+        let mut response = Html(html).into_response();
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+        response
+    }
+
+    pub fn login(
+        &self,
+        client_name: &str,
+        action: &str,
+        interaction: &str,
+        csrf: &str,
+        email: &str,
+        error: Option<&str>,
+    ) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { client_name, action, interaction, csrf, email, error };
+        let mut response = self.render("login.html", t.sign_in, extra, None);
+        if error.is_some() {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        response
+    }
+
+    pub fn consent(
+        &self,
+        client_name: &str,
+        action: &str,
+        interaction: &str,
+        csrf: &str,
+        scopes: &[String],
+    ) -> Response {
+        let t = texts(self.lang);
+        self.render(
+            "consent.html",
+            t.consent_title,
+            context! { client_name, action, interaction, csrf, scopes },
+            None,
+        )
+    }
+
+    /// An error shown to the user (never redirected: the client or redirect URI is not
+    /// trusted, or the interaction is broken).
+    pub fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        let t = texts(self.lang);
+        let mut response = self.render("error.html", t.error_title, context! { code, message }, None);
+        *response.status_mut() = status;
+        response
+    }
+
+    /// OAuth 2.0 Form Post Response Mode: a self-submitting form to the redirect URI.
+    pub fn form_post(&self, action: &str, fields: &[(String, String)]) -> Response {
+        let t = texts(self.lang);
+        let nonce = tenantry_crypto::random_token(16);
+        let extra = context! { action, fields, script_nonce => &nonce };
+        self.render("form_post.html", t.redirecting, extra, Some(&nonce))
+    }
+}

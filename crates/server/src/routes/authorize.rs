@@ -1,0 +1,627 @@
+//! The authorization endpoint and the hosted login and consent steps (OIDC Core 3.1,
+//! RFC 6749 4.1, RFC 7636, RFC 9207).
+//!
+//! Errors found before the client and its redirect URI are trusted are shown on an error
+//! page, never redirected. Later errors go back to the redirect URI with `error`,
+//! `error_description`, `state` and `iss`. The validated request travels between the
+//! steps as a sealed, expiring "interaction" in a hidden field; every form also carries
+//! a CSRF token that must equal the tenant-scoped CSRF cookie.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_controlplane::model::{Client, ClientType, GrantType, Language};
+use tenantry_crypto::{SealContext, hash_token, random_token};
+use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User, UserStatus};
+use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository, UserRepository};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::pages::{self, PageContext};
+use crate::resolver::TenantContext;
+
+/// Name of the login session cookie (scoped to the tenant's path).
+pub const SESSION_COOKIE: &str = "tenantry_session";
+/// Name of the CSRF cookie (scoped to the tenant's path).
+pub const CSRF_COOKIE: &str = "tenantry_csrf";
+/// How long an interaction (authorize → login → consent) may take.
+const INTERACTION_TTL: Duration = Duration::minutes(15);
+/// Lifetime of an authorization code (RFC 6749 recommends at most 10 minutes).
+const CODE_TTL: Duration = Duration::seconds(60);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/authorize", get(authorize_get).post(authorize_post))
+        .route("/t/{slug}/login", post(login))
+        .route("/t/{slug}/consent", post(consent))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// A validated authorization request, sealed into the login and consent forms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Interaction {
+    client_id: String,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    response_mode: ResponseMode,
+    force_login: bool,
+    force_consent: bool,
+    max_age: Option<i64>,
+    login_hint: Option<String>,
+    lang: Language,
+    csrf: String,
+    expires_at: i64,
+}
+
+fn seal_context(ctx: &TenantContext) -> (String, &'static str) {
+    (ctx.entry.tenant.id.to_string(), "interaction")
+}
+
+fn seal(state: &AppState, ctx: &TenantContext, interaction: &Interaction) -> String {
+    let (owner, field) = seal_context(ctx);
+    let json = serde_json::to_string(interaction).expect("serializable");
+    state.secrets.seal(SealContext::new(&owner, field), &json)
+}
+
+fn unseal(state: &AppState, ctx: &TenantContext, sealed: &str) -> Option<Interaction> {
+    let (owner, field) = seal_context(ctx);
+    let json = state.secrets.open(SealContext::new(&owner, field), sealed).ok()?;
+    let interaction: Interaction = serde_json::from_str(&json).ok()?;
+    (interaction.expires_at > Utc::now().timestamp()).then_some(interaction)
+}
+
+fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
+    PageContext {
+        lang,
+        branding: &ctx.entry.tenant.settings.branding,
+        tenant_name: &ctx.entry.tenant.display_name,
+    }
+}
+
+/// Parameters of a request (query string or form), refusing repeated names.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(bytes: &[u8]) -> Result<Self, &'static str> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err("a parameter is repeated");
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+async fn authorize_get(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    authorize(ctx, state, headers, query.unwrap_or_default().as_bytes()).await
+}
+
+async fn authorize_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    authorize(ctx, state, headers, &body).await
+}
+
+/// Where an error goes once the client and redirect URI are trusted.
+struct Redirector<'a> {
+    ctx: &'a TenantContext,
+    redirect_uri: String,
+    state: Option<String>,
+    mode: ResponseMode,
+    lang: Language,
+}
+
+impl Redirector<'_> {
+    fn respond(&self, mut fields: Vec<(String, String)>) -> Response {
+        if let Some(state) = &self.state {
+            fields.push(("state".into(), state.clone()));
+        }
+        fields.push(("iss".into(), self.ctx.issuer.clone()));
+        match self.mode {
+            ResponseMode::FormPost => page_context(self.ctx, self.lang).form_post(&self.redirect_uri, &fields),
+            ResponseMode::Query => {
+                let mut url = match url::Url::parse(&self.redirect_uri) {
+                    Ok(url) => url,
+                    Err(_) => return ApiError::internal().into_response(),
+                };
+                url.query_pairs_mut().extend_pairs(fields.iter());
+                Redirect::to(url.as_str()).into_response()
+            }
+        }
+    }
+
+    fn error(&self, error: &str, description: &str) -> Response {
+        self.respond(vec![
+            ("error".into(), error.into()),
+            ("error_description".into(), description.into()),
+        ])
+    }
+}
+
+async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[u8]) -> Response {
+    let tenant_lang = ctx.entry.tenant.settings.language;
+    let early_error =
+        |code: &str, message: &str| page_context(&ctx, tenant_lang).error(StatusCode::BAD_REQUEST, code, message);
+    let params = match Params::parse(raw) {
+        Ok(p) => p,
+        Err(e) => return early_error("invalid_request", e),
+    };
+    let lang = pages::language(params.get("ui_locales"), tenant_lang);
+    let Some(client) = params.get("client_id").and_then(|id| ctx.entry.clients.get(id)) else {
+        return early_error("invalid_client", "unknown or missing client_id");
+    };
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return early_error("invalid_request", "redirect_uri is required");
+    };
+    // Exact string match against the registered list (RFC 9700 2.1).
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return early_error("invalid_request", "redirect_uri is not registered for this client");
+    }
+    let mode = match params.get("response_mode") {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => return early_error("invalid_request", "unsupported response_mode"),
+    };
+    let back = Redirector {
+        ctx: &ctx,
+        redirect_uri: redirect_uri.to_owned(),
+        state: params.get("state").map(str::to_owned),
+        mode,
+        lang,
+    };
+    if params.get("request").is_some() || params.get("request_uri").is_some() {
+        return back.error("request_not_supported", "request objects are not supported");
+    }
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => return back.error("unsupported_response_type", "only response_type=code is supported"),
+        None => return back.error("invalid_request", "response_type is required"),
+    }
+    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+        return back.error(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        );
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in params.get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        if !client.scopes.iter().any(|s| s == scope) {
+            return back.error(
+                "invalid_scope",
+                &format!("scope `{}` is not allowed", crate::error::printable(scope)),
+            );
+        }
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    // PKCE (RFC 7636, RFC 9700): S256 only; required for public clients.
+    let code_challenge = params.get("code_challenge").map(str::to_owned);
+    match (params.get("code_challenge_method"), &code_challenge) {
+        (Some("S256"), Some(c)) if is_pkce_value(c) => {}
+        (None, None) if client.client_type == ClientType::Confidential => {}
+        (None, None) => return back.error("invalid_request", "PKCE (code_challenge with S256) is required"),
+        (Some("plain"), _) | (None, Some(_)) => {
+            return back.error("invalid_request", "the plain PKCE method is not allowed; use S256");
+        }
+        _ => return back.error("invalid_request", "malformed PKCE parameters"),
+    }
+    let prompts: Vec<&str> = params
+        .get("prompt")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent"))
+        || (prompts.contains(&"none") && prompts.len() > 1)
+    {
+        return back.error("invalid_request", "invalid prompt value");
+    }
+    let max_age = match params.get("max_age").map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(v)) if v >= 0 => Some(v),
+        Some(_) => return back.error("invalid_request", "max_age must be a non-negative integer"),
+    };
+    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_else(|| random_token(32));
+    let interaction = Interaction {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scopes,
+        state: back.state.clone(),
+        nonce: params.get("nonce").map(str::to_owned),
+        code_challenge,
+        response_mode: mode,
+        force_login: prompts.contains(&"login"),
+        force_consent: prompts.contains(&"consent"),
+        max_age,
+        login_hint: params.get("login_hint").map(str::to_owned),
+        lang,
+        csrf: csrf.clone(),
+        expires_at: (Utc::now() + INTERACTION_TTL).timestamp(),
+    };
+
+    let session = match current_session(&ctx, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let now = Utc::now();
+    let usable = session.filter(|(s, _)| {
+        !interaction.force_login && max_age.is_none_or(|age| (now - s.auth_time).num_seconds() <= age)
+    });
+    let response = match usable {
+        Some((session, user)) => {
+            let mut interaction = interaction;
+            interaction.force_login = false;
+            continue_after_login(
+                &state,
+                &ctx,
+                client,
+                interaction,
+                &session,
+                &user,
+                prompts.contains(&"none"),
+            )
+            .await
+        }
+        None if prompts.contains(&"none") => back.error("login_required", "the user is not signed in"),
+        None => {
+            let sealed = seal(&state, &ctx, &interaction);
+            let email = interaction.login_hint.clone().unwrap_or_default();
+            page_context(&ctx, lang).login(&client.name, &action(&ctx, "login"), &sealed, &csrf, &email, None)
+        }
+    };
+    with_csrf_cookie(&state, &ctx, response, &csrf)
+}
+
+fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn action(ctx: &TenantContext, step: &str) -> String {
+    format!("{}/{step}", ctx.issuer)
+}
+
+/// A cookie value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a tenant-scoped cookie: HttpOnly, SameSite=Lax, Secure on https.
+pub fn cookie_header(state: &AppState, ctx: &TenantContext, name: &str, value: &str, max_age: Option<i64>) -> String {
+    let path = format!("/t/{}", ctx.slug());
+    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if state.public_url.scheme() == "https" {
+        cookie.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    cookie
+}
+
+fn with_csrf_cookie(state: &AppState, ctx: &TenantContext, mut response: Response, csrf: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&cookie_header(state, ctx, CSRF_COOKIE, csrf, None)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The request's live login session and its active user, if any.
+async fn current_session(ctx: &TenantContext, headers: &HeaderMap) -> Result<Option<(Session, User)>, ApiError> {
+    let Some(id) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let db = ctx.db().await?;
+    let Some(session) = db.active_session(&hash_token(&id), Utc::now()).await? else {
+        return Ok(None);
+    };
+    let user = db
+        .user_by_id(session.user_id, &ctx.custom_fields())
+        .await?
+        .filter(|u| u.status == UserStatus::Active);
+    Ok(user.map(|u| (session, u)))
+}
+
+/// After a login (or with a live session): consent if needed, then the code.
+async fn continue_after_login(
+    state: &AppState,
+    ctx: &TenantContext,
+    client: &Client,
+    interaction: Interaction,
+    session: &Session,
+    user: &User,
+    prompt_none: bool,
+) -> Response {
+    let back = Redirector {
+        ctx,
+        redirect_uri: interaction.redirect_uri.clone(),
+        state: interaction.state.clone(),
+        mode: interaction.response_mode,
+        lang: interaction.lang,
+    };
+    let policy = &ctx.entry.tenant.settings.consent;
+    let needs_consent = if client.first_party || !policy.required {
+        false
+    } else if interaction.force_consent {
+        true
+    } else {
+        let db = match ctx.db().await {
+            Ok(db) => db,
+            Err(e) => return e.into_response(),
+        };
+        match db.consent(user.id, &client.client_id, Utc::now()).await {
+            Ok(Some(c)) => !interaction.scopes.iter().all(|s| c.scopes.contains(s)),
+            Ok(None) => true,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    if needs_consent {
+        if prompt_none {
+            return back.error("consent_required", "the user has not consented to this client");
+        }
+        let sealed = seal(state, ctx, &interaction);
+        return page_context(ctx, interaction.lang).consent(
+            &client.name,
+            &action(ctx, "consent"),
+            &sealed,
+            &interaction.csrf,
+            &interaction.scopes,
+        );
+    }
+    issue_code(ctx, &back, &interaction, session, user).await
+}
+
+async fn issue_code(
+    ctx: &TenantContext,
+    back: &Redirector<'_>,
+    interaction: &Interaction,
+    session: &Session,
+    user: &User,
+) -> Response {
+    let code = random_token(32);
+    let now = Utc::now();
+    let record = AuthorizationCode {
+        code_hash: hash_token(&code),
+        client_id: interaction.client_id.clone(),
+        user_id: user.id,
+        session_id_hash: Some(session.id_hash.clone()),
+        redirect_uri: interaction.redirect_uri.clone(),
+        scope: interaction.scopes.join(" "),
+        nonce: interaction.nonce.clone(),
+        code_challenge: interaction.code_challenge.clone(),
+        code_challenge_method: interaction.code_challenge.as_ref().map(|_| "S256".to_owned()),
+        auth_time: session.auth_time,
+        acr: session.acr.clone(),
+        amr: session.amr.clone(),
+        created_at: now,
+        expires_at: now + CODE_TTL,
+        used_at: None,
+    };
+    let stored = match ctx.db().await {
+        Ok(db) => db.store_code(&record).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        return e.into_response();
+    }
+    back.respond(vec![("code".into(), code)])
+}
+
+#[derive(Deserialize)]
+struct StepForm {
+    interaction: String,
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    decision: String,
+}
+
+/// Opens a step's form: the interaction must unseal and not be expired, and the CSRF
+/// field must equal the CSRF cookie.
+fn open_step(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(StepForm, Interaction), Box<Response>> {
+    let lang = ctx.entry.tenant.settings.language;
+    let broken =
+        || Box::new(page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)));
+    let form: StepForm = serde_urlencoded_form(body).ok_or_else(broken)?;
+    let interaction = unseal(state, ctx, &form.interaction).ok_or_else(broken)?;
+    let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    if !tenantry_crypto::constant_time_eq(form.csrf.as_bytes(), interaction.csrf.as_bytes())
+        || !tenantry_crypto::constant_time_eq(cookie_csrf.as_bytes(), interaction.csrf.as_bytes())
+    {
+        return Err(broken());
+    }
+    Ok((form, interaction))
+}
+
+fn serde_urlencoded_form(body: &[u8]) -> Option<StepForm> {
+    let params = Params::parse(body).ok()?;
+    Some(StepForm {
+        interaction: params.get("interaction")?.to_owned(),
+        csrf: params.get("csrf")?.to_owned(),
+        email: params.get("email").unwrap_or("").to_owned(),
+        password: params.get("password").unwrap_or("").to_owned(),
+        decision: params.get("decision").unwrap_or("").to_owned(),
+    })
+}
+
+/// A PHC string of a password nobody has, verified when the email is unknown so both
+/// answers take the same time.
+static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+async fn login(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, interaction) = match open_step(&state, &ctx, &headers, &body) {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+        return page_context(&ctx, interaction.lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+    };
+    let db = match ctx.db().await {
+        Ok(db) => db,
+        Err(e) => return e.into_response(),
+    };
+    let user = match db.user_by_email(&form.email, &ctx.custom_fields()).await {
+        Ok(user) => user.filter(|u| u.status == UserStatus::Active),
+        // A malformed email is simply not a known user.
+        Err(tenantry_dataplane::DbError::Invalid(_)) => None,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let stored = match &user {
+        Some(u) => db.password(u.id).await.ok().flatten(),
+        None => None,
+    };
+    let phc = match stored {
+        Some(phc) => phc,
+        None => DUMMY_HASH
+            .get_or_init(|| async { crate::passwords::hash(random_token(32)).await.unwrap_or_default() })
+            .await
+            .clone(),
+    };
+    let valid = crate::passwords::verify(phc, form.password.clone()).await;
+    let user = match (valid, user) {
+        (true, Some(user)) => user,
+        _ => {
+            let sealed = seal(&state, &ctx, &interaction);
+            return page_context(&ctx, interaction.lang).login(
+                &client.name,
+                &action(&ctx, "login"),
+                &sealed,
+                &interaction.csrf,
+                &form.email,
+                Some(pages::bad_credentials(interaction.lang)),
+            );
+        }
+    };
+
+    let now = Utc::now();
+    let session_id = random_token(32);
+    let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
+    let session = Session {
+        id_hash: hash_token(&session_id),
+        user_id: user.id,
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: None,
+        ip: None,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::seconds(lifetime),
+        revoked_at: None,
+    };
+    if let Err(e) = db.create_session(&session).await {
+        return ApiError::from(e).into_response();
+    }
+    let mut response = continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await;
+    if let Ok(value) = HeaderValue::from_str(&cookie_header(
+        &state,
+        &ctx,
+        SESSION_COOKIE,
+        &session_id,
+        Some(lifetime),
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn consent(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, interaction) = match open_step(&state, &ctx, &headers, &body) {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let lang = interaction.lang;
+    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+        return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+    };
+    let back = Redirector {
+        ctx: &ctx,
+        redirect_uri: interaction.redirect_uri.clone(),
+        state: interaction.state.clone(),
+        mode: interaction.response_mode,
+        lang,
+    };
+    let (session, user) = match current_session(&ctx, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "login_required", pages::expired(lang));
+        }
+        Err(e) => return e.into_response(),
+    };
+    match form.decision.as_str() {
+        "allow" => {}
+        "deny" => return back.error("access_denied", "the user denied access"),
+        _ => return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)),
+    }
+    let remember = ctx.entry.tenant.settings.consent.remember_secs;
+    let now = Utc::now();
+    let grant = Consent {
+        user_id: user.id,
+        client_id: client.client_id.clone(),
+        scopes: interaction.scopes.clone(),
+        granted_at: now,
+        expires_at: (remember > 0).then(|| now + Duration::seconds(remember as i64)),
+        revoked_at: None,
+    };
+    let stored = match ctx.db().await {
+        Ok(db) => db.grant_consent(&grant).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        return e.into_response();
+    }
+    issue_code(&ctx, &back, &interaction, &session, &user).await
+}

@@ -1,0 +1,129 @@
+//! OpenID Connect Discovery 1.0 and RFC 8414 metadata of a tenant issuer. Every value
+//! states what this server does for this tenant: its endpoints, its key algorithms, its
+//! scopes (built-in and the tenant's own) and the claims they can release.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::resolver::TenantContext;
+
+/// Scopes every tenant has.
+pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
+
+/// Metadata below the issuer (`{issuer}/.well-known/...`); behind the issuer middleware.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/.well-known/openid-configuration", get(openid_configuration))
+        .route(
+            "/t/{slug}/.well-known/oauth-authorization-server",
+            get(openid_configuration),
+        )
+}
+
+/// RFC 8414 3.1 places the well-known segment before the issuer's path; these routes
+/// resolve the tenant themselves.
+pub fn root_router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server/t/{slug}",
+            get(oauth_metadata_by_path),
+        )
+        .route(
+            "/.well-known/openid-configuration/t/{slug}",
+            get(oauth_metadata_by_path),
+        )
+}
+
+async fn openid_configuration(ctx: TenantContext) -> Result<Response, ApiError> {
+    let mut response = Json(metadata(&ctx)?).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    Ok(response)
+}
+
+async fn oauth_metadata_by_path(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, ApiError> {
+    openid_configuration(state.resolver.resolve_slug(&slug)?).await
+}
+
+fn metadata(ctx: &TenantContext) -> Result<Value, ApiError> {
+    let iss = &ctx.issuer;
+    let algs: Vec<&str> = ctx.keys()?.algorithms().iter().map(|a| a.as_str()).collect();
+    let mut scopes: Vec<String> = BUILTIN_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    scopes.extend(
+        ctx.entry
+            .scopes
+            .keys()
+            .filter(|s| !scopes.contains(s))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut claims: Vec<String> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "sid",
+        "at_hash",
+        "name",
+        "given_name",
+        "family_name",
+        "preferred_username",
+        "picture",
+        "locale",
+        "updated_at",
+        "email",
+        "email_verified",
+        "phone_number",
+        "phone_number_verified",
+        "address",
+        "tid",
+    ]
+    .map(String::from)
+    .to_vec();
+    for field in &ctx.entry.tenant.settings.custom_fields {
+        if field.scope.is_some() && !claims.contains(&field.name) {
+            claims.push(field.name.clone());
+        }
+    }
+    let client_auth = ["client_secret_basic", "client_secret_post"];
+    Ok(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
+        "jwks_uri": format!("{iss}/jwks.json"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "scopes_supported": scopes,
+        "claims_supported": claims,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["en", "es"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    }))
+}

@@ -1,0 +1,369 @@
+//! The authorization code + PKCE flow driven by an independent OIDC client library (the
+//! `openidconnect` crate): discovery, login through the hosted form over HTTP, code
+//! exchange, ID token validation against the published JWKS, userinfo, refresh rotation
+//! and reuse detection. Negative cases follow RFC 9700.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{TestServer, start};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use reqwest::Method;
+use serde_json::json;
+
+const REDIRECT: &str = "http://localhost:3000/callback";
+
+/// The HTTP client handed to `openidconnect` (no redirects followed, as it requires).
+async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, std::io::Error> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(std::io::Error::other)?;
+    let (parts, body) = request.into_parts();
+    let response = client
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let bytes = response.bytes().await.map_err(std::io::Error::other)?;
+    builder.body(bytes.to_vec()).map_err(std::io::Error::other)
+}
+
+/// A minimal browser: keeps cookies, never follows redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> (u16, HashMap<String, String>, String) {
+        let mut request = self.http.request(method, url);
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", cookie);
+        }
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let mut headers = HashMap::new();
+        for (name, value) in response.headers() {
+            let value = value.to_str().unwrap().to_owned();
+            if name == "set-cookie" {
+                let pair = value.split(';').next().unwrap();
+                let (k, v) = pair.split_once('=').unwrap();
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+            headers.insert(name.as_str().to_owned(), value);
+        }
+        (status, headers, response.text().await.unwrap())
+    }
+}
+
+/// The value of a hidden input in a hosted page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end].replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn make_user(server: &TestServer, slug: &str) {
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/users"),
+            Some(json!({"email": "ada@example.com", "password": "correct horse battery", "given_name": "Ada", "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Logs in through the hosted form; answers the redirect location.
+async fn login(browser: &mut Browser, auth_url: &str, password: &str) -> (u16, String, String) {
+    let (status, _, page) = browser.send(Method::GET, auth_url, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<label for=\"password\">"), "a labelled password field");
+    let action = {
+        let marker = "action=\"";
+        let start = page.find(marker).unwrap() + marker.len();
+        page[start..start + page[start..].find('"').unwrap()].replace("&#x2f;", "/")
+    };
+    let interaction = hidden(&page, "interaction");
+    let csrf = hidden(&page, "csrf");
+    let form = [
+        ("interaction", interaction.as_str()),
+        ("csrf", csrf.as_str()),
+        ("email", "ada@example.com"),
+        ("password", password),
+    ];
+    let (status, headers, body) = browser.send(Method::POST, &action, Some(&form)).await;
+    (status, headers.get("location").cloned().unwrap_or_default(), body)
+}
+
+#[tokio::test]
+async fn code_flow_with_pkce_through_an_independent_oidc_client() {
+    let server = start().await;
+    make_user(&server, "local").await;
+    let issuer = IssuerUrl::new(format!("{}/t/local", server.base)).unwrap();
+    let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(metadata, ClientId::new("demo-spa".into()), None)
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, state, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    let mut browser = Browser::new();
+    // A wrong password shows the form again with an error, and no session.
+    let (status, _, page) = login(&mut browser, auth_url.as_str(), "wrong password!").await;
+    assert_eq!(status, 401);
+    assert!(page.contains("role=\"alert\""));
+    assert!(!browser.cookies.contains_key("tenantry_session"));
+
+    let (status, location, _) = login(&mut browser, auth_url.as_str(), "correct horse battery").await;
+    assert_eq!(status, 303, "a redirect to the client");
+    assert!(location.starts_with(REDIRECT));
+    assert_eq!(
+        query_param(&location, "state").as_deref(),
+        Some(state.secret().as_str())
+    );
+    assert_eq!(
+        query_param(&location, "iss").as_deref(),
+        Some(format!("{}/t/local", server.base).as_str())
+    );
+    let code = query_param(&location, "code").unwrap();
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().expect("an ID token for the openid scope");
+    let verifier = client.id_token_verifier();
+    let claims = id_token.claims(&verifier, &nonce).unwrap();
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
+    let expected_hash = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().unwrap(),
+        id_token.signing_key(&verifier).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims.access_token_hash(), Some(&expected_hash));
+
+    // The code is single use: a replay fails and revokes the refresh token it produced.
+    let refresh = tokens.refresh_token().expect("the demo client may refresh").clone();
+    let replay = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(openidconnect::PkceCodeVerifier::new("x".repeat(43)))
+        .request_async(&http)
+        .await;
+    assert!(replay.is_err());
+    let revoked = client
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .request_async(&http)
+        .await;
+    assert!(revoked.is_err(), "the replay revoked the code's refresh token");
+
+    let userinfo: CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()),
+        Some("Ada")
+    );
+
+    // A second authorization reuses the session (no login form), then refresh rotates.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let (status, headers, _) = browser.send(Method::GET, auth_url.as_str(), None).await;
+    assert_eq!(status, 303);
+    let code = query_param(&headers["location"], "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    tokens
+        .id_token()
+        .unwrap()
+        .claims(&client.id_token_verifier(), &nonce)
+        .unwrap();
+    let first: RefreshToken = tokens.refresh_token().unwrap().clone();
+    let rotated = client
+        .exchange_refresh_token(&first)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let second = rotated.refresh_token().unwrap().clone();
+    assert_ne!(first.secret(), second.secret());
+    // Reusing the rotated token revokes the family: the newer token dies with it.
+    assert!(
+        client
+            .exchange_refresh_token(&first)
+            .unwrap()
+            .request_async(&http)
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .exchange_refresh_token(&second)
+            .unwrap()
+            .request_async(&http)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn authorization_requests_that_must_fail() {
+    let server = start().await;
+    make_user(&server, "local").await;
+    let base = format!("{}/t/local/authorize", server.base);
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let mut browser = Browser::new();
+    let url = |extra: &str| {
+        format!(
+            "{base}?client_id=demo-spa&response_type=code&scope=openid&state=s1&code_challenge={challenge}&code_challenge_method=S256&redirect_uri={}{extra}",
+            urlencode(REDIRECT)
+        )
+    };
+
+    // Redirect URI mismatch or unknown client: an error page, never a redirect.
+    for bad in [
+        format!(
+            "{base}?client_id=demo-spa&response_type=code&redirect_uri={}",
+            urlencode("http://localhost:3000/callback/../evil")
+        ),
+        format!(
+            "{base}?client_id=demo-spa&response_type=code&redirect_uri={}",
+            urlencode("https://evil.example/cb")
+        ),
+        format!(
+            "{base}?client_id=ghost&response_type=code&redirect_uri={}",
+            urlencode(REDIRECT)
+        ),
+    ] {
+        let (status, headers, page) = browser.send(Method::GET, &bad, None).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(!headers.contains_key("location"));
+        assert!(page.contains("role=\"alert\""));
+    }
+
+    // Later errors go back to the client with state and iss.
+    let cases = [
+        (url("&prompt=none"), "login_required"),
+        (url("&scope=admin").replace("scope=openid&", ""), "invalid_scope"),
+        (
+            url("").replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            url("").replace(&format!("&code_challenge={challenge}&code_challenge_method=S256"), ""),
+            "invalid_request",
+        ),
+        (
+            url("").replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+    ];
+    for (request, error) in cases {
+        let (status, headers, _) = browser.send(Method::GET, &request, None).await;
+        assert_eq!(status, 303, "{request}");
+        let location = &headers["location"];
+        assert!(location.starts_with(REDIRECT), "{location}");
+        assert_eq!(query_param(location, "error").as_deref(), Some(error), "{request}");
+        assert_eq!(query_param(location, "state").as_deref(), Some("s1"));
+        assert!(query_param(location, "iss").is_some());
+    }
+
+    // The login form refuses a missing or wrong CSRF token and a forged interaction.
+    let (_, _, page) = browser.send(Method::GET, &url(""), None).await;
+    let interaction = hidden(&page, "interaction");
+    for (interaction, csrf) in [
+        (interaction.as_str(), "wrong"),
+        ("tsb1.forged.x", hidden(&page, "csrf").as_str()),
+    ] {
+        let form = [
+            ("interaction", interaction),
+            ("csrf", csrf),
+            ("email", "ada@example.com"),
+            ("password", "correct horse battery"),
+        ];
+        let (status, headers, _) = browser
+            .send(Method::POST, &format!("{}/t/local/login", server.base), Some(&form))
+            .await;
+        assert_eq!(status, 400);
+        assert!(!headers.contains_key("location"));
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
