@@ -300,6 +300,10 @@ pub struct Client {
     pub id_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_secs: Option<u64>,
+    /// OIDC Back-Channel Logout: where logout tokens are POSTed when a session of this
+    /// client ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
     /// Overrides the tenant's ID-token algorithm for this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<SigningAlg>,

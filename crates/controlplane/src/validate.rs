@@ -327,6 +327,12 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
     for (i, uri) in client.redirect_uris.iter().enumerate() {
         check_redirect_uri(&mut errors, &format!("redirect_uris[{i}]"), uri);
     }
+    if let Some(uri) = &client.backchannel_logout_uri {
+        check_http_url(&mut errors, "backchannel_logout_uri", uri);
+        if url::Url::parse(uri).is_ok_and(|u| u.fragment().is_some()) {
+            errors.push("backchannel_logout_uri", "must not contain a fragment");
+        }
+    }
     for (i, uri) in client.post_logout_redirect_uris.iter().enumerate() {
         check_redirect_uri(&mut errors, &format!("post_logout_redirect_uris[{i}]"), uri);
     }
@@ -485,6 +491,7 @@ mod tests {
             access_token_secs: None,
             id_token_secs: None,
             refresh_token_secs: None,
+            backchannel_logout_uri: None,
             id_token_signed_response_alg: None,
             access_token_signed_response_alg: None,
             first_party: false,

@@ -190,6 +190,8 @@ pub trait TokenRepository {
     async fn revoke_refresh_by_user(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError>;
     async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
 
+    /// The clients that received a code or refresh token from a login session.
+    async fn clients_of_session(&self, session_id_hash: &str) -> Result<Vec<String>, DbError>;
     /// Puts a JWT access token's `jti` on the deny-list until `expires_at` (idempotent).
     async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError>;
     /// Whether `jti` is on the deny-list.
@@ -422,6 +424,19 @@ impl TokenRepository for TenantDb {
         let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE origin_code_hash = ? AND revoked_at IS NULL");
         on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("code_replayed").bind(code_hash).execute(p).await.map(|r| r.rows_affected()))
             .map_err(query_err)
+    }
+
+    async fn clients_of_session(&self, session_id_hash: &str) -> Result<Vec<String>, DbError> {
+        let sql = self.sql(
+            "SELECT client_id FROM authorization_codes WHERE session_id_hash = ? \
+             UNION SELECT client_id FROM refresh_tokens WHERE session_id_hash = ?",
+        );
+        let rows: Vec<(String,)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(session_id_hash).bind(session_id_hash).fetch_all(p).await)
+                .map_err(query_err)?;
+        let mut clients: Vec<String> = rows.into_iter().map(|(c,)| c).collect();
+        clients.sort();
+        Ok(clients)
     }
 
     async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError> {

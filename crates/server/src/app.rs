@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::oauth::router())
         .merge(routes::authorize::router())
         .merge(routes::discovery::router())
+        .merge(routes::logout::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
         .route_layer(middleware::tenant_cors())

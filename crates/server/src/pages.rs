@@ -73,6 +73,19 @@ const FORM_POST: &str = r#"{% extends "layout.html" %}{% block content %}
 <script nonce="{{ script_nonce }}">document.forms[0].submit()</script>
 {% endblock %}"#;
 
+const LOGOUT_CONFIRM: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.logout_title }}</h1>
+<p>{{ t.logout_question }}</p>
+<form method="post" action="{{ action }}">
+{% for name, value in fields %}<input type="hidden" name="{{ name }}" value="{{ value }}">
+{% endfor %}<button type="submit">{{ t.logout_button }}</button>
+</form>
+{% endblock %}"#;
+
+const LOGGED_OUT: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.logged_out }}</h1>
+{% endblock %}"#;
+
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     for (name, source) in [
@@ -81,6 +94,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("consent.html", CONSENT),
         ("error.html", ERROR),
         ("form_post.html", FORM_POST),
+        ("logout_confirm.html", LOGOUT_CONFIRM),
+        ("logged_out.html", LOGGED_OUT),
     ] {
         env.add_template(name, source).expect("built-in templates parse");
     }
@@ -102,6 +117,10 @@ struct Texts {
     redirecting: &'static str,
     #[serde(rename = "continue")]
     continue_: &'static str,
+    logout_title: &'static str,
+    logout_question: &'static str,
+    logout_button: &'static str,
+    logged_out: &'static str,
     pub bad_credentials: &'static str,
     pub expired: &'static str,
 }
@@ -118,6 +137,10 @@ const EN: Texts = Texts {
     error_title: "Something went wrong",
     redirecting: "Returning to the application…",
     continue_: "Continue",
+    logout_title: "Sign out?",
+    logout_question: "Do you want to sign out of this account on this device?",
+    logout_button: "Sign out",
+    logged_out: "You are signed out.",
     bad_credentials: "The email or password is not correct.",
     expired: "This sign-in page has expired or was opened in another browser. Start again from the application.",
 };
@@ -134,6 +157,10 @@ const ES: Texts = Texts {
     error_title: "Algo salió mal",
     redirecting: "Volviendo a la aplicación…",
     continue_: "Continuar",
+    logout_title: "¿Cerrar sesión?",
+    logout_question: "¿Quieres cerrar la sesión de esta cuenta en este dispositivo?",
+    logout_button: "Cerrar sesión",
+    logged_out: "Has cerrado la sesión.",
     bad_credentials: "El correo electrónico o la contraseña no son correctos.",
     expired: "Esta página de inicio de sesión ha caducado o se abrió en otro navegador. Vuelve a empezar desde la aplicación.",
 };
@@ -256,6 +283,17 @@ impl PageContext<'_> {
         let mut response = self.render("error.html", t.error_title, context! { code, message }, None);
         *response.status_mut() = status;
         response
+    }
+
+    /// Asks the user to confirm a logout (the form repeats the request with a CSRF token).
+    pub fn logout_confirm(&self, action: &str, fields: &[(String, String)]) -> Response {
+        let t = texts(self.lang);
+        self.render("logout_confirm.html", t.logout_title, context! { action, fields }, None)
+    }
+
+    pub fn logged_out(&self) -> Response {
+        let t = texts(self.lang);
+        self.render("logged_out.html", t.logged_out, context! {}, None)
     }
 
     /// OAuth 2.0 Form Post Response Mode: a self-submitting form to the redirect URI.

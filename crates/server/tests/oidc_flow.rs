@@ -367,3 +367,180 @@ async fn authorization_requests_that_must_fail() {
 fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
+
+/// A relying party's back-channel logout endpoint: keeps every `logout_token` it receives.
+async fn logout_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let _ = tx.send(token);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_session_and_notifies_relying_parties() {
+    let server = start().await;
+    make_user(&server, "local").await;
+    let (backchannel, mut received) = logout_receiver().await;
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(json!({"client_id": "portal", "name": "Portal", "first_party": true,
+                "redirect_uris": ["https://portal.example/cb"],
+                "post_logout_redirect_uris": ["https://portal.example/bye"],
+                "backchannel_logout_uri": backchannel})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+
+    // Log in through portal (a confidential client; PKCE optional for it).
+    let mut browser = Browser::new();
+    let auth = format!(
+        "{}/t/local/authorize?client_id=portal&response_type=code&scope=openid&redirect_uri={}",
+        server.base,
+        urlencode("https://portal.example/cb")
+    );
+    let (status, location, _) = login(&mut browser, &auth, "correct horse battery").await;
+    assert_eq!(status, 303);
+    let code = query_param(&location, "code").unwrap();
+    let response = server
+        .http
+        .post(format!("{}/t/local/token", server.base))
+        .basic_auth("portal", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://portal.example/cb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let tokens: serde_json::Value = response.json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let id_claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&id_token)
+        .unwrap()
+        .claims;
+
+    // Open-redirect attempts end on our own page.
+    for uri in [
+        "https://evil.example/",
+        "https://portal.example/bye/../x",
+        "https://portal.example/bye?x=1",
+    ] {
+        let url = format!(
+            "{}/t/local/logout?id_token_hint={id_token}&post_logout_redirect_uri={}",
+            server.base,
+            urlencode(uri)
+        );
+        let (status, headers, _) = browser.send(Method::GET, &url, None).await;
+        assert_eq!(status, 400, "{uri}");
+        assert!(!headers.contains_key("location"));
+    }
+
+    let url = format!(
+        "{}/t/local/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye-1",
+        server.base,
+        urlencode("https://portal.example/bye")
+    );
+    let (status, headers, _) = browser.send(Method::GET, &url, None).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "https://portal.example/bye?state=bye-1");
+
+    // The session is over: prompt=none now needs a login, the refresh token is revoked.
+    let (status, headers, _) = browser.send(Method::GET, &format!("{auth}&prompt=none"), None).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        query_param(&headers["location"], "error").as_deref(),
+        Some("login_required")
+    );
+    let refreshed = server
+        .http
+        .post(format!("{}/t/local/token", server.base))
+        .basic_auth("portal", Some(&secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 400);
+
+    // The relying party received a logout token it can verify against the JWKS.
+    let logout_token = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+        .await
+        .expect("a back-channel logout within 10 s")
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&logout_token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let (set, _) = server.jwks("local").await;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["portal"]);
+    validation.set_issuer(&[format!("{}/t/local", server.base)]);
+    let jwk = set.find(header.kid.as_deref().unwrap()).unwrap();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &logout_token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sid"], id_claims["sid"]);
+    assert_eq!(claims["sub"], id_claims["sub"]);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_for_confirmation() {
+    let server = start().await;
+    make_user(&server, "local").await;
+    let mut browser = Browser::new();
+    let auth = format!(
+        "{}/t/local/authorize?client_id=demo-spa&response_type=code&scope=openid&redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&ui_locales=es",
+        server.base,
+        urlencode(REDIRECT)
+    );
+    let (status, _, _) = login(&mut browser, &auth, "correct horse battery").await;
+    assert_eq!(status, 303);
+    let (status, _, page) = browser
+        .send(
+            Method::GET,
+            &format!("{}/t/local/logout?ui_locales=es", server.base),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Cerrar sesión"), "{page}");
+    // A forged confirmation (no matching CSRF token) does not log out.
+    let forged = [("confirm", "yes"), ("csrf", "guess")];
+    let (_, _, again) = browser
+        .send(Method::POST, &format!("{}/t/local/logout", server.base), Some(&forged))
+        .await;
+    assert!(again.contains("csrf"), "still asking");
+    let csrf = hidden(&page, "csrf");
+    let form = [("ui_locales", "es"), ("csrf", csrf.as_str()), ("confirm", "yes")];
+    let (status, _, done) = browser
+        .send(Method::POST, &format!("{}/t/local/logout", server.base), Some(&form))
+        .await;
+    assert_eq!(status, 200);
+    assert!(done.contains("Has cerrado la sesión"), "{done}");
+    let (status, _, page) = browser.send(Method::GET, &auth, None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"password\""), "the login form again");
+}

@@ -63,6 +63,8 @@ struct ClientInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    backchannel_logout_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     id_token_signed_response_alg: Option<SigningAlg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     access_token_signed_response_alg: Option<SigningAlg>,
@@ -89,6 +91,7 @@ impl ClientInput {
             access_token_secs: c.access_token_secs,
             id_token_secs: c.id_token_secs,
             refresh_token_secs: c.refresh_token_secs,
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
             id_token_signed_response_alg: c.id_token_signed_response_alg,
             access_token_signed_response_alg: c.access_token_signed_response_alg,
             first_party: c.first_party,
@@ -121,6 +124,7 @@ impl ClientInput {
             access_token_secs: self.access_token_secs,
             id_token_secs: self.id_token_secs,
             refresh_token_secs: self.refresh_token_secs,
+            backchannel_logout_uri: self.backchannel_logout_uri,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             access_token_signed_response_alg: self.access_token_signed_response_alg,
             first_party: self.first_party,

@@ -8,5 +8,6 @@ pub mod api;
 pub mod authorize;
 pub mod discovery;
 pub mod issuer;
+pub mod logout;
 pub mod oauth;
 pub mod ops;
