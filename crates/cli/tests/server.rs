@@ -570,13 +570,27 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
     let key = std::fs::read_to_string(root.join("dev-master-key")).unwrap();
     let local_id = std::fs::read_to_string(root.join("tenants/local/tenant.json")).unwrap();
     assert!(server.stderr().contains("WARNING"), "the dev key is announced loudly");
+    let demo_line = server
+        .stdout_lines
+        .iter()
+        .find(|l| l.contains("demo user (password shown once): demo@example.com / "))
+        .expect("the demo user is announced with its password")
+        .clone();
+    let demo_password = demo_line.rsplit(" / ").next().unwrap().trim().to_owned();
+    let admin = Admin::of(&server);
+    let (_, users) = admin.send(Method::GET, "/v1/admin/tenants/local/users", None).await;
+    assert_eq!(users["users"][0]["email"], "demo@example.com");
+    assert!(!server.stderr().contains(&demo_password), "the password is not logged");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 
     let server = Server::start_dev(&root, &[]);
     assert_eq!(server.admin_token(), first_token);
     assert!(
-        !server.stdout_lines.iter().any(|l| l.contains(&first_token)),
+        !server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains(&first_token) || l.contains(&demo_password)),
         "not printed again"
     );
     assert_eq!(std::fs::read_to_string(root.join("dev-master-key")).unwrap(), key);

@@ -95,6 +95,34 @@ pub struct Installed {
     pub admin_token: Option<String>,
     pub default_tenant_created: bool,
     pub demo_client_created: bool,
+    /// The demo user's email and password (shown once), when `--dev` just made it.
+    pub demo_user: Option<(String, String)>,
+}
+
+/// Email of the demo user `--dev` creates in the default tenant.
+pub const DEMO_USER_EMAIL: &str = "demo@example.com";
+
+/// With `--dev`, when the demo client was just made, also makes the demo user with a
+/// random password (returned to be printed once). Needs the tenant database, so it runs
+/// after the server state exists.
+pub async fn ensure_demo_user(ctx: &crate::resolver::TenantContext) -> anyhow::Result<(String, String)> {
+    use tenantry_dataplane::UserRepository;
+    let password = random_token(12);
+    let db = ctx.db().await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let new = tenantry_dataplane::model::NewUser {
+        email: DEMO_USER_EMAIL.into(),
+        email_verified: true,
+        given_name: Some("Demo".into()),
+        family_name: Some("User".into()),
+        name: Some("Demo User".into()),
+        ..Default::default()
+    };
+    let user = db.create_user(new, &ctx.custom_fields()).await?;
+    let phc = crate::passwords::hash(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    db.set_password(user.id, &phc).await?;
+    Ok((DEMO_USER_EMAIL.into(), password))
 }
 
 /// Makes sure the installation has a first admin, the system issuer's keys and the

@@ -114,6 +114,16 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         keystore,
     };
     routes::ops::self_check_keys(&state);
+    let mut installed = installed;
+    if installed.demo_client_created
+        && let Some(slug) = &state.config.default_tenant
+    {
+        let ctx = state
+            .resolver
+            .resolve_slug(slug)
+            .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+        installed.demo_user = Some(bootstrap::ensure_demo_user(&ctx).await?);
+    }
     Ok(Prepared {
         state,
         listener,
@@ -163,6 +173,9 @@ fn print_banner(state: &AppState, installed: &bootstrap::Installed, dev: bool) {
                 "  demo public client: {} (authorization code + PKCE S256)",
                 bootstrap::DEMO_CLIENT_ID
             );
+            if let Some((email, password)) = &installed.demo_user {
+                println!("  demo user (password shown once): {email} / {password}");
+            }
         }
     }
 }

@@ -59,7 +59,14 @@ async fn admins_manage_users_with_hashed_passwords() {
         .await;
     assert_eq!(status, 400);
     let (_, list) = server.admin(Method::GET, API, None).await;
-    assert_eq!(list["users"].as_array().unwrap().len(), 1);
+    let emails: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 2, "the demo user and ada: {emails:?}");
+    assert!(!emails.contains(&"bob@example.com"));
 
     let (status, updated) = server
         .admin(

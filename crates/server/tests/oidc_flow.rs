@@ -544,3 +544,165 @@ async fn logout_without_a_hint_asks_for_confirmation() {
     assert_eq!(status, 200);
     assert!(page.contains("name=\"password\""), "the login form again");
 }
+
+#[tokio::test]
+async fn third_party_clients_need_consent_and_codes_stay_in_their_tenant() {
+    let server = start().await;
+    make_user(&server, "local").await;
+    // A tenant scope that releases a standard claim, and a third-party client that asks for it.
+    let (status, body) = server
+        .admin(
+            Method::PUT,
+            "/v1/admin/tenants/local/scopes/contact",
+            Some(json!({"description": "Contact details", "claims": ["email", "given_name"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server
+        .admin(
+            Method::PUT,
+            "/v1/admin/tenants/local/scopes/profile",
+            Some(json!({"claims": []})),
+        )
+        .await;
+    assert_eq!(status, 422, "built-in scopes cannot be redefined");
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(
+                json!({"client_id": "partner", "name": "Partner app", "redirect_uris": ["https://partner.example/cb"],
+                "scopes": ["openid", "contact"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let auth = format!(
+        "{}/t/local/authorize?client_id=partner&response_type=code&scope={}&state=st&redirect_uri={}",
+        server.base,
+        urlencode("openid contact"),
+        urlencode("https://partner.example/cb")
+    );
+
+    // First time: the consent page; denying goes back with access_denied.
+    let mut browser = Browser::new();
+    let (status, _, page) = {
+        let (status, location, page) = login(&mut browser, &auth, "correct horse battery").await;
+        assert!(location.is_empty());
+        (status, (), page)
+    };
+    assert_eq!(status, 200);
+    assert!(page.contains("Partner app") && page.contains("contact"), "{page}");
+    let interaction = hidden(&page, "interaction");
+    let csrf = hidden(&page, "csrf");
+    let consent_url = format!("{}/t/local/consent", server.base);
+    let deny = [
+        ("interaction", interaction.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "deny"),
+    ];
+    let (status, headers, _) = browser.send(Method::POST, &consent_url, Some(&deny)).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        query_param(&headers["location"], "error").as_deref(),
+        Some("access_denied")
+    );
+
+    // prompt=none cannot show the page: consent_required.
+    let (_, headers, _) = browser.send(Method::GET, &format!("{auth}&prompt=none"), None).await;
+    assert_eq!(
+        query_param(&headers["location"], "error").as_deref(),
+        Some("consent_required")
+    );
+
+    // Allowing issues a code; the consent is remembered next time.
+    let (_, _, page) = browser.send(Method::GET, &auth, None).await;
+    let allow = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf", hidden(&page, "csrf")),
+        ("decision", "allow".to_owned()),
+    ];
+    let allow: Vec<(&str, &str)> = allow.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, _) = browser.send(Method::POST, &consent_url, Some(&allow)).await;
+    assert_eq!(status, 303);
+    let code = query_param(&headers["location"], "code").unwrap();
+    let (status, headers, _) = browser.send(Method::GET, &auth, None).await;
+    assert_eq!(status, 303, "remembered consent: straight back with a code");
+    let second_code = query_param(&headers["location"], "code").unwrap();
+
+    // A code of tenant local is unknown at tenant beta, even for a client with the same id.
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "beta", "settings": {"user_db": {"driver": "sqlite"}}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, beta_client) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/beta/clients",
+            Some(json!({"client_id": "partner", "name": "Partner at beta", "redirect_uris": ["https://partner.example/cb"]})),
+        )
+        .await;
+    let beta_secret = beta_client["client_secret"].as_str().unwrap().to_owned();
+    let exchange = |slug: &str, secret: &str, code: &str| {
+        let url = format!("{}/t/{slug}/token", server.base);
+        let (secret, code) = (secret.to_owned(), code.to_owned());
+        let http = server.http.clone();
+        async move {
+            let response = http
+                .post(url)
+                .basic_auth("partner", Some(secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", "https://partner.example/cb"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = exchange("beta", &beta_secret, &code).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, tokens) = exchange("local", &secret, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(tokens["id_token"].as_str().unwrap())
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (id["email"].as_str(), id["given_name"].as_str()),
+        (Some("ada@example.com"), Some("Ada"))
+    );
+    assert!(id.get("family_name").is_none(), "only the claims the scope lists");
+    // Its refresh token is unknown at beta too.
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let response = server
+        .http
+        .post(format!("{}/t/beta/token", server.base))
+        .basic_auth("partner", Some(&beta_secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // And the redirect_uri must match the one of the request.
+    let response = server
+        .http
+        .post(format!("{}/t/local/token", server.base))
+        .basic_auth("partner", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", second_code.as_str()),
+            ("redirect_uri", "https://partner.example/other"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_clients;
 pub mod admin_keys;
+pub mod admin_scopes;
 pub mod admin_users;
 pub mod api;
 pub mod authorize;

@@ -1,0 +1,117 @@
+//! Admin endpoints for a tenant's own scopes: each names the claims it releases (standard
+//! claims or custom user fields). The built-in scopes cannot be redefined.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use tenantry_controlplane::Command;
+use tenantry_controlplane::model::Scope;
+use tenantry_controlplane::validate::validate_scope;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{AdminAuth, ApiJson};
+use crate::routes::discovery::BUILTIN_SCOPES;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants/{slug}/scopes", get(list_scopes))
+        .route(
+            "/v1/admin/tenants/{slug}/scopes/{name}",
+            get(show_scope).put(put_scope).delete(delete_scope),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeInput {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    claims: Vec<String>,
+}
+
+async fn list_scopes(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let scopes: Vec<&Scope> = ctx.entry.scopes.values().collect();
+    Ok(Json(serde_json::json!({ "builtin": BUILTIN_SCOPES, "scopes": scopes })))
+}
+
+async fn show_scope(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<Json<Scope>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    ctx.entry.scopes.get(&name).cloned().map(Json).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no scope `{}`", crate::error::printable(&name)),
+        )
+    })
+}
+
+/// Creates or replaces a scope.
+async fn put_scope(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, name)): Path<(String, String)>,
+    ApiJson(input): ApiJson<ScopeInput>,
+) -> Result<Json<Scope>, ApiError> {
+    state.resolver.resolve_slug(&slug)?;
+    if BUILTIN_SCOPES.contains(&name.as_str()) {
+        return Err(ApiError::field("name", "is a built-in scope"));
+    }
+    let scope = Scope {
+        name: name.clone(),
+        description: input.description,
+        claims: input.claims,
+    };
+    validate_scope(&scope).map_err(ApiError::validation)?;
+    state
+        .writer
+        .write(Command::PutScope {
+            slug: slug.clone(),
+            scope: scope.clone(),
+        })
+        .await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "put_scope",
+            Some(&slug),
+            serde_json::json!({ "scope": name }),
+        )
+        .await;
+    Ok(Json(scope))
+}
+
+async fn delete_scope(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .writer
+        .write(Command::DeleteScope {
+            slug: slug.clone(),
+            name: name.clone(),
+        })
+        .await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "delete_scope",
+            Some(&slug),
+            serde_json::json!({ "scope": name }),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
