@@ -196,6 +196,10 @@ pub struct OpenSpec {
 #[derive(Debug, Clone)]
 pub struct TenantDb {
     pool: Pool,
+    /// Serialises write transactions on SQLite, which allows one writer at a time: waiting
+    /// here is a cheap async wait, where a second writer inside SQLite would meet
+    /// `SQLITE_BUSY` and sleep in the busy handler.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl TenantDb {
@@ -258,7 +262,18 @@ impl TenantDb {
                 )
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: Default::default(),
+        })
+    }
+
+    /// Held for the length of a write transaction; only SQLite needs it.
+    pub async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.write_gate.lock().await),
+            _ => None,
+        }
     }
 
     pub fn pool(&self) -> &Pool {

@@ -350,6 +350,7 @@ impl TokenRepository for TenantDb {
             "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?"
         ));
         let insert = self.sql(INSERT_REFRESH);
+        let gate = self.write_gate().await;
         let outcome: Result<Rotation, DbError> = on_pool!(self, p => {
             let mut tx = p.begin().await.map_err(query_err)?;
             let spent = sqlx::query(spend).bind(now_us).bind(old_hash).bind(now_us).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
@@ -389,6 +390,7 @@ impl TokenRepository for TenantDb {
                 }
             }
         });
+        drop(gate);
         match outcome? {
             Rotation::ReuseDetected { family_id, .. } => {
                 let revoked = self.revoke_family(family_id, "reuse_detected", now).await?;
