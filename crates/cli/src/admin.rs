@@ -125,6 +125,49 @@ pub enum ClientCommand {
 }
 
 #[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user from a JSON file ("-" reads standard input): email, optional
+    /// password, profile fields, custom fields.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List users (50 per page; `--after` the last id of the previous page).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    Show {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Change the profile fields given in a JSON file.
+    Update {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Set a user's password, read from standard input (one line).
+    SetPassword {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Re-seal every secret under the current master key (after a key rotation).
     Reseal,
@@ -263,6 +306,38 @@ pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()>
             )
             .await?
         }
+    };
+    print(result)
+}
+
+pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let base = |tenant: &str| format!("/v1/admin/tenants/{}/users", seg(tenant));
+    let one = |tenant: &str, id: &str| format!("{}/{}", base(tenant), seg(id));
+    let result = match command {
+        UserCommand::Create { tenant, file } => api.call(Method::POST, &base(&tenant), Some(read_json(&file)?)).await?,
+        UserCommand::List { tenant, after } => {
+            let query = after.map(|a| format!("?after={}", seg(&a))).unwrap_or_default();
+            api.call(Method::GET, &format!("{}{query}", base(&tenant)), None)
+                .await?
+        }
+        UserCommand::Show { tenant, id } => api.call(Method::GET, &one(&tenant, &id), None).await?,
+        UserCommand::Update { tenant, id, file } => {
+            api.call(Method::PATCH, &one(&tenant, &id), Some(read_json(&file)?))
+                .await?
+        }
+        UserCommand::SetPassword { tenant, id } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            api.call(
+                Method::PUT,
+                &format!("{}/password", one(&tenant, &id)),
+                Some(json!({ "password": password })),
+            )
+            .await?
+        }
+        UserCommand::Delete { tenant, id } => api.call(Method::DELETE, &one(&tenant, &id), None).await?,
     };
     print(result)
 }

@@ -74,6 +74,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::ClientCommand,
     },
+    /// Manage a tenant's users through the admin API.
+    User {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
     /// Manage a tenant's signing keys through the admin API.
     Keys {
         #[command(flatten)]
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
             Command::Init { config } => init(config.overrides()),
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
+            Command::User { api, command } => admin::user(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
         }

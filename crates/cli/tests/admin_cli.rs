@@ -226,3 +226,57 @@ async fn client_cli_creates_shows_updates_rotates_and_deletes() {
     let (ok, _, err) = cli(&["client", "show", "--tenant", "local", "cron"]);
     assert!(!ok && err.contains("not_found"));
 }
+
+#[test]
+fn user_cli_creates_lists_sets_passwords_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev(&dir.path().join("root"), &[]);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = tenantry(dir.path())
+            .args(args)
+            .args(["--url", &server.base, "--token", &server.admin_token()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = dir.path().join("user.json");
+    std::fs::write(
+        &file,
+        r#"{"email": "grace@example.com", "password": "a long enough secret", "given_name": "Grace"}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        &["user", "create", "--tenant", "local", "--file", file.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, out, _) = run(&["user", "list", "--tenant", "local"], None);
+    assert!(ok && out.contains("grace@example.com"));
+    let (ok, _, err) = run(&["user", "set-password", "--tenant", "local", &id], Some("short\n"));
+    assert!(!ok && err.contains("validation_failed"), "{err}");
+    let (ok, _, err) = run(
+        &["user", "set-password", "--tenant", "local", &id],
+        Some("another long secret\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, _) = run(&["user", "delete", "--tenant", "local", &id], None);
+    assert!(ok);
+    let (ok, _, err) = run(&["user", "show", "--tenant", "local", &id], None);
+    assert!(!ok && err.contains("not_found"));
+}
