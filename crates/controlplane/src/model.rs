@@ -300,6 +300,9 @@ pub struct Client {
     pub id_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_secs: Option<u64>,
+    /// The client's public keys (a JWK Set) for `private_key_jwt` (RFC 7523).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
     /// OIDC Back-Channel Logout: where logout tokens are POSTed when a session of this
     /// client ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -327,6 +327,25 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
     for (i, uri) in client.redirect_uris.iter().enumerate() {
         check_redirect_uri(&mut errors, &format!("redirect_uris[{i}]"), uri);
     }
+    if client.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt {
+        let keys = client
+            .jwks
+            .as_ref()
+            .and_then(|j| j.get("keys"))
+            .and_then(|k| k.as_array());
+        if keys.is_none_or(|k| k.is_empty()) {
+            errors.push("jwks", "private_key_jwt needs a JWK Set with at least one public key");
+        }
+    }
+    if let Some(jwks) = &client.jwks {
+        let private = jwks
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .is_some_and(|keys| keys.iter().any(|k| k.get("d").is_some() || k.get("k").is_some()));
+        if private || !jwks.is_object() {
+            errors.push("jwks", "must be a JWK Set of public keys only");
+        }
+    }
     if let Some(uri) = &client.backchannel_logout_uri {
         check_http_url(&mut errors, "backchannel_logout_uri", uri);
         if url::Url::parse(uri).is_ok_and(|u| u.fragment().is_some()) {
@@ -491,6 +510,7 @@ mod tests {
             access_token_secs: None,
             id_token_secs: None,
             refresh_token_secs: None,
+            jwks: None,
             backchannel_logout_uri: None,
             id_token_signed_response_alg: None,
             access_token_signed_response_alg: None,

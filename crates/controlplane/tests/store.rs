@@ -274,6 +274,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                 access_token_secs: at,
                 id_token_secs: it,
                 refresh_token_secs: rt,
+                jwks: None,
                 backchannel_logout_uri: None,
                 id_token_signed_response_alg: id_alg,
                 access_token_signed_response_alg: access_alg,

@@ -192,6 +192,10 @@ pub trait TokenRepository {
 
     /// The clients that received a code or refresh token from a login session.
     async fn clients_of_session(&self, session_id_hash: &str) -> Result<Vec<String>, DbError>;
+    /// Records a client assertion's `jti` until `expires_at`; `false` when it was already
+    /// spent (a replay).
+    async fn spend_assertion_jti(&self, client_id: &str, jti: &str, expires_at: DateTime<Utc>)
+    -> Result<bool, DbError>;
     /// Puts a JWT access token's `jti` on the deny-list until `expires_at` (idempotent).
     async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError>;
     /// Whether `jti` is on the deny-list.
@@ -439,6 +443,26 @@ impl TokenRepository for TenantDb {
         let mut clients: Vec<String> = rows.into_iter().map(|(c,)| c).collect();
         clients.sort();
         Ok(clients)
+    }
+
+    async fn spend_assertion_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let sql = match self.dialect() {
+            crate::db::Dialect::MySql => {
+                "INSERT IGNORE INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?)"
+            }
+            _ => {
+                "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT (client_id, jti) DO NOTHING"
+            }
+        };
+        let sql = self.sql(sql);
+        let inserted = on_pool!(self, p => sqlx::query(sql).bind(client_id).bind(jti).bind(to_micros(expires_at)).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)?;
+        Ok(inserted == 1)
     }
 
     async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError> {

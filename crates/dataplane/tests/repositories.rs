@@ -344,6 +344,18 @@ async fn access_token_deny_list(fx: &Fixture) {
     assert_eq!(db.purge_denied_access_tokens(now).await.unwrap(), 1);
     assert!(db.access_token_denied("jti-1").await.unwrap());
     assert!(!db.access_token_denied("jti-2").await.unwrap());
+
+    // Client assertion jtis are single use per client.
+    let later = now + chrono::Duration::minutes(5);
+    assert!(db.spend_assertion_jti("client-a", "a-1", later).await.unwrap());
+    assert!(
+        !db.spend_assertion_jti("client-a", "a-1", later).await.unwrap(),
+        "replay"
+    );
+    assert!(
+        db.spend_assertion_jti("client-b", "a-1", later).await.unwrap(),
+        "another client's jti"
+    );
 }
 on_every_driver!(
     revoked_access_tokens_stay_denied_until_they_expire,

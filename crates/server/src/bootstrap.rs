@@ -235,6 +235,7 @@ fn demo_client() -> Client {
         access_token_secs: None,
         id_token_secs: None,
         refresh_token_secs: None,
+        jwks: None,
         backchannel_logout_uri: None,
         id_token_signed_response_alg: None,
         access_token_signed_response_alg: None,

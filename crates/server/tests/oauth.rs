@@ -419,3 +419,121 @@ async fn introspection_and_revocation() {
     let junk = [creds[0], creds[1], ("token", "no-such-token")];
     assert_eq!(post_form(&server, "local", "revoke", None, &junk).await.0, 200);
 }
+
+#[tokio::test]
+async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
+    use tenantry_controlplane::model::SigningAlg;
+    let server = start().await;
+    // The client's own key pair (made with our key code, used here only as the client's).
+    let sb = tenantry_crypto::SecretBox::new(tenantry_crypto::MasterKey::generate(), vec![]);
+    let now = chrono::Utc::now();
+    let key = tenantry_keys::generate_key(SigningAlg::Es256, &sb, "client", now).unwrap();
+    let ring = tenantry_controlplane::model::KeyRing {
+        keys: vec![key.clone()],
+    };
+    let client_keys = tenantry_keys::IssuerKeys::open(&ring, &sb, "client").unwrap();
+    let other_ring = tenantry_keys::generate_ring(&sb, "client", now).unwrap();
+    let other_keys = tenantry_keys::IssuerKeys::open(&other_ring, &sb, "client").unwrap();
+    let public: Value = serde_json::from_str(&key.public_jwk).unwrap();
+
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(
+                json!({"client_id": "signer", "name": "Signer", "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [public]}, "grant_types": ["client_credentials"], "scopes": ["a"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        created.get("client_secret").is_none(),
+        "no secret for a key-based client"
+    );
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(json!({"name": "Leaky", "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})),
+        )
+        .await;
+    assert_eq!(status, 422, "a JWK Set with private or symmetric keys is refused");
+
+    let token_url = format!("{}/t/local/token", server.base);
+    let assertion = |keys: &tenantry_keys::IssuerKeys, aud: &str, exp_in: i64, jti: Option<&str>| {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({"iss": "signer", "sub": "signer", "aud": aud, "iat": now, "exp": now + exp_in});
+        if let Some(jti) = jti {
+            claims["jti"] = json!(jti);
+        }
+        keys.sign(SigningAlg::Es256, "JWT", &claims).unwrap()
+    };
+    let call = |assertion: String| {
+        let url = token_url.clone();
+        let http = server.http.clone();
+        async move {
+            let response = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let good = assertion(&client_keys, &token_url, 60, Some("jti-1"));
+    let (status, body) = call(good.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let (status, body) = call(good).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "a replayed assertion"
+    );
+
+    let issuer = format!("{}/t/local", server.base);
+    let (status, _) = call(assertion(&client_keys, &issuer, 60, Some("jti-2"))).await;
+    assert_eq!(status, 200, "the issuer is an accepted audience too");
+    for (what, bad) in [
+        ("another key", assertion(&other_keys, &token_url, 60, Some("jti-3"))),
+        (
+            "another audience",
+            assertion(&client_keys, "https://elsewhere.example/token", 60, Some("jti-4")),
+        ),
+        (
+            "too long-lived",
+            assertion(&client_keys, &token_url, 3600, Some("jti-5")),
+        ),
+        ("expired", assertion(&client_keys, &token_url, -120, Some("jti-6"))),
+        ("no jti", assertion(&client_keys, &token_url, 60, None)),
+    ] {
+        let (status, body) = call(bad).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}"
+        );
+    }
+    // The key-based client cannot fall back to a secret.
+    let (status, _, _) = post_form(
+        &server,
+        "local",
+        "token",
+        Some(("signer", "guess")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+}

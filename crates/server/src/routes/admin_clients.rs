@@ -63,6 +63,8 @@ struct ClientInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwks: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     backchannel_logout_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id_token_signed_response_alg: Option<SigningAlg>,
@@ -91,6 +93,7 @@ impl ClientInput {
             access_token_secs: c.access_token_secs,
             id_token_secs: c.id_token_secs,
             refresh_token_secs: c.refresh_token_secs,
+            jwks: c.jwks.clone(),
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
             id_token_signed_response_alg: c.id_token_signed_response_alg,
             access_token_signed_response_alg: c.access_token_signed_response_alg,
@@ -124,6 +127,7 @@ impl ClientInput {
             access_token_secs: self.access_token_secs,
             id_token_secs: self.id_token_secs,
             refresh_token_secs: self.refresh_token_secs,
+            jwks: self.jwks,
             backchannel_logout_uri: self.backchannel_logout_uri,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             access_token_signed_response_alg: self.access_token_signed_response_alg,
@@ -159,7 +163,11 @@ fn view(client: &Client, secret: Option<String>) -> ClientView {
 
 /// Makes a secret for a confidential client that has none; returns it (once).
 fn ensure_secret(state: &AppState, ctx: &TenantContext, client: &mut Client) -> Result<Option<String>, ApiError> {
-    if client.client_type != ClientType::Confidential || client.secret_hash.is_some() {
+    let uses_secret = matches!(
+        client.token_endpoint_auth_method,
+        TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+    );
+    if client.client_type != ClientType::Confidential || client.secret_hash.is_some() || !uses_secret {
         return Ok(None);
     }
     let key = state.keystore.client_secret_key(&ctx.snapshot.system_secrets)?;

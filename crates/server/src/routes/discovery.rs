@@ -99,7 +99,7 @@ fn metadata(ctx: &TenantContext) -> Result<Value, ApiError> {
             claims.push(field.name.clone());
         }
     }
-    let client_auth = ["client_secret_basic", "client_secret_post"];
+    let client_auth = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
     Ok(json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
@@ -118,7 +118,8 @@ fn metadata(ctx: &TenantContext) -> Result<Value, ApiError> {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": client_auth,
         "revocation_endpoint_auth_methods_supported": client_auth,
         "code_challenge_methods_supported": ["S256"],

@@ -134,15 +134,31 @@ impl Form {
     }
 }
 
+/// `client_assertion_type` of RFC 7523 client authentication.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest lifetime accepted for a client assertion (its `jti` is kept that long).
+const MAX_ASSERTION_SECS: i64 = 600;
+
 /// Authenticates the client of a token, introspection or revocation request by the method
-/// it registered: `client_secret_basic`, `client_secret_post`, or `none` (public clients,
-/// which only identify themselves).
-pub fn authenticate_client<'a>(
+/// it registered: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, or
+/// `none` (public clients, which only identify themselves). `endpoint` names the endpoint
+/// called (`token`, `introspect`, `revoke`), an accepted assertion audience.
+pub async fn authenticate_client<'a>(
     state: &AppState,
     ctx: &'a TenantContext,
     headers: &HeaderMap,
     form: &Form,
+    endpoint: &str,
 ) -> Result<&'a Client, OAuthError> {
+    if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
+        if headers.contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some() {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "use one client authentication method only",
+            ));
+        }
+        return assertion_client(ctx, form, endpoint).await;
+    }
     let basic = basic_credentials(headers)?;
     let post_secret = form.get("client_secret");
     let (client_id, secret, method) = match (&basic, post_secret) {
@@ -180,7 +196,11 @@ pub fn authenticate_client<'a>(
         e
     };
     let key = state.keystore.client_secret_key(&ctx.snapshot.system_secrets)?;
-    let client = ctx.entry.clients.get(client_id);
+    let client = ctx
+        .entry
+        .clients
+        .get(client_id)
+        .filter(|c| c.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt);
     let Some(client) = client else {
         // Spend the same work as a real check, so unknown ids are not told apart by time.
         let _ = tenantry_crypto::verify_keyed_digest(&key, secret.unwrap_or(""), "");
@@ -194,6 +214,82 @@ pub fn authenticate_client<'a>(
         (Some(secret), Some(digest)) if tenantry_crypto::verify_keyed_digest(&key, secret, digest) => Ok(client),
         _ => Err(failed("client authentication failed")),
     }
+}
+
+/// RFC 7523 `private_key_jwt`: a JWT signed with one of the client's registered keys,
+/// `iss` = `sub` = client id, audience this issuer or the endpoint, single-use `jti`.
+async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form, endpoint: &str) -> Result<&'a Client, OAuthError> {
+    let failed = |why: &str| OAuthError::new("invalid_client", format!("client assertion refused: {why}"));
+    if form.get("client_assertion_type") != Some(JWT_BEARER) {
+        return Err(OAuthError::new("invalid_request", "unsupported client_assertion_type"));
+    }
+    let assertion = form.require("client_assertion")?;
+    let unverified =
+        jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(assertion).map_err(|_| failed("malformed"))?;
+    let client_id = unverified.claims["iss"].as_str().ok_or_else(|| failed("no iss"))?;
+    if form.get("client_id").is_some_and(|id| id != client_id) {
+        return Err(failed("client_id does not match the assertion"));
+    }
+    let client = ctx
+        .entry
+        .clients
+        .get(client_id)
+        .filter(|c| c.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt)
+        .ok_or_else(|| failed("unknown client or not registered for private_key_jwt"))?;
+    let set: jsonwebtoken::jwk::JwkSet = client
+        .jwks
+        .clone()
+        .and_then(|j| serde_json::from_value(j).ok())
+        .ok_or_else(|| failed("the client has no usable keys"))?;
+    let header = &unverified.header;
+    let jwk = match &header.kid {
+        Some(kid) => set.find(kid),
+        None if set.keys.len() == 1 => set.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| failed("no registered key matches"))?;
+    // Only the asymmetric algorithms we sign with; the key decides the family.
+    let allowed = [
+        jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::Algorithm::ES256,
+        jsonwebtoken::Algorithm::EdDSA,
+    ];
+    if !allowed.contains(&header.alg) {
+        return Err(failed("algorithm not allowed"));
+    }
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| failed("unusable key"))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.leeway = 30;
+    validation.set_issuer(&[client_id]);
+    validation.sub = Some(client_id.to_owned());
+    validation.set_audience(&[
+        ctx.issuer.clone(),
+        format!("{}/{endpoint}", ctx.issuer),
+        format!("{}/token", ctx.issuer),
+    ]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation)
+        .map_err(|e| failed(&format!("{:?}", e.kind())))?
+        .claims;
+    let exp = claims["exp"].as_i64().ok_or_else(|| failed("exp"))?;
+    if exp - Utc::now().timestamp() > MAX_ASSERTION_SECS {
+        return Err(failed("the assertion lives too long"));
+    }
+    let jti = claims["jti"]
+        .as_str()
+        .filter(|j| !j.is_empty() && j.len() <= 255)
+        .ok_or_else(|| failed("no jti"))?;
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_else(Utc::now);
+    let fresh = ctx
+        .db()
+        .await?
+        .spend_assertion_jti(&client.client_id, jti, expires_at)
+        .await
+        .map_err(ApiError::from)?;
+    if !fresh {
+        return Err(failed("the assertion was already used"));
+    }
+    Ok(client)
 }
 
 /// `Authorization: Basic` credentials: base64 of form-urlencoded id `:` secret (RFC 6749
@@ -244,7 +340,7 @@ async fn token(
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &body)?;
     let grant_type = form.require("grant_type")?;
-    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    let client = authenticate_client(&state, &ctx, &headers, &form, "token").await?;
     match grant_type {
         "client_credentials" => client_credentials(&ctx, client, &form),
         "authorization_code" => authorization_code(&ctx, client, &form).await,
@@ -617,7 +713,7 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &body)?;
-    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    let client = authenticate_client(&state, &ctx, &headers, &form, "introspect").await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             "invalid_client",
@@ -675,7 +771,7 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &body)?;
-    let client = authenticate_client(&state, &ctx, &headers, &form)?;
+    let client = authenticate_client(&state, &ctx, &headers, &form, "revoke").await?;
     let token = form.require("token")?;
     let ok = || StatusCode::OK.into_response();
     if token.matches('.').count() == 2 {

@@ -1,0 +1,9 @@
+-- jti values of spent private_key_jwt client assertions (RFC 7523 replay protection),
+-- kept until the assertion expires.
+CREATE TABLE client_assertion_jtis (
+    client_id TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX client_assertion_jtis_expiry ON client_assertion_jtis (expires_at);
