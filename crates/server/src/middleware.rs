@@ -150,12 +150,14 @@ pub fn tenant_cors() -> CorsLayer {
                 return false;
             };
             let Ok(origin) = origin.to_str() else { return false };
-            ctx.entry
-                .tenant
-                .settings
-                .cors_allowed_origins
-                .iter()
-                .any(|o| o == origin)
+            // The tenant's own list, plus each client's web origins (so a registered SPA
+            // can call the token and userinfo endpoints from the browser).
+            let entry = &ctx.entry;
+            entry.tenant.settings.cors_allowed_origins.iter().any(|o| o == origin)
+                || entry
+                    .clients
+                    .values()
+                    .any(|c| c.allowed_origins.iter().any(|o| o == origin))
         }))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([

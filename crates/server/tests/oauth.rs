@@ -537,3 +537,28 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
     .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn a_registered_spa_origin_may_call_the_token_endpoint_from_the_browser() {
+    let server = start().await;
+    let preflight = |origin: &'static str| {
+        let url = format!("{}/t/local/token", server.base);
+        let http = server.http.clone();
+        async move {
+            http.request(Method::OPTIONS, url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // demo-spa registers http://localhost:3000 as a web origin.
+    let allowed = preflight("http://localhost:3000").await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let refused = preflight("https://evil.example").await;
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+}
