@@ -14,6 +14,7 @@ pub mod key_rotation;
 pub mod keystore;
 pub mod middleware;
 pub mod pages;
+pub mod params;
 pub mod passwords;
 pub mod resolver;
 pub mod routes;

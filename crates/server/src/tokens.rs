@@ -66,6 +66,16 @@ pub fn longest_jwt_secs(entry: &TenantEntry) -> u64 {
         .unwrap_or(0)
 }
 
+/// The public session identifier (`sid` of ID, access and logout tokens), derived from
+/// the session's stored hash — never the cookie value itself.
+pub fn sid(session_id_hash: &str) -> String {
+    tenantry_crypto::hash_token(session_id_hash)
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(32)
+        .collect()
+}
+
 /// What an access token is issued for.
 #[derive(Debug, Clone)]
 pub struct AccessGrant<'a> {

@@ -23,6 +23,7 @@ use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository, 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::pages::{self, PageContext};
+use crate::params::Params;
 use crate::resolver::TenantContext;
 
 /// Name of the login session cookie (scoped to the tenant's path).
@@ -92,29 +93,6 @@ fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
     }
 }
 
-/// Parameters of a request (query string or form), refusing repeated names.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(bytes: &[u8]) -> Result<Self, &'static str> {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err("a parameter is repeated");
-            }
-        }
-        Ok(Self(pairs))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-}
-
 async fn authorize_get(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -173,9 +151,9 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
     let tenant_lang = ctx.entry.tenant.settings.language;
     let early_error =
         |code: &str, message: &str| page_context(&ctx, tenant_lang).error(StatusCode::BAD_REQUEST, code, message);
-    let params = match Params::parse(raw) {
+    let params = match Params::parse(raw, &[]) {
         Ok(p) => p,
-        Err(e) => return early_error("invalid_request", e),
+        Err(_) => return early_error("invalid_request", "a parameter is repeated"),
     };
     let lang = pages::language(params.get("ui_locales"), tenant_lang);
     let Some(client) = params.get("client_id").and_then(|id| ctx.entry.clients.get(id)) else {
@@ -472,7 +450,7 @@ fn open_step(
     let lang = ctx.entry.tenant.settings.language;
     let broken =
         || Box::new(page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)));
-    let form: StepForm = serde_urlencoded_form(body).ok_or_else(broken)?;
+    let form: StepForm = step_form(body).ok_or_else(broken)?;
     let interaction = unseal(state, ctx, &form.interaction).ok_or_else(broken)?;
     let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     if !tenantry_crypto::constant_time_eq(form.csrf.as_bytes(), interaction.csrf.as_bytes())
@@ -483,8 +461,8 @@ fn open_step(
     Ok((form, interaction))
 }
 
-fn serde_urlencoded_form(body: &[u8]) -> Option<StepForm> {
-    let params = Params::parse(body).ok()?;
+fn step_form(body: &[u8]) -> Option<StepForm> {
+    let params = Params::parse(body, &[]).ok()?;
     Some(StepForm {
         interaction: params.get("interaction")?.to_owned(),
         csrf: params.get("csrf")?.to_owned(),

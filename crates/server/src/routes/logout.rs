@@ -26,6 +26,7 @@ use tenantry_keys::{Expect, TokenType};
 
 use crate::app::AppState;
 use crate::pages::{self, PageContext};
+use crate::params::Params;
 use crate::resolver::TenantContext;
 use crate::routes::authorize::{CSRF_COOKIE, SESSION_COOKIE, cookie, cookie_header};
 
@@ -49,23 +50,6 @@ async fn logout_post(ctx: TenantContext, State(state): State<AppState>, headers:
     logout(ctx, state, headers, &body).await
 }
 
-fn params(raw: &[u8]) -> Option<Vec<(String, String)>> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw).into_owned().collect();
-    let unique = pairs
-        .iter()
-        .enumerate()
-        .all(|(i, (n, _))| !pairs[..i].iter().any(|(m, _)| m == n));
-    unique.then_some(pairs)
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
 async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[u8]) -> Response {
     let lang = pages::language(None, ctx.entry.tenant.settings.language);
     let page = |lang| PageContext {
@@ -73,13 +57,13 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
         branding: &ctx.entry.tenant.settings.branding,
         tenant_name: &ctx.entry.tenant.display_name,
     };
-    let Some(params) = params(raw) else {
+    let Ok(params) = Params::parse(raw, &[]) else {
         return page(lang).error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated");
     };
-    let lang = pages::language(param(&params, "ui_locales"), ctx.entry.tenant.settings.language);
+    let lang = pages::language(params.get("ui_locales"), ctx.entry.tenant.settings.language);
 
     // The id_token_hint may be expired (OIDC RP-Initiated Logout 2), never forged or foreign.
-    let hint = match param(&params, "id_token_hint") {
+    let hint = match params.get("id_token_hint") {
         None => None,
         Some(token) => {
             let keys = match ctx.keys() {
@@ -108,7 +92,8 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             Audience::Many(many) => many,
         })
         .unwrap_or_default();
-    let client_id = param(&params, "client_id")
+    let client_id = params
+        .get("client_id")
         .map(str::to_owned)
         .or_else(|| hint_aud.first().cloned());
     if let (Some(id), false) = (&client_id, hint_aud.is_empty())
@@ -121,7 +106,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
         );
     }
     let client = client_id.as_deref().and_then(|id| ctx.entry.clients.get(id));
-    let redirect = match param(&params, "post_logout_redirect_uri") {
+    let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => match client {
             Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri.to_owned()),
@@ -134,7 +119,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             }
         },
     };
-    let logout_state = param(&params, "state").map(str::to_owned);
+    let logout_state = params.get("state").map(str::to_owned);
 
     let session_id = cookie(&headers, SESSION_COOKIE);
     let db = match ctx.db().await {
@@ -156,19 +141,20 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             claims["sub"] == json!(s.user_id.to_string())
                 && claims
                     .get("sid")
-                    .is_none_or(|sid| *sid == json!(crate::routes::oauth::sid(&s.id_hash)))
+                    .is_none_or(|sid| *sid == json!(crate::tokens::sid(&s.id_hash)))
         }
         _ => false,
     };
     let csrf_cookie = cookie(&headers, CSRF_COOKIE);
-    let confirmed = param(&params, "confirm") == Some("yes")
+    let confirmed = params.get("confirm") == Some("yes")
         && csrf_cookie
             .as_deref()
-            .zip(param(&params, "csrf"))
+            .zip(params.get("csrf"))
             .is_some_and(|(a, b)| tenantry_crypto::constant_time_eq(a.as_bytes(), b.as_bytes()));
     if session.is_some() && !hint_matches && !confirmed {
         let csrf = csrf_cookie.unwrap_or_else(|| random_token(32));
         let mut fields: Vec<(String, String)> = params
+            .pairs()
             .iter()
             .filter(|(n, _)| n != "confirm" && n != "csrf")
             .cloned()
@@ -201,7 +187,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             &ctx,
             &targets,
             &session.user_id.to_string(),
-            &crate::routes::oauth::sid(&session.id_hash),
+            &crate::tokens::sid(&session.id_hash),
         );
     }
 

@@ -24,6 +24,7 @@ use tenantry_keys::{Expect, TokenType};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::params::Params;
 use crate::resolver::{Capability, TenantContext};
 use crate::tokens::{self, AccessGrant};
 
@@ -86,52 +87,34 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// A form body (`application/x-www-form-urlencoded`). A parameter sent twice is an error
-/// (RFC 6749 3.1 / 3.2), except those allowed to repeat (`resource`).
-pub struct Form {
-    pairs: Vec<(String, String)>,
+/// The parameters of an OAuth endpoint: a form body (`application/x-www-form-urlencoded`)
+/// where only `resource` (RFC 8707) may repeat.
+pub type Form = Params;
+
+/// Reads the form body of a token, introspection or revocation request.
+pub fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    Params::parse(body, &["resource"]).map_err(|name| {
+        OAuthError::new(
+            "invalid_request",
+            format!("`{}` is repeated", crate::error::printable(&name)),
+        )
+    })
 }
 
-impl Form {
-    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
-        if !is_form {
-            return Err(OAuthError::new(
-                "invalid_request",
-                "send the parameters as application/x-www-form-urlencoded",
-            ));
-        }
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if name != "resource" && pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(OAuthError::new("invalid_request", format!("`{name}` is repeated")));
-            }
-        }
-        Ok(Self { pairs })
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::new("invalid_request", format!("`{name}` is required")))
-    }
+/// A required parameter, or `invalid_request`.
+fn require<'a>(form: &'a Form, name: &str) -> Result<&'a str, OAuthError> {
+    form.get(name)
+        .ok_or_else(|| OAuthError::new("invalid_request", format!("`{name}` is required")))
 }
 
 /// `client_assertion_type` of RFC 7523 client authentication.
@@ -182,11 +165,11 @@ pub async fn authenticate_client<'a>(
             )
         }
         (None, Some(secret)) => (
-            form.require("client_id")?,
+            require(form, "client_id")?,
             Some(secret),
             TokenEndpointAuthMethod::ClientSecretPost,
         ),
-        (None, None) => (form.require("client_id")?, None, TokenEndpointAuthMethod::None),
+        (None, None) => (require(form, "client_id")?, None, TokenEndpointAuthMethod::None),
     };
     let failed = |description: &str| {
         let mut e = OAuthError::new("invalid_client", description.to_owned());
@@ -223,7 +206,7 @@ async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form, endpoint: &st
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(OAuthError::new("invalid_request", "unsupported client_assertion_type"));
     }
-    let assertion = form.require("client_assertion")?;
+    let assertion = require(form, "client_assertion")?;
     let unverified =
         jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(assertion).map_err(|_| failed("malformed"))?;
     let client_id = unverified.claims["iss"].as_str().ok_or_else(|| failed("no iss"))?;
@@ -338,8 +321,8 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let form = Form::parse(&headers, &body)?;
-    let grant_type = form.require("grant_type")?;
+    let form = form_body(&headers, &body)?;
+    let grant_type = require(&form, "grant_type")?;
     let client = authenticate_client(&state, &ctx, &headers, &form, "token").await?;
     match grant_type {
         "client_credentials" => client_credentials(&ctx, client, &form),
@@ -472,16 +455,6 @@ struct UserTokens<'a> {
     refresh_token: Option<String>,
 }
 
-/// A public session identifier derived from the session's stored hash (never the
-/// cookie value itself).
-pub fn sid(session_id_hash: &str) -> String {
-    tenantry_crypto::hash_token(session_id_hash)
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(32)
-        .collect()
-}
-
 async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Response, OAuthError> {
     let db = ctx.db().await?;
     let user = db
@@ -491,7 +464,7 @@ async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<R
         .filter(|u| u.status == tenantry_dataplane::model::UserStatus::Active)
         .ok_or_else(|| invalid_grant("the user no longer exists or is disabled"))?;
     let subject = user.id.to_string();
-    let sid = t.session_id_hash.map(sid);
+    let sid = t.session_id_hash.map(tokens::sid);
     let now = Utc::now();
     let grant = AccessGrant {
         client: t.client,
@@ -548,7 +521,7 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
             "this client may not use authorization codes",
         ));
     }
-    let code = form.require("code")?;
+    let code = require(form, "code")?;
     let code_hash = tenantry_crypto::hash_token(code);
     let db = ctx.db().await?;
     let now = Utc::now();
@@ -627,7 +600,7 @@ async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Res
             "this client may not use refresh tokens",
         ));
     }
-    let presented = form.require("refresh_token")?;
+    let presented = require(form, "refresh_token")?;
     let old_hash = tenantry_crypto::hash_token(presented);
     let db = ctx.db().await?;
     let old = db
@@ -712,7 +685,7 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let form = Form::parse(&headers, &body)?;
+    let form = form_body(&headers, &body)?;
     let client = authenticate_client(&state, &ctx, &headers, &form, "introspect").await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
@@ -720,7 +693,7 @@ async fn introspect(
             "introspection needs an authenticated client",
         ));
     }
-    let token = form.require("token")?;
+    let token = require(&form, "token")?;
     let inactive = || no_store(json!({"active": false}));
     if token.matches('.').count() == 2 {
         return Ok(match tokens::verify_access_token(&ctx, token).await {
@@ -770,9 +743,9 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let form = Form::parse(&headers, &body)?;
+    let form = form_body(&headers, &body)?;
     let client = authenticate_client(&state, &ctx, &headers, &form, "revoke").await?;
-    let token = form.require("token")?;
+    let token = require(&form, "token")?;
     let ok = || StatusCode::OK.into_response();
     if token.matches('.').count() == 2 {
         let keys = ctx.keys()?;
