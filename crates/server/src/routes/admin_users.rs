@@ -166,28 +166,13 @@ async fn show_user(
     Ok(Json(view(&ctx, user).await?))
 }
 
+/// A profile change (any of `ProfileUpdate`'s fields) and optional custom field values.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateUser {
     #[serde(flatten)]
-    profile: ProfileFields,
+    profile: ProfileUpdate,
     #[serde(default)]
     custom: Option<BTreeMap<String, Value>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProfileFields {
-    email: Option<String>,
-    email_verified: Option<bool>,
-    username: Option<String>,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    name: Option<String>,
-    picture: Option<String>,
-    locale: Option<String>,
-    phone_number: Option<String>,
-    phone_number_verified: Option<bool>,
-    metadata: Option<Value>,
 }
 
 /// Changes the fields present in the body (absent fields stay as they are).
@@ -200,21 +185,7 @@ async fn update_user(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
-    let p = body.profile;
-    let update = ProfileUpdate {
-        email: p.email,
-        email_verified: p.email_verified,
-        username: p.username,
-        given_name: p.given_name,
-        family_name: p.family_name,
-        name: p.name,
-        picture: p.picture,
-        locale: p.locale,
-        phone_number: p.phone_number,
-        phone_number_verified: p.phone_number_verified,
-        metadata: p.metadata,
-    };
-    db.update_profile(user.id, update).await?;
+    db.update_profile(user.id, body.profile).await?;
     if let Some(custom) = &body.custom {
         db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;
     }
