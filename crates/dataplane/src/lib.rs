@@ -28,5 +28,5 @@ pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::GlobalDb;
 pub use manager::{ManagerConfig, TenantDbManager};
 pub use mfa::{EmailTokenRepository, MfaRepository};
-pub use sessions::{ConsentRepository, NewRefreshToken, SessionRepository, TokenRepository};
+pub use sessions::{ConsentRepository, NewRefreshToken, RotationRequest, SessionRepository, TokenRepository};
 pub use users::UserRepository;

@@ -157,6 +157,11 @@ pub struct RefreshToken {
     pub session_id_hash: Option<String>,
     pub origin_code_hash: Option<String>,
     pub scope: String,
+    /// When the login the family started from happened (absent for tokens issued before
+    /// this was recorded).
+    pub auth_time: Option<DateTime<Utc>>,
+    /// How that login authenticated the user (`pwd`, `otp`, ...).
+    pub amr: Vec<String>,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub rotated_at: Option<DateTime<Utc>>,
@@ -177,6 +182,10 @@ pub enum Rotation {
         family_id: Uuid,
         revoked: u64,
     },
+    /// The token belongs to another client; nothing changed.
+    WrongClient,
+    /// The request asked for a scope the token was not granted; nothing changed.
+    ScopeWidened,
     Revoked,
     Expired,
     NotFound,

@@ -110,6 +110,8 @@ struct RefreshRow {
     session_id_hash: Option<String>,
     origin_code_hash: Option<String>,
     scope: String,
+    auth_time: Option<i64>,
+    amr: Option<String>,
     issued_at: i64,
     expires_at: i64,
     rotated_at: Option<i64>,
@@ -128,6 +130,8 @@ impl From<RefreshRow> for RefreshToken {
             session_id_hash: r.session_id_hash,
             origin_code_hash: r.origin_code_hash,
             scope: r.scope,
+            auth_time: r.auth_time.map(from_micros),
+            amr: r.amr.as_deref().map(parse_list).unwrap_or_default(),
             issued_at: from_micros(r.issued_at),
             expires_at: from_micros(r.expires_at),
             rotated_at: r.rotated_at.map(from_micros),
@@ -138,10 +142,10 @@ impl From<RefreshRow> for RefreshToken {
 }
 
 const REFRESH_COLUMNS: &str = "token_hash, family_id, parent_hash, client_id, user_id, session_id_hash, origin_code_hash, \
-    scope, issued_at, expires_at, rotated_at, revoked_at, revoke_reason";
+    scope, auth_time, amr, issued_at, expires_at, rotated_at, revoked_at, revoke_reason";
 
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, client_id, user_id, session_id_hash, \
-    origin_code_hash, scope, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    origin_code_hash, scope, auth_time, amr, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// What a new refresh token carries; the family and parent are filled by the repository.
 #[derive(Debug, Clone)]
@@ -152,7 +156,42 @@ pub struct NewRefreshToken {
     pub session_id_hash: Option<String>,
     pub origin_code_hash: Option<String>,
     pub scope: String,
+    /// When and how the user logged in for the grant that starts this family.
+    pub auth_time: Option<DateTime<Utc>>,
+    pub amr: Vec<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A rotation: which client presents the old token, what the successor is, and the
+/// scope it asks for (`None` keeps the old scope; a narrower list is allowed, a wider
+/// one refused). Checked inside the rotation's transaction, so a refused request
+/// changes nothing.
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    pub client_id: String,
+    pub new_hash: String,
+    pub scope: Option<Vec<String>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl RotationRequest {
+    /// The successor's scope, or `None` when a requested scope was not granted.
+    fn scope_from(&self, granted: &str) -> Option<String> {
+        let Some(requested) = &self.scope else {
+            return Some(granted.to_owned());
+        };
+        let granted: Vec<&str> = granted.split(' ').collect();
+        let mut narrowed: Vec<&str> = Vec::new();
+        for s in requested.iter().map(String::as_str).filter(|s| !s.is_empty()) {
+            if !granted.contains(&s) {
+                return None;
+            }
+            if !narrowed.contains(&s) {
+                narrowed.push(s);
+            }
+        }
+        Some(narrowed.join(" "))
+    }
 }
 
 #[async_trait]
@@ -177,12 +216,12 @@ pub trait TokenRepository {
     /// Stores the first token of a new family.
     async fn issue_refresh(&self, token: NewRefreshToken, now: DateTime<Utc>) -> Result<RefreshToken, DbError>;
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, DbError>;
-    /// Spends `old_hash` and stores `new` in its family, in one transaction and commit.
-    /// Presenting an already-rotated token revokes the whole family.
+    /// Spends `old_hash` and stores its successor in the same family, in one transaction
+    /// and commit. Presenting an already-rotated token revokes the whole family.
     async fn rotate_refresh(
         &self,
         old_hash: &str,
-        new: NewRefreshToken,
+        request: RotationRequest,
         now: DateTime<Utc>,
     ) -> Result<Rotation, DbError>;
     async fn revoke_family(&self, family_id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
@@ -318,6 +357,8 @@ impl TokenRepository for TenantDb {
             session_id_hash: t.session_id_hash,
             origin_code_hash: t.origin_code_hash,
             scope: t.scope,
+            auth_time: t.auth_time.map(|at| from_micros(to_micros(at))),
+            amr: t.amr,
             issued_at: from_micros(to_micros(now)),
             expires_at: from_micros(to_micros(t.expires_at)),
             rotated_at: None,
@@ -341,38 +382,55 @@ impl TokenRepository for TenantDb {
     async fn rotate_refresh(
         &self,
         old_hash: &str,
-        new: NewRefreshToken,
+        request: RotationRequest,
         now: DateTime<Utc>,
     ) -> Result<Rotation, DbError> {
         let now_us = to_micros(now);
         // The spend comes first so the transaction takes its write lock at once (SQLite),
-        // and only one of two concurrent rotations can win.
-        let spend = self.sql(
-            "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
-        );
-        let fetch = self.sql(&format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?"
+        // and only one of two concurrent rotations can win. SQLite and PostgreSQL return
+        // the spent row from the same statement; MariaDB has no UPDATE ... RETURNING.
+        let spend_where = "WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?";
+        let spend_returning = self.sql(&format!(
+            "UPDATE refresh_tokens SET rotated_at = ? {spend_where} RETURNING {REFRESH_COLUMNS}"
         ));
+        let spend = self.sql(&format!("UPDATE refresh_tokens SET rotated_at = ? {spend_where}"));
+        let fetch_sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?");
+        let fetch_spent = self.sql(&fetch_sql);
+        let fetch = self.sql(&fetch_sql);
         let insert = self.sql(INSERT_REFRESH);
+        let returning = self.dialect() != crate::db::Dialect::MySql;
         let gate = self.write_gate().await;
         let outcome: Result<Rotation, DbError> = on_pool!(self, p => {
             let mut tx = p.begin().await.map_err(query_err)?;
-            let spent = sqlx::query(spend).bind(now_us).bind(old_hash).bind(now_us).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
-            let row: Option<RefreshRow> = sqlx::query_as(fetch).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?;
-            match (spent, row) {
-                (1, Some(old)) => {
-                    let old: RefreshToken = old.into();
+            let spent: Option<RefreshRow> = if returning {
+                sqlx::query_as(spend_returning).bind(now_us).bind(old_hash).bind(now_us).fetch_optional(&mut *tx).await.map_err(query_err)?
+            } else {
+                let n = sqlx::query(spend).bind(now_us).bind(old_hash).bind(now_us).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
+                if n == 1 {
+                    sqlx::query_as(fetch_spent).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?
+                } else {
+                    None
+                }
+            };
+            let successor = spent.map(RefreshToken::from).map(|old| {
+                let scope = (old.client_id == request.client_id).then(|| request.scope_from(&old.scope));
+                (old, scope)
+            });
+            match successor {
+                Some((old, Some(Some(scope)))) => {
                     let token = RefreshToken {
-                        token_hash: new.token_hash.clone(),
+                        token_hash: request.new_hash.clone(),
                         family_id: old.family_id,
                         parent_hash: Some(old.token_hash.clone()),
                         client_id: old.client_id.clone(),
                         user_id: old.user_id,
                         session_id_hash: old.session_id_hash.clone(),
                         origin_code_hash: old.origin_code_hash.clone(),
-                        scope: new.scope.clone(),
+                        scope,
+                        auth_time: old.auth_time,
+                        amr: old.amr.clone(),
                         issued_at: from_micros(now_us),
-                        expires_at: from_micros(to_micros(new.expires_at)),
+                        expires_at: from_micros(to_micros(request.expires_at)),
                         rotated_at: None,
                         revoked_at: None,
                         revoke_reason: None,
@@ -381,16 +439,26 @@ impl TokenRepository for TenantDb {
                     tx.commit().await.map_err(query_err)?;
                     Ok(Rotation::Rotated { old: Box::new(old), new: Box::new(token) })
                 }
-                (_, None) => Ok(Rotation::NotFound),
-                (_, Some(old)) => {
+                Some((_, None)) => {
                     tx.rollback().await.map_err(query_err)?;
-                    if old.revoked_at.is_some() {
-                        Ok(Rotation::Revoked)
-                    } else if old.rotated_at.is_some() {
-                        Ok(Rotation::ReuseDetected { family_id: old.family_id, revoked: 0 })
-                    } else {
-                        Ok(Rotation::Expired)
-                    }
+                    Ok(Rotation::WrongClient)
+                }
+                Some((_, Some(None))) => {
+                    tx.rollback().await.map_err(query_err)?;
+                    Ok(Rotation::ScopeWidened)
+                }
+                None => {
+                    // Not spendable: find out why, without holding the write lock longer.
+                    let row: Option<RefreshRow> = sqlx::query_as(fetch).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?;
+                    tx.rollback().await.map_err(query_err)?;
+                    Ok(match row {
+                        None => Rotation::NotFound,
+                        // Another client's token says nothing about this family's reuse.
+                        Some(old) if old.client_id != request.client_id => Rotation::WrongClient,
+                        Some(old) if old.revoked_at.is_some() => Rotation::Revoked,
+                        Some(old) if old.rotated_at.is_some() => Rotation::ReuseDetected { family_id: old.family_id, revoked: 0 },
+                        Some(_) => Rotation::Expired,
+                    })
                 }
             }
         });
@@ -497,6 +565,7 @@ where
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     q.bind(t.token_hash.clone())
         .bind(t.family_id)
@@ -506,6 +575,8 @@ where
         .bind(t.session_id_hash.clone())
         .bind(t.origin_code_hash.clone())
         .bind(t.scope.clone())
+        .bind(t.auth_time.map(to_micros))
+        .bind((!t.amr.is_empty()).then(|| json_list(&t.amr)))
         .bind(to_micros(t.issued_at))
         .bind(to_micros(t.expires_at))
 }

@@ -221,33 +221,87 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         session_id_hash: Some("sess-hash".into()),
         origin_code_hash: Some("code-hash".into()),
         scope: "openid offline_access".into(),
+        auth_time: Some(now - Duration::minutes(5)),
+        amr: vec!["pwd".into(), "otp".into()],
+        expires_at: now + Duration::days(30),
+    };
+    let rotate = |hash: &str| RotationRequest {
+        client_id: "app".into(),
+        new_hash: hash.into(),
+        scope: None,
         expires_at: now + Duration::days(30),
     };
     let first = db.issue_refresh(new("rt-1"), now).await.unwrap();
-    let Rotation::Rotated { old, new: second } = db.rotate_refresh("rt-1", new("rt-2"), now).await.unwrap() else {
+
+    // Refusals inside the rotation change nothing: the token stays spendable.
+    let other_client = RotationRequest {
+        client_id: "intruder".into(),
+        ..rotate("rt-z")
+    };
+    assert_eq!(
+        db.rotate_refresh("rt-1", other_client, now).await.unwrap(),
+        Rotation::WrongClient
+    );
+    let wider = RotationRequest {
+        scope: Some(vec!["openid".into(), "email".into()]),
+        ..rotate("rt-z")
+    };
+    assert_eq!(
+        db.rotate_refresh("rt-1", wider, now).await.unwrap(),
+        Rotation::ScopeWidened
+    );
+    assert!(db.refresh_token("rt-z").await.unwrap().is_none());
+
+    let narrower = RotationRequest {
+        scope: Some(vec!["openid".into(), "openid".into()]),
+        ..rotate("rt-2")
+    };
+    let Rotation::Rotated { old, new: second } = db.rotate_refresh("rt-1", narrower, now).await.unwrap() else {
         panic!("rotate")
     };
     assert_eq!(old.token_hash, "rt-1");
     assert_eq!(second.family_id, first.family_id);
     assert_eq!(second.parent_hash.as_deref(), Some("rt-1"));
+    assert_eq!(second.scope, "openid");
+    // The login the family started from travels with every rotation.
+    assert_eq!(second.auth_time, first.auth_time);
+    assert_eq!(second.amr, vec!["pwd".to_owned(), "otp".to_owned()]);
+    let stored = db.refresh_token("rt-2").await.unwrap().unwrap();
+    assert_eq!(stored.auth_time, first.auth_time);
+    assert_eq!(stored.amr, first.amr);
+    assert_eq!(stored.scope, "openid");
+    // A rotated token presented by another client is refused without revoking anything.
+    assert_eq!(
+        db.rotate_refresh(
+            "rt-1",
+            RotationRequest {
+                client_id: "intruder".into(),
+                ..rotate("rt-z")
+            },
+            now
+        )
+        .await
+        .unwrap(),
+        Rotation::WrongClient
+    );
 
     // Reusing a rotated token revokes the whole family.
-    let reuse = db.rotate_refresh("rt-1", new("rt-4"), now).await.unwrap();
+    let reuse = db.rotate_refresh("rt-1", rotate("rt-4"), now).await.unwrap();
     let Rotation::ReuseDetected { family_id, revoked } = reuse else {
         panic!("reuse: {reuse:?}")
     };
     assert_eq!(family_id, first.family_id);
     assert_eq!(revoked, 2, "rt-1 and the live rt-2");
     assert_eq!(
-        db.rotate_refresh("rt-2", new("rt-5"), now).await.unwrap(),
+        db.rotate_refresh("rt-2", rotate("rt-5"), now).await.unwrap(),
         Rotation::Revoked
     );
 
     // Concurrent rotations of the same token: exactly one wins, the other is reuse.
     db.issue_refresh(new("rt-r"), now).await.unwrap();
     let (a, b) = tokio::join!(
-        db.rotate_refresh("rt-r", new("rt-ra"), now),
-        db.rotate_refresh("rt-r", new("rt-rb"), now)
+        db.rotate_refresh("rt-r", rotate("rt-ra"), now),
+        db.rotate_refresh("rt-r", rotate("rt-rb"), now)
     );
     let results = [a.unwrap(), b.unwrap()];
     assert_eq!(
@@ -264,7 +318,7 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         "{results:?}"
     );
     assert_eq!(
-        db.rotate_refresh("rt-4", new("rt-5"), now).await.unwrap(),
+        db.rotate_refresh("rt-4", rotate("rt-5"), now).await.unwrap(),
         Rotation::NotFound
     );
 
@@ -279,7 +333,7 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
             .is_some()
     );
     assert_eq!(
-        db.rotate_refresh("rt-x", new("rt-y"), now).await.unwrap(),
+        db.rotate_refresh("rt-x", rotate("rt-y"), now).await.unwrap(),
         Rotation::Revoked
     );
     db.issue_refresh(
@@ -303,7 +357,9 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         .await
         .unwrap();
     assert_eq!(
-        db.rotate_refresh(&expired.token_hash, new("rt-f"), now).await.unwrap(),
+        db.rotate_refresh(&expired.token_hash, rotate("rt-f"), now)
+            .await
+            .unwrap(),
         Rotation::Expired
     );
     db.issue_refresh(new("rt-u"), now).await.unwrap();

@@ -69,6 +69,9 @@ pub struct IssuerKeys {
     keys: Vec<LoadedKey>,
     jwks: Jwks,
     rng: SystemRandom,
+    /// Tokens this ring has already verified (see [`verify`]): it lives and dies with the
+    /// ring, so a rotated or retired key's results go with it.
+    memo: verify::Memo,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -129,6 +132,7 @@ impl IssuerKeys {
                 etag: etag.into(),
             },
             rng: SystemRandom::new(),
+            memo: verify::Memo::default(),
         })
     }
 

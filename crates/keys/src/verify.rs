@@ -1,5 +1,16 @@
 //! The one token verifier: key by `kid` from the issuer's own ring, algorithm pinned to
 //! that key, issuer, audience, token type and time claims checked with a small skew.
+//!
+//! A resource server presents the same access token many times during its life, and a
+//! signature check (36–87 µs) dwarfs everything else an introspection does. So each ring
+//! remembers the tokens it has fully verified, keyed by a digest of the token and of every
+//! expectation that does not depend on the clock. The clock can only turn a pass into a
+//! refusal through `exp` (`nbf` and `iat` only ever become satisfied), so a remembered
+//! token is re-checked against `exp` on every use. Only passes are remembered, and the
+//! memo belongs to the opened ring: a rotation or retirement starts from an empty one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, Validation};
@@ -102,9 +113,98 @@ fn jose_alg(alg: SigningAlg) -> Algorithm {
     }
 }
 
+/// How many verified tokens one ring remembers; past this, expired entries are dropped
+/// and, if that is not enough, the memo starts over (a miss only costs a verification).
+const MEMO_CAPACITY: usize = 16_384;
+
+/// Tokens a ring has verified, by [`memo_key`].
+#[derive(Default)]
+pub(crate) struct Memo {
+    entries: Mutex<HashMap<[u8; 32], Arc<Passed>>>,
+}
+
+/// What a full verification established about one token.
+struct Passed {
+    kid: String,
+    alg: SigningAlg,
+    exp: i64,
+    claims: Value,
+}
+
+impl Memo {
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<Passed>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn put(&self, key: [u8; 32], passed: Arc<Passed>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MEMO_CAPACITY {
+            let now = Utc::now().timestamp();
+            entries.retain(|_, p| p.exp >= now);
+            if entries.len() >= MEMO_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, passed);
+    }
+}
+
+/// SHA-256 over the token and every clock-independent expectation, each part
+/// length-prefixed so no two different inputs share a digest.
+fn memo_key(token: &str, expect: &Expect<'_>) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let token_type = match expect.token_type {
+        TokenType::Access => "access",
+        TokenType::Id => "id",
+        TokenType::Logout => "logout",
+    };
+    let leeway = expect.leeway_secs.to_string();
+    let parts = [
+        Some(token),
+        Some(expect.issuer),
+        expect.audience,
+        Some(token_type),
+        Some(leeway.as_str()),
+    ];
+    for part in parts {
+        match part {
+            Some(text) => {
+                ctx.update(&(text.len() as u64 + 1).to_be_bytes());
+                ctx.update(text.as_bytes());
+            }
+            None => ctx.update(&0u64.to_be_bytes()),
+        }
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
 impl IssuerKeys {
     /// Verifies `token` against this issuer's published keys and `expect`.
     pub fn verify<C: DeserializeOwned>(&self, token: &str, expect: &Expect<'_>) -> Result<Verified<C>, VerifyError> {
+        let key = memo_key(token, expect);
+        let passed = match self.memo.get(&key) {
+            Some(passed) => passed,
+            None => {
+                let passed = Arc::new(self.verify_fully(token, expect)?);
+                self.memo.put(key, passed.clone());
+                passed
+            }
+        };
+        if !expect.allow_expired && passed.exp.saturating_add(expect.leeway_secs as i64) < Utc::now().timestamp() {
+            return Err(VerifyError::Expired);
+        }
+        let claims = C::deserialize(&passed.claims).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        Ok(Verified {
+            kid: passed.kid.clone(),
+            alg: passed.alg,
+            claims,
+        })
+    }
+
+    /// Signature, header and every claim check, through `jsonwebtoken`.
+    fn verify_fully(&self, token: &str, expect: &Expect<'_>) -> Result<Passed, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
         let key = self.keys.iter().find(|k| k.kid == kid).ok_or(VerifyError::UnknownKey)?;
@@ -136,11 +236,16 @@ impl IssuerKeys {
         if iat > Utc::now().timestamp() + expect.leeway_secs as i64 {
             return Err(VerifyError::IssuedInFuture);
         }
-        let claims = serde_json::from_value(data.claims).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        Ok(Verified {
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+            .ok_or_else(|| VerifyError::MissingClaim("exp".into()))?;
+        Ok(Passed {
             kid: key.kid.clone(),
             alg: key.alg,
-            claims,
+            exp,
+            claims: data.claims,
         })
     }
 }

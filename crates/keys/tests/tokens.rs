@@ -226,3 +226,58 @@ fn a_ring_sealed_for_another_owner_does_not_open() {
     assert!(empty.algorithms().is_empty());
     assert!(empty.sign(SigningAlg::Rs256, "JWT", &json!({})).is_err());
 }
+
+#[test]
+fn a_remembered_token_is_still_checked_against_the_clock_and_every_expectation() {
+    let sb = secrets();
+    let ring = generate_ring(&sb, "owner", Utc::now()).unwrap();
+    let keys = IssuerKeys::open(&ring, &sb, "owner").unwrap();
+
+    // Verified once (and remembered) as a valid access token for ISS and audience "api".
+    let token = keys.sign(SigningAlg::Es256, "at+jwt", &claims(ISS)).unwrap();
+    let mut for_api = access(ISS);
+    for_api.audience = Some("api");
+    keys.verify::<Value>(&token, &for_api).unwrap();
+    keys.verify::<Value>(&token, &for_api).unwrap();
+    // Any other expectation is its own verification, never the remembered pass.
+    assert_eq!(
+        keys.verify::<Value>(&token, &access("https://id.example.com/t/other"))
+            .unwrap_err(),
+        VerifyError::WrongIssuer
+    );
+    let mut for_other = access(ISS);
+    for_other.audience = Some("other-api");
+    assert_eq!(
+        keys.verify::<Value>(&token, &for_other).unwrap_err(),
+        VerifyError::WrongAudience
+    );
+    assert_eq!(
+        keys.verify::<Value>(&token, &Expect::new(ISS, TokenType::Id))
+            .unwrap_err(),
+        VerifyError::WrongType
+    );
+
+    // An expired token remembered by a caller that accepts expiry is still refused to one
+    // that does not.
+    let now = Utc::now().timestamp();
+    let mut old = claims(ISS);
+    old["iat"] = json!(now - 600);
+    old["exp"] = json!(now - 300);
+    let expired = keys.sign(SigningAlg::EdDsa, "at+jwt", &old).unwrap();
+    let mut lenient = access(ISS);
+    lenient.allow_expired = true;
+    keys.verify::<Value>(&expired, &lenient).unwrap();
+    assert_eq!(
+        keys.verify::<Value>(&expired, &access(ISS)).unwrap_err(),
+        VerifyError::Expired
+    );
+    keys.verify::<Value>(&expired, &lenient).unwrap();
+
+    // A refusal is never remembered as a pass: the tampered token fails every time.
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    for _ in 0..2 {
+        assert!(keys.verify::<Value>(&tampered, &access(ISS)).is_err());
+    }
+}

@@ -17,6 +17,7 @@ pub mod pages;
 pub mod params;
 pub mod passwords;
 pub mod resolver;
+pub mod revocations;
 pub mod routes;
 pub mod secrets;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::keystore::KeyStore;
+use crate::revocations::Revocations;
 use tenantry_keys::IssuerKeys;
 
 /// Header that names the tenant on the REST API.
@@ -57,6 +58,7 @@ pub struct TenantContext {
     pub issuer: String,
     dbs: Arc<TenantDbManager>,
     keystore: Arc<KeyStore>,
+    revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for TenantContext {
@@ -85,6 +87,11 @@ impl TenantContext {
     pub fn keys(&self) -> Result<Arc<IssuerKeys>, ApiError> {
         self.require(Capability::Keys)?;
         self.keystore.tenant(&self.entry)
+    }
+
+    /// What this process knows of the tenant's access-token deny-list.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// The custom user fields the tenant declares.
@@ -131,6 +138,7 @@ pub struct TenantContextResolver {
     control_plane: Arc<ControlPlane>,
     dbs: Arc<TenantDbManager>,
     keystore: Arc<KeyStore>,
+    revocations: Arc<Revocations>,
     default_tenant: Option<String>,
     public_base: String,
 }
@@ -147,6 +155,7 @@ impl TenantContextResolver {
             control_plane,
             dbs,
             keystore,
+            revocations: Arc::new(Revocations::default()),
             default_tenant,
             public_base: public_url.as_str().trim_end_matches('/').to_owned(),
         }
@@ -186,6 +195,7 @@ impl TenantContextResolver {
             issuer,
             dbs: self.dbs.clone(),
             keystore: self.keystore.clone(),
+            revocations: self.revocations.clone(),
         })
     }
 

@@ -274,12 +274,20 @@ pub async fn verify_access_token(ctx: &TenantContext, token: &str) -> Result<Acc
     // Revocations are recorded in the tenant database; a tenant without one cannot have
     // revoked a token.
     if ctx.require(Capability::TenantDb).is_ok() {
-        let db = ctx.db().await.map_err(BearerError::Unavailable)?;
-        if db
-            .access_token_denied(&claims.jti)
-            .await
-            .map_err(|e| BearerError::Unavailable(e.into()))?
-        {
+        let tenant = ctx.entry.tenant.id;
+        let denied = match ctx.revocations().known(tenant, &claims.jti) {
+            Some(denied) => denied,
+            None => {
+                let db = ctx.db().await.map_err(BearerError::Unavailable)?;
+                let denied = db
+                    .access_token_denied(&claims.jti)
+                    .await
+                    .map_err(|e| BearerError::Unavailable(e.into()))?;
+                ctx.revocations().remember(tenant, &claims.jti, denied, claims.exp);
+                denied
+            }
+        };
+        if denied {
             return Err(BearerError::InvalidToken("the token has been revoked".into()));
         }
     }

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Client, ClientType, GrantType, TokenEndpointAuthMethod};
-use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
+use tenantry_dataplane::{TokenRepository, UserRepository};
 use tenantry_keys::claims::AccessTokenClaims;
 use tenantry_keys::{Expect, TokenType};
 
@@ -564,6 +564,8 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
                 session_id_hash: record.session_id_hash.clone(),
                 origin_code_hash: Some(code_hash.clone()),
                 scope: record.scope.clone(),
+                auth_time: Some(record.auth_time),
+                amr: record.amr.clone(),
                 expires_at: now + refresh_lifetime(ctx, client),
             },
             now,
@@ -603,70 +605,52 @@ async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Res
     let presented = require(form, "refresh_token")?;
     let old_hash = tenantry_crypto::hash_token(presented);
     let db = ctx.db().await?;
-    let old = db
-        .refresh_token(&old_hash)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-    if old.client_id != client.client_id {
-        return Err(invalid_grant("the refresh token was issued to another client"));
-    }
-    let scope = match form.get("scope") {
-        None => old.scope.clone(),
-        Some(requested) => {
-            let granted: Vec<&str> = old.scope.split(' ').collect();
-            let mut narrowed = Vec::new();
-            for s in requested.split(' ').filter(|s| !s.is_empty()) {
-                if !granted.contains(&s) {
-                    return Err(OAuthError::new(
-                        "invalid_scope",
-                        "the scope cannot be widened on refresh",
-                    ));
-                }
-                if !narrowed.contains(&s) {
-                    narrowed.push(s);
-                }
-            }
-            narrowed.join(" ")
-        }
-    };
     let now = Utc::now();
     let token = tenantry_crypto::random_token(32);
-    let new = tenantry_dataplane::NewRefreshToken {
-        token_hash: tenantry_crypto::hash_token(&token),
+    let request = tenantry_dataplane::RotationRequest {
         client_id: client.client_id.clone(),
-        user_id: old.user_id,
-        session_id_hash: old.session_id_hash.clone(),
-        origin_code_hash: old.origin_code_hash.clone(),
-        scope: scope.clone(),
+        new_hash: tenantry_crypto::hash_token(&token),
+        scope: form
+            .get("scope")
+            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
         expires_at: now + refresh_lifetime(ctx, client),
     };
     use tenantry_dataplane::model::Rotation;
-    match db.rotate_refresh(&old_hash, new, now).await.map_err(ApiError::from)? {
-        Rotation::Rotated { .. } => {}
+    let (old, new) = match db
+        .rotate_refresh(&old_hash, request, now)
+        .await
+        .map_err(ApiError::from)?
+    {
+        Rotation::Rotated { old, new } => (old, new),
         Rotation::ReuseDetected { revoked, .. } => {
             tracing::warn!(client_id = %client.client_id, revoked, "refresh token reuse detected; family revoked");
             return Err(invalid_grant("the refresh token has already been used"));
         }
+        Rotation::WrongClient => return Err(invalid_grant("the refresh token was issued to another client")),
+        Rotation::ScopeWidened => {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "the scope cannot be widened on refresh",
+            ));
+        }
         Rotation::Revoked | Rotation::Expired | Rotation::NotFound => {
             return Err(invalid_grant("the refresh token is invalid or expired"));
         }
-    }
-    // The login the family started from: its time and methods stay the same.
-    let session = match &old.session_id_hash {
-        Some(hash) => db.active_session(hash, now).await.map_err(ApiError::from)?,
-        None => None,
     };
-    let (auth_time, amr) = session
-        .map(|s| (s.auth_time, s.amr))
-        .unwrap_or((old.issued_at, vec!["pwd".to_owned()]));
+    // The login the family started from: its time and methods stay the same.
+    let auth_time = new.auth_time.unwrap_or(old.issued_at);
+    let amr = if new.amr.is_empty() {
+        vec!["pwd".to_owned()]
+    } else {
+        new.amr.clone()
+    };
     user_token_response(
         ctx,
         UserTokens {
             client,
-            user_id: old.user_id,
-            scope: &scope,
-            session_id_hash: old.session_id_hash.as_deref(),
+            user_id: new.user_id,
+            scope: &new.scope,
+            session_id_hash: new.session_id_hash.as_deref(),
             nonce: None,
             auth_time,
             acr: None,
@@ -769,6 +753,9 @@ async fn revoke(
                 .deny_access_token(&claims.jti, expires_at)
                 .await
                 .map_err(ApiError::from)?;
+            // Honoured by this process at once, without waiting for a re-check.
+            ctx.revocations()
+                .remember(ctx.entry.tenant.id, &claims.jti, true, claims.exp);
         }
         return Ok(ok());
     }
