@@ -2,6 +2,8 @@
 //! uniform problem+json bodies for bare error statuses, panics and per-tenant CORS.
 
 use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -57,19 +59,38 @@ pub fn make_span(request: &Request) -> tracing::Span {
 /// paths, so label cardinality stays bounded).
 pub async fn record_metrics(request: Request, next: Next) -> Response<Body> {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map(MatchedPath::as_str).unwrap_or("unmatched");
+    let (requests, duration) = request_metrics(method, route, response.status().as_u16());
+    requests.increment(1);
+    duration.record(start.elapsed().as_secs_f64());
     response
+}
+
+type RouteMetrics = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+/// The metric handles of one (method, route, status), registered once: a labelled key
+/// costs several allocations to build, a handle costs none to use.
+fn request_metrics(method: &'static str, route: &str, status: u16) -> (metrics::Counter, metrics::Histogram) {
+    static HANDLES: LazyLock<Mutex<HashMap<String, RouteMetrics>>> = LazyLock::new(Default::default);
+    let mut handles = HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = handles
+        .get(route)
+        .and_then(|by_status| by_status.get(&(method, status)))
+    {
+        return found.clone();
+    }
+    let made = (
+        metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
+    );
+    handles
+        .entry(route.to_owned())
+        .or_default()
+        .insert((method, status), made.clone());
+    made
 }
 
 fn method_label(method: &Method) -> &'static str {

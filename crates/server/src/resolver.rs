@@ -56,9 +56,7 @@ pub struct TenantContext {
     pub capabilities: Capabilities,
     /// `{public_url}/t/{slug}` or the tenant's custom issuer URL.
     pub issuer: String,
-    dbs: Arc<TenantDbManager>,
-    keystore: Arc<KeyStore>,
-    revocations: Arc<Revocations>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TenantContext {
@@ -79,19 +77,19 @@ impl TenantContext {
     /// when it has none, 503 `tenant_db_unavailable` when it cannot be used.
     pub async fn db(&self) -> Result<TenantDb, ApiError> {
         self.require(Capability::TenantDb)?;
-        Ok(self.dbs.get(&self.entry).await?)
+        Ok(self.shared.dbs.get(&self.entry).await?)
     }
 
     /// The tenant's opened signing keys: 503 `tenant_keys_missing` when it has no active
     /// key or its keys cannot be opened. Never makes a key.
     pub fn keys(&self) -> Result<Arc<IssuerKeys>, ApiError> {
         self.require(Capability::Keys)?;
-        self.keystore.tenant(&self.entry)
+        self.shared.keystore.tenant(&self.entry)
     }
 
     /// What this process knows of the tenant's access-token deny-list.
     pub fn revocations(&self) -> &Revocations {
-        &self.revocations
+        &self.shared.revocations
     }
 
     /// The custom user fields the tenant declares.
@@ -132,13 +130,19 @@ impl TenantContext {
     }
 }
 
-/// Resolves tenants from the current control-plane snapshot.
+/// Resolves tenants from the current control-plane snapshot. Cloned for every request,
+/// so everything it holds sits behind one `Arc`.
 #[derive(Clone)]
 pub struct TenantContextResolver {
+    shared: Arc<Shared>,
+}
+
+/// What the resolver and every context it hands out share.
+struct Shared {
     control_plane: Arc<ControlPlane>,
     dbs: Arc<TenantDbManager>,
     keystore: Arc<KeyStore>,
-    revocations: Arc<Revocations>,
+    revocations: Revocations,
     default_tenant: Option<String>,
     public_base: String,
 }
@@ -152,26 +156,28 @@ impl TenantContextResolver {
         public_url: &url::Url,
     ) -> Self {
         Self {
-            control_plane,
-            dbs,
-            keystore,
-            revocations: Arc::new(Revocations::default()),
-            default_tenant,
-            public_base: public_url.as_str().trim_end_matches('/').to_owned(),
+            shared: Arc::new(Shared {
+                control_plane,
+                dbs,
+                keystore,
+                revocations: Revocations::default(),
+                default_tenant,
+                public_base: public_url.as_str().trim_end_matches('/').to_owned(),
+            }),
         }
     }
 
     /// The issuer URL of a tenant on this installation.
     pub fn issuer_for(&self, entry: &TenantEntry) -> String {
         match &entry.tenant.settings.issuer {
-            IssuerMode::Path => format!("{}/t/{}", self.public_base, entry.tenant.slug),
+            IssuerMode::Path => format!("{}/t/{}", self.shared.public_base, entry.tenant.slug),
             IssuerMode::Custom { url } => url.trim_end_matches('/').to_owned(),
         }
     }
 
     /// Resolves a tenant by slug: unknown → 404 `tenant_not_found`, unloadable → 503.
     pub fn resolve_slug(&self, slug: &str) -> Result<TenantContext, ApiError> {
-        let snapshot = self.control_plane.snapshot();
+        let snapshot = self.shared.control_plane.snapshot();
         let Some(entry) = snapshot.tenant(slug).cloned() else {
             if snapshot.degraded.contains_key(slug) {
                 return Err(tenantry_controlplane::Rejection::TenantDegraded(slug.to_owned()).into());
@@ -193,9 +199,7 @@ impl TenantContextResolver {
             entry,
             capabilities,
             issuer,
-            dbs: self.dbs.clone(),
-            keystore: self.keystore.clone(),
-            revocations: self.revocations.clone(),
+            shared: self.shared.clone(),
         })
     }
 
@@ -210,7 +214,7 @@ impl TenantContextResolver {
         if let Some(slug) = query_param(parts.uri.query().unwrap_or(""), "tenant") {
             return self.resolve_slug(&slug);
         }
-        match &self.default_tenant {
+        match &self.shared.default_tenant {
             Some(slug) => self.resolve_slug(slug),
             None => Err(ApiError::new(
                 ErrorCode::TenantRequired,
