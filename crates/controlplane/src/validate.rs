@@ -210,6 +210,21 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     if sec.lockout_duration_secs > 30 * 86400 {
         errors.push(format!("{p}.security.lockout_duration_secs"), "must be at most 30 days");
     }
+    // Bounds keep one hash between "too cheap to matter" and "one login eats a GiB or
+    // seconds of CPU"; Argon2 itself accepts far more.
+    let ph = &sec.password_hash;
+    for (key, value, min, max) in [
+        ("memory_kib", ph.memory_kib, 1024, 1024 * 1024),
+        ("iterations", ph.iterations, 1, 20),
+        ("parallelism", ph.parallelism, 1, 16),
+    ] {
+        if !(min..=max).contains(&value) {
+            errors.push(
+                format!("{p}.security.password_hash.{key}"),
+                format!("must be between {min} and {max}"),
+            );
+        }
+    }
     if let Some(smtp) = &s.smtp {
         check_text(errors, &format!("{p}.smtp.host"), &smtp.host, 253);
         if smtp.host.contains(['/', ':', ' ']) {
@@ -474,6 +489,58 @@ mod tests {
     #[test]
     fn default_settings_are_valid() {
         validate_settings(&TenantSettings::default()).unwrap();
+    }
+
+    #[test]
+    fn password_hash_params_are_bounded() {
+        let with = |memory_kib, iterations, parallelism| {
+            let mut s = TenantSettings::default();
+            s.security.password_hash = PasswordHashParams {
+                memory_kib,
+                iterations,
+                parallelism,
+            };
+            validate_settings(&s).map_err(|e| e.0.into_iter().map(|e| e.field).collect::<Vec<_>>())
+        };
+        // OWASP (the default), Keycloak's cost, and both ends of every range.
+        for ok in [(19456, 2, 1), (7168, 5, 1), (1024, 1, 1), (1024 * 1024, 20, 16)] {
+            assert!(with(ok.0, ok.1, ok.2).is_ok(), "{ok:?}");
+        }
+        let p = "settings.security.password_hash";
+        assert_eq!(with(1023, 2, 1).unwrap_err(), [format!("{p}.memory_kib")]);
+        assert_eq!(with(1024 * 1024 + 1, 2, 1).unwrap_err(), [format!("{p}.memory_kib")]);
+        assert_eq!(with(19456, 0, 1).unwrap_err(), [format!("{p}.iterations")]);
+        assert_eq!(with(19456, 21, 1).unwrap_err(), [format!("{p}.iterations")]);
+        assert_eq!(with(19456, 2, 0).unwrap_err(), [format!("{p}.parallelism")]);
+        assert_eq!(with(19456, 2, 17).unwrap_err(), [format!("{p}.parallelism")]);
+    }
+
+    #[test]
+    fn security_without_password_hash_loads_with_the_default() {
+        // A settings file written before the field existed.
+        let old = r#"{"password_min_length": 12, "max_login_attempts": 3}"#;
+        let policy: SecurityPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!(policy.password_min_length, 12);
+        assert_eq!(policy.password_hash, PasswordHashParams::default());
+        assert_eq!(
+            (
+                policy.password_hash.memory_kib,
+                policy.password_hash.iterations,
+                policy.password_hash.parallelism
+            ),
+            (19456, 2, 1)
+        );
+        let partial: SecurityPolicy =
+            serde_json::from_str(r#"{"password_hash": {"memory_kib": 7168, "iterations": 5}}"#).unwrap();
+        assert_eq!(
+            partial.password_hash,
+            PasswordHashParams {
+                memory_kib: 7168,
+                iterations: 5,
+                parallelism: 1
+            }
+        );
+        assert!(serde_json::from_str::<SecurityPolicy>(r#"{"password_hash": {"memory": 1}}"#).is_err());
     }
 
     #[test]

@@ -55,18 +55,28 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         id_token_secs: c,
         refresh_token_secs: d,
     });
-    let security =
-        (any::<u32>(), any::<[bool; 5]>(), any::<u32>(), any::<u64>()).prop_map(|(min, b, attempts, lock)| {
-            SecurityPolicy {
-                password_min_length: min,
-                password_require_lowercase: b[0],
-                password_require_uppercase: b[1],
-                password_require_digit: b[2],
-                password_require_symbol: b[3],
-                max_login_attempts: attempts,
-                lockout_duration_secs: lock,
-                mfa_required: b[4],
-            }
+    let security = (
+        any::<u32>(),
+        any::<[bool; 6]>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<[u32; 3]>(),
+    )
+        .prop_map(|(min, b, attempts, lock, hash)| SecurityPolicy {
+            password_min_length: min,
+            password_require_lowercase: b[0],
+            password_require_uppercase: b[1],
+            password_require_digit: b[2],
+            password_require_symbol: b[3],
+            max_login_attempts: attempts,
+            lockout_duration_secs: lock,
+            mfa_required: b[4],
+            require_verified_email: b[5],
+            password_hash: PasswordHashParams {
+                memory_kib: hash[0],
+                iterations: hash[1],
+                parallelism: hash[2],
+            },
         });
     let tls = prop_oneof![Just(SmtpTls::None), Just(SmtpTls::Starttls), Just(SmtpTls::Tls)];
     let smtp = option::of(

@@ -20,6 +20,8 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::keystore::KeyStore;
 use crate::middleware;
+use crate::passwords::PasswordHasher;
+use crate::ratelimit::RateLimiter;
 use crate::resolver::{self, TenantContextResolver};
 use crate::routes;
 
@@ -40,6 +42,12 @@ pub struct AppState {
     pub global_db: Option<GlobalDb>,
     /// Opened signing-key rings (also reachable through `TenantContext::keys`).
     pub keystore: Arc<KeyStore>,
+    /// Admission-controlled Argon2id hashing: every password hash or verify on a request
+    /// path goes through it, so a flood sheds load (503 `overloaded`) instead of queueing.
+    pub hasher: PasswordHasher,
+    /// Attempt counters for login, registration, reset, MFA and verification endpoints
+    /// (in memory, or in Redis when `redis_url` is set).
+    pub rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -142,6 +150,10 @@ mod tests {
             request_timeout: std::time::Duration::from_secs(5),
             tenant_db_max_pools: 1,
             tenant_db_max_connections: 1,
+            hash_workers: 1,
+            hash_queue: 0,
+            hash_tenant_share_percent: 100,
+            hash_max_wait: std::time::Duration::from_secs(1),
         };
         let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
         let response = app

@@ -49,6 +49,15 @@ pub struct Limits {
     pub tenant_db_max_pools: usize,
     /// Connections per tenant database pool.
     pub tenant_db_max_connections: u32,
+    /// Password hashes computed at once (blocking threads used for Argon2).
+    pub hash_workers: usize,
+    /// Password hashes allowed to wait for a worker; beyond this they are refused at once.
+    pub hash_queue: usize,
+    /// Share (percent) of the running + waiting hash slots one tenant may hold, so a flood
+    /// against one tenant cannot starve the others.
+    pub hash_tenant_share_percent: u8,
+    /// Longest wait for a hash worker before the request is refused as overloaded.
+    pub hash_max_wait: Duration,
 }
 
 /// The resolved configuration of one process.
@@ -64,6 +73,9 @@ pub struct Config {
     pub limits: Limits,
     /// Optional installation-wide database (`sqlite:PATH`, `postgres://…`, `mysql://…`).
     pub global_db_url: Option<String>,
+    /// Optional Redis (`redis://…`, `rediss://…`) holding rate-limit counters shared by all
+    /// nodes; `None` keeps them in this process's memory.
+    pub redis_url: Option<String>,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -76,6 +88,7 @@ struct FileConfig {
     default_tenant: Option<String>,
     log_format: Option<String>,
     global_db_url: Option<String>,
+    redis_url: Option<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -87,6 +100,10 @@ struct FileLimits {
     request_timeout_secs: Option<u64>,
     tenant_db_max_pools: Option<u64>,
     tenant_db_max_connections: Option<u64>,
+    hash_workers: Option<u64>,
+    hash_queue: Option<u64>,
+    hash_tenant_share_percent: Option<u64>,
+    hash_max_wait_ms: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -268,6 +285,39 @@ impl Config {
                 1000,
                 8,
             )? as u32,
+            hash_workers: number(
+                "hash_workers",
+                file.limits.hash_workers,
+                "TENANTRY_HASH_WORKERS",
+                1,
+                1024,
+                // One Argon2 hash keeps one core busy: more workers than cores only adds latency.
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+            )? as usize,
+            hash_queue: number(
+                "hash_queue",
+                file.limits.hash_queue,
+                "TENANTRY_HASH_QUEUE",
+                0,
+                100_000,
+                32,
+            )? as usize,
+            hash_tenant_share_percent: number(
+                "hash_tenant_share_percent",
+                file.limits.hash_tenant_share_percent,
+                "TENANTRY_HASH_TENANT_SHARE_PERCENT",
+                1,
+                100,
+                50,
+            )? as u8,
+            hash_max_wait: Duration::from_millis(number(
+                "hash_max_wait_ms",
+                file.limits.hash_max_wait_ms,
+                "TENANTRY_HASH_MAX_WAIT_MS",
+                1,
+                60_000,
+                2000,
+            )?),
         };
         let global_db_url = match pick(
             "global_db_url",
@@ -290,6 +340,24 @@ impl Config {
             None => None,
         };
 
+        let redis_url = match pick("redis_url", file.redis_url, &["TENANTRY_REDIS_URL"], None, "") {
+            Some(raw) if raw.value.trim().is_empty() => None,
+            Some(raw) => {
+                let value = raw.value.trim();
+                let scheme = value.split("://").next().unwrap_or("");
+                // The URL may hold a password: the message never repeats it.
+                if !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix") || redis::Client::open(value).is_err()
+                {
+                    return Err(ConfigError::new(
+                        raw.source,
+                        "must be a Redis URL: redis://[user:password@]host[:port][/db], rediss://… (TLS) or redis+unix:///path",
+                    ));
+                }
+                Some(value.to_owned())
+            }
+            None => None,
+        };
+
         Ok(Config {
             listen,
             public_url,
@@ -298,6 +366,7 @@ impl Config {
             log_format,
             limits,
             global_db_url,
+            redis_url,
         })
     }
 
@@ -398,6 +467,52 @@ mod tests {
         assert_eq!(c.fs_root, PathBuf::from("./data"));
         assert_eq!(c.default_tenant.as_deref(), Some("local"));
         assert_eq!(c.limits.max_body_bytes, 1 << 20);
+        assert!(c.limits.hash_workers >= 1);
+        assert_eq!(c.limits.hash_queue, 32);
+        assert_eq!(c.limits.hash_tenant_share_percent, 50);
+        assert_eq!(c.limits.hash_max_wait, Duration::from_secs(2));
+        assert_eq!(c.redis_url, None);
+    }
+
+    #[test]
+    fn hashing_limits_and_redis_url_come_from_file_or_env() {
+        let (_d, o) = with_file(
+            "redis_url = \"redis://127.0.0.1:6379/2\"\n[limits]\nhash_workers = 3\nhash_queue = 0\nhash_tenant_share_percent = 25\nhash_max_wait_ms = 150\n",
+        );
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert_eq!(c.limits.hash_workers, 3);
+        assert_eq!(c.limits.hash_queue, 0);
+        assert_eq!(c.limits.hash_tenant_share_percent, 25);
+        assert_eq!(c.limits.hash_max_wait, Duration::from_millis(150));
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379/2"));
+        let c = Config::resolve(
+            &o,
+            env(&[
+                ("TENANTRY_HASH_WORKERS", "5"),
+                ("TENANTRY_REDIS_URL", "rediss://h.example:6380"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.hash_workers, 5);
+        assert_eq!(c.redis_url.as_deref(), Some("rediss://h.example:6380"));
+        let c = Config::resolve(&o, env(&[("TENANTRY_REDIS_URL", "")])).unwrap();
+        assert_eq!(c.redis_url, None, "an empty value switches back to in-memory counters");
+
+        for (name, bad) in [
+            ("TENANTRY_HASH_WORKERS", "0"),
+            ("TENANTRY_HASH_QUEUE", "-1"),
+            ("TENANTRY_HASH_TENANT_SHARE_PERCENT", "0"),
+            ("TENANTRY_HASH_TENANT_SHARE_PERCENT", "101"),
+            ("TENANTRY_HASH_MAX_WAIT_MS", "0"),
+        ] {
+            let e = Config::resolve(&o, env(&[(name, bad)])).unwrap_err();
+            assert_eq!(e.setting, name, "{bad}");
+        }
+        for bad in ["http://h:6379", "redis://user:hunter2@[bad", "localhost:6379"] {
+            let e = Config::resolve(&o, env(&[("TENANTRY_REDIS_URL", bad)])).unwrap_err();
+            assert_eq!(e.setting, "TENANTRY_REDIS_URL", "{bad}");
+            assert!(!e.problem.contains("hunter2"), "the password leaked: {e}");
+        }
     }
 
     #[test]

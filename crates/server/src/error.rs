@@ -51,6 +51,7 @@ error_codes! {
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The body must be application/json"),
     ValidationFailed = (UNPROCESSABLE_ENTITY, "validation_failed", "The request has invalid values"),
+    RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
     InternalError = (INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
     EmailNotConfigured = (NOT_IMPLEMENTED, "email_not_configured", "The tenant has no email (SMTP) settings"),
     GlobalDbNotConfigured = (NOT_IMPLEMENTED, "global_db_not_configured", "This installation has no global database"),
@@ -59,6 +60,8 @@ error_codes! {
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
     NotLeader = (SERVICE_UNAVAILABLE, "not_leader", "This node cannot accept writes and could not forward them"),
     ControlPlaneUnavailable = (SERVICE_UNAVAILABLE, "control_plane_unavailable", "The configuration store could not be written"),
+    Overloaded = (SERVICE_UNAVAILABLE, "overloaded", "The server is busy; retry later"),
+    RateLimiterUnavailable = (SERVICE_UNAVAILABLE, "rate_limiter_unavailable", "The rate-limit store is unreachable"),
 }
 
 /// An error answered as `application/problem+json`.
@@ -69,6 +72,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// `WWW-Authenticate` challenge for 401 answers.
     pub challenge: Option<String>,
+    /// `Retry-After` in seconds (429 and 503 answers that know when to come back).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -78,7 +83,25 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             challenge: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the `Retry-After` header (seconds; at least 1, so a client never retries at once).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// 429 `rate_limited`: the caller may try again after `retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(ErrorCode::RateLimited, "too many attempts; wait before trying again")
+            .with_retry_after(retry_after_secs)
+    }
+
+    /// 503 `overloaded`: shed before doing expensive work.
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        Self::new(ErrorCode::Overloaded, "the server is busy; retry later").with_retry_after(retry_after_secs)
     }
 
     pub fn validation(errors: ValidationErrors) -> Self {
@@ -143,6 +166,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -265,6 +291,27 @@ mod tests {
             ErrorCode::MethodNotAllowed
         );
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT).code, ErrorCode::BadRequest);
+        assert_eq!(for_status(StatusCode::TOO_MANY_REQUESTS).code, ErrorCode::RateLimited);
+        // A bare 503 keeps meaning what it meant before `overloaded` existed.
+        assert_eq!(
+            for_status(StatusCode::SERVICE_UNAVAILABLE).code,
+            ErrorCode::TenantDegraded
+        );
         assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, ErrorCode::InternalError);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_a_header_on_429_and_503() {
+        let response = ApiError::rate_limited(7).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        let response = ApiError::overloaded(0).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1", "never 0");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "overloaded");
+        let response = ApiError::internal().into_response();
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -1,5 +1,5 @@
 //! Request extractors shared by the API surfaces: JSON bodies with problem+json
-//! rejections, and admin bearer authentication.
+//! rejections, admin bearer authentication, and the client's address.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -79,5 +79,24 @@ impl FromRequestParts<AppState> for AdminAuth {
         found
             .map(|admin_id| AdminAuth { admin_id })
             .ok_or_else(|| challenge(Some("invalid_token")))
+    }
+}
+
+/// The peer address of the connection, when the server was started with connect info
+/// (it is in production; an in-process test router may not be). Proxy headers are not
+/// trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
     }
 }

@@ -12,10 +12,13 @@ pub mod error;
 pub mod extract;
 pub mod key_rotation;
 pub mod keystore;
+pub mod login;
+pub mod mfa;
 pub mod middleware;
 pub mod pages;
 pub mod params;
 pub mod passwords;
+pub mod ratelimit;
 pub mod resolver;
 pub mod revocations;
 pub mod routes;
@@ -94,6 +97,10 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         ),
         None => None,
     };
+    let rate_limiter = ratelimit::RateLimiter::from_config(&config)
+        .await
+        .map_err(|e| ConfigError::new("redis_url (TENANTRY_REDIS_URL)", e.to_string()))?;
+    let hasher = passwords::PasswordHasher::new(passwords::HashingLimits::from_config(&config.limits));
     let keystore = Arc::new(keystore::KeyStore::new(secrets.clone()));
     let resolver = resolver::TenantContextResolver::new(
         control_plane.clone(),
@@ -114,6 +121,8 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         dbs,
         global_db,
         keystore,
+        hasher,
+        rate_limiter,
     };
     routes::ops::self_check_keys(&state);
     let mut installed = installed;
@@ -148,9 +157,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         KEY_MAINTENANCE_INTERVAL,
     );
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The peer address feeds the per-IP attempt limits (`extract::ClientIp`).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

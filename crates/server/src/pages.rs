@@ -82,6 +82,33 @@ const LOGOUT_CONFIRM: &str = r#"{% extends "layout.html" %}{% block content %}
 </form>
 {% endblock %}"#;
 
+const MFA: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.mfa_title }}</h1>
+{% if enrolment %}<p>{{ t.mfa_enrol_prompt }}</p>
+<img src="data:image/svg+xml;base64,{{ enrolment.qr }}" alt="{{ t.mfa_qr_alt }}" width="200" height="200">
+<p>{{ t.mfa_secret }} <code>{{ enrolment.secret }}</code></p>
+{% else %}<p>{{ t.mfa_prompt }}</p>{% endif %}
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="{{ action }}">
+<input type="hidden" name="interaction" value="{{ interaction }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label for="code">{{ t.mfa_code }}</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required>
+<button type="submit">{{ t.mfa_verify }}</button>
+</form>
+{% endblock %}"#;
+
+const RECOVERY_CODES: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.recovery_title }}</h1>
+<p>{{ t.recovery_prompt }}</p>
+<ul>{% for code in codes %}<li><code>{{ code }}</code></li>{% endfor %}</ul>
+<form method="post" action="{{ action }}">
+<input type="hidden" name="interaction" value="{{ interaction }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<button type="submit">{{ t.continue }}</button>
+</form>
+{% endblock %}"#;
+
 const LOGGED_OUT: &str = r#"{% extends "layout.html" %}{% block content %}
 <h1>{{ t.logged_out }}</h1>
 {% endblock %}"#;
@@ -96,6 +123,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("form_post.html", FORM_POST),
         ("logout_confirm.html", LOGOUT_CONFIRM),
         ("logged_out.html", LOGGED_OUT),
+        ("mfa.html", MFA),
+        ("recovery_codes.html", RECOVERY_CODES),
     ] {
         env.add_template(name, source).expect("built-in templates parse");
     }
@@ -121,6 +150,19 @@ struct Texts {
     logout_question: &'static str,
     logout_button: &'static str,
     logged_out: &'static str,
+    mfa_title: &'static str,
+    mfa_prompt: &'static str,
+    mfa_enrol_prompt: &'static str,
+    mfa_qr_alt: &'static str,
+    mfa_secret: &'static str,
+    mfa_code: &'static str,
+    mfa_verify: &'static str,
+    recovery_title: &'static str,
+    recovery_prompt: &'static str,
+    pub bad_code: &'static str,
+    email_not_verified: &'static str,
+    /// "Too many attempts", with `{minutes}` for the wait.
+    try_later: &'static str,
     pub bad_credentials: &'static str,
     pub expired: &'static str,
 }
@@ -141,6 +183,18 @@ const EN: Texts = Texts {
     logout_question: "Do you want to sign out of this account on this device?",
     logout_button: "Sign out",
     logged_out: "You are signed out.",
+    mfa_title: "Two-step verification",
+    mfa_prompt: "Enter the 6-digit code from your authenticator app, or one of your recovery codes.",
+    mfa_enrol_prompt: "This account needs two-step verification. Scan the code with an authenticator app, then enter the 6-digit code it shows.",
+    mfa_qr_alt: "QR code to add this account to an authenticator app",
+    mfa_secret: "Or enter this key by hand:",
+    mfa_code: "Code",
+    mfa_verify: "Verify",
+    recovery_title: "Save your recovery codes",
+    recovery_prompt: "Each code signs you in once if you lose your authenticator. They are shown only now: keep them somewhere safe.",
+    bad_code: "That code is not valid. Try the current one.",
+    email_not_verified: "Verify your email address before signing in: follow the link we sent you.",
+    try_later: "Too many attempts. Try again in {minutes} min.",
     bad_credentials: "The email or password is not correct.",
     expired: "This sign-in page has expired or was opened in another browser. Start again from the application.",
 };
@@ -161,6 +215,18 @@ const ES: Texts = Texts {
     logout_question: "¿Quieres cerrar la sesión de esta cuenta en este dispositivo?",
     logout_button: "Cerrar sesión",
     logged_out: "Has cerrado la sesión.",
+    mfa_title: "Verificación en dos pasos",
+    mfa_prompt: "Introduce el código de 6 dígitos de tu aplicación de autenticación o uno de tus códigos de recuperación.",
+    mfa_enrol_prompt: "Esta cuenta necesita verificación en dos pasos. Escanea el código con una aplicación de autenticación e introduce el código de 6 dígitos que muestra.",
+    mfa_qr_alt: "Código QR para añadir esta cuenta a una aplicación de autenticación",
+    mfa_secret: "O introduce esta clave a mano:",
+    mfa_code: "Código",
+    mfa_verify: "Verificar",
+    recovery_title: "Guarda tus códigos de recuperación",
+    recovery_prompt: "Cada código te permite iniciar sesión una vez si pierdes tu autenticador. Solo se muestran ahora: guárdalos en un lugar seguro.",
+    bad_code: "Ese código no es válido. Prueba con el actual.",
+    email_not_verified: "Verifica tu dirección de correo antes de iniciar sesión: sigue el enlace que te enviamos.",
+    try_later: "Demasiados intentos. Vuelve a intentarlo dentro de {minutes} min.",
     bad_credentials: "El correo electrónico o la contraseña no son correctos.",
     expired: "Esta página de inicio de sesión ha caducado o se abrió en otro navegador. Vuelve a empezar desde la aplicación.",
 };
@@ -175,6 +241,22 @@ fn texts(lang: Language) -> &'static Texts {
 /// The message for wrong credentials, in `lang`.
 pub fn bad_credentials(lang: Language) -> &'static str {
     texts(lang).bad_credentials
+}
+
+/// The message for a wrong second-factor code, in `lang`.
+pub fn bad_code(lang: Language) -> &'static str {
+    texts(lang).bad_code
+}
+
+/// The message for a login refused until the email is verified, in `lang`.
+pub fn email_not_verified(lang: Language) -> &'static str {
+    texts(lang).email_not_verified
+}
+
+/// "Too many attempts" with the wait (whole minutes, rounded up), in `lang`.
+pub fn try_later(lang: Language, wait: std::time::Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    texts(lang).try_later.replace("{minutes}", &minutes.to_string())
 }
 
 /// The message for an expired or foreign interaction, in `lang`.
@@ -272,6 +354,43 @@ impl PageContext<'_> {
             "consent.html",
             t.consent_title,
             context! { client_name, action, interaction, csrf, scopes },
+            None,
+        )
+    }
+
+    /// The second-factor step: a code (or recovery code) for an enrolled user, or, with
+    /// `enrolment`, the QR code and key of a secret being set up.
+    pub fn mfa(
+        &self,
+        action: &str,
+        interaction: &str,
+        csrf: &str,
+        enrolment: Option<&crate::mfa::Enrolment>,
+        error: Option<&str>,
+    ) -> Response {
+        use base64::Engine;
+        let t = texts(self.lang);
+        let enrolment = enrolment.map(|e| {
+            context! {
+                qr => base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()),
+                secret => &e.secret,
+            }
+        });
+        let extra = context! { action, interaction, csrf, enrolment, error };
+        let mut response = self.render("mfa.html", t.mfa_title, extra, None);
+        if error.is_some() {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        response
+    }
+
+    /// The recovery codes of a new enrolment, shown once, with a form to go on.
+    pub fn recovery_codes(&self, action: &str, interaction: &str, csrf: &str, codes: &[String]) -> Response {
+        let t = texts(self.lang);
+        self.render(
+            "recovery_codes.html",
+            t.recovery_title,
+            context! { action, interaction, csrf, codes },
             None,
         )
     }

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
+use common::browser::{Browser, form_action, hidden, query_param};
 use common::{TestServer, start};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
 use openidconnect::{
@@ -40,74 +39,6 @@ async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::Http
     builder.body(bytes.to_vec()).map_err(std::io::Error::other)
 }
 
-/// A minimal browser: keeps cookies, never follows redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        url: &str,
-        form: Option<&[(&str, &str)]>,
-    ) -> (u16, HashMap<String, String>, String) {
-        let mut request = self.http.request(method, url);
-        if !self.cookies.is_empty() {
-            let cookie = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            request = request.header("cookie", cookie);
-        }
-        if let Some(form) = form {
-            request = request.form(form);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let mut headers = HashMap::new();
-        for (name, value) in response.headers() {
-            let value = value.to_str().unwrap().to_owned();
-            if name == "set-cookie" {
-                let pair = value.split(';').next().unwrap();
-                let (k, v) = pair.split_once('=').unwrap();
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-            headers.insert(name.as_str().to_owned(), value);
-        }
-        (status, headers, response.text().await.unwrap())
-    }
-}
-
-/// The value of a hidden input in a hosted page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
-    let end = start + html[start..].find('"').unwrap();
-    html[start..end].replace("&#x2f;", "/").replace("&amp;", "&")
-}
-
-fn query_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 async fn make_user(server: &TestServer, slug: &str) {
     let (status, body) = server
         .admin(
@@ -124,11 +55,7 @@ async fn login(browser: &mut Browser, auth_url: &str, password: &str) -> (u16, S
     let (status, _, page) = browser.send(Method::GET, auth_url, None).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("<label for=\"password\">"), "a labelled password field");
-    let action = {
-        let marker = "action=\"";
-        let start = page.find(marker).unwrap() + marker.len();
-        page[start..start + page[start..].find('"').unwrap()].replace("&#x2f;", "/")
-    };
+    let action = form_action(&page);
     let interaction = hidden(&page, "interaction");
     let csrf = hidden(&page, "csrf");
     let form = [

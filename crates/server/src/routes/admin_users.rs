@@ -91,8 +91,9 @@ async fn create_user(
     let db = ctx.db().await?;
     let phc = match &body.password {
         Some(password) => {
-            passwords::check_policy(&ctx.entry.tenant.settings.security, &body.email, password, "password")?;
-            Some(passwords::hash(password.clone()).await?)
+            let security = &ctx.entry.tenant.settings.security;
+            passwords::check_policy(security, &body.email, password, "password")?;
+            Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
         }
         None => None,
     };
@@ -221,7 +222,8 @@ async fn set_password(
         &body.password,
         "password",
     )?;
-    let phc = passwords::hash(body.password).await?;
+    let params = ctx.entry.tenant.settings.security.password_hash;
+    let phc = state.hasher.hash(&slug, &params, &body.password).await?;
     ctx.db().await?.set_password(user.id, &phc).await?;
     state
         .audit_admin(

@@ -22,6 +22,8 @@ use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository, 
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::login::{LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
@@ -40,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/authorize", get(authorize_get).post(authorize_post))
         .route("/t/{slug}/login", post(login))
         .route("/t/{slug}/consent", post(consent))
+        .route("/t/{slug}/mfa", post(mfa_step))
+        .route("/t/{slug}/continue", post(continue_step))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +70,13 @@ struct Interaction {
     lang: Language,
     csrf: String,
     expires_at: i64,
+    /// Set once the password step passed for a user who still owes a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mfa_user: Option<uuid::Uuid>,
+    /// The login session this interaction may continue with (after the recovery codes
+    /// of a new enrolment were shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
 }
 
 fn seal_context(ctx: &TenantContext) -> (String, &'static str) {
@@ -247,6 +258,8 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         lang,
         csrf: csrf.clone(),
         expires_at: (Utc::now() + INTERACTION_TTL).timestamp(),
+        mfa_user: None,
+        session: None,
     };
 
     let session = match current_session(&ctx, &headers).await {
@@ -437,6 +450,8 @@ struct StepForm {
     password: String,
     #[serde(default)]
     decision: String,
+    #[serde(default)]
+    code: String,
 }
 
 /// Opens a step's form: the interaction must unseal and not be expired, and the CSRF
@@ -469,66 +484,113 @@ fn step_form(body: &[u8]) -> Option<StepForm> {
         email: params.get("email").unwrap_or("").to_owned(),
         password: params.get("password").unwrap_or("").to_owned(),
         decision: params.get("decision").unwrap_or("").to_owned(),
+        code: params.get("code").unwrap_or("").to_owned(),
     })
 }
 
-/// A PHC string of a password nobody has, verified when the email is unknown so both
-/// answers take the same time.
-static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-
-async fn login(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (form, interaction) = match open_step(&state, &ctx, &headers, &body) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
+    let lang = interaction.lang;
     let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
-        return page_context(&ctx, interaction.lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+        return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let db = match ctx.db().await {
         Ok(db) => db,
         Err(e) => return e.into_response(),
     };
-    let user = match db.user_by_email(&form.email, &ctx.custom_fields()).await {
-        Ok(user) => user.filter(|u| u.status == UserStatus::Active),
-        // A malformed email is simply not a known user.
-        Err(tenantry_dataplane::DbError::Invalid(_)) => None,
-        Err(e) => return ApiError::from(e).into_response(),
+    let refused = |status: StatusCode, message: String, retry_after: Option<std::time::Duration>| {
+        let sealed = seal(&state, &ctx, &interaction);
+        let mut page = page_context(&ctx, lang).login(
+            &client.name,
+            &action(&ctx, "login"),
+            &sealed,
+            &interaction.csrf,
+            &form.email,
+            Some(&message),
+        );
+        *page.status_mut() = status;
+        if let Some(wait) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            page.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        page
     };
-    let stored = match &user {
-        Some(u) => db.password(u.id).await.ok().flatten(),
-        None => None,
-    };
-    let phc = match stored {
-        Some(phc) => phc,
-        None => DUMMY_HASH
-            .get_or_init(|| async { crate::passwords::hash(random_token(32)).await.unwrap_or_default() })
-            .await
-            .clone(),
-    };
-    let valid = crate::passwords::verify(phc, form.password.clone()).await;
-    let user = match (valid, user) {
-        (true, Some(user)) => user,
-        _ => {
-            let sealed = seal(&state, &ctx, &interaction);
-            return page_context(&ctx, interaction.lang).login(
-                &client.name,
-                &action(&ctx, "login"),
-                &sealed,
-                &interaction.csrf,
-                &form.email,
-                Some(pages::bad_credentials(interaction.lang)),
+    let accepted = match crate::login::password_login(&state, &ctx, &db, &form.email, &form.password, ip).await {
+        Ok(accepted) => accepted,
+        Err(LoginError::BadCredentials) => {
+            return refused(StatusCode::UNAUTHORIZED, pages::bad_credentials(lang).to_owned(), None);
+        }
+        Err(LoginError::Locked { retry_after } | LoginError::RateLimited { retry_after }) => {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::try_later(lang, retry_after),
+                Some(retry_after),
             );
         }
+        Err(LoginError::EmailNotVerified) => {
+            return refused(StatusCode::FORBIDDEN, pages::email_not_verified(lang).to_owned(), None);
+        }
+        Err(LoginError::Unavailable(e)) => return e.into_response(),
     };
+    let user = accepted.user;
+    let enrolment = match accepted.second_factor {
+        SecondFactor::None => {
+            let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd"]).await {
+                Ok(started) => started,
+                Err(e) => return e.into_response(),
+            };
+            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await;
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            return response;
+        }
+        SecondFactor::Challenge => None,
+        SecondFactor::Enrol => {
+            let tenant = ctx.entry.tenant.id;
+            match crate::mfa::enrol(&state.secrets, &db, tenant, issuer_name(&ctx), user.id, &user.email).await {
+                Ok(enrolment) => Some(enrolment),
+                Err(e) => return e.into_response(),
+            }
+        }
+    };
+    let mut pending = interaction;
+    pending.mfa_user = Some(user.id);
+    let sealed = seal(&state, &ctx, &pending);
+    page_context(&ctx, lang).mfa(&action(&ctx, "mfa"), &sealed, &pending.csrf, enrolment.as_ref(), None)
+}
 
+/// The name authenticator apps show for this tenant.
+fn issuer_name(ctx: &TenantContext) -> &str {
+    let tenant = &ctx.entry.tenant;
+    tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
+}
+
+/// Creates a login session row and its cookie.
+async fn start_session(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &tenantry_dataplane::TenantDb,
+    headers: &HeaderMap,
+    user_id: uuid::Uuid,
+    amr: &[&str],
+) -> Result<(Session, HeaderValue), ApiError> {
     let now = Utc::now();
     let session_id = random_token(32);
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let session = Session {
         id_hash: hash_token(&session_id),
-        user_id: user.id,
+        user_id,
         auth_time: now,
-        amr: vec!["pwd".into()],
+        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
         acr: None,
         ip: None,
         user_agent: headers
@@ -540,20 +602,141 @@ async fn login(ctx: TenantContext, State(state): State<AppState>, headers: Heade
         expires_at: now + Duration::seconds(lifetime),
         revoked_at: None,
     };
-    if let Err(e) = db.create_session(&session).await {
-        return ApiError::from(e).into_response();
+    db.create_session(&session).await?;
+    let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
+        .map_err(|_| ApiError::internal())?;
+    Ok((session, cookie))
+}
+
+/// The second-factor step: a TOTP code or a recovery code from an enrolled user, or the
+/// first code of a new enrolment (whose recovery codes are then shown once).
+async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (form, mut interaction) = match open_step(&state, &ctx, &headers, &body) {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let lang = interaction.lang;
+    let pages = page_context(&ctx, lang);
+    let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
+    let (Some(user_id), Some(client)) = (interaction.mfa_user, ctx.entry.clients.get(&interaction.client_id)) else {
+        return expired();
+    };
+    let db = match ctx.db().await {
+        Ok(db) => db,
+        Err(e) => return e.into_response(),
+    };
+    let user = match db.user_by_id(user_id, &ctx.custom_fields()).await {
+        Ok(Some(user)) if user.status == UserStatus::Active => user,
+        Ok(_) => return expired(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Err(e) = crate::login::mfa_allowed(&state, &ctx, user.id).await {
+        let sealed = seal(&state, &ctx, &interaction);
+        let message = match e.retry_after {
+            Some(secs) if e.code == crate::error::ErrorCode::RateLimited => {
+                pages::try_later(lang, std::time::Duration::from_secs(secs))
+            }
+            _ => return e.into_response(),
+        };
+        let mut page = pages.mfa(&action(&ctx, "mfa"), &sealed, &interaction.csrf, None, Some(&message));
+        *page.status_mut() = e.code.status();
+        if let Ok(value) = HeaderValue::from_str(&e.retry_after.unwrap_or(1).to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return page;
     }
-    let mut response = continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await;
-    if let Ok(value) = HeaderValue::from_str(&cookie_header(
-        &state,
-        &ctx,
-        SESSION_COOKIE,
-        &session_id,
-        Some(lifetime),
-    )) {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    let tenant = ctx.entry.tenant.id;
+    let secrets = &state.secrets;
+    let checked =
+        match crate::mfa::pending_enrolment(secrets, &db, tenant, issuer_name(&ctx), user.id, &user.email).await {
+            Ok(Some(enrolment)) => match crate::mfa::confirm(secrets, &db, tenant, user.id, &form.code).await {
+                Ok(Some(codes)) => Ok(CodeCheck::Enrolled(codes)),
+                Ok(None) => Ok(CodeCheck::Refused(Some(enrolment))),
+                Err(e) => Err(e),
+            },
+            Ok(None) => {
+                let passed = if form.code.trim().len() == 6 {
+                    crate::mfa::check_code(secrets, &db, tenant, user.id, &form.code, false).await
+                } else {
+                    crate::mfa::use_recovery_code(&db, user.id, &form.code).await
+                };
+                passed.map(|ok| {
+                    if ok {
+                        CodeCheck::Passed
+                    } else {
+                        CodeCheck::Refused(None)
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
+    let (passed, recovery_codes, enrolment) = match checked {
+        Ok(CodeCheck::Passed) => (true, None, None),
+        Ok(CodeCheck::Enrolled(codes)) => (true, Some(codes), None),
+        Ok(CodeCheck::Refused(enrolment)) => (false, None, enrolment),
+        Err(e) => return e.into_response(),
+    };
+    if !passed {
+        if let Err(e) = crate::login::mfa_failed(&state, &ctx, user.id).await {
+            return e.into_response();
+        }
+        let sealed = seal(&state, &ctx, &interaction);
+        return pages.mfa(
+            &action(&ctx, "mfa"),
+            &sealed,
+            &interaction.csrf,
+            enrolment.as_ref(),
+            Some(pages::bad_code(lang)),
+        );
     }
+    let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd", "otp", "mfa"]).await {
+        Ok(started) => started,
+        Err(e) => return e.into_response(),
+    };
+    interaction.mfa_user = None;
+    let mut response = match recovery_codes {
+        Some(codes) => {
+            interaction.session = Some(session.id_hash.clone());
+            let sealed = seal(&state, &ctx, &interaction);
+            pages.recovery_codes(&action(&ctx, "continue"), &sealed, &interaction.csrf, &codes)
+        }
+        None => continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await,
+    };
+    response.headers_mut().append(header::SET_COOKIE, cookie);
     response
+}
+
+/// What a submitted second-factor code did.
+enum CodeCheck {
+    Passed,
+    /// The first code of a new enrolment: these recovery codes are shown once.
+    Enrolled(Vec<String>),
+    /// Wrong, stale or replayed; an enrolment in progress is shown again.
+    Refused(Option<crate::mfa::Enrolment>),
+}
+
+/// Goes on from a page shown inside the flow after login (the recovery codes): only with
+/// the very session that login created.
+async fn continue_step(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, interaction) = match open_step(&state, &ctx, &headers, &body) {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let lang = interaction.lang;
+    let pages = page_context(&ctx, lang);
+    let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
+    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+        return expired();
+    };
+    let (session, user) = match current_session(&ctx, &headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return expired(),
+        Err(e) => return e.into_response(),
+    };
+    if interaction.session.as_deref() != Some(session.id_hash.as_str()) {
+        return expired();
+    }
+    continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await
 }
 
 async fn consent(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

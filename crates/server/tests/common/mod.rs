@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
 
@@ -33,7 +35,13 @@ pub async fn start() -> TestServer {
     let prepared = tenantry_server::prepare(&options).await.unwrap();
     let base = format!("http://{}", prepared.listener.local_addr().unwrap());
     let app = tenantry_server::router(prepared.state.clone());
-    tokio::spawn(axum::serve(prepared.listener, app).into_future());
+    tokio::spawn(
+        axum::serve(
+            prepared.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
     TestServer {
         state: prepared.state,
         base,

@@ -1,0 +1,184 @@
+//! The one password login, behind both front doors: the hosted login page and
+//! `POST /v1/auth/login`.
+//!
+//! In order: the per-IP rate limit, the account lockout, the password (through the
+//! admission-controlled hasher; an unknown email is verified against a dummy hash, so
+//! both answers take the same time and say the same thing), then the upgrade of a hash
+//! made with older parameters, and what the tenant asks next (a verified email, a second
+//! factor). Lockout counts failures per tenant and normalized email, known or not, so it
+//! cannot be used to find out which accounts exist either.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tenantry_dataplane::model::{User, UserStatus};
+use tenantry_dataplane::{TenantDb, UserRepository};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::ratelimit::Decision;
+use crate::resolver::TenantContext;
+
+/// Password attempts one IP address may make per tenant and window.
+pub const LOGIN_PER_IP: (u32, Duration) = (30, Duration::from_secs(60));
+/// Wrong second-factor codes per account and window before further attempts wait
+/// (6 digits with 3 valid codes at a time: 5 guesses in 5 minutes is a 1.5e-5 chance).
+pub const MFA_FAILURES: (u32, Duration) = (5, Duration::from_secs(300));
+
+/// Why a login did not go through.
+#[derive(Debug)]
+pub enum LoginError {
+    /// Unknown email, wrong password or a disabled account: one answer for all.
+    BadCredentials,
+    /// Too many failures for this account; it unlocks after `retry_after`.
+    Locked { retry_after: Duration },
+    /// Too many attempts from this address.
+    RateLimited { retry_after: Duration },
+    /// The tenant requires a verified email before login.
+    EmailNotVerified,
+    /// Hashing saturated, rate-limit store or database unavailable, ...
+    Unavailable(ApiError),
+}
+
+impl From<ApiError> for LoginError {
+    fn from(e: ApiError) -> Self {
+        LoginError::Unavailable(e)
+    }
+}
+
+/// What the user owes after a correct password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    None,
+    /// A code from the enrolled authenticator (or a recovery code).
+    Challenge,
+    /// The tenant requires a second factor and the user has none: set one up now.
+    Enrol,
+}
+
+/// A correct password.
+#[derive(Debug)]
+pub struct Accepted {
+    pub user: User,
+    pub second_factor: SecondFactor,
+}
+
+fn lock_key(ctx: &TenantContext, email: &str) -> String {
+    format!("login:account:{}:{}", ctx.entry.tenant.id, email.trim().to_lowercase())
+}
+
+/// Checks an email and password for the tenant.
+pub async fn password_login(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    email: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<Accepted, LoginError> {
+    let tenant = ctx.entry.tenant.id.to_string();
+    let policy = &ctx.entry.tenant.settings.security;
+    if let Some(ip) = ip {
+        let (limit, window) = LOGIN_PER_IP;
+        let key = format!("login:ip:{tenant}:{ip}");
+        if let Decision::Limited { retry_after } = state
+            .rate_limiter
+            .hit(&key, limit, window)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(LoginError::RateLimited { retry_after });
+        }
+    }
+    let lock = lock_key(ctx, email);
+    let max_failures = policy.max_login_attempts.max(1);
+    if let Decision::Limited { retry_after } = state
+        .rate_limiter
+        .check(&lock, max_failures)
+        .await
+        .map_err(ApiError::from)?
+    {
+        return Err(LoginError::Locked { retry_after });
+    }
+
+    let user = match db.user_by_email(email, &ctx.custom_fields()).await {
+        Ok(user) => user.filter(|u| u.status == UserStatus::Active),
+        // A malformed email is simply not a known user.
+        Err(tenantry_dataplane::DbError::Invalid(_)) => None,
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    let stored = match &user {
+        Some(u) => db.password(u.id).await.map_err(ApiError::from)?,
+        None => None,
+    };
+    let valid = state
+        .hasher
+        .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
+        .await
+        .map_err(ApiError::from)?;
+    let (true, Some(user)) = (valid, user) else {
+        let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
+        if let Decision::Limited { retry_after } = state
+            .rate_limiter
+            .hit(&lock, max_failures.saturating_sub(1), lockout)
+            .await
+            .map_err(ApiError::from)?
+        {
+            tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
+            return Err(LoginError::Locked { retry_after });
+        }
+        return Err(LoginError::BadCredentials);
+    };
+    state.rate_limiter.reset(&lock).await.map_err(ApiError::from)?;
+
+    // A hash made with other parameters is replaced now that the password is known.
+    if let Some(phc) = &stored
+        && crate::passwords::needs_rehash(phc, &policy.password_hash)
+    {
+        match state.hasher.hash(&tenant, &policy.password_hash, password).await {
+            Ok(fresh) => {
+                if let Err(e) = db.set_password(user.id, &fresh).await {
+                    tracing::warn!(error = %e, "password hash upgrade not stored");
+                }
+            }
+            // The login itself succeeded; the upgrade waits for a quieter moment.
+            Err(e) => tracing::info!(error = %e, "password hash upgrade postponed"),
+        }
+    }
+    if policy.require_verified_email && !user.email_verified {
+        return Err(LoginError::EmailNotVerified);
+    }
+    let second_factor = if crate::mfa::enrolled(db, user.id).await? {
+        SecondFactor::Challenge
+    } else if policy.mfa_required {
+        SecondFactor::Enrol
+    } else {
+        SecondFactor::None
+    };
+    Ok(Accepted { user, second_factor })
+}
+
+fn mfa_key(ctx: &TenantContext, user: uuid::Uuid) -> String {
+    format!("mfa:account:{}:{user}", ctx.entry.tenant.id)
+}
+
+/// Refuses a second-factor attempt once the account has used up its failures for the
+/// window (429 with `Retry-After`).
+pub async fn mfa_allowed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    let (limit, _) = MFA_FAILURES;
+    state
+        .rate_limiter
+        .check(&mfa_key(ctx, user), limit)
+        .await?
+        .into_result()
+}
+
+/// Counts one wrong second-factor code.
+pub async fn mfa_failed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    let (limit, window) = MFA_FAILURES;
+    state
+        .rate_limiter
+        .hit(&mfa_key(ctx, user), limit.saturating_sub(1), window)
+        .await?;
+    Ok(())
+}

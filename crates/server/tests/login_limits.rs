@@ -1,0 +1,117 @@
+//! The shared password login behind the hosted page: account lockout with its unlock
+//! time, one answer for unknown accounts and wrong passwords, verified-email policy, and
+//! hashes upgraded to the tenant's current Argon2 parameters at the next login.
+
+mod common;
+
+use common::browser::{Browser, form_action, hidden};
+use common::{TestServer, start};
+use reqwest::Method;
+use serde_json::json;
+use tenantry_dataplane::UserRepository;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn authorize_url(server: &TestServer) -> String {
+    format!(
+        "{}/t/local/authorize?response_type=code&client_id=demo-spa&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback\
+         &scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        server.base
+    )
+}
+
+/// One password attempt through the hosted form: status, Retry-After, body.
+async fn attempt(server: &TestServer, email: &str, password: &str) -> (u16, Option<String>, String) {
+    let mut browser = Browser::new();
+    let (status, _, page) = browser.send(Method::GET, &authorize_url(server), None).await;
+    assert_eq!(status, 200, "{page}");
+    let form = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf", hidden(&page, "csrf")),
+        ("email", email.to_owned()),
+        ("password", password.to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, body) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    (status, headers.get("retry-after").cloned(), body)
+}
+
+async fn patch_security(server: &TestServer, security: serde_json::Value) {
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"security": security}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn create_user(server: &TestServer, email: &str, verified: bool) -> uuid::Uuid {
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": email, "password": PASSWORD, "email_verified": verified})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The error paragraph of a refused login page (the rest differs by nonces and tokens).
+fn error_text(page: &str) -> String {
+    let start = page.find("role=\"alert\">").expect("an error message") + "role=\"alert\">".len();
+    page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn lockout_after_repeated_failures_for_known_and_unknown_accounts_then_unlock() {
+    let server = start().await;
+    patch_security(&server, json!({"max_login_attempts": 3, "lockout_duration_secs": 2})).await;
+    create_user(&server, "ada@example.com", true).await;
+
+    // Unknown account and wrong password: the same status and the same words.
+    let (wrong_status, _, wrong_page) = attempt(&server, "ada@example.com", "not the password").await;
+    let (unknown_status, _, unknown_page) = attempt(&server, "nobody@example.com", "not the password").await;
+    assert_eq!((wrong_status, unknown_status), (401, 401));
+    assert_eq!(error_text(&wrong_page), error_text(&unknown_page));
+
+    // The third failure locks the account (known or not) for the lockout duration.
+    attempt(&server, "ada@example.com", "still wrong").await;
+    let (status, retry_after, page) = attempt(&server, "ADA@example.com", "third").await;
+    assert_eq!(status, 429, "{page}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() <= 2));
+    attempt(&server, "nobody@example.com", "x").await;
+    let (status, _, _) = attempt(&server, "nobody@example.com", "y").await;
+    assert_eq!(status, 429, "unknown accounts lock the same way");
+
+    // Locked: even the right password waits.
+    let (status, _, _) = attempt(&server, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 429);
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let (status, _, page) = attempt(&server, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 303, "unlocked after the lockout: {page}");
+}
+
+#[tokio::test]
+async fn verified_email_policy_and_hash_upgrade_at_login() {
+    let server = start().await;
+    let unverified = create_user(&server, "new@example.com", false).await;
+    let ada = create_user(&server, "ada@example.com", true).await;
+    let db = server.ctx("local").db().await.unwrap();
+    let before = db.password(ada).await.unwrap().unwrap();
+    assert!(before.contains("m=19456,t=2,p=1"), "{before}");
+
+    patch_security(&server, json!({"require_verified_email": true, "password_hash": {"memory_kib": 7168, "iterations": 5, "parallelism": 1}})).await;
+    let (status, _, page) = attempt(&server, "new@example.com", PASSWORD).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(db.user_by_id(unverified, &Default::default()).await.unwrap().is_some());
+
+    let (status, _, page) = attempt(&server, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 303, "{page}");
+    let after = db.password(ada).await.unwrap().unwrap();
+    assert!(after.contains("m=7168,t=5,p=1"), "upgraded on login: {after}");
+    let (status, _, _) = attempt(&server, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 303, "the upgraded hash verifies");
+}
