@@ -49,7 +49,10 @@ done
 # Refresh rotation: each connection logs in once, then rotates its own token chain.
 DEMO_PASSWORD=$(grep -o 'demo@example.com / [^ ]*' "$ROOT/out.log" | awk '{print $3}')
 LOAD="$TARGET_DIR/release/examples/refresh_load"
-echo "== refresh rotation (SQLite)"
+echo "== refresh rotation (SQLite, tenant default RS256)"
+taskset -c 1 "$LOAD" "$BASE" local demo-spa demo@example.com "$DEMO_PASSWORD" 2 "$DURATION"
+admin PATCH /v1/admin/tenants/local '{"settings":{"signing":{"id_token_alg":"EdDSA","access_token_alg":"EdDSA"}}}' >/dev/null
+echo "== refresh rotation (SQLite, tenant on EdDSA)"
 taskset -c 1 "$LOAD" "$BASE" local demo-spa demo@example.com "$DEMO_PASSWORD" 2 "$DURATION"
 if [ -n "${TENANTRY_BENCH_POSTGRES_DSN:-}" ]; then
   admin POST /v1/admin/tenants "{\"slug\":\"pg\",\"settings\":{\"user_db\":{\"driver\":\"postgres\",\"dsn\":\"$TENANTRY_BENCH_POSTGRES_DSN\"}}}" >/dev/null

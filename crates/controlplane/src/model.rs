@@ -123,6 +123,13 @@ pub struct SecurityPolicy {
     pub mfa_required: bool,
     /// Login waits until the user has verified their email address.
     pub require_verified_email: bool,
+    /// Anyone may create an account with `POST /v1/auth/register`.
+    pub registration_enabled: bool,
+    /// A registration answers tokens at once (unless the email must be verified first).
+    pub registration_auto_login: bool,
+    /// Days a device stays trusted after a second factor when the user asks to be
+    /// remembered there (0: never offered).
+    pub mfa_remember_device_days: u32,
     /// Argon2id cost of new password hashes. Older settings files have no such key and get
     /// the default; stored hashes made with other costs still verify and are upgraded at the
     /// next successful login.
@@ -142,6 +149,9 @@ impl Default for SecurityPolicy {
             lockout_duration_secs: 900,
             mfa_required: false,
             require_verified_email: false,
+            registration_enabled: false,
+            registration_auto_login: false,
+            mfa_remember_device_days: 0,
             password_hash: PasswordHashParams::default(),
         }
     }
@@ -220,6 +230,8 @@ pub enum MailTemplateKind {
     ResetPassword,
     PasswordChanged,
     AccountLocked,
+    /// The message `POST /v1/admin/tenants/{slug}/email/test` sends.
+    Test,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

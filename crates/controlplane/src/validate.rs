@@ -207,6 +207,9 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     if sec.max_login_attempts == 0 || sec.max_login_attempts > 1000 {
         errors.push(format!("{p}.security.max_login_attempts"), "must be between 1 and 1000");
     }
+    if sec.mfa_remember_device_days > 365 {
+        errors.push(format!("{p}.security.mfa_remember_device_days"), "must be at most 365");
+    }
     if sec.lockout_duration_secs > 30 * 86400 {
         errors.push(format!("{p}.security.lockout_duration_secs"), "must be at most 30 days");
     }
@@ -326,6 +329,7 @@ fn kind_code(kind: MailTemplateKind) -> &'static str {
         MailTemplateKind::ResetPassword => "reset_password",
         MailTemplateKind::PasswordChanged => "password_changed",
         MailTemplateKind::AccountLocked => "account_locked",
+        MailTemplateKind::Test => "test",
     }
 }
 

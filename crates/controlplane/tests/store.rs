@@ -57,12 +57,13 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
     });
     let security = (
         any::<u32>(),
-        any::<[bool; 6]>(),
+        any::<[bool; 8]>(),
+        0u32..=365,
         any::<u32>(),
         any::<u64>(),
         any::<[u32; 3]>(),
     )
-        .prop_map(|(min, b, attempts, lock, hash)| SecurityPolicy {
+        .prop_map(|(min, b, remember, attempts, lock, hash)| SecurityPolicy {
             password_min_length: min,
             password_require_lowercase: b[0],
             password_require_uppercase: b[1],
@@ -72,6 +73,9 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
             lockout_duration_secs: lock,
             mfa_required: b[4],
             require_verified_email: b[5],
+            registration_enabled: b[6],
+            registration_auto_login: b[7],
+            mfa_remember_device_days: remember,
             password_hash: PasswordHashParams {
                 memory_kib: hash[0],
                 iterations: hash[1],
@@ -103,7 +107,8 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
         Just(MailTemplateKind::VerifyEmail),
         Just(MailTemplateKind::ResetPassword),
         Just(MailTemplateKind::PasswordChanged),
-        Just(MailTemplateKind::AccountLocked)
+        Just(MailTemplateKind::AccountLocked),
+        Just(MailTemplateKind::Test)
     ];
     let template = (text(), text(), text()).prop_map(|(subject, html, text)| MailTemplate { subject, html, text });
     let templates = btree_map(

@@ -25,9 +25,27 @@ use crate::ratelimit::RateLimiter;
 use crate::resolver::{self, TenantContextResolver};
 use crate::routes;
 
-/// Everything a handler can reach. Cheap to clone.
+/// Everything a handler can reach. Cloned for every request (axum's `State`), so it is
+/// one `Arc` around [`Shared`]; fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub config: Arc<Config>,
     /// The public base URL actually in use (configured or derived from the bound address).
     pub public_url: url::Url,
@@ -48,6 +66,8 @@ pub struct AppState {
     /// Attempt counters for login, registration, reset, MFA and verification endpoints
     /// (in memory, or in Redis when `redis_url` is set).
     pub rate_limiter: RateLimiter,
+    /// Per-tenant SMTP transports (`email::send`).
+    pub mailer: crate::email::Mailer,
 }
 
 impl AppState {
@@ -121,9 +141,7 @@ pub fn with_common_layers(app: Router, limits: &crate::config::Limits, hsts: boo
             .layer(from_fn(middleware::request_id))
             .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
             .layer(CatchPanicLayer::custom(middleware::panic_response))
-            .layer(from_fn(middleware::record_metrics))
-            .layer(from_fn(move |req, next| middleware::security_headers(hsts, req, next)))
-            .layer(from_fn(middleware::problem_bodies))
+            .layer(from_fn(move |req, next| middleware::finish_response(hsts, req, next)))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 limits.request_timeout,

@@ -40,6 +40,16 @@ error_codes! {
     InvalidJson = (BAD_REQUEST, "invalid_json", "The body is not the JSON this endpoint expects"),
     TenantRequired = (BAD_REQUEST, "tenant_required", "No tenant was named and there is no default tenant"),
     Unauthorized = (UNAUTHORIZED, "unauthorized", "Authentication is required"),
+    InvalidCredentials = (UNAUTHORIZED, "invalid_credentials", "The email or password is not correct"),
+    InvalidMfaCode = (UNAUTHORIZED, "invalid_mfa_code", "The second-factor code is not valid"),
+    InvalidGrant = (BAD_REQUEST, "invalid_grant", "The token or grant is invalid, expired or revoked"),
+    InvalidScope = (BAD_REQUEST, "invalid_scope", "A requested scope is not allowed"),
+    InvalidClient = (BAD_REQUEST, "invalid_client", "Unknown client, or one that may not use this endpoint"),
+    EmailNotVerified = (FORBIDDEN, "email_not_verified", "The email address must be verified before login"),
+    RegistrationDisabled = (FORBIDDEN, "registration_disabled", "The tenant does not allow self-registration"),
+    AccountLocked = (TOO_MANY_REQUESTS, "account_locked", "Too many failed attempts; the account is locked for a while"),
+    EmailTaken = (CONFLICT, "email_taken", "An account with this email already exists"),
+    MfaAlreadyEnabled = (CONFLICT, "mfa_already_enabled", "A second factor is already enabled for this account"),
     NotFound = (NOT_FOUND, "not_found", "No such resource"),
     TenantNotFound = (NOT_FOUND, "tenant_not_found", "Unknown tenant"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
@@ -55,6 +65,7 @@ error_codes! {
     InternalError = (INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
     EmailNotConfigured = (NOT_IMPLEMENTED, "email_not_configured", "The tenant has no email (SMTP) settings"),
     GlobalDbNotConfigured = (NOT_IMPLEMENTED, "global_db_not_configured", "This installation has no global database"),
+    EmailSendFailed = (BAD_GATEWAY, "email_send_failed", "The mail server did not accept the message"),
     TenantDegraded = (SERVICE_UNAVAILABLE, "tenant_degraded", "The tenant's configuration does not load"),
     TenantDbUnavailable = (SERVICE_UNAVAILABLE, "tenant_db_unavailable", "The tenant's user database is unreachable"),
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
@@ -250,7 +261,8 @@ pub fn for_status(status: StatusCode) -> ApiError {
     let code = ErrorCode::ALL
         .iter()
         .copied()
-        .find(|c| c.status() == status)
+        // Codes that name one cause are never what a bare status from a layer means.
+        .find(|c| c.status() == status && !matches!(c, ErrorCode::EmailSendFailed | ErrorCode::AccountLocked))
         .unwrap_or(if status.is_server_error() {
             ErrorCode::InternalError
         } else {
@@ -297,6 +309,7 @@ mod tests {
             for_status(StatusCode::SERVICE_UNAVAILABLE).code,
             ErrorCode::TenantDegraded
         );
+        // A bare 502 from a layer is not a mail failure.
         assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, ErrorCode::InternalError);
     }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod key_rotation;
@@ -109,8 +110,10 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         config.default_tenant.clone(),
         &public_url,
     );
+    let mailer = email::Mailer::new();
+    control_plane.subscribe(Arc::new(mailer.clone()));
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
-    let state = AppState {
+    let state = AppState::new(app::Shared {
         config: Arc::new(config),
         public_url,
         writer,
@@ -123,7 +126,8 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         keystore,
         hasher,
         rate_limiter,
-    };
+        mailer,
+    });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;
     if installed.demo_client_created

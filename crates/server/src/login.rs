@@ -67,7 +67,9 @@ fn lock_key(ctx: &TenantContext, email: &str) -> String {
     format!("login:account:{}:{}", ctx.entry.tenant.id, email.trim().to_lowercase())
 }
 
-/// Checks an email and password for the tenant.
+/// Checks an email and password for the tenant. `device` is a trusted-device token the
+/// client kept from an earlier second factor: while it is live (and the tenant offers
+/// remembering), an enrolled user is not asked for a code again.
 pub async fn password_login(
     state: &AppState,
     ctx: &TenantContext,
@@ -75,6 +77,7 @@ pub async fn password_login(
     email: &str,
     password: &str,
     ip: Option<IpAddr>,
+    device: Option<&str>,
 ) -> Result<Accepted, LoginError> {
     let tenant = ctx.entry.tenant.id.to_string();
     let policy = &ctx.entry.tenant.settings.security;
@@ -148,8 +151,16 @@ pub async fn password_login(
     if policy.require_verified_email && !user.email_verified {
         return Err(LoginError::EmailNotVerified);
     }
+    let remembered = match device {
+        Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
+        _ => false,
+    };
     let second_factor = if crate::mfa::enrolled(db, user.id).await? {
-        SecondFactor::Challenge
+        if remembered {
+            SecondFactor::None
+        } else {
+            SecondFactor::Challenge
+        }
     } else if policy.mfa_required {
         SecondFactor::Enrol
     } else {

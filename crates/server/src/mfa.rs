@@ -209,6 +209,33 @@ pub async fn disable(db: &TenantDb, user: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Trusts this device for `days` after a second factor: answers the token the device
+/// keeps (a cookie or the app's storage); only its hash is stored.
+pub async fn remember_device(
+    db: &TenantDb,
+    user: Uuid,
+    days: u32,
+    user_agent: Option<String>,
+) -> Result<String, ApiError> {
+    let token = tenantry_crypto::random_token(32);
+    let now = Utc::now();
+    db.trust_device(&tenantry_dataplane::model::TrustedDevice {
+        token_hash: hash_token(&token),
+        user_id: user,
+        user_agent,
+        created_at: now,
+        expires_at: now + chrono::Duration::days(i64::from(days)),
+        revoked_at: None,
+    })
+    .await?;
+    Ok(token)
+}
+
+/// Whether `token` is a live trusted-device token of `user`.
+pub async fn device_trusted(db: &TenantDb, user: Uuid, token: &str) -> Result<bool, ApiError> {
+    Ok(db.trusted_device(&hash_token(token), user, Utc::now()).await?.is_some())
+}
+
 /// 16 base32 characters (80 bits) shown as `xxxx-xxxx-xxxx-xxxx`.
 fn new_recovery_code() -> String {
     let secret = Secret::generate();

@@ -55,18 +55,25 @@ pub fn make_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), route, request_id, tenant = tracing::field::Empty)
 }
 
-/// Prometheus counters and latency histograms labelled by route template (never raw
-/// paths, so label cardinality stays bounded).
-pub async fn record_metrics(request: Request, next: Next) -> Response<Body> {
+/// What every response gets on its way out, in one layer (each layer costs a boxed
+/// future and a service clone per request): a problem+json body for bare error
+/// statuses, the security headers, and the request metrics.
+pub async fn finish_response(hsts: bool, request: Request, next: Next) -> Response<Body> {
     let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
-    let response = next.run(request).await;
+    let response = security_headers(problem_body(next.run(request).await), hsts);
     let route = route.as_ref().map(MatchedPath::as_str).unwrap_or("unmatched");
-    let (requests, duration) = request_metrics(method, route, response.status().as_u16());
+    record_metrics(method, route, response.status().as_u16(), start);
+    response
+}
+
+/// Prometheus counters and latency histograms labelled by route template (never raw
+/// paths, so label cardinality stays bounded).
+fn record_metrics(method: &'static str, route: &str, status: u16, start: Instant) {
+    let (requests, duration) = request_metrics(method, route, status);
     requests.increment(1);
     duration.record(start.elapsed().as_secs_f64());
-    response
 }
 
 type RouteMetrics = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
@@ -107,8 +114,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Security headers on every response (kept if a handler set its own).
-pub async fn security_headers(hsts: bool, request: Request, next: Next) -> Response<Body> {
-    let mut response = next.run(request).await;
+fn security_headers(mut response: Response<Body>, hsts: bool) -> Response<Body> {
     let headers = response.headers_mut();
     let defaults = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -133,8 +139,7 @@ pub async fn security_headers(hsts: bool, request: Request, next: Next) -> Respo
 
 /// Gives a problem+json body to error statuses that layers or the router produced with
 /// no body of their own (405, 408, 413, ...), so clients always see one error shape.
-pub async fn problem_bodies(request: Request, next: Next) -> Response<Body> {
-    let response = next.run(request).await;
+fn problem_body(response: Response<Body>) -> Response<Body> {
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE)
     {

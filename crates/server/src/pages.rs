@@ -94,6 +94,7 @@ const MFA: &str = r#"{% extends "layout.html" %}{% block content %}
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <label for="code">{{ t.mfa_code }}</label>
 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required>
+{% if remember_days %}<label for="remember"><input id="remember" name="remember" type="checkbox" value="1"> {{ remember_label }}</label>{% endif %}
 <button type="submit">{{ t.mfa_verify }}</button>
 </form>
 {% endblock %}"#;
@@ -157,6 +158,8 @@ struct Texts {
     mfa_secret: &'static str,
     mfa_code: &'static str,
     mfa_verify: &'static str,
+    /// "Remember this device", with `{days}`.
+    mfa_remember: &'static str,
     recovery_title: &'static str,
     recovery_prompt: &'static str,
     pub bad_code: &'static str,
@@ -190,6 +193,7 @@ const EN: Texts = Texts {
     mfa_secret: "Or enter this key by hand:",
     mfa_code: "Code",
     mfa_verify: "Verify",
+    mfa_remember: "Don't ask again on this device for {days} days",
     recovery_title: "Save your recovery codes",
     recovery_prompt: "Each code signs you in once if you lose your authenticator. They are shown only now: keep them somewhere safe.",
     bad_code: "That code is not valid. Try the current one.",
@@ -222,6 +226,7 @@ const ES: Texts = Texts {
     mfa_secret: "O introduce esta clave a mano:",
     mfa_code: "Código",
     mfa_verify: "Verificar",
+    mfa_remember: "No volver a preguntar en este dispositivo durante {days} días",
     recovery_title: "Guarda tus códigos de recuperación",
     recovery_prompt: "Cada código te permite iniciar sesión una vez si pierdes tu autenticador. Solo se muestran ahora: guárdalos en un lugar seguro.",
     bad_code: "Ese código no es válido. Prueba con el actual.",
@@ -366,17 +371,19 @@ impl PageContext<'_> {
         interaction: &str,
         csrf: &str,
         enrolment: Option<&crate::mfa::Enrolment>,
+        remember_days: u32,
         error: Option<&str>,
     ) -> Response {
         use base64::Engine;
         let t = texts(self.lang);
+        let remember_label = t.mfa_remember.replace("{days}", &remember_days.to_string());
         let enrolment = enrolment.map(|e| {
             context! {
                 qr => base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()),
                 secret => &e.secret,
             }
         });
-        let extra = context! { action, interaction, csrf, enrolment, error };
+        let extra = context! { action, interaction, csrf, enrolment, error, remember_days, remember_label };
         let mut response = self.render("mfa.html", t.mfa_title, extra, None);
         if error.is_some() {
             *response.status_mut() = StatusCode::UNAUTHORIZED;

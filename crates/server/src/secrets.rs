@@ -99,6 +99,7 @@ pub fn settings_from_input(
     let settings: TenantSettings =
         serde_json::from_value(input).map_err(|e| ApiError::field("settings", e.to_string()))?;
     validate_settings(&settings).map_err(ApiError::validation)?;
+    crate::email::check_settings(&settings)?;
     Ok(settings)
 }
 

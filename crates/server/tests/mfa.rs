@@ -7,38 +7,14 @@ mod common;
 
 use base64::Engine;
 use common::browser::{Browser, code_elements, form_action, hidden, query_param};
+use common::totp::{current_step, totp_at_step};
 use common::{TestServer, start};
-use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 const PASSWORD: &str = "correct horse battery";
 const VERIFIER: &str = "mfa-test-verifier-0123456789-0123456789-0123456789";
-
-/// RFC 4226 HOTP with 6 digits over RFC 6238 30-second steps.
-fn totp_at_step(secret_base32: &str, step: u64) -> String {
-    let secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret_base32).expect("base32 secret");
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&secret).unwrap();
-    mac.update(&step.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = (digest[19] & 0x0f) as usize;
-    let binary = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    format!("{:06}", binary % 1_000_000)
-}
-
-fn current_step() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30
-}
 
 fn authorize_url(server: &TestServer) -> String {
     use aws_lc_rs::digest::{SHA256, digest};
@@ -200,6 +176,33 @@ async fn mfa_enrolment_challenge_replay_and_recovery_codes_in_the_hosted_login()
     let (status, location, body) = submit_code(&mut browser, &page, &totp_at_step(&secret, step + 1)).await;
     assert_eq!(status, 303, "{body}");
     id_token_claims(&server, &location).await;
+
+    // "Don't ask again on this device", when the tenant offers it.
+    let (status, _) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"security": {"mfa_remember_device_days": 30}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut browser = Browser::new();
+    let (_, page) = password_step(&server, &mut browser).await;
+    assert!(page.contains("name=\"remember\""), "the option is offered");
+    let form = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf", hidden(&page, "csrf")),
+        ("code", recovery[7].clone()),
+        ("remember", "1".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, body) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    assert_eq!(status, 303, "{body}");
+    id_token_claims(&server, &headers["location"]).await;
+    assert!(browser.cookies.contains_key("tenantry_device"));
+    browser.cookies.remove("tenantry_session");
+    let (status, page) = password_step(&server, &mut browser).await;
+    assert_eq!(status, 303, "no code asked on a remembered device: {page}");
 
     // A recovery code works once, typed in any case.
     let mut browser = Browser::new();

@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::admin_clients::router())
         .merge(super::admin_users::router())
         .merge(super::admin_scopes::router())
+        .merge(super::admin_email::router())
 }
 
 /// A tenant as the admin API shows it: settings with secrets redacted.

@@ -1,6 +1,6 @@
 //! The headless REST API for first-party apps (`/v1/...`). The tenant is resolved from
-//! `X-Tenant-Slug`, then `?tenant`, then the default tenant. The accounts issue adds the
-//! authentication endpoints here.
+//! `X-Tenant-Slug`, then `?tenant`, then the default tenant. The authentication endpoints
+//! live in [`super::auth_api`].
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,7 +11,9 @@ use crate::app::AppState;
 use crate::resolver::TenantContext;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/tenant", get(tenant_info))
+    Router::new()
+        .route("/v1/tenant", get(tenant_info))
+        .merge(super::auth_api::router())
 }
 
 /// Public facts about a tenant that a first-party app needs to render its login UI.

@@ -30,6 +30,8 @@ use crate::resolver::TenantContext;
 
 /// Name of the login session cookie (scoped to the tenant's path).
 pub const SESSION_COOKIE: &str = "tenantry_session";
+/// Name of the trusted-device cookie (after "don't ask again on this device").
+pub const DEVICE_COOKIE: &str = "tenantry_device";
 /// Name of the CSRF cookie (scoped to the tenant's path).
 pub const CSRF_COOKIE: &str = "tenantry_csrf";
 /// How long an interaction (authorize → login → consent) may take.
@@ -452,6 +454,8 @@ struct StepForm {
     decision: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    remember: bool,
 }
 
 /// Opens a step's form: the interaction must unseal and not be expired, and the CSRF
@@ -485,6 +489,7 @@ fn step_form(body: &[u8]) -> Option<StepForm> {
         password: params.get("password").unwrap_or("").to_owned(),
         decision: params.get("decision").unwrap_or("").to_owned(),
         code: params.get("code").unwrap_or("").to_owned(),
+        remember: params.get("remember") == Some("1"),
     })
 }
 
@@ -525,7 +530,9 @@ async fn login(
         }
         page
     };
-    let accepted = match crate::login::password_login(&state, &ctx, &db, &form.email, &form.password, ip).await {
+    let device = cookie(&headers, DEVICE_COOKIE);
+    let login = crate::login::password_login(&state, &ctx, &db, &form.email, &form.password, ip, device.as_deref());
+    let accepted = match login.await {
         Ok(accepted) => accepted,
         Err(LoginError::BadCredentials) => {
             return refused(StatusCode::UNAUTHORIZED, pages::bad_credentials(lang).to_owned(), None);
@@ -565,7 +572,14 @@ async fn login(
     let mut pending = interaction;
     pending.mfa_user = Some(user.id);
     let sealed = seal(&state, &ctx, &pending);
-    page_context(&ctx, lang).mfa(&action(&ctx, "mfa"), &sealed, &pending.csrf, enrolment.as_ref(), None)
+    page_context(&ctx, lang).mfa(
+        &action(&ctx, "mfa"),
+        &sealed,
+        &pending.csrf,
+        enrolment.as_ref(),
+        remember_days(&ctx),
+        None,
+    )
 }
 
 /// The name authenticator apps show for this tenant.
@@ -593,10 +607,7 @@ async fn start_session(
         amr: amr.iter().map(|m| (*m).to_owned()).collect(),
         acr: None,
         ip: None,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect()),
+        user_agent: user_agent(headers),
         created_at: now,
         last_seen_at: now,
         expires_at: now + Duration::seconds(lifetime),
@@ -638,7 +649,14 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
             }
             _ => return e.into_response(),
         };
-        let mut page = pages.mfa(&action(&ctx, "mfa"), &sealed, &interaction.csrf, None, Some(&message));
+        let mut page = pages.mfa(
+            &action(&ctx, "mfa"),
+            &sealed,
+            &interaction.csrf,
+            None,
+            remember_days(&ctx),
+            Some(&message),
+        );
         *page.status_mut() = e.code.status();
         if let Ok(value) = HeaderValue::from_str(&e.retry_after.unwrap_or(1).to_string()) {
             page.headers_mut().insert(header::RETRY_AFTER, value);
@@ -686,12 +704,30 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
             &sealed,
             &interaction.csrf,
             enrolment.as_ref(),
+            remember_days(&ctx),
             Some(pages::bad_code(lang)),
         );
     }
     let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd", "otp", "mfa"]).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
+    };
+    let device_cookie = match remember_days(&ctx) {
+        days if days > 0 && form.remember => {
+            let agent = user_agent(&headers);
+            match crate::mfa::remember_device(&db, user.id, days, agent).await {
+                Ok(token) => HeaderValue::from_str(&cookie_header(
+                    &state,
+                    &ctx,
+                    DEVICE_COOKIE,
+                    &token,
+                    Some(i64::from(days) * 86_400),
+                ))
+                .ok(),
+                Err(e) => return e.into_response(),
+            }
+        }
+        _ => None,
     };
     interaction.mfa_user = None;
     let mut response = match recovery_codes {
@@ -703,7 +739,22 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
         None => continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await,
     };
     response.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(device) = device_cookie {
+        response.headers_mut().append(header::SET_COOKIE, device);
+    }
     response
+}
+
+/// Days a second factor may be remembered on a device (0: not offered).
+fn remember_days(ctx: &TenantContext) -> u32 {
+    ctx.entry.tenant.settings.security.mfa_remember_device_days
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect())
 }
 
 /// What a submitted second-factor code did.

@@ -2,10 +2,12 @@
 
 pub mod admin;
 pub mod admin_clients;
+pub mod admin_email;
 pub mod admin_keys;
 pub mod admin_scopes;
 pub mod admin_users;
 pub mod api;
+pub mod auth_api;
 pub mod authorize;
 pub mod discovery;
 pub mod issuer;

@@ -23,7 +23,7 @@ use tenantry_keys::claims::AccessTokenClaims;
 use tenantry_keys::{Expect, TokenType};
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::params::Params;
 use crate::resolver::{Capability, TenantContext};
 use crate::tokens::{self, AccessGrant};
@@ -59,6 +59,22 @@ impl OAuthError {
             basic_challenge: None,
             unavailable: None,
         }
+    }
+}
+
+impl OAuthError {
+    /// The same refusal as an RFC 9457 problem, for the headless REST API.
+    pub(crate) fn into_problem(self) -> ApiError {
+        if let Some(e) = self.unavailable {
+            return *e;
+        }
+        let code = match self.error {
+            "invalid_grant" => ErrorCode::InvalidGrant,
+            "invalid_scope" => ErrorCode::InvalidScope,
+            "invalid_client" | "unauthorized_client" => ErrorCode::InvalidClient,
+            _ => ErrorCode::BadRequest,
+        };
+        ApiError::new(code, self.description)
     }
 }
 
@@ -443,19 +459,24 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 
 /// Tokens for a user: an access token, an ID token when `openid` was granted, and a
 /// refresh token when the client may refresh.
-struct UserTokens<'a> {
-    client: &'a Client,
-    user_id: uuid::Uuid,
-    scope: &'a str,
-    session_id_hash: Option<&'a str>,
-    nonce: Option<&'a str>,
-    auth_time: chrono::DateTime<Utc>,
-    acr: Option<&'a str>,
-    amr: &'a [String],
-    refresh_token: Option<String>,
+pub(crate) struct UserTokens<'a> {
+    pub client: &'a Client,
+    pub user_id: uuid::Uuid,
+    pub scope: &'a str,
+    pub session_id_hash: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub auth_time: chrono::DateTime<Utc>,
+    pub acr: Option<&'a str>,
+    pub amr: &'a [String],
+    pub refresh_token: Option<String>,
 }
 
 async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Response, OAuthError> {
+    Ok(no_store(user_token_body(ctx, t).await?))
+}
+
+/// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
+pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
     let db = ctx.db().await?;
     let user = db
         .user_by_id(t.user_id, &ctx.custom_fields())
@@ -502,7 +523,7 @@ async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<R
     if let Some(refresh) = t.refresh_token {
         body["refresh_token"] = json!(refresh);
     }
-    Ok(no_store(body))
+    Ok(body)
 }
 
 fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
@@ -596,13 +617,24 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
 /// `refresh_token` (RFC 6749 6): rotation on every use; a rotated token presented again
 /// revokes its whole family; the scope may be narrowed, never widened.
 async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
+    let presented = require(form, "refresh_token")?;
+    Ok(no_store(refresh_body(ctx, client, presented, form.get("scope")).await?))
+}
+
+/// Rotates a refresh token and answers the new tokens' response body; shared with the
+/// headless API.
+pub(crate) async fn refresh_body(
+    ctx: &TenantContext,
+    client: &Client,
+    presented: &str,
+    scope: Option<&str>,
+) -> Result<Value, OAuthError> {
     if !client.grant_types.contains(&GrantType::RefreshToken) {
         return Err(OAuthError::new(
             "unauthorized_client",
             "this client may not use refresh tokens",
         ));
     }
-    let presented = require(form, "refresh_token")?;
     let old_hash = tenantry_crypto::hash_token(presented);
     let db = ctx.db().await?;
     let now = Utc::now();
@@ -610,9 +642,7 @@ async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Res
     let request = tenantry_dataplane::RotationRequest {
         client_id: client.client_id.clone(),
         new_hash: tenantry_crypto::hash_token(&token),
-        scope: form
-            .get("scope")
-            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        scope: scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
         expires_at: now + refresh_lifetime(ctx, client),
     };
     use tenantry_dataplane::model::Rotation;
@@ -644,7 +674,7 @@ async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Res
     } else {
         new.amr.clone()
     };
-    user_token_response(
+    user_token_body(
         ctx,
         UserTokens {
             client,

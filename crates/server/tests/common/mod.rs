@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod smtp;
+pub mod totp;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;

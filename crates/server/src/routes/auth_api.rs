@@ -1,0 +1,796 @@
+//! The headless authentication API for first-party apps (`/v1/auth/...`): register,
+//! login (tokens, or a second-factor challenge), the MFA step, refresh, logout, the
+//! caller's profile, password and sessions, and TOTP enrolment.
+//!
+//! It is the hosted login's other front door: the password check is `login::password_login`
+//! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
+//! issues (`oauth::user_token_body`). Only first-party clients of the tenant may log users
+//! in here. Calls for "me" take the access token as a bearer and need its login session
+//! (`sid`) to be live, so logging out ends them at once. Errors are RFC 9457 problems.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tenantry_controlplane::model::{Client, GrantType};
+use tenantry_crypto::{SealContext, hash_token, random_token};
+use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User, UserStatus};
+use tenantry_dataplane::{MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{ApiJson, ClientIp};
+use crate::login::{LoginError, SecondFactor};
+use crate::resolver::TenantContext;
+use crate::routes::oauth::{UserTokens, refresh_body, user_token_body};
+
+/// How long a second-factor challenge (`mfa_token`) stays valid.
+const MFA_TOKEN_TTL: Duration = Duration::minutes(5);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/mfa", post(mfa))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/logout-all", post(logout_all))
+        .route("/v1/auth/me", get(me).patch(update_me))
+        .route("/v1/auth/password", post(change_password))
+        .route("/v1/auth/sessions", get(sessions))
+        .route("/v1/auth/sessions/{id}", delete(revoke_session))
+        .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
+        .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
+        .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
+}
+
+/// The first-party client a login is for.
+fn first_party_client<'a>(ctx: &'a TenantContext, client_id: &str) -> Result<&'a Client, ApiError> {
+    ctx.entry
+        .clients
+        .get(client_id)
+        .filter(|c| c.first_party)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidClient,
+                "client_id must name a first-party client of the tenant",
+            )
+        })
+}
+
+/// The scopes asked for, each allowed for the client; `openid` when none are named.
+fn requested_scope(client: &Client, scope: Option<&str>) -> Result<String, ApiError> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for s in scope.unwrap_or("openid").split(' ').filter(|s| !s.is_empty()) {
+        if !client.scopes.iter().any(|c| c == s) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidScope,
+                format!("scope `{}` is not allowed for this client", crate::error::printable(s)),
+            ));
+        }
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    Ok(scopes.join(" "))
+}
+
+/// A login session and the tokens for it (a refresh token when the client may refresh).
+async fn sign_in(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    client: &Client,
+    user: &User,
+    scope: &str,
+    amr: &[&str],
+) -> Result<Value, ApiError> {
+    let now = Utc::now();
+    let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
+    let session = Session {
+        id_hash: hash_token(&random_token(32)),
+        user_id: user.id,
+        auth_time: now,
+        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+        acr: None,
+        ip: None,
+        user_agent: None,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::seconds(lifetime),
+        revoked_at: None,
+    };
+    db.create_session(&session).await?;
+    let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
+        let token = random_token(32);
+        let secs = client
+            .refresh_token_secs
+            .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
+        db.issue_refresh(
+            tenantry_dataplane::NewRefreshToken {
+                token_hash: hash_token(&token),
+                client_id: client.client_id.clone(),
+                user_id: user.id,
+                session_id_hash: Some(session.id_hash.clone()),
+                origin_code_hash: None,
+                scope: scope.to_owned(),
+                auth_time: Some(now),
+                amr: session.amr.clone(),
+                expires_at: now + Duration::seconds(secs as i64),
+            },
+            now,
+        )
+        .await?;
+        Some(token)
+    } else {
+        None
+    };
+    user_token_body(
+        ctx,
+        UserTokens {
+            client,
+            user_id: user.id,
+            scope,
+            session_id_hash: Some(&session.id_hash),
+            nonce: None,
+            auth_time: now,
+            acr: None,
+            amr: &session.amr,
+            refresh_token,
+        },
+    )
+    .await
+    .map_err(|e| e.into_problem())
+}
+
+/// A pending second factor, sealed for the tenant: who, for which client and scope, until when.
+#[derive(Serialize, Deserialize)]
+struct MfaChallenge {
+    user: Uuid,
+    client_id: String,
+    scope: String,
+    expires_at: i64,
+}
+
+fn mfa_seal(ctx: &TenantContext) -> String {
+    ctx.entry.tenant.id.to_string()
+}
+
+fn seal_challenge(state: &AppState, ctx: &TenantContext, challenge: &MfaChallenge) -> String {
+    let owner = mfa_seal(ctx);
+    let json = serde_json::to_string(challenge).unwrap_or_default();
+    state.secrets.seal(SealContext::new(&owner, "mfa_challenge"), &json)
+}
+
+fn open_challenge(state: &AppState, ctx: &TenantContext, token: &str) -> Result<MfaChallenge, ApiError> {
+    let owner = mfa_seal(ctx);
+    let invalid = || ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired");
+    let json = state
+        .secrets
+        .open(SealContext::new(&owner, "mfa_challenge"), token)
+        .map_err(|_| invalid())?;
+    let challenge: MfaChallenge = serde_json::from_str(&json).map_err(|_| invalid())?;
+    if challenge.expires_at < Utc::now().timestamp() {
+        return Err(invalid());
+    }
+    Ok(challenge)
+}
+
+fn login_problem(e: LoginError) -> ApiError {
+    let secs = |d: std::time::Duration| d.as_secs().max(1);
+    match e {
+        LoginError::BadCredentials => {
+            ApiError::new(ErrorCode::InvalidCredentials, "the email or password is not correct")
+        }
+        LoginError::Locked { retry_after } => {
+            ApiError::new(ErrorCode::AccountLocked, "too many failed attempts; try again later")
+                .with_retry_after(secs(retry_after))
+        }
+        LoginError::RateLimited { retry_after } => ApiError::rate_limited(secs(retry_after)),
+        LoginError::EmailNotVerified => ApiError::new(
+            ErrorCode::EmailNotVerified,
+            "verify the email address before logging in",
+        ),
+        LoginError::Unavailable(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+    client_id: String,
+    #[serde(default)]
+    scope: Option<String>,
+    /// A trusted-device token from an earlier `POST /v1/auth/mfa` with `remember_device`.
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// `POST /v1/auth/login`: tokens, or `{"mfa_required": true, "mfa_token": ...}` (with an
+/// `enrolment` to set up when the tenant requires a second factor the user lacks).
+async fn login(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    let client = first_party_client(&ctx, &body.client_id)?;
+    let scope = requested_scope(client, body.scope.as_deref())?;
+    let db = ctx.db().await?;
+    let device = body.device_token.as_deref();
+    let accepted = crate::login::password_login(&state, &ctx, &db, &body.email, &body.password, ip, device)
+        .await
+        .map_err(login_problem)?;
+    let user = accepted.user;
+    let enrolment = match accepted.second_factor {
+        SecondFactor::None => {
+            return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"]).await?).into_response());
+        }
+        SecondFactor::Challenge => None,
+        SecondFactor::Enrol => Some(
+            crate::mfa::enrol(
+                &state.secrets,
+                &db,
+                ctx.entry.tenant.id,
+                issuer_name(&ctx),
+                user.id,
+                &user.email,
+            )
+            .await?,
+        ),
+    };
+    let challenge = MfaChallenge {
+        user: user.id,
+        client_id: client.client_id.clone(),
+        scope,
+        expires_at: (Utc::now() + MFA_TOKEN_TTL).timestamp(),
+    };
+    let mut answer = json!({
+        "mfa_required": true,
+        "mfa_token": seal_challenge(&state, &ctx, &challenge),
+        "expires_in": MFA_TOKEN_TTL.num_seconds(),
+    });
+    if let Some(enrolment) = enrolment {
+        answer["enrolment"] =
+            json!({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg});
+    }
+    Ok(Json(answer).into_response())
+}
+
+fn issuer_name(ctx: &TenantContext) -> &str {
+    let tenant = &ctx.entry.tenant;
+    tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaBody {
+    mfa_token: String,
+    code: String,
+    /// Ask for a `device_token` that skips the second factor on later logins (when the
+    /// tenant offers it: `mfa_remember_device_days`).
+    #[serde(default)]
+    remember_device: bool,
+}
+
+/// `POST /v1/auth/mfa`: completes a login with a TOTP code or a recovery code (for an
+/// enrolment, the first TOTP code, and the answer carries the recovery codes once).
+async fn mfa(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MfaBody>,
+) -> Result<Json<Value>, ApiError> {
+    let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
+    let client = first_party_client(&ctx, &challenge.client_id)?;
+    let db = ctx.db().await?;
+    let user = active_user(&ctx, &db, challenge.user)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
+    crate::login::mfa_allowed(&state, &ctx, user.id).await?;
+    let tenant = ctx.entry.tenant.id;
+    let (passed, recovery_codes) = if crate::mfa::enrolled(&db, user.id).await? {
+        let passed = if body.code.trim().len() == 6 {
+            crate::mfa::check_code(&state.secrets, &db, tenant, user.id, &body.code, false).await?
+        } else {
+            crate::mfa::use_recovery_code(&db, user.id, &body.code).await?
+        };
+        (passed, None)
+    } else {
+        match crate::mfa::confirm(&state.secrets, &db, tenant, user.id, &body.code).await? {
+            Some(codes) => (true, Some(codes)),
+            None => (false, None),
+        }
+    };
+    if !passed {
+        crate::login::mfa_failed(&state, &ctx, user.id).await?;
+        return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
+    }
+    let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &["pwd", "otp", "mfa"]).await?;
+    if let Some(codes) = recovery_codes {
+        tokens["recovery_codes"] = json!(codes);
+    }
+    let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
+    if body.remember_device && days > 0 {
+        tokens["device_token"] = json!(crate::mfa::remember_device(&db, user.id, days, None).await?);
+    }
+    Ok(Json(tokens))
+}
+
+async fn active_user(ctx: &TenantContext, db: &TenantDb, id: Uuid) -> Result<Option<User>, ApiError> {
+    Ok(db
+        .user_by_id(id, &ctx.custom_fields())
+        .await?
+        .filter(|u| u.status == UserStatus::Active))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+    client_id: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// `POST /v1/auth/refresh`: the token endpoint's rotation (reuse revokes the family).
+async fn refresh(ctx: TenantContext, ApiJson(body): ApiJson<RefreshBody>) -> Result<Json<Value>, ApiError> {
+    let client = first_party_client(&ctx, &body.client_id)?;
+    refresh_body(&ctx, client, &body.refresh_token, body.scope.as_deref())
+        .await
+        .map(Json)
+        .map_err(|e| e.into_problem())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    name: Option<String>,
+    locale: Option<String>,
+    phone_number: Option<String>,
+    #[serde(default)]
+    custom: BTreeMap<String, Value>,
+}
+
+/// `POST /v1/auth/register`: a new account under the tenant's password policy and custom
+/// fields; with `registration_auto_login` and a `client_id`, tokens at once (unless the
+/// email must be verified first).
+async fn register(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, ApiError> {
+    let policy = &ctx.entry.tenant.settings.security;
+    if !policy.registration_enabled {
+        return Err(ApiError::new(
+            ErrorCode::RegistrationDisabled,
+            "this tenant does not allow self-registration",
+        ));
+    }
+    let client = body
+        .client_id
+        .as_deref()
+        .map(|id| first_party_client(&ctx, id))
+        .transpose()?;
+    let scope = client.map(|c| requested_scope(c, body.scope.as_deref())).transpose()?;
+    crate::passwords::check_policy(policy, &body.email, &body.password, "password")?;
+    let db = ctx.db().await?;
+    let phc = state
+        .hasher
+        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
+        .await?;
+    let new = NewUser {
+        email: body.email,
+        email_verified: false,
+        username: None,
+        given_name: body.given_name,
+        family_name: body.family_name,
+        name: body.name,
+        picture: None,
+        locale: body.locale,
+        phone_number: body.phone_number,
+        metadata: None,
+        custom: body.custom,
+    };
+    let user = match db.create_user(new, &ctx.custom_fields()).await {
+        Ok(user) => user,
+        Err(tenantry_dataplane::DbError::Conflict(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::EmailTaken,
+                "an account with this email already exists",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(e) = db.set_password(user.id, &phc).await {
+        // No account without its password: the half-made user goes.
+        let _ = db.delete_user(user.id).await;
+        return Err(e.into());
+    }
+    let mut answer = json!({ "user": user });
+    if let (Some(client), Some(scope)) = (client, scope)
+        && policy.registration_auto_login
+        && !policy.require_verified_email
+        && !policy.mfa_required
+    {
+        answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"]).await?;
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The caller of a "me" endpoint: a valid access token of this tenant whose login session
+/// is still live.
+struct Caller {
+    user: User,
+    session: Session,
+    db: TenantDb,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let unauthorized = |why: &str| {
+            let mut e = ApiError::new(ErrorCode::Unauthorized, why.to_owned());
+            e.challenge = Some("Bearer error=\"invalid_token\"".into());
+            e
+        };
+        let ctx = parts
+            .extensions
+            .get::<TenantContext>()
+            .cloned()
+            .ok_or_else(ApiError::internal)?;
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                let mut e = ApiError::new(ErrorCode::Unauthorized, "send the access token as a Bearer token");
+                e.challenge = Some("Bearer".into());
+                e
+            })?;
+        let claims = match crate::tokens::verify_access_token(&ctx, token).await {
+            Ok(claims) => claims,
+            Err(crate::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
+            Err(crate::tokens::BearerError::Unavailable(e)) => return Err(e),
+        };
+        let sid = claims
+            .sid
+            .as_deref()
+            .ok_or_else(|| unauthorized("the token has no login session"))?;
+        let user_id: Uuid = claims
+            .sub
+            .parse()
+            .map_err(|_| unauthorized("the token is not a user's"))?;
+        let db = ctx.db().await?;
+        let session = db
+            .sessions_of(user_id, Utc::now())
+            .await?
+            .into_iter()
+            .find(|s| crate::tokens::sid(&s.id_hash) == sid)
+            .ok_or_else(|| unauthorized("the login session has ended"))?;
+        let user = active_user(&ctx, &db, user_id)
+            .await?
+            .ok_or_else(|| unauthorized("the account is disabled"))?;
+        Ok(Caller { user, session, db })
+    }
+}
+
+/// `POST /v1/auth/logout`: ends this login session and its refresh tokens.
+async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
+    let now = Utc::now();
+    caller.db.revoke_session(&caller.session.id_hash, now).await?;
+    caller
+        .db
+        .revoke_refresh_by_session(&caller.session.id_hash, now)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/auth/logout-all`: ends every session and refresh token of the caller, and
+/// forgets the devices trusted to skip the second factor.
+async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
+    let now = Utc::now();
+    caller.db.forget_devices(caller.user.id, now).await?;
+    caller.db.revoke_user_sessions(caller.user.id, None, now).await?;
+    caller.db.revoke_refresh_by_user(caller.user.id, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(caller: Caller) -> Result<Json<Value>, ApiError> {
+    let mfa = crate::mfa::enrolled(&caller.db, caller.user.id).await?;
+    let mut body = serde_json::to_value(&caller.user).map_err(|_| ApiError::internal())?;
+    body["mfa_enabled"] = json!(mfa);
+    Ok(Json(body))
+}
+
+/// What a user may change about themselves (email changes go through verification,
+/// which is not here).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeUpdate {
+    given_name: Option<String>,
+    family_name: Option<String>,
+    name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+    phone_number: Option<String>,
+    #[serde(default)]
+    custom: Option<BTreeMap<String, Value>>,
+}
+
+async fn update_me(
+    ctx: TenantContext,
+    caller: Caller,
+    ApiJson(body): ApiJson<MeUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let update = ProfileUpdate {
+        given_name: body.given_name,
+        family_name: body.family_name,
+        name: body.name,
+        picture: body.picture,
+        locale: body.locale,
+        phone_number: body.phone_number,
+        ..Default::default()
+    };
+    caller.db.update_profile(caller.user.id, update).await?;
+    if let Some(custom) = &body.custom {
+        caller
+            .db
+            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
+            .await?;
+    }
+    let user = active_user(&ctx, &caller.db, caller.user.id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok(Json(serde_json::to_value(user).map_err(|_| ApiError::internal())?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /v1/auth/password`: needs the current password; ends every other session.
+async fn change_password(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    check_password(&state, &ctx, &caller, &body.current_password).await?;
+    let policy = &ctx.entry.tenant.settings.security;
+    crate::passwords::check_policy(policy, &caller.user.email, &body.new_password, "new_password")?;
+    let phc = state
+        .hasher
+        .hash(
+            &ctx.entry.tenant.id.to_string(),
+            &policy.password_hash,
+            &body.new_password,
+        )
+        .await?;
+    caller.db.set_password(caller.user.id, &phc).await?;
+    // Every other session ends, with the refresh tokens issued under it, and no device
+    // skips the second factor any more.
+    let now = Utc::now();
+    caller.db.forget_devices(caller.user.id, now).await?;
+    for other in caller.db.sessions_of(caller.user.id, now).await? {
+        if other.id_hash != caller.session.id_hash {
+            caller.db.revoke_refresh_by_session(&other.id_hash, now).await?;
+        }
+    }
+    caller
+        .db
+        .revoke_user_sessions(caller.user.id, Some(&caller.session.id_hash), now)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's password, checked like a login (admission control, constant answer).
+async fn check_password(
+    state: &AppState,
+    ctx: &TenantContext,
+    caller: &Caller,
+    password: &str,
+) -> Result<(), ApiError> {
+    let stored = caller.db.password(caller.user.id).await?;
+    let policy = &ctx.entry.tenant.settings.security;
+    let ok = state
+        .hasher
+        .verify_or_dummy(
+            &ctx.entry.tenant.id.to_string(),
+            stored.as_deref(),
+            &policy.password_hash,
+            password,
+        )
+        .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "the current password is not correct",
+        ))
+    }
+}
+
+/// `GET /v1/auth/sessions`: the caller's live sessions; `id` is the session's `sid`.
+async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = caller
+        .db
+        .sessions_of(caller.user.id, Utc::now())
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": crate::tokens::sid(&s.id_hash),
+                "current": s.id_hash == caller.session.id_hash,
+                "auth_time": s.auth_time,
+                "amr": s.amr,
+                "user_agent": s.user_agent,
+                "created_at": s.created_at,
+                "expires_at": s.expires_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+/// `DELETE /v1/auth/sessions/{id}`: ends one of the caller's sessions.
+async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let now = Utc::now();
+    let session = caller
+        .db
+        .sessions_of(caller.user.id, now)
+        .await?
+        .into_iter()
+        .find(|s| crate::tokens::sid(&s.id_hash) == id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such session"))?;
+    caller.db.revoke_session(&session.id_hash, now).await?;
+    caller.db.revoke_refresh_by_session(&session.id_hash, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/auth/mfa/totp`: starts (or restarts) TOTP enrolment.
+async fn totp_enrol(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<crate::mfa::Enrolment>, ApiError> {
+    if crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+        return Err(ApiError::new(
+            ErrorCode::MfaAlreadyEnabled,
+            "TOTP is already enabled; disable it first to enrol a new authenticator",
+        ));
+    }
+    let enrolment = crate::mfa::enrol(
+        &state.secrets,
+        &caller.db,
+        ctx.entry.tenant.id,
+        issuer_name(&ctx),
+        caller.user.id,
+        &caller.user.email,
+    )
+    .await?;
+    Ok(Json(enrolment))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: String,
+}
+
+/// `POST /v1/auth/mfa/totp/confirm`: the first code; answers the recovery codes once.
+async fn totp_confirm(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Json<Value>, ApiError> {
+    crate::login::mfa_allowed(&state, &ctx, caller.user.id).await?;
+    match crate::mfa::confirm(
+        &state.secrets,
+        &caller.db,
+        ctx.entry.tenant.id,
+        caller.user.id,
+        &body.code,
+    )
+    .await?
+    {
+        Some(codes) => Ok(Json(json!({ "recovery_codes": codes }))),
+        None => {
+            crate::login::mfa_failed(&state, &ctx, caller.user.id).await?;
+            Err(ApiError::new(
+                ErrorCode::InvalidMfaCode,
+                "the code is not valid for the pending enrolment",
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisableBody {
+    password: String,
+    code: String,
+}
+
+/// `DELETE /v1/auth/mfa/totp`: needs the password and a current code (or recovery code).
+async fn totp_disable(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<DisableBody>,
+) -> Result<StatusCode, ApiError> {
+    check_password(&state, &ctx, &caller, &body.password).await?;
+    verify_second_factor(&state, &ctx, &caller, &body.code).await?;
+    crate::mfa::disable(&caller.db, caller.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryBody {
+    code: String,
+}
+
+/// `POST /v1/auth/mfa/recovery-codes`: new recovery codes (the old ones stop working),
+/// with a current TOTP code as proof.
+async fn recovery_codes(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RecoveryBody>,
+) -> Result<Json<Value>, ApiError> {
+    verify_second_factor(&state, &ctx, &caller, &body.code).await?;
+    let codes = crate::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// A TOTP code (or recovery code) of the caller's confirmed authenticator.
+async fn verify_second_factor(
+    state: &AppState,
+    ctx: &TenantContext,
+    caller: &Caller,
+    code: &str,
+) -> Result<(), ApiError> {
+    crate::login::mfa_allowed(state, ctx, caller.user.id).await?;
+    if !crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+        return Err(ApiError::new(
+            ErrorCode::InvalidMfaCode,
+            "TOTP is not enabled for this account",
+        ));
+    }
+    let tenant = ctx.entry.tenant.id;
+    let passed = if code.trim().len() == 6 {
+        crate::mfa::check_code(&state.secrets, &caller.db, tenant, caller.user.id, code, false).await?
+    } else {
+        crate::mfa::use_recovery_code(&caller.db, caller.user.id, code).await?
+    };
+    if passed {
+        Ok(())
+    } else {
+        crate::login::mfa_failed(state, ctx, caller.user.id).await?;
+        Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"))
+    }
+}

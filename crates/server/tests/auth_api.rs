@@ -1,0 +1,502 @@
+//! The headless authentication API end to end, on SQLite and on PostgreSQL: login,
+//! "me", refresh rotation, sessions, password change, logout, TOTP enrolment and the MFA
+//! login step (codes from an independent TOTP implementation), registration, lockout.
+
+mod common;
+
+use common::totp::{current_step, totp_at_step};
+use common::{TestServer, start};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Api<'a> {
+    server: &'a TestServer,
+    slug: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .server
+            .http
+            .request(method, format!("{}{path}", self.server.base))
+            .header("X-Tenant-Slug", self.slug);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password, "client_id": "demo-spa", "scope": "openid email offline_access"})),
+        )
+        .await
+    }
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().expect("an access token")
+}
+
+#[tokio::test]
+async fn headless_api_on_sqlite() {
+    let server = start().await;
+    headless_api(&server, "local").await;
+}
+
+#[tokio::test]
+async fn headless_api_on_postgres() {
+    let Some(admin_url) = std::env::var("TENANTRY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("TENANTRY_TEST_POSTGRES_URL is not set: the PostgreSQL run is not configured here");
+        return;
+    };
+    use sqlx::Connection;
+    let name = format!("tenantry_auth_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("the configured PostgreSQL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut dsn = url::Url::parse(&admin_url).unwrap();
+    dsn.set_path(&format!("/{name}"));
+    let server = start().await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "pg", "settings": {"user_db": {"driver": "postgres", "dsn": dsn.as_str()}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/pg/clients",
+            Some(
+                json!({"client_id": "demo-spa", "name": "SPA", "client_type": "public", "first_party": true,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "redirect_uris": ["http://localhost:3000/callback"], "scopes": ["openid", "email", "offline_access"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    headless_api(&server, "pg").await;
+    drop(server);
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+}
+
+async fn headless_api(server: &TestServer, slug: &str) {
+    let api = Api { server, slug };
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/users"),
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Login: problems for mistakes, tokens for the right password.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "client_id": "nope"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_client")));
+    let (status, body) = api.login("ada@example.com", "wrong password").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{body}"
+    );
+    let (status, unknown) = api.login("nobody@example.com", "wrong password").await;
+    assert_eq!(
+        (status, &unknown["detail"]),
+        (401, &body["detail"]),
+        "one answer for both"
+    );
+    let (status, first) = api.login("ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["id_token"].is_string() && first["refresh_token"].is_string(),
+        "{first}"
+    );
+
+    // Me.
+    let (status, me) = api.call(Method::GET, "/v1/auth/me", Some(access(&first)), None).await;
+    assert_eq!(
+        (status, me["email"].as_str(), &me["mfa_enabled"]),
+        (200, Some("ada@example.com"), &json!(false))
+    );
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", None, None).await;
+    assert_eq!(status, 401);
+    let (status, me) = api
+        .call(
+            Method::PATCH,
+            "/v1/auth/me",
+            Some(access(&first)),
+            Some(json!({"given_name": "Ada"})),
+        )
+        .await;
+    assert_eq!((status, me["given_name"].as_str()), (200, Some("Ada")), "{me}");
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/v1/auth/me",
+            Some(access(&first)),
+            Some(json!({"email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 400, "a user cannot mark their own email verified");
+
+    // Refresh rotates; the spent token is refused and revokes the family.
+    let (status, refreshed) = api
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": first["refresh_token"], "client_id": "demo-spa"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": first["refresh_token"], "client_id": "demo-spa"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")));
+
+    // Two sessions; the other one can be ended from this one.
+    let (_, second) = api.login("ada@example.com", PASSWORD).await;
+    let (status, list) = api
+        .call(Method::GET, "/v1/auth/sessions", Some(access(&second)), None)
+        .await;
+    assert_eq!(status, 200);
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{list}");
+    let other = sessions.iter().find(|s| s["current"] == json!(false)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/auth/sessions/{other}"),
+            Some(access(&second)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .call(Method::GET, "/v1/auth/me", Some(access(&refreshed)), None)
+        .await;
+    assert_eq!(status, 401, "the first session has ended");
+
+    // Password change: needs the current one, ends every other session.
+    let (_, third) = api.login("ada@example.com", PASSWORD).await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(access(&second)),
+            Some(json!({"current_password": "guess", "new_password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(access(&second)),
+            Some(json!({"current_password": PASSWORD, "new_password": "short"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(access(&second)),
+            Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(access(&third)), None).await;
+    assert_eq!(status, 401, "other sessions end with a password change");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": third["refresh_token"], "client_id": "demo-spa"})),
+        )
+        .await;
+    assert_eq!(status, 400, "and so do their refresh tokens: {body}");
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(access(&second)), None).await;
+    assert_eq!(status, 200, "the caller's session stays");
+    assert_eq!(api.login("ada@example.com", PASSWORD).await.0, 401);
+    let new_password = "a brand new passphrase";
+
+    // TOTP enrolment through the API, then the MFA login step.
+    let (status, enrolment) = api
+        .call(Method::POST, "/v1/auth/mfa/totp", Some(access(&second)), None)
+        .await;
+    assert_eq!(status, 200, "{enrolment}");
+    assert!(
+        enrolment["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    assert!(enrolment["qr_svg"].as_str().unwrap().contains("<svg"));
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let step = current_step();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/totp/confirm",
+            Some(access(&second)),
+            Some(json!({"code": totp_at_step(&secret, step)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+    assert_eq!(recovery.len(), 10);
+    let (status, body) = api
+        .call(Method::POST, "/v1/auth/mfa/totp", Some(access(&second)), None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("mfa_already_enabled")));
+
+    let (status, challenge) = api.login("ada@example.com", new_password).await;
+    assert_eq!((status, &challenge["mfa_required"]), (200, &json!(true)), "{challenge}");
+    assert!(
+        challenge["access_token"].is_null(),
+        "no tokens before the second factor"
+    );
+    let mfa_token = challenge["mfa_token"].as_str().unwrap();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa",
+            None,
+            Some(json!({"mfa_token": mfa_token, "code": totp_at_step(&secret, step)})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_mfa_code")),
+        "a used step is refused"
+    );
+    let (status, tokens) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa",
+            None,
+            Some(json!({"mfa_token": mfa_token, "code": totp_at_step(&secret, step + 1)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let (status, me) = api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None).await;
+    assert_eq!((status, &me["mfa_enabled"]), (200, &json!(true)));
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa",
+            None,
+            Some(json!({"mfa_token": "forged", "code": "123456"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // "Don't ask again on this device" (when the tenant offers it): a device token skips
+    // the second factor until logout-all or a password change forgets it.
+    let (status, _) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{slug}"),
+            Some(json!({"settings": {"security": {"mfa_remember_device_days": 30}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, challenge) = api.login("ada@example.com", new_password).await;
+    let (status, remembered) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa",
+            None,
+            Some(json!({"mfa_token": challenge["mfa_token"], "code": recovery[5], "remember_device": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{remembered}");
+    let device = remembered["device_token"].as_str().expect("a device token").to_owned();
+    let login_with_device = |device: String| json!({"email": "ada@example.com", "password": new_password, "client_id": "demo-spa", "device_token": device});
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(login_with_device(device.clone())),
+        )
+        .await;
+    assert!(
+        status == 200 && body["access_token"].is_string(),
+        "no second factor: {body}"
+    );
+    let (_, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(login_with_device("forged".into())),
+        )
+        .await;
+    assert_eq!(body["mfa_required"], json!(true));
+
+    // A recovery code logs in once.
+    let (_, challenge) = api.login("ada@example.com", new_password).await;
+    let body = json!({"mfa_token": challenge["mfa_token"], "code": recovery[0]});
+    let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body.clone())).await;
+    assert_eq!(status, 200);
+    let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body)).await;
+    assert_eq!(status, 401);
+
+    // Disabling needs the password and a code.
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            "/v1/auth/mfa/totp",
+            Some(access(&tokens)),
+            Some(json!({"password": "wrong", "code": recovery[1]})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            "/v1/auth/mfa/totp",
+            Some(access(&tokens)),
+            Some(json!({"password": new_password, "code": recovery[1]})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, tokens) = api.login("ada@example.com", new_password).await;
+    assert!(status == 200 && tokens["access_token"].is_string(), "{tokens}");
+
+    // Logout ends this session; logout-all every one.
+    let (_, other) = api.login("ada@example.com", new_password).await;
+    let (status, _) = api
+        .call(Method::POST, "/v1/auth/logout", Some(access(&tokens)), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        api.call(Method::GET, "/v1/auth/me", Some(access(&other)), None).await.0,
+        200
+    );
+    let (status, _) = api
+        .call(Method::POST, "/v1/auth/logout-all", Some(access(&other)), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        api.call(Method::GET, "/v1/auth/me", Some(access(&other)), None).await.0,
+        401
+    );
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": other["refresh_token"], "client_id": "demo-spa"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn registration_and_lockout_over_the_api() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let register =
+        json!({"email": "new@example.com", "password": PASSWORD, "client_id": "demo-spa", "given_name": "New"});
+    let (status, body) = api
+        .call(Method::POST, "/v1/auth/register", None, Some(register.clone()))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("registration_disabled")));
+
+    let (status, _) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(
+                json!({"settings": {"security": {"registration_enabled": true, "registration_auto_login": true,
+                "max_login_attempts": 2, "lockout_duration_secs": 60}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let weak = json!({"email": "weak@example.com", "password": "short"});
+    let (status, body) = api.call(Method::POST, "/v1/auth/register", None, Some(weak)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+    let (status, body) = api
+        .call(Method::POST, "/v1/auth/register", None, Some(register.clone()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["email_verified"], json!(false));
+    let tokens = &body["tokens"];
+    let (status, me) = api.call(Method::GET, "/v1/auth/me", Some(access(tokens)), None).await;
+    assert_eq!((status, me["given_name"].as_str()), (200, Some("New")));
+    let (status, body) = api.call(Method::POST, "/v1/auth/register", None, Some(register)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("email_taken")));
+
+    // Two failures lock the account, with the time until it unlocks.
+    api.login("new@example.com", "wrong one").await;
+    let response = server
+        .http
+        .post(format!("{}/v1/auth/login", server.base))
+        .header("X-Tenant-Slug", "local")
+        .json(&json!({"email": "new@example.com", "password": "wrong two", "client_id": "demo-spa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "account_locked");
+    let (status, _) = api.login("new@example.com", PASSWORD).await;
+    assert_eq!(status, 429, "locked even for the right password");
+}
