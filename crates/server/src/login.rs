@@ -21,6 +21,8 @@ use crate::resolver::TenantContext;
 
 /// Password attempts one IP address may make per tenant and window.
 pub const LOGIN_PER_IP: (u32, Duration) = (30, Duration::from_secs(60));
+/// Registrations one IP address may make per tenant and window.
+pub const REGISTER_PER_IP: (u32, Duration) = (10, Duration::from_secs(3600));
 /// Wrong second-factor codes per account and window before further attempts wait
 /// (6 digits with 3 valid codes at a time: 5 guesses in 5 minutes is a 1.5e-5 chance).
 pub const MFA_FAILURES: (u32, Duration) = (5, Duration::from_secs(300));
@@ -81,17 +83,8 @@ pub async fn password_login(
 ) -> Result<Accepted, LoginError> {
     let tenant = ctx.entry.tenant.id.to_string();
     let policy = &ctx.entry.tenant.settings.security;
-    if let Some(ip) = ip {
-        let (limit, window) = LOGIN_PER_IP;
-        let key = format!("login:ip:{tenant}:{ip}");
-        if let Decision::Limited { retry_after } = state
-            .rate_limiter
-            .hit(&key, limit, window)
-            .await
-            .map_err(ApiError::from)?
-        {
-            return Err(LoginError::RateLimited { retry_after });
-        }
+    if let Decision::Limited { retry_after } = per_ip(state, ctx, "login", ip, LOGIN_PER_IP).await? {
+        return Err(LoginError::RateLimited { retry_after });
     }
     let lock = lock_key(ctx, email);
     let max_failures = policy.max_login_attempts.max(1);
@@ -167,6 +160,22 @@ pub async fn password_login(
         SecondFactor::None
     };
     Ok(Accepted { user, second_factor })
+}
+
+/// Counts one `action` from `ip` against `(limit, window)` per tenant (nothing to count
+/// when the peer address is unknown).
+pub async fn per_ip(
+    state: &AppState,
+    ctx: &TenantContext,
+    action: &str,
+    ip: Option<IpAddr>,
+    (limit, window): (u32, Duration),
+) -> Result<Decision, ApiError> {
+    let Some(ip) = ip else {
+        return Ok(Decision::Allowed { remaining: limit });
+    };
+    let key = format!("{action}:ip:{}:{ip}", ctx.entry.tenant.id);
+    Ok(state.rate_limiter.hit(&key, limit, window).await?)
 }
 
 fn mfa_key(ctx: &TenantContext, user: uuid::Uuid) -> String {

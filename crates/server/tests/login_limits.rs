@@ -115,3 +115,75 @@ async fn verified_email_policy_and_hash_upgrade_at_login() {
     let (status, _, _) = attempt(&server, "ada@example.com", PASSWORD).await;
     assert_eq!(status, 303, "the upgraded hash verifies");
 }
+
+/// Admission control over HTTP: one hashing worker, one waiting slot, half of them per
+/// tenant. A flood of logins on one tenant is refused fast (503 with Retry-After) while a
+/// login on another tenant still goes through.
+#[tokio::test]
+async fn a_flooded_tenant_is_shed_while_another_tenant_logs_in() {
+    let server = common::start_with_config(Some(
+        "[limits]\nhash_workers = 1\nhash_queue = 1\nhash_tenant_share_percent = 50\nhash_max_wait_ms = 10000\n",
+    ))
+    .await;
+    // The flooded tenant hashes slowly, so its one slot stays busy.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "flooded", "settings": {"user_db": {"driver": "sqlite"}, "security": {"password_hash": {"memory_kib": 65536, "iterations": 4, "parallelism": 1}}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/flooded/clients",
+            Some(
+                json!({"client_id": "app", "name": "App", "client_type": "public", "first_party": true,
+                "redirect_uris": ["http://localhost/cb"], "scopes": ["openid"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    create_user(&server, "ada@example.com", true).await;
+
+    let login = |slug: &'static str, client: &'static str, email: &'static str, password: &'static str| {
+        let http = server.http.clone();
+        let url = format!("{}/v1/auth/login", server.base);
+        async move {
+            let started = std::time::Instant::now();
+            let response = http
+                .post(url)
+                .header("X-Tenant-Slug", slug)
+                .json(&json!({"email": email, "password": password, "client_id": client}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry = response.headers().contains_key("retry-after");
+            (status, retry, started.elapsed())
+        }
+    };
+    // Keep the flooded tenant's slot busy with a stream of logins.
+    let flood: Vec<_> = (0..12)
+        .map(|_| tokio::spawn(login("flooded", "app", "spray@example.com", "guess")))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, _, took) = login("local", "demo-spa", "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "the other tenant logs in ({took:?})");
+    let mut shed = 0;
+    for attempt in flood {
+        let (status, retry, took) = attempt.await.unwrap();
+        if status == 503 {
+            shed += 1;
+            assert!(retry, "503 carries Retry-After");
+            assert!(
+                took < std::time::Duration::from_millis(250),
+                "refused fast, not queued: {took:?}"
+            );
+        } else {
+            assert_eq!(status, 401, "an admitted attempt is simply a wrong password");
+        }
+    }
+    assert!(shed >= 8, "most of the flood is shed: {shed} of 12");
+}

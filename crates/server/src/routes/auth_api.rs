@@ -374,6 +374,7 @@ struct RegisterBody {
 async fn register(
     ctx: TenantContext,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let policy = &ctx.entry.tenant.settings.security;
@@ -383,6 +384,9 @@ async fn register(
             "this tenant does not allow self-registration",
         ));
     }
+    crate::login::per_ip(&state, &ctx, "register", ip, crate::login::REGISTER_PER_IP)
+        .await?
+        .into_result()?;
     let client = body
         .client_id
         .as_deref()

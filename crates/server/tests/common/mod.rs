@@ -25,10 +25,20 @@ pub struct TestServer {
 }
 
 pub async fn start() -> TestServer {
+    start_with_config(None).await
+}
+
+/// A server whose configuration file holds `config` (TOML), when given.
+pub async fn start_with_config(config: Option<&str>) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
+    let config_file = config.map(|text| {
+        let path = dir.path().join("tenantry.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
     let options = ServeOptions {
         overrides: Overrides {
-            config_file: None,
+            config_file,
             listen: Some("127.0.0.1:0".into()),
             fs_root: Some(dir.path().join("root")),
         },
