@@ -120,7 +120,13 @@ pub struct SecurityPolicy {
     pub password_require_symbol: bool,
     pub max_login_attempts: u32,
     pub lockout_duration_secs: u64,
+    /// Password attempts one IP address may make per minute (0: no per-address limit).
+    pub login_attempts_per_ip_per_minute: u32,
     pub mfa_required: bool,
+    /// New passwords are checked against the installation's deny-list file
+    /// (`password_deny_list_file`); a tenant asking for it where none is configured cannot
+    /// take new passwords (503 `password_deny_list_missing`).
+    pub password_deny_list: bool,
     /// Login waits until the user has verified their email address.
     pub require_verified_email: bool,
     /// Anyone may create an account with `POST /v1/auth/register`.
@@ -147,7 +153,9 @@ impl Default for SecurityPolicy {
             password_require_symbol: false,
             max_login_attempts: 5,
             lockout_duration_secs: 900,
+            login_attempts_per_ip_per_minute: 30,
             mfa_required: false,
+            password_deny_list: false,
             require_verified_email: false,
             registration_enabled: false,
             registration_auto_login: false,

@@ -207,6 +207,12 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     if sec.max_login_attempts == 0 || sec.max_login_attempts > 1000 {
         errors.push(format!("{p}.security.max_login_attempts"), "must be between 1 and 1000");
     }
+    if sec.login_attempts_per_ip_per_minute > 100_000 {
+        errors.push(
+            format!("{p}.security.login_attempts_per_ip_per_minute"),
+            "must be at most 100000 (0 turns the limit off)",
+        );
+    }
     if sec.mfa_remember_device_days > 365 {
         errors.push(format!("{p}.security.mfa_remember_device_days"), "must be at most 365");
     }

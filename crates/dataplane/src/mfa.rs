@@ -43,6 +43,15 @@ pub trait MfaRepository {
 #[async_trait]
 pub trait EmailTokenRepository {
     async fn store_email_token(&self, token: &EmailToken) -> Result<(), DbError>;
+    /// A token of `purpose` that is unused and not expired, without spending it (to check
+    /// a request before the work it authorizes; [`use_email_token`](Self::use_email_token)
+    /// still decides who gets it).
+    async fn email_token(
+        &self,
+        token_hash: &str,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EmailToken>, DbError>;
     /// Spends a token of `purpose` once, if it has not expired.
     async fn use_email_token(
         &self,
@@ -191,6 +200,20 @@ struct EmailTokenRow {
     used_at: Option<i64>,
 }
 
+impl EmailTokenRow {
+    fn into_token(self) -> EmailToken {
+        EmailToken {
+            token_hash: self.token_hash,
+            user_id: self.user_id,
+            purpose: self.purpose,
+            email: self.email,
+            created_at: from_micros(self.created_at),
+            expires_at: from_micros(self.expires_at),
+            used_at: self.used_at.map(from_micros),
+        }
+    }
+}
+
 #[async_trait]
 impl EmailTokenRepository for TenantDb {
     async fn store_email_token(&self, t: &EmailToken) -> Result<(), DbError> {
@@ -198,6 +221,20 @@ impl EmailTokenRepository for TenantDb {
         on_pool!(self, p => sqlx::query(sql).bind(&t.token_hash).bind(t.user_id).bind(&t.purpose).bind(&t.email).bind(to_micros(t.created_at)).bind(to_micros(t.expires_at)).execute(p).await.map(|_| ()))
             .map_err(query_err)?;
         Ok(())
+    }
+
+    async fn email_token(
+        &self,
+        token_hash: &str,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EmailToken>, DbError> {
+        let sql = self.sql(
+            "SELECT token_hash, user_id, purpose, email, created_at, expires_at, used_at FROM email_tokens \
+             WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?",
+        );
+        let row: Option<EmailTokenRow> = on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).bind(purpose.as_str()).bind(to_micros(now)).fetch_optional(p).await).map_err(query_err)?;
+        Ok(row.map(EmailTokenRow::into_token))
     }
 
     async fn use_email_token(
@@ -214,14 +251,6 @@ impl EmailTokenRepository for TenantDb {
             let row = if n == 1 { sqlx::query_as(fetch).bind(token_hash).fetch_optional(p).await.map_err(query_err)? } else { None };
             Ok::<_, DbError>((n, row))
         })?;
-        Ok(row.filter(|_| n == 1).map(|r| EmailToken {
-            token_hash: r.token_hash,
-            user_id: r.user_id,
-            purpose: r.purpose,
-            email: r.email,
-            created_at: from_micros(r.created_at),
-            expires_at: from_micros(r.expires_at),
-            used_at: r.used_at.map(from_micros),
-        }))
+        Ok(row.filter(|_| n == 1).map(EmailTokenRow::into_token))
     }
 }

@@ -463,6 +463,35 @@ async fn mfa_and_account_state(fx: &Fixture) {
         used_at: None,
     };
     db.store_email_token(&token).await.unwrap();
+    let found = db
+        .email_token("et", EmailTokenPurpose::VerifyEmail, now)
+        .await
+        .unwrap()
+        .expect("an unused token is found");
+    assert_eq!(
+        (found.user_id, found.email.as_str(), found.used_at),
+        (user.id, "m@example.com", None)
+    );
+    assert!(
+        db.email_token("et", EmailTokenPurpose::ResetPassword, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.email_token("et", EmailTokenPurpose::VerifyEmail, now + Duration::hours(49))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        db.use_email_token("et", EmailTokenPurpose::VerifyEmail, now + Duration::hours(49))
+            .await
+            .unwrap()
+            .is_none(),
+        "an expired token is not spent"
+    );
     assert!(
         db.use_email_token("et", EmailTokenPurpose::ResetPassword, now)
             .await
@@ -482,6 +511,13 @@ async fn mfa_and_account_state(fx: &Fixture) {
             .unwrap()
             .is_none(),
         "single use"
+    );
+    assert!(
+        db.email_token("et", EmailTokenPurpose::VerifyEmail, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "a spent token is gone"
     );
 
     db.grant_consent(&Consent {

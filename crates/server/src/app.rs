@@ -68,6 +68,8 @@ pub struct Shared {
     pub rate_limiter: RateLimiter,
     /// Per-tenant SMTP transports (`email::send`).
     pub mailer: crate::email::Mailer,
+    /// The installation's password deny-list (`password_deny_list_file`), if any.
+    pub password_deny_list: Option<Arc<crate::passwords::DenyList>>,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::authorize::router())
         .merge(routes::discovery::router())
         .merge(routes::logout::router())
+        .merge(routes::account_pages::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
         .route_layer(middleware::tenant_cors())

@@ -76,6 +76,9 @@ pub struct Config {
     /// Optional Redis (`redis://…`, `rediss://…`) holding rate-limit counters shared by all
     /// nodes; `None` keeps them in this process's memory.
     pub redis_url: Option<String>,
+    /// Optional file of passwords nobody may choose (one per line, compared without case),
+    /// used by tenants whose policy turns `password_deny_list` on.
+    pub password_deny_list_file: Option<PathBuf>,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -89,6 +92,7 @@ struct FileConfig {
     log_format: Option<String>,
     global_db_url: Option<String>,
     redis_url: Option<String>,
+    password_deny_list_file: Option<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -358,6 +362,17 @@ impl Config {
             None => None,
         };
 
+        let password_deny_list_file = pick(
+            "password_deny_list_file",
+            file.password_deny_list_file,
+            &["TENANTRY_PASSWORD_DENY_LIST_FILE"],
+            None,
+            "",
+        )
+        .map(|raw| raw.value.trim().to_owned())
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from);
+
         Ok(Config {
             listen,
             public_url,
@@ -367,6 +382,7 @@ impl Config {
             limits,
             global_db_url,
             redis_url,
+            password_deny_list_file,
         })
     }
 

@@ -68,6 +68,7 @@ error_codes! {
     EmailSendFailed = (BAD_GATEWAY, "email_send_failed", "The mail server did not accept the message"),
     TenantDegraded = (SERVICE_UNAVAILABLE, "tenant_degraded", "The tenant's configuration does not load"),
     TenantDbUnavailable = (SERVICE_UNAVAILABLE, "tenant_db_unavailable", "The tenant's user database is unreachable"),
+    PasswordDenyListMissing = (SERVICE_UNAVAILABLE, "password_deny_list_missing", "The tenant's password deny-list is not configured on this installation"),
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
     NotLeader = (SERVICE_UNAVAILABLE, "not_leader", "This node cannot accept writes and could not forward them"),
     ControlPlaneUnavailable = (SERVICE_UNAVAILABLE, "control_plane_unavailable", "The configuration store could not be written"),

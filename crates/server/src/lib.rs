@@ -5,6 +5,7 @@
 //! security headers → `TenantContextResolver` (tenant routes) → handler → control plane
 //! writer or (later) domain services.
 
+pub mod account_email;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
@@ -102,6 +103,15 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         .await
         .map_err(|e| ConfigError::new("redis_url (TENANTRY_REDIS_URL)", e.to_string()))?;
     let hasher = passwords::PasswordHasher::new(passwords::HashingLimits::from_config(&config.limits));
+    let password_deny_list = match &config.password_deny_list_file {
+        Some(path) => Some(Arc::new(passwords::DenyList::load(path).map_err(|e| {
+            ConfigError::new(
+                "password_deny_list_file (TENANTRY_PASSWORD_DENY_LIST_FILE)",
+                e.to_string(),
+            )
+        })?)),
+        None => None,
+    };
     let keystore = Arc::new(keystore::KeyStore::new(secrets.clone()));
     let resolver = resolver::TenantContextResolver::new(
         control_plane.clone(),
@@ -127,6 +137,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         hasher,
         rate_limiter,
         mailer,
+        password_deny_list,
     });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;

@@ -6,11 +6,14 @@
 //! both answers take the same time and say the same thing), then the upgrade of a hash
 //! made with older parameters, and what the tenant asks next (a verified email, a second
 //! factor). Lockout counts failures per tenant and normalized email, known or not, so it
-//! cannot be used to find out which accounts exist either.
+//! cannot be used to find out which accounts exist either. The failure that locks an
+//! existing account sends its owner the `account_locked` notice (once per lock, in the
+//! background, when the tenant has SMTP settings).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use tenantry_controlplane::model::MailTemplateKind;
 use tenantry_dataplane::model::{User, UserStatus};
 use tenantry_dataplane::{TenantDb, UserRepository};
 
@@ -19,10 +22,14 @@ use crate::error::ApiError;
 use crate::ratelimit::Decision;
 use crate::resolver::TenantContext;
 
-/// Password attempts one IP address may make per tenant and window.
-pub const LOGIN_PER_IP: (u32, Duration) = (30, Duration::from_secs(60));
 /// Registrations one IP address may make per tenant and window.
 pub const REGISTER_PER_IP: (u32, Duration) = (10, Duration::from_secs(3600));
+/// Verification mails one IP address may ask for per tenant and window
+/// (`POST /v1/auth/verify-email/resend`).
+pub const VERIFY_RESEND_PER_IP: (u32, Duration) = (5, Duration::from_secs(900));
+/// Password-reset mails one IP address may ask for per tenant and window
+/// (`POST /v1/auth/password/forgot`).
+pub const FORGOT_PER_IP: (u32, Duration) = (5, Duration::from_secs(900));
 /// Wrong second-factor codes per account and window before further attempts wait
 /// (6 digits with 3 valid codes at a time: 5 guesses in 5 minutes is a 1.5e-5 chance).
 pub const MFA_FAILURES: (u32, Duration) = (5, Duration::from_secs(300));
@@ -69,6 +76,46 @@ fn lock_key(ctx: &TenantContext, email: &str) -> String {
     format!("login:account:{}:{}", ctx.entry.tenant.id, email.trim().to_lowercase())
 }
 
+/// Marks that the owner of a lock was told about it (one notice per lock).
+fn lock_notice_key(ctx: &TenantContext, email: &str) -> String {
+    format!(
+        "login:locked-notice:{}:{}",
+        ctx.entry.tenant.id,
+        email.trim().to_lowercase()
+    )
+}
+
+/// Forgets the failed logins of `email` (and so its lock), e.g. after a password reset.
+pub async fn clear_lockout(state: &AppState, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
+    state.rate_limiter.reset(&lock_key(ctx, email)).await?;
+    state.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
+    Ok(())
+}
+
+/// Tells the owner of an account that it was just locked: in the background (the login
+/// answers at once, the same for every account), best effort, only when the tenant has
+/// SMTP settings, and once per lock even when several failures race past the limit.
+fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: Duration) {
+    if !ctx.capabilities.email {
+        return;
+    }
+    let (state, ctx) = (state.clone(), ctx.clone());
+    let email = user.email.clone();
+    let lang = crate::account_email::mail_language(&ctx, Some(user));
+    tokio::spawn(async move {
+        // The marker lives exactly as long as the lock: the next lock gets its own notice.
+        let window = retry_after.max(Duration::from_millis(1));
+        match state.rate_limiter.hit(&lock_notice_key(&ctx, &email), 1, window).await {
+            Ok(Decision::Allowed { .. }) => {
+                let kind = MailTemplateKind::AccountLocked;
+                crate::account_email::send_notice(&state, &ctx, &email, lang, kind, Some(retry_after)).await;
+            }
+            Ok(Decision::Limited { .. }) => {}
+            Err(e) => tracing::warn!(tenant = %ctx.slug(), error = %e, "account-locked notice skipped"),
+        }
+    });
+}
+
 /// Checks an email and password for the tenant. `device` is a trusted-device token the
 /// client kept from an earlier second factor: while it is live (and the tenant offers
 /// remembering), an enrolled user is not asked for a code again.
@@ -83,7 +130,12 @@ pub async fn password_login(
 ) -> Result<Accepted, LoginError> {
     let tenant = ctx.entry.tenant.id.to_string();
     let policy = &ctx.entry.tenant.settings.security;
-    if let Decision::Limited { retry_after } = per_ip(state, ctx, "login", ip, LOGIN_PER_IP).await? {
+    // Password attempts per address and minute (tenant setting; 0 turns the limit off).
+    let per_minute = policy.login_attempts_per_ip_per_minute;
+    if per_minute > 0
+        && let Decision::Limited { retry_after } =
+            per_ip(state, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
+    {
         return Err(LoginError::RateLimited { retry_after });
     }
     let lock = lock_key(ctx, email);
@@ -112,18 +164,26 @@ pub async fn password_login(
         .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
         .await
         .map_err(ApiError::from)?;
-    let (true, Some(user)) = (valid, user) else {
-        let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
-        if let Decision::Limited { retry_after } = state
-            .rate_limiter
-            .hit(&lock, max_failures.saturating_sub(1), lockout)
-            .await
-            .map_err(ApiError::from)?
-        {
-            tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
-            return Err(LoginError::Locked { retry_after });
+    let user = match (valid, user) {
+        (true, Some(user)) => user,
+        (_, user) => {
+            let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
+            if let Decision::Limited { retry_after } = state
+                .rate_limiter
+                .hit(&lock, max_failures.saturating_sub(1), lockout)
+                .await
+                .map_err(ApiError::from)?
+            {
+                // A locked email is refused before the password is checked, so this is
+                // the failure that locked it.
+                tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
+                if let Some(user) = &user {
+                    lock_notice(state, ctx, user, retry_after);
+                }
+                return Err(LoginError::Locked { retry_after });
+            }
+            return Err(LoginError::BadCredentials);
         }
-        return Err(LoginError::BadCredentials);
     };
     state.rate_limiter.reset(&lock).await.map_err(ApiError::from)?;
 

@@ -1,8 +1,9 @@
-//! Hosted pages rendered on the server: login, consent, error, and the `form_post`
-//! response. Templates are minijinja with HTML auto-escaping; texts come in English and
-//! Spanish; branding (name, logo, colors) comes from the tenant's settings. No page needs
-//! JavaScript; the form_post page submits itself with a nonce-allowed script and also
-//! shows a button.
+//! Hosted pages rendered on the server: login, consent, error, the `form_post`
+//! response, and the pages behind the links of account mails (verify an email address,
+//! reset a password). Templates are minijinja with HTML auto-escaping; texts come in
+//! English and Spanish; branding (name, logo, colors) comes from the tenant's settings.
+//! No page needs JavaScript; the form_post page submits itself with a nonce-allowed
+//! script and also shows a button.
 
 use std::sync::LazyLock;
 
@@ -114,6 +115,37 @@ const LOGGED_OUT: &str = r#"{% extends "layout.html" %}{% block content %}
 <h1>{{ t.logged_out }}</h1>
 {% endblock %}"#;
 
+const VERIFY_EMAIL: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.verify_title }}</h1>
+<p>{{ t.verify_prompt }} <strong>{{ email }}</strong></p>
+<form method="post" action="{{ action }}">
+<input type="hidden" name="token" value="{{ token }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="ui_locales" value="{{ lang }}">
+<button type="submit">{{ t.verify_button }}</button>
+</form>
+{% endblock %}"#;
+
+const RESET_PASSWORD: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.reset_title }}</h1>
+<p>{{ t.reset_prompt }} <strong>{{ email }}</strong></p>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="{{ action }}">
+<input type="hidden" name="token" value="{{ token }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="ui_locales" value="{{ lang }}">
+<input type="text" name="username" autocomplete="username" value="{{ email }}" hidden>
+<label for="new_password">{{ t.new_password }}</label>
+<input id="new_password" name="new_password" type="password" autocomplete="new-password" required>
+<button type="submit">{{ t.reset_button }}</button>
+</form>
+{% endblock %}"#;
+
+const DONE: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ title }}</h1>
+<p role="status">{{ message }}</p>
+{% endblock %}"#;
+
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     for (name, source) in [
@@ -126,6 +158,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("logged_out.html", LOGGED_OUT),
         ("mfa.html", MFA),
         ("recovery_codes.html", RECOVERY_CODES),
+        ("verify_email.html", VERIFY_EMAIL),
+        ("reset_password.html", RESET_PASSWORD),
+        ("done.html", DONE),
     ] {
         env.add_template(name, source).expect("built-in templates parse");
     }
@@ -168,6 +203,23 @@ struct Texts {
     try_later: &'static str,
     pub bad_credentials: &'static str,
     pub expired: &'static str,
+    verify_title: &'static str,
+    verify_prompt: &'static str,
+    verify_button: &'static str,
+    verified_title: &'static str,
+    verified_message: &'static str,
+    reset_title: &'static str,
+    reset_prompt: &'static str,
+    new_password: &'static str,
+    reset_button: &'static str,
+    password_changed_title: &'static str,
+    password_changed_message: &'static str,
+    /// Before the policy's reasons for refusing a new password.
+    password_refused: &'static str,
+    /// A verification or reset link that is unknown, used or expired.
+    link_invalid: &'static str,
+    /// A link page whose form lost its CSRF cookie (another browser, cookies cleared).
+    link_page_expired: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -201,6 +253,20 @@ const EN: Texts = Texts {
     try_later: "Too many attempts. Try again in {minutes} min.",
     bad_credentials: "The email or password is not correct.",
     expired: "This sign-in page has expired or was opened in another browser. Start again from the application.",
+    verify_title: "Verify your email address",
+    verify_prompt: "Confirm that this is your email address:",
+    verify_button: "Verify email address",
+    verified_title: "Email address verified",
+    verified_message: "Your email address is verified. You can close this page and sign in.",
+    reset_title: "Choose a new password",
+    reset_prompt: "Choose a new password for",
+    new_password: "New password",
+    reset_button: "Change password",
+    password_changed_title: "Password changed",
+    password_changed_message: "Your password was changed and every session of this account was signed out. Sign in with the new password.",
+    password_refused: "This password cannot be used:",
+    link_invalid: "This link is not valid: it has expired or was already used. Ask for a new one.",
+    link_page_expired: "This page has expired or was opened in another browser. Open the link from the email again.",
 };
 
 const ES: Texts = Texts {
@@ -234,6 +300,20 @@ const ES: Texts = Texts {
     try_later: "Demasiados intentos. Vuelve a intentarlo dentro de {minutes} min.",
     bad_credentials: "El correo electrónico o la contraseña no son correctos.",
     expired: "Esta página de inicio de sesión ha caducado o se abrió en otro navegador. Vuelve a empezar desde la aplicación.",
+    verify_title: "Verifica tu dirección de correo",
+    verify_prompt: "Confirma que esta es tu dirección de correo:",
+    verify_button: "Verificar dirección",
+    verified_title: "Dirección de correo verificada",
+    verified_message: "Tu dirección de correo está verificada. Puedes cerrar esta página e iniciar sesión.",
+    reset_title: "Elige una contraseña nueva",
+    reset_prompt: "Elige una contraseña nueva para",
+    new_password: "Contraseña nueva",
+    reset_button: "Cambiar contraseña",
+    password_changed_title: "Contraseña cambiada",
+    password_changed_message: "Tu contraseña ha cambiado y se han cerrado todas las sesiones de esta cuenta. Inicia sesión con la contraseña nueva.",
+    password_refused: "Esta contraseña no se puede usar:",
+    link_invalid: "Este enlace no es válido: ha caducado o ya se usó. Pide uno nuevo.",
+    link_page_expired: "Esta página ha caducado o se abrió en otro navegador. Vuelve a abrir el enlace del correo.",
 };
 
 fn texts(lang: Language) -> &'static Texts {
@@ -269,6 +349,29 @@ pub fn expired(lang: Language) -> &'static str {
     texts(lang).expired
 }
 
+/// The message for a verification or reset link that is unknown, used or expired, in `lang`.
+pub fn link_invalid(lang: Language) -> &'static str {
+    texts(lang).link_invalid
+}
+
+/// A refused new password with the policy's reasons, in `lang`.
+pub fn password_refused(lang: Language, reasons: &str) -> String {
+    format!("{} {reasons}", texts(lang).password_refused)
+}
+
+/// The message for a link page whose form does not match its CSRF cookie, in `lang`.
+pub fn link_page_expired(lang: Language) -> &'static str {
+    texts(lang).link_page_expired
+}
+
+/// The language code of `lang` (`en`, `es`).
+pub fn lang_code(lang: Language) -> &'static str {
+    match lang {
+        Language::En => "en",
+        Language::Es => "es",
+    }
+}
+
 /// Picks the page language: the first of `ui_locales` we speak, else the tenant's.
 pub fn language(ui_locales: Option<&str>, tenant: Language) -> Language {
     ui_locales
@@ -297,7 +400,7 @@ impl PageContext<'_> {
         let t = texts(self.lang);
         let page = TEMPLATES.get_template(template).and_then(|tpl| {
             tpl.render(context! {
-                lang => match self.lang { Language::En => "en", Language::Es => "es" },
+                lang => lang_code(self.lang),
                 title => title,
                 brand => self.branding.name.as_deref().unwrap_or(self.tenant_name),
                 logo => self.branding.logo_url.as_deref(),
@@ -400,6 +503,44 @@ impl PageContext<'_> {
             context! { action, interaction, csrf, codes },
             None,
         )
+    }
+
+    /// The verification link's page: a button that confirms the address (a POST, so a
+    /// link prefetched by a mail scanner spends nothing).
+    pub fn verify_email(&self, action: &str, token: &str, csrf: &str, email: &str) -> Response {
+        let t = texts(self.lang);
+        self.render(
+            "verify_email.html",
+            t.verify_title,
+            context! { action, token, csrf, email },
+            None,
+        )
+    }
+
+    /// The reset link's page: a labelled new-password field (with `error`, the policy's
+    /// complaint about the last attempt, answered 422).
+    pub fn reset_password(&self, action: &str, token: &str, csrf: &str, email: &str, error: Option<&str>) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { action, token, csrf, email, error };
+        let mut response = self.render("reset_password.html", t.reset_title, extra, None);
+        if error.is_some() {
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        }
+        response
+    }
+
+    /// "Your email address is verified."
+    pub fn email_verified(&self) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { title => t.verified_title, message => t.verified_message };
+        self.render("done.html", t.verified_title, extra, None)
+    }
+
+    /// "Your password was changed."
+    pub fn password_changed(&self) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { title => t.password_changed_title, message => t.password_changed_message };
+        self.render("done.html", t.password_changed_title, extra, None)
     }
 
     /// An error shown to the user (never redirected: the client or redirect URI is not

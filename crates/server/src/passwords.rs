@@ -444,10 +444,54 @@ pub async fn verify(phc: String, password: String) -> bool {
         .unwrap_or(false)
 }
 
+/// Passwords nobody may choose (`password_deny_list_file`: one per line, `#` comments),
+/// compared without case. Loaded once at start.
+#[derive(Debug, Default)]
+pub struct DenyList(std::collections::HashSet<String>);
+
+impl DenyList {
+    pub fn load(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?))
+    }
+
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_lowercase)
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, password: &str) -> bool {
+        self.0.contains(&password.to_lowercase())
+    }
+}
+
 /// Checks a new password against the tenant's policy; every failed rule is one message
 /// on `field`.
-pub fn check_policy(policy: &SecurityPolicy, email: &str, password: &str, field: &str) -> Result<(), ApiError> {
+pub fn check_policy(
+    policy: &SecurityPolicy,
+    deny_list: Option<&DenyList>,
+    email: &str,
+    password: &str,
+    field: &str,
+) -> Result<(), ApiError> {
     let mut problems = Vec::new();
+    if policy.password_deny_list {
+        match deny_list {
+            Some(list) if list.contains(password) => problems.push("is too common; choose another".to_owned()),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::new(
+                    crate::error::ErrorCode::PasswordDenyListMissing,
+                    "the tenant checks new passwords against a deny-list and this installation has none \
+                     (password_deny_list_file)",
+                ));
+            }
+        }
+    }
     let chars = password.chars().count();
     if password.len() > MAX_PASSWORD_BYTES {
         problems.push(format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
@@ -823,11 +867,21 @@ mod tests {
             password_require_digit: true,
             ..SecurityPolicy::default()
         };
-        let e = check_policy(&policy, "a@b.c", "short", "password").unwrap_err();
+        let e = check_policy(&policy, None, "a@b.c", "short", "password").unwrap_err();
         assert_eq!(e.errors.len(), 3, "{:?}", e.errors);
-        assert!(check_policy(&policy, "a@b.c", "Longenough1", "password").is_ok());
+        assert!(check_policy(&policy, None, "a@b.c", "Longenough1", "password").is_ok());
         let same = SecurityPolicy::default();
-        assert!(check_policy(&same, "ada@example.com", "ADA@example.com", "password").is_err());
-        assert!(check_policy(&same, "a@b.c", &"x".repeat(2000), "password").is_err());
+        assert!(check_policy(&same, None, "ada@example.com", "ADA@example.com", "password").is_err());
+        assert!(check_policy(&same, None, "a@b.c", &"x".repeat(2000), "password").is_err());
+        let listed = SecurityPolicy {
+            password_deny_list: true,
+            ..SecurityPolicy::default()
+        };
+        let deny = DenyList::parse("# common\nPassword123!\n\n  letmein-please \n");
+        assert!(check_policy(&listed, Some(&deny), "a@b.c", "password123!", "password").is_err());
+        assert!(check_policy(&listed, Some(&deny), "a@b.c", "LETMEIN-PLEASE", "password").is_err());
+        assert!(check_policy(&listed, Some(&deny), "a@b.c", "a rarer passphrase", "password").is_ok());
+        let missing = check_policy(&listed, None, "a@b.c", "a rarer passphrase", "password").unwrap_err();
+        assert_eq!(missing.code, crate::error::ErrorCode::PasswordDenyListMissing);
     }
 }

@@ -187,3 +187,58 @@ async fn a_flooded_tenant_is_shed_while_another_tenant_logs_in() {
     }
     assert!(shed >= 8, "most of the flood is shed: {shed} of 12");
 }
+
+/// The deny-list policy: a listed password is refused wherever a password is set; a
+/// tenant that asks for the list on an installation without one cannot take passwords.
+#[tokio::test]
+async fn a_password_on_the_deny_list_is_refused() {
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        list.path(),
+        "# the usual suspects\nCorrect Horse Battery Staple\nletmein-letmein\n",
+    )
+    .unwrap();
+    let config = format!("password_deny_list_file = {:?}\n", list.path().display().to_string());
+    let server = common::start_with_config(Some(&config)).await;
+    patch_security(&server, json!({"password_deny_list": true})).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": "correct horse battery staple"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["message"].as_str()),
+        (422, Some("is too common; choose another")),
+        "{body}"
+    );
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": "an uncommon passphrase"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let bare = start().await;
+    patch_security(&bare, json!({"password_deny_list": true})).await;
+    let (status, body) = bare
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": "an uncommon passphrase"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("password_deny_list_missing"))
+    );
+    let (status, body) = bare.admin(Method::GET, "/v1/admin/tenants/local/users", None).await;
+    assert_eq!(
+        (status, body["users"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "only the demo user: {body}"
+    );
+}

@@ -92,7 +92,13 @@ async fn create_user(
     let phc = match &body.password {
         Some(password) => {
             let security = &ctx.entry.tenant.settings.security;
-            passwords::check_policy(security, &body.email, password, "password")?;
+            passwords::check_policy(
+                security,
+                state.password_deny_list.as_deref(),
+                &body.email,
+                password,
+                "password",
+            )?;
             Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
         }
         None => None,
@@ -218,6 +224,7 @@ async fn set_password(
     let user = existing(&ctx, &id).await?;
     passwords::check_policy(
         &ctx.entry.tenant.settings.security,
+        state.password_deny_list.as_deref(),
         &user.email,
         &body.password,
         "password",

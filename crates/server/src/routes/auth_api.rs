@@ -1,6 +1,7 @@
 //! The headless authentication API for first-party apps (`/v1/auth/...`): register,
 //! login (tokens, or a second-factor challenge), the MFA step, refresh, logout, the
-//! caller's profile, password and sessions, and TOTP enrolment.
+//! caller's profile, password and sessions, TOTP enrolment, and the mail flows (verify an
+//! email address, forgot / reset a password; the work is `account_email`'s).
 //!
 //! It is the hosted login's other front door: the password check is `login::password_login`
 //! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
@@ -19,7 +20,7 @@ use axum::{Json, Router};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tenantry_controlplane::model::{Client, GrantType};
+use tenantry_controlplane::model::{Client, GrantType, MailTemplateKind};
 use tenantry_crypto::{SealContext, hash_token, random_token};
 use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User, UserStatus};
 use tenantry_dataplane::{MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository};
@@ -29,7 +30,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::login::{LoginError, SecondFactor};
-use crate::resolver::TenantContext;
+use crate::resolver::{Capability, TenantContext};
 use crate::routes::oauth::{UserTokens, refresh_body, user_token_body};
 
 /// How long a second-factor challenge (`mfa_token`) stays valid.
@@ -45,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/logout-all", post(logout_all))
         .route("/v1/auth/me", get(me).patch(update_me))
         .route("/v1/auth/password", post(change_password))
+        .route("/v1/auth/password/forgot", post(forgot_password))
+        .route("/v1/auth/password/reset", post(reset_password))
+        .route("/v1/auth/verify-email/resend", post(resend_verification))
+        .route("/v1/auth/verify-email/confirm", post(confirm_verification))
         .route("/v1/auth/sessions", get(sessions))
         .route("/v1/auth/sessions/{id}", delete(revoke_session))
         .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
@@ -370,7 +375,9 @@ struct RegisterBody {
 
 /// `POST /v1/auth/register`: a new account under the tenant's password policy and custom
 /// fields; with `registration_auto_login` and a `client_id`, tokens at once (unless the
-/// email must be verified first).
+/// email must be verified first). When the tenant has SMTP settings the verification mail
+/// goes out before the answer; if it is not accepted, the account is removed again and the
+/// mail's error answered. With `require_verified_email` and no SMTP: 501, nothing made.
 async fn register(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -384,6 +391,10 @@ async fn register(
             "this tenant does not allow self-registration",
         ));
     }
+    // An account that must verify its address but cannot be sent the link would be stuck.
+    if policy.require_verified_email {
+        ctx.require(Capability::Email)?;
+    }
     crate::login::per_ip(&state, &ctx, "register", ip, crate::login::REGISTER_PER_IP)
         .await?
         .into_result()?;
@@ -393,7 +404,13 @@ async fn register(
         .map(|id| first_party_client(&ctx, id))
         .transpose()?;
     let scope = client.map(|c| requested_scope(c, body.scope.as_deref())).transpose()?;
-    crate::passwords::check_policy(policy, &body.email, &body.password, "password")?;
+    crate::passwords::check_policy(
+        policy,
+        state.password_deny_list.as_deref(),
+        &body.email,
+        &body.password,
+        "password",
+    )?;
     let db = ctx.db().await?;
     let phc = state
         .hasher
@@ -426,6 +443,16 @@ async fn register(
         // No account without its password: the half-made user goes.
         let _ = db.delete_user(user.id).await;
         return Err(e.into());
+    }
+    if ctx.capabilities.email
+        && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user).await
+    {
+        // No account whose verification link never left: the user goes (with its token),
+        // and registering again starts afresh.
+        if let Err(deleted) = db.delete_user(user.id).await {
+            tracing::error!(tenant = %ctx.slug(), error = %deleted, "registration not undone after a failed mail");
+        }
+        return Err(e);
     }
     let mut answer = json!({ "user": user });
     if let (Some(client), Some(scope)) = (client, scope)
@@ -583,7 +610,13 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     check_password(&state, &ctx, &caller, &body.current_password).await?;
     let policy = &ctx.entry.tenant.settings.security;
-    crate::passwords::check_policy(policy, &caller.user.email, &body.new_password, "new_password")?;
+    crate::passwords::check_policy(
+        policy,
+        state.password_deny_list.as_deref(),
+        &caller.user.email,
+        &body.new_password,
+        "new_password",
+    )?;
     let phc = state
         .hasher
         .hash(
@@ -606,6 +639,113 @@ async fn change_password(
         .db
         .revoke_user_sessions(caller.user.id, Some(&caller.session.id_hash), now)
         .await?;
+    crate::account_email::notify(
+        &state,
+        &ctx,
+        &caller.user.email,
+        crate::account_email::mail_language(&ctx, Some(&caller.user)),
+        MailTemplateKind::PasswordChanged,
+        None,
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+/// The one answer of the endpoints that mail an address if it is an account: the same
+/// whether or not it is one.
+fn mail_accepted() -> Response {
+    let body = json!({
+        "status": "accepted",
+        "detail": "if this address belongs to an account that needs it, a message is on its way",
+    });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// Checks what every "mail me" request needs before anything is looked up: SMTP settings
+/// (501), the per-IP limit (429), a well-formed address (422), the tenant database.
+async fn mail_request(
+    state: &AppState,
+    ctx: &TenantContext,
+    action: &str,
+    ip: Option<std::net::IpAddr>,
+    limit: (u32, std::time::Duration),
+    email: &str,
+) -> Result<TenantDb, ApiError> {
+    ctx.require(Capability::Email)?;
+    crate::login::per_ip(state, ctx, action, ip, limit)
+        .await?
+        .into_result()?;
+    if email.trim().parse::<lettre::Address>().is_err() {
+        return Err(ApiError::field("email", "must be an email address (local@domain)"));
+    }
+    ctx.db().await
+}
+
+/// `POST /v1/auth/verify-email/resend` `{"email"}`: 202 in every case (an unknown or
+/// already verified address is not told apart); a new link goes out only to an active
+/// account whose address is not verified.
+async fn resend_verification(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response, ApiError> {
+    let limit = crate::login::VERIFY_RESEND_PER_IP;
+    let db = mail_request(&state, &ctx, "verify_resend", ip, limit, &body.email).await?;
+    crate::account_email::resend_verification(&state, &ctx, db, body.email);
+    Ok(mail_accepted())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+/// `POST /v1/auth/verify-email/confirm` `{"token"}`: `{"email_verified": true}`, or 400
+/// `invalid_grant` for a token that is unknown, used, expired or for an older address.
+async fn confirm_verification(ctx: TenantContext, ApiJson(body): ApiJson<TokenBody>) -> Result<Json<Value>, ApiError> {
+    let db = ctx.db().await?;
+    let user = crate::account_email::confirm_verification(&ctx, &db, &body.token).await?;
+    Ok(Json(json!({ "email_verified": user.email_verified })))
+}
+
+/// `POST /v1/auth/password/forgot` `{"email"}`: 202 in every case; a reset link (1 h,
+/// single use) goes out only to an active account.
+async fn forgot_password(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response, ApiError> {
+    let limit = crate::login::FORGOT_PER_IP;
+    let db = mail_request(&state, &ctx, "password_forgot", ip, limit, &body.email).await?;
+    crate::account_email::start_reset(&state, &ctx, db, body.email);
+    Ok(mail_accepted())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    token: String,
+    new_password: String,
+}
+
+/// `POST /v1/auth/password/reset` `{"token", "new_password"}`: 204; every session and
+/// refresh token of the account ends. 400 `invalid_grant` (nothing changed), 422 when the
+/// policy refuses the password (the token stays usable).
+async fn reset_password(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<StatusCode, ApiError> {
+    let db = ctx.db().await?;
+    crate::account_email::reset_password(&state, &ctx, &db, &body.token, &body.new_password, "new_password").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

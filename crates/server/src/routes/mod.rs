@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per surface.
 
+pub mod account_pages;
 pub mod admin;
 pub mod admin_clients;
 pub mod admin_email;

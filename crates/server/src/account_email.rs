@@ -1,0 +1,332 @@
+//! The account flows that go through the user's mailbox, behind both front doors (the
+//! headless API in `routes::auth_api` and the hosted pages in `routes::account_pages`):
+//! verifying an email address, resetting a forgotten password, and the notices that a
+//! password changed or an account was locked.
+//!
+//! - Tokens are 256-bit random values, stored only as `hash_token` digests in the tenant
+//!   database (`email_tokens`) with their purpose, the user and the address they were
+//!   sent to. They work once and expire: [`VERIFY_TTL`] (48 h) for a verification,
+//!   [`RESET_TTL`] (1 h) for a reset. A token is only good while the account still has
+//!   the address it was sent to.
+//! - Links are `{issuer}/verify-email?token=…` and `{issuer}/reset-password?token=…`:
+//!   hosted pages that show a form first (a GET never spends a token, so mail scanners
+//!   that prefetch links do no harm), and the form posts with a CSRF token.
+//! - Asking for a mail (`resend_verification`, `start_reset`) answers the same whether or
+//!   not the account exists: the lookup and the send happen in the background, so neither
+//!   the answer nor its timing tells accounts apart. Failures are logged (tenant and
+//!   template, never the address, link or token).
+//! - Notices (`password_changed`, `account_locked`) are best effort: they never fail the
+//!   action they report, which has already happened.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use tenantry_controlplane::model::{Language, MailTemplateKind};
+use tenantry_crypto::{hash_token, random_token};
+use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User, UserStatus};
+use tenantry_dataplane::{
+    EmailTokenRepository, MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository,
+};
+
+use crate::app::AppState;
+use crate::email::MailVars;
+use crate::error::{ApiError, ErrorCode};
+use crate::resolver::TenantContext;
+
+/// How long a verification link works.
+pub const VERIFY_TTL: Duration = Duration::from_secs(48 * 3600);
+/// How long a password-reset link works.
+pub const RESET_TTL: Duration = Duration::from_secs(3600);
+
+/// Path of the hosted verification page under the issuer.
+pub const VERIFY_PATH: &str = "verify-email";
+/// Path of the hosted password-reset page under the issuer.
+pub const RESET_PATH: &str = "reset-password";
+
+/// The problem for a token that is unknown, used, expired or no longer fits the account.
+pub fn invalid_token() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidGrant,
+        "the link is invalid, has expired or was already used; ask for a new one",
+    )
+}
+
+/// `{issuer}/{path}?token={token}`, the token URL-encoded.
+pub fn link(ctx: &TenantContext, path: &str, token: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    format!("{}/{path}?token={encoded}", ctx.issuer)
+}
+
+/// The language of a user's mail: the user's locale when we speak it, else the tenant's.
+pub fn mail_language(ctx: &TenantContext, user: Option<&User>) -> Language {
+    crate::pages::language(
+        user.and_then(|u| u.locale.as_deref()),
+        ctx.entry.tenant.settings.language,
+    )
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// Stores a new token of `purpose` for `user` (bound to the user's current address) and
+/// answers the token itself, which only the mail will carry.
+async fn issue_token(
+    db: &TenantDb,
+    user: &User,
+    purpose: EmailTokenPurpose,
+    ttl: Duration,
+) -> Result<String, ApiError> {
+    let token = random_token(32);
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(ttl).map_err(|_| ApiError::internal())?;
+    db.store_email_token(&EmailToken {
+        token_hash: hash_token(&token),
+        user_id: user.id,
+        purpose: purpose.as_str().to_owned(),
+        email: user.email.clone(),
+        created_at: now,
+        expires_at: now + ttl,
+        used_at: None,
+    })
+    .await?;
+    Ok(token)
+}
+
+/// An active user by email; a malformed address is no user.
+async fn active_user_by_email(ctx: &TenantContext, db: &TenantDb, email: &str) -> Result<Option<User>, ApiError> {
+    match db.user_by_email(email, &ctx.custom_fields()).await {
+        Ok(user) => Ok(user.filter(|u| u.status == UserStatus::Active)),
+        Err(tenantry_dataplane::DbError::Invalid(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn active_user(ctx: &TenantContext, db: &TenantDb, id: uuid::Uuid) -> Result<Option<User>, ApiError> {
+    Ok(db
+        .user_by_id(id, &ctx.custom_fields())
+        .await?
+        .filter(|u| u.status == UserStatus::Active))
+}
+
+/// Sends `user` a verification link (48 h, single use) and waits for the SMTP server to
+/// take it: 501 without SMTP settings, 502 when the mail is not accepted.
+pub async fn start_verification(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+) -> Result<(), ApiError> {
+    ctx.require(crate::resolver::Capability::Email)?;
+    let token = issue_token(db, user, EmailTokenPurpose::VerifyEmail, VERIFY_TTL).await?;
+    let vars = MailVars {
+        user_email: user.email.clone(),
+        link: Some(link(ctx, VERIFY_PATH, &token)),
+        expires_in: Some(VERIFY_TTL),
+    };
+    let lang = mail_language(ctx, Some(user));
+    crate::email::send(state, ctx, &user.email, MailTemplateKind::VerifyEmail, lang, &vars).await
+}
+
+/// Sends a new verification link to `email` if it is an active account whose address is
+/// not verified yet; otherwise nothing. Runs in the background: the caller answers the
+/// same in every case.
+pub fn resend_verification(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
+    let (state, task_ctx) = (state.clone(), ctx.clone());
+    in_background(ctx, MailTemplateKind::VerifyEmail, async move {
+        let ctx = task_ctx;
+        match active_user_by_email(&ctx, &db, &email).await? {
+            Some(user) if !user.email_verified => start_verification(&state, &ctx, &db, &user).await,
+            _ => Ok(()),
+        }
+    });
+}
+
+/// Spends a verification token and marks the address verified. The token must be
+/// unused, unexpired and for the address the account still has; anything else is 400
+/// `invalid_grant` and changes nothing (a token for an old address is spent regardless).
+pub async fn confirm_verification(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<User, ApiError> {
+    let spent = db
+        .use_email_token(&hash_token(token), EmailTokenPurpose::VerifyEmail, Utc::now())
+        .await?
+        .ok_or_else(invalid_token)?;
+    let user = active_user(ctx, db, spent.user_id)
+        .await?
+        .filter(|u| same_address(&u.email, &spent.email))
+        .ok_or_else(invalid_token)?;
+    if !user.email_verified {
+        let update = ProfileUpdate {
+            email_verified: Some(true),
+            ..Default::default()
+        };
+        db.update_profile(user.id, update).await?;
+    }
+    tracing::info!(tenant = %ctx.slug(), "email address verified");
+    active_user(ctx, db, user.id).await?.ok_or_else(ApiError::internal)
+}
+
+/// Sends a password-reset link (1 h, single use) to `email` if it is an active account;
+/// otherwise nothing. Runs in the background: the caller answers the same in every case.
+pub fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
+    let (state, task_ctx) = (state.clone(), ctx.clone());
+    in_background(ctx, MailTemplateKind::ResetPassword, async move {
+        let ctx = task_ctx;
+        let Some(user) = active_user_by_email(&ctx, &db, &email).await? else {
+            return Ok(());
+        };
+        let token = issue_token(&db, &user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
+        let vars = MailVars {
+            user_email: user.email.clone(),
+            link: Some(link(&ctx, RESET_PATH, &token)),
+            expires_in: Some(RESET_TTL),
+        };
+        let lang = mail_language(&ctx, Some(&user));
+        crate::email::send(&state, &ctx, &user.email, MailTemplateKind::ResetPassword, lang, &vars).await
+    });
+}
+
+/// The account a reset token is for, without spending it (400 `invalid_grant` when it is
+/// unknown, used, expired, or for an address the account no longer has).
+pub async fn reset_target(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<User, ApiError> {
+    pending_target(ctx, db, token, EmailTokenPurpose::ResetPassword).await
+}
+
+/// The account a verification token is for, without spending it (as [`reset_target`]).
+pub async fn verification_target(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<User, ApiError> {
+    pending_target(ctx, db, token, EmailTokenPurpose::VerifyEmail).await
+}
+
+async fn pending_target(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    token: &str,
+    purpose: EmailTokenPurpose,
+) -> Result<User, ApiError> {
+    let found = db
+        .email_token(&hash_token(token), purpose, Utc::now())
+        .await?
+        .ok_or_else(invalid_token)?;
+    active_user(ctx, db, found.user_id)
+        .await?
+        .filter(|u| same_address(&u.email, &found.email))
+        .ok_or_else(invalid_token)
+}
+
+/// Sets a new password with a reset token. The token is checked first and spent only
+/// once the new password passed the tenant policy and was hashed (so a refused password
+/// can be corrected with the same link). Then every session and refresh token of the
+/// user ends, trusted devices are forgotten, the lockout counter is cleared, and the
+/// `password_changed` notice goes out (best effort).
+///
+/// Errors: 400 `invalid_grant` (bad token; nothing changed), 422 `validation_failed` on
+/// `field` (policy), 503 `overloaded` (hashing saturated).
+pub async fn reset_password(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    token: &str,
+    new_password: &str,
+    field: &str,
+) -> Result<User, ApiError> {
+    let user = reset_target(ctx, db, token).await?;
+    let policy = &ctx.entry.tenant.settings.security;
+    crate::passwords::check_policy(
+        policy,
+        state.password_deny_list.as_deref(),
+        &user.email,
+        new_password,
+        field,
+    )?;
+    let phc = state
+        .hasher
+        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, new_password)
+        .await?;
+    let now = Utc::now();
+    let spent = db
+        .use_email_token(&hash_token(token), EmailTokenPurpose::ResetPassword, now)
+        .await?
+        .ok_or_else(invalid_token)?;
+    if spent.user_id != user.id {
+        return Err(invalid_token());
+    }
+    db.set_password(user.id, &phc).await?;
+    // Whoever knew the old password is out: every session, every refresh token, every
+    // device that skipped the second factor.
+    db.revoke_user_sessions(user.id, None, now).await?;
+    db.revoke_refresh_by_user(user.id, now).await?;
+    db.forget_devices(user.id, now).await?;
+    if let Err(e) = crate::login::clear_lockout(state, ctx, &user.email).await {
+        // The password is changed; the lock ends with its window.
+        tracing::warn!(tenant = %ctx.slug(), code = e.code.as_str(), "lockout not cleared after a password reset");
+    }
+    tracing::info!(tenant = %ctx.slug(), "password reset with an email link");
+    notify(
+        state,
+        ctx,
+        &user.email,
+        mail_language(ctx, Some(&user)),
+        MailTemplateKind::PasswordChanged,
+        None,
+    );
+    Ok(user)
+}
+
+/// Sends a notice about something that already happened, in the background, when the
+/// tenant has SMTP settings. A failure is logged, never answered.
+pub fn notify(
+    state: &AppState,
+    ctx: &TenantContext,
+    to: &str,
+    lang: Language,
+    kind: MailTemplateKind,
+    expires_in: Option<Duration>,
+) {
+    if !ctx.capabilities.email {
+        return;
+    }
+    let (state, ctx, to) = (state.clone(), ctx.clone(), to.to_owned());
+    tokio::spawn(async move { send_notice(&state, &ctx, &to, lang, kind, expires_in).await });
+}
+
+/// Sends a notice now; a failure is logged, never answered.
+pub async fn send_notice(
+    state: &AppState,
+    ctx: &TenantContext,
+    to: &str,
+    lang: Language,
+    kind: MailTemplateKind,
+    expires_in: Option<Duration>,
+) {
+    let vars = MailVars {
+        user_email: to.to_owned(),
+        link: None,
+        expires_in,
+    };
+    if let Err(e) = crate::email::send(state, ctx, to, kind, lang, &vars).await {
+        log_failure(ctx, kind, &e);
+    }
+}
+
+fn log_failure(ctx: &TenantContext, kind: MailTemplateKind, e: &ApiError) {
+    tracing::warn!(
+        tenant = %ctx.slug(),
+        kind = crate::email::kind_code(kind),
+        code = e.code.as_str(),
+        detail = %e.detail,
+        "account mail not sent"
+    );
+}
+
+/// Runs `work` after the response; a failure is logged.
+fn in_background<F>(ctx: &TenantContext, kind: MailTemplateKind, work: F)
+where
+    F: Future<Output = Result<(), ApiError>> + Send + 'static,
+{
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            log_failure(&ctx, kind, &e);
+        }
+    });
+}

@@ -1,0 +1,662 @@
+//! The account mail flows end to end over a real SMTP server (Python `aiosmtpd`, see
+//! `common::smtp`), on SQLite and on PostgreSQL: the verification mail sent on
+//! registration and confirmed through the hosted page (GET shows a form, POST with the
+//! CSRF token spends the link), resend and forgot-password answering the same for every
+//! address, a reset through the API and through the hosted page (sessions and refresh
+//! tokens end, the link works once), the password-changed and account-locked notices;
+//! and, without SMTP or with a mail that does not leave, no account left behind.
+//!
+//! The tests skip with a note when `TENANTRY_TEST_SMTP_PYTHON` is unset (CI sets it).
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::{Browser, form_action, hidden, query_param};
+use common::smtp::{ReceivedMail, SmtpServer};
+use common::{TestServer, start};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenantry_dataplane::UserRepository;
+
+const WAIT: Duration = Duration::from_secs(15);
+const PASSWORD: &str = "correct horse battery";
+
+struct Api<'a> {
+    server: &'a TestServer,
+    slug: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .server
+            .http
+            .request(method, format!("{}{path}", self.server.base))
+            .header("X-Tenant-Slug", self.slug);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/v1/auth/login",
+            json!({"email": email, "password": password, "client_id": "demo-spa", "scope": "openid email offline_access"}),
+        )
+        .await
+    }
+
+    async fn register(&self, email: &str) -> (u16, Value) {
+        self.post(
+            "/v1/auth/register",
+            json!({"email": email, "password": PASSWORD, "client_id": "demo-spa"}),
+        )
+        .await
+    }
+
+    async fn forgot(&self, email: &str) -> (u16, Value) {
+        self.post("/v1/auth/password/forgot", json!({ "email": email })).await
+    }
+
+    async fn resend(&self, email: &str) -> (u16, Value) {
+        self.post("/v1/auth/verify-email/resend", json!({ "email": email }))
+            .await
+    }
+
+    /// Whether the tenant database has an account for `email`.
+    async fn exists(&self, email: &str) -> bool {
+        let ctx = self.server.ctx(self.slug);
+        let db = ctx.db().await.unwrap();
+        db.user_by_email(email, &ctx.custom_fields()).await.unwrap().is_some()
+    }
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().expect("an access token")
+}
+
+/// An address no other test uses.
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The messages to `to` whose subject starts with `subject`.
+fn mails(smtp: &SmtpServer, to: &str, subject: &str) -> Vec<ReceivedMail> {
+    smtp.messages()
+        .into_iter()
+        .filter(|m| m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(to)) && m.subject.starts_with(subject))
+        .collect()
+}
+
+/// Waits until `count` messages to `to` with `subject` arrived; answers the last one.
+async fn wait_for(smtp: &SmtpServer, to: &str, subject: &str, count: usize) -> ReceivedMail {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found = mails(smtp, to, subject);
+        if found.len() >= count {
+            assert_eq!(found.len(), count, "more `{subject}` mails to {to} than expected");
+            return found.last().unwrap().clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no mail #{count} `{subject}` to {to} within {WAIT:?}; got {:?}",
+            smtp.messages()
+                .iter()
+                .map(|m| (&m.rcpt_to, &m.subject))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn none_to(smtp: &SmtpServer, to: &str) {
+    let sent: Vec<_> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(to)))
+        .map(|m| m.subject)
+        .collect();
+    assert!(sent.is_empty(), "mail to {to}: {sent:?}");
+}
+
+const VERIFY_SUBJECT: &str = "Verify your email address";
+const RESET_SUBJECT: &str = "Reset your ";
+const CHANGED_SUBJECT: &str = "Your ";
+const LOCKED_SUBJECT: &str = "Your ";
+
+fn changed(smtp: &SmtpServer, to: &str) -> usize {
+    mails(smtp, to, CHANGED_SUBJECT)
+        .iter()
+        .filter(|m| m.subject.ends_with("password was changed"))
+        .count()
+}
+
+fn locked(smtp: &SmtpServer, to: &str) -> usize {
+    mails(smtp, to, LOCKED_SUBJECT)
+        .iter()
+        .filter(|m| m.subject.ends_with("account was locked"))
+        .count()
+}
+
+/// Waits until `to` has `count` mails `matching`.
+async fn wait_count(smtp: &SmtpServer, to: &str, count: usize, matching: fn(&SmtpServer, &str) -> usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while matching(smtp, to) < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mail #{count} to {to} did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(matching(smtp, to), count);
+}
+
+/// The single link of a mail, after checking the mail has both parts and the HTML part
+/// carries the same link.
+fn the_link(mail: &ReceivedMail, path: &str, server: &TestServer, slug: &str) -> String {
+    assert_eq!(mail.content_type, "multipart/alternative");
+    let links = mail.links();
+    assert_eq!(links.len(), 1, "{:?}", mail.text);
+    let link = links[0].clone();
+    let prefix = format!("{}/t/{slug}/{path}?token=", server.base);
+    assert!(link.starts_with(&prefix), "{link} is not under {prefix}");
+    let token = query_param(&link, "token").expect("a token");
+    assert!(token.len() >= 43, "a 256-bit token: {token}");
+    let html = mail.html.as_deref().expect("an html part");
+    assert!(html.contains(&token), "the html part has the link: {html}");
+    link
+}
+
+async fn configure(server: &TestServer, smtp: &SmtpServer, slug: &str) {
+    smtp.configure_tenant(server, slug).await;
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{slug}"),
+            Some(json!({"settings": {"security": {
+                "registration_enabled": true, "registration_auto_login": true, "require_verified_email": true,
+                "max_login_attempts": 3, "lockout_duration_secs": 300}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Submits a hosted link page's form with `extra` fields; answers status and page.
+async fn submit(browser: &mut Browser, page: &str, extra: &[(&str, &str)]) -> (u16, String) {
+    let mut form = vec![
+        ("token", hidden(page, "token")),
+        ("csrf", hidden(page, "csrf")),
+        ("ui_locales", hidden(page, "ui_locales")),
+    ];
+    form.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, body) = browser.send(Method::POST, &form_action(page), Some(&form)).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn account_mail_flows_on_sqlite() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    account_mail_flows(&server, &smtp, "local").await;
+}
+
+#[tokio::test]
+async fn account_mail_flows_on_postgres() {
+    let Some(admin_url) = std::env::var("TENANTRY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("TENANTRY_TEST_POSTGRES_URL is not set: the PostgreSQL run is not configured here");
+        return;
+    };
+    let Some(smtp) = SmtpServer::start() else { return };
+    use sqlx::Connection;
+    let name = format!("tenantry_mail_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("the configured PostgreSQL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut dsn = url::Url::parse(&admin_url).unwrap();
+    dsn.set_path(&format!("/{name}"));
+    let server = start().await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "pg", "settings": {"user_db": {"driver": "postgres", "dsn": dsn.as_str()}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/pg/clients",
+            Some(
+                json!({"client_id": "demo-spa", "name": "SPA", "client_type": "public", "first_party": true,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "redirect_uris": ["http://localhost:3000/callback"], "scopes": ["openid", "email", "offline_access"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    account_mail_flows(&server, &smtp, "pg").await;
+    drop(server);
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+}
+
+async fn account_mail_flows(server: &TestServer, smtp: &SmtpServer, slug: &str) {
+    configure(server, smtp, slug).await;
+    let api = Api { server, slug };
+    let ada = unique("ada");
+    let nobody = unique("nobody");
+
+    // Registration sends the verification mail; no tokens before the address is verified.
+    let (status, body) = api.register(&ada).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["email_verified"], json!(false));
+    assert!(body["tokens"].is_null(), "{body}");
+    let mail = wait_for(smtp, &ada, VERIFY_SUBJECT, 1).await;
+    let text = mail.text.as_deref().expect("a text part");
+    assert!(text.contains(&ada) && text.contains("48 hours"), "{text}");
+    let link = the_link(&mail, "verify-email", server, slug);
+    let token = query_param(&link, "token").unwrap();
+    let (status, body) = api.login(&ada, PASSWORD).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("email_not_verified")));
+
+    // The hosted page: a GET (a mail scanner's prefetch, say) spends nothing.
+    let mut scanner = Browser::new();
+    let (status, _, page) = scanner.send(Method::GET, &link, None).await;
+    assert_eq!(status, 200, "{page}");
+    let mut browser = Browser::new();
+    let (status, headers, page) = browser.send(Method::GET, &link, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Verify your email address") && page.contains(&ada),
+        "{page}"
+    );
+    assert_eq!(form_action(&page), format!("{}/t/{slug}/verify-email", server.base));
+    assert!(
+        headers["set-cookie"].starts_with("tenantry_csrf=")
+            && headers["set-cookie"].contains(&format!("Path=/t/{slug}"))
+    );
+    assert_eq!(browser.cookies["tenantry_csrf"], hidden(&page, "csrf"));
+    let (_, _, spanish) = Browser::new()
+        .send(Method::GET, &format!("{link}&ui_locales=es"), None)
+        .await;
+    assert!(spanish.contains("Verifica tu dirección de correo"), "{spanish}");
+    // A form without the matching cookie (another site, another browser) is refused and
+    // the link still works.
+    let (status, body) = submit(&mut scanner, &page, &[]).await;
+    assert_eq!(status, 400, "the scanner's cookie is not this page's: {body}");
+    assert!(body.contains("Open the link from the email again"), "{body}");
+    let (status, _) = submit(&mut Browser::new(), &page, &[]).await;
+    assert_eq!(status, 400, "no cookie at all");
+    let (status, body) = submit(&mut browser, &page, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Email address verified"), "{body}");
+    let (status, tokens) = api.login(&ada, PASSWORD).await;
+    assert_eq!(status, 200, "verified, so the login goes through: {tokens}");
+
+    // The link works once, on either front door.
+    let (status, body) = api
+        .post("/v1/auth/verify-email/confirm", json!({ "token": token }))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, _, page) = browser.send(Method::GET, &link, None).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("This link is not valid"), "{page}");
+    let csrf = browser.cookies["tenantry_csrf"].clone();
+    let form = [("token", token.as_str()), ("csrf", csrf.as_str())];
+    let verify_url = format!("{}/t/{slug}/verify-email", server.base);
+    let (status, _, page) = browser.send(Method::POST, &verify_url, Some(&form)).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("This link is not valid"), "{page}");
+    let (status, body) = api
+        .post("/v1/auth/verify-email/confirm", json!({"token": "forged"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+
+    // Resend answers the same for an unknown, a verified and an unverified address; only
+    // the unverified one gets a new link, which the API confirms.
+    let bob = unique("bob");
+    assert_eq!(api.register(&bob).await.0, 201);
+    wait_for(smtp, &bob, VERIFY_SUBJECT, 1).await;
+    let (status, for_nobody) = api.resend(&nobody).await;
+    assert_eq!(status, 202, "{for_nobody}");
+    let (status, for_ada) = api.resend(&ada).await;
+    assert_eq!((status, &for_ada), (202, &for_nobody));
+    let (status, for_bob) = api.resend(&bob).await;
+    assert_eq!((status, &for_bob), (202, &for_nobody));
+    let mail = wait_for(smtp, &bob, VERIFY_SUBJECT, 2).await;
+    let bob_token = query_param(&the_link(&mail, "verify-email", server, slug), "token").unwrap();
+    assert_eq!(mails(smtp, &ada, VERIFY_SUBJECT).len(), 1, "ada is verified already");
+    let (status, body) = api
+        .post("/v1/auth/verify-email/confirm", json!({ "token": bob_token }))
+        .await;
+    assert_eq!((status, body), (200, json!({"email_verified": true})));
+    assert_eq!(api.login(&bob, PASSWORD).await.0, 200);
+    let (status, body) = api.resend("not an address").await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+
+    // Forgot: the same answer for an unknown address; a link for a known one.
+    let (_, first) = api.login(&ada, PASSWORD).await;
+    let (_, second) = api.login(&ada, PASSWORD).await;
+    assert_eq!(
+        api.call(Method::GET, "/v1/auth/me", Some(access(&first)), None).await.0,
+        200
+    );
+    let (status, for_nobody) = api.forgot(&nobody).await;
+    assert_eq!(status, 202, "{for_nobody}");
+    let (status, for_ada) = api.forgot(&ada).await;
+    assert_eq!((status, &for_ada), (202, &for_nobody));
+    let mail = wait_for(smtp, &ada, RESET_SUBJECT, 1).await;
+    assert!(mail.text.as_deref().unwrap().contains("1 hour"), "{:?}", mail.text);
+    let reset_token = query_param(&the_link(&mail, "reset-password", server, slug), "token").unwrap();
+
+    // A password the policy refuses leaves the link usable; a bad token changes nothing.
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": reset_token, "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["field"], "new_password");
+    let new_password = "a fresh passphrase for ada";
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": "forged", "new_password": new_password}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")));
+    let (status, _) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": new_password}),
+        )
+        .await;
+    assert_eq!(status, 400, "a verification token is no reset token");
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 200, "nothing changed so far");
+    assert_eq!(changed(smtp, &ada), 0);
+
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": reset_token, "new_password": new_password}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // Every session and refresh token of the account is dead.
+    for tokens in [&first, &second] {
+        assert_eq!(
+            api.call(Method::GET, "/v1/auth/me", Some(access(tokens)), None).await.0,
+            401
+        );
+        let (status, body) = api
+            .post(
+                "/v1/auth/refresh",
+                json!({"refresh_token": tokens["refresh_token"], "client_id": "demo-spa"}),
+            )
+            .await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+    }
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 401, "the old password is gone");
+    let (status, tokens) = api.login(&ada, new_password).await;
+    assert_eq!(status, 200, "{tokens}");
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": reset_token, "new_password": "yet another passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_grant")),
+        "single use"
+    );
+    assert_eq!(api.login(&ada, new_password).await.0, 200);
+    wait_count(smtp, &ada, 1, changed).await;
+    let notice = mails(smtp, &ada, CHANGED_SUBJECT).pop().unwrap();
+    assert!(notice.text.as_deref().unwrap().contains(&ada) && notice.html.is_some());
+
+    // A password change through the API sends the notice too.
+    let changed_password = "changed through the api";
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(access(&tokens)),
+            Some(json!({"current_password": new_password, "new_password": changed_password})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    wait_count(smtp, &ada, 2, changed).await;
+
+    // A reset through the hosted page: the form, a refused password, then the new one.
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    let mail = wait_for(smtp, &ada, RESET_SUBJECT, 2).await;
+    let link = the_link(&mail, "reset-password", server, slug);
+    let mut browser = Browser::new();
+    let (status, _, page) = browser.send(Method::GET, &link, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<label for=\"new_password\">New password</label>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"new_password\" name=\"new_password\" type=\"password\""));
+    let (status, page) = submit(&mut browser, &page, &[("new_password", "short")]).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("This password cannot be used"), "{page}");
+    let hosted_password = "chosen on the hosted page";
+    let (status, page) = submit(&mut browser, &page, &[("new_password", hosted_password)]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Password changed"), "{page}");
+    assert_eq!(api.login(&ada, changed_password).await.0, 401);
+    assert_eq!(api.login(&ada, hosted_password).await.0, 200);
+    let (status, _, page) = browser.send(Method::GET, &link, None).await;
+    assert_eq!(status, 400, "used: {page}");
+    wait_count(smtp, &ada, 3, changed).await;
+
+    // Locking the account tells its owner, once per lock; an unknown address gets nothing.
+    for attempt in 1..=2 {
+        let (status, body) = api.login(&ada, "wrong password").await;
+        assert_eq!(status, 401, "attempt {attempt}: {body}");
+    }
+    // The last failures race: several pass the lock check before any of them counts,
+    // and all of them then find the account locked; its owner still hears of it once.
+    let racing = tokio::join!(
+        api.login(&ada, "wrong 3"),
+        api.login(&ada, "wrong 4"),
+        api.login(&ada, "wrong 5"),
+        api.login(&ada, "wrong 6"),
+    );
+    for (status, body) in [racing.0, racing.1, racing.2, racing.3] {
+        assert_eq!((status, body["code"].as_str()), (429, Some("account_locked")), "{body}");
+    }
+    wait_count(smtp, &ada, 1, locked).await;
+    let notice = mails(smtp, &ada, LOCKED_SUBJECT)
+        .into_iter()
+        .find(|m| m.subject.ends_with("account was locked"))
+        .unwrap();
+    assert!(
+        notice.text.as_deref().unwrap().contains("5 minutes"),
+        "{:?}",
+        notice.text
+    );
+    let (status, body) = api.login(&ada, "wrong again").await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("account_locked")));
+    for _ in 0..3 {
+        api.login(&nobody, "wrong password").await;
+    }
+    assert_eq!(
+        api.login(&nobody, "wrong password").await.0,
+        429,
+        "unknown addresses lock too"
+    );
+    // A reset ends the lock at once (and the mail it sends marks that the notices above
+    // had their chance to arrive).
+    assert_eq!(api.login(&ada, hosted_password).await.0, 429, "locked");
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    let mail = wait_for(smtp, &ada, RESET_SUBJECT, 3).await;
+    let reset_token = query_param(&the_link(&mail, "reset-password", server, slug), "token").unwrap();
+    let (status, _) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": reset_token, "new_password": new_password}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(api.login(&ada, new_password).await.0, 200, "unlocked by the reset");
+    wait_count(smtp, &ada, 4, changed).await;
+    assert_eq!(locked(smtp, &ada), 1, "one notice per lock");
+    none_to(smtp, &nobody);
+}
+
+#[tokio::test]
+async fn without_smtp_nothing_is_sent_and_no_account_is_made() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"security": {"registration_enabled": true, "require_verified_email": true}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ada = unique("ada");
+    let (status, body) = api.register(&ada).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (501, Some("email_not_configured")),
+        "{body}"
+    );
+    assert!(!api.exists(&ada).await, "refused before anything was made");
+    for path in ["/v1/auth/verify-email/resend", "/v1/auth/password/forgot"] {
+        let (status, body) = api.post(path, json!({ "email": ada })).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (501, Some("email_not_configured")),
+            "{path}"
+        );
+    }
+    // Without the requirement an account is made, with nothing to send.
+    let (status, _) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"security": {"require_verified_email": false}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = api.register(&ada).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_verification_mail_that_does_not_leave_undoes_the_registration() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    configure(&server, &smtp, "local").await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    // The transport works (and is cached) before the server goes away.
+    let warm = unique("warm");
+    assert_eq!(api.register(&warm).await.0, 201);
+    wait_for(&smtp, &warm, VERIFY_SUBJECT, 1).await;
+    smtp.stop();
+
+    let ada = unique("ada");
+    let (status, body) = api.register(&ada).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("email_send_failed")),
+        "{body}"
+    );
+    assert!(!api.exists(&ada).await, "no account left behind");
+    let (status, body) = api.login(&ada, PASSWORD).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials")),
+        "not `email_not_verified`: there is no account"
+    );
+
+    // With a working server again, the same address registers afresh.
+    let Some(smtp) = SmtpServer::start() else { return };
+    smtp.configure_tenant(&server, "local").await;
+    let (status, body) = api.register(&ada).await;
+    assert_eq!(status, 201, "not email_taken: {body}");
+    let mail = wait_for(&smtp, &ada, VERIFY_SUBJECT, 1).await;
+    let token = query_param(&the_link(&mail, "verify-email", &server, "local"), "token").unwrap();
+    let (status, _) = api
+        .post("/v1/auth/verify-email/confirm", json!({ "token": token }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 200);
+}
+
+#[tokio::test]
+async fn mail_requests_are_limited_per_address_of_the_caller() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    configure(&server, &smtp, "local").await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    for path in ["/v1/auth/password/forgot", "/v1/auth/verify-email/resend"] {
+        // A malformed address is refused, and counts as an attempt like any other.
+        let (status, body) = api.post(path, json!({"email": "not an address"})).await;
+        assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+        for n in 1..5 {
+            let (status, body) = api.post(path, json!({ "email": unique(&format!("n{n}")) })).await;
+            assert_eq!(status, 202, "{path} #{n}: {body}");
+        }
+        let response = server
+            .http
+            .post(format!("{}{path}", server.base))
+            .header("X-Tenant-Slug", "local")
+            .json(&json!({ "email": unique("over") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429, "{path}");
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "rate_limited");
+    }
+}
