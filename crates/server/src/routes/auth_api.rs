@@ -141,7 +141,7 @@ async fn sign_in(
         ctx,
         UserTokens {
             client,
-            user_id: user.id,
+            user,
             scope,
             session_id_hash: Some(&session.id_hash),
             nonce: None,

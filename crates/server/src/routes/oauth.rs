@@ -461,7 +461,8 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 /// refresh token when the client may refresh.
 pub(crate) struct UserTokens<'a> {
     pub client: &'a Client,
-    pub user_id: uuid::Uuid,
+    /// The (active) user, already loaded by the grant.
+    pub user: &'a tenantry_dataplane::model::User,
     pub scope: &'a str,
     pub session_id_hash: Option<&'a str>,
     pub nonce: Option<&'a str>,
@@ -475,15 +476,20 @@ async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<R
     Ok(no_store(user_token_body(ctx, t).await?))
 }
 
-/// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
-pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
-    let db = ctx.db().await?;
-    let user = db
-        .user_by_id(t.user_id, &ctx.custom_fields())
+/// The grant's user, if it still exists and is active.
+async fn active_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<tenantry_dataplane::model::User, OAuthError> {
+    ctx.db()
+        .await?
+        .user_by_id(id, &ctx.custom_fields())
         .await
         .map_err(ApiError::from)?
         .filter(|u| u.status == tenantry_dataplane::model::UserStatus::Active)
-        .ok_or_else(|| invalid_grant("the user no longer exists or is disabled"))?;
+        .ok_or_else(|| invalid_grant("the user no longer exists or is disabled"))
+}
+
+/// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
+pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
+    let user = t.user;
     let subject = user.id.to_string();
     let sid = t.session_id_hash.map(tokens::sid);
     let now = Utc::now();
@@ -597,11 +603,12 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
     } else {
         None
     };
+    let user = active_user(ctx, record.user_id).await?;
     user_token_response(
         ctx,
         UserTokens {
             client,
-            user_id: record.user_id,
+            user: &user,
             scope: &record.scope,
             session_id_hash: record.session_id_hash.as_deref(),
             nonce: record.nonce.as_deref(),
@@ -674,11 +681,12 @@ pub(crate) async fn refresh_body(
     } else {
         new.amr.clone()
     };
+    let user = active_user(ctx, new.user_id).await?;
     user_token_body(
         ctx,
         UserTokens {
             client,
-            user_id: new.user_id,
+            user: &user,
             scope: &new.scope,
             session_id_hash: new.session_id_hash.as_deref(),
             nonce: None,
