@@ -162,6 +162,22 @@ pub async fn check_code(
     Ok(db.use_totp_step(user, step as i64).await?)
 }
 
+/// A second factor from an enrolled user: six digits are a TOTP code, anything else is
+/// taken as a recovery code. False when it is neither (or already used).
+pub async fn check_second_factor(
+    secrets: &SecretBox,
+    db: &TenantDb,
+    tenant: Uuid,
+    user: Uuid,
+    code: &str,
+) -> Result<bool, ApiError> {
+    if code.trim().len() == DIGITS as usize {
+        check_code(secrets, db, tenant, user, code, false).await
+    } else {
+        use_recovery_code(db, user, code).await
+    }
+}
+
 /// The step within the skew window whose code equals `code` (compared in constant time).
 fn matching_step(totp: &Totp, code: &str, now: u64) -> Option<u64> {
     let current = now / STEP_SECS;

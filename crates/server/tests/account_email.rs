@@ -218,53 +218,15 @@ async fn account_mail_flows_on_sqlite() {
 
 #[tokio::test]
 async fn account_mail_flows_on_postgres() {
-    let Some(admin_url) = std::env::var("TENANTRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        eprintln!("TENANTRY_TEST_POSTGRES_URL is not set: the PostgreSQL run is not configured here");
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    let client = common::postgres::spa_client(&["openid", "email", "offline_access"]);
+    let Some(database) = common::postgres::postgres_tenant(&server, "pg", client).await else {
         return;
     };
-    let Some(smtp) = SmtpServer::start() else { return };
-    use sqlx::Connection;
-    let name = format!("tenantry_mail_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("the configured PostgreSQL is reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut dsn = url::Url::parse(&admin_url).unwrap();
-    dsn.set_path(&format!("/{name}"));
-    let server = start().await;
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(json!({"slug": "pg", "settings": {"user_db": {"driver": "postgres", "dsn": dsn.as_str()}}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/pg/clients",
-            Some(
-                json!({"client_id": "demo-spa", "name": "SPA", "client_type": "public", "first_party": true,
-                "grant_types": ["authorization_code", "refresh_token"],
-                "redirect_uris": ["http://localhost:3000/callback"], "scopes": ["openid", "email", "offline_access"]}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
     account_mail_flows(&server, &smtp, "pg").await;
     drop(server);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    database.drop_database().await;
 }
 
 async fn account_mail_flows(server: &TestServer, smtp: &SmtpServer, slug: &str) {

@@ -78,55 +78,16 @@ async fn code_flow_with_pkce_on_sqlite() {
 /// named by `TENANTRY_TEST_POSTGRES_URL`; CI sets it, and an unreachable server fails).
 #[tokio::test]
 async fn code_flow_with_pkce_on_postgres() {
-    let Some(admin_url) = std::env::var("TENANTRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        eprintln!("TENANTRY_TEST_POSTGRES_URL is not set: the PostgreSQL flow is not configured here");
+    let server = start().await;
+    let client = common::postgres::spa_client(&["openid", "profile", "email"]);
+    let Some(database) = common::postgres::postgres_tenant(&server, "pg", client).await else {
         return;
     };
-    use sqlx::Connection;
-    let name = format!("tenantry_flow_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("the configured PostgreSQL is reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut dsn = url::Url::parse(&admin_url).unwrap();
-    dsn.set_path(&format!("/{name}"));
-
-    let server = start().await;
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(json!({"slug": "pg", "settings": {"user_db": {"driver": "postgres", "dsn": dsn.as_str()}}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/pg/clients",
-            Some(
-                json!({"client_id": "demo-spa", "name": "SPA", "client_type": "public", "first_party": true,
-                "redirect_uris": [REDIRECT], "scopes": ["openid", "profile", "email"]}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
     code_flow_with_pkce_through_an_independent_oidc_client(&server, "pg").await;
     let (status, db) = server.admin(Method::GET, "/v1/admin/tenants/pg/database", None).await;
     assert_eq!((status, db["driver"].as_str()), (200, Some("postgres")));
-
     drop(server);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    database.drop_database().await;
 }
 
 async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestServer, slug: &str) {

@@ -303,11 +303,7 @@ async fn mfa(
     crate::login::mfa_allowed(&state, &ctx, user.id).await?;
     let tenant = ctx.entry.tenant.id;
     let (passed, recovery_codes) = if crate::mfa::enrolled(&db, user.id).await? {
-        let passed = if body.code.trim().len() == 6 {
-            crate::mfa::check_code(&state.secrets, &db, tenant, user.id, &body.code, false).await?
-        } else {
-            crate::mfa::use_recovery_code(&db, user.id, &body.code).await?
-        };
+        let passed = crate::mfa::check_second_factor(&state.secrets, &db, tenant, user.id, &body.code).await?;
         (passed, None)
     } else {
         match crate::mfa::confirm(&state.secrets, &db, tenant, user.id, &body.code).await? {
@@ -926,11 +922,7 @@ async fn verify_second_factor(
         ));
     }
     let tenant = ctx.entry.tenant.id;
-    let passed = if code.trim().len() == 6 {
-        crate::mfa::check_code(&state.secrets, &caller.db, tenant, caller.user.id, code, false).await?
-    } else {
-        crate::mfa::use_recovery_code(&caller.db, caller.user.id, code).await?
-    };
+    let passed = crate::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
     if passed {
         Ok(())
     } else {

@@ -673,11 +673,7 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
                 Err(e) => Err(e),
             },
             Ok(None) => {
-                let passed = if form.code.trim().len() == 6 {
-                    crate::mfa::check_code(secrets, &db, tenant, user.id, &form.code, false).await
-                } else {
-                    crate::mfa::use_recovery_code(&db, user.id, &form.code).await
-                };
+                let passed = crate::mfa::check_second_factor(secrets, &db, tenant, user.id, &form.code).await;
                 passed.map(|ok| {
                     if ok {
                         CodeCheck::Passed

@@ -514,7 +514,7 @@ pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> R
     if scopes.contains(&"openid") {
         let id = tokens::IdGrant {
             client: t.client,
-            user: &user,
+            user,
             scopes: &scopes,
             nonce: t.nonce,
             auth_time: Some(t.auth_time),
