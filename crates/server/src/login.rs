@@ -30,9 +30,10 @@ pub const VERIFY_RESEND_PER_IP: (u32, Duration) = (5, Duration::from_secs(900));
 /// Password-reset mails one IP address may ask for per tenant and window
 /// (`POST /v1/auth/password/forgot`).
 pub const FORGOT_PER_IP: (u32, Duration) = (5, Duration::from_secs(900));
-/// Wrong second-factor codes per account and window before further attempts wait
-/// (6 digits with 3 valid codes at a time: 5 guesses in 5 minutes is a 1.5e-5 chance).
-pub const MFA_FAILURES: (u32, Duration) = (5, Duration::from_secs(300));
+/// Second-factor attempts per account and window, counted before the code is checked
+/// and forgotten after a correct one (6 digits with 3 valid codes at a time: 5 guesses in
+/// 5 minutes is a 1.5e-5 chance).
+pub const MFA_ATTEMPTS: (u32, Duration) = (5, Duration::from_secs(300));
 
 /// Why a login did not go through.
 #[derive(Debug)]
@@ -72,17 +73,23 @@ pub struct Accepted {
     pub second_factor: SecondFactor,
 }
 
+/// Longest email a login looks at (RFC 5321's path limit); longer ones are unknown
+/// accounts without being looked up or counted.
+const MAX_EMAIL_BYTES: usize = 320;
+
+/// The account part of a counter key: a digest of the normalized email, so a key's size
+/// does not depend on what a client sends.
+fn account_key(email: &str) -> String {
+    tenantry_crypto::hash_token(&email.trim().to_lowercase())
+}
+
 fn lock_key(ctx: &TenantContext, email: &str) -> String {
-    format!("login:account:{}:{}", ctx.entry.tenant.id, email.trim().to_lowercase())
+    format!("login:account:{}:{}", ctx.entry.tenant.id, account_key(email))
 }
 
 /// Marks that the owner of a lock was told about it (one notice per lock).
 fn lock_notice_key(ctx: &TenantContext, email: &str) -> String {
-    format!(
-        "login:locked-notice:{}:{}",
-        ctx.entry.tenant.id,
-        email.trim().to_lowercase()
-    )
+    format!("login:locked-notice:{}:{}", ctx.entry.tenant.id, account_key(email))
 }
 
 /// Forgets the failed logins of `email` (and so its lock), e.g. after a password reset.
@@ -137,6 +144,9 @@ pub async fn password_login(
             per_ip(state, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
     {
         return Err(LoginError::RateLimited { retry_after });
+    }
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(LoginError::BadCredentials);
     }
     let lock = lock_key(ctx, email);
     let max_failures = policy.max_login_attempts.max(1);
@@ -238,27 +248,71 @@ pub async fn per_ip(
     Ok(state.rate_limiter.hit(&key, limit, window).await?)
 }
 
+/// The current password of a signed-in user (changing the password, turning MFA off),
+/// counted against the same lockout as logins, so a stolen access token cannot be used to
+/// guess the password without limit.
+pub async fn recheck_password(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    password: &str,
+) -> Result<(), ApiError> {
+    let policy = &ctx.entry.tenant.settings.security;
+    let lock = lock_key(ctx, &user.email);
+    let max_failures = policy.max_login_attempts.max(1);
+    let locked = |retry_after: Duration| {
+        ApiError::new(
+            crate::error::ErrorCode::AccountLocked,
+            "too many failed attempts; try again later",
+        )
+        .with_retry_after(retry_after.as_secs().max(1))
+    };
+    if let Decision::Limited { retry_after } = state.rate_limiter.check(&lock, max_failures).await? {
+        return Err(locked(retry_after));
+    }
+    let stored = db.password(user.id).await?;
+    let tenant = ctx.entry.tenant.id.to_string();
+    if state
+        .hasher
+        .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
+        .await?
+    {
+        state.rate_limiter.reset(&lock).await?;
+        return Ok(());
+    }
+    let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
+    if let Decision::Limited { retry_after } = state
+        .rate_limiter
+        .hit(&lock, max_failures.saturating_sub(1), lockout)
+        .await?
+    {
+        return Err(locked(retry_after));
+    }
+    Err(ApiError::new(
+        crate::error::ErrorCode::InvalidCredentials,
+        "the current password is not correct",
+    ))
+}
+
 fn mfa_key(ctx: &TenantContext, user: uuid::Uuid) -> String {
     format!("mfa:account:{}:{user}", ctx.entry.tenant.id)
 }
 
-/// Refuses a second-factor attempt once the account has used up its failures for the
-/// window (429 with `Retry-After`).
-pub async fn mfa_allowed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
-    let (limit, _) = MFA_FAILURES;
+/// Counts one second-factor attempt and refuses it once the account has used up its
+/// attempts for the window (429 with `Retry-After`).
+pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    // Counted before the code is checked, so a burst of parallel guesses cannot all pass
+    // a read-only check first.
+    let (limit, window) = MFA_ATTEMPTS;
     state
         .rate_limiter
-        .check(&mfa_key(ctx, user), limit)
+        .hit(&mfa_key(ctx, user), limit, window)
         .await?
         .into_result()
 }
 
-/// Counts one wrong second-factor code.
-pub async fn mfa_failed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
-    let (limit, window) = MFA_FAILURES;
-    state
-        .rate_limiter
-        .hit(&mfa_key(ctx, user), limit.saturating_sub(1), window)
-        .await?;
-    Ok(())
+/// A correct second factor: the account's attempts start over.
+pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    Ok(state.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }

@@ -285,6 +285,19 @@ async fn headless_api(server: &TestServer, slug: &str) {
         )
         .await;
     assert_eq!(status, 200, "{tokens}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa",
+            None,
+            Some(json!({"mfa_token": mfa_token, "code": recovery[9]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_grant")),
+        "an mfa_token works once"
+    );
     let (status, me) = api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None).await;
     assert_eq!((status, &me["mfa_enabled"]), (200, &json!(true)));
     let (status, _) = api
@@ -347,7 +360,11 @@ async fn headless_api(server: &TestServer, slug: &str) {
     let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body.clone())).await;
     assert_eq!(status, 200);
     let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body)).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 400, "the mfa_token is spent");
+    let (_, challenge) = api.login("ada@example.com", new_password).await;
+    let body = json!({"mfa_token": challenge["mfa_token"], "code": recovery[0]});
+    let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body)).await;
+    assert_eq!(status, 401, "and so is the recovery code");
 
     // Disabling needs the password and a code.
     let (status, _) = api
@@ -461,4 +478,91 @@ async fn registration_and_lockout_over_the_api() {
     assert_eq!(body["code"], "account_locked");
     let (status, _) = api.login("new@example.com", PASSWORD).await;
     assert_eq!(status, 429, "locked even for the right password");
+
+    // Re-entering the password while signed in counts against the same lockout.
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(access(tokens)),
+            Some(json!({"current_password": PASSWORD, "new_password": "another long passphrase"})),
+        )
+        .await;
+    assert_eq!(status, 429, "a locked account cannot re-check its password either");
+}
+
+/// "Me" calls act on the account only for tokens of the tenant's first-party apps: a
+/// token issued to a third-party client for the same live session is refused.
+#[tokio::test]
+async fn account_calls_refuse_tokens_of_third_party_clients() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(
+                json!({"client_id": "partner", "name": "Partner", "client_type": "public", "first_party": false,
+                "redirect_uris": ["http://partner.example/cb"], "scopes": ["openid"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, tokens) = api.login("ada@example.com", PASSWORD).await;
+    let claims: Value = {
+        use base64::Engine;
+        let payload = access(&tokens).split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let ctx = server.ctx("local");
+    let partner = ctx.entry.clients.get("partner").unwrap().clone();
+    let grant = tenantry_server::tokens::AccessGrant {
+        client: &partner,
+        subject: claims["sub"].as_str().unwrap(),
+        scope: "openid",
+        audience: vec!["partner".into()],
+        auth_time: None,
+        acr: None,
+        amr: None,
+        sid: claims["sid"].as_str(),
+    };
+    let foreign = tenantry_server::tokens::issue_access_token(&ctx, &grant, chrono::Utc::now()).unwrap();
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(&foreign.token), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = api
+        .call(Method::POST, "/v1/auth/mfa/totp", Some(&foreign.token), None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None).await;
+    assert_eq!(status, 200, "the first-party token of the same session works");
+    // A public third-party client cannot log users in through the headless API either.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "client_id": "partner"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_client")));
 }

@@ -62,11 +62,13 @@ fn first_party_client<'a>(ctx: &'a TenantContext, client_id: &str) -> Result<&'a
     ctx.entry
         .clients
         .get(client_id)
-        .filter(|c| c.first_party)
+        // A confidential client authenticates at the token endpoint; no client secret is
+        // asked for here, so only public first-party apps may use these endpoints.
+        .filter(|c| c.first_party && c.client_type == tenantry_controlplane::model::ClientType::Public)
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidClient,
-                "client_id must name a first-party client of the tenant",
+                "client_id must name a public first-party client of the tenant",
             )
         })
 }
@@ -158,6 +160,8 @@ async fn sign_in(
 /// A pending second factor, sealed for the tenant: who, for which client and scope, until when.
 #[derive(Serialize, Deserialize)]
 struct MfaChallenge {
+    /// Spent by the login it completes (`mfa_token:{jti}` in the rate limiter's store).
+    jti: String,
     user: Uuid,
     client_id: String,
     scope: String,
@@ -254,6 +258,7 @@ async fn login(
         ),
     };
     let challenge = MfaChallenge {
+        jti: random_token(16),
         user: user.id,
         client_id: client.client_id.clone(),
         scope,
@@ -295,12 +300,16 @@ async fn mfa(
     ApiJson(body): ApiJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
     let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
+    let spent_key = format!("mfa_token:{}:{}", ctx.entry.tenant.id, challenge.jti);
+    if !state.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
+        return Err(ApiError::new(ErrorCode::InvalidGrant, "the mfa_token was already used"));
+    }
     let client = first_party_client(&ctx, &challenge.client_id)?;
     let db = ctx.db().await?;
     let user = active_user(&ctx, &db, challenge.user)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    crate::login::mfa_allowed(&state, &ctx, user.id).await?;
+    crate::login::mfa_attempt(&state, &ctx, user.id).await?;
     let tenant = ctx.entry.tenant.id;
     let (passed, recovery_codes) = if crate::mfa::enrolled(&db, user.id).await? {
         let passed = crate::mfa::check_second_factor(&state.secrets, &db, tenant, user.id, &body.code).await?;
@@ -312,9 +321,11 @@ async fn mfa(
         }
     };
     if !passed {
-        crate::login::mfa_failed(&state, &ctx, user.id).await?;
         return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
     }
+    crate::login::mfa_passed(&state, &ctx, user.id).await?;
+    let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
+    state.rate_limiter.hit(&spent_key, 1, ttl).await?;
     let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &["pwd", "otp", "mfa"]).await?;
     if let Some(codes) = recovery_codes {
         tokens["recovery_codes"] = json!(codes);
@@ -498,6 +509,11 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             Err(crate::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
             Err(crate::tokens::BearerError::Unavailable(e)) => return Err(e),
         };
+        // Only tokens issued to the tenant's own first-party apps act on the account; a
+        // token a third-party client (or a resource server it was sent to) holds does not.
+        if !ctx.entry.clients.get(&claims.client_id).is_some_and(|c| c.first_party) {
+            return Err(unauthorized("the token was not issued to a first-party client"));
+        }
         let sid = claims
             .sid
             .as_deref()
@@ -745,32 +761,14 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller's password, checked like a login (admission control, constant answer).
+/// The caller's current password (`login::recheck_password`: counted like a login).
 async fn check_password(
     state: &AppState,
     ctx: &TenantContext,
     caller: &Caller,
     password: &str,
 ) -> Result<(), ApiError> {
-    let stored = caller.db.password(caller.user.id).await?;
-    let policy = &ctx.entry.tenant.settings.security;
-    let ok = state
-        .hasher
-        .verify_or_dummy(
-            &ctx.entry.tenant.id.to_string(),
-            stored.as_deref(),
-            &policy.password_hash,
-            password,
-        )
-        .await?;
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "the current password is not correct",
-        ))
-    }
+    crate::login::recheck_password(state, ctx, &caller.db, &caller.user, password).await
 }
 
 /// `GET /v1/auth/sessions`: the caller's live sessions; `id` is the session's `sid`.
@@ -847,7 +845,7 @@ async fn totp_confirm(
     caller: Caller,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    crate::login::mfa_allowed(&state, &ctx, caller.user.id).await?;
+    crate::login::mfa_attempt(&state, &ctx, caller.user.id).await?;
     match crate::mfa::confirm(
         &state.secrets,
         &caller.db,
@@ -857,14 +855,14 @@ async fn totp_confirm(
     )
     .await?
     {
-        Some(codes) => Ok(Json(json!({ "recovery_codes": codes }))),
-        None => {
-            crate::login::mfa_failed(&state, &ctx, caller.user.id).await?;
-            Err(ApiError::new(
-                ErrorCode::InvalidMfaCode,
-                "the code is not valid for the pending enrolment",
-            ))
+        Some(codes) => {
+            crate::login::mfa_passed(&state, &ctx, caller.user.id).await?;
+            Ok(Json(json!({ "recovery_codes": codes })))
         }
+        None => Err(ApiError::new(
+            ErrorCode::InvalidMfaCode,
+            "the code is not valid for the pending enrolment",
+        )),
     }
 }
 
@@ -914,7 +912,7 @@ async fn verify_second_factor(
     caller: &Caller,
     code: &str,
 ) -> Result<(), ApiError> {
-    crate::login::mfa_allowed(state, ctx, caller.user.id).await?;
+    crate::login::mfa_attempt(state, ctx, caller.user.id).await?;
     if !crate::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::InvalidMfaCode,
@@ -923,10 +921,8 @@ async fn verify_second_factor(
     }
     let tenant = ctx.entry.tenant.id;
     let passed = crate::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
-    if passed {
-        Ok(())
-    } else {
-        crate::login::mfa_failed(state, ctx, caller.user.id).await?;
-        Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"))
+    if !passed {
+        return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
     }
+    crate::login::mfa_passed(state, ctx, caller.user.id).await
 }

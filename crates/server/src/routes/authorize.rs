@@ -641,7 +641,7 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
         Ok(_) => return expired(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Err(e) = crate::login::mfa_allowed(&state, &ctx, user.id).await {
+    if let Err(e) = crate::login::mfa_attempt(&state, &ctx, user.id).await {
         let sealed = seal(&state, &ctx, &interaction);
         let message = match e.retry_after {
             Some(secs) if e.code == crate::error::ErrorCode::RateLimited => {
@@ -691,9 +691,6 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
         Err(e) => return e.into_response(),
     };
     if !passed {
-        if let Err(e) = crate::login::mfa_failed(&state, &ctx, user.id).await {
-            return e.into_response();
-        }
         let sealed = seal(&state, &ctx, &interaction);
         return pages.mfa(
             &action(&ctx, "mfa"),
@@ -703,6 +700,9 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
             remember_days(&ctx),
             Some(pages::bad_code(lang)),
         );
+    }
+    if let Err(e) = crate::login::mfa_passed(&state, &ctx, user.id).await {
+        return e.into_response();
     }
     let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd", "otp", "mfa"]).await {
         Ok(started) => started,
