@@ -584,6 +584,19 @@ async fn update_me(
     caller: Caller,
     ApiJson(body): ApiJson<MeUpdate>,
 ) -> Result<Json<Value>, ApiError> {
+    // Custom fields first: they are the part that can be refused (type, uniqueness), and
+    // a refusal then changes nothing.
+    if let Some(custom) = &body.custom {
+        caller
+            .db
+            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
+            .await?;
+    }
+    // A number the user types is not verified, whatever the old one was.
+    let phone_changed = body
+        .phone_number
+        .as_ref()
+        .is_some_and(|n| caller.user.phone_number.as_ref() != Some(n));
     let update = ProfileUpdate {
         given_name: body.given_name,
         family_name: body.family_name,
@@ -591,15 +604,10 @@ async fn update_me(
         picture: body.picture,
         locale: body.locale,
         phone_number: body.phone_number,
+        phone_number_verified: phone_changed.then_some(false),
         ..Default::default()
     };
     caller.db.update_profile(caller.user.id, update).await?;
-    if let Some(custom) = &body.custom {
-        caller
-            .db
-            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
-            .await?;
-    }
     let user = active_user(&ctx, &caller.db, caller.user.id)
         .await?
         .ok_or_else(ApiError::internal)?;
