@@ -12,6 +12,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::api::Api;
 use common::browser::{Browser, form_action, hidden, query_param};
 use common::smtp::{ReceivedMail, SmtpServer};
 use common::{TestServer, start};
@@ -22,42 +23,7 @@ use tenantry_dataplane::UserRepository;
 const WAIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "correct horse battery";
 
-struct Api<'a> {
-    server: &'a TestServer,
-    slug: &'a str,
-}
-
 impl Api<'_> {
-    async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .server
-            .http
-            .request(method, format!("{}{path}", self.server.base))
-            .header("X-Tenant-Slug", self.slug);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(Method::POST, path, None, Some(body)).await
-    }
-
-    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
-        self.post(
-            "/v1/auth/login",
-            json!({"email": email, "password": password, "client_id": "demo-spa", "scope": "openid email offline_access"}),
-        )
-        .await
-    }
-
     async fn register(&self, email: &str) -> (u16, Value) {
         self.post(
             "/v1/auth/register",

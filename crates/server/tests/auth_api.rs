@@ -4,47 +4,13 @@
 
 mod common;
 
+use common::api::Api;
 use common::totp::{current_step, totp_at_step};
 use common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
-
-struct Api<'a> {
-    server: &'a TestServer,
-    slug: &'a str,
-}
-
-impl Api<'_> {
-    async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .server
-            .http
-            .request(method, format!("{}{path}", self.server.base))
-            .header("X-Tenant-Slug", self.slug);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
-        self.call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"email": email, "password": password, "client_id": "demo-spa", "scope": "openid email offline_access"})),
-        )
-        .await
-    }
-}
 
 fn access(tokens: &Value) -> &str {
     tokens["access_token"].as_str().expect("an access token")
