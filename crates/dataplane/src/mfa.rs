@@ -10,10 +10,13 @@ use crate::on_pool;
 
 #[async_trait]
 pub trait MfaRepository {
-    /// Stores a new (unconfirmed) TOTP secret, replacing any previous one.
-    async fn put_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<(), DbError>;
+    /// Stores a new (unconfirmed) TOTP secret, replacing an unconfirmed one; false (and
+    /// nothing changed) when the user already has a confirmed credential.
+    async fn put_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<bool, DbError>;
     async fn totp(&self, user_id: Uuid) -> Result<Option<TotpCredential>, DbError>;
-    async fn confirm_totp(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<bool, DbError>;
+    /// Confirms the pending secret — only if it is still `secret_sealed`, the one a code
+    /// was just checked against.
+    async fn confirm_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<bool, DbError>;
     /// Records the time step a code matched; false when that step (or a later one) was
     /// already used, which blocks replay.
     async fn use_totp_step(&self, user_id: Uuid, step: i64) -> Result<bool, DbError>;
@@ -82,14 +85,21 @@ struct DeviceRow {
 
 #[async_trait]
 impl MfaRepository for TenantDb {
-    async fn put_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        let delete = self.sql("DELETE FROM totp_credentials WHERE user_id = ?");
+    async fn put_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let delete = self.sql("DELETE FROM totp_credentials WHERE user_id = ? AND confirmed_at IS NULL");
+        let confirmed = self.sql("SELECT user_id FROM totp_credentials WHERE user_id = ?");
         let insert = self.sql("INSERT INTO totp_credentials (user_id, secret_sealed, confirmed_at, last_used_step, created_at) VALUES (?, ?, NULL, NULL, ?)");
         on_pool!(self, p => {
             let mut tx = p.begin().await.map_err(query_err)?;
             sqlx::query(delete).bind(user_id).execute(&mut *tx).await.map_err(query_err)?;
+            let kept: Option<(Uuid,)> = sqlx::query_as(confirmed).bind(user_id).fetch_optional(&mut *tx).await.map_err(query_err)?;
+            if kept.is_some() {
+                tx.rollback().await.map_err(query_err)?;
+                return Ok(false);
+            }
             sqlx::query(insert).bind(user_id).bind(secret_sealed).bind(to_micros(now)).execute(&mut *tx).await.map_err(query_err)?;
-            tx.commit().await.map_err(query_err)
+            tx.commit().await.map_err(query_err)?;
+            Ok(true)
         })
     }
 
@@ -106,9 +116,9 @@ impl MfaRepository for TenantDb {
         }))
     }
 
-    async fn confirm_totp(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<bool, DbError> {
-        let sql = self.sql("UPDATE totp_credentials SET confirmed_at = ? WHERE user_id = ? AND confirmed_at IS NULL");
-        let n = on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(user_id).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
+    async fn confirm_totp(&self, user_id: Uuid, secret_sealed: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let sql = self.sql("UPDATE totp_credentials SET confirmed_at = ? WHERE user_id = ? AND secret_sealed = ? AND confirmed_at IS NULL");
+        let n = on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(user_id).bind(secret_sealed).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
         Ok(n > 0)
     }
 

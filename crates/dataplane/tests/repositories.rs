@@ -423,8 +423,21 @@ async fn mfa_and_account_state(fx: &Fixture) {
     let user = db.create_user(new_user("m@example.com"), &no_fields()).await.unwrap();
     let now = Utc::now();
 
-    db.put_totp(user.id, "tsb1.k.sealed", now).await.unwrap();
-    assert!(db.confirm_totp(user.id, now).await.unwrap());
+    assert!(db.put_totp(user.id, "tsb1.k.first", now).await.unwrap());
+    assert!(
+        db.put_totp(user.id, "tsb1.k.sealed", now).await.unwrap(),
+        "an unconfirmed secret is replaced"
+    );
+    assert!(
+        !db.confirm_totp(user.id, "tsb1.k.first", now).await.unwrap(),
+        "only the current secret confirms"
+    );
+    assert!(db.confirm_totp(user.id, "tsb1.k.sealed", now).await.unwrap());
+    assert!(
+        !db.put_totp(user.id, "tsb1.k.other", now).await.unwrap(),
+        "a confirmed credential stays"
+    );
+    assert_eq!(db.totp(user.id).await.unwrap().unwrap().secret_sealed, "tsb1.k.sealed");
     assert!(db.use_totp_step(user.id, 1000).await.unwrap());
     assert!(
         !db.use_totp_step(user.id, 1000).await.unwrap(),

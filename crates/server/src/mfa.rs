@@ -72,7 +72,12 @@ pub async fn enrol(
     let enrolment = enrolment_of(&encoded, issuer_name, email)?;
     let (owner, field) = seal_context(tenant, user);
     let sealed = secrets.seal(SealContext::new(&owner, &field), &encoded);
-    db.put_totp(user, &sealed, Utc::now()).await?;
+    if !db.put_totp(user, &sealed, Utc::now()).await? {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::MfaAlreadyEnabled,
+            "TOTP is already enabled; disable it first to enrol a new authenticator",
+        ));
+    }
     Ok(enrolment)
 }
 
@@ -147,6 +152,19 @@ pub async fn check_code(
     let Some(credential) = db.totp(user).await? else {
         return Ok(false);
     };
+    code_matches(secrets, db, tenant, &credential, code, pending).await
+}
+
+/// Checks `code` against one stored credential and spends its step.
+async fn code_matches(
+    secrets: &SecretBox,
+    db: &TenantDb,
+    tenant: Uuid,
+    credential: &tenantry_dataplane::model::TotpCredential,
+    code: &str,
+    pending: bool,
+) -> Result<bool, ApiError> {
+    let user = credential.user_id;
     if credential.confirmed_at.is_some() == pending {
         return Ok(false);
     }
@@ -193,10 +211,16 @@ pub async fn confirm(
     user: Uuid,
     code: &str,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    if !check_code(secrets, db, tenant, user, code, true).await? {
+    let Some(pending) = db.totp(user).await?.filter(|c| c.confirmed_at.is_none()) else {
+        return Ok(None);
+    };
+    // The secret confirmed is the one the code was checked against, even if another
+    // enrolment replaced it in between (then nothing is confirmed).
+    if !code_matches(secrets, db, tenant, &pending, code, true).await?
+        || !db.confirm_totp(user, &pending.secret_sealed, Utc::now()).await?
+    {
         return Ok(None);
     }
-    db.confirm_totp(user, Utc::now()).await?;
     Ok(Some(regenerate_recovery_codes(db, user).await?))
 }
 
