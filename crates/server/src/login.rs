@@ -316,3 +316,34 @@ pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid
 pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
     Ok(state.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }
+
+/// Opens a login session (the row in the tenant database) for a user who has just
+/// authenticated with `amr`; answers it and the session id the browser keeps (only its
+/// hash is stored). Shared by the hosted pages and the headless API.
+pub async fn start_session(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user_id: uuid::Uuid,
+    amr: &[&str],
+    user_agent: Option<String>,
+) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
+    use tenantry_dataplane::SessionRepository;
+    let now = chrono::Utc::now();
+    let session_id = tenantry_crypto::random_token(32);
+    let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
+    let session = tenantry_dataplane::model::Session {
+        id_hash: tenantry_crypto::hash_token(&session_id),
+        user_id,
+        auth_time: now,
+        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+        acr: None,
+        ip: None,
+        user_agent,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + chrono::Duration::seconds(lifetime),
+        revoked_at: None,
+    };
+    db.create_session(&session).await?;
+    Ok((session, session_id))
+}

@@ -33,6 +33,12 @@ pub struct Enrolment {
     pub qr_svg: String,
 }
 
+/// The name authenticator apps show for the tenant: its brand, else its display name.
+pub fn issuer_name(ctx: &crate::resolver::TenantContext) -> &str {
+    let tenant = &ctx.entry.tenant;
+    tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
+}
+
 fn seal_context(tenant: Uuid, user: Uuid) -> (String, String) {
     (tenant.to_string(), format!("totp.{user}"))
 }

@@ -99,27 +99,10 @@ async fn sign_in(
     scope: &str,
     amr: &[&str],
 ) -> Result<Value, ApiError> {
-    let now = Utc::now();
-    let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
-    let session = Session {
-        id_hash: hash_token(&random_token(32)),
-        user_id: user.id,
-        auth_time: now,
-        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
-        acr: None,
-        ip: None,
-        user_agent: None,
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + Duration::seconds(lifetime),
-        revoked_at: None,
-    };
-    db.create_session(&session).await?;
+    let (session, _) = crate::login::start_session(ctx, db, user.id, amr, None).await?;
+    let now = session.auth_time;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token(32);
-        let secs = client
-            .refresh_token_secs
-            .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
         db.issue_refresh(
             tenantry_dataplane::NewRefreshToken {
                 token_hash: hash_token(&token),
@@ -130,7 +113,7 @@ async fn sign_in(
                 scope: scope.to_owned(),
                 auth_time: Some(now),
                 amr: session.amr.clone(),
-                expires_at: now + Duration::seconds(secs as i64),
+                expires_at: now + crate::routes::oauth::refresh_lifetime(ctx, client),
             },
             now,
         )
@@ -250,7 +233,7 @@ async fn login(
                 &state.secrets,
                 &db,
                 ctx.entry.tenant.id,
-                issuer_name(&ctx),
+                crate::mfa::issuer_name(&ctx),
                 user.id,
                 &user.email,
             )
@@ -274,11 +257,6 @@ async fn login(
             json!({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg});
     }
     Ok(Json(answer).into_response())
-}
-
-fn issuer_name(ctx: &TenantContext) -> &str {
-    let tenant = &ctx.entry.tenant;
-    tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
 }
 
 #[derive(Deserialize)]
@@ -832,7 +810,7 @@ async fn totp_enrol(
         &state.secrets,
         &caller.db,
         ctx.entry.tenant.id,
-        issuer_name(&ctx),
+        crate::mfa::issuer_name(&ctx),
         caller.user.id,
         &caller.user.email,
     )

@@ -563,7 +563,16 @@ async fn login(
         SecondFactor::Challenge => None,
         SecondFactor::Enrol => {
             let tenant = ctx.entry.tenant.id;
-            match crate::mfa::enrol(&state.secrets, &db, tenant, issuer_name(&ctx), user.id, &user.email).await {
+            match crate::mfa::enrol(
+                &state.secrets,
+                &db,
+                tenant,
+                crate::mfa::issuer_name(&ctx),
+                user.id,
+                &user.email,
+            )
+            .await
+            {
                 Ok(enrolment) => Some(enrolment),
                 Err(e) => return e.into_response(),
             }
@@ -582,13 +591,7 @@ async fn login(
     )
 }
 
-/// The name authenticator apps show for this tenant.
-fn issuer_name(ctx: &TenantContext) -> &str {
-    let tenant = &ctx.entry.tenant;
-    tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
-}
-
-/// Creates a login session row and its cookie.
+/// Creates a login session and its cookie.
 async fn start_session(
     state: &AppState,
     ctx: &TenantContext,
@@ -597,23 +600,8 @@ async fn start_session(
     user_id: uuid::Uuid,
     amr: &[&str],
 ) -> Result<(Session, HeaderValue), ApiError> {
-    let now = Utc::now();
-    let session_id = random_token(32);
+    let (session, session_id) = crate::login::start_session(ctx, db, user_id, amr, user_agent(headers)).await?;
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
-    let session = Session {
-        id_hash: hash_token(&session_id),
-        user_id,
-        auth_time: now,
-        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
-        acr: None,
-        ip: None,
-        user_agent: user_agent(headers),
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + Duration::seconds(lifetime),
-        revoked_at: None,
-    };
-    db.create_session(&session).await?;
     let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
         .map_err(|_| ApiError::internal())?;
     Ok((session, cookie))
@@ -665,25 +653,33 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
     }
     let tenant = ctx.entry.tenant.id;
     let secrets = &state.secrets;
-    let checked =
-        match crate::mfa::pending_enrolment(secrets, &db, tenant, issuer_name(&ctx), user.id, &user.email).await {
-            Ok(Some(enrolment)) => match crate::mfa::confirm(secrets, &db, tenant, user.id, &form.code).await {
-                Ok(Some(codes)) => Ok(CodeCheck::Enrolled(codes)),
-                Ok(None) => Ok(CodeCheck::Refused(Some(enrolment))),
-                Err(e) => Err(e),
-            },
-            Ok(None) => {
-                let passed = crate::mfa::check_second_factor(secrets, &db, tenant, user.id, &form.code).await;
-                passed.map(|ok| {
-                    if ok {
-                        CodeCheck::Passed
-                    } else {
-                        CodeCheck::Refused(None)
-                    }
-                })
-            }
+    let checked = match crate::mfa::pending_enrolment(
+        secrets,
+        &db,
+        tenant,
+        crate::mfa::issuer_name(&ctx),
+        user.id,
+        &user.email,
+    )
+    .await
+    {
+        Ok(Some(enrolment)) => match crate::mfa::confirm(secrets, &db, tenant, user.id, &form.code).await {
+            Ok(Some(codes)) => Ok(CodeCheck::Enrolled(codes)),
+            Ok(None) => Ok(CodeCheck::Refused(Some(enrolment))),
             Err(e) => Err(e),
-        };
+        },
+        Ok(None) => {
+            let passed = crate::mfa::check_second_factor(secrets, &db, tenant, user.id, &form.code).await;
+            passed.map(|ok| {
+                if ok {
+                    CodeCheck::Passed
+                } else {
+                    CodeCheck::Refused(None)
+                }
+            })
+        }
+        Err(e) => Err(e),
+    };
     let (passed, recovery_codes, enrolment) = match checked {
         Ok(CodeCheck::Passed) => (true, None, None),
         Ok(CodeCheck::Enrolled(codes)) => (true, Some(codes), None),

@@ -532,7 +532,8 @@ pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> R
     Ok(body)
 }
 
-fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
+/// How long a refresh token of `client` lives (client override, else the tenant's).
+pub(crate) fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
     let secs = client
         .refresh_token_secs
         .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
