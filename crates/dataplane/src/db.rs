@@ -228,6 +228,10 @@ impl TenantDb {
                     .foreign_keys(true);
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
+                        // A connection to a local file does not go stale; the health ping
+                        // sqlx sends on every checkout would be one more round trip to the
+                        // connection's worker thread per statement.
+                        .test_before_acquire(false)
                         .max_connections(spec.max_connections)
                         .acquire_timeout(spec.acquire_timeout)
                         .connect_with(options)
@@ -297,8 +301,12 @@ impl TenantDb {
     /// a second line of defence.
     pub fn quote(&self, ident: &str) -> String {
         match self.dialect() {
-            Dialect::MySql => format!("`{}`", ident.replace('`', "``")),
-            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+            // SQLite takes grave accents too, and unlike double quotes they never fall
+            // back to a string literal: a connection whose schema predates a new column
+            // must fail to prepare (and reload its schema) rather than read the text
+            // "cf_x" under a column named `"cf_x"`.
+            Dialect::MySql | Dialect::Sqlite => format!("`{}`", ident.replace('`', "``")),
+            Dialect::Postgres => format!("\"{}\"", ident.replace('"', "\"\"")),
         }
     }
 

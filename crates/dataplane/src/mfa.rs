@@ -62,6 +62,15 @@ pub trait EmailTokenRepository {
         purpose: EmailTokenPurpose,
         now: DateTime<Utc>,
     ) -> Result<Option<EmailToken>, DbError>;
+    /// Spends every unused token of `purpose` the user still has (expired ones too: they
+    /// are dead either way), so that once one link did its work no older mail's link can
+    /// follow it. Answers how many were spent.
+    async fn spend_email_tokens(
+        &self,
+        user_id: Uuid,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError>;
 }
 
 #[derive(sqlx::FromRow)]
@@ -262,5 +271,15 @@ impl EmailTokenRepository for TenantDb {
             Ok::<_, DbError>((n, row))
         })?;
         Ok(row.filter(|_| n == 1).map(EmailTokenRow::into_token))
+    }
+
+    async fn spend_email_tokens(
+        &self,
+        user_id: Uuid,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError> {
+        let sql = self.sql("UPDATE email_tokens SET used_at = ? WHERE user_id = ? AND purpose = ? AND used_at IS NULL");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(user_id).bind(purpose.as_str()).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)
     }
 }

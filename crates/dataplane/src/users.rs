@@ -15,6 +15,19 @@ use crate::on_pool;
 const USER_COLUMNS: &str = "id, email, email_verified, username, given_name, family_name, name, picture, locale, \
     phone_number, phone_number_verified, status, disabled_at, disabled_reason, disabled_until, metadata, created_at, updated_at";
 
+/// What a password login needs besides the user, as extra columns of the user query.
+const LOGIN_COLUMNS: &str = ", (SELECT phc FROM password_credentials WHERE user_id = users.id) AS login_phc, \
+    (SELECT COUNT(*) FROM totp_credentials WHERE user_id = users.id AND confirmed_at IS NOT NULL) AS login_totp";
+
+/// An account's password and second-factor state, read with the user for a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginState {
+    /// The PHC string of the password, if one is set.
+    pub password: Option<String>,
+    /// A confirmed TOTP authenticator is enrolled.
+    pub totp_enrolled: bool,
+}
+
 #[derive(sqlx::FromRow)]
 struct UserRow {
     id: Uuid,
@@ -87,6 +100,9 @@ pub trait UserRepository {
     async fn user_by_id(&self, id: Uuid, fields: &CustomFieldSet) -> Result<Option<User>, DbError>;
     /// Finds a user by email, case-insensitively.
     async fn user_by_email(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<User>, DbError>;
+    /// [`user_by_email`](Self::user_by_email) with the account's password hash and
+    /// second-factor state, in one statement: what a password login reads.
+    async fn login_account(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<(User, LoginState)>, DbError>;
     async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError>;
     async fn update_profile(&self, id: Uuid, update: ProfileUpdate) -> Result<(), DbError>;
     /// Sets custom field values by name, with type checks.
@@ -122,8 +138,22 @@ impl TenantDb {
         binds: UserQuery,
         fields: &CustomFieldSet,
     ) -> Result<Vec<User>, DbError> {
+        let rows = self.load_user_rows(where_sql, binds, fields, false).await?;
+        Ok(rows.into_iter().map(|(user, _)| user).collect())
+    }
+
+    /// Users with, when `with_login`, their password hash and second-factor state, read
+    /// by scalar subqueries in the same statement.
+    async fn load_user_rows(
+        &self,
+        where_sql: &str,
+        binds: UserQuery,
+        fields: &CustomFieldSet,
+        with_login: bool,
+    ) -> Result<Vec<(User, Option<LoginState>)>, DbError> {
         let custom_cols = fields.select_list(self);
-        let text = format!("SELECT {USER_COLUMNS}{custom_cols} FROM users {where_sql}");
+        let login_cols = if with_login { LOGIN_COLUMNS } else { "" };
+        let text = format!("SELECT {USER_COLUMNS}{custom_cols}{login_cols} FROM users {where_sql}");
         let sql = self.sql(&text);
         on_pool!(self, p => {
             let query = sqlx::query(sql);
@@ -137,7 +167,15 @@ impl TenantDb {
             for row in &rows {
                 let base: UserRow = sqlx::FromRow::from_row(row).map_err(query_err)?;
                 let custom = fields.read(row)?;
-                users.push(base.into_user(custom));
+                let login = if with_login {
+                    Some(LoginState {
+                        password: sqlx::Row::try_get(row, "login_phc").map_err(query_err)?,
+                        totp_enrolled: sqlx::Row::try_get::<i64, _>(row, "login_totp").map_err(query_err)? > 0,
+                    })
+                } else {
+                    None
+                };
+                users.push((base.into_user(custom), login));
             }
             Ok(users)
         })
@@ -208,6 +246,21 @@ impl UserRepository for TenantDb {
             )
             .await?
             .pop())
+    }
+
+    async fn login_account(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<(User, LoginState)>, DbError> {
+        let rows = self
+            .load_user_rows(
+                "WHERE email_normalized = ?",
+                UserQuery::Email(normalize_email(email)),
+                fields,
+                true,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|(user, login)| login.map(|login| (user, login))))
     }
 
     async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError> {

@@ -418,6 +418,54 @@ on_every_driver!(
     access_token_deny_list
 );
 
+/// What a password login reads in one statement: the user (with custom fields), the
+/// password hash and whether a confirmed authenticator is enrolled.
+async fn login_account(fx: &Fixture) {
+    let db = &fx.db;
+    let declared = vec![field("badge", CustomFieldType::Text, false)];
+    db.sync_custom_fields(&declared).await.unwrap();
+    let set = CustomFieldSet::new(&declared);
+    let custom = BTreeMap::from([("badge".to_owned(), json!("B-7"))]);
+    let user = db
+        .create_user(
+            NewUser {
+                custom: custom.clone(),
+                ..new_user("Login@Example.com")
+            },
+            &set,
+        )
+        .await
+        .unwrap();
+    let state = |password: Option<&str>, totp_enrolled| users::LoginState {
+        password: password.map(str::to_owned),
+        totp_enrolled,
+    };
+
+    let (found, login) = db.login_account("login@EXAMPLE.com", &set).await.unwrap().unwrap();
+    assert_eq!(found, user);
+    assert_eq!(found.custom, custom);
+    assert_eq!(login, state(None, false));
+    assert!(db.login_account("nobody@example.com", &set).await.unwrap().is_none());
+
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+    db.set_password(user.id, phc).await.unwrap();
+    let now = Utc::now();
+    db.put_totp(user.id, "tsb1.k.pending", now).await.unwrap();
+    let (_, login) = db.login_account("login@example.com", &set).await.unwrap().unwrap();
+    assert_eq!(
+        login,
+        state(Some(phc), false),
+        "an unconfirmed enrolment is no second factor"
+    );
+    db.confirm_totp(user.id, "tsb1.k.pending", now).await.unwrap();
+    let (_, login) = db.login_account("login@example.com", &set).await.unwrap().unwrap();
+    assert_eq!(login, state(Some(phc), true));
+    db.delete_totp(user.id).await.unwrap();
+    let (_, login) = db.login_account("login@example.com", &set).await.unwrap().unwrap();
+    assert_eq!(login, state(Some(phc), false));
+}
+on_every_driver!(a_login_reads_user_password_and_second_factor_at_once, login_account);
+
 async fn mfa_and_account_state(fx: &Fixture) {
     let db = &fx.db;
     let user = db.create_user(new_user("m@example.com"), &no_fields()).await.unwrap();
@@ -614,6 +662,57 @@ async fn mfa_and_account_state(fx: &Fixture) {
     assert_eq!(events[1].details, json!({"client": "app"}));
 }
 on_every_driver!(mfa_consents_roles_lockout_and_audit, mfa_and_account_state);
+
+async fn email_tokens_spent_together(fx: &Fixture) {
+    let db = &fx.db;
+    let now = Utc::now();
+    let ada = db.create_user(new_user("ada@example.com"), &no_fields()).await.unwrap();
+    let bob = db.create_user(new_user("bob@example.com"), &no_fields()).await.unwrap();
+    let token = |hash: &str, user: Uuid, purpose: EmailTokenPurpose, expires_at| EmailToken {
+        token_hash: hash.into(),
+        user_id: user,
+        purpose: purpose.as_str().into(),
+        email: "x@example.com".into(),
+        created_at: now,
+        expires_at,
+        used_at: None,
+    };
+    let reset = EmailTokenPurpose::ResetPassword;
+    let verify = EmailTokenPurpose::VerifyEmail;
+    for t in [
+        token("ada-reset-1", ada.id, reset, now + Duration::hours(1)),
+        token("ada-reset-2", ada.id, reset, now + Duration::hours(1)),
+        token("ada-reset-old", ada.id, reset, now - Duration::minutes(1)),
+        token("ada-verify", ada.id, verify, now + Duration::hours(48)),
+        token("bob-reset", bob.id, reset, now + Duration::hours(1)),
+    ] {
+        db.store_email_token(&t).await.unwrap();
+    }
+    assert!(db.use_email_token("ada-reset-1", reset, now).await.unwrap().is_some());
+    assert_eq!(
+        db.spend_email_tokens(ada.id, reset, now).await.unwrap(),
+        2,
+        "the other link and the expired one; the used one stays as it was"
+    );
+    assert!(db.email_token("ada-reset-2", reset, now).await.unwrap().is_none());
+    assert!(
+        db.use_email_token("ada-reset-2", reset, now).await.unwrap().is_none(),
+        "an older mail's link is dead"
+    );
+    assert_eq!(db.spend_email_tokens(ada.id, reset, now).await.unwrap(), 0);
+    assert!(
+        db.email_token("ada-verify", verify, now).await.unwrap().is_some(),
+        "another purpose is left alone"
+    );
+    assert!(
+        db.use_email_token("bob-reset", reset, now).await.unwrap().is_some(),
+        "another user's link is left alone"
+    );
+}
+on_every_driver!(
+    spending_a_users_email_tokens_leaves_others_alone,
+    email_tokens_spent_together
+);
 
 fn field(name: &str, field_type: CustomFieldType, unique: bool) -> CustomField {
     CustomField {

@@ -78,9 +78,9 @@ pub struct Accepted {
 const MAX_EMAIL_BYTES: usize = 320;
 
 /// The account part of a counter key: a digest of the normalized email, so a key's size
-/// does not depend on what a client sends.
-fn account_key(email: &str) -> String {
-    tenantry_crypto::hash_token(&email.trim().to_lowercase())
+/// does not depend on what a client sends (and no key holds an address).
+pub fn account_key(email: &str) -> String {
+    tenantry_crypto::hash_token(&tenantry_dataplane::users::normalize_email(email))
 }
 
 fn lock_key(ctx: &TenantContext, email: &str) -> String {
@@ -159,15 +159,16 @@ pub async fn password_login(
         return Err(LoginError::Locked { retry_after });
     }
 
-    let user = match db.user_by_email(email, &ctx.custom_fields()).await {
-        Ok(user) => user.filter(|u| u.status == UserStatus::Active),
+    // The user, the password hash and the second-factor state in one statement.
+    let account = match db.login_account(email, &ctx.custom_fields()).await {
+        Ok(account) => account.filter(|(u, _)| u.status == UserStatus::Active),
         // A malformed email is simply not a known user.
         Err(tenantry_dataplane::DbError::Invalid(_)) => None,
         Err(e) => return Err(ApiError::from(e).into()),
     };
-    let stored = match &user {
-        Some(u) => db.password(u.id).await.map_err(ApiError::from)?,
-        None => None,
+    let (user, stored, totp_enrolled) = match account {
+        Some((user, login)) => (Some(user), login.password, login.totp_enrolled),
+        None => (None, None, false),
     };
     let valid = state
         .hasher
@@ -218,7 +219,7 @@ pub async fn password_login(
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let second_factor = if crate::mfa::enrolled(db, user.id).await? {
+    let second_factor = if totp_enrolled {
         if remembered {
             SecondFactor::None
         } else {

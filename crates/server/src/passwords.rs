@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version};
+use argon2::password_hash::phc::Output;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, Version};
 use tenantry_controlplane::model::{PasswordHashParams, SecurityPolicy};
 use tenantry_controlplane::{FieldError, ValidationErrors};
 use tokio::sync::Semaphore;
@@ -49,6 +50,9 @@ const MAX_PARALLELISM: u32 = 16;
 const INITIAL_COST: Duration = Duration::from_millis(50);
 /// Most distinct parameter sets whose dummy hash is kept (see [`PasswordHasher::verify_or_dummy`]).
 const MAX_DUMMY_HASHES: usize = 64;
+/// Largest Argon2 working memory kept between verifications, in 1 KiB blocks (64 MiB);
+/// costlier parameter sets get a fresh buffer each time.
+const MAX_KEPT_MEMORY_BLOCKS: usize = 64 * 1024;
 
 /// Why a hash or verify did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +146,9 @@ struct Inner {
     cost_micros: AtomicU64,
     /// Dummy hash per parameter set, verified against when the user does not exist.
     dummies: Mutex<HashMap<PasswordHashParams, String>>,
+    /// Argon2 working memory of finished verifications, at most one buffer per worker:
+    /// reusing it spares each verification allocating and zeroing 19 MiB (by default).
+    memory: Mutex<Vec<Vec<Block>>>,
 }
 
 /// Running + waiting slots held, in all and per tenant.
@@ -185,6 +192,21 @@ impl Inner {
         (rounds * cost).ceil().clamp(1.0, 60.0) as u64
     }
 
+    fn take_memory(&self) -> Vec<Block> {
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn keep_memory(&self, buffer: Vec<Block>) {
+        let mut kept = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffer.len() <= MAX_KEPT_MEMORY_BLOCKS && kept.len() < self.limits.workers.max(1) {
+            kept.push(buffer);
+        }
+    }
+
     fn record_cost(&self, took: Duration) {
         let sample = took.as_micros().min(u128::from(u32::MAX)) as u64;
         let old = self.cost_micros.load(Ordering::Relaxed);
@@ -202,6 +224,7 @@ impl PasswordHasher {
                 slots: Mutex::new(Slots::default()),
                 cost_micros: AtomicU64::new(INITIAL_COST.as_micros() as u64),
                 dummies: Mutex::new(HashMap::new()),
+                memory: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -242,7 +265,14 @@ impl PasswordHasher {
         }
         check_stored_cost(&parsed)?;
         let password = Zeroizing::new(password.as_bytes().to_vec());
-        self.run(tenant, move || verify_parsed(&parsed, &password)).await
+        let inner = self.inner.clone();
+        self.run(tenant, move || {
+            let mut memory = inner.take_memory();
+            let valid = verify_parsed(&parsed, &password, &mut memory);
+            inner.keep_memory(memory);
+            valid
+        })
+        .await
     }
 
     /// [`verify`](Self::verify) for a login: when the user has no stored hash (unknown
@@ -397,16 +427,41 @@ fn check_stored_cost(parsed: &PasswordHash) -> Result<(), HashError> {
     Ok(())
 }
 
-fn verify_parsed(parsed: &PasswordHash, password: &[u8]) -> bool {
-    // The algorithm, version and cost come from `parsed`, not from this instance.
-    match Argon2::default().verify_password(password, parsed) {
-        Ok(()) => true,
-        Err(argon2::password_hash::Error::PasswordInvalid) => false,
+/// Checks `password` against `parsed` (algorithm, version, cost and salt from the PHC
+/// string), computing the hash in `memory`, which grows as needed and may be reused from
+/// an earlier call: Argon2 writes every block before it reads it, so old contents do not
+/// change the result.
+pub fn verify_parsed(parsed: &PasswordHash, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    match compute_matches(parsed, password, memory) {
+        Ok(matches) => matches,
         Err(e) => {
             tracing::warn!(error = %e, "a stored password hash could not be checked");
             false
         }
     }
+}
+
+fn compute_matches(parsed: &PasswordHash, password: &[u8], memory: &mut Vec<Block>) -> Result<bool, String> {
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err("no salt or no hash in the PHC string".into());
+    };
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| e.to_string())?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(|e| e.to_string())?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(parsed).map_err(|e| e.to_string())?;
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut computed = [0u8; Output::MAX_LENGTH];
+    let computed = &mut computed[..expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, computed, &mut memory[..blocks])
+        .map_err(|e| e.to_string())?;
+    // `Output` compares in constant time.
+    Ok(Output::new(computed).map_err(|e| e.to_string())? == *expected)
 }
 
 /// Hashes `password` with the default (OWASP) parameters, without admission control.
@@ -439,7 +494,7 @@ pub async fn verify(phc: String, password: String) -> bool {
     if check_stored_cost(&parsed).is_err() {
         return false;
     }
-    tokio::task::spawn_blocking(move || verify_parsed(&parsed, password.as_bytes()))
+    tokio::task::spawn_blocking(move || verify_parsed(&parsed, password.as_bytes(), &mut Vec::new()))
         .await
         .unwrap_or(false)
 }
@@ -597,6 +652,85 @@ mod tests {
             "{result:?}"
         );
         assert!(took < Duration::from_millis(50), "refusing took {took:?}");
+    }
+
+    #[test]
+    fn kept_memory_gives_the_same_answers_as_the_argon2_crate() {
+        use argon2::PasswordVerifier as _;
+        let small = |m, t, p| Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(m, t, p, None).unwrap());
+        // Hashes of other passwords, costs and variants, checked one after the other in the
+        // same buffer: what an earlier verification left behind must not change an answer.
+        let cases = [
+            (
+                small(2048, 2, 1).hash_password(b"first secret").unwrap().to_string(),
+                "first secret",
+            ),
+            (
+                small(1024, 3, 2).hash_password(b"second secret").unwrap().to_string(),
+                "second secret",
+            ),
+            (
+                Argon2::new(
+                    Algorithm::Argon2i,
+                    Version::V0x10,
+                    Params::new(1024, 1, 1, None).unwrap(),
+                )
+                .hash_password(b"old scheme")
+                .unwrap()
+                .to_string(),
+                "old scheme",
+            ),
+            (
+                small(4096, 1, 1).hash_password(b"third secret").unwrap().to_string(),
+                "third secret",
+            ),
+        ];
+        let mut memory = Vec::new();
+        for _ in 0..2 {
+            for (phc, password) in &cases {
+                let parsed = PasswordHash::new(phc).unwrap();
+                for attempt in [*password, "wrong", ""] {
+                    let stock = Argon2::default().verify_password(attempt.as_bytes(), &parsed).is_ok();
+                    assert_eq!(
+                        verify_parsed(&parsed, attempt.as_bytes(), &mut memory),
+                        stock,
+                        "{phc} / {attempt}"
+                    );
+                    assert_eq!(stock, attempt == *password);
+                }
+            }
+        }
+        // The buffer grew to the largest cost seen (4096 blocks) and was reused, not regrown.
+        assert_eq!(memory.len(), 4096);
+        let no_salt = PasswordHash::new("$argon2id$v=19$m=1024,t=1,p=1").unwrap();
+        assert!(!verify_parsed(&no_salt, b"anything", &mut memory));
+    }
+
+    #[tokio::test]
+    async fn verifications_keep_at_most_one_buffer_per_worker() {
+        let limits = HashingLimits {
+            workers: 2,
+            ..HashingLimits::default()
+        };
+        let hasher = PasswordHasher::new(limits);
+        let params = PasswordHashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let phc = hasher.hash("acme", &params, "pw one").await.unwrap();
+        let runs: Vec<_> = (0..6)
+            .map(|_| {
+                let (hasher, phc) = (hasher.clone(), phc.clone());
+                tokio::spawn(async move { hasher.verify("acme", &phc, "pw one").await })
+            })
+            .collect();
+        for run in runs {
+            assert!(run.await.unwrap().unwrap());
+        }
+        let kept = hasher.inner.memory.lock().unwrap();
+        assert!(!kept.is_empty() && kept.len() <= 2, "{} buffers kept", kept.len());
+        assert!(kept.iter().all(|b| b.len() == 1024));
     }
 
     #[tokio::test]
