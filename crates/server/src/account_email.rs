@@ -11,12 +11,16 @@
 //! - Links are `{issuer}/verify-email?token=…` and `{issuer}/reset-password?token=…`:
 //!   hosted pages that show a form first (a GET never spends a token, so mail scanners
 //!   that prefetch links do no harm), and the form posts with a CSRF token.
-//! - Asking for a mail (`resend_verification`, `start_reset`) answers the same whether or
-//!   not the account exists: the lookup and the send happen in the background, so neither
-//!   the answer nor its timing tells accounts apart. Failures are logged (tenant and
-//!   template, never the address, link or token).
+//! - Asking for a mail ([`request_verification`], [`request_reset`]: the API and the
+//!   hosted forgot-password page) answers the same whether or not the account exists: the
+//!   lookup, the per-recipient limit and the send happen in the background, so neither the
+//!   answer nor its timing tells accounts apart. Failures are logged (tenant and template,
+//!   never the address, link or token).
+//! - A password reset spends every other reset link of the account: a link from an older
+//!   mail cannot undo it.
 //! - Notices (`password_changed`, `account_locked`) are best effort: they never fail the
-//!   action they report, which has already happened.
+//!   action they report, which has already happened. They carry the link to the hosted
+//!   forgot-password page, for a reader who did not do what they report.
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,7 +36,8 @@ use tenantry_dataplane::{
 use crate::app::AppState;
 use crate::email::MailVars;
 use crate::error::{ApiError, ErrorCode};
-use crate::resolver::TenantContext;
+use crate::ratelimit::Decision;
+use crate::resolver::{Capability, TenantContext};
 
 /// How long a verification link works.
 pub const VERIFY_TTL: Duration = Duration::from_secs(48 * 3600);
@@ -43,6 +48,12 @@ pub const RESET_TTL: Duration = Duration::from_secs(3600);
 pub const VERIFY_PATH: &str = "verify-email";
 /// Path of the hosted password-reset page under the issuer.
 pub const RESET_PATH: &str = "reset-password";
+/// Path of the hosted "forgot password" page under the issuer.
+pub const FORGOT_PATH: &str = "forgot-password";
+
+/// Mails of one flow (verification resend, password reset) one address may be sent per
+/// tenant and window. The per-IP limits do not stop many callers from flooding one inbox.
+pub const MAILS_PER_RECIPIENT: (u32, Duration) = (3, Duration::from_secs(900));
 
 /// The problem for a token that is unknown, used, expired or no longer fits the account.
 pub fn invalid_token() -> ApiError {
@@ -56,6 +67,16 @@ pub fn invalid_token() -> ApiError {
 pub fn link(ctx: &TenantContext, path: &str, token: &str) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     format!("{}/{path}?token={encoded}", ctx.issuer)
+}
+
+/// `{issuer}/forgot-password?ui_locales={lang}`, the page in the language of the mail or
+/// page that links to it.
+pub fn forgot_link(ctx: &TenantContext, lang: Language) -> String {
+    format!(
+        "{}/{FORGOT_PATH}?ui_locales={}",
+        ctx.issuer,
+        crate::pages::lang_code(lang)
+    )
 }
 
 /// The language of a user's mail: the user's locale when we speak it, else the tenant's.
@@ -118,7 +139,7 @@ pub async fn start_verification(
     db: &TenantDb,
     user: &User,
 ) -> Result<(), ApiError> {
-    ctx.require(crate::resolver::Capability::Email)?;
+    ctx.require(Capability::Email)?;
     let token = issue_token(db, user, EmailTokenPurpose::VerifyEmail, VERIFY_TTL).await?;
     let vars = MailVars {
         user_email: user.email.clone(),
@@ -129,18 +150,82 @@ pub async fn start_verification(
     crate::email::send(state, ctx, &user.email, MailTemplateKind::VerifyEmail, lang, &vars).await
 }
 
-/// Sends a new verification link to `email` if it is an active account whose address is
-/// not verified yet; otherwise nothing. Runs in the background: the caller answers the
-/// same in every case.
-pub fn resend_verification(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
+/// Checks what every "mail me" request needs before anything is looked up: SMTP settings
+/// (501), the per-IP limit of `action` (429), a well-formed address (422), the tenant
+/// database.
+async fn mail_request(
+    state: &AppState,
+    ctx: &TenantContext,
+    action: &str,
+    ip: Option<std::net::IpAddr>,
+    limit: (u32, Duration),
+    email: &str,
+) -> Result<TenantDb, ApiError> {
+    ctx.require(Capability::Email)?;
+    crate::login::per_ip(state, ctx, action, ip, limit)
+        .await?
+        .into_result()?;
+    if email.trim().parse::<lettre::Address>().is_err() {
+        return Err(ApiError::field("email", "must be an email address (local@domain)"));
+    }
+    ctx.db().await
+}
+
+/// Whether `user` may be sent one more mail of `flow` now (counted per tenant and digest
+/// of the normalized address, never the address itself). Over the limit the mail is
+/// skipped and logged without the address; the caller's answer was the same already.
+async fn recipient_allowed(
+    state: &AppState,
+    ctx: &TenantContext,
+    flow: &str,
+    kind: MailTemplateKind,
+    user: &User,
+) -> Result<bool, ApiError> {
+    let key = format!(
+        "{flow}:recipient:{}:{}",
+        ctx.entry.tenant.id,
+        crate::login::account_key(&user.email)
+    );
+    let (limit, window) = MAILS_PER_RECIPIENT;
+    match state.rate_limiter.hit(&key, limit, window).await? {
+        Decision::Allowed { .. } => Ok(true),
+        Decision::Limited { .. } => {
+            tracing::info!(
+                tenant = %ctx.slug(),
+                kind = crate::email::kind_code(kind),
+                "account mail skipped: the recipient's limit is reached"
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// `POST /v1/auth/verify-email/resend`: checks the request ([`mail_request`]), then, in
+/// the background, sends a new link to `email` if it is an active account whose address
+/// is not verified yet and that is within [`MAILS_PER_RECIPIENT`]. `Ok` says nothing
+/// about the account.
+pub async fn request_verification(
+    state: &AppState,
+    ctx: &TenantContext,
+    ip: Option<std::net::IpAddr>,
+    email: String,
+) -> Result<(), ApiError> {
+    let limit = crate::login::VERIFY_RESEND_PER_IP;
+    let db = mail_request(state, ctx, "verify_resend", ip, limit, &email).await?;
     let (state, task_ctx) = (state.clone(), ctx.clone());
     in_background(ctx, MailTemplateKind::VerifyEmail, async move {
         let ctx = task_ctx;
-        match active_user_by_email(&ctx, &db, &email).await? {
-            Some(user) if !user.email_verified => start_verification(&state, &ctx, &db, &user).await,
-            _ => Ok(()),
+        let kind = MailTemplateKind::VerifyEmail;
+        let user = active_user_by_email(&ctx, &db, &email).await?;
+        let Some(user) = user.filter(|u| !u.email_verified) else {
+            return Ok(());
+        };
+        if !recipient_allowed(&state, &ctx, "verify_resend", kind, &user).await? {
+            return Ok(());
         }
+        start_verification(&state, &ctx, &db, &user).await
     });
+    Ok(())
 }
 
 /// Spends a verification token and marks the address verified. The token must be
@@ -166,15 +251,33 @@ pub async fn confirm_verification(ctx: &TenantContext, db: &TenantDb, token: &st
     active_user(ctx, db, user.id).await?.ok_or_else(ApiError::internal)
 }
 
-/// Sends a password-reset link (1 h, single use) to `email` if it is an active account;
-/// otherwise nothing. Runs in the background: the caller answers the same in every case.
-pub fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
+/// "Forgot password", behind `POST /v1/auth/password/forgot` and the hosted page alike:
+/// checks the request ([`mail_request`]), then, in the background, sends a reset link
+/// (1 h, single use) to `email` if it is an active account within
+/// [`MAILS_PER_RECIPIENT`]. `Ok` says nothing about the account.
+pub async fn request_reset(
+    state: &AppState,
+    ctx: &TenantContext,
+    ip: Option<std::net::IpAddr>,
+    email: String,
+) -> Result<(), ApiError> {
+    let limit = crate::login::FORGOT_PER_IP;
+    let db = mail_request(state, ctx, "password_forgot", ip, limit, &email).await?;
+    start_reset(state, ctx, db, email);
+    Ok(())
+}
+
+fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
     let (state, task_ctx) = (state.clone(), ctx.clone());
     in_background(ctx, MailTemplateKind::ResetPassword, async move {
         let ctx = task_ctx;
+        let kind = MailTemplateKind::ResetPassword;
         let Some(user) = active_user_by_email(&ctx, &db, &email).await? else {
             return Ok(());
         };
+        if !recipient_allowed(&state, &ctx, "password_forgot", kind, &user).await? {
+            return Ok(());
+        }
         let token = issue_token(&db, &user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
         let vars = MailVars {
             user_email: user.email.clone(),
@@ -182,7 +285,7 @@ pub fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: S
             expires_in: Some(RESET_TTL),
         };
         let lang = mail_language(&ctx, Some(&user));
-        crate::email::send(&state, &ctx, &user.email, MailTemplateKind::ResetPassword, lang, &vars).await
+        crate::email::send(&state, &ctx, &user.email, kind, lang, &vars).await
     });
 }
 
@@ -215,9 +318,9 @@ async fn pending_target(
 
 /// Sets a new password with a reset token. The token is checked first and spent only
 /// once the new password passed the tenant policy and was hashed (so a refused password
-/// can be corrected with the same link). Then every session and refresh token of the
-/// user ends, trusted devices are forgotten, the lockout counter is cleared, and the
-/// `password_changed` notice goes out (best effort).
+/// can be corrected with the same link). Then the user's other reset links are spent,
+/// every session and refresh token of the user ends, trusted devices are forgotten, the
+/// lockout counter is cleared, and the `password_changed` notice goes out (best effort).
 ///
 /// Errors: 400 `invalid_grant` (bad token; nothing changed), 422 `validation_failed` on
 /// `field` (policy), 503 `overloaded` (hashing saturated).
@@ -250,6 +353,9 @@ pub async fn reset_password(
     if spent.user_id != user.id {
         return Err(invalid_token());
     }
+    // Before the password changes: no older mail's link may set another one afterwards.
+    db.spend_email_tokens(user.id, EmailTokenPurpose::ResetPassword, now)
+        .await?;
     db.set_password(user.id, &phc).await?;
     // Whoever knew the old password is out: every session, every refresh token, every
     // device that skipped the second factor.
@@ -289,7 +395,8 @@ pub fn notify(
     tokio::spawn(async move { send_notice(&state, &ctx, &to, lang, kind, expires_in).await });
 }
 
-/// Sends a notice now; a failure is logged, never answered.
+/// Sends a notice now, with the link to the forgot-password page for a reader who did not
+/// do what it reports; a failure is logged, never answered.
 pub async fn send_notice(
     state: &AppState,
     ctx: &TenantContext,
@@ -300,7 +407,7 @@ pub async fn send_notice(
 ) {
     let vars = MailVars {
         user_email: to.to_owned(),
-        link: None,
+        link: Some(forgot_link(ctx, lang)),
         expires_in,
     };
     if let Err(e) = crate::email::send(state, ctx, to, kind, lang, &vars).await {

@@ -1,7 +1,8 @@
 //! Hosted pages rendered on the server: login, consent, error, the `form_post`
-//! response, and the pages behind the links of account mails (verify an email address,
-//! reset a password). Templates are minijinja with HTML auto-escaping; texts come in
-//! English and Spanish; branding (name, logo, colors) comes from the tenant's settings.
+//! response, the "forgot password" form, and the pages behind the links of account mails
+//! (verify an email address, reset a password). Templates are minijinja with HTML
+//! auto-escaping; texts come in English and Spanish; branding (name, logo, colors) comes
+//! from the tenant's settings.
 //! No page needs JavaScript; the form_post page submits itself with a nonce-allowed
 //! script and also shows a button.
 
@@ -45,6 +46,7 @@ const LOGIN: &str = r#"{% extends "layout.html" %}{% block content %}
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">{{ t.sign_in }}</button>
 </form>
+{% if forgot %}<p><a href="{{ forgot }}">{{ t.forgot_link }}</a></p>{% endif %}
 {% endblock %}"#;
 
 const CONSENT: &str = r#"{% extends "layout.html" %}{% block content %}
@@ -141,6 +143,19 @@ const RESET_PASSWORD: &str = r#"{% extends "layout.html" %}{% block content %}
 </form>
 {% endblock %}"#;
 
+const FORGOT_PASSWORD: &str = r#"{% extends "layout.html" %}{% block content %}
+<h1>{{ t.forgot_title }}</h1>
+<p>{{ t.forgot_prompt }}</p>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="{{ action }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="ui_locales" value="{{ lang }}">
+<label for="email">{{ t.email }}</label>
+<input id="email" name="email" type="email" autocomplete="username" required value="{{ email }}">
+<button type="submit">{{ t.forgot_button }}</button>
+</form>
+{% endblock %}"#;
+
 const DONE: &str = r#"{% extends "layout.html" %}{% block content %}
 <h1>{{ title }}</h1>
 <p role="status">{{ message }}</p>
@@ -160,6 +175,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("recovery_codes.html", RECOVERY_CODES),
         ("verify_email.html", VERIFY_EMAIL),
         ("reset_password.html", RESET_PASSWORD),
+        ("forgot_password.html", FORGOT_PASSWORD),
         ("done.html", DONE),
     ] {
         env.add_template(name, source).expect("built-in templates parse");
@@ -220,6 +236,19 @@ struct Texts {
     link_invalid: &'static str,
     /// A link page whose form lost its CSRF cookie (another browser, cookies cleared).
     link_page_expired: &'static str,
+    /// The login page's link to the forgot-password page.
+    forgot_link: &'static str,
+    forgot_title: &'static str,
+    forgot_prompt: &'static str,
+    forgot_button: &'static str,
+    forgot_sent_title: &'static str,
+    /// The same whether or not the address is an account's.
+    forgot_sent_message: &'static str,
+    bad_email: &'static str,
+    /// The forgot-password form without its CSRF cookie.
+    form_expired: &'static str,
+    /// The forgot-password page of a tenant that cannot send mail.
+    email_not_configured: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -267,6 +296,15 @@ const EN: Texts = Texts {
     password_refused: "This password cannot be used:",
     link_invalid: "This link is not valid: it has expired or was already used. Ask for a new one.",
     link_page_expired: "This page has expired or was opened in another browser. Open the link from the email again.",
+    forgot_link: "Forgot password?",
+    forgot_title: "Reset your password",
+    forgot_prompt: "Enter the email address of your account and we will send you a link to choose a new password.",
+    forgot_button: "Send link",
+    forgot_sent_title: "Check your email",
+    forgot_sent_message: "If an account exists for this address, we have sent it a link to choose a new password. The link works once, for a limited time.",
+    bad_email: "Enter an email address such as name@example.com.",
+    form_expired: "This page has expired or was opened in another browser. Open it again and retry.",
+    email_not_configured: "This service cannot send email, so the password cannot be reset here. Contact its administrator.",
 };
 
 const ES: Texts = Texts {
@@ -314,6 +352,15 @@ const ES: Texts = Texts {
     password_refused: "Esta contraseña no se puede usar:",
     link_invalid: "Este enlace no es válido: ha caducado o ya se usó. Pide uno nuevo.",
     link_page_expired: "Esta página ha caducado o se abrió en otro navegador. Vuelve a abrir el enlace del correo.",
+    forgot_link: "¿Has olvidado tu contraseña?",
+    forgot_title: "Restablece tu contraseña",
+    forgot_prompt: "Introduce la dirección de correo de tu cuenta y te enviaremos un enlace para elegir una contraseña nueva.",
+    forgot_button: "Enviar enlace",
+    forgot_sent_title: "Revisa tu correo",
+    forgot_sent_message: "Si existe una cuenta con esta dirección, le hemos enviado un enlace para elegir una contraseña nueva. El enlace sirve una vez y durante un tiempo limitado.",
+    bad_email: "Introduce una dirección de correo como nombre@example.com.",
+    form_expired: "Esta página ha caducado o se abrió en otro navegador. Vuelve a abrirla e inténtalo de nuevo.",
+    email_not_configured: "Este servicio no puede enviar correos, así que aquí no se puede restablecer la contraseña. Contacta con su administrador.",
 };
 
 fn texts(lang: Language) -> &'static Texts {
@@ -362,6 +409,21 @@ pub fn password_refused(lang: Language, reasons: &str) -> String {
 /// The message for a link page whose form does not match its CSRF cookie, in `lang`.
 pub fn link_page_expired(lang: Language) -> &'static str {
     texts(lang).link_page_expired
+}
+
+/// The message for a malformed email address, in `lang`.
+pub fn bad_email(lang: Language) -> &'static str {
+    texts(lang).bad_email
+}
+
+/// The message for a form whose CSRF token does not match its cookie, in `lang`.
+pub fn form_expired(lang: Language) -> &'static str {
+    texts(lang).form_expired
+}
+
+/// The message for a page that needs mail on a tenant without SMTP settings, in `lang`.
+pub fn email_not_configured(lang: Language) -> &'static str {
+    texts(lang).email_not_configured
 }
 
 /// The language code of `lang` (`en`, `es`).
@@ -431,6 +493,9 @@ impl PageContext<'_> {
         response
     }
 
+    /// The login form; `forgot` is the forgot-password page's URL when the tenant can
+    /// send mail.
+    #[allow(clippy::too_many_arguments)]
     pub fn login(
         &self,
         client_name: &str,
@@ -439,9 +504,10 @@ impl PageContext<'_> {
         csrf: &str,
         email: &str,
         error: Option<&str>,
+        forgot: Option<&str>,
     ) -> Response {
         let t = texts(self.lang);
-        let extra = context! { client_name, action, interaction, csrf, email, error };
+        let extra = context! { client_name, action, interaction, csrf, email, error, forgot };
         let mut response = self.render("login.html", t.sign_in, extra, None);
         if error.is_some() {
             *response.status_mut() = StatusCode::UNAUTHORIZED;
@@ -527,6 +593,33 @@ impl PageContext<'_> {
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         }
         response
+    }
+
+    /// The forgot-password form (with `error`, what was wrong with the last attempt,
+    /// answered with `status`).
+    pub fn forgot_password(
+        &self,
+        action: &str,
+        csrf: &str,
+        email: &str,
+        error: Option<(StatusCode, &str)>,
+    ) -> Response {
+        let t = texts(self.lang);
+        let (status, error) = error.unzip();
+        let extra = context! { action, csrf, email, error };
+        let mut response = self.render("forgot_password.html", t.forgot_title, extra, None);
+        if let Some(status) = status {
+            *response.status_mut() = status;
+        }
+        response
+    }
+
+    /// "If an account exists for this address, we sent it a link": one page for every
+    /// address, so it tells no accounts apart.
+    pub fn forgot_sent(&self) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { title => t.forgot_sent_title, message => t.forgot_sent_message };
+        self.render("done.html", t.forgot_sent_title, extra, None)
     }
 
     /// "Your email address is verified."

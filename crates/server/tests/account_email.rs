@@ -4,7 +4,9 @@
 //! CSRF token spends the link), resend and forgot-password answering the same for every
 //! address, a reset through the API and through the hosted page (sessions and refresh
 //! tokens end, the link works once), the password-changed and account-locked notices;
-//! and, without SMTP or with a mail that does not leave, no account left behind.
+//! and, without SMTP or with a mail that does not leave, no account left behind. Also the
+//! hosted forgot-password page (linked from the login page and the notices), the limit of
+//! mails per recipient, and a reset that kills the links of older mails.
 //!
 //! The tests skip with a note when `TENANTRY_TEST_SMTP_PYTHON` is unset (CI sets it).
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 use common::api::Api;
 use common::browser::{Browser, form_action, hidden, query_param};
 use common::smtp::{ReceivedMail, SmtpServer};
-use common::{TestServer, start};
+use common::{TestServer, start, start_with_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_dataplane::UserRepository;
@@ -146,6 +148,55 @@ fn the_link(mail: &ReceivedMail, path: &str, server: &TestServer, slug: &str) ->
     let html = mail.html.as_deref().expect("an html part");
     assert!(html.contains(&token), "the html part has the link: {html}");
     link
+}
+
+/// An active account with a verified address and [`PASSWORD`], made by the admin API.
+async fn make_user(server: &TestServer, slug: &str, email: &str) {
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/users"),
+            Some(json!({"email": email, "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// An authorization request of the demo SPA; its GET shows the hosted login page.
+fn authorize_url(server: &TestServer, slug: &str, lang: &str) -> String {
+    format!(
+        "{}/t/{slug}/authorize?client_id=demo-spa&response_type=code&scope=openid&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&ui_locales={lang}",
+        server.base
+    )
+}
+
+/// The `href` of every link in a hosted page, unescaped.
+fn hrefs(html: &str) -> Vec<String> {
+    html.split("<a href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"'))
+        .map(|(href, _)| href.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .collect()
+}
+
+/// A page without its per-response CSP nonces, to compare two answers.
+fn without_nonces(html: &str) -> String {
+    let mut parts = html.split("nonce=\"");
+    let mut out = parts.next().unwrap_or("").to_owned();
+    for part in parts {
+        out.push_str(part.split_once('"').map_or("", |(_, rest)| rest));
+    }
+    out
+}
+
+/// The fields of the forgot-password form.
+fn forgot_form<'a>(csrf: &'a str, email: &'a str) -> [(&'a str, &'a str); 3] {
+    [("csrf", csrf), ("ui_locales", "en"), ("email", email)]
+}
+
+/// The hosted forgot-password page's URL in `lang`, as the login page and notices link it.
+fn forgot_url(server: &TestServer, slug: &str, lang: &str) -> String {
+    format!("{}/t/{slug}/forgot-password?ui_locales={lang}", server.base)
 }
 
 async fn configure(server: &TestServer, smtp: &SmtpServer, slug: &str) {
@@ -587,4 +638,358 @@ async fn mail_requests_are_limited_per_address_of_the_caller() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "rate_limited");
     }
+}
+
+#[tokio::test]
+async fn the_hosted_forgot_password_page_end_to_end() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    configure(&server, &smtp, "local").await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (ada, nobody) = (unique("ada"), unique("nobody"));
+    make_user(&server, "local", &ada).await;
+
+    // The login page links to the form, in the page's language.
+    let mut browser = Browser::new();
+    let (status, _, login_page) = browser
+        .send(Method::GET, &authorize_url(&server, "local", "en"), None)
+        .await;
+    assert_eq!(status, 200, "{login_page}");
+    assert!(login_page.contains("Forgot password?"), "{login_page}");
+    let forgot = forgot_url(&server, "local", "en");
+    assert_eq!(hrefs(&login_page), [forgot.as_str()]);
+    let (_, _, spanish_login) = Browser::new()
+        .send(Method::GET, &authorize_url(&server, "local", "es"), None)
+        .await;
+    assert!(
+        spanish_login.contains("¿Has olvidado tu contraseña?"),
+        "{spanish_login}"
+    );
+    assert_eq!(hrefs(&spanish_login), [forgot_url(&server, "local", "es")]);
+
+    // The form keeps the browser's CSRF cookie (a fresh browser gets one).
+    let (status, _, page) = browser.send(Method::GET, &forgot, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<label for=\"email\">Email</label>") && page.contains("name=\"email\" type=\"email\""),
+        "{page}"
+    );
+    let action = form_action(&page);
+    assert_eq!(action, format!("{}/t/local/forgot-password", server.base));
+    assert_eq!(browser.cookies["tenantry_csrf"], hidden(&page, "csrf"));
+    let (status, headers, spanish) = Browser::new()
+        .send(Method::GET, &forgot_url(&server, "local", "es"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        spanish.contains("Restablece tu contraseña") && spanish.contains("Enviar enlace"),
+        "{spanish}"
+    );
+    assert!(
+        headers["set-cookie"].starts_with("tenantry_csrf=") && headers["set-cookie"].contains("Path=/t/local"),
+        "{headers:?}"
+    );
+
+    // Without the cookie's token nothing happens: no cookie, a wrong token, no token, a
+    // repeated field, an empty body.
+    let csrf = hidden(&page, "csrf");
+    let refused: [(bool, &[(&str, &str)]); 5] = [
+        (false, &[("csrf", &csrf), ("email", &ada)]),
+        (true, &[("csrf", "guess"), ("email", &ada)]),
+        (true, &[("email", &ada)]),
+        (true, &[("csrf", &csrf), ("email", &ada), ("email", &nobody)]),
+        (true, &[]),
+    ];
+    for (with_cookie, form) in refused {
+        let mut stranger = Browser::new();
+        let who = if with_cookie { &mut browser } else { &mut stranger };
+        let (status, _, body) = who.send(Method::POST, &action, Some(form)).await;
+        assert_eq!(status, 400, "{form:?}: {body}");
+        assert!(body.contains("This page has expired"), "{body}");
+    }
+    let ui_locales = hidden(&page, "ui_locales");
+    assert_eq!(ui_locales, "en");
+    let form = |email| forgot_form(&csrf, email);
+
+    // A malformed address: the form again, with what is wrong.
+    let (status, _, body) = browser.send(Method::POST, &action, Some(&form("not an address"))).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("Enter an email address such as"), "{body}");
+    assert!(body.contains("value=\"not an address\""), "{body}");
+
+    // Unknown and known addresses get the very same page.
+    let (status, _, for_nobody) = browser.send(Method::POST, &action, Some(&form(&nobody))).await;
+    assert_eq!(status, 200, "{for_nobody}");
+    assert!(
+        for_nobody.contains("If an account exists for this address"),
+        "{for_nobody}"
+    );
+    let (status, _, for_ada) = browser.send(Method::POST, &action, Some(&form(&ada))).await;
+    assert_eq!(status, 200);
+    assert_eq!(without_nonces(&for_ada), without_nonces(&for_nobody));
+
+    // The mail's link, followed in the same browser, sets the new password.
+    let mail = wait_for(&smtp, &ada, RESET_SUBJECT, 1).await;
+    let link = the_link(&mail, "reset-password", &server, "local");
+    let (status, _, page) = browser.send(Method::GET, &link, None).await;
+    assert_eq!(status, 200, "{page}");
+    let new_password = "found again through the hosted page";
+    let (status, page) = submit(&mut browser, &page, &[("new_password", new_password)]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Password changed"), "{page}");
+
+    // The hosted login takes the new password and not the old one.
+    let login = |password: &'static str| {
+        let (server, ada) = (&server, ada.clone());
+        async move {
+            let mut browser = Browser::new();
+            let (_, _, page) = browser
+                .send(Method::GET, &authorize_url(server, "local", "en"), None)
+                .await;
+            let form = [
+                ("interaction", hidden(&page, "interaction")),
+                ("csrf", hidden(&page, "csrf")),
+                ("email", ada),
+                ("password", password.to_owned()),
+            ];
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, headers, _) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+            (status, headers.get("location").cloned().unwrap_or_default())
+        }
+    };
+    let (status, location) = login(new_password).await;
+    assert_eq!(status, 303);
+    assert!(
+        location.starts_with("http://localhost:3000/callback?code="),
+        "{location}"
+    );
+    assert_eq!(login(PASSWORD).await.0, 401, "the old password is gone");
+
+    // The notices link to the form, which works from a mail.
+    wait_count(&smtp, &ada, 1, changed).await;
+    let notice = mails(&smtp, &ada, CHANGED_SUBJECT).pop().unwrap();
+    assert_eq!(notice.links(), [forgot.as_str()]);
+    assert!(
+        notice
+            .html
+            .as_deref()
+            .unwrap()
+            .contains("forgot-password?ui_locales=en"),
+        "{:?}",
+        notice.html
+    );
+    for attempt in 1..=3 {
+        api.login(&ada, &format!("wrong {attempt}")).await;
+    }
+    wait_count(&smtp, &ada, 1, locked).await;
+    let notice = mails(&smtp, &ada, LOCKED_SUBJECT)
+        .into_iter()
+        .find(|m| m.subject.ends_with("account was locked"))
+        .unwrap();
+    assert_eq!(notice.links(), [forgot.as_str()]);
+    let (status, _, page) = Browser::new().send(Method::GET, &notice.links()[0], None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Reset your password"), "{page}");
+
+    // The page and the API share one per-IP limit (5 per 15 minutes; the page used 3):
+    // two API calls use it up, and the page then asks to wait.
+    for n in 1..=2 {
+        assert_eq!(api.forgot(&unique(&format!("n{n}"))).await.0, 202);
+    }
+    let (status, headers, page) = browser.send(Method::POST, &action, Some(&form(&nobody))).await;
+    assert_eq!(status, 429, "{page}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(page.contains("Too many attempts. Try again in 15 min."), "{page}");
+
+    assert_eq!(
+        mails(&smtp, &ada, RESET_SUBJECT).len(),
+        1,
+        "the refused forms sent nothing"
+    );
+    none_to(&smtp, &nobody);
+}
+
+#[tokio::test]
+async fn without_smtp_the_forgot_page_says_so_and_the_login_page_does_not_link_it() {
+    let server = start().await;
+    let mut browser = Browser::new();
+    let (status, _, login_page) = browser
+        .send(Method::GET, &authorize_url(&server, "local", "en"), None)
+        .await;
+    assert_eq!(status, 200, "{login_page}");
+    assert!(
+        !login_page.contains("forgot-password") && !login_page.contains("Forgot password?"),
+        "{login_page}"
+    );
+    let forgot = forgot_url(&server, "local", "en");
+    let (status, _, page) = browser.send(Method::GET, &forgot, None).await;
+    assert_eq!(status, 501, "{page}");
+    assert!(
+        page.contains("<code>email_not_configured</code>") && page.contains("This service cannot send email"),
+        "{page}"
+    );
+    let csrf = browser.cookies["tenantry_csrf"].clone();
+    let form = [("csrf", csrf.as_str()), ("email", "ada@example.com")];
+    let action = format!("{}/t/local/forgot-password", server.base);
+    let (status, _, page) = browser.send(Method::POST, &action, Some(&form)).await;
+    assert_eq!(status, 501, "{page}");
+    assert!(page.contains("<code>email_not_configured</code>"), "{page}");
+    let (_, _, spanish) = browser
+        .send(Method::GET, &forgot_url(&server, "local", "es"), None)
+        .await;
+    assert!(spanish.contains("Este servicio no puede enviar correos"), "{spanish}");
+}
+
+#[tokio::test]
+async fn mails_per_recipient_are_limited_in_memory() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    assert_eq!(server.state.rate_limiter.backend_name(), "memory");
+    mails_per_recipient_are_limited(&server, &smtp).await;
+}
+
+#[tokio::test]
+async fn mails_per_recipient_are_limited_in_redis() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let Some(url) = std::env::var("TENANTRY_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("TENANTRY_TEST_REDIS_URL is not set: skipping the Redis variant");
+        return;
+    };
+    let server = start_with_config(Some(&format!("redis_url = \"{url}\"\n"))).await;
+    assert_eq!(server.state.rate_limiter.backend_name(), "redis");
+    mails_per_recipient_are_limited(&server, &smtp).await;
+}
+
+/// Three mails of a flow per address and window; the fourth request is answered the same
+/// and sends nothing. Counted by the normalized address, not as typed.
+async fn mails_per_recipient_are_limited(server: &TestServer, smtp: &SmtpServer) {
+    configure(server, smtp, "local").await;
+    let api = Api { server, slug: "local" };
+    let (ada, carol) = (unique("ada"), unique("carol"));
+    make_user(server, "local", &ada).await;
+    make_user(server, "local", &carol).await;
+    let (bob, dave) = (unique("bob"), unique("dave"));
+    for unverified in [&bob, &dave] {
+        assert_eq!(api.register(unverified).await.0, 201);
+        wait_for(smtp, unverified, VERIFY_SUBJECT, 1).await;
+    }
+
+    // (the request, the account, another account whose mail marks that the requests
+    // before it were handled, subject, mails both accounts had before: registration's)
+    for (path, who, marker, subject, before) in [
+        ("/v1/auth/password/forgot", &ada, &carol, RESET_SUBJECT, 0),
+        ("/v1/auth/verify-email/resend", &bob, &dave, VERIFY_SUBJECT, 1),
+    ] {
+        let ask = |email: &str| api.post(path, json!({ "email": email }));
+        let (status, first) = ask(who).await;
+        assert_eq!(status, 202, "{first}");
+        wait_for(smtp, who, subject, before + 1).await;
+        for n in 2..=3 {
+            assert_eq!(ask(who).await, (202, first.clone()));
+            wait_for(smtp, who, subject, before + n).await;
+        }
+        // The fourth, typed otherwise: the same answer, no mail.
+        assert_eq!(ask(&who.to_uppercase()).await, (202, first.clone()));
+        assert_eq!(ask(marker).await.0, 202);
+        wait_for(smtp, marker, subject, before + 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            mails(smtp, who, subject).len(),
+            before + 3,
+            "the fourth request sent nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reset_kills_the_links_of_older_mails_on_sqlite() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    a_reset_kills_the_links_of_older_mails(&server, &smtp, "local").await;
+}
+
+#[tokio::test]
+async fn a_reset_kills_the_links_of_older_mails_on_postgres() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    let client = common::postgres::spa_client(&["openid", "email", "offline_access"]);
+    let Some(database) = common::postgres::postgres_tenant(&server, "pg", client).await else {
+        return;
+    };
+    a_reset_kills_the_links_of_older_mails(&server, &smtp, "pg").await;
+    drop(server);
+    database.drop_database().await;
+}
+
+async fn a_reset_kills_the_links_of_older_mails(server: &TestServer, smtp: &SmtpServer, slug: &str) {
+    configure(server, smtp, slug).await;
+    let api = Api { server, slug };
+    let ada = unique("ada");
+    make_user(server, slug, &ada).await;
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    wait_for(smtp, &ada, RESET_SUBJECT, 1).await;
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    wait_for(smtp, &ada, RESET_SUBJECT, 2).await;
+    let links: Vec<String> = mails(smtp, &ada, RESET_SUBJECT)
+        .iter()
+        .map(|m| the_link(m, "reset-password", server, slug))
+        .collect();
+    assert_ne!(links[0], links[1]);
+    for link in &links {
+        let (status, _, page) = Browser::new().send(Method::GET, link, None).await;
+        assert_eq!(status, 200, "both links work until one is used: {page}");
+    }
+
+    let token = |link: &str| query_param(link, "token").unwrap();
+    let second = "set with the second link";
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token(&links[1]), "new_password": second}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    // The first mail's link is dead on both front doors and changes nothing.
+    let (status, _, page) = Browser::new().send(Method::GET, &links[0], None).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("This link is not valid"), "{page}");
+    let first = "set with the first link";
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token(&links[0]), "new_password": first}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(api.login(&ada, first).await.0, 401);
+    let (status, tokens) = api.login(&ada, second).await;
+    assert_eq!(status, 200, "{tokens}");
+
+    // A password changed by its owner kills the reset links mailed before the change too.
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    wait_for(smtp, &ada, RESET_SUBJECT, 3).await;
+    let third = the_link(&mails(smtp, &ada, RESET_SUBJECT)[2], "reset-password", server, slug);
+    let changed = "changed while signed in";
+    let bearer = tokens["access_token"].as_str().unwrap();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(bearer),
+            Some(json!({"current_password": second, "new_password": changed})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token(&third), "new_password": first}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(api.login(&ada, changed).await.0, 200);
 }

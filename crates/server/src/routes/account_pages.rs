@@ -1,5 +1,6 @@
 //! The hosted pages behind the links of account mails: `/t/{slug}/verify-email` and
-//! `/t/{slug}/reset-password` (see `account_email`, which does the work for these pages
+//! `/t/{slug}/reset-password`, and the form that asks for a reset link,
+//! `/t/{slug}/forgot-password` (see `account_email`, which does the work for these pages
 //! and for the headless API alike).
 //!
 //! A GET only shows a form (checking the token without spending it), so mail scanners
@@ -7,6 +8,9 @@
 //! CSRF token that must equal the tenant-scoped `tenantry_csrf` cookie set by the GET.
 //! Bad, used or expired tokens show the error page. Language: `?ui_locales`, then the
 //! account's locale, then the tenant's.
+//!
+//! The forgot-password form posts an address with the same CSRF token and then runs the
+//! API's very `account_email::request_reset`: one page for every well-formed address.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,9 +21,10 @@ use axum::routing::get;
 use tenantry_controlplane::model::Language;
 use tenantry_dataplane::model::User;
 
-use crate::account_email::{self, RESET_PATH, VERIFY_PATH};
+use crate::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::extract::ClientIp;
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
@@ -29,6 +34,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/verify-email", get(verify_get).post(verify_post))
         .route("/t/{slug}/reset-password", get(reset_get).post(reset_post))
+        .route("/t/{slug}/forgot-password", get(forgot_get).post(forgot_post))
 }
 
 fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
@@ -233,5 +239,83 @@ async fn reset_post(ctx: TenantContext, State(state): State<AppState>, headers: 
             page_context(&ctx, lang).reset_password(&action, &form.token, &form.csrf, &user.email, Some(&message))
         }
         Err(e) => link_error(&ctx, lang, e),
+    }
+}
+
+/// The hosted error page of a tenant that cannot send mail: 501 `email_not_configured`,
+/// as the API answers.
+fn email_not_configured(ctx: &TenantContext, lang: Language) -> Response {
+    page_context(ctx, lang).error(
+        StatusCode::NOT_IMPLEMENTED,
+        ErrorCode::EmailNotConfigured.as_str(),
+        pages::email_not_configured(lang),
+    )
+}
+
+/// `GET /t/{slug}/forgot-password`: a form that asks for the account's address.
+async fn forgot_get(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let tenant_lang = ctx.entry.tenant.settings.language;
+    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]) else {
+        let page = page_context(&ctx, tenant_lang);
+        return page.error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated");
+    };
+    let lang = pages::language(params.get("ui_locales"), tenant_lang);
+    if !ctx.capabilities.email {
+        return email_not_configured(&ctx, lang);
+    }
+    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_else(|| tenantry_crypto::random_token(32));
+    let page = page_context(&ctx, lang).forgot_password(&action(&ctx, FORGOT_PATH), &csrf, "", None);
+    with_csrf_cookie(&state, &ctx, page, &csrf)
+}
+
+/// `POST /t/{slug}/forgot-password`: once the CSRF token matches the cookie, the API's
+/// `request_reset` (per-IP limit, the lookup and the mail in the background), and the
+/// same page for every well-formed address.
+async fn forgot_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let tenant_lang = ctx.entry.tenant.settings.language;
+    let params = Params::parse(&body, &[]).ok();
+    let lang = pages::language(params.as_ref().and_then(|p| p.get("ui_locales")), tenant_lang);
+    let page = page_context(&ctx, lang);
+    let expired = || page.error(StatusCode::BAD_REQUEST, "invalid_request", pages::form_expired(lang));
+    let Some(params) = params else {
+        return expired();
+    };
+    let csrf = params.get("csrf").unwrap_or("");
+    let cookie_csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+    if csrf.is_empty() || !tenantry_crypto::constant_time_eq(csrf.as_bytes(), cookie_csrf.as_bytes()) {
+        return expired();
+    }
+    let email = params.get("email").unwrap_or("").to_owned();
+    match account_email::request_reset(&state, &ctx, ip, email.clone()).await {
+        Ok(()) => page.forgot_sent(),
+        Err(e) => {
+            let again = |status: StatusCode, message: &str| {
+                page.forgot_password(&action(&ctx, FORGOT_PATH), csrf, &email, Some((status, message)))
+            };
+            match (e.code, e.retry_after) {
+                (ErrorCode::EmailNotConfigured, _) => email_not_configured(&ctx, lang),
+                (ErrorCode::ValidationFailed, _) => again(StatusCode::UNPROCESSABLE_ENTITY, pages::bad_email(lang)),
+                (ErrorCode::RateLimited, Some(secs)) => {
+                    let wait = std::time::Duration::from_secs(secs);
+                    let mut response = again(StatusCode::TOO_MANY_REQUESTS, &pages::try_later(lang, wait));
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                    response
+                }
+                _ => e.into_response(),
+            }
+        }
     }
 }

@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use tenantry_controlplane::model::{Client, GrantType, MailTemplateKind};
 use tenantry_crypto::{SealContext, hash_token, random_token};
 use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User, UserStatus};
-use tenantry_dataplane::{MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository};
+use tenantry_dataplane::{
+    EmailTokenRepository, MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository,
+};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -623,10 +625,19 @@ async fn change_password(
             &body.new_password,
         )
         .await?;
+    let now = Utc::now();
+    // A reset link mailed before the change must not undo it.
+    caller
+        .db
+        .spend_email_tokens(
+            caller.user.id,
+            tenantry_dataplane::model::EmailTokenPurpose::ResetPassword,
+            now,
+        )
+        .await?;
     caller.db.set_password(caller.user.id, &phc).await?;
     // Every other session ends, with the refresh tokens issued under it, and no device
     // skips the second factor any more.
-    let now = Utc::now();
     caller.db.forget_devices(caller.user.id, now).await?;
     for other in caller.db.sessions_of(caller.user.id, now).await? {
         if other.id_hash != caller.session.id_hash {
@@ -664,38 +675,16 @@ fn mail_accepted() -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-/// Checks what every "mail me" request needs before anything is looked up: SMTP settings
-/// (501), the per-IP limit (429), a well-formed address (422), the tenant database.
-async fn mail_request(
-    state: &AppState,
-    ctx: &TenantContext,
-    action: &str,
-    ip: Option<std::net::IpAddr>,
-    limit: (u32, std::time::Duration),
-    email: &str,
-) -> Result<TenantDb, ApiError> {
-    ctx.require(Capability::Email)?;
-    crate::login::per_ip(state, ctx, action, ip, limit)
-        .await?
-        .into_result()?;
-    if email.trim().parse::<lettre::Address>().is_err() {
-        return Err(ApiError::field("email", "must be an email address (local@domain)"));
-    }
-    ctx.db().await
-}
-
 /// `POST /v1/auth/verify-email/resend` `{"email"}`: 202 in every case (an unknown or
 /// already verified address is not told apart); a new link goes out only to an active
-/// account whose address is not verified.
+/// account whose address is not verified, and not past the per-recipient limit.
 async fn resend_verification(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    let limit = crate::login::VERIFY_RESEND_PER_IP;
-    let db = mail_request(&state, &ctx, "verify_resend", ip, limit, &body.email).await?;
-    crate::account_email::resend_verification(&state, &ctx, db, body.email);
+    crate::account_email::request_verification(&state, &ctx, ip, body.email).await?;
     Ok(mail_accepted())
 }
 
@@ -714,16 +703,15 @@ async fn confirm_verification(ctx: TenantContext, ApiJson(body): ApiJson<TokenBo
 }
 
 /// `POST /v1/auth/password/forgot` `{"email"}`: 202 in every case; a reset link (1 h,
-/// single use) goes out only to an active account.
+/// single use) goes out only to an active account, and not past the per-recipient limit.
+/// The hosted `forgot-password` page runs the same `account_email::request_reset`.
 async fn forgot_password(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    let limit = crate::login::FORGOT_PER_IP;
-    let db = mail_request(&state, &ctx, "password_forgot", ip, limit, &body.email).await?;
-    crate::account_email::start_reset(&state, &ctx, db, body.email);
+    crate::account_email::request_reset(&state, &ctx, ip, body.email).await?;
     Ok(mail_accepted())
 }
 

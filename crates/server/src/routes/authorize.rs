@@ -291,7 +291,17 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         None => {
             let sealed = seal(&state, &ctx, &interaction);
             let email = interaction.login_hint.clone().unwrap_or_default();
-            page_context(&ctx, lang).login(&client.name, &action(&ctx, "login"), &sealed, &csrf, &email, None)
+            let forgot = forgot_link(&ctx, lang);
+            let page = page_context(&ctx, lang);
+            page.login(
+                &client.name,
+                &action(&ctx, "login"),
+                &sealed,
+                &csrf,
+                &email,
+                None,
+                forgot.as_deref(),
+            )
         }
     };
     with_csrf_cookie(&state, &ctx, response, &csrf)
@@ -306,6 +316,14 @@ fn is_pkce_value(value: &str) -> bool {
 
 fn action(ctx: &TenantContext, step: &str) -> String {
     format!("{}/{step}", ctx.issuer)
+}
+
+/// The login page's link to the forgot-password page, shown only when the tenant can send
+/// the reset mail.
+fn forgot_link(ctx: &TenantContext, lang: Language) -> Option<String> {
+    ctx.capabilities
+        .email
+        .then(|| crate::account_email::forgot_link(ctx, lang))
 }
 
 /// A cookie value from the request.
@@ -521,6 +539,7 @@ async fn login(
             &interaction.csrf,
             &form.email,
             Some(&message),
+            forgot_link(&ctx, lang).as_deref(),
         );
         *page.status_mut() = status;
         if let Some(wait) = retry_after
