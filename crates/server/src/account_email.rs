@@ -278,15 +278,23 @@ fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: Strin
         if !recipient_allowed(&state, &ctx, "password_forgot", kind, &user).await? {
             return Ok(());
         }
-        let token = issue_token(&db, &user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
-        let vars = MailVars {
-            user_email: user.email.clone(),
-            link: Some(link(&ctx, RESET_PATH, &token)),
-            expires_in: Some(RESET_TTL),
-        };
-        let lang = mail_language(&ctx, Some(&user));
-        crate::email::send(&state, &ctx, &user.email, kind, lang, &vars).await
+        send_reset(&state, &ctx, &db, &user).await
     });
+}
+
+/// Mails `user` a password-reset link (1 h, single use) now: the second half of "forgot
+/// password", and what an administrator sends to an account (one made without a password,
+/// say). 501 without SMTP settings, the mail's error when it does not leave.
+pub async fn send_reset(state: &AppState, ctx: &TenantContext, db: &TenantDb, user: &User) -> Result<(), ApiError> {
+    ctx.require(Capability::Email)?;
+    let token = issue_token(db, user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
+    let vars = MailVars {
+        user_email: user.email.clone(),
+        link: Some(link(ctx, RESET_PATH, &token)),
+        expires_in: Some(RESET_TTL),
+    };
+    let lang = mail_language(ctx, Some(user));
+    crate::email::send(state, ctx, &user.email, MailTemplateKind::ResetPassword, lang, &vars).await
 }
 
 /// The account a reset token is for, without spending it (400 `invalid_grant` when it is

@@ -993,3 +993,113 @@ async fn a_reset_kills_the_links_of_older_mails(server: &TestServer, smtp: &Smtp
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
     assert_eq!(api.login(&ada, changed).await.0, 200);
 }
+
+/// An administrator's mails: a user made without a password gets a verification link at
+/// creation and a reset link on demand, and both links work end to end.
+#[tokio::test]
+async fn an_administrator_mails_verification_and_reset_links() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    configure(&server, &smtp, "local").await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let ada = unique("ada");
+    let (status, user) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": ada, "send_verification_email": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let mail = wait_for(&smtp, &ada, VERIFY_SUBJECT, 1).await;
+    let verify = the_link(&mail, "verify-email", &server, "local");
+    let (status, body) = api
+        .post(
+            "/v1/auth/verify-email/confirm",
+            json!({"token": query_param(&verify, "token").unwrap()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let send_verification = format!("/v1/admin/tenants/local/users/{id}/send-verification-email");
+    let (status, body) = server.admin(Method::POST, &send_verification, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("email_already_verified")),
+        "{body}"
+    );
+
+    // No password yet: the reset link is how the user sets one.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/local/users/{id}/send-reset-email"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let mail = wait_for(&smtp, &ada, RESET_SUBJECT, 1).await;
+    let reset = the_link(&mail, "reset-password", &server, "local");
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": query_param(&reset, "token").unwrap(), "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 200);
+
+    // Unknown users are 404 and nothing is sent.
+    let unknown = format!(
+        "/v1/admin/tenants/local/users/{}/send-reset-email",
+        uuid::Uuid::now_v7()
+    );
+    assert_eq!(server.admin(Method::POST, &unknown, None).await.0, 404);
+    assert_eq!(mails(&smtp, &ada, RESET_SUBJECT).len(), 1);
+}
+
+/// Without SMTP settings the administrator's mails are 501 and a user that was to get a
+/// verification link is not made.
+#[tokio::test]
+async fn without_smtp_an_administrator_cannot_mail_users() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let ada = unique("ada");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": ada, "password": PASSWORD, "send_verification_email": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (501, Some("email_not_configured")),
+        "{body}"
+    );
+    assert!(!api.exists(&ada).await, "refused before anything was made");
+    let (status, user) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": ada, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_str().unwrap();
+    for action in ["send-verification-email", "send-reset-email"] {
+        let path = format!("/v1/admin/tenants/local/users/{id}/{action}");
+        let (status, body) = server.admin(Method::POST, &path, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (501, Some("email_not_configured")),
+            "{action}: {body}"
+        );
+    }
+}

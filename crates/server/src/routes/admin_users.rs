@@ -1,12 +1,14 @@
 //! Admin endpoints for a tenant's users: create (with an optional password under the
-//! tenant's policy), list, show, update the profile, set a password, delete.
+//! tenant's policy, optionally mailing a verification link), list, show, update the
+//! profile, set a password, delete, and mail a user a verification or password-reset
+//! link (what Keycloak calls "send verify email" / "execute actions email").
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +30,14 @@ pub fn router() -> Router<AppState> {
             get(show_user).patch(update_user).delete(delete_user),
         )
         .route("/v1/admin/tenants/{slug}/users/{id}/password", put(set_password))
+        .route(
+            "/v1/admin/tenants/{slug}/users/{id}/send-verification-email",
+            post(send_verification_email),
+        )
+        .route(
+            "/v1/admin/tenants/{slug}/users/{id}/send-reset-email",
+            post(send_reset_email),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +59,10 @@ struct CreateUser {
     metadata: Option<Value>,
     #[serde(default)]
     custom: BTreeMap<String, Value>,
+    /// Mail the new user a verification link (when `email_verified` is false); a mail that
+    /// does not leave undoes the creation, as at registration.
+    #[serde(default)]
+    send_verification_email: bool,
 }
 
 #[derive(Serialize)]
@@ -116,9 +130,20 @@ async fn create_user(
         metadata: body.metadata,
         custom: body.custom,
     };
+    let mail = body.send_verification_email && !body.email_verified;
+    if mail {
+        // Refused before anything is made.
+        ctx.require(crate::resolver::Capability::Email)?;
+    }
     let user = db.create_user(new, &ctx.custom_fields()).await?;
     if let Some(phc) = phc {
         db.set_password(user.id, &phc).await?;
+    }
+    if mail && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user).await {
+        if let Err(deleted) = db.delete_user(user.id).await {
+            tracing::error!(tenant = %ctx.slug(), error = %deleted, "user creation not undone after a failed mail");
+        }
+        return Err(e);
     }
     state
         .audit_admin(
@@ -259,6 +284,52 @@ async fn delete_user(
             Some(&slug),
             serde_json::json!({ "user_id": id }),
         )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/users/{id}/send-verification-email`: mails the user a new verification link
+/// (48 h) now. 204 once the SMTP server took it; 409 `email_already_verified`; 501
+/// without SMTP settings; 502 when the mail does not leave.
+async fn send_verification_email(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    ctx.require(crate::resolver::Capability::Email)?;
+    let user = existing(&ctx, &id).await?;
+    if user.email_verified {
+        return Err(ApiError::new(
+            ErrorCode::EmailAlreadyVerified,
+            "the user's email address is already verified",
+        ));
+    }
+    let db = ctx.db().await?;
+    crate::account_email::start_verification(&state, &ctx, &db, &user).await?;
+    let detail = serde_json::json!({ "user_id": user.id });
+    state
+        .audit_admin(admin.admin_id, "send_verification_email", Some(&slug), detail)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/users/{id}/send-reset-email`: mails the user a password-reset link (1 h) now,
+/// e.g. for an account created without a password. 204 once the SMTP server took it;
+/// 501 without SMTP settings; 502 when the mail does not leave.
+async fn send_reset_email(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    ctx.require(crate::resolver::Capability::Email)?;
+    let user = existing(&ctx, &id).await?;
+    let db = ctx.db().await?;
+    crate::account_email::send_reset(&state, &ctx, &db, &user).await?;
+    let detail = serde_json::json!({ "user_id": user.id });
+    state
+        .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
