@@ -23,6 +23,7 @@
 //!   forgot-password page, for a reader who did not do what they report.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -54,6 +55,18 @@ pub const FORGOT_PATH: &str = "forgot-password";
 /// Mails of one flow (verification resend, password reset) one address may be sent per
 /// tenant and window. The per-IP limits do not stop many callers from flooding one inbox.
 pub const MAILS_PER_RECIPIENT: (u32, Duration) = (3, Duration::from_secs(900));
+
+/// Token checks (the link pages, `verify-email/confirm`, `password/reset`) one IP address
+/// may make per tenant and window. A 256-bit token cannot be guessed; the limit keeps a
+/// client from turning the checks into free database reads.
+pub const TOKEN_CHECKS_PER_IP: (u32, Duration) = (30, Duration::from_secs(900));
+
+/// Counts one token check from `ip` (429 `rate_limited` past [`TOKEN_CHECKS_PER_IP`]).
+pub async fn count_token_check(state: &AppState, ctx: &TenantContext, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    crate::login::per_ip(state, ctx, "email_token", ip, TOKEN_CHECKS_PER_IP)
+        .await?
+        .into_result()
+}
 
 /// The problem for a token that is unknown, used, expired or no longer fits the account.
 pub fn invalid_token() -> ApiError {

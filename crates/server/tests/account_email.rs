@@ -1103,3 +1103,38 @@ async fn without_smtp_an_administrator_cannot_mail_users() {
         );
     }
 }
+
+/// Token checks are limited per address of the caller, on the API and the link pages alike
+/// (one budget): past it, 429 with `Retry-After` before any token is looked up.
+#[tokio::test]
+async fn token_checks_are_limited_per_address_of_the_caller() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    for i in 0..29 {
+        let (status, body) = api
+            .post("/v1/auth/verify-email/confirm", json!({"token": format!("guess-{i}")}))
+            .await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")), "{body}");
+    }
+    let page = format!("{}/t/local/reset-password?token=guess", server.base);
+    let (status, _, html) = Browser::new().send(Method::GET, &page, None).await;
+    assert_eq!(status, 400, "the 30th check is still looked up: {html}");
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": "guess", "new_password": "a long new password"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    let (status, headers, html) = Browser::new().send(Method::GET, &page, None).await;
+    assert_eq!(status, 429, "{html}");
+    assert!(
+        headers
+            .get("retry-after")
+            .is_some_and(|s| s.parse::<u64>().unwrap() > 0)
+    );
+    assert!(html.contains("rate_limited"), "the hosted error page: {html}");
+}

@@ -12,6 +12,8 @@
 //! The forgot-password form posts an address with the same CSRF token and then runs the
 //! API's very `account_email::request_reset`: one page for every well-formed address.
 
+use std::net::IpAddr;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -67,10 +69,26 @@ fn link_params(raw: &[u8]) -> Option<LinkParams> {
 /// What went wrong before the work: shown on the error page.
 fn link_error(ctx: &TenantContext, lang: Language, e: ApiError) -> Response {
     let page = page_context(ctx, lang);
-    match e.code {
-        ErrorCode::InvalidGrant => page.error(StatusCode::BAD_REQUEST, "invalid_grant", pages::link_invalid(lang)),
+    match (e.code, e.retry_after) {
+        (ErrorCode::InvalidGrant, _) => page.error(StatusCode::BAD_REQUEST, "invalid_grant", pages::link_invalid(lang)),
+        (ErrorCode::RateLimited, Some(secs)) => rate_limited(
+            page.error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &pages::try_later(lang, std::time::Duration::from_secs(secs)),
+            ),
+            secs,
+        ),
         _ => e.into_response(),
     }
+}
+
+/// `response` with `Retry-After: secs`.
+fn rate_limited(mut response: Response, secs: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// A link opened with a GET.
@@ -85,7 +103,9 @@ struct OpenedLink {
 
 /// The GET of a link: the token's account, the language, and a CSRF token.
 async fn open_link(
+    state: &AppState,
     ctx: &TenantContext,
+    ip: Option<IpAddr>,
     headers: &HeaderMap,
     query: Option<String>,
     reset: bool,
@@ -102,6 +122,9 @@ async fn open_link(
     if params.token.is_empty() {
         return Err(Box::new(link_error(ctx, lang, account_email::invalid_token())));
     }
+    account_email::count_token_check(state, ctx, ip)
+        .await
+        .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     let db = ctx.db().await.map_err(|e| Box::new(e.into_response()))?;
     let target = if reset {
         account_email::reset_target(ctx, &db, &params.token).await
@@ -125,7 +148,13 @@ async fn open_link(
 
 /// The POST of a link's form: its parameters and language once the CSRF token matches
 /// the cookie.
-fn open_form(ctx: &TenantContext, headers: &HeaderMap, body: &[u8]) -> Result<(LinkParams, Language), Box<Response>> {
+async fn open_form(
+    state: &AppState,
+    ctx: &TenantContext,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(LinkParams, Language), Box<Response>> {
     let tenant_lang = ctx.entry.tenant.settings.language;
     let params = link_params(body);
     let lang = pages::language(params.as_ref().and_then(|p| p.ui_locales.as_deref()), tenant_lang);
@@ -146,6 +175,9 @@ fn open_form(ctx: &TenantContext, headers: &HeaderMap, body: &[u8]) -> Result<(L
     if params.token.is_empty() {
         return Err(Box::new(link_error(ctx, lang, account_email::invalid_token())));
     }
+    account_email::count_token_check(state, ctx, ip)
+        .await
+        .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     Ok((params, lang))
 }
 
@@ -164,10 +196,11 @@ fn action(ctx: &TenantContext, path: &str) -> String {
 async fn verify_get(
     ctx: TenantContext,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&ctx, &headers, query, false).await {
+    let link = match open_link(&state, &ctx, ip, &headers, query, false).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -177,8 +210,14 @@ async fn verify_get(
 }
 
 /// `POST /t/{slug}/verify-email`: spends the token and marks the address verified.
-async fn verify_post(ctx: TenantContext, headers: HeaderMap, body: Bytes) -> Response {
-    let (form, lang) = match open_form(&ctx, &headers, &body) {
+async fn verify_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, lang) = match open_form(&state, &ctx, ip, &headers, &body).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -196,10 +235,11 @@ async fn verify_post(ctx: TenantContext, headers: HeaderMap, body: Bytes) -> Res
 async fn reset_get(
     ctx: TenantContext,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&ctx, &headers, query, true).await {
+    let link = match open_link(&state, &ctx, ip, &headers, query, true).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -211,8 +251,14 @@ async fn reset_get(
 /// `POST /t/{slug}/reset-password`: sets the new password (the API's very reset: policy,
 /// every session ended, notice sent); a password the policy refuses shows the form again
 /// with the same, unspent link.
-async fn reset_post(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (form, lang) = match open_form(&ctx, &headers, &body) {
+async fn reset_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, lang) = match open_form(&state, &ctx, ip, &headers, &body).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -308,11 +354,10 @@ async fn forgot_post(
                 (ErrorCode::ValidationFailed, _) => again(StatusCode::UNPROCESSABLE_ENTITY, pages::bad_email(lang)),
                 (ErrorCode::RateLimited, Some(secs)) => {
                     let wait = std::time::Duration::from_secs(secs);
-                    let mut response = again(StatusCode::TOO_MANY_REQUESTS, &pages::try_later(lang, wait));
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                    response
+                    rate_limited(
+                        again(StatusCode::TOO_MANY_REQUESTS, &pages::try_later(lang, wait)),
+                        secs,
+                    )
                 }
                 _ => e.into_response(),
             }

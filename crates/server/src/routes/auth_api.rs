@@ -696,7 +696,13 @@ struct TokenBody {
 
 /// `POST /v1/auth/verify-email/confirm` `{"token"}`: `{"email_verified": true}`, or 400
 /// `invalid_grant` for a token that is unknown, used, expired or for an older address.
-async fn confirm_verification(ctx: TenantContext, ApiJson(body): ApiJson<TokenBody>) -> Result<Json<Value>, ApiError> {
+async fn confirm_verification(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Json<Value>, ApiError> {
+    crate::account_email::count_token_check(&state, &ctx, ip).await?;
     let db = ctx.db().await?;
     let user = crate::account_email::confirm_verification(&ctx, &db, &body.token).await?;
     Ok(Json(json!({ "email_verified": user.email_verified })))
@@ -728,8 +734,10 @@ struct ResetBody {
 async fn reset_password(
     ctx: TenantContext,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<StatusCode, ApiError> {
+    crate::account_email::count_token_check(&state, &ctx, ip).await?;
     let db = ctx.db().await?;
     crate::account_email::reset_password(&state, &ctx, &db, &body.token, &body.new_password, "new_password").await?;
     Ok(StatusCode::NO_CONTENT)
