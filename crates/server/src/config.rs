@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::proxies::TrustedProxies;
+
 /// The configuration file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "tenantry.toml";
 
@@ -79,6 +81,9 @@ pub struct Config {
     /// Optional file of passwords nobody may choose (one per line, compared without case),
     /// used by tenants whose policy turns `password_deny_list` on.
     pub password_deny_list_file: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (per-IP limits); empty =
+    /// the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -93,6 +98,8 @@ struct FileConfig {
     global_db_url: Option<String>,
     redis_url: Option<String>,
     password_deny_list_file: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -373,6 +380,10 @@ impl Config {
         .filter(|path| !path.is_empty())
         .map(PathBuf::from);
 
+        // TOML only: no other list setting has an environment form to follow.
+        let trusted_proxies = TrustedProxies::parse(&file.trusted_proxies)
+            .map_err(|problem| ConfigError::new(in_file("trusted_proxies"), problem))?;
+
         Ok(Config {
             listen,
             public_url,
@@ -383,6 +394,7 @@ impl Config {
             global_db_url,
             redis_url,
             password_deny_list_file,
+            trusted_proxies,
         })
     }
 
@@ -488,6 +500,26 @@ mod tests {
         assert_eq!(c.limits.hash_tenant_share_percent, 50);
         assert_eq!(c.limits.hash_max_wait, Duration::from_secs(2));
         assert_eq!(c.redis_url, None);
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_and_a_bad_entry_is_named() {
+        let (_d, o) = with_file("trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1\", \"fd00::/8\"]\n");
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            TrustedProxies::parse(&["10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8"]).unwrap()
+        );
+        for bad in ["10.0.0.0/40", "proxy.internal", "10.0.0.1/8"] {
+            let (_d, o) = with_file(&format!("trusted_proxies = [\"::1\", \"{bad}\"]\n"));
+            let e = Config::resolve(&o, env(&[])).unwrap_err();
+            assert!(e.setting.contains("`trusted_proxies`"), "{e}");
+            assert!(e.problem.contains(&format!("`{bad}`")), "{e}");
+        }
+        let (_d, o) = with_file("trusted_proxies = \"10.0.0.0/8\"\n");
+        let e = Config::resolve(&o, env(&[])).unwrap_err();
+        assert!(e.problem.contains("trusted_proxies"), "a list is required: {e}");
     }
 
     #[test]

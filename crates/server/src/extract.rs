@@ -82,21 +82,23 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-/// The peer address of the connection, when the server was started with connect info
-/// (it is in production; an in-process test router may not be). Proxy headers are not
-/// trusted.
+/// The client's address: the TCP peer, or what `X-Forwarded-For` says when the peer is
+/// one of `trusted_proxies` ([`TrustedProxies::client`](crate::proxies::TrustedProxies::client)).
+/// `None` when the server runs without connect info (it does in production; an in-process
+/// test router may not).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
+            peer.map(|peer| state.config.trusted_proxies.client(peer, &parts.headers)),
         ))
     }
 }

@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod pages;
 pub mod params;
 pub mod passwords;
+pub mod proxies;
 pub mod ratelimit;
 pub mod resolver;
 pub mod revocations;

@@ -1,7 +1,8 @@
 //! The one password login, behind both front doors: the hosted login page and
 //! `POST /v1/auth/login`.
 //!
-//! In order: the per-IP rate limit, the account lockout, the password (through the
+//! In order: the per-IP rate limit, the account lockout (the attempt is counted before the
+//! password is checked, so parallel guesses cannot exceed it), the password (through the
 //! admission-controlled hasher; an unknown email is verified against a dummy hash, so
 //! both answers take the same time and say the same thing), then the upgrade of a hash
 //! made with older parameters, and what the tenant asks next (a verified email, a second
@@ -99,6 +100,50 @@ pub async fn clear_lockout(state: &AppState, ctx: &TenantContext, email: &str) -
     Ok(())
 }
 
+/// A password attempt counted against the lockout of one email *before* the password is
+/// checked, so parallel guesses cannot all pass a check made before any of them failed:
+/// at most `max_login_attempts` passwords are ever tried per window.
+struct Counted {
+    key: String,
+    limit: u32,
+    /// Attempts left in the window after this one.
+    remaining: u32,
+}
+
+/// Counts one attempt for `email`; `Err(retry_after)` when the email is locked (nothing is
+/// checked then).
+async fn count_attempt(
+    state: &AppState,
+    ctx: &TenantContext,
+    email: &str,
+) -> Result<Result<Counted, Duration>, ApiError> {
+    let policy = &ctx.entry.tenant.settings.security;
+    let key = lock_key(ctx, email);
+    let limit = policy.max_login_attempts.max(1);
+    let window = Duration::from_secs(policy.lockout_duration_secs.max(1));
+    Ok(match state.rate_limiter.hit(&key, limit, window).await? {
+        Decision::Allowed { remaining } => Ok(Counted { key, limit, remaining }),
+        Decision::Limited { retry_after } => Err(retry_after),
+    })
+}
+
+/// Settles a counted attempt: a correct password forgets the count; a wrong one that used
+/// the last attempt answers how long the lock it starts lasts.
+async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
+    if passed {
+        state.rate_limiter.reset(&attempt.key).await?;
+        return Ok(None);
+    }
+    if attempt.remaining > 0 {
+        return Ok(None);
+    }
+    Ok(match state.rate_limiter.check(&attempt.key, attempt.limit).await? {
+        Decision::Limited { retry_after } => Some(retry_after),
+        // The window closed (or a correct password cleared it) meanwhile.
+        Decision::Allowed { .. } => None,
+    })
+}
+
 /// Tells the owner of an account that it was just locked: in the background (the login
 /// answers at once, the same for every account), best effort, only when the tenant has
 /// SMTP settings, and once per lock even when several failures race past the limit.
@@ -148,16 +193,10 @@ pub async fn password_login(
     if email.len() > MAX_EMAIL_BYTES {
         return Err(LoginError::BadCredentials);
     }
-    let lock = lock_key(ctx, email);
-    let max_failures = policy.max_login_attempts.max(1);
-    if let Decision::Limited { retry_after } = state
-        .rate_limiter
-        .check(&lock, max_failures)
-        .await
-        .map_err(ApiError::from)?
-    {
-        return Err(LoginError::Locked { retry_after });
-    }
+    let attempt = match count_attempt(state, ctx, email).await? {
+        Ok(attempt) => attempt,
+        Err(retry_after) => return Err(LoginError::Locked { retry_after }),
+    };
 
     // The user, the password hash and the second-factor state in one statement.
     let account = match db.login_account(email, &ctx.custom_fields()).await {
@@ -175,18 +214,12 @@ pub async fn password_login(
         .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
         .await
         .map_err(ApiError::from)?;
-    let user = match (valid, user) {
+    let passed = valid && user.is_some();
+    let locked_now = settle_attempt(state, attempt, passed).await?;
+    let user = match (passed, user) {
         (true, Some(user)) => user,
         (_, user) => {
-            let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
-            if let Decision::Limited { retry_after } = state
-                .rate_limiter
-                .hit(&lock, max_failures.saturating_sub(1), lockout)
-                .await
-                .map_err(ApiError::from)?
-            {
-                // A locked email is refused before the password is checked, so this is
-                // the failure that locked it.
+            if let Some(retry_after) = locked_now {
                 tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
                 if let Some(user) = &user {
                     lock_notice(state, ctx, user, retry_after);
@@ -196,7 +229,6 @@ pub async fn password_login(
             return Err(LoginError::BadCredentials);
         }
     };
-    state.rate_limiter.reset(&lock).await.map_err(ApiError::from)?;
 
     // A hash made with other parameters is replaced now that the password is known.
     if let Some(phc) = &stored
@@ -234,7 +266,7 @@ pub async fn password_login(
 }
 
 /// Counts one `action` from `ip` against `(limit, window)` per tenant (nothing to count
-/// when the peer address is unknown).
+/// when the client address is unknown).
 pub async fn per_ip(
     state: &AppState,
     ctx: &TenantContext,
@@ -245,8 +277,17 @@ pub async fn per_ip(
     let Some(ip) = ip else {
         return Ok(Decision::Allowed { remaining: limit });
     };
-    let key = format!("{action}:ip:{}:{ip}", ctx.entry.tenant.id);
+    let key = per_ip_key(action, ctx.entry.tenant.id, ip);
     Ok(state.rate_limiter.hit(&key, limit, window).await?)
+}
+
+/// The counter key of [`per_ip`]. IPv6 clients count per /64: one host usually holds a
+/// whole /64, so per-address keys would give it billions of budgets.
+fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("{action}:ip:{tenant}:{v4}"),
+        IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{}", ipnet::Ipv6Net::new_assert(v6, 64).trunc()),
+    }
 }
 
 /// The current password of a signed-in user (changing the password, turning MFA off),
@@ -260,8 +301,6 @@ pub async fn recheck_password(
     password: &str,
 ) -> Result<(), ApiError> {
     let policy = &ctx.entry.tenant.settings.security;
-    let lock = lock_key(ctx, &user.email);
-    let max_failures = policy.max_login_attempts.max(1);
     let locked = |retry_after: Duration| {
         ApiError::new(
             crate::error::ErrorCode::AccountLocked,
@@ -269,26 +308,18 @@ pub async fn recheck_password(
         )
         .with_retry_after(retry_after.as_secs().max(1))
     };
-    if let Decision::Limited { retry_after } = state.rate_limiter.check(&lock, max_failures).await? {
-        return Err(locked(retry_after));
-    }
+    let attempt = count_attempt(state, ctx, &user.email).await?.map_err(locked)?;
     let stored = db.password(user.id).await?;
     let tenant = ctx.entry.tenant.id.to_string();
-    if state
+    let passed = state
         .hasher
         .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
-        .await?
-    {
-        state.rate_limiter.reset(&lock).await?;
-        return Ok(());
-    }
-    let lockout = Duration::from_secs(policy.lockout_duration_secs.max(1));
-    if let Decision::Limited { retry_after } = state
-        .rate_limiter
-        .hit(&lock, max_failures.saturating_sub(1), lockout)
-        .await?
-    {
+        .await?;
+    if let Some(retry_after) = settle_attempt(state, attempt, passed).await? {
         return Err(locked(retry_after));
+    }
+    if passed {
+        return Ok(());
     }
     Err(ApiError::new(
         crate::error::ErrorCode::InvalidCredentials,
@@ -347,4 +378,31 @@ pub async fn start_session(
     };
     db.create_session(&session).await?;
     Ok((session, session_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_keys_group_ipv6_by_64_and_keep_ipv4_per_address() {
+        let tenant = uuid::Uuid::nil();
+        let key = |ip: &str| per_ip_key("login", tenant, ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(key("2001:db8:1:2::1"), format!("login:ip:{tenant}:2001:db8:1:2::/64"));
+        assert_ne!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:3::1"),
+            "the next /64 is someone else"
+        );
+        assert_eq!(key("198.51.100.7"), format!("login:ip:{tenant}:198.51.100.7"));
+        assert_ne!(key("198.51.100.7"), key("198.51.100.8"));
+        // Mapped IPv4 is IPv4, not one /64 shared by every IPv4 client.
+        assert_eq!(key("::ffff:198.51.100.7"), key("198.51.100.7"));
+        assert_ne!(key("::ffff:198.51.100.7"), key("::ffff:198.51.100.8"));
+        assert_ne!(
+            per_ip_key("register", tenant, "198.51.100.7".parse().unwrap()),
+            key("198.51.100.7")
+        );
+    }
 }

@@ -95,6 +95,52 @@ async fn lockout_after_repeated_failures_for_known_and_unknown_accounts_then_unl
 }
 
 #[tokio::test]
+async fn parallel_guesses_never_exceed_the_lockout() {
+    let server = start().await;
+    patch_security(&server, json!({"max_login_attempts": 3, "lockout_duration_secs": 60})).await;
+    create_user(&server, "eve-target@example.com", true).await;
+    // Each browser holds its login form before any guess is sent, so the guesses race.
+    let mut forms = Vec::new();
+    for _ in 0..8 {
+        let mut browser = Browser::new();
+        let (status, _, page) = browser.send(Method::GET, &authorize_url(&server), None).await;
+        assert_eq!(status, 200, "{page}");
+        forms.push((browser, page));
+    }
+    let guess = |(mut browser, page): (Browser, String), password: String| async move {
+        let form = [
+            ("interaction", hidden(&page, "interaction")),
+            ("csrf", hidden(&page, "csrf")),
+            ("email", "eve-target@example.com".to_owned()),
+            ("password", password),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        browser.send(Method::POST, &form_action(&page), Some(&form)).await.0
+    };
+    let right = forms.pop().unwrap();
+    let wrong: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(i, form)| tokio::spawn(guess(form, format!("guess number {i}"))))
+        .collect();
+    // The right password arrives while the wrong ones still wait for the hasher: had the
+    // lockout only been checked (not counted) before hashing, it would get in.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let right = guess(right, PASSWORD.to_owned()).await;
+    assert_eq!(
+        right, 429,
+        "the fourth attempt is refused, even with the right password"
+    );
+    let mut statuses = Vec::new();
+    for task in wrong {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort_unstable();
+    // Three passwords tried: two plain failures and the one that locked; refusals after.
+    assert_eq!(statuses, [401, 401, 429, 429, 429, 429, 429]);
+}
+
+#[tokio::test]
 async fn verified_email_policy_and_hash_upgrade_at_login() {
     let server = start().await;
     let unverified = create_user(&server, "new@example.com", false).await;
@@ -147,7 +193,7 @@ async fn a_flooded_tenant_is_shed_while_another_tenant_logs_in() {
     assert_eq!(status, 201, "{body}");
     create_user(&server, "ada@example.com", true).await;
 
-    let login = |slug: &'static str, client: &'static str, email: &'static str, password: &'static str| {
+    let login = |slug: &'static str, client: &'static str, email: String, password: &'static str| {
         let http = server.http.clone();
         let url = format!("{}/v1/auth/login", server.base);
         async move {
@@ -164,12 +210,13 @@ async fn a_flooded_tenant_is_shed_while_another_tenant_logs_in() {
             (status, retry, started.elapsed())
         }
     };
-    // Keep the flooded tenant's slot busy with a stream of logins.
+    // Keep the flooded tenant's slot busy with a stream of logins (spraying: one guess per
+    // account, so no account lockout gets in the way).
     let flood: Vec<_> = (0..12)
-        .map(|_| tokio::spawn(login("flooded", "app", "spray@example.com", "guess")))
+        .map(|i| tokio::spawn(login("flooded", "app", format!("spray{i}@example.com"), "guess")))
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let (status, _, took) = login("local", "demo-spa", "ada@example.com", PASSWORD).await;
+    let (status, _, took) = login("local", "demo-spa", "ada@example.com".into(), PASSWORD).await;
     assert_eq!(status, 200, "the other tenant logs in ({took:?})");
     let mut shed = 0;
     for attempt in flood {
