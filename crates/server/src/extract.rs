@@ -102,3 +102,26 @@ impl FromRequestParts<AppState> for ClientIp {
         ))
     }
 }
+
+/// Where a login comes from, recorded on the session it opens and shown in the user's
+/// session list: the client address ([`ClientIp`]) and the `User-Agent` (its first 256
+/// characters).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for SessionOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Ok(SessionOrigin { ip, user_agent })
+    }
+}

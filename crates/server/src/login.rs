@@ -357,7 +357,7 @@ pub async fn start_session(
     db: &TenantDb,
     user_id: uuid::Uuid,
     amr: &[&str],
-    user_agent: Option<String>,
+    origin: &crate::extract::SessionOrigin,
 ) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
     use tenantry_dataplane::SessionRepository;
     let now = chrono::Utc::now();
@@ -369,8 +369,8 @@ pub async fn start_session(
         auth_time: now,
         amr: amr.iter().map(|m| (*m).to_owned()).collect(),
         acr: None,
-        ip: None,
-        user_agent,
+        ip: origin.ip.map(|ip| ip.to_string()),
+        user_agent: origin.user_agent.clone(),
         created_at: now,
         last_seen_at: now,
         expires_at: now + chrono::Duration::seconds(lifetime),

@@ -129,6 +129,10 @@ async fn headless_api(server: &TestServer, slug: &str) {
     assert_eq!(status, 200);
     let sessions = list["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{list}");
+    // Each session says where it was opened from.
+    for session in sessions {
+        assert_eq!(session["ip"], "127.0.0.1", "{list}");
+    }
     let other = sessions.iter().find(|s| s["current"] == json!(false)).unwrap()["id"]
         .as_str()
         .unwrap()

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{ApiJson, ClientIp};
+use crate::extract::{ApiJson, ClientIp, SessionOrigin};
 use crate::login::{LoginError, SecondFactor};
 use crate::resolver::{Capability, TenantContext};
 use crate::routes::oauth::{UserTokens, refresh_body, user_token_body};
@@ -100,8 +100,9 @@ async fn sign_in(
     user: &User,
     scope: &str,
     amr: &[&str],
+    origin: &SessionOrigin,
 ) -> Result<Value, ApiError> {
-    let (session, _) = crate::login::start_session(ctx, db, user.id, amr, None).await?;
+    let (session, _) = crate::login::start_session(ctx, db, user.id, amr, origin).await?;
     let now = session.auth_time;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token(32);
@@ -214,9 +215,10 @@ struct LoginBody {
 async fn login(
     ctx: TenantContext,
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    origin: SessionOrigin,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
+    let ip = origin.ip;
     let client = first_party_client(&ctx, &body.client_id)?;
     let scope = requested_scope(client, body.scope.as_deref())?;
     let db = ctx.db().await?;
@@ -227,7 +229,7 @@ async fn login(
     let user = accepted.user;
     let enrolment = match accepted.second_factor {
         SecondFactor::None => {
-            return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"]).await?).into_response());
+            return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?).into_response());
         }
         SecondFactor::Challenge => None,
         SecondFactor::Enrol => Some(
@@ -277,6 +279,7 @@ struct MfaBody {
 async fn mfa(
     ctx: TenantContext,
     State(state): State<AppState>,
+    origin: SessionOrigin,
     ApiJson(body): ApiJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
     let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
@@ -306,7 +309,8 @@ async fn mfa(
     crate::login::mfa_passed(&state, &ctx, user.id).await?;
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
     state.rate_limiter.hit(&spent_key, 1, ttl).await?;
-    let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &["pwd", "otp", "mfa"]).await?;
+    let amr = ["pwd", "otp", "mfa"];
+    let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &amr, &origin).await?;
     if let Some(codes) = recovery_codes {
         tokens["recovery_codes"] = json!(codes);
     }
@@ -368,9 +372,10 @@ struct RegisterBody {
 async fn register(
     ctx: TenantContext,
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    origin: SessionOrigin,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
+    let ip = origin.ip;
     let policy = &ctx.entry.tenant.settings.security;
     if !policy.registration_enabled {
         return Err(ApiError::new(
@@ -447,7 +452,7 @@ async fn register(
         && !policy.require_verified_email
         && !policy.mfa_required
     {
-        answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"]).await?;
+        answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?;
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -766,6 +771,7 @@ async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
                 "current": s.id_hash == caller.session.id_hash,
                 "auth_time": s.auth_time,
                 "amr": s.amr,
+                "ip": s.ip,
                 "user_agent": s.user_agent,
                 "created_at": s.created_at,
                 "expires_at": s.expires_at,

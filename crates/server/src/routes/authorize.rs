@@ -22,7 +22,7 @@ use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository, 
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::ClientIp;
+use crate::extract::SessionOrigin;
 use crate::login::{LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
@@ -514,7 +514,7 @@ fn step_form(body: &[u8]) -> Option<StepForm> {
 async fn login(
     ctx: TenantContext,
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    origin: SessionOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -550,7 +550,15 @@ async fn login(
         page
     };
     let device = cookie(&headers, DEVICE_COOKIE);
-    let login = crate::login::password_login(&state, &ctx, &db, &form.email, &form.password, ip, device.as_deref());
+    let login = crate::login::password_login(
+        &state,
+        &ctx,
+        &db,
+        &form.email,
+        &form.password,
+        origin.ip,
+        device.as_deref(),
+    );
     let accepted = match login.await {
         Ok(accepted) => accepted,
         Err(LoginError::BadCredentials) => {
@@ -571,7 +579,7 @@ async fn login(
     let user = accepted.user;
     let enrolment = match accepted.second_factor {
         SecondFactor::None => {
-            let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd"]).await {
+            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd"]).await {
                 Ok(started) => started,
                 Err(e) => return e.into_response(),
             };
@@ -615,11 +623,11 @@ async fn start_session(
     state: &AppState,
     ctx: &TenantContext,
     db: &tenantry_dataplane::TenantDb,
-    headers: &HeaderMap,
+    origin: &SessionOrigin,
     user_id: uuid::Uuid,
     amr: &[&str],
 ) -> Result<(Session, HeaderValue), ApiError> {
-    let (session, session_id) = crate::login::start_session(ctx, db, user_id, amr, user_agent(headers)).await?;
+    let (session, session_id) = crate::login::start_session(ctx, db, user_id, amr, origin).await?;
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
         .map_err(|_| ApiError::internal())?;
@@ -628,7 +636,13 @@ async fn start_session(
 
 /// The second-factor step: a TOTP code or a recovery code from an enrolled user, or the
 /// first code of a new enrolment (whose recovery codes are then shown once).
-async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn mfa_step(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    origin: SessionOrigin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (form, mut interaction) = match open_step(&state, &ctx, &headers, &body) {
         Ok(opened) => opened,
         Err(page) => return *page,
@@ -719,14 +733,13 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
     if let Err(e) = crate::login::mfa_passed(&state, &ctx, user.id).await {
         return e.into_response();
     }
-    let (session, cookie) = match start_session(&state, &ctx, &db, &headers, user.id, &["pwd", "otp", "mfa"]).await {
+    let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd", "otp", "mfa"]).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
     };
     let device_cookie = match remember_days(&ctx) {
         days if days > 0 && form.remember => {
-            let agent = user_agent(&headers);
-            match crate::mfa::remember_device(&db, user.id, days, agent).await {
+            match crate::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
                 Ok(token) => HeaderValue::from_str(&cookie_header(
                     &state,
                     &ctx,
@@ -759,13 +772,6 @@ async fn mfa_step(ctx: TenantContext, State(state): State<AppState>, headers: He
 /// Days a second factor may be remembered on a device (0: not offered).
 fn remember_days(ctx: &TenantContext) -> u32 {
     ctx.entry.tenant.settings.security.mfa_remember_device_days
-}
-
-fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(256).collect())
 }
 
 /// What a submitted second-factor code did.
