@@ -362,6 +362,14 @@ pub struct Client {
     /// client ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
+    /// Where the verification links of this first-party client's users point instead of
+    /// the hosted page, when a headless call names the client (`{url}?token=…`): the app
+    /// confirms the token through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_email_url: Option<String>,
+    /// As `verify_email_url`, for password-reset links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_password_url: Option<String>,
     /// Overrides the tenant's ID-token algorithm for this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<SigningAlg>,

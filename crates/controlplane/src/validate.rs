@@ -377,6 +377,17 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
             errors.push("backchannel_logout_uri", "must not contain a fragment");
         }
     }
+    for (field, url) in [
+        ("verify_email_url", &client.verify_email_url),
+        ("reset_password_url", &client.reset_password_url),
+    ] {
+        if let Some(url) = url {
+            check_redirect_uri(&mut errors, field, url);
+            if !client.first_party {
+                errors.push(field, "only a first-party client may receive account links");
+            }
+        }
+    }
     for (i, uri) in client.post_logout_redirect_uris.iter().enumerate() {
         check_redirect_uri(&mut errors, &format!("post_logout_redirect_uris[{i}]"), uri);
     }
@@ -589,6 +600,8 @@ mod tests {
             refresh_token_secs: None,
             jwks: None,
             backchannel_logout_uri: None,
+            verify_email_url: None,
+            reset_password_url: None,
             id_token_signed_response_alg: None,
             access_token_signed_response_alg: None,
             first_party: false,

@@ -293,6 +293,8 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                 refresh_token_secs: rt,
                 jwks: None,
                 backchannel_logout_uri: None,
+                verify_email_url: None,
+                reset_password_url: None,
                 id_token_signed_response_alg: id_alg,
                 access_token_signed_response_alg: access_alg,
                 first_party,

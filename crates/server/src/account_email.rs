@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::Utc;
-use tenantry_controlplane::model::{Language, MailTemplateKind};
+use tenantry_controlplane::model::{Client, Language, MailTemplateKind};
 use tenantry_crypto::{hash_token, random_token};
 use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User, UserStatus};
 use tenantry_dataplane::{
@@ -76,8 +76,21 @@ pub fn invalid_token() -> ApiError {
     )
 }
 
-/// `{issuer}/{path}?token={token}`, the token URL-encoded.
-pub fn link(ctx: &TenantContext, path: &str, token: &str) -> String {
+/// The link of a verification or reset mail: `{issuer}/verify-email?token=…` /
+/// `{issuer}/reset-password?token=…` (the hosted pages), or, when the request named a
+/// first-party `client` with its own page for the flow (`verify_email_url`,
+/// `reset_password_url`), that page with `token` added to its query.
+pub fn link(ctx: &TenantContext, client: Option<&Client>, purpose: EmailTokenPurpose, token: &str) -> String {
+    let (app_url, path) = match purpose {
+        EmailTokenPurpose::VerifyEmail => (client.and_then(|c| c.verify_email_url.as_deref()), VERIFY_PATH),
+        EmailTokenPurpose::ResetPassword => (client.and_then(|c| c.reset_password_url.as_deref()), RESET_PATH),
+    };
+    // The client's page (validated as an absolute URI when the client was saved) keeps its
+    // own query parameters; the token is one more.
+    if let Some(mut url) = app_url.and_then(|u| url::Url::parse(u).ok()) {
+        url.query_pairs_mut().append_pair("token", token);
+        return url.into();
+    }
     let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     format!("{}/{path}?token={encoded}", ctx.issuer)
 }
@@ -144,19 +157,21 @@ async fn active_user(ctx: &TenantContext, db: &TenantDb, id: uuid::Uuid) -> Resu
         .filter(|u| u.status == UserStatus::Active))
 }
 
-/// Sends `user` a verification link (48 h, single use) and waits for the SMTP server to
-/// take it: 501 without SMTP settings, 502 when the mail is not accepted.
+/// Sends `user` a verification link (48 h, single use; to `client`'s page when it has
+/// one, see [`link`]) and waits for the SMTP server to take it: 501 without SMTP settings,
+/// 502 when the mail is not accepted.
 pub async fn start_verification(
     state: &AppState,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
+    client: Option<&Client>,
 ) -> Result<(), ApiError> {
     ctx.require(Capability::Email)?;
     let token = issue_token(db, user, EmailTokenPurpose::VerifyEmail, VERIFY_TTL).await?;
     let vars = MailVars {
         user_email: user.email.clone(),
-        link: Some(link(ctx, VERIFY_PATH, &token)),
+        link: Some(link(ctx, client, EmailTokenPurpose::VerifyEmail, &token)),
         expires_in: Some(VERIFY_TTL),
     };
     let lang = mail_language(ctx, Some(user));
@@ -222,6 +237,7 @@ pub async fn request_verification(
     ctx: &TenantContext,
     ip: Option<std::net::IpAddr>,
     email: String,
+    client: Option<Client>,
 ) -> Result<(), ApiError> {
     let limit = crate::login::VERIFY_RESEND_PER_IP;
     let db = mail_request(state, ctx, "verify_resend", ip, limit, &email).await?;
@@ -236,7 +252,7 @@ pub async fn request_verification(
         if !recipient_allowed(&state, &ctx, "verify_resend", kind, &user).await? {
             return Ok(());
         }
-        start_verification(&state, &ctx, &db, &user).await
+        start_verification(&state, &ctx, &db, &user, client.as_ref()).await
     });
     Ok(())
 }
@@ -273,14 +289,15 @@ pub async fn request_reset(
     ctx: &TenantContext,
     ip: Option<std::net::IpAddr>,
     email: String,
+    client: Option<Client>,
 ) -> Result<(), ApiError> {
     let limit = crate::login::FORGOT_PER_IP;
     let db = mail_request(state, ctx, "password_forgot", ip, limit, &email).await?;
-    start_reset(state, ctx, db, email);
+    start_reset(state, ctx, db, email, client);
     Ok(())
 }
 
-fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String) {
+fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String, client: Option<Client>) {
     let (state, task_ctx) = (state.clone(), ctx.clone());
     in_background(ctx, MailTemplateKind::ResetPassword, async move {
         let ctx = task_ctx;
@@ -291,19 +308,25 @@ fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: Strin
         if !recipient_allowed(&state, &ctx, "password_forgot", kind, &user).await? {
             return Ok(());
         }
-        send_reset(&state, &ctx, &db, &user).await
+        send_reset(&state, &ctx, &db, &user, client.as_ref()).await
     });
 }
 
 /// Mails `user` a password-reset link (1 h, single use) now: the second half of "forgot
 /// password", and what an administrator sends to an account (one made without a password,
 /// say). 501 without SMTP settings, the mail's error when it does not leave.
-pub async fn send_reset(state: &AppState, ctx: &TenantContext, db: &TenantDb, user: &User) -> Result<(), ApiError> {
+pub async fn send_reset(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    client: Option<&Client>,
+) -> Result<(), ApiError> {
     ctx.require(Capability::Email)?;
     let token = issue_token(db, user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
     let vars = MailVars {
         user_email: user.email.clone(),
-        link: Some(link(ctx, RESET_PATH, &token)),
+        link: Some(link(ctx, client, EmailTokenPurpose::ResetPassword, &token)),
         expires_in: Some(RESET_TTL),
     };
     let lang = mail_language(ctx, Some(user));

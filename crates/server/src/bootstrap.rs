@@ -237,6 +237,8 @@ fn demo_client() -> Client {
         refresh_token_secs: None,
         jwks: None,
         backchannel_logout_uri: None,
+        verify_email_url: None,
+        reset_password_url: None,
         id_token_signed_response_alg: None,
         access_token_signed_response_alg: None,
         first_party: true,

@@ -1138,3 +1138,95 @@ async fn token_checks_are_limited_per_address_of_the_caller() {
     );
     assert!(html.contains("rate_limited"), "the hosted error page: {html}");
 }
+
+/// A first-party app with its own verify and reset pages: headless calls that name it get
+/// links to those pages (with the token added to their query), which the app completes
+/// through the API; calls that do not name it keep the hosted pages.
+#[tokio::test]
+async fn links_open_the_named_first_party_apps_own_pages() {
+    let Some(smtp) = SmtpServer::start() else { return };
+    let server = start().await;
+    configure(&server, &smtp, "local").await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let app = |client_id: &str, first_party: bool| {
+        json!({"client_id": client_id, "name": "Links app", "client_type": "public", "first_party": first_party,
+            "redirect_uris": ["http://localhost:3000/cb"], "scopes": ["openid", "email"],
+            "verify_email_url": "https://app.example.com/verify?from=mail",
+            "reset_password_url": "https://app.example.com/auth/reset"})
+    };
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(app("third-party", false)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{body}"
+    );
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(app("links-app", true)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let ada = unique("ada");
+    let (status, body) = api
+        .post(
+            "/v1/auth/register",
+            json!({"email": ada, "password": PASSWORD, "client_id": "links-app"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mail = wait_for(&smtp, &ada, VERIFY_SUBJECT, 1).await;
+    let links = mail.links();
+    assert_eq!(links.len(), 1, "{:?}", mail.text);
+    assert!(
+        links[0].starts_with("https://app.example.com/verify?from=mail&token="),
+        "{}",
+        links[0]
+    );
+    let token = query_param(&links[0], "token").unwrap();
+    assert!(mail.html.as_deref().unwrap().contains(&token));
+    let (status, body) = api.post("/v1/auth/verify-email/confirm", json!({"token": token})).await;
+    assert_eq!((status, body["email_verified"].as_bool()), (200, Some(true)), "{body}");
+
+    assert_eq!(
+        api.post(
+            "/v1/auth/password/forgot",
+            json!({"email": ada, "client_id": "links-app"})
+        )
+        .await
+        .0,
+        202
+    );
+    let mail = wait_for(&smtp, &ada, RESET_SUBJECT, 1).await;
+    let link = &mail.links()[0];
+    assert!(link.starts_with("https://app.example.com/auth/reset?token="), "{link}");
+    let changed = "set through the app's page";
+    let (status, body) = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": query_param(link, "token").unwrap(), "new_password": changed}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(api.login(&ada, changed).await.0, 200);
+
+    // Without a client the hosted page; a client that may not use these calls is refused.
+    assert_eq!(api.forgot(&ada).await.0, 202);
+    let mail = wait_for(&smtp, &ada, RESET_SUBJECT, 2).await;
+    the_link(&mail, "reset-password", &server, "local");
+    let (status, body) = api
+        .post("/v1/auth/password/forgot", json!({"email": ada, "client_id": "nope"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_client")), "{body}");
+}

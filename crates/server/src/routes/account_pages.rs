@@ -343,7 +343,7 @@ async fn forgot_post(
         return expired();
     }
     let email = params.get("email").unwrap_or("").to_owned();
-    match account_email::request_reset(&state, &ctx, ip, email.clone()).await {
+    match account_email::request_reset(&state, &ctx, ip, email.clone(), None).await {
         Ok(()) => page.forgot_sent(),
         Err(e) => {
             let again = |status: StatusCode, message: &str| {

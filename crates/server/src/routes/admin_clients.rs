@@ -67,6 +67,10 @@ struct ClientInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     backchannel_logout_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    verify_email_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reset_password_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     id_token_signed_response_alg: Option<SigningAlg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     access_token_signed_response_alg: Option<SigningAlg>,
@@ -95,6 +99,8 @@ impl ClientInput {
             refresh_token_secs: c.refresh_token_secs,
             jwks: c.jwks.clone(),
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            verify_email_url: c.verify_email_url.clone(),
+            reset_password_url: c.reset_password_url.clone(),
             id_token_signed_response_alg: c.id_token_signed_response_alg,
             access_token_signed_response_alg: c.access_token_signed_response_alg,
             first_party: c.first_party,
@@ -129,6 +135,8 @@ impl ClientInput {
             refresh_token_secs: self.refresh_token_secs,
             jwks: self.jwks,
             backchannel_logout_uri: self.backchannel_logout_uri,
+            verify_email_url: self.verify_email_url,
+            reset_password_url: self.reset_password_url,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             access_token_signed_response_alg: self.access_token_signed_response_alg,
             first_party: self.first_party,

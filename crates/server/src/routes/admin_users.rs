@@ -139,7 +139,7 @@ async fn create_user(
     if let Some(phc) = phc {
         db.set_password(user.id, &phc).await?;
     }
-    if mail && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user).await {
+    if mail && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user, None).await {
         if let Err(deleted) = db.delete_user(user.id).await {
             tracing::error!(tenant = %ctx.slug(), error = %deleted, "user creation not undone after a failed mail");
         }
@@ -306,7 +306,7 @@ async fn send_verification_email(
         ));
     }
     let db = ctx.db().await?;
-    crate::account_email::start_verification(&state, &ctx, &db, &user).await?;
+    crate::account_email::start_verification(&state, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_verification_email", Some(&slug), detail)
@@ -326,7 +326,7 @@ async fn send_reset_email(
     ctx.require(crate::resolver::Capability::Email)?;
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
-    crate::account_email::send_reset(&state, &ctx, &db, &user).await?;
+    crate::account_email::send_reset(&state, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)

@@ -437,7 +437,7 @@ async fn register(
         return Err(e.into());
     }
     if ctx.capabilities.email
-        && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user).await
+        && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user, client).await
     {
         // No account whose verification link never left: the user goes (with its token),
         // and registering again starts afresh.
@@ -668,6 +668,19 @@ async fn change_password(
 #[serde(deny_unknown_fields)]
 struct EmailBody {
     email: String,
+    /// A public first-party client whose own page (`verify_email_url`,
+    /// `reset_password_url`) the link should open instead of the hosted one.
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+impl EmailBody {
+    fn client(&self, ctx: &TenantContext) -> Result<Option<Client>, ApiError> {
+        self.client_id
+            .as_deref()
+            .map(|id| first_party_client(ctx, id).cloned())
+            .transpose()
+    }
 }
 
 /// The one answer of the endpoints that mail an address if it is an account: the same
@@ -689,7 +702,8 @@ async fn resend_verification(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    crate::account_email::request_verification(&state, &ctx, ip, body.email).await?;
+    let client = body.client(&ctx)?;
+    crate::account_email::request_verification(&state, &ctx, ip, body.email, client).await?;
     Ok(mail_accepted())
 }
 
@@ -722,7 +736,8 @@ async fn forgot_password(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    crate::account_email::request_reset(&state, &ctx, ip, body.email).await?;
+    let client = body.client(&ctx)?;
+    crate::account_email::request_reset(&state, &ctx, ip, body.email, client).await?;
     Ok(mail_accepted())
 }
 
