@@ -51,6 +51,7 @@ error_codes! {
     EmailTaken = (CONFLICT, "email_taken", "An account with this email already exists"),
     MfaAlreadyEnabled = (CONFLICT, "mfa_already_enabled", "A second factor is already enabled for this account"),
     EmailAlreadyVerified = (CONFLICT, "email_already_verified", "The account's email address is already verified"),
+    UserDisabled = (CONFLICT, "user_disabled", "The user is disabled"),
     NotFound = (NOT_FOUND, "not_found", "No such resource"),
     TenantNotFound = (NOT_FOUND, "tenant_not_found", "Unknown tenant"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),

@@ -127,6 +127,15 @@ async fn count_attempt(
     })
 }
 
+/// Gives back a counted attempt that ended without a verdict (hashing saturated, the
+/// database failed): the server's trouble must not lock anyone out. Answers `error`.
+async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiError {
+    if let Err(e) = state.rate_limiter.forgive(&attempt.key).await {
+        tracing::warn!(error = %e, "a login attempt without a verdict could not be given back");
+    }
+    error
+}
+
 /// Settles a counted attempt: a correct password forgets the count; a wrong one that used
 /// the last attempt answers how long the lock it starts lasts.
 async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
@@ -198,22 +207,28 @@ pub async fn password_login(
         Err(retry_after) => return Err(LoginError::Locked { retry_after }),
     };
 
-    // The user, the password hash and the second-factor state in one statement.
-    let account = match db.login_account(email, &ctx.custom_fields()).await {
-        Ok(account) => account.filter(|(u, _)| u.status == UserStatus::Active),
-        // A malformed email is simply not a known user.
-        Err(tenantry_dataplane::DbError::Invalid(_)) => None,
-        Err(e) => return Err(ApiError::from(e).into()),
+    let checked = async {
+        // The user, the password hash and the second-factor state in one statement.
+        let account = match db.login_account(email, &ctx.custom_fields()).await {
+            Ok(account) => account.filter(|(u, _)| u.status == UserStatus::Active),
+            // A malformed email is simply not a known user.
+            Err(tenantry_dataplane::DbError::Invalid(_)) => None,
+            Err(e) => return Err(ApiError::from(e)),
+        };
+        let (user, stored, totp_enrolled) = match account {
+            Some((user, login)) => (Some(user), login.password, login.totp_enrolled),
+            None => (None, None, false),
+        };
+        let valid = state
+            .hasher
+            .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
+            .await?;
+        Ok((valid, user, stored, totp_enrolled))
     };
-    let (user, stored, totp_enrolled) = match account {
-        Some((user, login)) => (Some(user), login.password, login.totp_enrolled),
-        None => (None, None, false),
+    let (valid, user, stored, totp_enrolled) = match checked.await {
+        Ok(checked) => checked,
+        Err(e) => return Err(abandon(state, attempt, e).await.into()),
     };
-    let valid = state
-        .hasher
-        .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
-        .await
-        .map_err(ApiError::from)?;
     let passed = valid && user.is_some();
     let locked_now = settle_attempt(state, attempt, passed).await?;
     let user = match (passed, user) {
@@ -309,12 +324,20 @@ pub async fn recheck_password(
         .with_retry_after(retry_after.as_secs().max(1))
     };
     let attempt = count_attempt(state, ctx, &user.email).await?.map_err(locked)?;
-    let stored = db.password(user.id).await?;
-    let tenant = ctx.entry.tenant.id.to_string();
-    let passed = state
-        .hasher
-        .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
-        .await?;
+    let checked = async {
+        let stored = db.password(user.id).await?;
+        let tenant = ctx.entry.tenant.id.to_string();
+        Ok::<_, ApiError>(
+            state
+                .hasher
+                .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
+                .await?,
+        )
+    };
+    let passed = match checked.await {
+        Ok(passed) => passed,
+        Err(e) => return Err(abandon(state, attempt, e).await),
+    };
     if let Some(retry_after) = settle_attempt(state, attempt, passed).await? {
         return Err(locked(retry_after));
     }

@@ -202,7 +202,7 @@ impl Inner {
 
     fn keep_memory(&self, buffer: Vec<Block>) {
         let mut kept = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        if buffer.len() <= MAX_KEPT_MEMORY_BLOCKS && kept.len() < self.limits.workers.max(1) {
+        if buffer.capacity() <= MAX_KEPT_MEMORY_BLOCKS && kept.len() < self.limits.workers.max(1) {
             kept.push(buffer);
         }
     }
@@ -453,6 +453,11 @@ fn compute_matches(parsed: &PasswordHash, password: &[u8], memory: &mut Vec<Bloc
     let params = Params::try_from(parsed).map_err(|e| e.to_string())?;
     let blocks = params.block_count();
     if memory.len() < blocks {
+        // Exactly what is needed (the kept size stays bounded), and an allocation failure
+        // is an answer, not an abort.
+        memory
+            .try_reserve_exact(blocks - memory.len())
+            .map_err(|_| format!("no memory for {blocks} Argon2 blocks"))?;
         memory.resize(blocks, Block::default());
     }
     let mut computed = [0u8; Output::MAX_LENGTH];

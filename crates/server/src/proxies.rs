@@ -49,12 +49,12 @@ impl TrustedProxies {
         }
         // Later lines, and later entries of a line, were appended by proxies nearer to us.
         for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-            let Ok(line) = line.to_str() else {
-                return client;
-            };
+            // Entries are split as bytes: a non-ASCII byte the client put in its own entry
+            // must not discard the entries our proxies appended to the same line.
+            let entries = line.as_bytes().rsplit(|b| *b == b',');
             // Empty list elements (`a,,b`) are allowed by RFC 9110 and skipped.
-            for entry in line.rsplit(',').map(str::trim).filter(|e| !e.is_empty()) {
-                let Some(ip) = forwarded_ip(entry) else {
+            for entry in entries.map(<[u8]>::trim_ascii).filter(|e| !e.is_empty()) {
+                let Some(ip) = std::str::from_utf8(entry).ok().and_then(forwarded_ip) else {
                     return client;
                 };
                 client = ip;
@@ -239,6 +239,14 @@ mod tests {
         assert_eq!(t.client(peer, &h), peer);
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.3.3.3"));
         assert_eq!(t.client(peer, &h), ip("10.3.3.3"));
+        // One line joined by a proxy (`$proxy_add_x_forwarded_for`): the client's odd
+        // bytes spoil only its own entry; the proxy's appended entry still names it.
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"1.2.3.4\xff, 198.51.100.9, 10.4.4.4").unwrap(),
+        );
+        assert_eq!(t.client(peer, &h), ip("198.51.100.9"));
     }
 
     #[test]

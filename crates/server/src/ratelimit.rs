@@ -45,6 +45,15 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Counts one hit; opens the window on the first one. Also re-arms a key that lost its
 /// expiry (PTTL -1), so a counter can never live forever.
+/// Takes one hit back, never below zero and never touching the window's expiry.
+const FORGIVE_SCRIPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0
+";
+
 const HIT_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -214,6 +223,18 @@ impl RateLimiter {
         })
     }
 
+    /// Takes back one [`hit`](Self::hit) of the current window: for an attempt counted
+    /// before its work that ended without a verdict (the server, not the caller, failed).
+    pub async fn forgive(&self, key: &str) -> Result<(), LimiterError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.forgive(key);
+                Ok(())
+            }
+            Backend::Redis(r) => r.forgive(key).await,
+        }
+    }
+
     /// Forgets `key`'s window (e.g. a successful login clears its failure count).
     pub async fn reset(&self, key: &str) -> Result<(), LimiterError> {
         match &self.backend {
@@ -313,6 +334,12 @@ impl MemoryCounters {
             .map(|w| (w.count, w.ends - now))
     }
 
+    fn forgive(&self, key: &str) {
+        if let Some(w) = self.shard(key).windows.get_mut(key) {
+            w.count = w.count.saturating_sub(1);
+        }
+    }
+
     fn reset(&self, key: &str) {
         self.shard(key).windows.remove(key);
     }
@@ -331,6 +358,7 @@ impl MemoryCounters {
 struct RedisCounters {
     conn: ConnectionManager,
     hit_script: Arc<redis::Script>,
+    forgive_script: Arc<redis::Script>,
     prefix: Arc<str>,
 }
 
@@ -351,6 +379,7 @@ impl RedisCounters {
         Ok(Self {
             conn,
             hit_script: Arc::new(redis::Script::new(HIT_SCRIPT)),
+            forgive_script: Arc::new(redis::Script::new(FORGIVE_SCRIPT)),
             prefix: prefix.into(),
         })
     }
@@ -385,6 +414,13 @@ impl RedisCounters {
             (Some(count), -1) => Some((count.max(0) as u64, Duration::from_secs(1))),
             (Some(count), ttl) => Some((count.max(0) as u64, Duration::from_millis(ttl.max(1) as u64))),
         })
+    }
+
+    async fn forgive(&self, key: &str) -> Result<(), LimiterError> {
+        let mut conn = self.conn.clone();
+        let invocation = self.forgive_script.key(self.key(key));
+        bounded(invocation.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
     }
 
     async fn reset(&self, key: &str) -> Result<(), LimiterError> {
@@ -493,12 +529,29 @@ mod tests {
             limiter.check(&account, 4).await.unwrap(),
             Decision::Allowed { remaining: 1 }
         );
+        // A hit taken back no longer counts; the window keeps its end.
+        limiter.forgive(&account).await.unwrap();
+        assert_eq!(
+            limiter.check(&account, 4).await.unwrap(),
+            Decision::Allowed { remaining: 2 }
+        );
+        let Decision::Limited { retry_after: still } = limiter.check(&account, 2).await.unwrap() else {
+            panic!("two hits are left in the window");
+        };
+        assert!(still > Duration::from_secs(890), "{still:?}");
         limiter.reset(&account).await.unwrap();
         assert_eq!(
             limiter.check(&account, 3).await.unwrap(),
             Decision::Allowed { remaining: 3 }
         );
         limiter.reset(&unique("never-seen")).await.unwrap();
+        // Forgiving what was never counted changes nothing and never goes below zero.
+        let fresh = unique("never-hit");
+        limiter.forgive(&fresh).await.unwrap();
+        assert_eq!(
+            limiter.check(&fresh, 1).await.unwrap(),
+            Decision::Allowed { remaining: 1 }
+        );
     }
 
     /// Many concurrent hits on one key: exactly `limit` are allowed.

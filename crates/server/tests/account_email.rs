@@ -1050,15 +1050,55 @@ async fn an_administrator_mails_verification_and_reset_links() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(api.login(&ada, PASSWORD).await.0, 200);
+    let (status, tokens) = api.login(&ada, PASSWORD).await;
+    assert_eq!(status, 200, "{tokens}");
 
-    // Unknown users are 404 and nothing is sent.
+    // Disabled users are 409 and unknown users 404; nothing is sent.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/local/users/{id}/disable"),
+            Some(json!({"reason": "left the company"})),
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("disabled")), "{body}");
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 401, "a disabled user cannot sign in");
+    let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None).await;
+    assert_eq!(status, 401, "the sessions ended");
+    let (status, body) = api
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": tokens["refresh_token"], "client_id": "demo-spa"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_grant")),
+        "the refresh tokens ended: {body}"
+    );
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/local/users/{id}/send-reset-email"),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("user_disabled")), "{body}");
     let unknown = format!(
         "/v1/admin/tenants/local/users/{}/send-reset-email",
         uuid::Uuid::now_v7()
     );
     assert_eq!(server.admin(Method::POST, &unknown, None).await.0, 404);
     assert_eq!(mails(&smtp, &ada, RESET_SUBJECT).len(), 1);
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/local/users/{id}/enable"),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("active")), "{body}");
+    assert_eq!(api.login(&ada, PASSWORD).await.0, 200);
 }
 
 /// Without SMTP settings the administrator's mails are 501 and a user that was to get a

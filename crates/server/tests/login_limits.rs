@@ -235,6 +235,47 @@ async fn a_flooded_tenant_is_shed_while_another_tenant_logs_in() {
     assert!(shed >= 8, "most of the flood is shed: {shed} of 12");
 }
 
+/// Logins refused because hashing is saturated (503) never reached a verdict: they do not
+/// count against the account's lockout, so a user who retries a correct password while
+/// the server is busy is not locked out by the server's own trouble.
+#[tokio::test]
+async fn refusals_for_saturation_do_not_count_against_the_lockout() {
+    let server = common::start_with_config(Some(
+        "[limits]\nhash_workers = 1\nhash_queue = 0\nhash_tenant_share_percent = 100\nhash_max_wait_ms = 10000\n",
+    ))
+    .await;
+    patch_security(
+        &server,
+        json!({"max_login_attempts": 2, "lockout_duration_secs": 600,
+            "password_hash": {"memory_kib": 65536, "iterations": 4, "parallelism": 1}}),
+    )
+    .await;
+    create_user(&server, "busy@example.com", true).await;
+    let login = |email: &'static str, password: &'static str| {
+        let http = server.http.clone();
+        let url = format!("{}/v1/auth/login", server.base);
+        async move {
+            http.post(url)
+                .header("X-Tenant-Slug", "local")
+                .json(&json!({"email": email, "password": password, "client_id": "demo-spa"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // One slow verification holds the only hashing slot...
+    let holder = tokio::spawn(login("someone-else@example.com", "whatever"));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // ...so these are shed without a verdict.
+    for _ in 0..3 {
+        assert_eq!(login("busy@example.com", PASSWORD).await, 503);
+    }
+    assert_eq!(holder.await.unwrap(), 401);
+    assert_eq!(login("busy@example.com", PASSWORD).await, 200, "not locked by 503s");
+}
+
 /// The deny-list policy: a listed password is refused wherever a password is set; a
 /// tenant that asks for the list on an installation without one cannot take passwords.
 #[tokio::test]

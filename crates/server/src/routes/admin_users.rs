@@ -1,7 +1,8 @@
 //! Admin endpoints for a tenant's users: create (with an optional password under the
 //! tenant's policy, optionally mailing a verification link), list, show, update the
 //! profile, set a password, delete, and mail a user a verification or password-reset
-//! link (what Keycloak calls "send verify email" / "execute actions email").
+//! link (what Keycloak calls "send verify email" / "execute actions email"), disable and
+//! enable.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_dataplane::UserRepository;
 use tenantry_dataplane::model::{NewUser, ProfileUpdate, User};
+use tenantry_dataplane::{EmailTokenRepository, UserRepository};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -38,6 +39,8 @@ pub fn router() -> Router<AppState> {
             "/v1/admin/tenants/{slug}/users/{id}/send-reset-email",
             post(send_reset_email),
         )
+        .route("/v1/admin/tenants/{slug}/users/{id}/disable", post(disable_user))
+        .route("/v1/admin/tenants/{slug}/users/{id}/enable", post(enable_user))
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,7 +259,11 @@ async fn set_password(
     )?;
     let params = ctx.entry.tenant.settings.security.password_hash;
     let phc = state.hasher.hash(&slug, &params, &body.password).await?;
-    ctx.db().await?.set_password(user.id, &phc).await?;
+    let db = ctx.db().await?;
+    // A reset link mailed before must not undo what the administrator set.
+    let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
+    db.spend_email_tokens(user.id, purpose, chrono::Utc::now()).await?;
+    db.set_password(user.id, &phc).await?;
     state
         .audit_admin(
             admin.admin_id,
@@ -288,6 +295,17 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `user` if it may use a mailed link (a disabled account cannot).
+fn active(user: User) -> Result<User, ApiError> {
+    if user.status != tenantry_dataplane::model::UserStatus::Active {
+        return Err(ApiError::new(
+            ErrorCode::UserDisabled,
+            "the user is disabled; enable it first",
+        ));
+    }
+    Ok(user)
+}
+
 /// `POST …/users/{id}/send-verification-email`: mails the user a new verification link
 /// (48 h) now. 204 once the SMTP server took it; 409 `email_already_verified`; 501
 /// without SMTP settings; 502 when the mail does not leave.
@@ -298,7 +316,7 @@ async fn send_verification_email(
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     ctx.require(crate::resolver::Capability::Email)?;
-    let user = existing(&ctx, &id).await?;
+    let user = active(existing(&ctx, &id).await?)?;
     if user.email_verified {
         return Err(ApiError::new(
             ErrorCode::EmailAlreadyVerified,
@@ -324,7 +342,7 @@ async fn send_reset_email(
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     ctx.require(crate::resolver::Capability::Email)?;
-    let user = existing(&ctx, &id).await?;
+    let user = active(existing(&ctx, &id).await?)?;
     let db = ctx.db().await?;
     crate::account_email::send_reset(&state, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
@@ -332,4 +350,56 @@ async fn send_reset_email(
         .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisableUser {
+    /// Why, for other administrators (at most 500 characters).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST …/users/{id}/disable` `{"reason"?}`: the user can no longer sign in; every
+/// session and refresh token ends now (access tokens already issued live out their
+/// short lifetime). 200 with the user.
+async fn disable_user(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<DisableUser>,
+) -> Result<Json<UserView>, ApiError> {
+    use tenantry_dataplane::{SessionRepository, TokenRepository};
+    let reason = body.reason;
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::field("reason", "must be at most 500 characters"));
+    }
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    let db = ctx.db().await?;
+    let now = chrono::Utc::now();
+    db.disable_user(user.id, reason.as_deref(), None).await?;
+    db.revoke_user_sessions(user.id, None, now).await?;
+    db.revoke_refresh_by_user(user.id, now).await?;
+    let detail = serde_json::json!({ "user_id": user.id });
+    state
+        .audit_admin(admin.admin_id, "disable_user", Some(&slug), detail)
+        .await;
+    Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
+}
+
+/// `POST …/users/{id}/enable`: a disabled user may sign in again. 200 with the user.
+async fn enable_user(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<UserView>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    ctx.db().await?.enable_user(user.id).await?;
+    let detail = serde_json::json!({ "user_id": user.id });
+    state
+        .audit_admin(admin.admin_id, "enable_user", Some(&slug), detail)
+        .await;
+    Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
 }
