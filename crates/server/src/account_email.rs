@@ -312,6 +312,30 @@ fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: Strin
     });
 }
 
+/// [`start_verification`] for an account made by this very request: when the mail does
+/// not leave, the account goes again (with its token) and the mail's error is answered, so
+/// no account is left whose link never left. It runs in a task of its own, so a caller
+/// who goes away mid-send cannot leave the account half made either.
+pub async fn verify_new_account(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    client: Option<&Client>,
+) -> Result<(), ApiError> {
+    let (state, ctx, db, user, client) = (state.clone(), ctx.clone(), db.clone(), user.clone(), client.cloned());
+    let task = tokio::spawn(async move {
+        let sent = start_verification(&state, &ctx, &db, &user, client.as_ref()).await;
+        if sent.is_err()
+            && let Err(e) = db.delete_user(user.id).await
+        {
+            tracing::error!(tenant = %ctx.slug(), error = %e, "a new account was not undone after a failed mail");
+        }
+        sent
+    });
+    task.await.map_err(|_| ApiError::internal())?
+}
+
 /// Mails `user` a password-reset link (1 h, single use) now: the second half of "forgot
 /// password", and what an administrator sends to an account (one made without a password,
 /// say). 501 without SMTP settings, the mail's error when it does not leave.

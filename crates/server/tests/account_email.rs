@@ -587,6 +587,21 @@ async fn a_verification_mail_that_does_not_leave_undoes_the_registration() {
         "{body}"
     );
     assert!(!api.exists(&ada).await, "no account left behind");
+    // The same for an account an administrator makes with a verification mail.
+    let grace = unique("grace");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": grace, "send_verification_email": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("email_send_failed")),
+        "{body}"
+    );
+    assert!(!api.exists(&grace).await, "no account left behind by the admin either");
     let (status, body) = api.login(&ada, PASSWORD).await;
     assert_eq!(
         (status, body["code"].as_str()),

@@ -142,11 +142,8 @@ async fn create_user(
     if let Some(phc) = phc {
         db.set_password(user.id, &phc).await?;
     }
-    if mail && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user, None).await {
-        if let Err(deleted) = db.delete_user(user.id).await {
-            tracing::error!(tenant = %ctx.slug(), error = %deleted, "user creation not undone after a failed mail");
-        }
-        return Err(e);
+    if mail {
+        crate::account_email::verify_new_account(&state, &ctx, &db, &user, None).await?;
     }
     state
         .audit_admin(

@@ -436,15 +436,9 @@ async fn register(
         let _ = db.delete_user(user.id).await;
         return Err(e.into());
     }
-    if ctx.capabilities.email
-        && let Err(e) = crate::account_email::start_verification(&state, &ctx, &db, &user, client).await
-    {
-        // No account whose verification link never left: the user goes (with its token),
-        // and registering again starts afresh.
-        if let Err(deleted) = db.delete_user(user.id).await {
-            tracing::error!(tenant = %ctx.slug(), error = %deleted, "registration not undone after a failed mail");
-        }
-        return Err(e);
+    if ctx.capabilities.email {
+        // A mail that does not leave undoes the account: registering again starts afresh.
+        crate::account_email::verify_new_account(&state, &ctx, &db, &user, client).await?;
     }
     let mut answer = json!({ "user": user });
     if let (Some(client), Some(scope)) = (client, scope)
