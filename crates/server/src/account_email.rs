@@ -167,15 +167,31 @@ pub async fn start_verification(
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
+    send_link(state, ctx, db, user, client, EmailTokenPurpose::VerifyEmail).await
+}
+
+/// Issues a token for `purpose` and mails `user` its link, waiting for the SMTP server.
+async fn send_link(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    client: Option<&Client>,
+    purpose: EmailTokenPurpose,
+) -> Result<(), ApiError> {
     ctx.require(Capability::Email)?;
-    let token = issue_token(db, user, EmailTokenPurpose::VerifyEmail, VERIFY_TTL).await?;
+    let (ttl, kind) = match purpose {
+        EmailTokenPurpose::VerifyEmail => (VERIFY_TTL, MailTemplateKind::VerifyEmail),
+        EmailTokenPurpose::ResetPassword => (RESET_TTL, MailTemplateKind::ResetPassword),
+    };
+    let token = issue_token(db, user, purpose, ttl).await?;
     let vars = MailVars {
         user_email: user.email.clone(),
-        link: Some(link(ctx, client, EmailTokenPurpose::VerifyEmail, &token)),
-        expires_in: Some(VERIFY_TTL),
+        link: Some(link(ctx, client, purpose, &token)),
+        expires_in: Some(ttl),
     };
     let lang = mail_language(ctx, Some(user));
-    crate::email::send(state, ctx, &user.email, MailTemplateKind::VerifyEmail, lang, &vars).await
+    crate::email::send(state, ctx, &user.email, kind, lang, &vars).await
 }
 
 /// Checks what every "mail me" request needs before anything is looked up: SMTP settings
@@ -346,15 +362,7 @@ pub async fn send_reset(
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    ctx.require(Capability::Email)?;
-    let token = issue_token(db, user, EmailTokenPurpose::ResetPassword, RESET_TTL).await?;
-    let vars = MailVars {
-        user_email: user.email.clone(),
-        link: Some(link(ctx, client, EmailTokenPurpose::ResetPassword, &token)),
-        expires_in: Some(RESET_TTL),
-    };
-    let lang = mail_language(ctx, Some(user));
-    crate::email::send(state, ctx, &user.email, MailTemplateKind::ResetPassword, lang, &vars).await
+    send_link(state, ctx, db, user, client, EmailTokenPurpose::ResetPassword).await
 }
 
 /// The account a reset token is for, without spending it (400 `invalid_grant` when it is
