@@ -11,7 +11,7 @@
 //! - Links are `{issuer}/verify-email?token=…` and `{issuer}/reset-password?token=…`:
 //!   hosted pages that show a form first (a GET never spends a token, so mail scanners
 //!   that prefetch links do no harm), and the form posts with a CSRF token.
-//! - Asking for a mail ([`request_verification`], [`request_reset`]: the API and the
+//! - Asking for a mail ([`request_link`]: the API and the
 //!   hosted forgot-password page) answers the same whether or not the account exists: the
 //!   lookup, the per-recipient limit and the send happen in the background, so neither the
 //!   answer nor its timing tells accounts apart. Failures are logged (tenant and template,
@@ -30,9 +30,7 @@ use chrono::Utc;
 use tenantry_controlplane::model::{Client, Language, MailTemplateKind};
 use tenantry_crypto::{hash_token, random_token};
 use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User, UserStatus};
-use tenantry_dataplane::{
-    EmailTokenRepository, MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository,
-};
+use tenantry_dataplane::{EmailTokenRepository, TenantDb, UserRepository};
 
 use crate::app::AppState;
 use crate::email::MailVars;
@@ -244,31 +242,45 @@ async fn recipient_allowed(
     }
 }
 
-/// `POST /v1/auth/verify-email/resend`: checks the request ([`mail_request`]), then, in
-/// the background, sends a new link to `email` if it is an active account whose address
-/// is not verified yet and that is within [`MAILS_PER_RECIPIENT`]. `Ok` says nothing
-/// about the account.
-pub async fn request_verification(
+/// "Mail me a link", behind `POST /v1/auth/verify-email/resend`, `POST
+/// /v1/auth/password/forgot` and the hosted forgot-password page: checks the request
+/// ([`mail_request`]: SMTP, the flow's per-IP limit, the address), then, in the
+/// background, mails a new link for `purpose` (to `client`'s page when it has one) if
+/// `email` is an active account that needs it (a verification only while the address is
+/// unverified) and is within [`MAILS_PER_RECIPIENT`]. `Ok` says nothing about the account.
+pub async fn request_link(
     state: &AppState,
     ctx: &TenantContext,
     ip: Option<std::net::IpAddr>,
     email: String,
     client: Option<Client>,
+    purpose: EmailTokenPurpose,
 ) -> Result<(), ApiError> {
-    let limit = crate::login::VERIFY_RESEND_PER_IP;
-    let db = mail_request(state, ctx, "verify_resend", ip, limit, &email).await?;
+    let (flow, limit, kind) = match purpose {
+        EmailTokenPurpose::VerifyEmail => (
+            "verify_resend",
+            crate::login::VERIFY_RESEND_PER_IP,
+            MailTemplateKind::VerifyEmail,
+        ),
+        EmailTokenPurpose::ResetPassword => (
+            "password_forgot",
+            crate::login::FORGOT_PER_IP,
+            MailTemplateKind::ResetPassword,
+        ),
+    };
+    let db = mail_request(state, ctx, flow, ip, limit, &email).await?;
     let (state, task_ctx) = (state.clone(), ctx.clone());
-    in_background(ctx, MailTemplateKind::VerifyEmail, async move {
+    in_background(ctx, kind, async move {
         let ctx = task_ctx;
-        let kind = MailTemplateKind::VerifyEmail;
         let user = active_user_by_email(&ctx, &db, &email).await?;
-        let Some(user) = user.filter(|u| !u.email_verified) else {
+        let needed = |u: &User| purpose == EmailTokenPurpose::ResetPassword || !u.email_verified;
+        let Some(user) = user.filter(needed) else {
             return Ok(());
         };
-        if !recipient_allowed(&state, &ctx, "verify_resend", kind, &user).await? {
+        if !recipient_allowed(&state, &ctx, flow, kind, &user).await? {
             return Ok(());
         }
-        start_verification(&state, &ctx, &db, &user, client.as_ref()).await
+        send_link(&state, &ctx, &db, &user, client.as_ref(), purpose).await
     });
     Ok(())
 }
@@ -294,38 +306,6 @@ pub async fn confirm_verification(ctx: &TenantContext, db: &TenantDb, token: &st
     }
     tracing::info!(tenant = %ctx.slug(), "email address verified");
     active_user(ctx, db, user.id).await?.ok_or_else(ApiError::internal)
-}
-
-/// "Forgot password", behind `POST /v1/auth/password/forgot` and the hosted page alike:
-/// checks the request ([`mail_request`]), then, in the background, sends a reset link
-/// (1 h, single use) to `email` if it is an active account within
-/// [`MAILS_PER_RECIPIENT`]. `Ok` says nothing about the account.
-pub async fn request_reset(
-    state: &AppState,
-    ctx: &TenantContext,
-    ip: Option<std::net::IpAddr>,
-    email: String,
-    client: Option<Client>,
-) -> Result<(), ApiError> {
-    let limit = crate::login::FORGOT_PER_IP;
-    let db = mail_request(state, ctx, "password_forgot", ip, limit, &email).await?;
-    start_reset(state, ctx, db, email, client);
-    Ok(())
-}
-
-fn start_reset(state: &AppState, ctx: &TenantContext, db: TenantDb, email: String, client: Option<Client>) {
-    let (state, task_ctx) = (state.clone(), ctx.clone());
-    in_background(ctx, MailTemplateKind::ResetPassword, async move {
-        let ctx = task_ctx;
-        let kind = MailTemplateKind::ResetPassword;
-        let Some(user) = active_user_by_email(&ctx, &db, &email).await? else {
-            return Ok(());
-        };
-        if !recipient_allowed(&state, &ctx, "password_forgot", kind, &user).await? {
-            return Ok(());
-        }
-        send_reset(&state, &ctx, &db, &user, client.as_ref()).await
-    });
 }
 
 /// [`start_verification`] for an account made by this very request: when the mail does
@@ -433,11 +413,8 @@ pub async fn reset_password(
     db.spend_email_tokens(user.id, EmailTokenPurpose::ResetPassword, now)
         .await?;
     db.set_password(user.id, &phc).await?;
-    // Whoever knew the old password is out: every session, every refresh token, every
-    // device that skipped the second factor.
-    db.revoke_user_sessions(user.id, None, now).await?;
-    db.revoke_refresh_by_user(user.id, now).await?;
-    db.forget_devices(user.id, now).await?;
+    // Whoever knew the old password is out.
+    crate::login::sign_out_everywhere(db, user.id, now).await?;
     if let Err(e) = crate::login::clear_lockout(state, ctx, &user.email).await {
         // The password is changed; the lock ends with its window.
         tracing::warn!(tenant = %ctx.slug(), code = e.code.as_str(), "lockout not cleared after a password reset");

@@ -403,6 +403,20 @@ pub async fn start_session(
     Ok((session, session_id))
 }
 
+/// Signs `user` out everywhere: every session and every refresh token end, and no device
+/// skips the second factor any more (logout-all, a password reset, a disabled account).
+pub async fn sign_out_everywhere(
+    db: &TenantDb,
+    user: uuid::Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    use tenantry_dataplane::{MfaRepository, SessionRepository, TokenRepository};
+    db.revoke_user_sessions(user, None, now).await?;
+    db.revoke_refresh_by_user(user, now).await?;
+    db.forget_devices(user, now).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! account's locale, then the tenant's.
 //!
 //! The forgot-password form posts an address with the same CSRF token and then runs the
-//! API's very `account_email::request_reset`: one page for every well-formed address.
+//! API's very `account_email::request_link`: one page for every well-formed address.
 
 use std::net::IpAddr;
 
@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tenantry_controlplane::model::Language;
-use tenantry_dataplane::model::User;
+use tenantry_dataplane::model::{EmailTokenPurpose, User};
 
 use crate::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use crate::app::AppState;
@@ -320,7 +320,7 @@ async fn forgot_get(
 }
 
 /// `POST /t/{slug}/forgot-password`: once the CSRF token matches the cookie, the API's
-/// `request_reset` (per-IP limit, the lookup and the mail in the background), and the
+/// `request_link` (per-IP limit, the lookup and the mail in the background), and the
 /// same page for every well-formed address.
 async fn forgot_post(
     ctx: TenantContext,
@@ -343,7 +343,7 @@ async fn forgot_post(
         return expired();
     }
     let email = params.get("email").unwrap_or("").to_owned();
-    match account_email::request_reset(&state, &ctx, ip, email.clone(), None).await {
+    match account_email::request_link(&state, &ctx, ip, email.clone(), None, EmailTokenPurpose::ResetPassword).await {
         Ok(()) => page.forgot_sent(),
         Err(e) => {
             let again = |status: StatusCode, message: &str| {

@@ -358,7 +358,7 @@ struct DisableUser {
 }
 
 /// `POST …/users/{id}/disable` `{"reason"?}`: the user can no longer sign in; every
-/// session and refresh token ends now (access tokens already issued live out their
+/// session, refresh token and trusted device ends now (access tokens already issued live out their
 /// short lifetime). 200 with the user.
 async fn disable_user(
     admin: AdminAuth,
@@ -366,7 +366,6 @@ async fn disable_user(
     Path((slug, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<DisableUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    use tenantry_dataplane::{SessionRepository, TokenRepository};
     let reason = body.reason;
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::field("reason", "must be at most 500 characters"));
@@ -376,8 +375,7 @@ async fn disable_user(
     let db = ctx.db().await?;
     let now = chrono::Utc::now();
     db.disable_user(user.id, reason.as_deref(), None).await?;
-    db.revoke_user_sessions(user.id, None, now).await?;
-    db.revoke_refresh_by_user(user.id, now).await?;
+    crate::login::sign_out_everywhere(&db, user.id, now).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "disable_user", Some(&slug), detail)

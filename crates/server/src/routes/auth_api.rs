@@ -530,9 +530,7 @@ async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
 /// forgets the devices trusted to skip the second factor.
 async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
     let now = Utc::now();
-    caller.db.forget_devices(caller.user.id, now).await?;
-    caller.db.revoke_user_sessions(caller.user.id, None, now).await?;
-    caller.db.revoke_refresh_by_user(caller.user.id, now).await?;
+    crate::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -697,7 +695,8 @@ async fn resend_verification(
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
-    crate::account_email::request_verification(&state, &ctx, ip, body.email, client).await?;
+    let purpose = tenantry_dataplane::model::EmailTokenPurpose::VerifyEmail;
+    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
@@ -723,7 +722,7 @@ async fn confirm_verification(
 
 /// `POST /v1/auth/password/forgot` `{"email"}`: 202 in every case; a reset link (1 h,
 /// single use) goes out only to an active account, and not past the per-recipient limit.
-/// The hosted `forgot-password` page runs the same `account_email::request_reset`.
+/// The hosted `forgot-password` page runs the same `account_email::request_link`.
 async fn forgot_password(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -731,7 +730,8 @@ async fn forgot_password(
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
-    crate::account_email::request_reset(&state, &ctx, ip, body.email, client).await?;
+    let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
+    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
