@@ -27,6 +27,8 @@ pub enum Rejection {
     TenantDegraded(String),
     #[error("{kind} `{id}` does not exist")]
     NotFound { kind: &'static str, id: String },
+    #[error("client `{0}` already exists")]
+    ClientExists(String),
     #[error("`{0}` cannot be changed")]
     Immutable(&'static str),
     #[error("invalid: {0}")]
@@ -97,7 +99,21 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             next.tenants.remove(slug);
             next.degraded.remove(slug);
         }
-        Command::PutClient { slug, client } => {
+        Command::CreateClient { slug, client } | Command::PutClient { slug, client } => {
+            let exists = existing(current, slug)?.clients.contains_key(&client.client_id);
+            match (cmd, exists) {
+                (Command::CreateClient { .. }, true) => {
+                    return Err(Rejection::ClientExists(client.client_id.clone()).into());
+                }
+                (Command::PutClient { .. }, false) => {
+                    return Err(Rejection::NotFound {
+                        kind: "client",
+                        id: client.client_id.clone(),
+                    }
+                    .into());
+                }
+                _ => {}
+            }
             invalid(validate::validate_client(client))?;
             put_item(
                 store,

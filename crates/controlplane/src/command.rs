@@ -25,6 +25,14 @@ pub enum Command {
     DeleteTenant {
         slug: String,
     },
+    /// Adds a client; refused when the tenant already has one with its id, so of
+    /// concurrent creates of one id exactly one succeeds.
+    CreateClient {
+        slug: String,
+        client: Client,
+    },
+    /// Replaces an existing client; refused when it does not exist (a write racing a
+    /// delete must not bring the client back).
     PutClient {
         slug: String,
         client: Client,
@@ -86,6 +94,7 @@ impl Command {
         match self {
             Command::CreateTenant { tenant, .. } | Command::UpdateTenant { tenant } => Some(&tenant.slug),
             Command::DeleteTenant { slug }
+            | Command::CreateClient { slug, .. }
             | Command::PutClient { slug, .. }
             | Command::DeleteClient { slug, .. }
             | Command::PutScope { slug, .. }
@@ -105,6 +114,7 @@ impl Command {
             Command::CreateTenant { .. } => "create_tenant",
             Command::UpdateTenant { .. } => "update_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
+            Command::CreateClient { .. } => "create_client",
             Command::PutClient { .. } => "put_client",
             Command::DeleteClient { .. } => "delete_client",
             Command::PutScope { .. } => "put_scope",

@@ -141,6 +141,11 @@ pub struct SecurityPolicy {
     /// next successful login.
     #[serde(default)]
     pub password_hash: PasswordHashParams,
+    /// Confidential clients must use PKCE (S256) too, as OAuth 2.1 asks; public clients
+    /// always must. On for tenants created now; a settings file written before the
+    /// setting existed has no such key and keeps the old rule (off).
+    #[serde(default)]
+    pub require_pkce_for_confidential_clients: bool,
 }
 
 impl Default for SecurityPolicy {
@@ -161,6 +166,7 @@ impl Default for SecurityPolicy {
             registration_auto_login: false,
             mfa_remember_device_days: 0,
             password_hash: PasswordHashParams::default(),
+            require_pkce_for_confidential_clients: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::keystore::KeyStore;
-use crate::middleware;
+use crate::middleware::{self, CorsPolicy};
 use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimiter;
 use crate::resolver::{self, TenantContextResolver};
@@ -107,23 +107,29 @@ pub fn router(state: AppState) -> Router {
     let hsts = state.public_url.scheme() == "https";
     let limits = state.config.limits.clone();
 
-    // Per-tenant issuer routes: `/t/{slug}/...` (JWKS, UserInfo; the OIDC work adds the
-    // rest). The catch-all makes every other path below an unknown tenant answer
-    // `tenant_not_found` and below a known one `not_found`.
-    let issuer = routes::issuer::router()
-        .merge(routes::oauth::router())
+    // Per-tenant issuer routes: `/t/{slug}/...`, grouped by who may read them from a
+    // browser (`CorsPolicy`). The catch-all makes every other path below an unknown tenant
+    // answer `tenant_not_found` and below a known one `not_found`.
+    let documents = routes::discovery::router()
+        .merge(routes::issuer::documents_router())
+        .route_layer(CorsPolicy::PublicDocument.layer());
+    let client_fetch = routes::oauth::fetch_router()
+        .merge(routes::issuer::fetch_router())
+        .route_layer(CorsPolicy::ClientFetch.layer());
+    let issuer = Router::new()
+        .merge(documents)
+        .merge(client_fetch)
+        .merge(routes::oauth::server_router())
         .merge(routes::authorize::router())
-        .merge(routes::discovery::router())
         .merge(routes::logout::router())
         .merge(routes::account_pages::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
-        .route_layer(middleware::tenant_cors())
         .route_layer(from_fn_with_state(state.resolver.clone(), resolver::issuer_tenant));
 
     // Headless REST API for first-party apps (tenant from header → query → default).
     let api = routes::api::router()
-        .route_layer(middleware::tenant_cors())
+        .route_layer(CorsPolicy::FirstPartyApi.layer())
         .route_layer(from_fn_with_state(state.resolver.clone(), resolver::api_tenant));
 
     let app = Router::new()
@@ -142,7 +148,12 @@ pub fn with_common_layers(app: Router, limits: &crate::config::Limits, hsts: boo
     app.layer(
         ServiceBuilder::new()
             .layer(from_fn(middleware::request_id))
-            .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
+            .layer(
+                // Failures are logged by meaning in `finish_response`, not all at ERROR.
+                TraceLayer::new_for_http()
+                    .make_span_with(middleware::make_span)
+                    .on_failure(()),
+            )
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(from_fn(move |req, next| middleware::finish_response(hsts, req, next)))
             .layer(TimeoutLayer::with_status_code(
@@ -175,6 +186,10 @@ mod tests {
             hash_queue: 0,
             hash_tenant_share_percent: 100,
             hash_max_wait: std::time::Duration::from_secs(1),
+            max_connections: 1,
+            header_read_timeout: std::time::Duration::from_secs(1),
+            shutdown_grace: std::time::Duration::from_secs(1),
+            smtp_timeout: std::time::Duration::from_secs(1),
         };
         let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
         let response = app

@@ -204,7 +204,7 @@ pub fn ensure_installation(
             .tenant(slug)
             .is_some_and(|e| e.clients.contains_key(DEMO_CLIENT_ID));
         if dev && !has_demo && cp.snapshot().tenant(slug).is_some() {
-            cp.apply(&Command::PutClient {
+            cp.apply(&Command::CreateClient {
                 slug: slug.into(),
                 client: demo_client(),
             })?;

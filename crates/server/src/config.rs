@@ -60,6 +60,15 @@ pub struct Limits {
     pub hash_tenant_share_percent: u8,
     /// Longest wait for a hash worker before the request is refused as overloaded.
     pub hash_max_wait: Duration,
+    /// Most client connections open at once; past it, accepting waits.
+    pub max_connections: usize,
+    /// Time allowed to send a request head, from connection open or the previous answer
+    /// (so also the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// Longest wait for in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+    /// Deadline of one whole SMTP send (connect, greeting, TLS, authentication, message).
+    pub smtp_timeout: Duration,
 }
 
 /// The resolved configuration of one process.
@@ -84,6 +93,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (per-IP limits); empty =
     /// the TCP peer is the client.
     pub trusted_proxies: TrustedProxies,
+    /// What the server's own outbound calls (back-channel logout) may reach.
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -102,6 +113,14 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    outbound: FileOutbound,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOutbound {
+    allow_private_networks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +134,10 @@ struct FileLimits {
     hash_queue: Option<u64>,
     hash_tenant_share_percent: Option<u64>,
     hash_max_wait_ms: Option<u64>,
+    max_connections: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    smtp_timeout_secs: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -329,6 +352,38 @@ impl Config {
                 60_000,
                 2000,
             )?),
+            max_connections: number(
+                "max_connections",
+                file.limits.max_connections,
+                "TENANTRY_MAX_CONNECTIONS",
+                1,
+                1_000_000,
+                4096,
+            )? as usize,
+            header_read_timeout: Duration::from_secs(number(
+                "header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+                "TENANTRY_HEADER_READ_TIMEOUT_SECS",
+                1,
+                600,
+                10,
+            )?),
+            shutdown_grace: Duration::from_secs(number(
+                "shutdown_grace_secs",
+                file.limits.shutdown_grace_secs,
+                "TENANTRY_SHUTDOWN_GRACE_SECS",
+                0,
+                3600,
+                10,
+            )?),
+            smtp_timeout: Duration::from_secs(number(
+                "smtp_timeout_secs",
+                file.limits.smtp_timeout_secs,
+                "TENANTRY_SMTP_TIMEOUT_SECS",
+                1,
+                300,
+                crate::email::SMTP_TIMEOUT.as_secs(),
+            )?),
         };
         let global_db_url = match pick(
             "global_db_url",
@@ -384,6 +439,20 @@ impl Config {
         let trusted_proxies = TrustedProxies::parse(&file.trusted_proxies)
             .map_err(|problem| ConfigError::new(in_file("trusted_proxies"), problem))?;
 
+        let allow_private_networks = match env("TENANTRY_OUTBOUND_ALLOW_PRIVATE_NETWORKS") {
+            Some(value) => match value.trim() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "TENANTRY_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
+                        format!("`{other}` must be true or false"),
+                    ));
+                }
+            },
+            None => file.outbound.allow_private_networks.unwrap_or(false),
+        };
+
         Ok(Config {
             listen,
             public_url,
@@ -395,6 +464,7 @@ impl Config {
             redis_url,
             password_deny_list_file,
             trusted_proxies,
+            outbound: crate::outbound::OutboundPolicy { allow_private_networks },
         })
     }
 

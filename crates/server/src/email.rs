@@ -44,7 +44,10 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::resolver::{Capability, TenantContext};
 
-/// How long one SMTP step (connect, each command) may take before the send fails.
+/// Default for `limits.smtp_timeout_secs`: how long one whole SMTP conversation
+/// (connect, greeting, STARTTLS, authentication, the message) may take before the send
+/// fails. lettre's own timeout does not cover every step (a server that accepts and never
+/// greets waits on it forever), so the whole send runs under this deadline.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Every template kind, in catalogue order.
@@ -120,9 +123,17 @@ pub fn recipient_domain(to: &str) -> &str {
 }
 
 /// Per-tenant SMTP transports. Cheap to clone (shared cache).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Mailer {
     transports: Arc<Mutex<HashMap<Uuid, CachedTransport>>>,
+    /// Deadline of one whole send (`limits.smtp_timeout_secs`).
+    timeout: Duration,
+}
+
+impl Default for Mailer {
+    fn default() -> Self {
+        Self::with_timeout(SMTP_TIMEOUT)
+    }
 }
 
 struct CachedTransport {
@@ -142,6 +153,14 @@ impl std::fmt::Debug for Mailer {
 impl Mailer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mailer whose sends each end within `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            transports: Arc::default(),
+            timeout,
+        }
     }
 
     /// How many tenant transports are cached.
@@ -175,15 +194,18 @@ impl Mailer {
         let transport = self.transport(secrets, tenant, smtp)?;
         let kind_name = kind_code(kind);
         let domain = recipient_domain(to);
-        match transport.send(message).await {
+        let sent = match tokio::time::timeout(self.timeout, transport.send(message)).await {
+            Ok(sent) => sent.map_err(|e| SendFailure::of(&e)),
+            Err(_) => Err(SendFailure::timed_out()),
+        };
+        match sent {
             Ok(_) => {
                 metrics::counter!("mail_sent_total", "kind" => kind_name, "outcome" => "sent").increment(1);
                 tracing::info!(tenant = %tenant.slug, kind = kind_name, recipient_domain = domain, "mail sent");
                 Ok(())
             }
-            Err(e) => {
+            Err(failure) => {
                 metrics::counter!("mail_sent_total", "kind" => kind_name, "outcome" => "failed").increment(1);
-                let failure = SendFailure::of(&e);
                 // The server's reply text may quote the recipient: log the code only.
                 tracing::warn!(
                     tenant = %tenant.slug,
@@ -213,7 +235,7 @@ impl Mailer {
         {
             return Ok(cached.transport.clone());
         }
-        let transport = build_transport(secrets, tenant.id, smtp)?;
+        let transport = build_transport(secrets, tenant.id, smtp, self.timeout)?;
         cache.insert(
             tenant.id,
             CachedTransport {
@@ -264,6 +286,7 @@ fn build_transport(
     secrets: &SecretBox,
     tenant: Uuid,
     smtp: &SmtpSettings,
+    timeout: Duration,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, ApiError> {
     let tls_failed = |e: lettre::transport::smtp::Error| {
         tracing::warn!(tenant = %tenant, error = %e, "SMTP TLS parameters cannot be built");
@@ -279,7 +302,7 @@ fn build_transport(
     };
     let mut builder = builder
         .port(smtp.port)
-        .timeout(Some(SMTP_TIMEOUT))
+        .timeout(Some(timeout))
         .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(60)));
     if let (Some(username), Some(sealed)) = (&smtp.username, &smtp.password) {
         let password = secrets
@@ -329,6 +352,15 @@ struct SendFailure {
 }
 
 impl SendFailure {
+    /// The whole send outlived the mailer's deadline.
+    fn timed_out() -> Self {
+        Self {
+            what: "timeout",
+            code: None,
+            cause: Some("no answer within the SMTP deadline".to_owned()),
+        }
+    }
+
     fn of(e: &lettre::transport::smtp::Error) -> Self {
         let code = e.status().map(|c| c.to_string());
         let what = if e.is_timeout() {

@@ -202,6 +202,10 @@ impl From<Rejection> for ApiError {
             Rejection::NotFound { kind, id } => {
                 ApiError::new(ErrorCode::NotFound, format!("no {kind} `{}`", printable(&id)))
             }
+            Rejection::ClientExists(id) => ApiError::new(
+                ErrorCode::ClientExists,
+                format!("client `{}` already exists", printable(&id)),
+            ),
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),
             Rejection::KeyRing(e) => {

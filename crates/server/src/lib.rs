@@ -12,10 +12,12 @@ pub mod config;
 pub mod email;
 pub mod error;
 pub mod extract;
+pub mod http_server;
 pub mod key_rotation;
 pub mod keystore;
 pub mod login;
 pub mod mfa;
+pub mod outbound;
 pub mod middleware;
 pub mod pages;
 pub mod params;
@@ -121,7 +123,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         config.default_tenant.clone(),
         &public_url,
     );
-    let mailer = email::Mailer::new();
+    let mailer = email::Mailer::with_timeout(config.limits.smtp_timeout);
     control_plane.subscribe(Arc::new(mailer.clone()));
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
     let state = AppState::new(app::Shared {
@@ -172,14 +174,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.secrets.clone(),
         KEY_MAINTENANCE_INTERVAL,
     );
+    let limits = http_server::ConnectionLimits::from_config(&state.config.limits);
     let app = router(state);
-    // The peer address feeds the per-IP attempt limits (`extract::ClientIp`).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    http_server::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -65,7 +65,52 @@ pub async fn finish_response(hsts: bool, request: Request, next: Next) -> Respon
     let response = security_headers(problem_body(next.run(request).await), hsts);
     let route = route.as_ref().map(MatchedPath::as_str).unwrap_or("unmatched");
     record_metrics(method, route, response.status().as_u16(), start);
+    log_answer(response.status());
     response
+}
+
+/// Logs an error answer by what it means. A 500 is a fault (ERROR; its cause was logged
+/// where it happened). 501/502/503/504 are expected refusals (overload, an unreachable
+/// dependency, an unconfigured capability): each at debug, plus an INFO summary at most
+/// every [`REFUSAL_SUMMARY_EVERY`], so a flood cannot flood the log. Client errors are
+/// debug only (tower-http's span already carries them).
+fn log_answer(status: axum::http::StatusCode) {
+    if status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(status = status.as_u16(), "answered with an internal error");
+    } else if status.is_server_error() {
+        tracing::debug!(status = status.as_u16(), "request refused");
+        REFUSALS.record(status.as_u16());
+    }
+}
+
+/// How often refused requests are summarised in the log.
+const REFUSAL_SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+static REFUSALS: LazyLock<RefusalSummary> = LazyLock::new(RefusalSummary::default);
+
+/// Counts of refusals by status since the last summary line.
+#[derive(Default)]
+struct RefusalSummary {
+    window: Mutex<(Option<Instant>, std::collections::BTreeMap<u16, u64>)>,
+}
+
+impl RefusalSummary {
+    fn record(&self, status: u16) {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let first_ever = window.0.is_none();
+        let started = *window.0.get_or_insert(now);
+        *window.1.entry(status).or_default() += 1;
+        if first_ever || now.duration_since(started) >= REFUSAL_SUMMARY_EVERY {
+            let counts: Vec<String> = window.1.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+            tracing::info!(
+                refused = counts.join(" "),
+                seconds = now.duration_since(started).as_secs(),
+                "requests refused (summary; each one is logged at debug)"
+            );
+            *window = (Some(now), Default::default());
+        }
+    }
 }
 
 /// Prometheus counters and latency histograms labelled by route template (never raw
@@ -137,12 +182,17 @@ fn security_headers(mut response: Response<Body>, hsts: bool) -> Response<Body> 
     response
 }
 
-/// Gives a problem+json body to error statuses that layers or the router produced with
-/// no body of their own (405, 408, 413, ...), so clients always see one error shape.
+/// Gives a problem+json body to error statuses that layers, the router or axum's own
+/// extractors produced (405, 408, an oversized body's 413: no body or a `text/plain`
+/// one), so clients always see one error shape. Our handlers never answer an error as
+/// plain text.
 fn problem_body(response: Response<Body>) -> Response<Body> {
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE)
-    {
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|t| t.as_bytes().starts_with(b"text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && bare {
         let (parts, _) = response.into_parts();
         let mut fresh = for_status(status).into_response();
         for (name, value) in parts.headers.iter() {
@@ -167,34 +217,76 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     ApiError::internal().into_response()
 }
 
-/// CORS for tenant routes: an origin is allowed when the tenant's settings list it.
-/// The tenant comes from the context the resolver middleware stored in the request.
-pub fn tenant_cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(|origin, parts| {
-            let Some(ctx) = parts.extensions.get::<TenantContext>() else {
-                return false;
-            };
-            let Ok(origin) = origin.to_str() else { return false };
-            // The tenant's own list, plus each client's web origins (so a registered SPA
-            // can call the token and userinfo endpoints from the browser).
-            let entry = &ctx.entry;
-            entry.tenant.settings.cors_allowed_origins.iter().any(|o| o == origin)
-                || entry
-                    .clients
-                    .values()
-                    .any(|c| c.allowed_origins.iter().any(|o| o == origin))
-        }))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("x-tenant-slug"),
-            REQUEST_ID,
-        ])
-        .expose_headers([REQUEST_ID])
-        .allow_credentials(true)
-        .max_age(std::time::Duration::from_secs(600))
+/// Which browser origins may read a tenant route's answers with `fetch`.
+///
+/// CORS goes only on endpoints a browser app calls with `fetch`; the interactive pages
+/// (authorize, login, consent, logout, account links) get none, so no other origin can
+/// read what they answer with the user's cookies. No policy allows credentials: these
+/// endpoints authenticate with bearer tokens and form parameters, never cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorsPolicy {
+    /// Discovery and JWKS: public documents, readable from any origin.
+    PublicDocument,
+    /// Token, revocation and UserInfo: the tenant's `cors_allowed_origins` and the web
+    /// origins of every client of the tenant (a registered SPA redeems its own codes).
+    ClientFetch,
+    /// The headless `/v1` API, which only first-party apps may use: the tenant's list and
+    /// the origins of first-party clients. A third-party client's origins never widen it.
+    FirstPartyApi,
+}
+
+impl CorsPolicy {
+    /// Whether `origin` may read answers of this tenant under this policy.
+    pub fn allows(self, ctx: &TenantContext, origin: &str) -> bool {
+        let entry = &ctx.entry;
+        let client_origin = |first_party_only: bool| {
+            entry
+                .clients
+                .values()
+                .filter(|c| c.first_party || !first_party_only)
+                .any(|c| c.allowed_origins.iter().any(|o| o == origin))
+        };
+        match self {
+            CorsPolicy::PublicDocument => true,
+            CorsPolicy::ClientFetch => {
+                entry.tenant.settings.cors_allowed_origins.iter().any(|o| o == origin) || client_origin(false)
+            }
+            CorsPolicy::FirstPartyApi => {
+                entry.tenant.settings.cors_allowed_origins.iter().any(|o| o == origin) || client_origin(true)
+            }
+        }
+    }
+
+    /// The layer for routes behind the resolver middleware (which stores the tenant).
+    pub fn layer(self) -> CorsLayer {
+        let methods = match self {
+            CorsPolicy::PublicDocument => vec![Method::GET, Method::HEAD],
+            CorsPolicy::ClientFetch => vec![Method::GET, Method::POST],
+            CorsPolicy::FirstPartyApi => vec![Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE],
+        };
+        let origin = match self {
+            CorsPolicy::PublicDocument => AllowOrigin::any(),
+            _ => AllowOrigin::predicate(move |origin, parts| {
+                let (Some(ctx), Ok(origin)) = (parts.extensions.get::<TenantContext>(), origin.to_str()) else {
+                    return false;
+                };
+                self.allows(ctx, origin)
+            }),
+        };
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(methods)
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-tenant-slug"),
+                REQUEST_ID,
+            ])
+            .expose_headers([REQUEST_ID, header::ETAG, header::WWW_AUTHENTICATE])
+            .allow_credentials(false)
+            .max_age(std::time::Duration::from_secs(600))
+    }
 }
 
 /// Answer for routes that do not exist.

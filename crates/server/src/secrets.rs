@@ -96,11 +96,45 @@ pub fn settings_from_input(
     if let Some(problem) = problem {
         return Err(problem);
     }
-    let settings: TenantSettings =
-        serde_json::from_value(input).map_err(|e| ApiError::field("settings", e.to_string()))?;
+    if current.is_none() {
+        // A new tenant starts from today's defaults; what the input names replaces them.
+        let mut defaults = serde_json::to_value(TenantSettings::default()).expect("settings serialize");
+        merge_patch(&mut defaults, &input);
+        input = defaults;
+    }
+    let settings: TenantSettings = serde_path_to_error::deserialize(input).map_err(|e| {
+        let (field, message) = settings_error_field(&e);
+        ApiError::field(&field, message)
+    })?;
     validate_settings(&settings).map_err(ApiError::validation)?;
     crate::email::check_settings(&settings)?;
     Ok(settings)
+}
+
+/// The dotted path (`settings.smtp.from`) and message of a settings parse error. For an
+/// unknown key serde's path ends at the object that holds it, so the key is added.
+fn settings_error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let mut path = String::from("settings");
+    for segment in e.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                path.push('.');
+                path.push_str(&crate::error::printable(key));
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let inner = e.inner().to_string();
+    // serde_json appends " at line L column C" for text input; a Value has none.
+    let message = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+    if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+        && !path.ends_with(&format!(".{unknown}"))
+    {
+        path.push('.');
+        path.push_str(&crate::error::printable(unknown));
+    }
+    (path, message)
 }
 
 /// Checks a DSN's shape against its driver without ever echoing it.

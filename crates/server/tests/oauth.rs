@@ -462,13 +462,21 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
     assert_eq!(status, 422, "a JWK Set with private or symmetric keys is refused");
 
     let token_url = format!("{}/t/local/token", server.base);
-    let assertion = |keys: &tenantry_keys::IssuerKeys, aud: &str, exp_in: i64, jti: Option<&str>| {
+    let issuer = format!("{}/t/local", server.base);
+    // Claims of an assertion; `extra` replaces or adds claims.
+    let assertion_with = |keys: &tenantry_keys::IssuerKeys, exp_in: i64, jti: Option<&str>, extra: Value| {
         let now = chrono::Utc::now().timestamp();
-        let mut claims = json!({"iss": "signer", "sub": "signer", "aud": aud, "iat": now, "exp": now + exp_in});
+        let mut claims = json!({"iss": "signer", "sub": "signer", "aud": issuer, "iat": now, "exp": now + exp_in});
         if let Some(jti) = jti {
             claims["jti"] = json!(jti);
         }
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
         keys.sign(SigningAlg::Es256, "JWT", &claims).unwrap()
+    };
+    let assertion = |keys: &tenantry_keys::IssuerKeys, aud: &str, exp_in: i64, jti: Option<&str>| {
+        assertion_with(keys, exp_in, jti, json!({"aud": aud}))
     };
     let call = |assertion: String| {
         let url = token_url.clone();
@@ -492,7 +500,7 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
         }
     };
 
-    let good = assertion(&client_keys, &token_url, 60, Some("jti-1"));
+    let good = assertion(&client_keys, &issuer, 60, Some("jti-1"));
     let (status, body) = call(good.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string());
@@ -503,21 +511,42 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
         "a replayed assertion"
     );
 
-    let issuer = format!("{}/t/local", server.base);
-    let (status, _) = call(assertion(&client_keys, &issuer, 60, Some("jti-2"))).await;
-    assert_eq!(status, 200, "the issuer is an accepted audience too");
+    let (status, body) = call(assertion_with(&client_keys, 60, Some("jti-2"), json!({"aud": [issuer]}))).await;
+    assert_eq!(status, 200, "an array holding only the issuer: {body}");
+    let in_an_hour = chrono::Utc::now().timestamp() + 3600;
     for (what, bad) in [
-        ("another key", assertion(&other_keys, &token_url, 60, Some("jti-3"))),
+        ("another key", assertion(&other_keys, &issuer, 60, Some("jti-3"))),
         (
             "another audience",
             assertion(&client_keys, "https://elsewhere.example/token", 60, Some("jti-4")),
         ),
         (
-            "too long-lived",
-            assertion(&client_keys, &token_url, 3600, Some("jti-5")),
+            "the token endpoint as audience",
+            assertion(&client_keys, &token_url, 60, Some("jti-4b")),
         ),
-        ("expired", assertion(&client_keys, &token_url, -120, Some("jti-6"))),
-        ("no jti", assertion(&client_keys, &token_url, 60, None)),
+        (
+            "another tenant's issuer beside ours",
+            assertion_with(
+                &client_keys,
+                60,
+                Some("jti-4c"),
+                json!({"aud": [issuer, format!("{}/t/other", server.base)]}),
+            ),
+        ),
+        (
+            "iat an hour ahead",
+            assertion_with(&client_keys, 60, Some("jti-4d"), json!({"iat": in_an_hour})),
+        ),
+        (
+            "nbf an hour ahead",
+            assertion_with(&client_keys, 60, Some("jti-4e"), json!({"nbf": in_an_hour})),
+        ),
+        (
+            "too long-lived",
+            assertion(&client_keys, &issuer, 3600, Some("jti-5")),
+        ),
+        ("expired", assertion(&client_keys, &issuer, -120, Some("jti-6"))),
+        ("no jti", assertion(&client_keys, &issuer, 60, None)),
     ] {
         let (status, body) = call(bad).await;
         assert_eq!(

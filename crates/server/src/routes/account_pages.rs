@@ -306,9 +306,12 @@ async fn forgot_get(
     RawQuery(query): RawQuery,
 ) -> Response {
     let tenant_lang = ctx.entry.tenant.settings.language;
-    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]) else {
-        let page = page_context(&ctx, tenant_lang);
-        return page.error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated");
+    let params = match Params::parse(query.unwrap_or_default().as_bytes(), &[]) {
+        Ok(params) => params,
+        Err(e) => {
+            let page = page_context(&ctx, tenant_lang);
+            return page.error(StatusCode::BAD_REQUEST, "invalid_request", &e.message());
+        }
     };
     let lang = pages::language(params.get("ui_locales"), tenant_lang);
     if !ctx.capabilities.email {

@@ -184,15 +184,17 @@ fn ensure_secret(state: &AppState, ctx: &TenantContext, client: &mut Client) -> 
     Ok(Some(secret))
 }
 
-async fn store(state: &AppState, slug: &str, client: Client) -> Result<(), ApiError> {
+/// Writes `client`: a new one (`create`, refused with 409 when the id exists, even when
+/// a concurrent create got there first) or a replacement of an existing one.
+async fn store(state: &AppState, slug: &str, client: Client, create: bool) -> Result<(), ApiError> {
     validate_client(&client).map_err(ApiError::validation)?;
-    state
-        .writer
-        .write(Command::PutClient {
-            slug: slug.to_owned(),
-            client,
-        })
-        .await?;
+    let slug = slug.to_owned();
+    let command = if create {
+        Command::CreateClient { slug, client }
+    } else {
+        Command::PutClient { slug, client }
+    };
+    state.writer.write(command).await?;
     Ok(())
 }
 
@@ -224,7 +226,7 @@ async fn create_client(
     }
     let mut client = input.into_client(client_id.clone(), None, Utc::now());
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone()).await?;
+    store(&state, &slug, client.clone(), true).await?;
     state
         .audit_admin(
             admin.admin_id,
@@ -280,7 +282,7 @@ async fn patch_client(
     }
     let mut client = input.into_client(client_id.clone(), Some(previous), Utc::now());
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone()).await?;
+    store(&state, &slug, client.clone(), false).await?;
     state
         .audit_admin(
             admin.admin_id,
@@ -329,7 +331,7 @@ async fn rotate_secret(
     client.secret_hash = None;
     client.updated_at = Utc::now();
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone()).await?;
+    store(&state, &slug, client.clone(), false).await?;
     state
         .audit_admin(
             admin.admin_id,

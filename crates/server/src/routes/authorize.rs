@@ -166,7 +166,7 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         |code: &str, message: &str| page_context(&ctx, tenant_lang).error(StatusCode::BAD_REQUEST, code, message);
     let params = match Params::parse(raw, &[]) {
         Ok(p) => p,
-        Err(_) => return early_error("invalid_request", "a parameter is repeated"),
+        Err(e) => return early_error("invalid_request", &e.message()),
     };
     let lang = pages::language(params.get("ui_locales"), tenant_lang);
     let Some(client) = params.get("client_id").and_then(|id| ctx.entry.clients.get(id)) else {
@@ -217,11 +217,14 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
             scopes.push(scope.to_owned());
         }
     }
-    // PKCE (RFC 7636, RFC 9700): S256 only; required for public clients.
+    // PKCE (RFC 7636, RFC 9700): S256 only; required for public clients, and for
+    // confidential ones too unless the tenant turned that off.
     let code_challenge = params.get("code_challenge").map(str::to_owned);
+    let pkce_optional = client.client_type == ClientType::Confidential
+        && !ctx.entry.tenant.settings.security.require_pkce_for_confidential_clients;
     match (params.get("code_challenge_method"), &code_challenge) {
         (Some("S256"), Some(c)) if is_pkce_value(c) => {}
-        (None, None) if client.client_type == ClientType::Confidential => {}
+        (None, None) if pkce_optional => {}
         (None, None) => return back.error("invalid_request", "PKCE (code_challenge with S256) is required"),
         (Some("plain"), _) | (None, Some(_)) => {
             return back.error("invalid_request", "the plain PKCE method is not allowed; use S256");

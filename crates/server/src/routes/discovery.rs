@@ -100,6 +100,7 @@ fn metadata(ctx: &TenantContext) -> Result<Value, ApiError> {
         }
     }
     let client_auth = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    let revocation_auth = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
     Ok(json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
@@ -121,7 +122,8 @@ fn metadata(ctx: &TenantContext) -> Result<Value, ApiError> {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": client_auth,
-        "revocation_endpoint_auth_methods_supported": client_auth,
+        // Public clients revoke their own tokens naming only `client_id` (RFC 7009 2.1).
+        "revocation_endpoint_auth_methods_supported": revocation_auth,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["en", "es"],

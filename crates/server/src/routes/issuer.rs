@@ -22,10 +22,14 @@ use crate::tokens::{self, BearerError};
 /// published for longer than this, so a cached set never lacks a key still in use.
 pub const JWKS_MAX_AGE_SECS: u64 = 300;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/t/{slug}/jwks.json", get(jwks))
-        .route("/t/{slug}/userinfo", get(userinfo_get).post(userinfo_post))
+/// The tenant's published keys: a public document.
+pub fn documents_router() -> Router<AppState> {
+    Router::new().route("/t/{slug}/jwks.json", get(jwks))
+}
+
+/// UserInfo, which browser apps call with their access token.
+pub fn fetch_router() -> Router<AppState> {
+    Router::new().route("/t/{slug}/userinfo", get(userinfo_get).post(userinfo_post))
 }
 
 /// `GET /t/{slug}/jwks.json`: the tenant's active and retiring public keys (RFC 7517),

@@ -25,6 +25,7 @@ use tenantry_keys::claims::Audience;
 use tenantry_keys::{Expect, TokenType};
 
 use crate::app::AppState;
+use crate::outbound::{OutboundPolicy, OutboundRefusal};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
@@ -57,8 +58,9 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
         branding: &ctx.entry.tenant.settings.branding,
         tenant_name: &ctx.entry.tenant.display_name,
     };
-    let Ok(params) = Params::parse(raw, &[]) else {
-        return page(lang).error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated");
+    let params = match Params::parse(raw, &[]) {
+        Ok(params) => params,
+        Err(e) => return page(lang).error(StatusCode::BAD_REQUEST, "invalid_request", &e.message()),
     };
     let lang = pages::language(params.get("ui_locales"), ctx.entry.tenant.settings.language);
 
@@ -185,6 +187,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             .collect();
         send_logout_tokens(
             &ctx,
+            state.config.outbound,
             &targets,
             &session.user_id.to_string(),
             &crate::tokens::sid(&session.id_hash),
@@ -211,8 +214,9 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
 }
 
 /// Signs one logout token per client (OIDC Back-Channel Logout 2.4) and delivers them in
-/// the background with retries.
-fn send_logout_tokens(ctx: &TenantContext, clients: &[Client], sub: &str, sid: &str) {
+/// the background with retries, under the installation's outbound policy (no redirects;
+/// private and loopback targets only where allowed).
+fn send_logout_tokens(ctx: &TenantContext, policy: OutboundPolicy, clients: &[Client], sub: &str, sid: &str) {
     let Ok(keys) = ctx.keys() else {
         tracing::warn!("no signing keys: back-channel logout tokens not sent");
         return;
@@ -222,6 +226,13 @@ fn send_logout_tokens(ctx: &TenantContext, clients: &[Client], sub: &str, sid: &
         let Some(uri) = client.backchannel_logout_uri.clone() else {
             continue;
         };
+        if let Err(refusal) = url::Url::parse(&uri)
+            .map_err(|_| OutboundRefusal::NotHttp)
+            .and_then(|url| policy.check_url(&url))
+        {
+            tracing::warn!(client_id = %client.client_id, %refusal, "back-channel logout not sent: the URI is not allowed");
+            continue;
+        }
         let claims = json!({
             "iss": ctx.issuer,
             "sub": sub,
@@ -242,16 +253,24 @@ fn send_logout_tokens(ctx: &TenantContext, clients: &[Client], sub: &str, sid: &
             }
         };
         let client_id = client.client_id.clone();
-        tokio::spawn(async move { deliver(uri, client_id, token).await });
+        tokio::spawn(async move { deliver(policy, uri, client_id, token).await });
     }
 }
 
-async fn deliver(uri: String, client_id: String, token: String) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+/// A failure that retrying cannot cure: the name resolved only to refused addresses.
+fn is_refused_target(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<OutboundRefusal>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+async fn deliver(policy: OutboundPolicy, uri: String, client_id: String, token: String) {
+    let http = match policy.client(Duration::from_secs(5)) {
         Ok(http) => http,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client for back-channel logout");
@@ -264,6 +283,19 @@ async fn deliver(uri: String, client_id: String, token: String) {
         match result {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(client_id, attempt, "back-channel logout delivered");
+                return;
+            }
+            Ok(r) if r.status().is_redirection() => {
+                // Redirects are never followed, and a retry would meet the same one.
+                tracing::warn!(
+                    client_id,
+                    status = r.status().as_u16(),
+                    "back-channel logout answered with a redirect; not followed, given up"
+                );
+                return;
+            }
+            Err(e) if is_refused_target(&e) => {
+                tracing::warn!(client_id, error = %e, "back-channel logout not sent: the address is not allowed");
                 return;
             }
             Ok(r) => tracing::warn!(

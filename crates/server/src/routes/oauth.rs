@@ -9,6 +9,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,11 +29,16 @@ use crate::params::Params;
 use crate::resolver::{Capability, TenantContext};
 use crate::tokens::{self, AccessGrant};
 
-pub fn router() -> Router<AppState> {
+/// The endpoints a browser app calls with `fetch`: token and revocation.
+pub fn fetch_router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/token", post(token))
-        .route("/t/{slug}/introspect", post(introspect))
         .route("/t/{slug}/revoke", post(revoke))
+}
+
+/// Introspection, for resource servers (confidential clients), never from a browser.
+pub fn server_router() -> Router<AppState> {
+    Router::new().route("/t/{slug}/introspect", post(introspect))
 }
 
 /// An RFC 6749 section 5.2 error answer.
@@ -63,6 +69,17 @@ impl OAuthError {
 }
 
 impl OAuthError {
+    /// A body that could not be read: over the size limit (413) or broken off (400),
+    /// still in the RFC 6749 error shape.
+    fn unreadable_body(rejection: BytesRejection) -> Self {
+        let mut e = OAuthError::new("invalid_request", rejection.body_text());
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            e.status = StatusCode::PAYLOAD_TOO_LARGE;
+            e.description = "the request body exceeds the configured limit".into();
+        }
+        e
+    }
+
     /// The same refusal as an RFC 9457 problem, for the headless REST API.
     pub(crate) fn into_problem(self) -> ApiError {
         if let Some(e) = self.unavailable {
@@ -107,9 +124,11 @@ impl IntoResponse for OAuthError {
 /// where only `resource` (RFC 8707) may repeat.
 pub type Form = Params;
 
-/// Reads the form body of a token, introspection or revocation request.
+/// Reads the form body of a token, introspection or revocation request. An empty body
+/// needs no content type: it is an empty form, whose missing parameters are named.
 pub fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
-    let is_form = headers
+    let is_form = body.is_empty()
+        || headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
@@ -119,12 +138,7 @@ pub fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
             "send the parameters as application/x-www-form-urlencoded",
         ));
     }
-    Params::parse(body, &["resource"]).map_err(|name| {
-        OAuthError::new(
-            "invalid_request",
-            format!("`{}` is repeated", crate::error::printable(&name)),
-        )
-    })
+    Params::parse(body, &["resource"]).map_err(|e| OAuthError::new("invalid_request", e.message()))
 }
 
 /// A required parameter, or `invalid_request`.
@@ -137,17 +151,17 @@ fn require<'a>(form: &'a Form, name: &str) -> Result<&'a str, OAuthError> {
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest lifetime accepted for a client assertion (its `jti` is kept that long).
 const MAX_ASSERTION_SECS: i64 = 600;
+/// Clock skew allowed between a client and us for `exp`, `nbf` and `iat`.
+const ASSERTION_SKEW_SECS: i64 = 30;
 
 /// Authenticates the client of a token, introspection or revocation request by the method
 /// it registered: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, or
-/// `none` (public clients, which only identify themselves). `endpoint` names the endpoint
-/// called (`token`, `introspect`, `revoke`), an accepted assertion audience.
+/// `none` (public clients, which only identify themselves).
 pub async fn authenticate_client<'a>(
     state: &AppState,
     ctx: &'a TenantContext,
     headers: &HeaderMap,
     form: &Form,
-    endpoint: &str,
 ) -> Result<&'a Client, OAuthError> {
     if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
         if headers.contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some() {
@@ -156,7 +170,7 @@ pub async fn authenticate_client<'a>(
                 "use one client authentication method only",
             ));
         }
-        return assertion_client(ctx, form, endpoint).await;
+        return assertion_client(ctx, form).await;
     }
     let basic = basic_credentials(headers)?;
     let post_secret = form.get("client_secret");
@@ -216,8 +230,12 @@ pub async fn authenticate_client<'a>(
 }
 
 /// RFC 7523 `private_key_jwt`: a JWT signed with one of the client's registered keys,
-/// `iss` = `sub` = client id, audience this issuer or the endpoint, single-use `jti`.
-async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form, endpoint: &str) -> Result<&'a Client, OAuthError> {
+/// `iss` = `sub` = client id, single-use `jti`, and as audience the issuer identifier
+/// alone (a string, or an array holding only it), as the current OpenID guidance on
+/// client assertions asks: an endpoint URL or a second audience beside ours is refused,
+/// so an assertion made for another server cannot be replayed here. `iat` and `nbf` may
+/// not lie in the future beyond the clock skew.
+async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form) -> Result<&'a Client, OAuthError> {
     let failed = |why: &str| OAuthError::new("invalid_client", format!("client assertion refused: {why}"));
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(OAuthError::new("invalid_request", "unsupported client_assertion_type"));
@@ -258,20 +276,28 @@ async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form, endpoint: &st
     }
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| failed("unusable key"))?;
     let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.leeway = 30;
+    validation.leeway = ASSERTION_SKEW_SECS as u64;
     validation.set_issuer(&[client_id]);
     validation.sub = Some(client_id.to_owned());
-    validation.set_audience(&[
-        ctx.issuer.clone(),
-        format!("{}/{endpoint}", ctx.issuer),
-        format!("{}/token", ctx.issuer),
-    ]);
+    validation.validate_nbf = true;
+    // The audience rule is stricter than "any of": checked below.
+    validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     let claims = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation)
         .map_err(|e| failed(&format!("{:?}", e.kind())))?
         .claims;
+    if !audience_is_only(&claims["aud"], &ctx.issuer) {
+        return Err(failed("the audience must be the issuer identifier alone"));
+    }
+    let now = Utc::now().timestamp();
+    if claims.get("iat").is_some() {
+        let iat = claims["iat"].as_i64().ok_or_else(|| failed("iat is not a number"))?;
+        if iat > now + ASSERTION_SKEW_SECS {
+            return Err(failed("iat is in the future"));
+        }
+    }
     let exp = claims["exp"].as_i64().ok_or_else(|| failed("exp"))?;
-    if exp - Utc::now().timestamp() > MAX_ASSERTION_SECS {
+    if exp - now > MAX_ASSERTION_SECS {
         return Err(failed("the assertion lives too long"));
     }
     let jti = claims["jti"]
@@ -289,6 +315,15 @@ async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Form, endpoint: &st
         return Err(failed("the assertion was already used"));
     }
     Ok(client)
+}
+
+/// Whether a JWT `aud` claim names `issuer` and nothing else.
+fn audience_is_only(aud: &serde_json::Value, issuer: &str) -> bool {
+    match aud {
+        serde_json::Value::String(one) => one == issuer,
+        serde_json::Value::Array(many) => many.len() == 1 && many[0].as_str() == Some(issuer),
+        _ => false,
+    }
 }
 
 /// `Authorization: Basic` credentials: base64 of form-urlencoded id `:` secret (RFC 6749
@@ -335,11 +370,12 @@ async fn token(
     ctx: TenantContext,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
+    let body = body.map_err(OAuthError::unreadable_body)?;
     let form = form_body(&headers, &body)?;
     let grant_type = require(&form, "grant_type")?;
-    let client = authenticate_client(&state, &ctx, &headers, &form, "token").await?;
+    let client = authenticate_client(&state, &ctx, &headers, &form).await?;
     match grant_type {
         "client_credentials" => client_credentials(&ctx, client, &form),
         "authorization_code" => authorization_code(&ctx, client, &form).await,
@@ -706,10 +742,11 @@ async fn introspect(
     ctx: TenantContext,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
+    let body = body.map_err(OAuthError::unreadable_body)?;
     let form = form_body(&headers, &body)?;
-    let client = authenticate_client(&state, &ctx, &headers, &form, "introspect").await?;
+    let client = authenticate_client(&state, &ctx, &headers, &form).await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             "invalid_client",
@@ -764,10 +801,11 @@ async fn revoke(
     ctx: TenantContext,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
+    let body = body.map_err(OAuthError::unreadable_body)?;
     let form = form_body(&headers, &body)?;
-    let client = authenticate_client(&state, &ctx, &headers, &form, "revoke").await?;
+    let client = authenticate_client(&state, &ctx, &headers, &form).await?;
     let token = require(&form, "token")?;
     let ok = || StatusCode::OK.into_response();
     if token.matches('.').count() == 2 {

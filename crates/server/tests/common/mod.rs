@@ -9,7 +9,6 @@ pub mod smtp;
 pub mod totp;
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
@@ -49,13 +48,14 @@ pub async fn start_with_config(config: Option<&str>) -> TestServer {
     let prepared = tenantry_server::prepare(&options).await.unwrap();
     let base = format!("http://{}", prepared.listener.local_addr().unwrap());
     let app = tenantry_server::router(prepared.state.clone());
-    tokio::spawn(
-        axum::serve(
-            prepared.listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .into_future(),
-    );
+    let limits = tenantry_server::http_server::ConnectionLimits::from_config(&prepared.state.config.limits);
+    // The listener the binary runs, so connection limits are tested as served.
+    tokio::spawn(tenantry_server::http_server::run(
+        prepared.listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     TestServer {
         state: prepared.state,
         base,
