@@ -570,6 +570,10 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
     let key = std::fs::read_to_string(root.join("dev-master-key")).unwrap();
     let local_id = std::fs::read_to_string(root.join("tenants/local/tenant.json")).unwrap();
     assert!(server.stderr().contains("WARNING"), "the dev key is announced loudly");
+    assert!(
+        !server.stderr().contains('\x1b'),
+        "no colour codes when stderr is a file, not a terminal"
+    );
     let demo_line = server
         .stdout_lines
         .iter()

@@ -57,7 +57,7 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
     });
     let security = (
         any::<u32>(),
-        any::<[bool; 8]>(),
+        any::<[bool; 9]>(),
         0u32..=365,
         any::<u32>(),
         any::<u64>(),
@@ -83,6 +83,7 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 iterations: hash[1],
                 parallelism: hash[2],
             },
+            require_pkce_for_confidential_clients: b[8],
         });
     let tls = prop_oneof![Just(SmtpTls::None), Just(SmtpTls::Starttls), Just(SmtpTls::Tls)];
     let smtp = option::of(

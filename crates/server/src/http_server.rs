@@ -126,7 +126,10 @@ struct AcceptErrors {
 impl AcceptErrors {
     fn record(&mut self, error: &std::io::Error) {
         let now = std::time::Instant::now();
-        if self.last_logged.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             self.suppressed += 1;
             return;
         }
@@ -135,4 +138,3 @@ impl AcceptErrors {
         self.suppressed = 0;
     }
 }
-

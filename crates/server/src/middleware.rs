@@ -299,6 +299,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_flood_of_refusals_is_summarised_not_logged_line_by_line() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        /// Counts events at INFO and above.
+        struct Count(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+                if *event.metadata().level() <= tracing::Level::INFO {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(count.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..10_000 {
+                log_answer(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                log_answer(axum::http::StatusCode::TOO_MANY_REQUESTS);
+            }
+        });
+        assert!(count.load(Ordering::Relaxed) <= 2, "{count:?}");
+        let errors = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(errors.clone()));
+        tracing::subscriber::with_default(subscriber, || log_answer(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(errors.load(Ordering::Relaxed), 1, "a fault is always logged");
+    }
+
+    #[test]
     fn request_ids_are_checked() {
         assert!(acceptable_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
         assert!(!acceptable_request_id(&HeaderValue::from_static("has space")));

@@ -128,7 +128,9 @@ fn settings_error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> (S
     let inner = e.inner().to_string();
     // serde_json appends " at line L column C" for text input; a Value has none.
     let message = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
-    if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
         && !path.ends_with(&format!(".{unknown}"))
     {
         path.push('.');

@@ -68,7 +68,10 @@ async fn a_megabyte_of_parameters_is_refused_at_every_form_endpoint() {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
-    assert!(body["error_description"].as_str().unwrap().contains("client_id"), "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("client_id"),
+        "{body}"
+    );
     // Query strings go through the same parser.
     let query: String = (0..2000).map(|i| format!("p{i}=1&")).collect();
     let response = server
@@ -94,7 +97,9 @@ async fn oversized_bodies_answer_in_the_shape_of_their_endpoint() {
             .body(big.clone())
             .send()
     };
-    let oauth = post("/t/local/token", "application/x-www-form-urlencoded").await.unwrap();
+    let oauth = post("/t/local/token", "application/x-www-form-urlencoded")
+        .await
+        .unwrap();
     assert_eq!(oauth.status(), 413);
     let body: Value = oauth.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request", "RFC 6749 shape: {body}");
@@ -221,15 +226,23 @@ async fn slow_headers_and_idle_connections_are_closed() {
         }
     };
     trickle.await;
-    assert!(closed_within(&mut slow, Duration::from_secs(3)).await, "a trickled head is cut off");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "a trickled head is cut off"
+    );
 
     // A kept-alive connection that goes quiet after an answer is closed too.
     let mut idle = TcpStream::connect(&addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    assert!(closed_within(&mut idle, Duration::from_secs(4)).await, "idle keep-alive ends");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(4)).await,
+        "idle keep-alive ends"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +255,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let healthz = format!("{}/healthz", server.base);
     let request = tokio::spawn(async move { reqwest::get(healthz).await.map(|r| r.status().as_u16()) });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!request.is_finished(), "a third connection is not served while two are open");
+    assert!(
+        !request.is_finished(),
+        "a third connection is not served while two are open"
+    );
     drop(first);
     let status = tokio::time::timeout(Duration::from_secs(10), request)
         .await
@@ -277,7 +293,10 @@ async fn shutdown_waits_for_requests_only_for_the_grace_period() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.send(()).unwrap();
     let finished = tokio::time::timeout(Duration::from_secs(10), server).await;
-    assert!(finished.is_ok(), "shutdown ends after the grace period, not after the request");
+    assert!(
+        finished.is_ok(),
+        "shutdown ends after the grace period, not after the request"
+    );
     slow.abort();
 }
 
@@ -317,15 +336,26 @@ async fn a_mail_server_that_never_greets_fails_the_send_in_time_and_undoes_the_a
             Some(json!({"to": "ops@example.com"})),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (502, Some("email_send_failed")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("email_send_failed")),
+        "{body}"
+    );
 
-    let api = common::api::Api { server: &server, slug: "local" };
+    let api = common::api::Api {
+        server: &server,
+        slug: "local",
+    };
     let register = json!({"email": "stalled@example.com", "password": "correct horse battery"});
     for attempt in 0..2 {
         let (status, body) = api.post("/v1/auth/register", register.clone()).await;
         // Not a 408 from the request timeout, and the retry is not 409 email_taken: the
         // account of the failed mail is gone.
-        assert_eq!((status, body["code"].as_str()), (502, Some("email_send_failed")), "attempt {attempt}: {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (502, Some("email_send_failed")),
+            "attempt {attempt}: {body}"
+        );
     }
 }
 
@@ -336,15 +366,20 @@ async fn concurrent_creates_of_one_client_id_give_exactly_one_client() {
         server.admin(
             Method::POST,
             "/v1/admin/tenants/local/clients",
-            Some(json!({"client_id": "racer", "name": "Racer", "client_type": "confidential",
-                "redirect_uris": ["https://racer.example/cb"], "grant_types": ["client_credentials"]})),
+            Some(
+                json!({"client_id": "racer", "name": "Racer", "client_type": "confidential",
+                "redirect_uris": ["https://racer.example/cb"], "grant_types": ["client_credentials"]}),
+            ),
         )
     };
     // Polled together on one task, so the creates overlap.
     let (a, b, c, d, e, f) = tokio::join!(create(), create(), create(), create(), create(), create());
     let results = [a, b, c, d, e, f];
     let created: Vec<&Value> = results.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b).collect();
-    let conflicts = results.iter().filter(|(s, b)| *s == 409 && b["code"] == "client_exists").count();
+    let conflicts = results
+        .iter()
+        .filter(|(s, b)| *s == 409 && b["code"] == "client_exists")
+        .count();
     assert_eq!((created.len(), conflicts), (1, 5), "{results:?}");
     // The one secret handed out is the one that works.
     let secret = created[0]["client_secret"].as_str().unwrap();
@@ -384,8 +419,10 @@ async fn first_use_frictions() {
         .admin(
             Method::POST,
             "/v1/admin/tenants/local/clients",
-            Some(json!({"client_id": "rs", "name": "Resource server", "client_type": "confidential",
-                "grant_types": ["client_credentials"]})),
+            Some(
+                json!({"client_id": "rs", "name": "Resource server", "client_type": "confidential",
+                "grant_types": ["client_credentials"]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{created}");
@@ -419,13 +456,18 @@ async fn new_tenants_require_pkce_from_confidential_clients_too() {
         .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "strict"})))
         .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["settings"]["security"]["require_pkce_for_confidential_clients"], true);
+    assert_eq!(
+        body["settings"]["security"]["require_pkce_for_confidential_clients"],
+        true
+    );
     let (status, body) = server
         .admin(
             Method::POST,
             "/v1/admin/tenants/strict/clients",
-            Some(json!({"client_id": "portal", "name": "Portal", "client_type": "confidential",
-                "redirect_uris": ["https://portal.example/cb"]})),
+            Some(
+                json!({"client_id": "portal", "name": "Portal", "client_type": "confidential",
+                "redirect_uris": ["https://portal.example/cb"]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{body}");

@@ -511,7 +511,13 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
         "a replayed assertion"
     );
 
-    let (status, body) = call(assertion_with(&client_keys, 60, Some("jti-2"), json!({"aud": [issuer]}))).await;
+    let (status, body) = call(assertion_with(
+        &client_keys,
+        60,
+        Some("jti-2"),
+        json!({"aud": [issuer]}),
+    ))
+    .await;
     assert_eq!(status, 200, "an array holding only the issuer: {body}");
     let in_an_hour = chrono::Utc::now().timestamp() + 3600;
     for (what, bad) in [
@@ -541,10 +547,7 @@ async fn private_key_jwt_clients_authenticate_with_single_use_assertions() {
             "nbf an hour ahead",
             assertion_with(&client_keys, 60, Some("jti-4e"), json!({"nbf": in_an_hour})),
         ),
-        (
-            "too long-lived",
-            assertion(&client_keys, &issuer, 3600, Some("jti-5")),
-        ),
+        ("too long-lived", assertion(&client_keys, &issuer, 3600, Some("jti-5"))),
         ("expired", assertion(&client_keys, &issuer, -120, Some("jti-6"))),
         ("no jti", assertion(&client_keys, &issuer, 60, None)),
     ] {

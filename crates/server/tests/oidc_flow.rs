@@ -6,7 +6,7 @@
 mod common;
 
 use common::browser::{Browser, form_action, hidden, query_param};
-use common::{TestServer, start};
+use common::{TestServer, start, start_with_config};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
@@ -16,6 +16,10 @@ use reqwest::Method;
 use serde_json::json;
 
 const REDIRECT: &str = "http://localhost:3000/callback";
+/// RFC 7636 appendix B: a code verifier and its S256 challenge, for flows driven by hand
+/// (confidential clients need PKCE too in tenants created now).
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE_PARAMS: &str = "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
 
 /// The HTTP client handed to `openidconnect` (no redirects followed, as it requires).
 async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, std::io::Error> {
@@ -340,7 +344,23 @@ async fn logout_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Stri
 
 #[tokio::test]
 async fn rp_initiated_logout_ends_the_session_and_notifies_relying_parties() {
-    let server = start().await;
+    // The relying party listens on loopback, which the installation must allow.
+    rp_initiated_logout(true).await;
+}
+
+#[tokio::test]
+async fn back_channel_logout_never_reaches_loopback_unless_allowed() {
+    rp_initiated_logout(false).await;
+}
+
+/// Logs in through a confidential client with a back-channel logout URI on loopback, logs
+/// out, and checks what the relying party received: a verifiable logout token when private
+/// networks are allowed, nothing under the default outbound policy.
+async fn rp_initiated_logout(allow_private_networks: bool) {
+    let server = start_with_config(Some(&format!(
+        "[outbound]\nallow_private_networks = {allow_private_networks}\n"
+    )))
+    .await;
     make_user(&server, "local").await;
     let (backchannel, mut received) = logout_receiver().await;
     let (status, created) = server
@@ -356,10 +376,10 @@ async fn rp_initiated_logout_ends_the_session_and_notifies_relying_parties() {
     assert_eq!(status, 201, "{created}");
     let secret = created["client_secret"].as_str().unwrap().to_owned();
 
-    // Log in through portal (a confidential client; PKCE optional for it).
+    // Log in through portal (a confidential client, with PKCE as new tenants require).
     let mut browser = Browser::new();
     let auth = format!(
-        "{}/t/local/authorize?client_id=portal&response_type=code&scope=openid&redirect_uri={}",
+        "{}/t/local/authorize?client_id=portal&response_type=code&scope=openid&redirect_uri={}{CHALLENGE_PARAMS}",
         server.base,
         urlencode("https://portal.example/cb")
     );
@@ -374,6 +394,7 @@ async fn rp_initiated_logout_ends_the_session_and_notifies_relying_parties() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", "https://portal.example/cb"),
+            ("code_verifier", VERIFIER),
         ])
         .send()
         .await
@@ -428,6 +449,11 @@ async fn rp_initiated_logout_ends_the_session_and_notifies_relying_parties() {
         .unwrap();
     assert_eq!(refreshed.status(), 400);
 
+    if !allow_private_networks {
+        let delivered = tokio::time::timeout(std::time::Duration::from_secs(2), received.recv()).await;
+        assert!(delivered.is_err(), "nothing is posted to a loopback address");
+        return;
+    }
     // The relying party received a logout token it can verify against the JWKS.
     let logout_token = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
         .await
@@ -526,7 +552,7 @@ async fn third_party_clients_need_consent_and_codes_stay_in_their_tenant() {
     assert_eq!(status, 201, "{created}");
     let secret = created["client_secret"].as_str().unwrap().to_owned();
     let auth = format!(
-        "{}/t/local/authorize?client_id=partner&response_type=code&scope={}&state=st&redirect_uri={}",
+        "{}/t/local/authorize?client_id=partner&response_type=code&scope={}&state=st&redirect_uri={}{CHALLENGE_PARAMS}",
         server.base,
         urlencode("openid contact"),
         urlencode("https://partner.example/cb")
@@ -607,6 +633,7 @@ async fn third_party_clients_need_consent_and_codes_stay_in_their_tenant() {
                     ("grant_type", "authorization_code"),
                     ("code", code.as_str()),
                     ("redirect_uri", "https://partner.example/cb"),
+                    ("code_verifier", VERIFIER),
                 ])
                 .send()
                 .await

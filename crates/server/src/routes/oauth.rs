@@ -9,8 +9,8 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -129,9 +129,9 @@ pub type Form = Params;
 pub fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
     let is_form = body.is_empty()
         || headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
     if !is_form {
         return Err(OAuthError::new(
             "invalid_request",
