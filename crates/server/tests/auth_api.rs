@@ -444,6 +444,39 @@ async fn headless_api(server: &TestServer, slug: &str) {
     let (status, challenge, _) = server.userinfo(slug, access(&tokens)).await;
     assert_eq!(status, 401, "userinfo refuses a token of an ended session");
     assert!(challenge.unwrap().contains("invalid_token"));
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/clients"),
+            Some(json!({"name": "Resource server", "grant_types": ["client_credentials"], "scopes": ["api"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let introspect = |token: String| {
+        server
+            .http
+            .post(format!("{}/t/{slug}/introspect", server.base))
+            .basic_auth(
+                created["client_id"].as_str().unwrap(),
+                created["client_secret"].as_str(),
+            )
+            .form(&[("token", token)])
+            .send()
+    };
+    let ended: Value = introspect(access(&tokens).to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended, json!({"active": false}), "and so does introspection");
+    let live: Value = introspect(access(&other).to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["active"], json!(true));
     assert_eq!(server.userinfo(slug, access(&other)).await.0, 200);
     assert_eq!(
         api.call(Method::GET, "/v1/auth/me", Some(access(&other)), None).await.0,
