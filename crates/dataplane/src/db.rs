@@ -106,6 +106,9 @@ pub enum DbError {
     /// Input the database layer refuses (e.g. a custom field value of the wrong type).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// Values of named fields refused before the database (`users::profile`).
+    #[error("invalid fields: {0:?}")]
+    InvalidFields(Vec<tenantry_controlplane::FieldError>),
     /// A query failed.
     #[error("database query failed ({0})")]
     Query(ErrorKind),
@@ -161,6 +164,13 @@ pub(crate) fn query_err(e: sqlx::Error) -> DbError {
         }
         return DbError::Conflict("duplicate");
     }
+    if let sqlx::Error::Database(db) = &e
+        && is_bad_value(db.as_ref())
+    {
+        // The request's data, not the database, is at fault: the caller's 4xx.
+        tracing::info!(error = %e, "the tenant database refused a value");
+        return DbError::Invalid("a value is too long, malformed or not allowed here".into());
+    }
     let kind = classify(&e);
     tracing::warn!(kind = kind.as_str(), error = %e, "tenant database query failed");
     match kind {
@@ -169,6 +179,32 @@ pub(crate) fn query_err(e: sqlx::Error) -> DbError {
         }
         other => DbError::Query(other),
     }
+}
+
+/// A statement refused for the values it carries rather than for the database's state:
+/// SQLSTATE class 22 (data exception: too long, out of range, invalid byte sequence such as
+/// NUL in PostgreSQL text) and integrity violations other than uniqueness (NOT NULL,
+/// CHECK, foreign key) on every driver; MariaDB's own numbers for values it will not
+/// store (1366 incorrect string value, 1406 data too long, 1265 truncated, 1264 out of
+/// range, 1292 incorrect value, 1367 illegal value); SQLite's TOOBIG and MISMATCH.
+fn is_bad_value(db: &dyn sqlx::error::DatabaseError) -> bool {
+    use sqlx::error::ErrorKind as Kind;
+    if matches!(
+        db.kind(),
+        Kind::NotNullViolation | Kind::CheckViolation | Kind::ForeignKeyViolation
+    ) {
+        return true;
+    }
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1264 | 1265 | 1292 | 1366 | 1367 | 1406)
+            || mysql.code().is_some_and(|c| c.starts_with("22"));
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Primary result codes: SQLITE_TOOBIG (18), SQLITE_MISMATCH (20).
+        let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+        return matches!(code & 0xff, 18 | 20);
+    }
+    db.code().is_some_and(|c| c.starts_with("22"))
 }
 
 /// Unix microseconds: the stored form of every timestamp.

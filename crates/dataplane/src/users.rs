@@ -81,16 +81,11 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-fn check_email(email: &str) -> Result<(), DbError> {
-    let e = email.trim();
-    match e.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && e.len() <= 320 && !e.contains(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => Err(DbError::Invalid("email is not an email address".into())),
-    }
+/// Whether an email can name an account at all: a look-up of one that cannot (control
+/// characters, which PostgreSQL cannot even compare) finds nobody without a query.
+fn lookup_email(email: &str) -> Option<String> {
+    let normalized = normalize_email(email);
+    (!normalized.contains(char::is_control)).then_some(normalized)
 }
 
 #[async_trait]
@@ -191,7 +186,7 @@ enum UserQuery {
 #[async_trait]
 impl UserRepository for TenantDb {
     async fn create_user(&self, new: NewUser, fields: &CustomFieldSet) -> Result<User, DbError> {
-        check_email(&new.email)?;
+        profile::check_new_user(&new)?;
         fields.check_values(&new.custom, true)?;
         let now = to_micros(Utc::now());
         let id = Uuid::now_v7();
@@ -238,24 +233,21 @@ impl UserRepository for TenantDb {
     }
 
     async fn user_by_email(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<User>, DbError> {
+        let Some(email) = lookup_email(email) else {
+            return Ok(None);
+        };
         Ok(self
-            .load_users(
-                "WHERE email_normalized = ?",
-                UserQuery::Email(normalize_email(email)),
-                fields,
-            )
+            .load_users("WHERE email_normalized = ?", UserQuery::Email(email), fields)
             .await?
             .pop())
     }
 
     async fn login_account(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<(User, LoginState)>, DbError> {
+        let Some(email) = lookup_email(email) else {
+            return Ok(None);
+        };
         let rows = self
-            .load_user_rows(
-                "WHERE email_normalized = ?",
-                UserQuery::Email(normalize_email(email)),
-                fields,
-                true,
-            )
+            .load_user_rows("WHERE email_normalized = ?", UserQuery::Email(email), fields, true)
             .await?;
         Ok(rows
             .into_iter()
@@ -273,9 +265,7 @@ impl UserRepository for TenantDb {
     }
 
     async fn update_profile(&self, id: Uuid, u: ProfileUpdate) -> Result<(), DbError> {
-        if let Some(email) = &u.email {
-            check_email(email)?;
-        }
+        profile::check_update(&u, None)?;
         let sql = self.sql(
             "UPDATE users SET email = COALESCE(?, email), email_normalized = COALESCE(?, email_normalized), \
              email_verified = COALESCE(?, email_verified), username = COALESCE(?, username), \
@@ -308,6 +298,7 @@ impl UserRepository for TenantDb {
         values: &BTreeMap<String, Value>,
         fields: &CustomFieldSet,
     ) -> Result<(), DbError> {
+        profile::check_update(&ProfileUpdate::default(), Some(values))?;
         fields.check_values(values, false)?;
         if values.is_empty() {
             return Ok(());
@@ -430,6 +421,304 @@ impl From<IdentityRow> for ExternalIdentity {
             subject: r.subject,
             email: r.email,
             created_at: from_micros(r.created_at),
+        }
+    }
+}
+
+/// The profile checks every write of a user goes through (`create_user`,
+/// `update_profile`, `set_custom_fields`), so registration, "me" and the admin API share
+/// them: lengths the columns hold, no control characters (PostgreSQL cannot store NUL,
+/// and none of them belongs in a name or ends up harmless in an ID token), `picture` an
+/// absolute `https:` URL, `locale` a BCP 47 tag, `phone_number` digits and the usual
+/// separators. A refusal is [`DbError::InvalidFields`], naming each field (422
+/// `validation_failed` at the API), and happens before any statement.
+pub mod profile {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+    use tenantry_controlplane::FieldError;
+
+    use crate::db::DbError;
+    use crate::model::{NewUser, ProfileUpdate};
+
+    /// Longest email address (RFC 5321's path limit less the brackets).
+    pub const MAX_EMAIL_CHARS: usize = 254;
+    /// Longest name, username (the columns are VARCHAR(255)).
+    pub const MAX_NAME_CHARS: usize = 255;
+    /// Longest `picture` URL.
+    pub const MAX_URL_CHARS: usize = 2048;
+    /// Longest `locale` (the column is VARCHAR(35), BCP 47's practical limit).
+    pub const MAX_LOCALE_CHARS: usize = 35;
+    /// Longest `phone_number` (E.164 has 15 digits; room for separators and an extension).
+    pub const MAX_PHONE_CHARS: usize = 32;
+    /// Largest `metadata` document, as stored JSON.
+    pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+    #[derive(Default)]
+    struct Problems(Vec<FieldError>);
+
+    impl Problems {
+        fn push(&mut self, field: &str, message: impl Into<String>) {
+            self.0.push(FieldError {
+                field: field.to_owned(),
+                message: message.into(),
+            });
+        }
+
+        fn into_result(self) -> Result<(), DbError> {
+            if self.0.is_empty() {
+                Ok(())
+            } else {
+                Err(DbError::InvalidFields(self.0))
+            }
+        }
+    }
+
+    /// An email address as the account's: `local@domain`, at most 254 characters, no
+    /// spaces or control characters.
+    pub fn email_problem(email: &str) -> Option<&'static str> {
+        let e = email.trim();
+        if e.chars().count() > MAX_EMAIL_CHARS {
+            return Some("is longer than 254 characters");
+        }
+        if e.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Some("contains spaces or control characters");
+        }
+        match e.rsplit_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && local.chars().count() <= 64
+                    && !domain.is_empty()
+                    && !domain.split('.').any(str::is_empty) =>
+            {
+                None
+            }
+            _ => Some("is not an email address"),
+        }
+    }
+
+    fn text(problems: &mut Problems, field: &str, value: Option<&str>, max: usize) {
+        let Some(value) = value else { return };
+        if value.chars().count() > max {
+            problems.push(field, format!("is longer than {max} characters"));
+        } else if value.chars().any(char::is_control) {
+            problems.push(field, "contains control characters");
+        }
+    }
+
+    fn url(problems: &mut Problems, field: &str, value: Option<&str>) {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        if value.chars().count() > MAX_URL_CHARS {
+            return problems.push(field, format!("is longer than {MAX_URL_CHARS} characters"));
+        }
+        let https = url::Url::parse(value)
+            .ok()
+            .filter(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()));
+        // The parser drops tabs and newlines; the value itself must not carry them.
+        if https.is_none() || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            problems.push(field, "must be an absolute https: URL");
+        }
+    }
+
+    fn locale(problems: &mut Problems, value: Option<&str>) {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        // BCP 47 shape: a 2-8 letter language, then 1-8 character subtags (`-`, or the
+        // `_` some platforms use).
+        let mut parts = value.split(['-', '_']);
+        let language = parts.next().unwrap_or("");
+        let well_formed = value.len() <= MAX_LOCALE_CHARS
+            && (2..=8).contains(&language.len())
+            && language.bytes().all(|b| b.is_ascii_alphabetic())
+            && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !well_formed {
+            problems.push("locale", "must be a BCP 47 language tag such as `en` or `es-ES`");
+        }
+    }
+
+    fn phone(problems: &mut Problems, value: Option<&str>) {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        let (number, extension) = value.split_once(";ext=").unwrap_or((value, "0"));
+        let digits = number.bytes().filter(u8::is_ascii_digit).count();
+        let well_formed = value.len() <= MAX_PHONE_CHARS
+            && (3..=15).contains(&digits)
+            && number
+                .strip_prefix('+')
+                .unwrap_or(number)
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'-' | b'.' | b'(' | b')'))
+            && !extension.is_empty()
+            && extension.bytes().all(|b| b.is_ascii_digit());
+        if !well_formed {
+            problems.push("phone_number", "must be a phone number such as `+1 (425) 555-1212`");
+        }
+    }
+
+    fn metadata(problems: &mut Problems, value: Option<&Value>) {
+        if value.is_some_and(|v| v.to_string().len() > MAX_METADATA_BYTES) {
+            problems.push("metadata", format!("is larger than {MAX_METADATA_BYTES} bytes"));
+        }
+    }
+
+    /// Text values of custom fields: no NUL or other control characters besides line
+    /// breaks and tabs (types and lengths are the field set's to check).
+    fn custom(problems: &mut Problems, values: &BTreeMap<String, Value>) {
+        for (name, value) in values {
+            if let Value::String(s) = value
+                && s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                problems.push(&format!("custom.{name}"), "contains control characters");
+            }
+        }
+    }
+
+    /// A new user's fields.
+    pub fn check_new_user(new: &NewUser) -> Result<(), DbError> {
+        let mut problems = Problems::default();
+        if let Some(why) = email_problem(&new.email) {
+            problems.push("email", why);
+        }
+        text(&mut problems, "username", new.username.as_deref(), MAX_NAME_CHARS);
+        text(&mut problems, "given_name", new.given_name.as_deref(), MAX_NAME_CHARS);
+        text(&mut problems, "family_name", new.family_name.as_deref(), MAX_NAME_CHARS);
+        text(&mut problems, "name", new.name.as_deref(), MAX_NAME_CHARS);
+        url(&mut problems, "picture", new.picture.as_deref());
+        locale(&mut problems, new.locale.as_deref());
+        phone(&mut problems, new.phone_number.as_deref());
+        metadata(&mut problems, new.metadata.as_ref());
+        custom(&mut problems, &new.custom);
+        problems.into_result()
+    }
+
+    /// A profile change's fields, and the custom field values changed with it.
+    pub fn check_update(
+        update: &ProfileUpdate,
+        custom_values: Option<&BTreeMap<String, Value>>,
+    ) -> Result<(), DbError> {
+        let mut problems = Problems::default();
+        if let Some(why) = update.email.as_deref().and_then(email_problem) {
+            problems.push("email", why);
+        }
+        text(&mut problems, "username", update.username.as_deref(), MAX_NAME_CHARS);
+        text(
+            &mut problems,
+            "given_name",
+            update.given_name.as_deref(),
+            MAX_NAME_CHARS,
+        );
+        text(
+            &mut problems,
+            "family_name",
+            update.family_name.as_deref(),
+            MAX_NAME_CHARS,
+        );
+        text(&mut problems, "name", update.name.as_deref(), MAX_NAME_CHARS);
+        url(&mut problems, "picture", update.picture.as_deref());
+        locale(&mut problems, update.locale.as_deref());
+        phone(&mut problems, update.phone_number.as_deref());
+        metadata(&mut problems, update.metadata.as_ref());
+        if let Some(values) = custom_values {
+            custom(&mut problems, values);
+        }
+        problems.into_result()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn update(f: impl FnOnce(&mut ProfileUpdate)) -> Result<(), DbError> {
+            let mut u = ProfileUpdate::default();
+            f(&mut u);
+            check_update(&u, None)
+        }
+
+        fn field_of(r: Result<(), DbError>) -> String {
+            match r {
+                Err(DbError::InvalidFields(errors)) => errors[0].field.clone(),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn good_profiles_pass() {
+            let ok = ProfileUpdate {
+                email: Some("Ada.Lovelace+x@example.co.uk".into()),
+                given_name: Some("Ada María".into()),
+                name: Some("Ada Lovelace".into()),
+                picture: Some("https://cdn.example.com/a.png?s=64".into()),
+                locale: Some("es-ES".into()),
+                phone_number: Some("+1 (425) 555-1212".into()),
+                ..Default::default()
+            };
+            check_update(&ok, None).unwrap();
+            for locale in ["en", "zh-Hant-TW", "en_US", "de-CH-1996"] {
+                update(|u| u.locale = Some(locale.into())).unwrap();
+            }
+            update(|u| u.phone_number = Some("+34600000000;ext=12".into())).unwrap();
+            update(|u| u.picture = Some(String::new())).unwrap();
+        }
+
+        #[test]
+        fn bad_values_name_their_field() {
+            assert_eq!(field_of(update(|u| u.name = Some("x".repeat(256)))), "name");
+            assert_eq!(field_of(update(|u| u.given_name = Some("A\0da".into()))), "given_name");
+            assert_eq!(
+                field_of(update(|u| u.family_name = Some("L\u{1b}[31m".into()))),
+                "family_name"
+            );
+            for url in [
+                "javascript:alert(1)",
+                "http://example.com/a.png",
+                "/a.png",
+                "https://",
+                "https://a b/",
+            ] {
+                assert_eq!(field_of(update(|u| u.picture = Some(url.into()))), "picture", "{url}");
+            }
+            for locale in [
+                "x".repeat(36),
+                "e".into(),
+                "en-".into(),
+                "en US".into(),
+                "<script>".into(),
+            ] {
+                assert_eq!(
+                    field_of(update(|u| u.locale = Some(locale.clone()))),
+                    "locale",
+                    "{locale}"
+                );
+            }
+            for phone in ["call me", "12", "+1 555 0100 ext 9", &"1".repeat(40)] {
+                assert_eq!(
+                    field_of(update(|u| u.phone_number = Some(phone.into()))),
+                    "phone_number"
+                );
+            }
+            for email in [
+                "a\0@example.com",
+                "no-at-sign",
+                "@example.com",
+                "a@",
+                "a@b..c",
+                "a b@example.com",
+            ] {
+                assert_eq!(field_of(update(|u| u.email = Some(email.into()))), "email", "{email}");
+            }
+            let long = format!("{}@example.com", "a".repeat(64)).repeat(1) + &".example".repeat(30);
+            assert_eq!(field_of(update(|u| u.email = Some(long))), "email");
+            let metadata = serde_json::json!({"x": "y".repeat(MAX_METADATA_BYTES)});
+            assert_eq!(field_of(update(|u| u.metadata = Some(metadata))), "metadata");
+            let custom = BTreeMap::from([("nick".to_owned(), Value::String("a\0".into()))]);
+            assert_eq!(
+                field_of(check_update(&ProfileUpdate::default(), Some(&custom))),
+                "custom.nick"
+            );
         }
     }
 }

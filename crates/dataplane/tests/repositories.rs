@@ -57,6 +57,60 @@ async fn newer_schema(fx: &Fixture) {
 }
 on_every_driver!(a_database_with_a_newer_schema_is_refused, newer_schema);
 
+async fn bad_values(fx: &Fixture) {
+    let db = &fx.db;
+    let f = no_fields();
+    let user = db.create_user(new_user("ada@example.com"), &f).await.unwrap();
+    // Every user write checks the profile before any statement, on every driver.
+    let refused = |r: Result<(), DbError>| match r {
+        Err(DbError::InvalidFields(e)) => e[0].field.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let update = |u: ProfileUpdate| db.update_profile(user.id, u);
+    let long_locale = ProfileUpdate {
+        locale: Some("x".repeat(36)),
+        ..Default::default()
+    };
+    assert_eq!(refused(update(long_locale).await), "locale");
+    let nul_name = ProfileUpdate {
+        given_name: Some("A\0da".into()),
+        ..Default::default()
+    };
+    assert_eq!(refused(update(nul_name).await), "given_name");
+    let mut nul_email = new_user("a\0@example.com");
+    nul_email.name = None;
+    assert!(matches!(
+        db.create_user(nul_email, &f).await,
+        Err(DbError::InvalidFields(_))
+    ));
+    // Looking up an address no account can have finds nobody instead of failing.
+    assert!(db.user_by_email("a\0@example.com", &f).await.unwrap().is_none());
+    assert!(db.login_account("a\0@example.com", &f).await.unwrap().is_none());
+    let loaded = db.user_by_id(user.id, &f).await.unwrap().unwrap();
+    assert_eq!((loaded.locale, loaded.given_name), (None, None), "nothing was written");
+
+    // A value the database itself refuses (a write without a check of its own) is the
+    // caller's mistake, not an outage: `Invalid`, never `Query`/`Unavailable`.
+    let too_long = db.link_identity(user.id, &"p".repeat(100), "sub", None).await;
+    let with_nul = db.link_identity(user.id, "google", "s\0b", None).await;
+    match fx.driver {
+        // SQLite keeps any length and NUL in TEXT.
+        tenantry_controlplane::model::DbDriver::Sqlite => {
+            too_long.unwrap();
+            with_nul.unwrap();
+        }
+        tenantry_controlplane::model::DbDriver::Postgres => {
+            assert!(matches!(too_long, Err(DbError::Invalid(_))), "{too_long:?}");
+            assert!(matches!(with_nul, Err(DbError::Invalid(_))), "{with_nul:?}");
+        }
+        _ => {
+            assert!(matches!(too_long, Err(DbError::Invalid(_))), "{too_long:?}");
+            with_nul.unwrap();
+        }
+    }
+}
+on_every_driver!(bad_values_are_refused_as_input_not_as_an_outage, bad_values);
+
 async fn concurrent_migrations(fx: &Fixture) {
     // A fresh database (the fixture's is already migrated): two pools migrate at once.
     let driver = fx.driver;
@@ -102,7 +156,7 @@ async fn users(fx: &Fixture) {
     );
     assert!(matches!(
         db.create_user(new_user("not-an-email"), &f).await,
-        Err(DbError::Invalid(_))
+        Err(DbError::InvalidFields(e)) if e[0].field == "email"
     ));
 
     db.update_profile(

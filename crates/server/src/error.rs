@@ -47,6 +47,7 @@ error_codes! {
     InvalidClient = (BAD_REQUEST, "invalid_client", "Unknown client, or one that may not use this endpoint"),
     EmailNotVerified = (FORBIDDEN, "email_not_verified", "The email address must be verified before login"),
     RegistrationDisabled = (FORBIDDEN, "registration_disabled", "The tenant does not allow self-registration"),
+    ReauthenticationRequired = (FORBIDDEN, "reauthentication_required", "This change needs a fresh proof: the current password or a second-factor code"),
     AccountLocked = (TOO_MANY_REQUESTS, "account_locked", "Too many failed attempts; the account is locked for a while"),
     EmailTaken = (CONFLICT, "email_taken", "An account with this email already exists"),
     MfaAlreadyEnabled = (CONFLICT, "mfa_already_enabled", "A second factor is already enabled for this account"),
@@ -236,6 +237,7 @@ impl From<tenantry_dataplane::DbError> for ApiError {
             ),
             DbError::Conflict(what) => ApiError::field("database", format!("conflict: {what}")),
             DbError::Invalid(message) => ApiError::field("database", message),
+            DbError::InvalidFields(errors) => ApiError::validation(ValidationErrors(errors)),
             DbError::Query(kind) => {
                 tracing::error!(kind = kind.as_str(), "tenant database query failed");
                 ApiError::new(

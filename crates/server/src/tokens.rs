@@ -1,6 +1,6 @@
 //! Token issuance and verification for a tenant: JWT access tokens (RFC 9068), ID tokens
 //! (OIDC Core) with the claims their scopes release, and the one access-token check that
-//! userinfo, introspection and the REST API share.
+//! userinfo, introspection and the REST API share ([`accept_access_token`]).
 //!
 //! Algorithms come from the tenant's signing settings, overridden per client; lifetimes
 //! from the tenant's token lifetimes, overridden per client. Every token carries `tid`
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, SigningAlg};
-use tenantry_dataplane::TokenRepository;
-use tenantry_dataplane::model::User;
+use tenantry_dataplane::model::{Session, User, UserStatus};
+use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
 use tenantry_keys::claims::{AccessTokenClaims, Audience, IdTokenClaims, half_hash};
 use tenantry_keys::{Expect, TokenType, VerifyError};
 
@@ -90,6 +90,8 @@ pub struct AccessGrant<'a> {
     pub amr: Option<Vec<String>>,
     /// The login session id, when there is a session.
     pub sid: Option<&'a str>,
+    /// The `jti` to use instead of a random one ([`code_access_jti`]).
+    pub jti: Option<&'a str>,
 }
 
 /// A signed access token and the facts the token response and the deny-list need.
@@ -110,7 +112,9 @@ pub fn issue_access_token(
     let keys = ctx.keys()?;
     let expires_in = access_token_secs(&ctx.entry, grant.client);
     let expires_at = now + chrono::Duration::seconds(expires_in as i64);
-    let jti = tenantry_crypto::random_token(16);
+    let jti = grant
+        .jti
+        .map_or_else(|| tenantry_crypto::random_token(16), str::to_owned);
     let claims = AccessTokenClaims {
         iss: ctx.issuer.clone(),
         sub: grant.subject.to_owned(),
@@ -135,6 +139,17 @@ pub fn issue_access_token(
         expires_in,
         expires_at,
     })
+}
+
+/// The `jti` of the access token issued for an authorization code, derived from the
+/// code's stored hash: a replayed code can deny it (RFC 9700 4.5) without the first
+/// redemption having to record it. Only whoever holds the code (or the token) knows it.
+pub fn code_access_jti(code_hash: &str) -> String {
+    tenantry_crypto::hash_token(&format!("access-jti:{code_hash}"))
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(32)
+        .collect()
 }
 
 /// What an ID token is issued for.
@@ -260,9 +275,70 @@ pub enum BearerError {
     Unavailable(ApiError),
 }
 
-/// Verifies a bearer access token presented to this tenant: the tenant's issuer and keys,
-/// `typ: at+jwt`, time claims, the tenant slug, and the revocation deny-list.
-pub async fn verify_access_token(ctx: &TenantContext, token: &str) -> Result<AccessTokenClaims, BearerError> {
+/// An access token that is still good, with what it stands for.
+#[derive(Debug)]
+pub struct GoodToken {
+    pub claims: AccessTokenClaims,
+    /// The (active) user of a user's token; `None` for a client's own
+    /// (`client_credentials`) token.
+    pub user: Option<User>,
+    /// The login session the token was issued under (`sid`), not ended.
+    pub session: Option<Session>,
+}
+
+/// The one rule deciding whether a bearer access token presented to this tenant is still
+/// good, shared by userinfo, introspection and the `/v1/auth` API: the signature and
+/// claims ([`verify_access_token`]), the deny-list, then for a user's token the user must
+/// exist and be active, and the login session named by `sid` must not have been ended
+/// (logout, logout-all, a password change or reset, a disabled account). A session that
+/// merely reached its lifetime does not end the tokens of a refresh family that outlives
+/// it; their own `exp` does.
+pub async fn accept_access_token(ctx: &TenantContext, token: &str) -> Result<GoodToken, BearerError> {
+    let claims = verify_access_token(ctx, token).await?;
+    if claims.sub == claims.client_id && claims.sid.is_none() {
+        // `client_credentials`: the client is the subject; there is no user or session.
+        return Ok(GoodToken {
+            claims,
+            user: None,
+            session: None,
+        });
+    }
+    let invalid = |why: &str| BearerError::InvalidToken(why.to_owned());
+    let user_id: uuid::Uuid = claims.sub.parse().map_err(|_| invalid("the token is not a user's"))?;
+    let db = ctx.db().await.map_err(BearerError::Unavailable)?;
+    let unavailable = |e: tenantry_dataplane::DbError| BearerError::Unavailable(e.into());
+    let user = db
+        .user_by_id(user_id, &ctx.custom_fields())
+        .await
+        .map_err(unavailable)?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or_else(|| invalid("the user no longer exists or is disabled"))?;
+    let session = match claims.sid.as_deref() {
+        None => None,
+        Some(sid_claim) => {
+            // Every session of the user not revoked, expired ones included (see above).
+            let not_ended = db
+                .sessions_of(user_id, DateTime::<Utc>::UNIX_EPOCH)
+                .await
+                .map_err(unavailable)?;
+            let session = not_ended
+                .into_iter()
+                .find(|s| sid(&s.id_hash) == sid_claim)
+                .ok_or_else(|| invalid("the login session has ended"))?;
+            Some(session)
+        }
+    };
+    Ok(GoodToken {
+        claims,
+        user: Some(user),
+        session,
+    })
+}
+
+/// The signature part of [`accept_access_token`]: the tenant's issuer and keys,
+/// `typ: at+jwt`, time claims, the tenant slug, and the revocation deny-list. Nothing
+/// answers a caller on this alone.
+async fn verify_access_token(ctx: &TenantContext, token: &str) -> Result<AccessTokenClaims, BearerError> {
     let keys = ctx.keys().map_err(BearerError::Unavailable)?;
     let verified = keys
         .verify::<AccessTokenClaims>(token, &Expect::new(&ctx.issuer, TokenType::Access))

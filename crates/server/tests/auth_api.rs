@@ -196,11 +196,53 @@ async fn headless_api(server: &TestServer, slug: &str) {
     assert_eq!(api.login("ada@example.com", PASSWORD).await.0, 401);
     let new_password = "a brand new passphrase";
 
-    // TOTP enrolment through the API, then the MFA login step.
+    // TOTP enrolment through the API, then the MFA login step. Adding a factor needs a
+    // fresh re-authentication: a bearer token alone (a stolen one) cannot install an
+    // authenticator.
+    let (_, fresh) = api.login("ada@example.com", new_password).await;
+    let (status, body) = api
+        .call(Method::POST, "/v1/auth/mfa/totp", Some(access(&fresh)), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("reauthentication_required")),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/totp",
+            Some(access(&fresh)),
+            Some(json!({"current_password": "a guess"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
     let (status, enrolment) = api
-        .call(Method::POST, "/v1/auth/mfa/totp", Some(access(&second)), None)
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/totp",
+            Some(access(&fresh)),
+            Some(json!({"current_password": new_password})),
+        )
         .await;
     assert_eq!(status, 200, "{enrolment}");
+    // Confirming needs one too: another session's proof does not count (the pending
+    // enrolment is the account's; the proof is the session's).
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let (_, unproven) = api.login("ada@example.com", new_password).await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/totp/confirm",
+            Some(access(&unproven)),
+            Some(json!({"code": totp_at_step(&secret, current_step())})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("reauthentication_required")),
+        "{body}"
+    );
     assert!(
         enrolment["otpauth_uri"]
             .as_str()
@@ -210,11 +252,12 @@ async fn headless_api(server: &TestServer, slug: &str) {
     assert!(enrolment["qr_svg"].as_str().unwrap().contains("<svg"));
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
     let step = current_step();
+    // Within minutes of the proof, the same session confirms without repeating it.
     let (status, body) = api
         .call(
             Method::POST,
             "/v1/auth/mfa/totp/confirm",
-            Some(access(&second)),
+            Some(access(&fresh)),
             Some(json!({"code": totp_at_step(&secret, step)})),
         )
         .await;
@@ -222,7 +265,12 @@ async fn headless_api(server: &TestServer, slug: &str) {
     let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
     assert_eq!(recovery.len(), 10);
     let (status, body) = api
-        .call(Method::POST, "/v1/auth/mfa/totp", Some(access(&second)), None)
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/totp",
+            Some(access(&second)),
+            Some(json!({"current_password": new_password})),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("mfa_already_enabled")));
 
@@ -336,13 +384,34 @@ async fn headless_api(server: &TestServer, slug: &str) {
     let (status, _) = api.call(Method::POST, "/v1/auth/mfa", None, Some(body)).await;
     assert_eq!(status, 401, "and so is the recovery code");
 
+    // New recovery codes need a current code, not the bearer token alone.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/recovery-codes",
+            Some(access(&tokens)),
+            Some(json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_mfa_code")));
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/mfa/recovery-codes",
+            Some(access(&tokens)),
+            Some(json!({"code": recovery[2]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+
     // Disabling needs the password and a code.
     let (status, _) = api
         .call(
             Method::DELETE,
             "/v1/auth/mfa/totp",
             Some(access(&tokens)),
-            Some(json!({"password": "wrong", "code": recovery[1]})),
+            Some(json!({"current_password": "wrong", "code": recovery[1]})),
         )
         .await;
     assert_eq!(status, 401);
@@ -351,15 +420,17 @@ async fn headless_api(server: &TestServer, slug: &str) {
             Method::DELETE,
             "/v1/auth/mfa/totp",
             Some(access(&tokens)),
-            Some(json!({"password": new_password, "code": recovery[1]})),
+            Some(json!({"current_password": new_password, "code": recovery[1]})),
         )
         .await;
     assert_eq!(status, 204);
     let (status, tokens) = api.login("ada@example.com", new_password).await;
     assert!(status == 200 && tokens["access_token"].is_string(), "{tokens}");
 
-    // Logout ends this session; logout-all every one.
+    // Logout ends this session; logout-all every one. Userinfo follows the same rule as
+    // the API: a token of an ended session is refused by both.
     let (_, other) = api.login("ada@example.com", new_password).await;
+    assert_eq!(server.userinfo(slug, access(&tokens)).await.0, 200);
     let (status, _) = api
         .call(Method::POST, "/v1/auth/logout", Some(access(&tokens)), None)
         .await;
@@ -370,6 +441,43 @@ async fn headless_api(server: &TestServer, slug: &str) {
             .0,
         401
     );
+    let (status, challenge, _) = server.userinfo(slug, access(&tokens)).await;
+    assert_eq!(status, 401, "userinfo refuses a token of an ended session");
+    assert!(challenge.unwrap().contains("invalid_token"));
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/clients"),
+            Some(json!({"name": "Resource server", "grant_types": ["client_credentials"], "scopes": ["api"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let introspect = |token: String| {
+        server
+            .http
+            .post(format!("{}/t/{slug}/introspect", server.base))
+            .basic_auth(
+                created["client_id"].as_str().unwrap(),
+                created["client_secret"].as_str(),
+            )
+            .form(&[("token", token)])
+            .send()
+    };
+    let ended: Value = introspect(access(&tokens).to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended, json!({"active": false}), "and so does introspection");
+    let live: Value = introspect(access(&other).to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["active"], json!(true));
+    assert_eq!(server.userinfo(slug, access(&other)).await.0, 200);
     assert_eq!(
         api.call(Method::GET, "/v1/auth/me", Some(access(&other)), None).await.0,
         200
@@ -515,6 +623,7 @@ async fn account_calls_refuse_tokens_of_third_party_clients() {
         acr: None,
         amr: None,
         sid: claims["sid"].as_str(),
+        jti: None,
     };
     let foreign = tenantry_server::tokens::issue_access_token(&ctx, &grant, chrono::Utc::now()).unwrap();
     let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(&foreign.token), None).await;
@@ -535,4 +644,153 @@ async fn account_calls_refuse_tokens_of_third_party_clients() {
         )
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_client")));
+}
+
+#[tokio::test]
+async fn profile_values_are_checked_on_every_write_path_on_sqlite() {
+    let server = start().await;
+    profile_values_are_checked(&server, "local").await;
+}
+
+#[tokio::test]
+async fn profile_values_are_checked_on_every_write_path_on_postgres() {
+    let server = start().await;
+    let client = common::postgres::spa_client(&["openid", "profile", "email", "offline_access"]);
+    let Some(database) = common::postgres::postgres_tenant(&server, "pg", client).await else {
+        return;
+    };
+    profile_values_are_checked(&server, "pg").await;
+    drop(server);
+    database.drop_database().await;
+}
+
+/// Values a profile cannot hold are 422 `validation_failed` naming the field, before the
+/// database (PostgreSQL once answered NUL or an over-long locale as 503
+/// `tenant_db_unavailable`, SQLite stored a 900 KB name and a `javascript:` picture).
+async fn profile_values_are_checked(server: &TestServer, slug: &str) {
+    let api = Api { server, slug };
+    let refused = |(status, body): (u16, Value), field: &str| {
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{field}: {body}"
+        );
+        let fields: Vec<&str> = body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{field} is named: {body}");
+    };
+    let (status, _) = server
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/tenants/{slug}"),
+            Some(json!({"settings": {"security": {"registration_enabled": true}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Registration.
+    let register = |extra: Value| {
+        let mut body = json!({"email": "reg@example.com", "password": PASSWORD});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        api.call(Method::POST, "/v1/auth/register", None, Some(body))
+    };
+    refused(register(json!({"email": "reg\u{0}@example.com"})).await, "email");
+    refused(
+        register(json!({"email": format!("{}@example.com", "a".repeat(250))})).await,
+        "email",
+    );
+    refused(register(json!({"locale": "x".repeat(36)})).await, "locale");
+    refused(register(json!({"given_name": "g".repeat(256)})).await, "given_name");
+    refused(register(json!({"family_name": "Love\u{0}lace"})).await, "family_name");
+    refused(register(json!({"phone_number": "call me maybe"})).await, "phone_number");
+    // A NUL in a login's email is an unknown account, not an outage.
+    let (status, body) = api.login("ada\u{0}@example.com", PASSWORD).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+
+    // The caller's own profile.
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/users"),
+            Some(
+                json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true, "given_name": "Ada"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, tokens) = api.login("ada@example.com", PASSWORD).await;
+    let patch = |body: Value| api.call(Method::PATCH, "/v1/auth/me", Some(access(&tokens)), Some(body));
+    refused(patch(json!({"name": "n".repeat(300)})).await, "name");
+    refused(
+        patch(json!({"picture": "javascript:alert(document.cookie)"})).await,
+        "picture",
+    );
+    refused(patch(json!({"picture": "http://example.com/a.png"})).await, "picture");
+    refused(
+        patch(json!({"locale": "en-US-x-way-too-long-for-a-locale-tag"})).await,
+        "locale",
+    );
+    refused(
+        patch(json!({"given_name": "A\u{0}da", "family_name": "ok"})).await,
+        "given_name",
+    );
+    let (status, me) = patch(json!({"picture": "https://cdn.example.com/ada.png", "locale": "es-ES"})).await;
+    assert_eq!(
+        (status, me["picture"].as_str()),
+        (200, Some("https://cdn.example.com/ada.png"))
+    );
+    let (_, me) = api.call(Method::GET, "/v1/auth/me", Some(access(&tokens)), None).await;
+    assert_eq!(
+        (me["given_name"].as_str(), me["family_name"].as_str()),
+        (Some("Ada"), None),
+        "a refused change writes nothing"
+    );
+
+    // The admin API.
+    let users = format!("/v1/admin/tenants/{slug}/users");
+    refused(
+        server
+            .admin(
+                Method::POST,
+                &users,
+                Some(json!({"email": "x@example.com", "picture": "javascript:x"})),
+            )
+            .await,
+        "picture",
+    );
+    refused(
+        server
+            .admin(
+                Method::POST,
+                &users,
+                Some(json!({"email": "x@example.com", "name": "a\u{7}b"})),
+            )
+            .await,
+        "name",
+    );
+    let id = me["id"].as_str().unwrap();
+    refused(
+        server
+            .admin(
+                Method::PATCH,
+                &format!("{users}/{id}"),
+                Some(json!({"locale": "x".repeat(40)})),
+            )
+            .await,
+        "locale",
+    );
+    refused(
+        server
+            .admin(
+                Method::PATCH,
+                &format!("{users}/{id}"),
+                Some(json!({"email": "ada\u{0}@example.com"})),
+            )
+            .await,
+        "email",
+    );
 }

@@ -152,7 +152,18 @@ async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestSer
     .unwrap();
     assert_eq!(claims.access_token_hash(), Some(&expected_hash));
 
-    // The code is single use: a replay fails and revokes the refresh token it produced.
+    // Before the replay, the first redemption's access token is good.
+    let first_access = tokens.access_token().secret().clone();
+    let (status, _, _) = server.userinfo(slug, &first_access).await;
+    assert_eq!(status, 200);
+    let (introspector, secret) = introspecting_client(server, slug).await;
+    assert_eq!(
+        introspect(server, slug, &introspector, &secret, &first_access).await["active"],
+        true
+    );
+
+    // The code is single use: a replay fails and revokes the refresh token it produced
+    // and the access token of the first redemption (RFC 9700 4.5).
     let refresh = tokens.refresh_token().expect("the demo client may refresh").clone();
     let replay = client
         .exchange_code(AuthorizationCode::new(code))
@@ -167,16 +178,12 @@ async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestSer
         .request_async(&http)
         .await;
     assert!(revoked.is_err(), "the replay revoked the code's refresh token");
-
-    let userinfo: CoreUserInfoClaims = client
-        .user_info(tokens.access_token().clone(), None)
-        .unwrap()
-        .request_async(&http)
-        .await
-        .unwrap();
+    let (status, challenge, _) = server.userinfo(slug, &first_access).await;
+    assert_eq!(status, 401, "the replay revoked the first access token");
+    assert!(challenge.unwrap().contains("invalid_token"));
     assert_eq!(
-        userinfo.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()),
-        Some("Ada")
+        introspect(server, slug, &introspector, &secret, &first_access).await,
+        json!({"active": false})
     );
 
     // A second authorization reuses the session (no login form), then refresh rotates.
@@ -187,6 +194,7 @@ async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestSer
             CsrfToken::new_random,
             Nonce::new_random,
         )
+        .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
         .url();
     let (status, headers, _) = browser.send(Method::GET, auth_url.as_str(), None).await;
@@ -204,6 +212,16 @@ async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestSer
         .unwrap()
         .claims(&client.id_token_verifier(), &nonce)
         .unwrap();
+    let userinfo: CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()),
+        Some("Ada")
+    );
     let first: RefreshToken = tokens.refresh_token().unwrap().clone();
     let rotated = client
         .exchange_refresh_token(&first)
@@ -230,6 +248,36 @@ async fn code_flow_with_pkce_through_an_independent_oidc_client(server: &TestSer
             .await
             .is_err()
     );
+}
+
+/// A confidential client of the tenant that may introspect tokens.
+async fn introspecting_client(server: &TestServer, slug: &str) -> (String, String) {
+    let (status, created) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/clients"),
+            Some(json!({"name": "Resource server", "grant_types": ["client_credentials"], "scopes": ["api"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The introspection answer (RFC 7662) for `token`.
+async fn introspect(server: &TestServer, slug: &str, id: &str, secret: &str, token: &str) -> serde_json::Value {
+    let response = server
+        .http
+        .post(format!("{}/t/{slug}/introspect", server.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }
 
 #[tokio::test]

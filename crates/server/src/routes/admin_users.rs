@@ -106,20 +106,6 @@ async fn create_user(
 ) -> Result<Response, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let db = ctx.db().await?;
-    let phc = match &body.password {
-        Some(password) => {
-            let security = &ctx.entry.tenant.settings.security;
-            passwords::check_policy(
-                security,
-                state.password_deny_list.as_deref(),
-                &body.email,
-                password,
-                "password",
-            )?;
-            Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
-        }
-        None => None,
-    };
     let new = NewUser {
         email: body.email,
         email_verified: body.email_verified,
@@ -132,6 +118,22 @@ async fn create_user(
         phone_number: body.phone_number,
         metadata: body.metadata,
         custom: body.custom,
+    };
+    // The profile is refused before the password costs a hash.
+    tenantry_dataplane::users::profile::check_new_user(&new)?;
+    let phc = match &body.password {
+        Some(password) => {
+            let security = &ctx.entry.tenant.settings.security;
+            passwords::check_policy(
+                security,
+                state.password_deny_list.as_deref(),
+                &new.email,
+                password,
+                "password",
+            )?;
+            Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
+        }
+        None => None,
     };
     let mail = body.send_verification_email && !body.email_verified;
     if mail {
@@ -217,6 +219,8 @@ async fn update_user(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
+    // Both parts are checked before either is written.
+    tenantry_dataplane::users::profile::check_update(&body.profile, body.custom.as_ref())?;
     db.update_profile(user.id, body.profile).await?;
     if let Some(custom) = &body.custom {
         db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;

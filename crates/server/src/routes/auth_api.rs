@@ -7,7 +7,8 @@
 //! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
 //! issues (`oauth::user_token_body`). Only first-party clients of the tenant may log users
 //! in here. Calls for "me" take the access token as a bearer and need its login session
-//! (`sid`) to be live, so logging out ends them at once. Errors are RFC 9457 problems.
+//! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
+//! also need a fresh re-authentication ([`reauthenticate`]). Errors are RFC 9457 problems.
 
 use std::collections::BTreeMap;
 
@@ -137,6 +138,7 @@ async fn sign_in(
             acr: None,
             amr: &session.amr,
             refresh_token,
+            access_jti: None,
         },
     )
     .await
@@ -396,18 +398,6 @@ async fn register(
         .map(|id| first_party_client(&ctx, id))
         .transpose()?;
     let scope = client.map(|c| requested_scope(c, body.scope.as_deref())).transpose()?;
-    crate::passwords::check_policy(
-        policy,
-        state.password_deny_list.as_deref(),
-        &body.email,
-        &body.password,
-        "password",
-    )?;
-    let db = ctx.db().await?;
-    let phc = state
-        .hasher
-        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
-        .await?;
     let new = NewUser {
         email: body.email,
         email_verified: false,
@@ -421,6 +411,20 @@ async fn register(
         metadata: None,
         custom: body.custom,
     };
+    // The profile is refused before the password costs a hash.
+    tenantry_dataplane::users::profile::check_new_user(&new)?;
+    crate::passwords::check_policy(
+        policy,
+        state.password_deny_list.as_deref(),
+        &new.email,
+        &body.password,
+        "password",
+    )?;
+    let db = ctx.db().await?;
+    let phc = state
+        .hasher
+        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
+        .await?;
     let user = match db.create_user(new, &ctx.custom_fields()).await {
         Ok(user) => user,
         Err(tenantry_dataplane::DbError::Conflict(_)) => {
@@ -451,8 +455,8 @@ async fn register(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// The caller of a "me" endpoint: a valid access token of this tenant whose login session
-/// is still live.
+/// The caller of a "me" endpoint: an access token of a first-party client that passes the
+/// one token rule (`tokens::accept_access_token`) and names a login session.
 struct Caller {
     user: User,
     session: Session,
@@ -483,34 +487,26 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
                 e.challenge = Some("Bearer".into());
                 e
             })?;
-        let claims = match crate::tokens::verify_access_token(&ctx, token).await {
-            Ok(claims) => claims,
+        let good = match crate::tokens::accept_access_token(&ctx, token).await {
+            Ok(good) => good,
             Err(crate::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
             Err(crate::tokens::BearerError::Unavailable(e)) => return Err(e),
         };
         // Only tokens issued to the tenant's own first-party apps act on the account; a
         // token a third-party client (or a resource server it was sent to) holds does not.
-        if !ctx.entry.clients.get(&claims.client_id).is_some_and(|c| c.first_party) {
+        if !ctx
+            .entry
+            .clients
+            .get(&good.claims.client_id)
+            .is_some_and(|c| c.first_party)
+        {
             return Err(unauthorized("the token was not issued to a first-party client"));
         }
-        let sid = claims
-            .sid
-            .as_deref()
+        let user = good.user.ok_or_else(|| unauthorized("the token is not a user's"))?;
+        let session = good
+            .session
             .ok_or_else(|| unauthorized("the token has no login session"))?;
-        let user_id: Uuid = claims
-            .sub
-            .parse()
-            .map_err(|_| unauthorized("the token is not a user's"))?;
         let db = ctx.db().await?;
-        let session = db
-            .sessions_of(user_id, Utc::now())
-            .await?
-            .into_iter()
-            .find(|s| crate::tokens::sid(&s.id_hash) == sid)
-            .ok_or_else(|| unauthorized("the login session has ended"))?;
-        let user = active_user(&ctx, &db, user_id)
-            .await?
-            .ok_or_else(|| unauthorized("the account is disabled"))?;
         Ok(Caller { user, session, db })
     }
 }
@@ -561,14 +557,6 @@ async fn update_me(
     caller: Caller,
     ApiJson(body): ApiJson<MeUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    // Custom fields first: they are the part that can be refused (type, uniqueness), and
-    // a refusal then changes nothing.
-    if let Some(custom) = &body.custom {
-        caller
-            .db
-            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
-            .await?;
-    }
     // A number the user types is not verified, whatever the old one was.
     let phone_changed = body
         .phone_number
@@ -584,6 +572,15 @@ async fn update_me(
         phone_number_verified: phone_changed.then_some(false),
         ..Default::default()
     };
+    // Every value is checked before anything is written; then custom fields, the part
+    // the database can still refuse (uniqueness), so a refusal changes nothing.
+    tenantry_dataplane::users::profile::check_update(&update, body.custom.as_ref())?;
+    if let Some(custom) = &body.custom {
+        caller
+            .db
+            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
+            .await?;
+    }
     caller.db.update_profile(caller.user.id, update).await?;
     let user = active_user(&ctx, &caller.db, caller.user.id)
         .await?
@@ -598,14 +595,15 @@ struct PasswordChange {
     new_password: String,
 }
 
-/// `POST /v1/auth/password`: needs the current password; ends every other session.
+/// `POST /v1/auth/password`: needs the current password (always, as the re-authentication
+/// of [`reauthenticate`]); ends every other session.
 async fn change_password(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    check_password(&state, &ctx, &caller, &body.current_password).await?;
+    reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
     let policy = &ctx.entry.tenant.settings.security;
     crate::passwords::check_policy(
         policy,
@@ -757,16 +755,6 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller's current password (`login::recheck_password`: counted like a login).
-async fn check_password(
-    state: &AppState,
-    ctx: &TenantContext,
-    caller: &Caller,
-    password: &str,
-) -> Result<(), ApiError> {
-    crate::login::recheck_password(state, ctx, &caller.db, &caller.user, password).await
-}
-
 /// `GET /v1/auth/sessions`: the caller's live sessions; `id` is the session's `sid`.
 async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = caller
@@ -805,18 +793,27 @@ async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/auth/mfa/totp`: starts (or restarts) TOTP enrolment.
+/// `POST /v1/auth/mfa/totp` `{"current_password"}`: starts (or restarts) TOTP enrolment.
+/// A fresh re-authentication ([`reauthenticate`]): the body may be left out within
+/// [`REAUTH_WINDOW`] of one.
 async fn totp_enrol(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
+    body: axum::body::Bytes,
 ) -> Result<Json<crate::mfa::Enrolment>, ApiError> {
+    let proof: Proof = if body.iter().all(u8::is_ascii_whitespace) {
+        Proof::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
+    };
     if crate::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::MfaAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol a new authenticator",
         ));
     }
+    reauthenticate(&state, &ctx, &caller, proof.current_password.as_deref(), None).await?;
     let enrolment = crate::mfa::enrol(
         &state.secrets,
         &caller.db,
@@ -829,19 +826,33 @@ async fn totp_enrol(
     Ok(Json(enrolment))
 }
 
-#[derive(Deserialize)]
+/// The re-authentication a factor-changing call may carry.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CodeBody {
-    code: String,
+struct Proof {
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
-/// `POST /v1/auth/mfa/totp/confirm`: the first code; answers the recovery codes once.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    /// A code of the authenticator being enrolled (not a proof of the caller).
+    code: String,
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
+/// `POST /v1/auth/mfa/totp/confirm` `{"code", "current_password"?}`: the first code of the
+/// pending enrolment; answers the recovery codes once. Needs a fresh re-authentication
+/// (the password here, or one within [`REAUTH_WINDOW`], e.g. the enrolment's).
 async fn totp_confirm(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CodeBody>,
+    ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {
+    reauthenticate(&state, &ctx, &caller, body.current_password.as_deref(), None).await?;
     crate::login::mfa_attempt(&state, &ctx, caller.user.id).await?;
     match crate::mfa::confirm(
         &state.secrets,
@@ -866,19 +877,21 @@ async fn totp_confirm(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DisableBody {
-    password: String,
+    #[serde(alias = "password")]
+    current_password: String,
     code: String,
 }
 
-/// `DELETE /v1/auth/mfa/totp`: needs the password and a current code (or recovery code).
+/// `DELETE /v1/auth/mfa/totp` `{"current_password", "code"}`: needs both the password and
+/// a current code (or recovery code), whatever re-authentication came before.
 async fn totp_disable(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<DisableBody>,
 ) -> Result<StatusCode, ApiError> {
-    check_password(&state, &ctx, &caller, &body.password).await?;
-    verify_second_factor(&state, &ctx, &caller, &body.code).await?;
+    reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
+    reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
     crate::mfa::disable(&caller.db, caller.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -889,17 +902,66 @@ struct RecoveryBody {
     code: String,
 }
 
-/// `POST /v1/auth/mfa/recovery-codes`: new recovery codes (the old ones stop working),
-/// with a current TOTP code as proof.
+/// `POST /v1/auth/mfa/recovery-codes` `{"code"}`: new recovery codes (the old ones stop
+/// working), with a current TOTP code as the re-authentication: a password alone must not
+/// mint codes that stand in for the second factor.
 async fn recovery_codes(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<RecoveryBody>,
 ) -> Result<Json<Value>, ApiError> {
-    verify_second_factor(&state, &ctx, &caller, &body.code).await?;
+    reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
     let codes = crate::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
     Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// How long a re-authentication lets the same login session change the account's
+/// factors without another proof.
+const REAUTH_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn reauth_key(ctx: &TenantContext, caller: &Caller) -> String {
+    let sid = crate::tokens::sid(&caller.session.id_hash);
+    format!("reauth:{}:{sid}", ctx.entry.tenant.id)
+}
+
+/// The one re-authentication behind every change of the account's factors (password
+/// change, TOTP enrolment, confirmation and removal, recovery codes): a bearer token alone
+/// never adds, replaces or removes a factor. A proof in the request — the current
+/// password (`login::recheck_password`: the admission-controlled hasher, counted against
+/// the login lockout) or a current second-factor code (counted per account) — is checked
+/// and remembered for this login session for [`REAUTH_WINDOW`]; without one, a proof made
+/// by the same session within that window is needed, else 403
+/// `reauthentication_required`. The access token's `auth_time` is not enough: a token
+/// stolen minutes after a login would pass.
+async fn reauthenticate(
+    state: &AppState,
+    ctx: &TenantContext,
+    caller: &Caller,
+    password: Option<&str>,
+    code: Option<&str>,
+) -> Result<(), ApiError> {
+    let key = reauth_key(ctx, caller);
+    if password.is_none() && code.is_none() {
+        // A hit made by a proof leaves the key over a limit of 1 until the window ends.
+        if state.rate_limiter.check(&key, 1).await?.is_allowed() {
+            return Err(ApiError::new(
+                ErrorCode::ReauthenticationRequired,
+                "confirm it is you: send current_password with this request",
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(password) = password {
+        crate::login::recheck_password(state, ctx, &caller.db, &caller.user, password).await?;
+    }
+    if let Some(code) = code {
+        verify_second_factor(state, ctx, caller, code).await?;
+    }
+    // The window starts afresh at each proof.
+    state.rate_limiter.reset(&key).await?;
+    state.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
+    Ok(())
 }
 
 /// A TOTP code (or recovery code) of the caller's confirmed authenticator.

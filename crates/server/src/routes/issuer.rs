@@ -11,8 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
-use tenantry_dataplane::UserRepository;
-use tenantry_dataplane::model::UserStatus;
 
 use crate::app::AppState;
 use crate::resolver::TenantContext;
@@ -113,23 +111,17 @@ async fn userinfo(ctx: &TenantContext, token: Option<&str>) -> Response {
 
 async fn userinfo_claims(ctx: &TenantContext, token: Option<&str>) -> Result<Map<String, Value>, UserinfoError> {
     let token = token.ok_or(UserinfoError::NoToken)?;
-    let claims = tokens::verify_access_token(ctx, token).await.map_err(|e| match e {
+    let good = tokens::accept_access_token(ctx, token).await.map_err(|e| match e {
         BearerError::InvalidToken(reason) => UserinfoError::InvalidToken(reason),
         BearerError::Unavailable(api) => UserinfoError::Unavailable(api),
     })?;
-    let scopes: Vec<&str> = claims.scopes().collect();
+    let scopes: Vec<&str> = good.claims.scopes().collect();
     if !scopes.contains(&"openid") {
         return Err(UserinfoError::InsufficientScope);
     }
-    let user_id = uuid::Uuid::parse_str(&claims.sub)
-        .map_err(|_| UserinfoError::InvalidToken("the token was not issued to a user".into()))?;
-    let db = ctx.db().await.map_err(UserinfoError::Unavailable)?;
-    let user = db
-        .user_by_id(user_id, &ctx.custom_fields())
-        .await
-        .map_err(|e| UserinfoError::Unavailable(e.into()))?
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or_else(|| UserinfoError::InvalidToken("the user no longer exists or is disabled".into()))?;
+    let user = good
+        .user
+        .ok_or_else(|| UserinfoError::InvalidToken("the token was not issued to a user".into()))?;
     let mut body = Map::new();
     body.insert("sub".into(), Value::String(user.id.to_string()));
     body.extend(tokens::released_claims(&ctx.entry, &user, &scopes));

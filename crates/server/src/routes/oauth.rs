@@ -465,6 +465,7 @@ fn client_credentials(ctx: &TenantContext, client: &Client, form: &Form) -> Resu
         acr: None,
         amr: None,
         sid: None,
+        jti: None,
     };
     let issued = tokens::issue_access_token(ctx, &grant, Utc::now())?;
     let mut body = json!({
@@ -506,6 +507,8 @@ pub(crate) struct UserTokens<'a> {
     pub acr: Option<&'a str>,
     pub amr: &'a [String],
     pub refresh_token: Option<String>,
+    /// A fixed `jti` for the access token (`tokens::code_access_jti`); random otherwise.
+    pub access_jti: Option<String>,
 }
 
 async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Response, OAuthError> {
@@ -538,6 +541,7 @@ pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> R
         acr: t.acr,
         amr: Some(t.amr.to_vec()),
         sid: sid.as_deref(),
+        jti: t.access_jti.as_deref(),
     };
     let access = tokens::issue_access_token(ctx, &grant, now)?;
     let scopes: Vec<&str> = t.scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -577,7 +581,8 @@ pub(crate) fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::
 }
 
 /// `authorization_code` (RFC 6749 4.1.3, RFC 7636): single use — a second use fails and
-/// revokes the refresh tokens issued from the code.
+/// revokes the refresh tokens issued from the code and denies the access token of the
+/// first redemption (its `jti` is `tokens::code_access_jti` of the code).
 async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
     if !client.grant_types.contains(&GrantType::AuthorizationCode) {
         return Err(OAuthError::new(
@@ -597,6 +602,13 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
                     .revoke_refresh_by_code(&code_hash, now)
                     .await
                     .map_err(ApiError::from)?;
+                // The first redemption's access token goes too (RFC 9700 4.5). It was
+                // issued before now, so it expires before now plus its lifetime.
+                let jti = tokens::code_access_jti(&code_hash);
+                let expires_at = now + chrono::Duration::seconds(tokens::access_token_secs(&ctx.entry, client) as i64);
+                db.deny_access_token(&jti, expires_at).await.map_err(ApiError::from)?;
+                ctx.revocations()
+                    .remember(ctx.entry.tenant.id, &jti, true, expires_at.timestamp());
                 tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed; its tokens are revoked");
             }
             return Err(invalid_grant("the code has already been used"));
@@ -653,6 +665,7 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
             acr: record.acr.as_deref(),
             amr: &record.amr,
             refresh_token,
+            access_jti: Some(tokens::code_access_jti(&code_hash)),
         },
     )
     .await
@@ -731,6 +744,7 @@ pub(crate) async fn refresh_body(
             acr: None,
             amr: &amr,
             refresh_token: Some(token),
+            access_jti: None,
         },
     )
     .await
@@ -756,8 +770,8 @@ async fn introspect(
     let token = require(&form, "token")?;
     let inactive = || no_store(json!({"active": false}));
     if token.matches('.').count() == 2 {
-        return Ok(match tokens::verify_access_token(&ctx, token).await {
-            Ok(claims) => no_store(access_introspection(&claims)),
+        return Ok(match tokens::accept_access_token(&ctx, token).await {
+            Ok(good) => no_store(access_introspection(&good.claims)),
             Err(tokens::BearerError::InvalidToken(_)) => inactive(),
             Err(tokens::BearerError::Unavailable(e)) => return Err(e.into()),
         });
