@@ -134,7 +134,7 @@ pub fn router(state: AppState) -> Router {
 
     let app = Router::new()
         .merge(routes::ops::router())
-        .merge(routes::discovery::root_router())
+        .merge(routes::discovery::root_router().route_layer(CorsPolicy::PublicDocument.layer()))
         .merge(routes::admin::router())
         .merge(api)
         .merge(issuer)

@@ -179,6 +179,19 @@ async fn cors_is_only_on_fetch_endpoints_never_with_credentials() {
         .await
         .unwrap();
     assert_eq!(jwks.headers()["access-control-allow-origin"], "*");
+    for path in [
+        "/t/local/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server/t/local",
+    ] {
+        let metadata = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .header("origin", "https://anyone.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metadata.headers()["access-control-allow-origin"], "*", "{path}");
+    }
 
     // The exploit: a credentialed form_post authorize from an allowed origin is not
     // readable cross-origin (no allow-origin on the page's answer).
