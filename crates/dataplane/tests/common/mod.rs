@@ -101,6 +101,8 @@ pub fn spec(driver: DbDriver, sqlite_path: Option<std::path::PathBuf>, dsn: Opti
         dsn: dsn.map(|d| Zeroizing::new(d.to_owned())),
         max_connections: 5,
         acquire_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(3),
+        idle_timeout: std::time::Duration::from_secs(30),
     }
 }
 
