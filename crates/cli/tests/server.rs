@@ -646,7 +646,10 @@ async fn tenant_databases_through_the_admin_api() {
     let (status, body) = admin
         .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "plain"})))
         .await;
-    assert_eq!((status, body["settings"]["user_db"]["driver"].as_str()), (201, Some("sqlite")));
+    assert_eq!(
+        (status, body["settings"]["user_db"]["driver"].as_str()),
+        (201, Some("sqlite"))
+    );
     admin
         .send(
             Method::POST,

@@ -259,7 +259,11 @@ impl TenantDb {
             Ok(())
         } else {
             Err(DbError::Invalid(
-                problems.iter().map(|p| p.problem.as_str()).collect::<Vec<_>>().join("; "),
+                problems
+                    .iter()
+                    .map(|p| p.problem.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             ))
         }
     }
@@ -271,7 +275,10 @@ impl TenantDb {
         let now = to_micros(Utc::now());
         let mut problems = Vec::new();
         for field in declared {
-            if let Some(problem) = type_changes(&[], std::slice::from_ref(field), &stored).into_iter().next() {
+            if let Some(problem) = type_changes(&[], std::slice::from_ref(field), &stored)
+                .into_iter()
+                .next()
+            {
                 problems.push(FieldProblem {
                     field: field.name.clone(),
                     problem,
@@ -364,7 +371,10 @@ impl TenantDb {
         let want_plain = field.indexed && !field.unique;
         let mut statements = Vec::new();
         if field.unique && !had_unique {
-            statements.push((format!("CREATE UNIQUE INDEX {unique_index} ON users ({column})"), vec![]));
+            statements.push((
+                format!("CREATE UNIQUE INDEX {unique_index} ON users ({column})"),
+                vec![],
+            ));
         }
         if want_plain && !had_plain {
             statements.push((format!("CREATE INDEX {plain_index} ON users ({column})"), vec![]));
@@ -389,9 +399,10 @@ impl TenantDb {
             ],
         ));
         self.run_locked(statements).await.map_err(|e| match e {
-            DbError::Invalid(_) if field.unique && !had_unique => {
-                DbError::Invalid(format!("custom field `{}`: existing values repeat, so it cannot be unique", field.name))
-            }
+            DbError::Invalid(_) if field.unique && !had_unique => DbError::Invalid(format!(
+                "custom field `{}`: existing values repeat, so it cannot be unique",
+                field.name
+            )),
             other => other,
         })
     }

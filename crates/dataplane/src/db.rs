@@ -369,10 +369,16 @@ impl TenantDb {
     pub async fn end_all_sign_ins(&self) -> Result<u64, DbError> {
         let _gate = self.write_gate().await;
         let mut ended = 0;
-        for table in ["refresh_tokens", "sessions", "authorization_codes", "trusted_devices", "email_tokens"] {
+        for table in [
+            "refresh_tokens",
+            "sessions",
+            "authorization_codes",
+            "trusted_devices",
+            "email_tokens",
+        ] {
             let sql = self.sql(&format!("DELETE FROM {table}"));
-            let done = on_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))
-                .map_err(query_err)?;
+            let done =
+                on_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
             if matches!(table, "refresh_tokens" | "sessions") {
                 ended += done;
             }

@@ -277,7 +277,9 @@ impl TenantDbManager {
         }
         let mut failing = Vec::new();
         while let Some(done) = checks.join_next().await {
-            let Ok((slug, slot, db, Err(kind))) = done else { continue };
+            let Ok((slug, slot, db, Err(kind))) = done else {
+                continue;
+            };
             let mut state = slot.state.lock().await;
             if matches!(&*state, State::Open(current) if current.same_pool(&db)) {
                 *state = failed(kind, Duration::ZERO);

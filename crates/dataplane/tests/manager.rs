@@ -270,7 +270,11 @@ async fn stamp_on(driver: DbDriver) {
     let dsn = created.as_ref().map(|(_, _, dsn)| dsn.clone());
     let a = entry("pga", driver, dsn.as_deref(), &sb);
     let db = m.get(&a).await.unwrap();
-    assert_eq!(db.owner().await.unwrap(), Some(a.tenant.id.to_string()), "stamped at first open");
+    assert_eq!(
+        db.owner().await.unwrap(),
+        Some(a.tenant.id.to_string()),
+        "stamped at first open"
+    );
     db.create_user(
         model::NewUser {
             email: "a@example.com".into(),
@@ -312,7 +316,11 @@ async fn stamp_on(driver: DbDriver) {
     }
 
     // The explicit adopt re-stamps it; the data is there; the old owner is refused now.
-    let a_before = if driver == DbDriver::Sqlite { None } else { Some(m.get(&a).await.unwrap()) };
+    let a_before = if driver == DbDriver::Sqlite {
+        None
+    } else {
+        Some(m.get(&a).await.unwrap())
+    };
     assert_eq!(m.adopt(&b).await.unwrap(), Some(a.tenant.id.to_string()));
     let db = m.get(&b).await.unwrap();
     assert_eq!(db.count_users().await.unwrap(), 1);
@@ -363,14 +371,23 @@ async fn a_refused_connection_fails_fast() {
         m.get(&closed).await.unwrap_err(),
         DbError::Unavailable(ErrorKind::Unreachable)
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     for driver in [DbDriver::Postgres, DbDriver::Mysql] {
         let Some((admin, name, dsn)) = common::create_database(driver).await else {
             continue;
         };
         let proxy = common::Proxy::start(common::host_port(&dsn)).await;
-        let t = entry(&format!("away-{driver:?}").to_lowercase(), driver, Some(&proxy.dsn(&dsn)), &sb);
+        let t = entry(
+            &format!("away-{driver:?}").to_lowercase(),
+            driver,
+            Some(&proxy.dsn(&dsn)),
+            &sb,
+        );
         let db = m.get(&t).await.unwrap();
         db.count_users().await.unwrap();
         proxy.kill().await;
@@ -392,7 +409,10 @@ async fn a_refused_connection_fails_fast() {
         let failing = m.check_open(32, std::time::Duration::from_secs(1)).await;
         let status = m.status();
         assert!(
-            failing.iter().chain(status.failing.iter()).any(|f| f.slug == t.tenant.slug),
+            failing
+                .iter()
+                .chain(status.failing.iter())
+                .any(|f| f.slug == t.tenant.slug),
             "{driver:?}: {failing:?} {status:?}"
         );
         let started = std::time::Instant::now();

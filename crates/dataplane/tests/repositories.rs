@@ -893,7 +893,10 @@ async fn unique_over_duplicates(fx: &Fixture) {
         .await
         .unwrap();
     }
-    assert_eq!(db.custom_field_duplicates("team", 3).await.unwrap(), vec!["red".to_owned()]);
+    assert_eq!(
+        db.custom_field_duplicates("team", 3).await.unwrap(),
+        vec!["red".to_owned()]
+    );
     assert!(db.custom_field_duplicates("absent", 3).await.unwrap().is_empty());
 
     let declared = vec![
@@ -921,6 +924,15 @@ async fn unique_over_duplicates(fx: &Fixture) {
             .unwrap();
     }
     assert!(db.sync_custom_fields_report(&declared).await.unwrap().is_empty());
-    assert!(db.stored_custom_fields().await.unwrap().iter().any(|s| s.name == "team" && s.is_unique));
+    assert!(
+        db.stored_custom_fields()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "team" && s.is_unique)
+    );
 }
-on_every_driver!(a_unique_field_over_duplicates_takes_nothing_down, unique_over_duplicates);
+on_every_driver!(
+    a_unique_field_over_duplicates_takes_nothing_down,
+    unique_over_duplicates
+);

@@ -269,7 +269,9 @@ impl Config {
                       min: u64,
                       max: u64,
                       default: u64|
-         -> Result<u64, ConfigError> { Ok(given(key, file_value, env_name, min, max)?.unwrap_or(default)) };
+         -> Result<u64, ConfigError> {
+            Ok(given(key, file_value, env_name, min, max)?.unwrap_or(default))
+        };
         let limits = Limits {
             max_body_bytes: number(
                 "max_body_bytes",

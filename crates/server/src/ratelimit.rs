@@ -193,7 +193,9 @@ impl RateLimiter {
             Backend::Memory(_) => Ok(()),
             Backend::Redis(store) => {
                 let mut conn = store.conn.clone();
-                bounded(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
+                bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+                    .await
+                    .map(|_| ())
             }
         }
     }

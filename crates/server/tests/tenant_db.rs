@@ -52,9 +52,11 @@ async fn database(driver: &str) -> Option<(String, String, String)> {
 async fn drop_database(driver: &str, admin: &str, name: &str) {
     if driver == "postgres" {
         let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     } else {
         let mut conn = sqlx::MySqlConnection::connect(admin).await.unwrap();
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
@@ -150,7 +152,11 @@ async fn new_tenants_get_the_embedded_sqlite_database_unless_told_otherwise() {
             Some(json!({"slug": "styled", "settings": {"issuer": {"mode": "path"}}})),
         )
         .await;
-    assert_eq!((status, &body["settings"]["user_db"]["driver"]), (201, &json!("sqlite")), "{body}");
+    assert_eq!(
+        (status, &body["settings"]["user_db"]["driver"]),
+        (201, &json!("sqlite")),
+        "{body}"
+    );
     let (status, _) = server
         .admin(
             Method::POST,
@@ -193,9 +199,7 @@ async fn a_sqlite_database_stamped_for_another_tenant_is_refused_until_adopted()
         (503, Some("tenant_db_owned_by_other_tenant")),
         "{body}"
     );
-    let (status, _) = server
-        .admin(Method::GET, "/v1/admin/tenants/local/users", None)
-        .await;
+    let (status, _) = server.admin(Method::GET, "/v1/admin/tenants/local/users", None).await;
     assert_eq!(status, 503, "requests are refused too");
 
     let (status, body) = server
@@ -203,9 +207,7 @@ async fn a_sqlite_database_stamped_for_another_tenant_is_refused_until_adopted()
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["previous_owner"], json!(other));
-    let (status, _) = server
-        .admin(Method::GET, "/v1/admin/tenants/local/users", None)
-        .await;
+    let (status, _) = server.admin(Method::GET, "/v1/admin/tenants/local/users", None).await;
     assert_eq!(status, 200);
 }
 
@@ -216,7 +218,9 @@ async fn sharing_on(driver: &str) {
     let server = start().await;
     let user_db = json!({"driver": driver, "dsn": dsn});
     let create = |slug: &str| json!({"slug": slug, "settings": {"user_db": user_db.clone()}});
-    let (status, body) = server.admin(Method::POST, "/v1/admin/tenants", Some(create("pga"))).await;
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants", Some(create("pga")))
+        .await;
     assert_eq!(status, 201, "{body}");
     let pga_id = body["id"].as_str().unwrap().to_owned();
     let (status, _) = server
@@ -229,7 +233,9 @@ async fn sharing_on(driver: &str) {
     assert_eq!(status, 201);
 
     // A second tenant naming the same database is refused when it is saved...
-    let (status, body) = server.admin(Method::POST, "/v1/admin/tenants", Some(create("pgb"))).await;
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants", Some(create("pgb")))
+        .await;
     assert_eq!(
         (status, body["errors"][0]["field"].as_str()),
         (422, Some("settings.user_db")),
@@ -257,8 +263,13 @@ async fn sharing_on(driver: &str) {
     // ...and so is the same slug re-created (a new id) on its old database.
     let (status, _) = server.admin(Method::DELETE, "/v1/admin/tenants/pga", None).await;
     assert_eq!(status, 204);
-    let (status, body) = server.admin(Method::POST, "/v1/admin/tenants", Some(create("pga"))).await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("settings.user_db")));
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants", Some(create("pga")))
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("settings.user_db"))
+    );
     let (status, _) = server
         .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "pga"})))
         .await;
@@ -345,7 +356,11 @@ async fn unique_on(driver: &str) {
             Some(json!({"settings": {"custom_fields": [team(true), badge.clone()]}})),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("custom_field_duplicates")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("custom_field_duplicates")),
+        "{body}"
+    );
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains("team") && detail.contains("\"red\""), "{detail}");
     let (_, body) = server.admin(Method::GET, &tenant, None).await;
@@ -353,7 +368,12 @@ async fn unique_on(driver: &str) {
     assert_eq!(fields.len(), 1, "settings not stored: {body}");
     assert_ne!(fields[0]["unique"], json!(true), "settings not stored: {body}");
     let (_, body) = server.admin(Method::GET, &format!("{tenant}/database"), None).await;
-    let stored: Vec<_> = body["custom_fields"].as_array().unwrap().iter().map(|f| f["name"].clone()).collect();
+    let stored: Vec<_> = body["custom_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].clone())
+        .collect();
     assert_eq!(stored, vec![json!("team")], "schema not changed");
 
     // Settings written past the check (another node, a file edit): the tenant stays up,
@@ -372,13 +392,21 @@ async fn unique_on(driver: &str) {
     assert_eq!(status, 200, "user queries keep working: {body}");
     let (_, body) = server.admin(Method::GET, &format!("{tenant}/database"), None).await;
     assert!(
-        body["custom_fields"].as_array().unwrap().iter().any(|f| f["name"] == "badge"),
+        body["custom_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "badge"),
         "{body}"
     );
     let (_, ready) = readyz(&server, true).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     let failing = &ready["components"]["custom_fields"]["failing"][0];
-    assert_eq!((failing["slug"].as_str(), failing["field"].as_str()), (Some(slug.as_str()), Some("team")), "{ready}");
+    assert_eq!(
+        (failing["slug"].as_str(), failing["field"].as_str()),
+        (Some(slug.as_str()), Some("team")),
+        "{ready}"
+    );
     let (_, public) = readyz(&server, false).await;
     assert_eq!(public["components"]["custom_fields"]["failing_count"], 1);
     assert!(!public.to_string().contains(&format!("\"{slug}\"")), "{public}");
@@ -434,13 +462,22 @@ async fn readiness_details_need_an_admin_and_database_outages_show_fast() {
     let (status, public) = readyz(&server, false).await;
     assert_eq!((status, public["status"].as_str()), (200, Some("degraded")));
     assert_eq!(public["components"]["tenant_databases"]["failing_count"], 1);
-    assert!(!public.to_string().contains("closed"), "no slugs without an admin token: {public}");
+    assert!(
+        !public.to_string().contains("closed"),
+        "no slugs without an admin token: {public}"
+    );
     let fds = &public["components"]["file_descriptors"];
     if cfg!(target_os = "linux") {
-        assert!(fds["open"].as_u64().unwrap() > 0 && fds["limit"].as_u64().unwrap() >= fds["open"].as_u64().unwrap(), "{fds}");
+        assert!(
+            fds["open"].as_u64().unwrap() > 0 && fds["limit"].as_u64().unwrap() >= fds["open"].as_u64().unwrap(),
+            "{fds}"
+        );
     }
     let (_, detailed) = readyz(&server, true).await;
-    assert_eq!(detailed["components"]["tenant_databases"]["failing"][0]["slug"], "closed");
+    assert_eq!(
+        detailed["components"]["tenant_databases"]["failing"][0]["slug"],
+        "closed"
+    );
 
     let metrics = server
         .http
@@ -474,7 +511,11 @@ async fn readiness_details_need_an_admin_and_database_outages_show_fast() {
     for _ in 0..3 {
         let started = Instant::now();
         let (status, body) = server.admin(Method::GET, "/v1/admin/tenants/away/users", None).await;
-        assert_eq!((status, body["code"].as_str()), (503, Some("tenant_db_unavailable")), "{body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("tenant_db_unavailable")),
+            "{body}"
+        );
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -489,7 +530,10 @@ async fn readiness_details_need_an_admin_and_database_outages_show_fast() {
 /// Redis (the rate limiter's store) going away shows in `/readyz`.
 #[tokio::test]
 async fn readiness_reports_a_redis_outage() {
-    let Some(url) = std::env::var("TENANTRY_TEST_REDIS_URL").ok().filter(|v| v.starts_with("redis://")) else {
+    let Some(url) = std::env::var("TENANTRY_TEST_REDIS_URL")
+        .ok()
+        .filter(|v| v.starts_with("redis://"))
+    else {
         eprintln!("TENANTRY_TEST_REDIS_URL is not set: skipping the Redis outage");
         return;
     };

@@ -239,7 +239,10 @@ pub fn host_port(url: &str) -> String {
     format!(
         "{}:{}",
         url.host_str().unwrap_or("127.0.0.1"),
-        url.port()
-            .unwrap_or(if url.scheme().starts_with("postgres") { 5432 } else { 3306 })
+        url.port().unwrap_or(if url.scheme().starts_with("postgres") {
+            5432
+        } else {
+            3306
+        })
     )
 }

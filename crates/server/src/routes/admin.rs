@@ -328,7 +328,12 @@ async fn check_unique_custom_fields(before: &TenantContext, after: &Tenant) -> R
         if !repeated.is_empty() {
             let values: Vec<_> = repeated
                 .iter()
-                .map(|v| format!("\"{}\"", crate::error::printable(v).chars().take(40).collect::<String>()))
+                .map(|v| {
+                    format!(
+                        "\"{}\"",
+                        crate::error::printable(v).chars().take(40).collect::<String>()
+                    )
+                })
                 .collect();
             return Err(ApiError::new(
                 ErrorCode::CustomFieldDuplicates,
@@ -454,7 +459,10 @@ async fn adopt_database(
     ctx.require(Capability::TenantDb)?;
     let previous = state.dbs.adopt(&ctx.entry).await?;
     let db = ctx.db().await?;
-    let ended = if previous.as_deref().is_some_and(|p| p != ctx.entry.tenant.id.to_string()) {
+    let ended = if previous
+        .as_deref()
+        .is_some_and(|p| p != ctx.entry.tenant.id.to_string())
+    {
         db.end_all_sign_ins().await?
     } else {
         0
