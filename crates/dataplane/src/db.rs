@@ -314,6 +314,11 @@ impl TenantDb {
         std::sync::Arc::ptr_eq(&self.write_gate, &other.write_gate)
     }
 
+    /// How many handles (clones) of this pool exist: 1 means only its owner holds it.
+    pub fn handles(&self) -> usize {
+        std::sync::Arc::strong_count(&self.write_gate)
+    }
+
     /// Connections the pool holds now (idle and in use).
     pub fn size(&self) -> u32 {
         on_pool!(self, p => p.size())

@@ -452,7 +452,19 @@ impl TenantDbManager {
         let grace = self.config.close_grace;
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                tokio::time::sleep(grace).await;
+                // Close as soon as no request holds the pool any more (its descriptors are
+                // what the pool limit is for), and at the latest after the grace period.
+                let deadline = Instant::now() + grace;
+                loop {
+                    let held = match &*slot.state.lock().await {
+                        State::Open(db) => db.handles() > 1,
+                        _ => return,
+                    };
+                    if !held || Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 if let State::Open(db) = &*slot.state.lock().await {
                     db.close().await;
                 }
