@@ -118,6 +118,8 @@ pub struct TenantDbManager {
     tick: AtomicU64,
     /// When [`check_open_every`](TenantDbManager::check_open_every) last pinged.
     last_check: Mutex<Option<Instant>>,
+    /// Open pools whose last ping got no answer in time (reported, not closed).
+    last_slow: Mutex<Vec<FailingTenant>>,
 }
 
 impl TenantDbManager {
@@ -128,6 +130,7 @@ impl TenantDbManager {
             slots: Mutex::new(HashMap::new()),
             tick: AtomicU64::new(0),
             last_check: Mutex::new(None),
+            last_slow: Mutex::new(Vec::new()),
         })
     }
 
@@ -266,18 +269,36 @@ impl TenantDbManager {
         let mut checks = tokio::task::JoinSet::new();
         for (slug, slot, db, _) in open {
             checks.spawn(async move {
+                // An empty network pool would retry a refused connection: probe it directly.
+                if db.dialect() != crate::Dialect::Sqlite
+                    && db.size() == 0
+                    && let Err(e) = db.probe(timeout).await
+                {
+                    return (slug, slot, db, Err(Some(kind_of(&e))));
+                }
+                // `None`: no answer in time (maybe only busy): reported, pool left alone.
                 let result = match tokio::time::timeout(timeout, db.owner()).await {
-                    Ok(Ok(Some(owner))) if owner != slot.tenant_id.to_string() => Err(ErrorKind::OwnedByOtherTenant),
+                    Ok(Ok(Some(owner))) if owner != slot.tenant_id.to_string() => {
+                        Err(Some(ErrorKind::OwnedByOtherTenant))
+                    }
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(kind_of(&e)),
-                    Err(_) => Err(ErrorKind::Unreachable),
+                    Ok(Err(e)) => Err(Some(kind_of(&e))),
+                    Err(_) => Err(None),
                 };
                 (slug, slot, db, result)
             });
         }
         let mut failing = Vec::new();
+        let mut slow = Vec::new();
         while let Some(done) = checks.join_next().await {
-            let Ok((slug, slot, db, Err(kind))) = done else {
+            let Ok((slug, slot, db, Err(outcome))) = done else {
+                continue;
+            };
+            let Some(kind) = outcome else {
+                slow.push(FailingTenant {
+                    slug,
+                    error: ErrorKind::Unreachable,
+                });
                 continue;
             };
             let mut state = slot.state.lock().await;
@@ -287,7 +308,9 @@ impl TenantDbManager {
             }
             failing.push(FailingTenant { slug, error: kind });
         }
+        failing.extend(slow.iter().cloned());
         failing.sort_by(|a, b| a.slug.cmp(&b.slug));
+        *self.last_slow.lock().expect("poisoned") = slow;
         failing
     }
 
@@ -503,6 +526,11 @@ impl TenantDbManager {
                 }),
                 Ok(State::Open(_)) => open += 1,
                 _ => {}
+            }
+        }
+        for slow in self.last_slow.lock().expect("poisoned").iter() {
+            if slots.contains_key(&slow.slug) && !failing.iter().any(|f: &FailingTenant| f.slug == slow.slug) {
+                failing.push(slow.clone());
             }
         }
         failing.sort_by(|a, b| a.slug.cmp(&b.slug));

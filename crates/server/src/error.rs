@@ -247,6 +247,7 @@ impl From<tenantry_dataplane::DbError> for ApiError {
                     ErrorCode::TenantDbUnavailable,
                     format!("a tenant database query failed ({kind})"),
                 )
+                .with_retry_after(1)
             }
         }
     }
@@ -338,5 +339,18 @@ mod tests {
         assert_eq!(body["code"], "overloaded");
         let response = ApiError::internal().into_response();
         assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        // An unusable tenant database tells when to come back; one owned by another
+        // tenant does not heal by waiting.
+        use tenantry_dataplane::{DbError, ErrorKind};
+        let unreachable = ApiError::from(DbError::Unavailable(ErrorKind::Unreachable));
+        assert_eq!(
+            (unreachable.code, unreachable.retry_after),
+            (ErrorCode::TenantDbUnavailable, Some(1))
+        );
+        let owned = ApiError::from(DbError::Unavailable(ErrorKind::OwnedByOtherTenant));
+        assert_eq!(
+            (owned.code, owned.retry_after),
+            (ErrorCode::TenantDbOwnedByOtherTenant, None)
+        );
     }
 }
