@@ -3,7 +3,7 @@
 //!
 //! * A pool opens on first use (connect, migrate under a lock, sync custom fields).
 //! * At most `max_pools` are open; past that the least recently used one is closed after
-//!   a grace period (requests that still hold it finish first).
+//!   as soon as no request holds it, at the latest after a grace period.
 //! * A failed open is not cached as a pool: the slot remembers the error kind and the
 //!   next attempt waits out an exponential backoff (1 s doubling to 60 s), failing fast
 //!   with the same kind meanwhile.
@@ -451,7 +451,7 @@ impl TenantDbManager {
         }
     }
 
-    /// Drops a tenant's pool (closed after the grace period).
+    /// Drops a tenant's pool (closed once no request holds it, at most after the grace period).
     pub fn forget(&self, slug: &str) {
         if let Some(slot) = self.slots.lock().expect("slot map poisoned").remove(slug) {
             self.close_later(slot);
