@@ -2,8 +2,8 @@
 //! control plane.
 //!
 //! * A pool opens on first use (connect, migrate under a lock, sync custom fields).
-//! * At most `max_pools` are open; past that the least recently used one is closed after
-//!   as soon as no request holds it, at the latest after a grace period.
+//! * At most `max_pools` are open; past that the least recently used one is closed as
+//!   soon as no request holds it, at the latest after a grace period.
 //! * A failed open is not cached as a pool: the slot remembers the error kind and the
 //!   next attempt waits out an exponential backoff (1 s doubling to 60 s), failing fast
 //!   with the same kind meanwhile.
