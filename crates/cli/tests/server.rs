@@ -469,6 +469,21 @@ async fn truncated_file_degrades_one_tenant_and_a_moved_secret_does_not_open() {
         .await
         .unwrap();
     assert_eq!(ready["status"], "degraded", "{ready}");
+    // Without an admin token only counts: no paths, errors or slugs.
+    assert_eq!(ready["components"]["tenants"]["degraded_count"], 1, "{ready}");
+    assert!(
+        !ready.to_string().contains("alpha") && !ready.to_string().contains(&root.display().to_string()),
+        "{ready}"
+    );
+    let ready: Value = http
+        .get(server.url("/readyz"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let degraded = &ready["components"]["tenants"]["degraded"][0];
     assert_eq!(degraded["slug"], "alpha");
     assert_eq!(degraded["path"], alpha.display().to_string());
@@ -630,9 +645,21 @@ async fn tenant_databases_through_the_admin_api() {
     let local_id = body.clone();
     let _ = local_id;
 
-    // No database configured → 409; an unreachable one → 503 with the kind, never the DSN.
+    // A new tenant gets the embedded SQLite database; one explicitly configured without a
+    // database → 409; an unreachable one → 503 with the kind, never the DSN.
+    let (status, body) = admin
+        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "plain"})))
+        .await;
+    assert_eq!(
+        (status, body["settings"]["user_db"]["driver"].as_str()),
+        (201, Some("sqlite"))
+    );
     admin
-        .send(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "nodb"})))
+        .send(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "nodb", "settings": {"user_db": null}})),
+        )
         .await;
     let (status, body) = admin.send(Method::GET, "/v1/admin/tenants/nodb/database", None).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("tenant_db_not_configured")));
@@ -647,6 +674,18 @@ async fn tenant_databases_through_the_admin_api() {
     assert!(!body.to_string().contains(secret));
     let ready: Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["components"]["tenant_databases"]["failing_count"], 1);
+    assert!(!ready.to_string().contains("down"), "slugs only for admins: {ready}");
+    let ready: Value = admin
+        .http
+        .get(server.url("/readyz"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["components"]["tenant_databases"]["failing"][0]["slug"], "down");
     assert_eq!(
         ready["components"]["tenant_databases"]["failing"][0]["error"],

@@ -249,80 +249,182 @@ impl TenantDb {
     }
 
     /// Brings the `users` columns in line with the declared fields: adds new columns and
-    /// indexes, hides removed fields (never drops data). A declared field whose stored type
-    /// differs is refused and left untouched.
+    /// indexes, hides removed fields (never drops data). Each field is applied on its own,
+    /// so one that cannot be (a type change, a unique index over duplicate values) is
+    /// reported and the others still are; its column, when it has one, stays readable.
+    /// Fails with the problems of the fields left out, after applying the rest.
     pub async fn sync_custom_fields(&self, declared: &[CustomField]) -> Result<(), DbError> {
-        let stored = self.stored_custom_fields().await?;
-        let conflicts = type_changes(&[], declared, &stored);
-        if !conflicts.is_empty() {
-            return Err(DbError::Invalid(conflicts.join("; ")));
+        let problems = self.sync_custom_fields_report(declared).await?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DbError::Invalid(
+                problems
+                    .iter()
+                    .map(|p| p.problem.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ))
         }
+    }
+
+    /// [`sync_custom_fields`](Self::sync_custom_fields), answering the fields that could
+    /// not be applied instead of failing. `Err` only when the stored fields cannot be read.
+    pub async fn sync_custom_fields_report(&self, declared: &[CustomField]) -> Result<Vec<FieldProblem>, DbError> {
+        let stored = self.stored_custom_fields().await?;
         let now = to_micros(Utc::now());
-        let mut statements: Vec<(String, Vec<SyncBind>)> = Vec::new();
+        let mut problems = Vec::new();
         for field in declared {
-            let column = self.quote(&format!("{COLUMN_PREFIX}{}", field.name));
-            let unique_index = self.quote(&format!("users_cf_{}_uq", field.name));
-            let plain_index = self.quote(&format!("users_cf_{}_ix", field.name));
+            if let Some(problem) = type_changes(&[], std::slice::from_ref(field), &stored)
+                .into_iter()
+                .next()
+            {
+                problems.push(FieldProblem {
+                    field: field.name.clone(),
+                    problem,
+                });
+                continue;
+            }
             let before = stored.iter().find(|s| s.name == field.name);
-            if before.is_none() {
-                statements.push((
+            if let Err(e) = self.sync_column(field, before, now).await {
+                problems.push(FieldProblem::from_error(&field.name, e));
+                continue;
+            }
+            if let Err(e) = self.sync_indexes(field, before, now).await {
+                problems.push(FieldProblem::from_error(&field.name, e));
+            }
+        }
+        let hide: Vec<_> = stored
+            .iter()
+            .filter(|s| s.active && !declared.iter().any(|d| d.name == s.name))
+            .map(|gone| {
+                (
+                    "UPDATE custom_fields SET active = ?, updated_at = ? WHERE name = ?".to_owned(),
+                    vec![
+                        SyncBind::Bool(false),
+                        SyncBind::Int(now),
+                        SyncBind::Text(gone.name.clone()),
+                    ],
+                )
+            })
+            .collect();
+        if !hide.is_empty() {
+            self.run_locked(hide).await?;
+        }
+        for p in &problems {
+            tracing::warn!(field = %p.field, problem = %p.problem, "custom field not synced");
+        }
+        Ok(problems)
+    }
+
+    /// The field's column and its row in `custom_fields` (new fields start without
+    /// indexes; [`sync_indexes`](Self::sync_indexes) adds them in a step of their own).
+    async fn sync_column(&self, field: &CustomField, before: Option<&StoredField>, now: i64) -> Result<(), DbError> {
+        let statements = match before {
+            None => vec![
+                (
                     format!(
-                        "ALTER TABLE users ADD COLUMN {column} {}",
+                        "ALTER TABLE users ADD COLUMN {} {}",
+                        self.quote(&format!("{COLUMN_PREFIX}{}", field.name)),
                         column_type(self.dialect(), field.field_type)
                     ),
                     vec![],
-                ));
-                statements.push((
+                ),
+                (
                     "INSERT INTO custom_fields (name, field_type, is_required, is_unique, is_indexed, active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)".into(),
                     vec![
                         SyncBind::Text(field.name.clone()),
                         SyncBind::Text(type_name(field.field_type).into()),
                         SyncBind::Bool(field.required),
-                        SyncBind::Bool(field.unique),
-                        SyncBind::Bool(field.indexed),
+                        SyncBind::Bool(false),
+                        SyncBind::Bool(false),
                         SyncBind::Bool(true),
                         SyncBind::Int(now),
                         SyncBind::Int(now),
                     ],
-                ));
-            } else {
-                statements.push((
-                    "UPDATE custom_fields SET is_required = ?, is_unique = ?, is_indexed = ?, active = ?, updated_at = ? WHERE name = ?".into(),
-                    vec![SyncBind::Bool(field.required), SyncBind::Bool(field.unique), SyncBind::Bool(field.indexed), SyncBind::Bool(true), SyncBind::Int(now), SyncBind::Text(field.name.clone())],
-                ));
-            }
-            let (had_unique, had_index) = before.map_or((false, false), |b| (b.is_unique, b.is_indexed));
-            match (had_unique, field.unique) {
-                (false, true) => statements.push((
-                    format!("CREATE UNIQUE INDEX {unique_index} ON users ({column})"),
-                    vec![],
-                )),
-                (true, false) => statements.push((self.drop_index_sql(&unique_index), vec![])),
-                _ => {}
-            }
-            match (had_index, field.indexed && !field.unique) {
-                (false, true) => statements.push((format!("CREATE INDEX {plain_index} ON users ({column})"), vec![])),
-                (true, false) => statements.push((self.drop_index_sql(&plain_index), vec![])),
-                _ => {}
-            }
-        }
-        for gone in stored
-            .iter()
-            .filter(|s| s.active && !declared.iter().any(|d| d.name == s.name))
-        {
-            statements.push((
-                "UPDATE custom_fields SET active = ?, updated_at = ? WHERE name = ?".into(),
+                ),
+            ],
+            Some(b) if b.is_required == field.required && b.active => return Ok(()),
+            Some(_) => vec![(
+                "UPDATE custom_fields SET is_required = ?, active = ?, updated_at = ? WHERE name = ?".into(),
                 vec![
-                    SyncBind::Bool(false),
+                    SyncBind::Bool(field.required),
+                    SyncBind::Bool(true),
                     SyncBind::Int(now),
-                    SyncBind::Text(gone.name.clone()),
+                    SyncBind::Text(field.name.clone()),
                 ],
+            )],
+        };
+        self.run_locked(statements).await
+    }
+
+    /// The field's unique or plain index. The statement that can fail on existing rows
+    /// (a new unique index) runs first, so a refusal leaves everything as it was even where
+    /// DDL is not transactional (MySQL).
+    async fn sync_indexes(&self, field: &CustomField, before: Option<&StoredField>, now: i64) -> Result<(), DbError> {
+        let column = self.quote(&format!("{COLUMN_PREFIX}{}", field.name));
+        let unique_index = self.quote(&format!("users_cf_{}_uq", field.name));
+        let plain_index = self.quote(&format!("users_cf_{}_ix", field.name));
+        // Stored flags: the unique index exists when `is_unique`; the plain one when
+        // `is_indexed` and not `is_unique`.
+        let (had_unique, had_plain) = before.map_or((false, false), |b| (b.is_unique, b.is_indexed && !b.is_unique));
+        let want_plain = field.indexed && !field.unique;
+        let mut statements = Vec::new();
+        if field.unique && !had_unique {
+            statements.push((
+                format!("CREATE UNIQUE INDEX {unique_index} ON users ({column})"),
+                vec![],
             ));
         }
-        if statements.is_empty() {
+        if want_plain && !had_plain {
+            statements.push((format!("CREATE INDEX {plain_index} ON users ({column})"), vec![]));
+        }
+        if had_unique && !field.unique {
+            statements.push((self.drop_index_sql(&unique_index), vec![]));
+        }
+        if had_plain && !want_plain {
+            statements.push((self.drop_index_sql(&plain_index), vec![]));
+        }
+        let flags_differ = before.is_none_or(|b| b.is_unique != field.unique || b.is_indexed != field.indexed);
+        if statements.is_empty() && !flags_differ {
             return Ok(());
         }
-        self.run_locked(statements).await
+        statements.push((
+            "UPDATE custom_fields SET is_unique = ?, is_indexed = ?, updated_at = ? WHERE name = ?".into(),
+            vec![
+                SyncBind::Bool(field.unique),
+                SyncBind::Bool(field.indexed),
+                SyncBind::Int(now),
+                SyncBind::Text(field.name.clone()),
+            ],
+        ));
+        self.run_locked(statements).await.map_err(|e| match e {
+            DbError::Invalid(_) if field.unique && !had_unique => DbError::Invalid(format!(
+                "custom field `{}`: existing values repeat, so it cannot be unique",
+                field.name
+            )),
+            other => other,
+        })
+    }
+
+    /// Up to `limit` values of a custom field's column that more than one user has (as
+    /// text), i.e. what would stop a unique index. Empty when the column does not exist.
+    pub async fn custom_field_duplicates(&self, name: &str, limit: u32) -> Result<Vec<String>, DbError> {
+        if !self.stored_custom_fields().await?.iter().any(|s| s.name == name) {
+            return Ok(Vec::new());
+        }
+        let column = self.quote(&format!("{COLUMN_PREFIX}{name}"));
+        let as_text = match self.dialect() {
+            Dialect::Postgres => format!("CAST({column} AS TEXT)"),
+            Dialect::MySql => format!("CAST({column} AS CHAR)"),
+            Dialect::Sqlite => format!("CAST({column} AS TEXT)"),
+        };
+        let sql = self.sql(&format!(
+            "SELECT {as_text} FROM users WHERE {column} IS NOT NULL GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY {column} LIMIT {limit}"
+        ));
+        on_pool!(self, p => sqlx::query_scalar::<_, Option<String>>(sql).fetch_all(p).await)
+            .map(|values| values.into_iter().flatten().collect())
+            .map_err(query_err)
     }
 
     fn drop_index_sql(&self, quoted: &str) -> String {
@@ -410,6 +512,26 @@ impl TenantDb {
             q.execute(&mut *conn).await.map_err(query_err)?;
             result
         })
+    }
+}
+
+/// A declared custom field that could not be applied to the database, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldProblem {
+    fn from_error(field: &str, e: DbError) -> Self {
+        let problem = match e {
+            DbError::Invalid(message) => message,
+            other => format!("custom field `{field}`: {other}"),
+        };
+        Self {
+            field: field.to_owned(),
+            problem,
+        }
     }
 }
 

@@ -68,6 +68,10 @@ pub enum ErrorKind {
     InvalidDsn,
     /// A TLS handshake failed.
     Tls,
+    /// The database is stamped for another tenant (see `tenant_owner`): two tenants may not
+    /// share one database, and a re-created tenant does not inherit an old one's data
+    /// without an explicit adopt.
+    OwnedByOtherTenant,
     /// Any other driver or query error.
     Other,
 }
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::SecretUnreadable => "secret_unreadable",
             ErrorKind::InvalidDsn => "invalid_dsn",
             ErrorKind::Tls => "tls",
+            ErrorKind::OwnedByOtherTenant => "owned_by_other_tenant",
             ErrorKind::Other => "other",
         }
     }
@@ -226,6 +231,11 @@ pub struct OpenSpec {
     pub dsn: Option<Zeroizing<String>>,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// How long one connection attempt may take (PostgreSQL/MySQL). A refused connection
+    /// fails at once: it is not retried until `acquire_timeout` like sqlx's pool would.
+    pub connect_timeout: Duration,
+    /// Idle connections are closed after this long (the pool keeps none open for nothing).
+    pub idle_timeout: Duration,
 }
 
 /// A connected tenant database (cheap to clone: it is a pool handle).
@@ -269,6 +279,10 @@ impl TenantDb {
                         // connection's worker thread per statement.
                         .test_before_acquire(false)
                         .max_connections(spec.max_connections)
+                        // Every SQLite connection holds three descriptors (file, WAL, shm):
+                        // close the ones nobody uses.
+                        .min_connections(0)
+                        .idle_timeout(spec.idle_timeout)
                         .acquire_timeout(spec.acquire_timeout)
                         .connect_with(options)
                         .await
@@ -279,9 +293,16 @@ impl TenantDb {
                 let dsn = spec.dsn.as_ref().ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
                 let options = PgConnectOptions::from_str(dsn.as_str())
                     .map_err(|_| DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                probe::<sqlx::PgConnection>(&options, spec.connect_timeout).await?;
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(spec.max_connections)
+                        .min_connections(0)
+                        .idle_timeout(spec.idle_timeout)
+                        // An idle connection to a server that went away fails its query at
+                        // once (and is dropped on release); with the ping sqlx would instead
+                        // retry refused reconnects until `acquire_timeout`.
+                        .test_before_acquire(false)
                         .acquire_timeout(spec.acquire_timeout)
                         .connect_with(options)
                         .await
@@ -292,9 +313,13 @@ impl TenantDb {
                 let dsn = spec.dsn.as_ref().ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
                 let options = MySqlConnectOptions::from_str(dsn.as_str())
                     .map_err(|_| DbError::Unavailable(ErrorKind::InvalidDsn))?;
+                probe::<sqlx::MySqlConnection>(&options, spec.connect_timeout).await?;
                 Pool::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(spec.max_connections)
+                        .min_connections(0)
+                        .idle_timeout(spec.idle_timeout)
+                        .test_before_acquire(false)
                         .acquire_timeout(spec.acquire_timeout)
                         .connect_with(options)
                         .await
@@ -318,6 +343,102 @@ impl TenantDb {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Whether two handles share one pool.
+    pub fn same_pool(&self, other: &TenantDb) -> bool {
+        std::sync::Arc::ptr_eq(&self.write_gate, &other.write_gate)
+    }
+
+    /// How many handles (clones) of this pool exist: 1 means only its owner holds it.
+    pub fn handles(&self) -> usize {
+        std::sync::Arc::strong_count(&self.write_gate)
+    }
+
+    /// Connections the pool holds now (idle and in use).
+    pub fn size(&self) -> u32 {
+        on_pool!(self, p => p.size())
+    }
+
+    /// For PostgreSQL/MySQL: one fresh connection to the server, made and closed, within
+    /// `timeout` (a refused connection fails at once). SQLite always answers `Ok`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), DbError> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(()),
+            Pool::Postgres(p) => probe::<sqlx::PgConnection>(&p.connect_options(), timeout).await,
+            Pool::MySql(p) => probe::<sqlx::MySqlConnection>(&p.connect_options(), timeout).await,
+        }
+    }
+
+    /// The tenant id this database is stamped for, if any. A database whose schema
+    /// predates the stamp (no `tenant_owner` table) has none.
+    pub async fn owner(&self) -> Result<Option<String>, DbError> {
+        let sql = self.sql("SELECT tenant_id FROM tenant_owner WHERE singleton = 1");
+        match on_pool!(self, p => sqlx::query_scalar::<_, String>(sql).fetch_optional(p).await) {
+            Ok(owner) => Ok(owner),
+            Err(sqlx::Error::Database(_)) => Ok(None),
+            Err(e) => Err(query_err(e)),
+        }
+    }
+
+    /// Stamps an unstamped database for `tenant_id` and refuses one stamped for another
+    /// tenant (`owned_by_other_tenant`). Two nodes stamping at once: one insert wins, the
+    /// other reads the winner.
+    pub async fn claim_owner(&self, tenant_id: uuid::Uuid) -> Result<(), DbError> {
+        let ours = tenant_id.to_string();
+        for _ in 0..2 {
+            match self.owner().await? {
+                Some(owner) if owner == ours => return Ok(()),
+                Some(_) => return Err(DbError::Unavailable(ErrorKind::OwnedByOtherTenant)),
+                None => {}
+            }
+            let sql = self.sql("INSERT INTO tenant_owner (singleton, tenant_id, stamped_at) VALUES (1, ?, ?)");
+            let now = to_micros(Utc::now());
+            match on_pool!(self, p => sqlx::query(sql).bind(&ours).bind(now).execute(p).await.map(|_| ())) {
+                Ok(_) => return Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(query_err(e)),
+            }
+        }
+        Err(DbError::Unavailable(ErrorKind::OwnedByOtherTenant))
+    }
+
+    /// Ends every sign-in the database holds (sessions, refresh tokens, authorization
+    /// codes, trusted devices, emailed links): used when a tenant adopts a database that
+    /// another tenant issued them for. Users, credentials and second factors stay.
+    /// Answers the sessions and refresh tokens removed.
+    pub async fn end_all_sign_ins(&self) -> Result<u64, DbError> {
+        let _gate = self.write_gate().await;
+        let mut ended = 0;
+        for table in [
+            "refresh_tokens",
+            "sessions",
+            "authorization_codes",
+            "trusted_devices",
+            "email_tokens",
+        ] {
+            let sql = self.sql(&format!("DELETE FROM {table}"));
+            let done =
+                on_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
+            if matches!(table, "refresh_tokens" | "sessions") {
+                ended += done;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Re-stamps the database for `tenant_id` (the admin's explicit adopt); answers the
+    /// previous owner.
+    pub async fn restamp(&self, tenant_id: uuid::Uuid) -> Result<Option<String>, DbError> {
+        let previous = self.owner().await?;
+        let now = to_micros(Utc::now());
+        let id = tenant_id.to_string();
+        let sql = match previous {
+            Some(_) => self.sql("UPDATE tenant_owner SET tenant_id = ?, stamped_at = ? WHERE singleton = 1"),
+            None => self.sql("INSERT INTO tenant_owner (tenant_id, stamped_at, singleton) VALUES (?, ?, 1)"),
+        };
+        on_pool!(self, p => sqlx::query(sql).bind(&id).bind(now).execute(p).await.map(|_| ())).map_err(query_err)?;
+        Ok(previous)
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -428,6 +549,23 @@ impl TenantDb {
             pending: known.iter().filter(|v| !applied.contains(v)).count(),
             unknown_applied: applied.iter().filter(|v| !known.contains(v)).count(),
         })
+    }
+}
+
+/// One direct connection within `timeout`, closed again: a refused connection or an
+/// unknown host fails now instead of being retried by the pool.
+async fn probe<C: sqlx::Connection>(options: &C::Options, timeout: Duration) -> Result<(), DbError> {
+    match tokio::time::timeout(timeout, C::connect_with(options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            let kind = classify(&e);
+            tracing::warn!(kind = kind.as_str(), error = %e, "tenant database did not answer");
+            Err(DbError::Unavailable(kind))
+        }
+        Err(_) => Err(DbError::Unavailable(ErrorKind::Unreachable)),
     }
 }
 

@@ -66,6 +66,8 @@ impl GlobalDb {
             dsn,
             max_connections: 4,
             acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
         };
         let db = TenantDb::connect(&spec).await?;
         db.migrate(Schema::Global, sqlite_path.as_deref()).await?;

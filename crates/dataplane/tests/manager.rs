@@ -243,3 +243,210 @@ async fn tenants_on_different_drivers_are_isolated() {
         common::drop_database(driver, &admin, &name).await;
     }
 }
+
+fn with_id(mut e: TenantEntry, slug: &str, dsn: Option<&str>, sb: &SecretBox) -> TenantEntry {
+    // Same database, another tenant (fresh id; the DSN sealed for it).
+    let again = entry(slug, e.tenant.settings.user_db.as_ref().unwrap().driver, dsn, sb);
+    e.tenant = again.tenant;
+    e
+}
+
+/// Every database carries its tenant's id; another tenant (or the same slug re-created,
+/// which gets a new id) is refused until an admin adopts the database.
+async fn stamp_on(driver: DbDriver) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = secrets();
+    let m = manager(dir.path(), sb.clone(), 8);
+    let created = match driver {
+        DbDriver::Sqlite => None,
+        _ => match common::create_database(driver).await {
+            Some(created) => Some(created),
+            None => {
+                eprintln!("{driver:?} not configured: skipping");
+                return;
+            }
+        },
+    };
+    let dsn = created.as_ref().map(|(_, _, dsn)| dsn.clone());
+    let a = entry("pga", driver, dsn.as_deref(), &sb);
+    let db = m.get(&a).await.unwrap();
+    assert_eq!(
+        db.owner().await.unwrap(),
+        Some(a.tenant.id.to_string()),
+        "stamped at first open"
+    );
+    db.create_user(
+        model::NewUser {
+            email: "a@example.com".into(),
+            ..Default::default()
+        },
+        &CustomFieldSet::default(),
+    )
+    .await
+    .unwrap();
+
+    let b = with_id(a.clone(), "pgb", dsn.as_deref(), &sb);
+    if driver == DbDriver::Sqlite {
+        // Two tenants never name one SQLite file; a copied file is refused all the same.
+        let to = m.sqlite_path(b.tenant.id);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        m.forget("pga");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        std::fs::copy(m.sqlite_path(a.tenant.id), &to).unwrap();
+    }
+    assert_eq!(
+        m.owner_of(b.tenant.id, b.tenant.settings.user_db.as_ref().unwrap())
+            .await
+            .unwrap(),
+        Some(a.tenant.id.to_string()),
+        "the owner can be read before settings are saved"
+    );
+    assert_eq!(
+        m.get(&b).await.unwrap_err(),
+        DbError::Unavailable(ErrorKind::OwnedByOtherTenant)
+    );
+    assert_eq!(m.status().failing[0].error, ErrorKind::OwnedByOtherTenant);
+    // The same slug re-created: a new id, refused too.
+    let again = with_id(a.clone(), "pga", dsn.as_deref(), &sb);
+    if driver != DbDriver::Sqlite {
+        assert_eq!(
+            m.get(&again).await.unwrap_err(),
+            DbError::Unavailable(ErrorKind::OwnedByOtherTenant)
+        );
+    }
+
+    // The explicit adopt re-stamps it; the data is there; the old owner is refused now.
+    let a_before = if driver == DbDriver::Sqlite {
+        None
+    } else {
+        Some(m.get(&a).await.unwrap())
+    };
+    assert_eq!(m.adopt(&b).await.unwrap(), Some(a.tenant.id.to_string()));
+    let db = m.get(&b).await.unwrap();
+    assert_eq!(db.count_users().await.unwrap(), 1);
+    assert_eq!(db.owner().await.unwrap(), Some(b.tenant.id.to_string()));
+    if let Some(_old_pool) = a_before {
+        assert_eq!(
+            m.get(&a).await.unwrap_err(),
+            DbError::Unavailable(ErrorKind::OwnedByOtherTenant),
+            "a pool the old owner had open is refused after the adopt"
+        );
+    }
+    m.forget("pga");
+    m.forget("pgb");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    if let Some((admin, name, _)) = created {
+        common::drop_database(driver, &admin, &name).await;
+    }
+}
+
+#[tokio::test]
+async fn stamp_sqlite() {
+    stamp_on(DbDriver::Sqlite).await;
+}
+
+#[tokio::test]
+async fn stamp_postgres() {
+    stamp_on(DbDriver::Postgres).await;
+}
+
+#[tokio::test]
+async fn stamp_mysql() {
+    stamp_on(DbDriver::Mysql).await;
+}
+
+/// A refused connection answers at once, not after the pool's acquire timeout: at the
+/// first open, and for an open pool whose server went away.
+#[tokio::test]
+async fn a_refused_connection_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = secrets();
+    let mut config = ManagerConfig::new(dir.path());
+    config.acquire_timeout = std::time::Duration::from_secs(5);
+    config.close_grace = std::time::Duration::from_millis(50);
+    let m = TenantDbManager::new(config, sb.clone());
+    let closed = entry("closed", DbDriver::Postgres, Some("postgres://u:p@127.0.0.1:1/db"), &sb);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        m.get(&closed).await.unwrap_err(),
+        DbError::Unavailable(ErrorKind::Unreachable)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for driver in [DbDriver::Postgres, DbDriver::Mysql] {
+        let Some((admin, name, dsn)) = common::create_database(driver).await else {
+            continue;
+        };
+        let proxy = common::Proxy::start(common::host_port(&dsn)).await;
+        let t = entry(
+            &format!("away-{driver:?}").to_lowercase(),
+            driver,
+            Some(&proxy.dsn(&dsn)),
+            &sb,
+        );
+        let db = m.get(&t).await.unwrap();
+        db.count_users().await.unwrap();
+        proxy.kill().await;
+        let started = std::time::Instant::now();
+        let failed = match m.get(&t).await {
+            Ok(db) => db.count_users().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        assert!(
+            matches!(failed, Err(DbError::Unavailable(ErrorKind::Unreachable))),
+            "{driver:?}: {failed:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{driver:?}: {:?}",
+            started.elapsed()
+        );
+        // Readiness pings the open pools; the tenant is reported and fails fast from now.
+        let failing = m.check_open(32, std::time::Duration::from_secs(1)).await;
+        let status = m.status();
+        assert!(
+            failing
+                .iter()
+                .chain(status.failing.iter())
+                .any(|f| f.slug == t.tenant.slug),
+            "{driver:?}: {failing:?} {status:?}"
+        );
+        let started = std::time::Instant::now();
+        assert!(m.get(&t).await.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(m.retry_after(&t.tenant.slug).is_some());
+        m.forget(&t.tenant.slug);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        common::drop_database(driver, &admin, &name).await;
+    }
+}
+
+/// Idle SQLite connections (three descriptors each) are closed, not kept for good.
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = secrets();
+    let mut config = ManagerConfig::new(dir.path());
+    config.idle_timeout = std::time::Duration::from_millis(500);
+    let m = TenantDbManager::new(config, sb.clone());
+    let t = entry("idle", DbDriver::Sqlite, None, &sb);
+    let db = m.get(&t).await.unwrap();
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let db = db.clone();
+        reads.spawn(async move { db.count_users().await.unwrap() });
+    }
+    while reads.join_next().await.is_some() {}
+    assert!(db.size() >= 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.size() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.size(), 0, "idle connections are closed");
+    // And the pool still serves.
+    assert_eq!(m.get(&t).await.unwrap().count_users().await.unwrap(), 0);
+}

@@ -928,3 +928,65 @@ fn type_changes_are_detected_against_settings_and_storage() {
     assert_eq!(type_changes(&[], &new, &stored).len(), 1);
     let _ = Uuid::nil();
 }
+
+/// A unique field over repeating values is reported, not applied, and takes nothing else
+/// down: a field added beside it still gets its column, and user queries keep working.
+async fn unique_over_duplicates(fx: &Fixture) {
+    let db = &fx.db;
+    let team = field("team", CustomFieldType::Text, false);
+    db.sync_custom_fields(std::slice::from_ref(&team)).await.unwrap();
+    let set = CustomFieldSet::new(std::slice::from_ref(&team));
+    for email in ["a@example.com", "b@example.com", "c@example.com"] {
+        db.create_user(
+            NewUser {
+                custom: BTreeMap::from([("team".to_owned(), json!("red"))]),
+                ..new_user(email)
+            },
+            &set,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        db.custom_field_duplicates("team", 3).await.unwrap(),
+        vec!["red".to_owned()]
+    );
+    assert!(db.custom_field_duplicates("absent", 3).await.unwrap().is_empty());
+
+    let declared = vec![
+        field("team", CustomFieldType::Text, true),
+        field("badge", CustomFieldType::Integer, false),
+    ];
+    let problems = db.sync_custom_fields_report(&declared).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "team");
+    let stored = db.stored_custom_fields().await.unwrap();
+    assert!(!stored.iter().find(|s| s.name == "team").unwrap().is_unique);
+    assert!(stored.iter().any(|s| s.name == "badge" && s.active), "{stored:?}");
+    // Every user query of the tenant still works with the declared fields.
+    let all = CustomFieldSet::new(&declared);
+    let user = db.user_by_email("a@example.com", &all).await.unwrap().unwrap();
+    assert_eq!(user.custom["team"], json!("red"));
+    assert_eq!(user.custom["badge"], json!(null));
+    db.create_user(new_user("d@example.com"), &all).await.unwrap();
+
+    // Once the values are unique, the next sync applies the index.
+    for (email, team) in [("b@example.com", "blue"), ("c@example.com", "green")] {
+        let id = db.user_by_email(email, &all).await.unwrap().unwrap().id;
+        db.set_custom_fields(id, &BTreeMap::from([("team".to_owned(), json!(team))]), &all)
+            .await
+            .unwrap();
+    }
+    assert!(db.sync_custom_fields_report(&declared).await.unwrap().is_empty());
+    assert!(
+        db.stored_custom_fields()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "team" && s.is_unique)
+    );
+}
+on_every_driver!(
+    a_unique_field_over_duplicates_takes_nothing_down,
+    unique_over_duplicates
+);

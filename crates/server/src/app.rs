@@ -180,8 +180,8 @@ mod tests {
         let limits = crate::config::Limits {
             max_body_bytes: 1024,
             request_timeout: std::time::Duration::from_secs(5),
-            tenant_db_max_pools: 1,
-            tenant_db_max_connections: 1,
+            tenant_db_max_pools: Some(1),
+            tenant_db_max_connections: Some(1),
             hash_workers: 1,
             hash_queue: 0,
             hash_tenant_share_percent: 100,

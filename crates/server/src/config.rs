@@ -47,10 +47,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time allowed for a whole request.
     pub request_timeout: Duration,
-    /// Most tenant database pools open at once (least recently used closed beyond).
-    pub tenant_db_max_pools: usize,
-    /// Connections per tenant database pool.
-    pub tenant_db_max_connections: u32,
+    /// Most tenant database pools open at once (least recently used closed beyond);
+    /// `None` = derived from the file-descriptor limit at start ([`crate::resources`]).
+    pub tenant_db_max_pools: Option<usize>,
+    /// Connections per tenant database pool; `None` = derived like the pool count.
+    pub tenant_db_max_connections: Option<u32>,
     /// Password hashes computed at once (blocking threads used for Argon2).
     pub hash_workers: usize,
     /// Password hashes allowed to wait for a worker; beyond this they are refused at once.
@@ -258,13 +259,12 @@ impl Config {
             None => LogFormat::Text,
         };
 
-        let number = |key: &str,
-                      file_value: Option<u64>,
-                      env_name: &str,
-                      min: u64,
-                      max: u64,
-                      default: u64|
-         -> Result<u64, ConfigError> {
+        let given = |key: &str,
+                     file_value: Option<u64>,
+                     env_name: &str,
+                     min: u64,
+                     max: u64|
+         -> Result<Option<u64>, ConfigError> {
             let raw = match env(env_name) {
                 Some(value) => Raw {
                     value,
@@ -275,16 +275,25 @@ impl Config {
                         value: v.to_string(),
                         source: in_file(&format!("limits.{key}")),
                     },
-                    None => return Ok(default),
+                    None => return Ok(None),
                 },
             };
             match raw.value.trim().parse::<u64>() {
-                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
                 _ => Err(ConfigError::new(
                     raw.source,
                     format!("`{}` must be a whole number from {min} to {max}", raw.value),
                 )),
             }
+        };
+        let number = |key: &str,
+                      file_value: Option<u64>,
+                      env_name: &str,
+                      min: u64,
+                      max: u64,
+                      default: u64|
+         -> Result<u64, ConfigError> {
+            Ok(given(key, file_value, env_name, min, max)?.unwrap_or(default))
         };
         let limits = Limits {
             max_body_bytes: number(
@@ -303,22 +312,22 @@ impl Config {
                 3600,
                 30,
             )?),
-            tenant_db_max_pools: number(
+            tenant_db_max_pools: given(
                 "tenant_db_max_pools",
                 file.limits.tenant_db_max_pools,
                 "TENANTRY_TENANT_DB_MAX_POOLS",
                 1,
                 100_000,
-                256,
-            )? as usize,
-            tenant_db_max_connections: number(
+            )?
+            .map(|v| v as usize),
+            tenant_db_max_connections: given(
                 "tenant_db_max_connections",
                 file.limits.tenant_db_max_connections,
                 "TENANTRY_TENANT_DB_MAX_CONNECTIONS",
                 1,
                 1000,
-                8,
-            )? as u32,
+            )?
+            .map(|v| v as u32),
             hash_workers: number(
                 "hash_workers",
                 file.limits.hash_workers,
@@ -569,6 +578,11 @@ mod tests {
         assert_eq!(c.limits.hash_queue, 32);
         assert_eq!(c.limits.hash_tenant_share_percent, 50);
         assert_eq!(c.limits.hash_max_wait, Duration::from_secs(2));
+        // Sized from the file-descriptor limit at start unless set.
+        assert_eq!(c.limits.tenant_db_max_pools, None);
+        assert_eq!(c.limits.tenant_db_max_connections, None);
+        let c = Config::resolve(&o, env(&[("TENANTRY_TENANT_DB_MAX_CONNECTIONS", "4")])).unwrap();
+        assert_eq!(c.limits.tenant_db_max_connections, Some(4));
         assert_eq!(c.redis_url, None);
         assert!(c.trusted_proxies.is_empty());
     }

@@ -61,6 +61,7 @@ error_codes! {
     ClientExists = (CONFLICT, "client_exists", "A client with this id already exists in the tenant"),
     KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
     TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
+    CustomFieldDuplicates = (CONFLICT, "custom_field_duplicates", "Existing values of the custom field repeat, so it cannot be unique"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The body must be application/json"),
     ValidationFailed = (UNPROCESSABLE_ENTITY, "validation_failed", "The request has invalid values"),
@@ -71,6 +72,7 @@ error_codes! {
     EmailSendFailed = (BAD_GATEWAY, "email_send_failed", "The mail server did not accept the message"),
     TenantDegraded = (SERVICE_UNAVAILABLE, "tenant_degraded", "The tenant's configuration does not load"),
     TenantDbUnavailable = (SERVICE_UNAVAILABLE, "tenant_db_unavailable", "The tenant's user database is unreachable"),
+    TenantDbOwnedByOtherTenant = (SERVICE_UNAVAILABLE, "tenant_db_owned_by_other_tenant", "The tenant's user database belongs to another tenant"),
     PasswordDenyListMissing = (SERVICE_UNAVAILABLE, "password_deny_list_missing", "The tenant's password deny-list is not configured on this installation"),
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
     NotLeader = (SERVICE_UNAVAILABLE, "not_leader", "This node cannot accept writes and could not forward them"),
@@ -231,10 +233,17 @@ impl From<tenantry_dataplane::DbError> for ApiError {
                 ErrorCode::TenantDbNotConfigured,
                 "configure settings.user_db for this tenant",
             ),
+            DbError::Unavailable(tenantry_dataplane::ErrorKind::OwnedByOtherTenant) => ApiError::new(
+                ErrorCode::TenantDbOwnedByOtherTenant,
+                "the database named by settings.user_db is stamped for another tenant; an administrator can adopt it \
+                 (POST /v1/admin/tenants/{slug}/database/adopt) or point settings.user_db at another database",
+            ),
+            // The manager retries after a backoff; TenantContext::db sets the exact wait.
             DbError::Unavailable(kind) => ApiError::new(
                 ErrorCode::TenantDbUnavailable,
                 format!("the tenant database is unavailable ({kind})"),
-            ),
+            )
+            .with_retry_after(1),
             DbError::Conflict(what) => ApiError::field("database", format!("conflict: {what}")),
             DbError::Invalid(message) => ApiError::field("database", message),
             DbError::InvalidFields(errors) => ApiError::validation(ValidationErrors(errors)),
@@ -244,6 +253,7 @@ impl From<tenantry_dataplane::DbError> for ApiError {
                     ErrorCode::TenantDbUnavailable,
                     format!("a tenant database query failed ({kind})"),
                 )
+                .with_retry_after(1)
             }
         }
     }
@@ -335,5 +345,18 @@ mod tests {
         assert_eq!(body["code"], "overloaded");
         let response = ApiError::internal().into_response();
         assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        // An unusable tenant database tells when to come back; one owned by another
+        // tenant does not heal by waiting.
+        use tenantry_dataplane::{DbError, ErrorKind};
+        let unreachable = ApiError::from(DbError::Unavailable(ErrorKind::Unreachable));
+        assert_eq!(
+            (unreachable.code, unreachable.retry_after),
+            (ErrorCode::TenantDbUnavailable, Some(1))
+        );
+        let owned = ApiError::from(DbError::Unavailable(ErrorKind::OwnedByOtherTenant));
+        assert_eq!(
+            (owned.code, owned.retry_after),
+            (ErrorCode::TenantDbOwnedByOtherTenant, None)
+        );
     }
 }

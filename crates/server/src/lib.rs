@@ -25,6 +25,7 @@ pub mod passwords;
 pub mod proxies;
 pub mod ratelimit;
 pub mod resolver;
+pub mod resources;
 pub mod revocations;
 pub mod routes;
 pub mod secrets;
@@ -90,8 +91,16 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     let public_url = config.public_base(bound);
     let secrets = Arc::new(secrets);
     let mut db_config = tenantry_dataplane::ManagerConfig::new(config.fs_root.join(TENANT_DB_DIR));
-    db_config.max_pools = config.limits.tenant_db_max_pools;
-    db_config.max_connections = config.limits.tenant_db_max_connections;
+    let pools = resources::size_pools(
+        resources::raise_fd_limit(),
+        config.limits.tenant_db_max_pools,
+        config.limits.tenant_db_max_connections,
+    );
+    if let Some(warning) = &pools.warning {
+        tracing::warn!("{warning}");
+    }
+    db_config.max_pools = pools.max_pools;
+    db_config.max_connections = pools.max_connections;
     let dbs = tenantry_dataplane::TenantDbManager::new(db_config, secrets.clone());
     control_plane.subscribe(dbs.clone());
     let global_db = match &config.global_db_url {

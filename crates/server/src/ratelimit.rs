@@ -186,6 +186,20 @@ impl RateLimiter {
         }
     }
 
+    /// Whether the counter store answers (for `/readyz`): always in memory; one `PING`
+    /// within the call timeout for Redis.
+    pub async fn ping(&self) -> Result<(), LimiterError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(store) => {
+                let mut conn = store.conn.clone();
+                bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
     /// `"memory"` or `"redis"`.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {

@@ -77,7 +77,15 @@ impl TenantContext {
     /// when it has none, 503 `tenant_db_unavailable` when it cannot be used.
     pub async fn db(&self) -> Result<TenantDb, ApiError> {
         self.require(Capability::TenantDb)?;
-        Ok(self.shared.dbs.get(&self.entry).await?)
+        self.shared.dbs.get(&self.entry).await.map_err(|e| {
+            let mut error = ApiError::from(e);
+            if error.retry_after.is_some()
+                && let Some(wait) = self.shared.dbs.retry_after(self.slug())
+            {
+                error = error.with_retry_after(wait.as_secs_f64().ceil() as u64);
+            }
+            error
+        })
     }
 
     /// The tenant's opened signing keys: 503 `tenant_keys_missing` when it has no active

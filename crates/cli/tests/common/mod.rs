@@ -17,7 +17,10 @@ pub const KEY_B: &str = "IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=";
 
 /// A `tenantry` command with a clean environment: no inherited Tenantry settings.
 pub fn tenantry(cwd: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    clean(Command::new(BIN), cwd)
+}
+
+fn clean(mut cmd: Command, cwd: &Path) -> Command {
     cmd.current_dir(cwd);
     for (name, _) in std::env::vars() {
         if name.starts_with("TENANTRY_") || name.starts_with("SECRETBOX_") || name == "FS_ROOT" {
@@ -43,10 +46,29 @@ impl Server {
     }
 
     pub fn start(fs_root: &Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(fs_root, flags, env, None)
+    }
+
+    /// `serve --dev` in a process whose descriptor limit (soft and hard) is `limit`.
+    pub fn start_dev_with_fd_limit(fs_root: &Path, env: &[(&str, &str)], limit: u64) -> Server {
+        Self::launch(fs_root, &["--dev"], env, Some(limit))
+    }
+
+    fn launch(fs_root: &Path, flags: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
         std::fs::create_dir_all(fs_root).unwrap();
         let stderr_path = fs_root.with_extension(format!("stderr-{}", rand::random::<u32>()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = tenantry(fs_root.parent().unwrap());
+        let cwd = fs_root.parent().unwrap();
+        let mut cmd = match fd_limit {
+            None => tenantry(cwd),
+            Some(limit) => {
+                let mut cmd = clean(Command::new("sh"), cwd);
+                cmd.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                cmd
+            }
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--fs-root"])
             .arg(fs_root)
             .args(flags);

@@ -101,6 +101,8 @@ pub fn spec(driver: DbDriver, sqlite_path: Option<std::path::PathBuf>, dsn: Opti
         dsn: dsn.map(|d| Zeroizing::new(d.to_owned())),
         max_connections: 5,
         acquire_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(3),
+        idle_timeout: std::time::Duration::from_secs(30),
     }
 }
 
@@ -180,4 +182,67 @@ macro_rules! on_every_driver {
             }
         }
     };
+}
+
+/// A TCP proxy in front of `upstream` (host:port) that a test can pull the plug on, to
+/// stand for a database server going away.
+pub struct Proxy {
+    pub port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = {
+            let conns = conns.clone();
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(task.abort_handle());
+                }
+            })
+        };
+        Proxy { port, accept, conns }
+    }
+
+    /// `dsn` with its host and port replaced by the proxy's.
+    pub fn dsn(&self, dsn: &str) -> String {
+        let mut url = url::Url::parse(dsn).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+
+    /// Stops listening (new connections are refused) and cuts every open connection.
+    pub async fn kill(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `host:port` of a server URL.
+pub fn host_port(url: &str) -> String {
+    let url = url::Url::parse(url).unwrap();
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(if url.scheme().starts_with("postgres") {
+            5432
+        } else {
+            3306
+        })
+    )
 }

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/secrets/reseal", post(reseal))
         .route("/v1/admin/tenants/{slug}/database", get(database_status))
         .route("/v1/admin/tenants/{slug}/database/migrate", post(migrate_database))
+        .route("/v1/admin/tenants/{slug}/database/adopt", post(adopt_database))
         .route(
             "/v1/admin/tenants/{slug}/custom-fields/{name}/column",
             delete(drop_custom_column),
@@ -87,10 +88,15 @@ async fn create_tenant(
 ) -> Result<Response, ApiError> {
     validate_slug(&body.slug).map_err(ApiError::validation)?;
     let id = Uuid::new_v4();
-    let settings = match body.settings {
-        Some(input) => secrets::settings_from_input(input, None, &id.to_string(), &state.secrets)?,
-        None => TenantSettings::default(),
-    };
+    // The embedded default serves a new tenant: a SQLite database unless the settings name
+    // another one (or say `"user_db": null` for none).
+    let mut input = body.settings.unwrap_or_else(|| serde_json::json!({}));
+    if let Some(object) = input.as_object_mut()
+        && !object.contains_key("user_db")
+    {
+        object.insert("user_db".into(), serde_json::json!({"driver": "sqlite"}));
+    }
+    let settings = secrets::settings_from_input(input, None, &id.to_string(), &state.secrets)?;
     let now = Utc::now();
     let tenant = Tenant {
         id,
@@ -101,6 +107,7 @@ async fn create_tenant(
         settings,
     };
     validate_tenant(&tenant).map_err(ApiError::validation)?;
+    check_db_owner(&state, &tenant).await?;
     let slug = tenant.slug.clone();
     // The tenant's keys are made here, before the command, so applying it is deterministic.
     let key_ring = crate::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
@@ -265,6 +272,10 @@ async fn update(
     tenant.updated_at = Utc::now();
     validate_tenant(&tenant).map_err(ApiError::validation)?;
     check_custom_field_types(before, &tenant).await?;
+    check_unique_custom_fields(before, &tenant).await?;
+    if tenant.settings.user_db != before.entry.tenant.settings.user_db {
+        check_db_owner(state, &tenant).await?;
+    }
     let slug = tenant.slug.clone();
     let snapshot = state.writer.write(Command::UpdateTenant { tenant }).await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
@@ -290,6 +301,70 @@ async fn check_custom_field_types(before: &TenantContext, after: &Tenant) -> Res
     match problems.into_iter().next() {
         Some(problem) => Err(ApiError::field("settings.custom_fields", problem)),
         None => Ok(()),
+    }
+}
+
+/// Refuses a custom field that turns `unique` on while existing values repeat (409
+/// `custom_field_duplicates`, naming the field and the first repeated values): the index
+/// could not be made, so nothing is stored. Skipped when the database cannot be reached
+/// now (the sync then reports the field in `/readyz` instead).
+async fn check_unique_custom_fields(before: &TenantContext, after: &Tenant) -> Result<(), ApiError> {
+    let current = &before.entry.tenant.settings;
+    let newly_unique: Vec<_> = after
+        .settings
+        .custom_fields
+        .iter()
+        .filter(|f| f.unique)
+        .filter(|f| !current.custom_fields.iter().any(|c| c.name == f.name && c.unique))
+        .collect();
+    if newly_unique.is_empty() || current.user_db.is_none() || current.user_db != after.settings.user_db {
+        return Ok(());
+    }
+    let Ok(db) = before.db().await else {
+        return Ok(());
+    };
+    for field in newly_unique {
+        let repeated = db.custom_field_duplicates(&field.name, 3).await?;
+        if !repeated.is_empty() {
+            let values: Vec<_> = repeated
+                .iter()
+                .map(|v| {
+                    format!(
+                        "\"{}\"",
+                        crate::error::printable(v).chars().take(40).collect::<String>()
+                    )
+                })
+                .collect();
+            return Err(ApiError::new(
+                ErrorCode::CustomFieldDuplicates,
+                format!(
+                    "custom field `{}` cannot be unique: existing values repeat ({}); make them unique first. Nothing was changed",
+                    field.name,
+                    values.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses settings whose `user_db` names a database stamped for another tenant (422 on
+/// `settings.user_db`), when it can be reached now; an unreachable one is checked again
+/// when it opens.
+async fn check_db_owner(state: &AppState, tenant: &Tenant) -> Result<(), ApiError> {
+    let Some(user_db) = &tenant.settings.user_db else {
+        return Ok(());
+    };
+    match state.dbs.owner_of(tenant.id, user_db).await {
+        Ok(Some(owner)) if owner != tenant.id.to_string() => Err(ApiError::field(
+            "settings.user_db",
+            format!(
+                "this database belongs to another tenant (id {owner}); use an empty database, or adopt this one \
+                 explicitly with POST /v1/admin/tenants/{}/database/adopt",
+                tenant.slug
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -343,6 +418,70 @@ async fn migrate_database(
         )
         .await;
     Ok(Json(status))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptDatabase {
+    /// New `settings.user_db` to store first (as in the tenant settings); without it the
+    /// database already configured is adopted.
+    user_db: Option<Value>,
+}
+
+/// The explicit admin action that lets a tenant take over a database stamped for another
+/// tenant (e.g. its own data after the tenant was deleted and re-created, which gives it a
+/// new id): stores `user_db` when given (skipping the ownership check the settings routes
+/// make), then re-stamps the database for this tenant. Sign-ins issued for the previous
+/// owner (sessions, refresh tokens, authorization codes) are ended; users, credentials and
+/// second factors stay.
+async fn adopt_database(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: AdoptDatabase = if body.iter().all(u8::is_ascii_whitespace) {
+        AdoptDatabase::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
+    };
+    let mut ctx = state.resolver.resolve_slug(&slug)?;
+    if let Some(user_db) = body.user_db {
+        let mut tenant = ctx.entry.tenant.clone();
+        let mut merged = secrets::redacted(&tenant.settings);
+        secrets::merge_patch(&mut merged, &serde_json::json!({ "user_db": user_db }));
+        tenant.settings = replacement_settings(&state, &ctx, merged)?;
+        tenant.updated_at = Utc::now();
+        validate_tenant(&tenant).map_err(ApiError::validation)?;
+        state.writer.write(Command::UpdateTenant { tenant }).await?;
+        ctx = state.resolver.resolve_slug(&slug)?;
+    }
+    ctx.require(Capability::TenantDb)?;
+    let previous = state.dbs.adopt(&ctx.entry).await?;
+    let db = ctx.db().await?;
+    let ended = if previous
+        .as_deref()
+        .is_some_and(|p| p != ctx.entry.tenant.id.to_string())
+    {
+        db.end_all_sign_ins().await?
+    } else {
+        0
+    };
+    let schema = db.schema_status(Schema::Tenant).await?;
+    state
+        .audit_admin(
+            admin.admin_id,
+            "adopt_tenant_db",
+            Some(&slug),
+            serde_json::json!({"previous_owner": previous, "sign_ins_ended": ended}),
+        )
+        .await;
+    Ok(Json(serde_json::json!({
+        "tenant_id": ctx.entry.tenant.id,
+        "previous_owner": previous,
+        "sign_ins_ended": ended,
+        "schema": schema,
+    })))
 }
 
 /// Drops the column of a custom field that is no longer declared (its data is lost).

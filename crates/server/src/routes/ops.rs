@@ -1,5 +1,7 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -8,6 +10,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::AdminAuth;
+use crate::resources;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,57 +26,120 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "alive"}))
 }
 
-/// Whether this node can serve: `ready`, `degraded` (some tenants do not load; the others
-/// are served) or `unavailable` (503: the control plane itself is not usable).
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// How many open tenant pools one readiness check pings (the most recently used).
+const PING_MAX_POOLS: usize = 32;
+/// How long one ping (a tenant database, Redis) may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Readiness checks closer together than this reuse the last pings' outcome (a failing
+/// pool stays marked failed in the manager), so frequent probes cost nothing extra.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether this node can serve: `ready`, `degraded` (some tenants do not load, a tenant
+/// database or Redis does not answer, a custom field is not applied, descriptors run
+/// short; the rest is served) or `unavailable` (503: the control plane itself is not
+/// usable). Everyone sees statuses and counts; paths, errors and tenant slugs only a
+/// request with an admin token (`Authorization: Bearer <admin token>`).
+async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError>) -> impl IntoResponse {
+    let detailed = admin.is_ok();
     let snapshot = state.control_plane.snapshot();
     let root = state.control_plane.store().root().to_owned();
     let root_ok = tokio::task::spawn_blocking(move || root.join("tenants").is_dir())
         .await
         .unwrap_or(false);
 
-    let degraded: Vec<_> = snapshot
-        .degraded
-        .values()
-        .map(|d| json!({"slug": d.slug, "path": d.path.display().to_string(), "error": d.error}))
-        .collect();
+    // Bounded and concurrent: the recently used pools and Redis, each within PING_TIMEOUT.
+    let (_, limiter) = tokio::join!(
+        state.dbs.check_open_every(PING_INTERVAL, PING_MAX_POOLS, PING_TIMEOUT),
+        tokio::time::timeout(PING_TIMEOUT * 2, state.rate_limiter.ping()),
+    );
+    let limiter: Result<(), String> = match limiter {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in time".into()),
+    };
     let pools = state.dbs.status();
     let global = match &state.global_db {
         None => "not_configured",
         Some(_) => "ok",
     };
     let keystore = check_system_keys(&state);
+    let fds = (resources::open_fds(), resources::max_fds());
+    let fd_pressure = match fds {
+        (Some(open), Some(limit)) => open * 100 >= limit * resources::PRESSURE_PERCENT,
+        _ => false,
+    };
     let status = if !root_ok || keystore.is_err() {
         "unavailable"
-    } else if !degraded.is_empty() || !pools.failing.is_empty() {
+    } else if !snapshot.degraded.is_empty()
+        || !pools.failing.is_empty()
+        || !pools.custom_field_failures.is_empty()
+        || limiter.is_err()
+        || fd_pressure
+    {
         "degraded"
     } else {
         "ready"
     };
+    let ok_or = |ok: bool, bad: &str| if ok { "ok".to_owned() } else { bad.to_owned() };
+
+    let mut tenants = json!({
+        "status": ok_or(snapshot.degraded.is_empty(), "degraded"),
+        "degraded_count": snapshot.degraded.len(),
+    });
+    let mut databases = json!({
+        "status": ok_or(pools.failing.is_empty(), "degraded"),
+        "open_pools": pools.open,
+        "max_pools": pools.max,
+        "failing_count": pools.failing.len(),
+    });
+    let mut custom_fields = json!({
+        "status": ok_or(pools.custom_field_failures.is_empty(), "degraded"),
+        "failing_count": pools.custom_field_failures.len(),
+    });
+    let mut rate_limiter = json!({
+        "status": ok_or(limiter.is_ok(), "failing"),
+        "backend": state.rate_limiter.backend_name(),
+    });
+    let mut keystore_view = json!({"status": ok_or(keystore.is_ok(), "failing")});
+    if let Ok(kid) = &keystore {
+        keystore_view["system_kid"] = json!(kid);
+    }
+    if detailed {
+        tenants["degraded"] = snapshot
+            .degraded
+            .values()
+            .map(|d| json!({"slug": d.slug, "path": d.path.display().to_string(), "error": d.error}))
+            .collect();
+        databases["failing"] = json!(pools.failing);
+        custom_fields["failing"] = json!(pools.custom_field_failures);
+        if let Err(error) = &limiter {
+            rate_limiter["error"] = json!(error);
+        }
+        if let Err(error) = &keystore {
+            keystore_view["error"] = json!(error);
+        }
+    }
     let body = json!({
         "status": status,
+        "detailed": detailed,
         "components": {
             "control_plane": {
-                "status": if root_ok { "ok" } else { "failing" },
+                "status": ok_or(root_ok, "failing"),
                 "mode": "standalone",
                 "revision": snapshot.revision,
                 "tenants": snapshot.tenants.len(),
             },
-            "tenants": {
-                "status": if degraded.is_empty() { "ok" } else { "degraded" },
-                "degraded": degraded,
-            },
-            "tenant_databases": {
-                "status": if pools.failing.is_empty() { "ok" } else { "degraded" },
-                "open_pools": pools.open,
-                "max_pools": pools.max,
-                "failing": pools.failing,
+            "tenants": tenants,
+            "tenant_databases": databases,
+            "custom_fields": custom_fields,
+            "rate_limiter": rate_limiter,
+            "file_descriptors": {
+                "status": ok_or(!fd_pressure, "degraded"),
+                "open": fds.0,
+                "limit": fds.1,
             },
             "global_db": { "status": global },
-            "keystore": match &keystore {
-                Ok(kid) => json!({"status": "ok", "system_kid": kid}),
-                Err(error) => json!({"status": "failing", "error": error}),
-            },
+            "keystore": keystore_view,
         },
     });
     let code = if root_ok && keystore.is_ok() {
@@ -112,8 +180,16 @@ pub fn self_check_keys(state: &AppState) {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition, with the descriptor and pool gauges read now.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(open) = resources::open_fds() {
+        metrics::gauge!("process_open_fds").set(open as f64);
+    }
+    if let Some(limit) = resources::max_fds() {
+        metrics::gauge!("process_max_fds").set(limit as f64);
+    }
+    metrics::gauge!("tenant_db_open_pools").set(state.dbs.open_pools() as f64);
+    metrics::gauge!("tenant_db_max_pools").set(state.dbs.config().max_pools as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
