@@ -61,8 +61,9 @@ pub struct Limits {
     pub hash_tenant_share_percent: u8,
     /// Longest wait for a hash worker before the request is refused as overloaded.
     pub hash_max_wait: Duration,
-    /// Most client connections open at once; past it, accepting waits.
-    pub max_connections: usize,
+    /// Most client connections open at once; past it, accepting waits. `None`: sized
+    /// from the file-descriptor limit (`resources::size_client_connections`).
+    pub max_connections: Option<usize>,
     /// Time allowed to send a request head, from connection open or the previous answer
     /// (so also the idle keep-alive timeout).
     pub header_read_timeout: Duration,
@@ -361,14 +362,14 @@ impl Config {
                 60_000,
                 2000,
             )?),
-            max_connections: number(
+            max_connections: given(
                 "max_connections",
                 file.limits.max_connections,
                 "TENANTRY_MAX_CONNECTIONS",
                 1,
                 1_000_000,
-                4096,
-            )? as usize,
+            )?
+            .map(|v| v as usize),
             header_read_timeout: Duration::from_secs(number(
                 "header_read_timeout_secs",
                 file.limits.header_read_timeout_secs,

@@ -34,9 +34,15 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// The configured limits; an unset connection cap is sized from the descriptor limit
+    /// now in force (raised at start by `resources::raise_fd_limit`).
     pub fn from_config(limits: &crate::config::Limits) -> Self {
+        let sizing = crate::resources::size_client_connections(crate::resources::max_fds(), limits.max_connections);
+        if let Some(warning) = &sizing.warning {
+            tracing::warn!("{warning}");
+        }
         Self {
-            max_connections: limits.max_connections,
+            max_connections: sizing.max_connections,
             header_read_timeout: limits.header_read_timeout,
             shutdown_grace: limits.shutdown_grace,
         }

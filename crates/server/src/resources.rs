@@ -11,6 +11,11 @@ const FDS_PER_CONNECTION: u64 = 3;
 /// The largest defaults (a generous limit still gets these).
 const DEFAULT_MAX_POOLS: usize = 256;
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Share (percent) of the descriptor limit that client connections may take (one socket
+/// each); with the tenant databases' share, a tenth is left for everything else.
+const CLIENT_SHARE_PERCENT: u64 = 40;
+/// The largest default client-connection cap.
+const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 4096;
 /// `/readyz` reports `degraded` when this share (percent) of the limit is in use.
 pub const PRESSURE_PERCENT: u64 = 80;
 
@@ -102,6 +107,37 @@ pub fn size_pools(fd_limit: Option<u64>, pools: Option<usize>, connections: Opti
     }
 }
 
+/// The client-connection cap for a descriptor limit, and a warning when an explicit one
+/// exceeds its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSizing {
+    pub max_connections: usize,
+    pub warning: Option<String>,
+}
+
+/// Sizes `limits.max_connections`: a value the operator gave is kept (named in a warning
+/// when it exceeds the client share of the descriptor limit, where accepting would fail
+/// with EMFILE before the cap is reached); a missing one is derived to fit.
+pub fn size_client_connections(fd_limit: Option<u64>, configured: Option<usize>) -> ClientSizing {
+    let share = fd_limit.map(|limit| (limit * CLIENT_SHARE_PERCENT / 100).max(1) as usize);
+    let max_connections = configured.unwrap_or_else(|| match share {
+        Some(share) => share.min(DEFAULT_MAX_CLIENT_CONNECTIONS),
+        None => DEFAULT_MAX_CLIENT_CONNECTIONS,
+    });
+    let warning = match (share, fd_limit) {
+        (Some(share), Some(limit)) if configured.is_some() && max_connections > share => Some(format!(
+            "limits.max_connections ({max_connections}) is more than the {share} client sockets the \
+             file-descriptor limit of {limit} leaves room for beside the tenant databases: lower it or \
+             raise the limit (ulimit -n, systemd LimitNOFILE)"
+        )),
+        _ => None,
+    };
+    ClientSizing {
+        max_connections,
+        warning,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +157,23 @@ mod tests {
         // A generous limit gets the full defaults; no limit too.
         assert_eq!(size_pools(Some(1 << 20), None, None).max_pools, 256);
         assert_eq!(size_pools(None, None, None).max_connections, 8);
+    }
+
+    #[test]
+    fn client_connections_and_pools_together_fit_the_descriptor_limit() {
+        for limit in [256, 1024, 4096, 20_000, 1 << 20] {
+            let clients = size_client_connections(Some(limit), None).max_connections as u64;
+            let pools = size_pools(Some(limit), None, None);
+            let db = pools.max_pools as u64 * pools.max_connections as u64 * FDS_PER_CONNECTION;
+            assert!(
+                clients + db <= limit * 9 / 10,
+                "{limit}: {clients} clients + {db} db descriptors"
+            );
+        }
+        assert_eq!(size_client_connections(None, None).max_connections, 4096);
+        let explicit = size_client_connections(Some(1024), Some(5000));
+        assert_eq!(explicit.max_connections, 5000);
+        assert!(explicit.warning.unwrap().contains("limits.max_connections"));
     }
 
     #[test]
