@@ -159,13 +159,13 @@ pub fn validate_settings(settings: &TenantSettings) -> Result<(), ValidationErro
 }
 
 fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
-    if let IssuerMode::Custom { url } = &s.issuer {
-        check_http_url(errors, &format!("{p}.issuer.url"), url);
-        if let Ok(u) = url::Url::parse(url)
-            && (u.query().is_some() || u.fragment().is_some())
-        {
-            errors.push(format!("{p}.issuer.url"), "must not have a query or fragment");
-        }
+    if let IssuerMode::Custom { .. } = &s.issuer {
+        // No route answers on a custom issuer's host yet and cookies are scoped to
+        // `/t/{slug}`: advertising one would hand clients an issuer nothing serves.
+        errors.push(
+            format!("{p}.issuer.mode"),
+            "`custom` issuers are not served yet; use `path` ({public_url}/t/{slug})",
+        );
     }
     if let Some(name) = &s.branding.name {
         check_text(errors, &format!("{p}.branding.name"), name, 200);
@@ -486,7 +486,9 @@ mod tests {
     fn settings_with_bad_urls_and_values_are_refused_with_paths() {
         let mut s = TenantSettings::default();
         s.branding.logo_url = Some("not a url".into());
-        s.issuer = IssuerMode::Custom { url: "ftp://x".into() };
+        s.issuer = IssuerMode::Custom {
+            url: "https://login.example".into(),
+        };
         s.cors_allowed_origins = vec!["https://ok.example".into(), "https://x.example/path".into()];
         s.token_lifetimes.access_token_secs = 0;
         s.custom_fields.push(CustomField {
@@ -500,7 +502,7 @@ mod tests {
         let errs = validate_settings(&s).unwrap_err();
         let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
         assert!(fields.contains(&"settings.branding.logo_url"));
-        assert!(fields.contains(&"settings.issuer.url"));
+        assert!(fields.contains(&"settings.issuer.mode"));
         assert!(fields.contains(&"settings.cors_allowed_origins[1]"));
         assert!(!fields.contains(&"settings.cors_allowed_origins[0]"));
         assert!(fields.contains(&"settings.token_lifetimes.access_token_secs"));

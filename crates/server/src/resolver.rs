@@ -307,9 +307,6 @@ mod tests {
                     driver: DbDriver::Sqlite,
                     dsn: None,
                 });
-                settings.issuer = IssuerMode::Custom {
-                    url: "https://login.beta.example/".into(),
-                };
             }
             let tenant = Tenant {
                 id: uuid::Uuid::new_v4(),
@@ -401,7 +398,7 @@ mod tests {
         assert!(acme.require(Capability::Leader).is_ok());
         let beta = r.resolve_slug("beta").unwrap();
         assert!(beta.require(Capability::TenantDb).is_ok());
-        assert_eq!(beta.issuer, "https://login.beta.example");
+        assert_eq!(beta.issuer, "https://id.example.com/t/beta");
     }
 
     #[test]

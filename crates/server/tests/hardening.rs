@@ -509,3 +509,17 @@ async fn new_tenants_require_pkce_from_confidential_clients_too() {
     let response = http.get(&no_pkce).send().await.unwrap();
     assert_eq!(response.status(), 200, "the login page");
 }
+
+#[tokio::test]
+async fn a_custom_issuer_host_is_refused_until_it_is_served() {
+    let server = start().await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "elsewhere", "settings": {"issuer": {"mode": "custom", "url": "https://login.elsewhere.example"}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "settings.issuer.mode", "{body}");
+}
