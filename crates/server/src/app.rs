@@ -187,6 +187,7 @@ mod tests {
             hash_tenant_share_percent: 100,
             hash_max_wait: std::time::Duration::from_secs(1),
             max_connections: Some(1),
+            max_connections_per_ip: 1,
             header_read_timeout: std::time::Duration::from_secs(1),
             shutdown_grace: std::time::Duration::from_secs(1),
             smtp_timeout: std::time::Duration::from_secs(1),

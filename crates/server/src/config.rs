@@ -64,6 +64,9 @@ pub struct Limits {
     /// Most client connections open at once; past it, accepting waits. `None`: sized
     /// from the file-descriptor limit (`resources::size_client_connections`).
     pub max_connections: Option<usize>,
+    /// Most client connections one address (IPv6: one /64) may hold; trusted proxies are
+    /// exempt.
+    pub max_connections_per_ip: usize,
     /// Time allowed to send a request head, from connection open or the previous answer
     /// (so also the idle keep-alive timeout).
     pub header_read_timeout: Duration,
@@ -137,6 +140,7 @@ struct FileLimits {
     hash_tenant_share_percent: Option<u64>,
     hash_max_wait_ms: Option<u64>,
     max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     smtp_timeout_secs: Option<u64>,
@@ -370,6 +374,14 @@ impl Config {
                 1_000_000,
             )?
             .map(|v| v as usize),
+            max_connections_per_ip: number(
+                "max_connections_per_ip",
+                file.limits.max_connections_per_ip,
+                "TENANTRY_MAX_CONNECTIONS_PER_IP",
+                1,
+                1_000_000,
+                256,
+            )? as usize,
             header_read_timeout: Duration::from_secs(number(
                 "header_read_timeout_secs",
                 file.limits.header_read_timeout_secs,
@@ -395,6 +407,13 @@ impl Config {
                 crate::email::SMTP_TIMEOUT.as_secs(),
             )?),
         };
+        // A mail send must give up before its request does, so the caller hears the mail's
+        // error (and a new account is undone) instead of a 408 with the send still running.
+        let mut limits = limits;
+        limits.smtp_timeout = limits
+            .smtp_timeout
+            .min(limits.request_timeout.saturating_sub(Duration::from_secs(1)))
+            .max(Duration::from_secs(1));
         let global_db_url = match pick(
             "global_db_url",
             file.global_db_url,
@@ -586,6 +605,18 @@ mod tests {
         assert_eq!(c.limits.tenant_db_max_connections, Some(4));
         assert_eq!(c.redis_url, None);
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn a_mail_send_gives_up_before_its_request() {
+        let (_d, o) = with_file("[limits]\nrequest_timeout_secs = 10\nsmtp_timeout_secs = 60\n");
+        let c = Config::resolve(&o, |_| None).unwrap();
+        assert_eq!(c.limits.smtp_timeout, Duration::from_secs(9));
+        let (_d, o) = with_file("[limits]\nsmtp_timeout_secs = 5\n");
+        assert_eq!(
+            Config::resolve(&o, |_| None).unwrap().limits.smtp_timeout,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

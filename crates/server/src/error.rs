@@ -248,7 +248,11 @@ impl From<tenantry_dataplane::DbError> for ApiError {
             DbError::Invalid(message) => ApiError::field("database", message),
             DbError::InvalidFields(errors) => ApiError::validation(ValidationErrors(errors)),
             DbError::Query(kind) => {
-                tracing::error!(kind = kind.as_str(), "tenant database query failed");
+                static THROTTLE: crate::telemetry::LogThrottle =
+                    crate::telemetry::LogThrottle::new(std::time::Duration::from_secs(1));
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::error!(kind = kind.as_str(), suppressed, "tenant database query failed");
+                }
                 ApiError::new(
                     ErrorCode::TenantDbUnavailable,
                     format!("a tenant database query failed ({kind})"),

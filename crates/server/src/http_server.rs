@@ -5,7 +5,10 @@
 //! descriptors. Here every connection is HTTP/1.1 (HTTP/2 belongs to the reverse proxy in
 //! front) with a deadline for each request head — counted from when the connection opens
 //! or the previous answer ends, so it also ends idle keep-alive connections — and at most
-//! `max_connections` are open at once: past that, accepting waits for one to end. On
+//! `max_connections` are open at once: past that, accepting waits for one to end. One
+//! address may hold at most `max_connections_per_ip` of them (trusted proxies excepted),
+//! and a connection beyond that is closed as soon as it is accepted, so a single client
+//! cannot fill the table and starve everyone else (health probes included). On
 //! shutdown, in-flight requests get `shutdown_grace` to finish; what is left is dropped.
 
 use std::convert::Infallible;
@@ -23,10 +26,14 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// How connections are bounded (from `limits` in the configuration).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections one peer address may hold (an IPv6 peer counts per /64).
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from the per-address cap (reverse proxies carry many clients).
+    pub trusted_proxies: crate::proxies::TrustedProxies,
     /// Time allowed to send a request head, from connection open or the previous answer.
     pub header_read_timeout: Duration,
     /// Longest wait for in-flight requests once shutdown starts.
@@ -36,13 +43,16 @@ pub struct ConnectionLimits {
 impl ConnectionLimits {
     /// The configured limits; an unset connection cap is sized from the descriptor limit
     /// now in force (raised at start by `resources::raise_fd_limit`).
-    pub fn from_config(limits: &crate::config::Limits) -> Self {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let limits = &config.limits;
         let sizing = crate::resources::size_client_connections(crate::resources::max_fds(), limits.max_connections);
         if let Some(warning) = &sizing.warning {
             tracing::warn!("{warning}");
         }
         Self {
             max_connections: sizing.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            trusted_proxies: config.trusted_proxies.clone(),
             header_read_timeout: limits.header_read_timeout,
             shutdown_grace: limits.shutdown_grace,
         }
@@ -65,7 +75,8 @@ pub async fn run(
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut accept_errors = AcceptErrors::default();
+    let per_peer = Arc::new(PeerCounts::default());
+    let accept_errors = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
 
     loop {
@@ -79,11 +90,18 @@ pub async fn run(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and the like: back off instead of spinning on the error.
-                    accept_errors.record(&e);
+                    if let Some(suppressed) = accept_errors.allow() {
+                        tracing::error!(error = %e, suppressed, "accepting a connection failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
+        };
+        let Some(peer_slot) = per_peer.enter(&limits, peer.ip()) else {
+            // Over its share: closed at once, before any byte is read.
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -101,6 +119,7 @@ pub async fn run(
             if let Err(e) = connection.await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
+            drop(peer_slot);
             drop(permit);
         });
     }
@@ -122,25 +141,40 @@ pub async fn run(
     Ok(())
 }
 
-/// Accept failures, logged at most once a second with a count of the ones in between.
+/// Open connections per peer address (IPv6 per /64, which one subscriber usually holds).
 #[derive(Default)]
-struct AcceptErrors {
-    last_logged: Option<std::time::Instant>,
-    suppressed: u64,
+struct PeerCounts(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PeerCounts {
+    /// A slot for one more connection of `ip`, or `None` when it holds its share already.
+    fn enter(self: &Arc<Self>, limits: &ConnectionLimits, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        if limits.trusted_proxies.contains(ip) {
+            return Some(PeerSlot(None));
+        }
+        let key = crate::proxies::address_bucket(ip);
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key).or_default();
+        if *count >= limits.max_connections_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot(Some((self.clone(), key))))
+    }
 }
 
-impl AcceptErrors {
-    fn record(&mut self, error: &std::io::Error) {
-        let now = std::time::Instant::now();
-        if self
-            .last_logged
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return;
+/// One connection's place in [`PeerCounts`], given back when the connection ends.
+struct PeerSlot(Option<(Arc<PeerCounts>, std::net::IpAddr)>);
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Some((counts, key)) = self.0.take() {
+            let mut counts = counts.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = counts.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&key);
+                }
+            }
         }
-        tracing::error!(error = %error, suppressed = self.suppressed, "accepting a connection failed");
-        self.last_logged = Some(now);
-        self.suppressed = 0;
     }
 }

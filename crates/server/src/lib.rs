@@ -183,7 +183,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.secrets.clone(),
         KEY_MAINTENANCE_INTERVAL,
     );
-    let limits = http_server::ConnectionLimits::from_config(&state.config.limits);
+    let limits = http_server::ConnectionLimits::from_config(&state.config);
     let app = router(state);
     http_server::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -296,12 +296,11 @@ pub async fn per_ip(
     Ok(state.rate_limiter.hit(&key, limit, window).await?)
 }
 
-/// The counter key of [`per_ip`]. IPv6 clients count per /64: one host usually holds a
-/// whole /64, so per-address keys would give it billions of budgets.
+/// The counter key of [`per_ip`]: per [`crate::proxies::address_bucket`] (IPv6 per /64).
 fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
-    match ip.to_canonical() {
+    match crate::proxies::address_bucket(ip) {
         IpAddr::V4(v4) => format!("{action}:ip:{tenant}:{v4}"),
-        IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{}", ipnet::Ipv6Net::new_assert(v6, 64).trunc()),
+        IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{v6}/64"),
     }
 }
 

@@ -62,7 +62,11 @@ impl OutboundPolicy {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none());
         if !self.allow_private_networks {
-            builder = builder.https_only(true).dns_resolver(Arc::new(PublicOnlyResolver));
+            // No environment proxy either: it would connect where the resolver never looked.
+            builder = builder
+                .https_only(true)
+                .no_proxy()
+                .dns_resolver(Arc::new(PublicOnlyResolver));
         }
         builder.build()
     }
@@ -98,12 +102,27 @@ pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
+            if let Some(v4) = v6.to_ipv4_mapped().or_else(|| embedded_ipv4(v6)) {
+                return is_public_v4(v4) && is_public_v6(v6);
             }
             is_public_v6(v6)
         }
     }
+}
+
+/// The IPv4 address carried inside a translation prefix: NAT64 `64:ff9b::/96` (RFC 6052)
+/// and 6to4 `2002::/16` (RFC 3056) lead to it; Teredo `2001::/32` hides the client's
+/// address and is judged not public on its own below.
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        return Some(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2]));
+    }
+    None
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -139,6 +158,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)
         // 64:ff9b:1::/48 local-use NAT64, ::/96 IPv4-compatible (deprecated)
         || (first == 0x0064 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1)
+        // 2001::/32 Teredo: the real endpoint is hidden in the address
+        || (first == 0x2001 && ip.segments()[1] == 0)
         || ip.segments()[..6].iter().all(|s| *s == 0))
 }
 
@@ -169,10 +190,20 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "2001:db8::1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
         ] {
             assert!(!is_public(ip(private)), "{private}");
         }
-        for public in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for public in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(ip(public)), "{public}");
         }
     }

@@ -115,7 +115,9 @@ impl From<LimiterError> for ApiError {
     fn from(e: LimiterError) -> Self {
         match e {
             LimiterError::Unavailable(why) => {
-                tracing::error!(error = %why, "rate limiter unavailable; refusing the request");
+                // Once per request while Redis is down: the 503 summary in `middleware`
+                // and `/readyz` carry it; one line per refusal would flood the log.
+                tracing::debug!(error = %why, "rate limiter unavailable; refusing the request");
                 ApiError::new(
                     ErrorCode::RateLimiterUnavailable,
                     "attempt limits cannot be checked right now; retry later",

@@ -261,6 +261,8 @@ async fn slow_headers_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let server = start_with_config(Some("[limits]\nmax_connections = 2\nheader_read_timeout_secs = 30\n")).await;
+    // (The per-address share, 256 by default, is above this cap: the global cap is what
+    // is tested here.)
     let addr = server.base.trim_start_matches("http://").to_owned();
     let first = TcpStream::connect(&addr).await.unwrap();
     let second = TcpStream::connect(&addr).await.unwrap();
@@ -283,6 +285,31 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 }
 
 #[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let server = start_with_config(Some(
+        "[limits]\nmax_connections = 8\nmax_connections_per_ip = 3\nheader_read_timeout_secs = 30\n",
+    ))
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // The fourth from the same address is closed at once, not parked.
+    let mut fourth = TcpStream::connect(&addr).await.unwrap();
+    let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(3)).await,
+        "over the per-address share"
+    );
+    // Once one of the three goes, the address may connect again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = reqwest::get(format!("{}/healthz", server.base)).await.unwrap().status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn shutdown_waits_for_requests_only_for_the_grace_period() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -295,6 +322,8 @@ async fn shutdown_waits_for_requests_only_for_the_grace_period() {
     );
     let limits = tenantry_server::http_server::ConnectionLimits {
         max_connections: 16,
+        max_connections_per_ip: 16,
+        trusted_proxies: Default::default(),
         header_read_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(1),
     };

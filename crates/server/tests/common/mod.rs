@@ -48,7 +48,7 @@ pub async fn start_with_config(config: Option<&str>) -> TestServer {
     let prepared = tenantry_server::prepare(&options).await.unwrap();
     let base = format!("http://{}", prepared.listener.local_addr().unwrap());
     let app = tenantry_server::router(prepared.state.clone());
-    let limits = tenantry_server::http_server::ConnectionLimits::from_config(&prepared.state.config.limits);
+    let limits = tenantry_server::http_server::ConnectionLimits::from_config(&prepared.state.config);
     // The listener the binary runs, so connection limits are tested as served.
     tokio::spawn(tenantry_server::http_server::run(
         prepared.listener,
