@@ -428,11 +428,17 @@ impl TenantDb {
     }
 
     /// Re-stamps the database for `tenant_id` (the admin's explicit adopt); answers the
-    /// previous owner.
+    /// previous owner. When that was another tenant, its sign-ins (sessions, refresh
+    /// tokens, codes, trusted devices, mailed links) end first: before the new owner can
+    /// use the database, and so that a failure leaves the old stamp for a retried adopt
+    /// to finish, never a database adopted with the old tokens still good.
     pub async fn restamp(&self, tenant_id: uuid::Uuid) -> Result<Option<String>, DbError> {
         let previous = self.owner().await?;
         let now = to_micros(Utc::now());
         let id = tenant_id.to_string();
+        if previous.as_deref().is_some_and(|p| p != id) {
+            self.end_all_sign_ins().await?;
+        }
         let sql = match previous {
             Some(_) => self.sql("UPDATE tenant_owner SET tenant_id = ?, stamped_at = ? WHERE singleton = 1"),
             None => self.sql("INSERT INTO tenant_owner (tenant_id, stamped_at, singleton) VALUES (?, ?, 1)"),

@@ -270,11 +270,14 @@ impl TenantDbManager {
         for (slug, slot, db, _) in open {
             checks.spawn(async move {
                 // An empty network pool would retry a refused connection: probe it directly.
-                if db.dialect() != crate::Dialect::Sqlite
-                    && db.size() == 0
-                    && let Err(e) = db.probe(timeout).await
-                {
-                    return (slug, slot, db, Err(Some(kind_of(&e))));
+                // A probe that only ran out of time is "slow", like a slow query below: an
+                // unauthenticated readiness poll must not close a busy tenant's pool.
+                if db.dialect() != crate::Dialect::Sqlite && db.size() == 0 {
+                    match tokio::time::timeout(timeout, db.probe(timeout * 2)).await {
+                        Ok(Err(e)) => return (slug, slot, db, Err(Some(kind_of(&e)))),
+                        Err(_) => return (slug, slot, db, Err(None)),
+                        Ok(Ok(())) => {}
+                    }
                 }
                 // `None`: no answer in time (maybe only busy): reported, pool left alone.
                 let result = match tokio::time::timeout(timeout, db.owner()).await {

@@ -457,16 +457,13 @@ async fn adopt_database(
         ctx = state.resolver.resolve_slug(&slug)?;
     }
     ctx.require(Capability::TenantDb)?;
+    // Adopting from another tenant ends that tenant's sign-ins before the re-stamp
+    // (`TenantDb::restamp`).
     let previous = state.dbs.adopt(&ctx.entry).await?;
-    let db = ctx.db().await?;
-    let ended = if previous
+    let ended = previous
         .as_deref()
-        .is_some_and(|p| p != ctx.entry.tenant.id.to_string())
-    {
-        db.end_all_sign_ins().await?
-    } else {
-        0
-    };
+        .is_some_and(|p| p != ctx.entry.tenant.id.to_string());
+    let db = ctx.db().await?;
     let schema = db.schema_status(Schema::Tenant).await?;
     state
         .audit_admin(
