@@ -99,7 +99,7 @@ pub fn forgot_link(ctx: &TenantContext, lang: Language) -> String {
     format!(
         "{}/{FORGOT_PATH}?ui_locales={}",
         ctx.issuer,
-        crate::pages::lang_code(lang)
+        lang.as_str()
     )
 }
 
@@ -234,7 +234,7 @@ async fn recipient_allowed(
         Decision::Limited { .. } => {
             tracing::info!(
                 tenant = %ctx.slug(),
-                kind = crate::email::kind_code(kind),
+                kind = kind.as_str(),
                 "account mail skipped: the recipient's limit is reached"
             );
             Ok(false)
@@ -471,7 +471,7 @@ pub async fn send_notice(
 fn log_failure(ctx: &TenantContext, kind: MailTemplateKind, e: &ApiError) {
     tracing::warn!(
         tenant = %ctx.slug(),
-        kind = crate::email::kind_code(kind),
+        kind = kind.as_str(),
         code = e.code.as_str(),
         detail = %e.detail,
         "account mail not sent"
