@@ -19,6 +19,8 @@ use tenantry_keys::{Expect, TokenType, VerifyError};
 use crate::error::ApiError;
 use crate::resolver::{Capability, TenantContext};
 
+/// Scopes every tenant has (discovery lists them; a tenant cannot redefine them).
+pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
 /// `typ` of JWT access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// `typ` of ID tokens.

@@ -14,7 +14,7 @@ use tenantry_controlplane::validate::validate_scope;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{AdminAuth, ApiJson};
-use crate::routes::discovery::BUILTIN_SCOPES;
+use crate::tokens::BUILTIN_SCOPES;
 
 pub fn router() -> Router<AppState> {
     Router::new()

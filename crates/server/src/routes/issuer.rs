@@ -13,12 +13,9 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
+use crate::key_rotation::JWKS_MAX_AGE_SECS;
 use crate::resolver::TenantContext;
 use crate::tokens::{self, BearerError};
-
-/// How long clients and proxies may cache a JWKS response. Rotation keeps a replaced key
-/// published for longer than this, so a cached set never lacks a key still in use.
-pub const JWKS_MAX_AGE_SECS: u64 = 300;
 
 /// The tenant's published keys: a public document.
 pub fn documents_router() -> Router<AppState> {
