@@ -544,11 +544,7 @@ pub fn check_settings(settings: &TenantSettings) -> Result<(), ApiError> {
                     other => other,
                 };
                 return Err(ApiError::field(
-                    &format!(
-                        "settings.mail_templates.{}.{}.{field}",
-                        lang.as_str(),
-                        kind.as_str()
-                    ),
+                    &format!("settings.mail_templates.{}.{}.{field}", lang.as_str(), kind.as_str()),
                     format!("does not render: {}", crate::error::printable(&e.to_string())),
                 ));
             }
