@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use axum::http::{HeaderValue, header};
 
-    fn with_csrf_cookie(value: &'static str) -> HeaderMap {
+    fn cookie_headers(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static(value));
         headers
@@ -111,13 +111,13 @@ mod tests {
 
     #[test]
     fn a_form_matches_only_its_own_non_empty_cookie() {
-        let headers = with_csrf_cookie("tenantry_csrf=abc");
+        let headers = cookie_headers("tenantry_csrf=abc");
         assert!(form_matches(&headers, Some("abc")));
         assert!(!form_matches(&headers, Some("abd")));
         assert!(!form_matches(&headers, Some("ab")));
         assert!(!form_matches(&headers, None));
         assert!(!form_matches(&HeaderMap::new(), Some("")));
-        assert!(!form_matches(&with_csrf_cookie("tenantry_csrf="), Some("")));
+        assert!(!form_matches(&cookie_headers("tenantry_csrf="), Some("")));
         assert!(!matches("", ""));
     }
 
