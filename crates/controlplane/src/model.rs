@@ -89,6 +89,16 @@ pub enum Language {
     Es,
 }
 
+impl Language {
+    /// The language code (`en`, `es`): as in settings, `ui_locales` and `<html lang>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Es => "es",
+        }
+    }
+}
+
 /// Lifetimes in seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,6 +256,19 @@ pub enum MailTemplateKind {
     AccountLocked,
     /// The message `POST /v1/admin/tenants/{slug}/email/test` sends.
     Test,
+}
+
+impl MailTemplateKind {
+    /// The stable name of a template kind (as in settings and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailTemplateKind::VerifyEmail => "verify_email",
+            MailTemplateKind::ResetPassword => "reset_password",
+            MailTemplateKind::PasswordChanged => "password_changed",
+            MailTemplateKind::AccountLocked => "account_locked",
+            MailTemplateKind::Test => "test",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -645,4 +668,25 @@ pub struct SigningKey {
 pub enum KeyState {
     Active,
     Retiring,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_serde_names() {
+        for lang in [Language::En, Language::Es] {
+            assert_eq!(serde_json::to_value(lang).unwrap(), lang.as_str());
+        }
+        for kind in [
+            MailTemplateKind::VerifyEmail,
+            MailTemplateKind::ResetPassword,
+            MailTemplateKind::PasswordChanged,
+            MailTemplateKind::AccountLocked,
+            MailTemplateKind::Test,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
 }

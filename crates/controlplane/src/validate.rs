@@ -263,7 +263,7 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     }
     for (lang, templates) in &s.mail_templates {
         for (kind, t) in templates {
-            let base = format!("{p}.mail_templates.{}.{}", lang_code(*lang), kind_code(*kind));
+            let base = format!("{p}.mail_templates.{}.{}", lang.as_str(), kind.as_str());
             check_text(errors, &format!("{base}.subject"), &t.subject, 500);
             if t.html.len() > 256 * 1024 || t.text.len() > 256 * 1024 {
                 errors.push(base, "template bodies must be at most 256 KiB");
@@ -320,23 +320,6 @@ fn looks_like_email(value: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !value.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
-}
-
-fn lang_code(lang: Language) -> &'static str {
-    match lang {
-        Language::En => "en",
-        Language::Es => "es",
-    }
-}
-
-fn kind_code(kind: MailTemplateKind) -> &'static str {
-    match kind {
-        MailTemplateKind::VerifyEmail => "verify_email",
-        MailTemplateKind::ResetPassword => "reset_password",
-        MailTemplateKind::PasswordChanged => "password_changed",
-        MailTemplateKind::AccountLocked => "account_locked",
-        MailTemplateKind::Test => "test",
-    }
 }
 
 /// Checks a client registration.

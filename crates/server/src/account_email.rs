@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tenantry_controlplane::model::{Client, Language, MailTemplateKind};
 use tenantry_crypto::{hash_token, random_token};
-use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User, UserStatus};
+use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User};
 use tenantry_dataplane::{EmailTokenRepository, TenantDb, UserRepository};
 
 use crate::app::AppState;
@@ -37,6 +37,7 @@ use crate::email::MailVars;
 use crate::error::{ApiError, ErrorCode};
 use crate::ratelimit::Decision;
 use crate::resolver::{Capability, TenantContext};
+use crate::web::{active_user, active_user_by_email};
 
 /// How long a verification link works.
 pub const VERIFY_TTL: Duration = Duration::from_secs(48 * 3600);
@@ -96,11 +97,7 @@ pub fn link(ctx: &TenantContext, client: Option<&Client>, purpose: EmailTokenPur
 /// `{issuer}/forgot-password?ui_locales={lang}`, the page in the language of the mail or
 /// page that links to it.
 pub fn forgot_link(ctx: &TenantContext, lang: Language) -> String {
-    format!(
-        "{}/{FORGOT_PATH}?ui_locales={}",
-        ctx.issuer,
-        crate::pages::lang_code(lang)
-    )
+    format!("{}/{FORGOT_PATH}?ui_locales={}", ctx.issuer, lang.as_str())
 }
 
 /// The language of a user's mail: the user's locale when we speak it, else the tenant's.
@@ -137,22 +134,6 @@ async fn issue_token(
     })
     .await?;
     Ok(token)
-}
-
-/// An active user by email; a malformed address is no user.
-async fn active_user_by_email(ctx: &TenantContext, db: &TenantDb, email: &str) -> Result<Option<User>, ApiError> {
-    match db.user_by_email(email, &ctx.custom_fields()).await {
-        Ok(user) => Ok(user.filter(|u| u.status == UserStatus::Active)),
-        Err(tenantry_dataplane::DbError::Invalid(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn active_user(ctx: &TenantContext, db: &TenantDb, id: uuid::Uuid) -> Result<Option<User>, ApiError> {
-    Ok(db
-        .user_by_id(id, &ctx.custom_fields())
-        .await?
-        .filter(|u| u.status == UserStatus::Active))
 }
 
 /// Sends `user` a verification link (48 h, single use; to `client`'s page when it has
@@ -234,7 +215,7 @@ async fn recipient_allowed(
         Decision::Limited { .. } => {
             tracing::info!(
                 tenant = %ctx.slug(),
-                kind = crate::email::kind_code(kind),
+                kind = kind.as_str(),
                 "account mail skipped: the recipient's limit is reached"
             );
             Ok(false)
@@ -471,7 +452,7 @@ pub async fn send_notice(
 fn log_failure(ctx: &TenantContext, kind: MailTemplateKind, e: &ApiError) {
     tracing::warn!(
         tenant = %ctx.slug(),
-        kind = crate::email::kind_code(kind),
+        kind = kind.as_str(),
         code = e.code.as_str(),
         detail = %e.detail,
         "account mail not sent"

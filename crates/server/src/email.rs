@@ -93,24 +93,6 @@ pub async fn send(
     state.mailer.send(&state.secrets, ctx, to, kind, lang, vars).await
 }
 
-/// The stable name of a template kind (as in settings and logs).
-pub fn kind_code(kind: MailTemplateKind) -> &'static str {
-    match kind {
-        MailTemplateKind::VerifyEmail => "verify_email",
-        MailTemplateKind::ResetPassword => "reset_password",
-        MailTemplateKind::PasswordChanged => "password_changed",
-        MailTemplateKind::AccountLocked => "account_locked",
-        MailTemplateKind::Test => "test",
-    }
-}
-
-fn lang_code(lang: Language) -> &'static str {
-    match lang {
-        Language::En => "en",
-        Language::Es => "es",
-    }
-}
-
 /// Parses a recipient address: 422 `validation_failed` on field `to` when malformed.
 pub fn parse_recipient(to: &str) -> Result<Address, ApiError> {
     to.parse::<Address>()
@@ -192,7 +174,7 @@ impl Mailer {
         let mail = render(tenant, &ctx.issuer, kind, lang, vars)?;
         let message = build_message(tenant, smtp, recipient, mail)?;
         let transport = self.transport(secrets, tenant, smtp)?;
-        let kind_name = kind_code(kind);
+        let kind_name = kind.as_str();
         let domain = recipient_domain(to);
         let sent = match tokio::time::timeout(self.timeout, transport.send(message)).await {
             Ok(sent) => sent.map_err(|e| SendFailure::of(&e)),
@@ -459,7 +441,7 @@ fn template_context(tenant: &Tenant, issuer: &str, lang: Language, vars: &MailVa
         expires_hours => minutes.map(|m| m.div_ceil(60)),
         expires_text => minutes.map(|m| expires_text(lang, m)),
         primary_color => tenant.settings.branding.primary_color.as_deref().unwrap_or("#1f5fbf"),
-        language => lang_code(lang),
+        language => lang.as_str(),
     }
 }
 
@@ -482,7 +464,7 @@ pub fn render(
         Some(template) => render_override(template, &ctx).map_err(|(part, e)| {
             tracing::error!(
                 tenant = %tenant.slug,
-                template = format!("{}.{}.{part}", lang_code(lang), kind_code(kind)),
+                template = format!("{}.{}.{part}", lang.as_str(), kind.as_str()),
                 error = %e,
                 "mail template override does not render"
             );
@@ -490,13 +472,13 @@ pub fn render(
                 ErrorCode::InternalError,
                 format!(
                     "the tenant's mail template {}.{}.{part} does not render; fix settings.mail_templates",
-                    lang_code(lang),
-                    kind_code(kind)
+                    lang.as_str(),
+                    kind.as_str()
                 ),
             )
         }),
         None => {
-            let name = format!("{}/{}", lang_code(lang), kind_code(kind));
+            let name = format!("{}/{}", lang.as_str(), kind.as_str());
             let part = |ext: &str| {
                 BUILTIN
                     .get_template(&format!("{name}.{ext}"))
@@ -562,11 +544,7 @@ pub fn check_settings(settings: &TenantSettings) -> Result<(), ApiError> {
                     other => other,
                 };
                 return Err(ApiError::field(
-                    &format!(
-                        "settings.mail_templates.{}.{}.{field}",
-                        lang_code(*lang),
-                        kind_code(*kind)
-                    ),
+                    &format!("settings.mail_templates.{}.{}.{field}", lang.as_str(), kind.as_str()),
                     format!("does not render: {}", crate::error::printable(&e.to_string())),
                 ));
             }
@@ -588,7 +566,7 @@ static BUILTIN: LazyLock<Environment<'static>> = LazyLock::new(|| {
     for lang in LANGUAGES {
         for kind in KINDS {
             let t = builtin(lang, kind);
-            let name = format!("{}/{}", lang_code(lang), kind_code(kind));
+            let name = format!("{}/{}", lang.as_str(), kind.as_str());
             env.add_template_owned(format!("{name}.subject"), t.subject)
                 .expect("built-in subject parses");
             env.add_template_owned(format!("{name}.txt"), t.text)

@@ -20,8 +20,12 @@ use crate::keystore::SYSTEM_OWNER;
 const SYSTEM_GRACE: chrono::Duration = chrono::Duration::hours(24);
 /// Rotation period of the system issuer's keys.
 const SYSTEM_ROTATION: chrono::Duration = chrono::Duration::days(90);
+/// How long clients and proxies may cache a JWKS response (`Cache-Control` of the
+/// published key set). Rotation keeps a replaced key published for longer than this, so a
+/// cached set never lacks a key still in use.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
 /// Margin on top of the longest token lifetime: clock skew plus JWKS caching.
-const GRACE_MARGIN_SECS: u64 = crate::routes::issuer::JWKS_MAX_AGE_SECS + 300;
+const GRACE_MARGIN_SECS: u64 = JWKS_MAX_AGE_SECS + 300;
 
 /// Which ring a change is for.
 #[derive(Debug, Clone, Copy)]

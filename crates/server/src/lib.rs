@@ -11,7 +11,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod email;
 pub mod error;
-pub mod extract;
+pub mod grants;
 pub mod http_server;
 pub mod key_rotation;
 pub mod keystore;
@@ -31,6 +31,7 @@ pub mod routes;
 pub mod secrets;
 pub mod telemetry;
 pub mod tokens;
+pub mod web;
 
 use std::sync::Arc;
 

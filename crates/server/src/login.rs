@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use tenantry_controlplane::model::MailTemplateKind;
-use tenantry_dataplane::model::{User, UserStatus};
+use tenantry_dataplane::model::User;
 use tenantry_dataplane::{TenantDb, UserRepository};
 
 use crate::app::AppState;
@@ -57,13 +57,34 @@ impl From<ApiError> for LoginError {
     }
 }
 
-/// What the user owes after a correct password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the user owes after a correct password ([`decide_second_factor`] decides).
+#[derive(Debug)]
 pub enum SecondFactor {
     None,
     /// A code from the enrolled authenticator (or a recovery code).
     Challenge,
-    /// The tenant requires a second factor and the user has none: set one up now.
+    /// The tenant requires a second factor and the user has none: set one up now with
+    /// this new (pending) enrolment; its first code completes the login.
+    Enrol(crate::mfa::Enrolment),
+}
+
+/// Which second factor a login owes, if any: a code from a confirmed authenticator unless
+/// this device is trusted to skip it; else, when the tenant requires one, a new
+/// enrolment; else none. The one decision behind both front doors.
+pub fn decide_second_factor(totp_enrolled: bool, device_trusted: bool, mfa_required: bool) -> Owed {
+    match (totp_enrolled, device_trusted, mfa_required) {
+        (true, true, _) => Owed::None,
+        (true, false, _) => Owed::Challenge,
+        (false, _, true) => Owed::Enrol,
+        (false, _, false) => Owed::None,
+    }
+}
+
+/// [`decide_second_factor`]'s answer, before an enrolment is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    None,
+    Challenge,
     Enrol,
 }
 
@@ -210,7 +231,7 @@ pub async fn password_login(
     let checked = async {
         // The user, the password hash and the second-factor state in one statement.
         let account = match db.login_account(email, &ctx.custom_fields()).await {
-            Ok(account) => account.filter(|(u, _)| u.status == UserStatus::Active),
+            Ok(account) => account.filter(|(u, _)| crate::web::is_active(u)),
             // A malformed email is simply not a known user.
             Err(tenantry_dataplane::DbError::Invalid(_)) => None,
             Err(e) => return Err(ApiError::from(e)),
@@ -266,16 +287,20 @@ pub async fn password_login(
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let second_factor = if totp_enrolled {
-        if remembered {
-            SecondFactor::None
-        } else {
-            SecondFactor::Challenge
-        }
-    } else if policy.mfa_required {
-        SecondFactor::Enrol
-    } else {
-        SecondFactor::None
+    let second_factor = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
+        Owed::None => SecondFactor::None,
+        Owed::Challenge => SecondFactor::Challenge,
+        Owed::Enrol => SecondFactor::Enrol(
+            crate::mfa::enrol(
+                &state.secrets,
+                db,
+                ctx.entry.tenant.id,
+                crate::mfa::issuer_name(ctx),
+                user.id,
+                &user.email,
+            )
+            .await?,
+        ),
     };
     Ok(Accepted { user, second_factor })
 }
@@ -371,6 +396,55 @@ pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid)
     Ok(state.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }
 
+/// What a code submitted for a login's second factor did.
+#[derive(Debug)]
+pub enum CodeCheck {
+    Passed,
+    /// The first code of a new enrolment: it is confirmed, and these recovery codes are
+    /// shown once.
+    Enrolled(Vec<String>),
+    /// Wrong, stale or replayed; `enrolling` when the user was confirming a new enrolment
+    /// (a page shows it again).
+    Refused {
+        enrolling: bool,
+    },
+}
+
+/// The second step of a login, behind both front doors: counts the attempt against the
+/// account ([`MFA_ATTEMPTS`], 429 past it), checks `code` — against the confirmed
+/// authenticator (or as a recovery code), or, while an enrolment is pending, as its first
+/// code (which confirms it) — and forgets the count once it passed.
+pub async fn second_factor_step(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    code: &str,
+) -> Result<CodeCheck, ApiError> {
+    use tenantry_dataplane::MfaRepository;
+    mfa_attempt(state, ctx, user.id).await?;
+    let tenant = ctx.entry.tenant.id;
+    let secrets = &state.secrets;
+    let checked = match db.totp(user.id).await? {
+        Some(credential) if credential.confirmed_at.is_some() => {
+            if crate::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
+                CodeCheck::Passed
+            } else {
+                CodeCheck::Refused { enrolling: false }
+            }
+        }
+        Some(_) => match crate::mfa::confirm(secrets, db, tenant, user.id, code).await? {
+            Some(codes) => CodeCheck::Enrolled(codes),
+            None => CodeCheck::Refused { enrolling: true },
+        },
+        None => CodeCheck::Refused { enrolling: false },
+    };
+    if !matches!(checked, CodeCheck::Refused { .. }) {
+        mfa_passed(state, ctx, user.id).await?;
+    }
+    Ok(checked)
+}
+
 /// Opens a login session (the row in the tenant database) for a user who has just
 /// authenticated with `amr`; answers it and the session id the browser keeps (only its
 /// hash is stored). Shared by the hosted pages and the headless API.
@@ -379,7 +453,7 @@ pub async fn start_session(
     db: &TenantDb,
     user_id: uuid::Uuid,
     amr: &[&str],
-    origin: &crate::extract::SessionOrigin,
+    origin: &crate::web::SessionOrigin,
 ) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
     use tenantry_dataplane::SessionRepository;
     let now = chrono::Utc::now();
@@ -419,6 +493,18 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_second_factor_decision() {
+        // An enrolled user owes a code unless the device is trusted, whatever the policy.
+        assert_eq!(decide_second_factor(true, false, false), Owed::Challenge);
+        assert_eq!(decide_second_factor(true, false, true), Owed::Challenge);
+        assert_eq!(decide_second_factor(true, true, true), Owed::None);
+        // A user without one enrols when the tenant requires it; a device cannot skip that.
+        assert_eq!(decide_second_factor(false, false, true), Owed::Enrol);
+        assert_eq!(decide_second_factor(false, true, true), Owed::Enrol);
+        assert_eq!(decide_second_factor(false, false, false), Owed::None);
+    }
 
     #[test]
     fn per_ip_keys_group_ipv6_by_64_and_keep_ipv4_per_address() {

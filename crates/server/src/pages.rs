@@ -426,14 +426,6 @@ pub fn email_not_configured(lang: Language) -> &'static str {
     texts(lang).email_not_configured
 }
 
-/// The language code of `lang` (`en`, `es`).
-pub fn lang_code(lang: Language) -> &'static str {
-    match lang {
-        Language::En => "en",
-        Language::Es => "es",
-    }
-}
-
 /// Picks the page language: the first of `ui_locales` we speak, else the tenant's.
 pub fn language(ui_locales: Option<&str>, tenant: Language) -> Language {
     ui_locales
@@ -462,7 +454,7 @@ impl PageContext<'_> {
         let t = texts(self.lang);
         let page = TEMPLATES.get_template(template).and_then(|tpl| {
             tpl.render(context! {
-                lang => lang_code(self.lang),
+                lang => self.lang.as_str(),
                 title => title,
                 brand => self.branding.name.as_deref().unwrap_or(self.tenant_name),
                 logo => self.branding.logo_url.as_deref(),

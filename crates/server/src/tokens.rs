@@ -11,14 +11,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, SigningAlg};
-use tenantry_dataplane::model::{Session, User, UserStatus};
-use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
+use tenantry_dataplane::model::{Session, User};
+use tenantry_dataplane::{SessionRepository, TokenRepository};
 use tenantry_keys::claims::{AccessTokenClaims, Audience, IdTokenClaims, half_hash};
 use tenantry_keys::{Expect, TokenType, VerifyError};
 
 use crate::error::ApiError;
 use crate::resolver::{Capability, TenantContext};
 
+/// Scopes every tenant has (discovery lists them; a tenant cannot redefine them).
+pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
 /// `typ` of JWT access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// `typ` of ID tokens.
@@ -307,11 +309,9 @@ pub async fn accept_access_token(ctx: &TenantContext, token: &str) -> Result<Goo
     let user_id: uuid::Uuid = claims.sub.parse().map_err(|_| invalid("the token is not a user's"))?;
     let db = ctx.db().await.map_err(BearerError::Unavailable)?;
     let unavailable = |e: tenantry_dataplane::DbError| BearerError::Unavailable(e.into());
-    let user = db
-        .user_by_id(user_id, &ctx.custom_fields())
+    let user = crate::web::active_user(ctx, &db, user_id)
         .await
-        .map_err(unavailable)?
-        .filter(|u| u.status == UserStatus::Active)
+        .map_err(BearerError::Unavailable)?
         .ok_or_else(|| invalid("the user no longer exists or is disabled"))?;
     let session = match claims.sid.as_deref() {
         None => None,

@@ -794,3 +794,75 @@ async fn profile_values_are_checked(server: &TestServer, slug: &str) {
         "email",
     );
 }
+
+/// One `Authorization: Bearer` rule for every caller (RFC 6750 2.1, scheme
+/// case-insensitive): `/v1/auth/me`, UserInfo and the admin API accept `bearer` and
+/// `BEARER` alike, and refuse a malformed header alike (400 with
+/// `error="invalid_request"`), and a header of another scheme as no token (401, bare
+/// challenge).
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_everywhere() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "case@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, tokens) = api.login("case@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = access(&tokens);
+
+    let me = format!("{}/v1/auth/me", server.base);
+    let userinfo = format!("{}/t/local/userinfo", server.base);
+    let admin = format!("{}/v1/admin/tenants", server.base);
+    let send = |url: &str, authorization: String| {
+        server
+            .http
+            .get(url)
+            .header("X-Tenant-Slug", "local")
+            .header("authorization", authorization)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        for url in [&me, &userinfo] {
+            let response = send(url, format!("{scheme} {token}")).await.unwrap();
+            assert_eq!(response.status(), 200, "{scheme} at {url}");
+        }
+        let response = send(&admin, format!("{scheme} {}", server.admin_token)).await.unwrap();
+        assert_eq!(response.status(), 200, "{scheme} at {admin}");
+    }
+
+    // Malformed: the same refusal at every door.
+    for header in [
+        "Bearer".to_owned(),
+        "bearer   ".to_owned(),
+        format!("Bearer {token} extra"),
+    ] {
+        for url in [&me, &userinfo, &admin] {
+            let response = send(url, header.clone()).await.unwrap();
+            assert_eq!(response.status(), 400, "{header:?} at {url}");
+            let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(
+                challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_request\""),
+                "{header:?} at {url}: {challenge}"
+            );
+        }
+    }
+    // Another scheme is no bearer token: 401 with a bare challenge (no error code).
+    for url in [&me, &userinfo, &admin] {
+        let response = send(url, "Basic YTpi".to_owned()).await.unwrap();
+        assert_eq!(response.status(), 401, "Basic at {url}");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.starts_with("Bearer") && !challenge.contains("error="),
+            "Basic at {url}: {challenge}"
+        );
+    }
+}

@@ -15,7 +15,6 @@
 use std::net::IpAddr;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,11 +25,11 @@ use tenantry_dataplane::model::{EmailTokenPurpose, User};
 use crate::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::ClientIp;
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
-use crate::routes::authorize::{CSRF_COOKIE, cookie, cookie_header};
+use crate::web::ClientIp;
+use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,7 +46,7 @@ fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
     }
 }
 
-/// The parameters of a link (query) or of its form (body); `None` when a name repeats.
+/// The parameters of a link (query) or of its form (body).
 struct LinkParams {
     token: String,
     csrf: String,
@@ -55,15 +54,14 @@ struct LinkParams {
     new_password: String,
 }
 
-fn link_params(raw: &[u8]) -> Option<LinkParams> {
-    let params = Params::parse(raw, &[]).ok()?;
+fn link_params(params: &Params) -> LinkParams {
     let get = |name: &str| params.get(name).unwrap_or("").to_owned();
-    Some(LinkParams {
+    LinkParams {
         token: get("token"),
         csrf: get("csrf"),
         ui_locales: params.get("ui_locales").map(str::to_owned),
         new_password: get("new_password"),
-    })
+    }
 }
 
 /// What went wrong before the work: shown on the error page.
@@ -111,7 +109,7 @@ async fn open_link(
     reset: bool,
 ) -> Result<OpenedLink, Box<Response>> {
     let tenant_lang = ctx.entry.tenant.settings.language;
-    let Some(params) = link_params(query.unwrap_or_default().as_bytes()) else {
+    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]).map(|p| link_params(&p)) else {
         return Err(Box::new(page_context(ctx, tenant_lang).error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -137,7 +135,7 @@ async fn open_link(
         Some(_) => lang,
         None => account_email::mail_language(ctx, Some(&user)),
     };
-    let csrf = cookie(headers, CSRF_COOKIE).unwrap_or_else(|| tenantry_crypto::random_token(32));
+    let csrf = csrf::token(headers);
     Ok(OpenedLink {
         token: params.token,
         user,
@@ -147,45 +145,32 @@ async fn open_link(
 }
 
 /// The POST of a link's form: its parameters and language once the CSRF token matches
-/// the cookie.
+/// the cookie ([`CsrfForm`]).
 async fn open_form(
     state: &AppState,
     ctx: &TenantContext,
     ip: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Result<(LinkParams, Language), Box<Response>> {
     let tenant_lang = ctx.entry.tenant.settings.language;
-    let params = link_params(body);
-    let lang = pages::language(params.as_ref().and_then(|p| p.ui_locales.as_deref()), tenant_lang);
-    let expired = || {
-        Box::new(page_context(ctx, lang).error(
+    let expired = |params: Option<&Params>| {
+        let lang = pages::language(params.and_then(|p| p.get("ui_locales")), tenant_lang);
+        page_context(ctx, lang).error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             pages::link_page_expired(lang),
-        ))
+        )
     };
-    let Some(params) = params else {
-        return Err(expired());
-    };
-    let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
-    if params.csrf.is_empty() || !tenantry_crypto::constant_time_eq(params.csrf.as_bytes(), cookie_csrf.as_bytes()) {
-        return Err(expired());
-    }
-    if params.token.is_empty() {
+    let CsrfForm(params) = form.map_err(|rejection| Box::new(rejection.respond(|params| expired(params.as_ref()))))?;
+    let form = link_params(&params);
+    let lang = pages::language(form.ui_locales.as_deref(), tenant_lang);
+    if form.token.is_empty() {
         return Err(Box::new(link_error(ctx, lang, account_email::invalid_token())));
     }
     account_email::count_token_check(state, ctx, ip)
         .await
         .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
-    Ok((params, lang))
-}
-
-fn with_csrf_cookie(state: &AppState, ctx: &TenantContext, mut response: Response, csrf: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&cookie_header(state, ctx, CSRF_COOKIE, csrf, None)) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    Ok((form, lang))
 }
 
 fn action(ctx: &TenantContext, path: &str) -> String {
@@ -206,7 +191,7 @@ async fn verify_get(
     };
     let action = action(&ctx, VERIFY_PATH);
     let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.user.email);
-    with_csrf_cookie(&state, &ctx, page, &link.csrf)
+    csrf::with_cookie(&state, &ctx, page, &link.csrf)
 }
 
 /// `POST /t/{slug}/verify-email`: spends the token and marks the address verified.
@@ -214,10 +199,9 @@ async fn verify_post(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
-    let (form, lang) = match open_form(&state, &ctx, ip, &headers, &body).await {
+    let (form, lang) = match open_form(&state, &ctx, ip, form).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -245,7 +229,7 @@ async fn reset_get(
     };
     let action = action(&ctx, RESET_PATH);
     let page = page_context(&ctx, link.lang).reset_password(&action, &link.token, &link.csrf, &link.user.email, None);
-    with_csrf_cookie(&state, &ctx, page, &link.csrf)
+    csrf::with_cookie(&state, &ctx, page, &link.csrf)
 }
 
 /// `POST /t/{slug}/reset-password`: sets the new password (the API's very reset: policy,
@@ -255,10 +239,9 @@ async fn reset_post(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
-    let (form, lang) = match open_form(&state, &ctx, ip, &headers, &body).await {
+    let (form, lang) = match open_form(&state, &ctx, ip, form).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -317,9 +300,9 @@ async fn forgot_get(
     if !ctx.capabilities.email {
         return email_not_configured(&ctx, lang);
     }
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_else(|| tenantry_crypto::random_token(32));
+    let csrf = csrf::token(&headers);
     let page = page_context(&ctx, lang).forgot_password(&action(&ctx, FORGOT_PATH), &csrf, "", None);
-    with_csrf_cookie(&state, &ctx, page, &csrf)
+    csrf::with_cookie(&state, &ctx, page, &csrf)
 }
 
 /// `POST /t/{slug}/forgot-password`: once the CSRF token matches the cookie, the API's
@@ -329,22 +312,24 @@ async fn forgot_post(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
     let tenant_lang = ctx.entry.tenant.settings.language;
-    let params = Params::parse(&body, &[]).ok();
-    let lang = pages::language(params.as_ref().and_then(|p| p.get("ui_locales")), tenant_lang);
-    let page = page_context(&ctx, lang);
-    let expired = || page.error(StatusCode::BAD_REQUEST, "invalid_request", pages::form_expired(lang));
-    let Some(params) = params else {
-        return expired();
+    let page_in = |params: Option<&Params>| {
+        let lang = pages::language(params.and_then(|p| p.get("ui_locales")), tenant_lang);
+        (page_context(&ctx, lang), lang)
     };
+    let params = match form {
+        Ok(CsrfForm(params)) => params,
+        Err(rejection) => {
+            return rejection.respond(|params| {
+                let (page, lang) = page_in(params.as_ref());
+                page.error(StatusCode::BAD_REQUEST, "invalid_request", pages::form_expired(lang))
+            });
+        }
+    };
+    let (page, lang) = page_in(Some(&params));
     let csrf = params.get("csrf").unwrap_or("");
-    let cookie_csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
-    if csrf.is_empty() || !tenantry_crypto::constant_time_eq(csrf.as_bytes(), cookie_csrf.as_bytes()) {
-        return expired();
-    }
     let email = params.get("email").unwrap_or("").to_owned();
     match account_email::request_link(&state, &ctx, ip, email.clone(), None, EmailTokenPurpose::ResetPassword).await {
         Ok(()) => page.forgot_sent(),

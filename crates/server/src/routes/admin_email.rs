@@ -12,7 +12,7 @@ use tenantry_controlplane::model::{Language, MailTemplateKind};
 use crate::app::AppState;
 use crate::email::{self, MailVars};
 use crate::error::ApiError;
-use crate::extract::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/admin/tenants/{slug}/email/test", post(send_test))

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{AdminAuth, ApiJson};
 use crate::passwords;
 use crate::resolver::TenantContext;
+use crate::web::{AdminAuth, ApiJson};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -298,7 +298,7 @@ async fn delete_user(
 
 /// `user` if it may use a mailed link (a disabled account cannot).
 fn active(user: User) -> Result<User, ApiError> {
-    if user.status != tenantry_dataplane::model::UserStatus::Active {
+    if !crate::web::is_active(&user) {
         return Err(ApiError::new(
             ErrorCode::UserDisabled,
             "the user is disabled; enable it first",

@@ -5,7 +5,7 @@
 //!
 //! It is the hosted login's other front door: the password check is `login::password_login`
 //! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
-//! issues (`oauth::user_token_body`). Only first-party clients of the tenant may log users
+//! issues (`grants::user_token_body`). Only first-party clients of the tenant may log users
 //! in here. Calls for "me" take the access token as a bearer and need its login session
 //! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
 //! also need a fresh re-authentication ([`reauthenticate`]). Errors are RFC 9457 problems.
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Client, GrantType, MailTemplateKind};
 use tenantry_crypto::{SealContext, hash_token, random_token};
-use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User, UserStatus};
+use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User};
 use tenantry_dataplane::{
     EmailTokenRepository, MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository,
 };
@@ -31,10 +31,12 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{ApiJson, ClientIp, SessionOrigin};
-use crate::login::{LoginError, SecondFactor};
+use crate::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
+use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::resolver::{Capability, TenantContext};
-use crate::routes::oauth::{UserTokens, refresh_body, user_token_body};
+use crate::web::active_user;
+use crate::web::bearer::{Bearer, challenge};
+use crate::web::{ApiJson, ClientIp, SessionOrigin};
 
 /// How long a second-factor challenge (`mfa_token`) stays valid.
 const MFA_TOKEN_TTL: Duration = Duration::minutes(5);
@@ -117,7 +119,7 @@ async fn sign_in(
                 scope: scope.to_owned(),
                 auth_time: Some(now),
                 amr: session.amr.clone(),
-                expires_at: now + crate::routes::oauth::refresh_lifetime(ctx, client),
+                expires_at: now + refresh_lifetime(ctx, client),
             },
             now,
         )
@@ -234,17 +236,7 @@ async fn login(
             return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?).into_response());
         }
         SecondFactor::Challenge => None,
-        SecondFactor::Enrol => Some(
-            crate::mfa::enrol(
-                &state.secrets,
-                &db,
-                ctx.entry.tenant.id,
-                crate::mfa::issuer_name(&ctx),
-                user.id,
-                &user.email,
-            )
-            .await?,
-        ),
+        SecondFactor::Enrol(enrolment) => Some(enrolment),
     };
     let challenge = MfaChallenge {
         jti: random_token(16),
@@ -294,21 +286,13 @@ async fn mfa(
     let user = active_user(&ctx, &db, challenge.user)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    crate::login::mfa_attempt(&state, &ctx, user.id).await?;
-    let tenant = ctx.entry.tenant.id;
-    let (passed, recovery_codes) = if crate::mfa::enrolled(&db, user.id).await? {
-        let passed = crate::mfa::check_second_factor(&state.secrets, &db, tenant, user.id, &body.code).await?;
-        (passed, None)
-    } else {
-        match crate::mfa::confirm(&state.secrets, &db, tenant, user.id, &body.code).await? {
-            Some(codes) => (true, Some(codes)),
-            None => (false, None),
+    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &body.code).await? {
+        CodeCheck::Passed => None,
+        CodeCheck::Enrolled(codes) => Some(codes),
+        CodeCheck::Refused { .. } => {
+            return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
         }
     };
-    if !passed {
-        return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
-    }
-    crate::login::mfa_passed(&state, &ctx, user.id).await?;
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
     state.rate_limiter.hit(&spent_key, 1, ttl).await?;
     let amr = ["pwd", "otp", "mfa"];
@@ -321,13 +305,6 @@ async fn mfa(
         tokens["device_token"] = json!(crate::mfa::remember_device(&db, user.id, days, None).await?);
     }
     Ok(Json(tokens))
-}
-
-async fn active_user(ctx: &TenantContext, db: &TenantDb, id: Uuid) -> Result<Option<User>, ApiError> {
-    Ok(db
-        .user_by_id(id, &ctx.custom_fields())
-        .await?
-        .filter(|u| u.status == UserStatus::Active))
 }
 
 #[derive(Deserialize)]
@@ -448,7 +425,8 @@ async fn register(
     if let (Some(client), Some(scope)) = (client, scope)
         && policy.registration_auto_login
         && !policy.require_verified_email
-        && !policy.mfa_required
+        // A new account has no second factor yet: tokens only when none is owed.
+        && crate::login::decide_second_factor(false, false, policy.mfa_required) == crate::login::Owed::None
     {
         answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?;
     }
@@ -469,7 +447,7 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         let unauthorized = |why: &str| {
             let mut e = ApiError::new(ErrorCode::Unauthorized, why.to_owned());
-            e.challenge = Some("Bearer error=\"invalid_token\"".into());
+            e.challenge = Some(challenge(None, Some("invalid_token")));
             e
         };
         let ctx = parts
@@ -477,17 +455,9 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             .get::<TenantContext>()
             .cloned()
             .ok_or_else(ApiError::internal)?;
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                let mut e = ApiError::new(ErrorCode::Unauthorized, "send the access token as a Bearer token");
-                e.challenge = Some("Bearer".into());
-                e
-            })?;
-        let good = match crate::tokens::accept_access_token(&ctx, token).await {
+        let Bearer(token) = Bearer::required(&parts.headers)
+            .map_err(|r| r.into_problem(None, "send the access token as a Bearer token"))?;
+        let good = match crate::tokens::accept_access_token(&ctx, &token).await {
             Ok(good) => good,
             Err(crate::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
             Err(crate::tokens::BearerError::Unavailable(e)) => return Err(e),

@@ -5,7 +5,7 @@
 //! page, never redirected. Later errors go back to the redirect URI with `error`,
 //! `error_description`, `state` and `iss`. The validated request travels between the
 //! steps as a sealed, expiring "interaction" in a hidden field; every form also carries
-//! a CSRF token that must equal the tenant-scoped CSRF cookie.
+//! a CSRF token that must equal the tenant-scoped CSRF cookie (`web::csrf`).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,23 +17,18 @@ use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_controlplane::model::{Client, ClientType, GrantType, Language};
 use tenantry_crypto::{SealContext, hash_token, random_token};
-use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User, UserStatus};
-use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository, UserRepository};
+use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User};
+use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::SessionOrigin;
-use crate::login::{LoginError, SecondFactor};
+use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
+use crate::web::csrf::{self, CsrfForm, CsrfRejection};
+use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, active_user, cookie, cookie_header};
 
-/// Name of the login session cookie (scoped to the tenant's path).
-pub const SESSION_COOKIE: &str = "tenantry_session";
-/// Name of the trusted-device cookie (after "don't ask again on this device").
-pub const DEVICE_COOKIE: &str = "tenantry_device";
-/// Name of the CSRF cookie (scoped to the tenant's path).
-pub const CSRF_COOKIE: &str = "tenantry_csrf";
 /// How long an interaction (authorize → login → consent) may take.
 const INTERACTION_TTL: Duration = Duration::minutes(15);
 /// Lifetime of an authorization code (RFC 6749 recommends at most 10 minutes).
@@ -247,7 +242,7 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         Some(Ok(v)) if v >= 0 => Some(v),
         Some(_) => return back.error("invalid_request", "max_age must be a non-negative integer"),
     };
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_else(|| random_token(32));
+    let csrf = csrf::token(&headers);
     let interaction = Interaction {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.to_owned(),
@@ -307,7 +302,7 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
             )
         }
     };
-    with_csrf_cookie(&state, &ctx, response, &csrf)
+    csrf::with_cookie(&state, &ctx, response, &csrf)
 }
 
 fn is_pkce_value(value: &str) -> bool {
@@ -329,39 +324,6 @@ fn forgot_link(ctx: &TenantContext, lang: Language) -> Option<String> {
         .then(|| crate::account_email::forgot_link(ctx, lang))
 }
 
-/// A cookie value from the request.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// `Set-Cookie` for a tenant-scoped cookie: HttpOnly, SameSite=Lax, Secure on https.
-pub fn cookie_header(state: &AppState, ctx: &TenantContext, name: &str, value: &str, max_age: Option<i64>) -> String {
-    let path = format!("/t/{}", ctx.slug());
-    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
-    if state.public_url.scheme() == "https" {
-        cookie.push_str("; Secure");
-    }
-    if let Some(age) = max_age {
-        cookie.push_str(&format!("; Max-Age={age}"));
-    }
-    cookie
-}
-
-fn with_csrf_cookie(state: &AppState, ctx: &TenantContext, mut response: Response, csrf: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&cookie_header(state, ctx, CSRF_COOKIE, csrf, None)) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
-}
-
 /// The request's live login session and its active user, if any.
 async fn current_session(ctx: &TenantContext, headers: &HeaderMap) -> Result<Option<(Session, User)>, ApiError> {
     let Some(id) = cookie(headers, SESSION_COOKIE) else {
@@ -371,10 +333,7 @@ async fn current_session(ctx: &TenantContext, headers: &HeaderMap) -> Result<Opt
     let Some(session) = db.active_session(&hash_token(&id), Utc::now()).await? else {
         return Ok(None);
     };
-    let user = db
-        .user_by_id(session.user_id, &ctx.custom_fields())
-        .await?
-        .filter(|u| u.status == UserStatus::Active);
+    let user = active_user(ctx, &db, session.user_id).await?;
     Ok(user.map(|u| (session, u)))
 }
 
@@ -479,30 +438,26 @@ struct StepForm {
     remember: bool,
 }
 
-/// Opens a step's form: the interaction must unseal and not be expired, and the CSRF
-/// field must equal the CSRF cookie.
+/// Opens a step's form: its CSRF field must equal the CSRF cookie ([`CsrfForm`]), and the
+/// interaction must unseal, not be expired, and belong to this browser (carry the same
+/// CSRF token).
 fn open_step(
     state: &AppState,
     ctx: &TenantContext,
-    headers: &HeaderMap,
-    body: &[u8],
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Result<(StepForm, Interaction), Box<Response>> {
     let lang = ctx.entry.tenant.settings.language;
-    let broken =
-        || Box::new(page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)));
-    let form: StepForm = step_form(body).ok_or_else(broken)?;
-    let interaction = unseal(state, ctx, &form.interaction).ok_or_else(broken)?;
-    let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
-    if !tenantry_crypto::constant_time_eq(form.csrf.as_bytes(), interaction.csrf.as_bytes())
-        || !tenantry_crypto::constant_time_eq(cookie_csrf.as_bytes(), interaction.csrf.as_bytes())
-    {
-        return Err(broken());
+    let broken = || page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
+    let CsrfForm(params) = form.map_err(|rejection| Box::new(rejection.respond(|_| broken())))?;
+    let form = step_form(&params).ok_or_else(|| Box::new(broken()))?;
+    let interaction = unseal(state, ctx, &form.interaction).ok_or_else(|| Box::new(broken()))?;
+    if !csrf::matches(&interaction.csrf, &form.csrf) {
+        return Err(Box::new(broken()));
     }
     Ok((form, interaction))
 }
 
-fn step_form(body: &[u8]) -> Option<StepForm> {
-    let params = Params::parse(body, &[]).ok()?;
+fn step_form(params: &Params) -> Option<StepForm> {
     Some(StepForm {
         interaction: params.get("interaction")?.to_owned(),
         csrf: params.get("csrf")?.to_owned(),
@@ -519,9 +474,9 @@ async fn login(
     State(state): State<AppState>,
     origin: SessionOrigin,
     headers: HeaderMap,
-    body: Bytes,
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
-    let (form, interaction) = match open_step(&state, &ctx, &headers, &body) {
+    let (form, interaction) = match open_step(&state, &ctx, form) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -591,22 +546,7 @@ async fn login(
             return response;
         }
         SecondFactor::Challenge => None,
-        SecondFactor::Enrol => {
-            let tenant = ctx.entry.tenant.id;
-            match crate::mfa::enrol(
-                &state.secrets,
-                &db,
-                tenant,
-                crate::mfa::issuer_name(&ctx),
-                user.id,
-                &user.email,
-            )
-            .await
-            {
-                Ok(enrolment) => Some(enrolment),
-                Err(e) => return e.into_response(),
-            }
-        }
+        SecondFactor::Enrol(enrolment) => Some(enrolment),
     };
     let mut pending = interaction;
     pending.mfa_user = Some(user.id);
@@ -643,10 +583,9 @@ async fn mfa_step(
     ctx: TenantContext,
     State(state): State<AppState>,
     origin: SessionOrigin,
-    headers: HeaderMap,
-    body: Bytes,
+    form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
-    let (form, mut interaction) = match open_step(&state, &ctx, &headers, &body) {
+    let (form, mut interaction) = match open_step(&state, &ctx, form) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -660,82 +599,48 @@ async fn mfa_step(
         Ok(db) => db,
         Err(e) => return e.into_response(),
     };
-    let user = match db.user_by_id(user_id, &ctx.custom_fields()).await {
-        Ok(Some(user)) if user.status == UserStatus::Active => user,
-        Ok(_) => return expired(),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if let Err(e) = crate::login::mfa_attempt(&state, &ctx, user.id).await {
-        let sealed = seal(&state, &ctx, &interaction);
-        let message = match e.retry_after {
-            Some(secs) if e.code == crate::error::ErrorCode::RateLimited => {
-                pages::try_later(lang, std::time::Duration::from_secs(secs))
-            }
-            _ => return e.into_response(),
-        };
-        let mut page = pages.mfa(
-            &action(&ctx, "mfa"),
-            &sealed,
-            &interaction.csrf,
-            None,
-            remember_days(&ctx),
-            Some(&message),
-        );
-        *page.status_mut() = e.code.status();
-        if let Ok(value) = HeaderValue::from_str(&e.retry_after.unwrap_or(1).to_string()) {
-            page.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return page;
-    }
-    let tenant = ctx.entry.tenant.id;
-    let secrets = &state.secrets;
-    let checked = match crate::mfa::pending_enrolment(
-        secrets,
-        &db,
-        tenant,
-        crate::mfa::issuer_name(&ctx),
-        user.id,
-        &user.email,
-    )
-    .await
-    {
-        Ok(Some(enrolment)) => match crate::mfa::confirm(secrets, &db, tenant, user.id, &form.code).await {
-            Ok(Some(codes)) => Ok(CodeCheck::Enrolled(codes)),
-            Ok(None) => Ok(CodeCheck::Refused(Some(enrolment))),
-            Err(e) => Err(e),
-        },
-        Ok(None) => {
-            let passed = crate::mfa::check_second_factor(secrets, &db, tenant, user.id, &form.code).await;
-            passed.map(|ok| {
-                if ok {
-                    CodeCheck::Passed
-                } else {
-                    CodeCheck::Refused(None)
-                }
-            })
-        }
-        Err(e) => Err(e),
-    };
-    let (passed, recovery_codes, enrolment) = match checked {
-        Ok(CodeCheck::Passed) => (true, None, None),
-        Ok(CodeCheck::Enrolled(codes)) => (true, Some(codes), None),
-        Ok(CodeCheck::Refused(enrolment)) => (false, None, enrolment),
+    let user = match active_user(&ctx, &db, user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return expired(),
         Err(e) => return e.into_response(),
     };
-    if !passed {
+    let refused = |enrolment: Option<&crate::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
-        return pages.mfa(
+        pages.mfa(
             &action(&ctx, "mfa"),
             &sealed,
             &interaction.csrf,
-            enrolment.as_ref(),
+            enrolment,
             remember_days(&ctx),
-            Some(pages::bad_code(lang)),
-        );
-    }
-    if let Err(e) = crate::login::mfa_passed(&state, &ctx, user.id).await {
-        return e.into_response();
-    }
+            Some(message),
+        )
+    };
+    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &form.code).await {
+        Ok(CodeCheck::Passed) => None,
+        Ok(CodeCheck::Enrolled(codes)) => Some(codes),
+        Ok(CodeCheck::Refused { enrolling }) => {
+            // An enrolment in progress is shown again.
+            let enrolment = if enrolling {
+                let (tenant, issuer) = (ctx.entry.tenant.id, crate::mfa::issuer_name(&ctx));
+                match crate::mfa::pending_enrolment(&state.secrets, &db, tenant, issuer, user.id, &user.email).await {
+                    Ok(enrolment) => enrolment,
+                    Err(e) => return e.into_response(),
+                }
+            } else {
+                None
+            };
+            return refused(enrolment.as_ref(), pages::bad_code(lang));
+        }
+        Err(e) => {
+            let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
+                return e.into_response();
+            };
+            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
+            *page.status_mut() = e.code.status();
+            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return page;
+        }
+    };
     let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd", "otp", "mfa"]).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
@@ -743,14 +648,10 @@ async fn mfa_step(
     let device_cookie = match remember_days(&ctx) {
         days if days > 0 && form.remember => {
             match crate::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
-                Ok(token) => HeaderValue::from_str(&cookie_header(
-                    &state,
-                    &ctx,
-                    DEVICE_COOKIE,
-                    &token,
-                    Some(i64::from(days) * 86_400),
-                ))
-                .ok(),
+                Ok(token) => {
+                    let age = Some(i64::from(days) * 86_400);
+                    HeaderValue::from_str(&cookie_header(&state, &ctx, DEVICE_COOKIE, &token, age)).ok()
+                }
                 Err(e) => return e.into_response(),
             }
         }
@@ -777,19 +678,15 @@ fn remember_days(ctx: &TenantContext) -> u32 {
     ctx.entry.tenant.settings.security.mfa_remember_device_days
 }
 
-/// What a submitted second-factor code did.
-enum CodeCheck {
-    Passed,
-    /// The first code of a new enrolment: these recovery codes are shown once.
-    Enrolled(Vec<String>),
-    /// Wrong, stale or replayed; an enrolment in progress is shown again.
-    Refused(Option<crate::mfa::Enrolment>),
-}
-
 /// Goes on from a page shown inside the flow after login (the recovery codes): only with
 /// the very session that login created.
-async fn continue_step(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (_, interaction) = match open_step(&state, &ctx, &headers, &body) {
+async fn continue_step(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<CsrfForm, CsrfRejection>,
+) -> Response {
+    let (_, interaction) = match open_step(&state, &ctx, form) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -810,8 +707,13 @@ async fn continue_step(ctx: TenantContext, State(state): State<AppState>, header
     continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await
 }
 
-async fn consent(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (form, interaction) = match open_step(&state, &ctx, &headers, &body) {
+async fn consent(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<CsrfForm, CsrfRejection>,
+) -> Response {
+    let (form, interaction) = match open_step(&state, &ctx, form) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::resolver::TenantContext;
-
-/// Scopes every tenant has.
-pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
+use crate::tokens::BUILTIN_SCOPES;
 
 /// Metadata below the issuer (`{issuer}/.well-known/...`); behind the issuer middleware.
 pub fn router() -> Router<AppState> {

@@ -13,12 +13,10 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
+use crate::key_rotation::JWKS_MAX_AGE_SECS;
 use crate::resolver::TenantContext;
 use crate::tokens::{self, BearerError};
-
-/// How long clients and proxies may cache a JWKS response. Rotation keeps a replaced key
-/// published for longer than this, so a cached set never lacks a key still in use.
-pub const JWKS_MAX_AGE_SECS: u64 = 300;
+use crate::web::{Bearer, BearerRejection};
 
 /// The tenant's published keys: a public document.
 pub fn documents_router() -> Router<AppState> {
@@ -194,23 +192,13 @@ fn quoted(text: &str) -> String {
         .collect()
 }
 
-/// The token of an `Authorization: Bearer` header (scheme case-insensitive), if any.
+/// The token of an `Authorization: Bearer` header, if any ([`Bearer`]: the one parser).
 fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, UserinfoError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| UserinfoError::InvalidRequest("the Authorization header is not valid text"))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(UserinfoError::InvalidRequest("use the Bearer authorization scheme"));
+    match Bearer::from_headers(headers) {
+        Ok(token) => Ok(token.map(|Bearer(token)| token)),
+        Err(BearerRejection::Malformed(why)) => Err(UserinfoError::InvalidRequest(why)),
+        Err(BearerRejection::Missing) => Ok(None),
     }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(UserinfoError::InvalidRequest("the Bearer token is empty"));
-    }
-    Ok(Some(token.to_owned()))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::Utc;
@@ -29,7 +29,8 @@ use crate::outbound::{OutboundPolicy, OutboundRefusal};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
 use crate::resolver::TenantContext;
-use crate::routes::authorize::{CSRF_COOKIE, SESSION_COOKIE, cookie, cookie_header};
+use crate::web::csrf;
+use crate::web::{SESSION_COOKIE, cookie, set_cookie};
 
 /// Attempts to deliver one logout token (then it is dropped and logged).
 const DELIVERY_ATTEMPTS: u32 = 4;
@@ -147,14 +148,9 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
         }
         _ => false,
     };
-    let csrf_cookie = cookie(&headers, CSRF_COOKIE);
-    let confirmed = params.get("confirm") == Some("yes")
-        && csrf_cookie
-            .as_deref()
-            .zip(params.get("csrf"))
-            .is_some_and(|(a, b)| tenantry_crypto::constant_time_eq(a.as_bytes(), b.as_bytes()));
+    let confirmed = params.get("confirm") == Some("yes") && csrf::form_matches(&headers, params.get("csrf"));
     if session.is_some() && !hint_matches && !confirmed {
-        let csrf = csrf_cookie.unwrap_or_else(|| random_token(32));
+        let csrf = csrf::token(&headers);
         let mut fields: Vec<(String, String)> = params
             .pairs()
             .iter()
@@ -163,11 +159,8 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             .collect();
         fields.push(("csrf".into(), csrf.clone()));
         fields.push(("confirm".into(), "yes".into()));
-        let mut response = page(lang).logout_confirm(&format!("{}/logout", ctx.issuer), &fields);
-        if let Ok(value) = HeaderValue::from_str(&cookie_header(&state, &ctx, CSRF_COOKIE, &csrf, None)) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-        return response;
+        let response = page(lang).logout_confirm(&format!("{}/logout", ctx.issuer), &fields);
+        return csrf::with_cookie(&state, &ctx, response, &csrf);
     }
 
     if let Some(session) = &session {
@@ -207,9 +200,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
         }
         None => page(lang).logged_out(),
     };
-    if let Ok(value) = HeaderValue::from_str(&cookie_header(&state, &ctx, SESSION_COOKIE, "", Some(0))) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &state, &ctx, SESSION_COOKIE, "", Some(0));
     response
 }
 

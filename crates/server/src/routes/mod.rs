@@ -1,4 +1,6 @@
-//! HTTP handlers, one module per surface.
+//! HTTP handlers, one module per surface. Route modules never import each other: what
+//! two surfaces share lives in `web` (HTTP rules) or in a service module; the only
+//! cross-module use is merging routers (`api`, `admin`, and `app` for the whole tree).
 
 pub mod account_pages;
 pub mod admin;

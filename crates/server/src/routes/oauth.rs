@@ -19,15 +19,17 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Client, ClientType, GrantType, TokenEndpointAuthMethod};
-use tenantry_dataplane::{TokenRepository, UserRepository};
+use tenantry_dataplane::TokenRepository;
 use tenantry_keys::claims::AccessTokenClaims;
 use tenantry_keys::{Expect, TokenType};
 
 use crate::app::AppState;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
+use crate::grants::{UserTokens, grant_user, refresh_body, refresh_lifetime, user_token_body};
 use crate::params::Params;
 use crate::resolver::{Capability, TenantContext};
 use crate::tokens::{self, AccessGrant};
+use crate::web::OAuthError;
 
 /// The endpoints a browser app calls with `fetch`: token and revocation.
 pub fn fetch_router() -> Router<AppState> {
@@ -39,85 +41,6 @@ pub fn fetch_router() -> Router<AppState> {
 /// Introspection, for resource servers (confidential clients), never from a browser.
 pub fn server_router() -> Router<AppState> {
     Router::new().route("/t/{slug}/introspect", post(introspect))
-}
-
-/// An RFC 6749 section 5.2 error answer.
-#[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    basic_challenge: Option<String>,
-    /// The tenant cannot serve (no keys, database down): answered as a problem document.
-    unavailable: Option<Box<ApiError>>,
-}
-
-impl OAuthError {
-    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        let status = match error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self {
-            status,
-            error,
-            description: description.into(),
-            basic_challenge: None,
-            unavailable: None,
-        }
-    }
-}
-
-impl OAuthError {
-    /// A body that could not be read: over the size limit (413) or broken off (400),
-    /// still in the RFC 6749 error shape.
-    fn unreadable_body(rejection: BytesRejection) -> Self {
-        let mut e = OAuthError::new("invalid_request", rejection.body_text());
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            e.status = StatusCode::PAYLOAD_TOO_LARGE;
-            e.description = "the request body exceeds the configured limit".into();
-        }
-        e
-    }
-
-    /// The same refusal as an RFC 9457 problem, for the headless REST API.
-    pub(crate) fn into_problem(self) -> ApiError {
-        if let Some(e) = self.unavailable {
-            return *e;
-        }
-        let code = match self.error {
-            "invalid_grant" => ErrorCode::InvalidGrant,
-            "invalid_scope" => ErrorCode::InvalidScope,
-            "invalid_client" | "unauthorized_client" => ErrorCode::InvalidClient,
-            _ => ErrorCode::BadRequest,
-        };
-        ApiError::new(code, self.description)
-    }
-}
-
-impl From<ApiError> for OAuthError {
-    fn from(e: ApiError) -> Self {
-        Self {
-            unavailable: Some(Box::new(e)),
-            ..Self::new("server_error", "")
-        }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        if let Some(api) = self.unavailable {
-            return (*api).into_response();
-        }
-        let body = json!({"error": self.error, "error_description": self.description});
-        let mut response = (self.status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if let Some(challenge) = self.basic_challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert(header::WWW_AUTHENTICATE, challenge);
-        }
-        response
-    }
 }
 
 /// The parameters of an OAuth endpoint: a form body (`application/x-www-form-urlencoded`)
@@ -202,11 +125,11 @@ pub async fn authenticate_client<'a>(
         (None, None) => (require(form, "client_id")?, None, TokenEndpointAuthMethod::None),
     };
     let failed = |description: &str| {
-        let mut e = OAuthError::new("invalid_client", description.to_owned());
-        if basic.is_some() {
-            e.basic_challenge = Some(format!("Basic realm=\"{}\"", ctx.issuer));
+        let e = OAuthError::new("invalid_client", description.to_owned());
+        match basic {
+            Some(_) => e.with_basic_challenge(format!("Basic realm=\"{}\"", ctx.issuer)),
+            None => e,
         }
-        e
     };
     let key = state.keystore.client_secret_key(&ctx.snapshot.system_secrets)?;
     let client = ctx
@@ -332,11 +255,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed = || {
-        let mut e = OAuthError::new("invalid_client", "malformed Basic credentials");
-        e.basic_challenge = Some("Basic".into());
-        e
-    };
+    let malformed =
+        || OAuthError::new("invalid_client", "malformed Basic credentials").with_basic_challenge("Basic".into());
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -494,90 +414,8 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && tenantry_crypto::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
-/// Tokens for a user: an access token, an ID token when `openid` was granted, and a
-/// refresh token when the client may refresh.
-pub(crate) struct UserTokens<'a> {
-    pub client: &'a Client,
-    /// The (active) user, already loaded by the grant.
-    pub user: &'a tenantry_dataplane::model::User,
-    pub scope: &'a str,
-    pub session_id_hash: Option<&'a str>,
-    pub nonce: Option<&'a str>,
-    pub auth_time: chrono::DateTime<Utc>,
-    pub acr: Option<&'a str>,
-    pub amr: &'a [String],
-    pub refresh_token: Option<String>,
-    /// A fixed `jti` for the access token (`tokens::code_access_jti`); random otherwise.
-    pub access_jti: Option<String>,
-}
-
 async fn user_token_response(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Response, OAuthError> {
     Ok(no_store(user_token_body(ctx, t).await?))
-}
-
-/// The grant's user, if it still exists and is active.
-async fn active_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<tenantry_dataplane::model::User, OAuthError> {
-    ctx.db()
-        .await?
-        .user_by_id(id, &ctx.custom_fields())
-        .await
-        .map_err(ApiError::from)?
-        .filter(|u| u.status == tenantry_dataplane::model::UserStatus::Active)
-        .ok_or_else(|| invalid_grant("the user no longer exists or is disabled"))
-}
-
-/// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
-pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
-    let user = t.user;
-    let subject = user.id.to_string();
-    let sid = t.session_id_hash.map(tokens::sid);
-    let now = Utc::now();
-    let grant = AccessGrant {
-        client: t.client,
-        subject: &subject,
-        scope: t.scope,
-        audience: vec![t.client.client_id.clone()],
-        auth_time: Some(t.auth_time),
-        acr: t.acr,
-        amr: Some(t.amr.to_vec()),
-        sid: sid.as_deref(),
-        jti: t.access_jti.as_deref(),
-    };
-    let access = tokens::issue_access_token(ctx, &grant, now)?;
-    let scopes: Vec<&str> = t.scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let mut body = json!({
-        "access_token": access.token,
-        "token_type": "Bearer",
-        "expires_in": access.expires_in,
-        "scope": t.scope,
-    });
-    if scopes.contains(&"openid") {
-        let id = tokens::IdGrant {
-            client: t.client,
-            user,
-            scopes: &scopes,
-            nonce: t.nonce,
-            auth_time: Some(t.auth_time),
-            acr: t.acr,
-            amr: Some(t.amr.to_vec()),
-            sid: sid.as_deref(),
-            access_token: Some(&access.token),
-            code: None,
-        };
-        body["id_token"] = json!(tokens::issue_id_token(ctx, &id, now)?);
-    }
-    if let Some(refresh) = t.refresh_token {
-        body["refresh_token"] = json!(refresh);
-    }
-    Ok(body)
-}
-
-/// How long a refresh token of `client` lives (client override, else the tenant's).
-pub(crate) fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
-    let secs = client
-        .refresh_token_secs
-        .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
-    chrono::Duration::seconds(secs as i64)
 }
 
 /// `authorization_code` (RFC 6749 4.1.3, RFC 7636): single use — a second use fails and
@@ -652,7 +490,7 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
     } else {
         None
     };
-    let user = active_user(ctx, record.user_id).await?;
+    let user = grant_user(ctx, record.user_id).await?;
     user_token_response(
         ctx,
         UserTokens {
@@ -676,78 +514,6 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Form) -
 async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Form) -> Result<Response, OAuthError> {
     let presented = require(form, "refresh_token")?;
     Ok(no_store(refresh_body(ctx, client, presented, form.get("scope")).await?))
-}
-
-/// Rotates a refresh token and answers the new tokens' response body; shared with the
-/// headless API.
-pub(crate) async fn refresh_body(
-    ctx: &TenantContext,
-    client: &Client,
-    presented: &str,
-    scope: Option<&str>,
-) -> Result<Value, OAuthError> {
-    if !client.grant_types.contains(&GrantType::RefreshToken) {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "this client may not use refresh tokens",
-        ));
-    }
-    let old_hash = tenantry_crypto::hash_token(presented);
-    let db = ctx.db().await?;
-    let now = Utc::now();
-    let token = tenantry_crypto::random_token(32);
-    let request = tenantry_dataplane::RotationRequest {
-        client_id: client.client_id.clone(),
-        new_hash: tenantry_crypto::hash_token(&token),
-        scope: scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
-        expires_at: now + refresh_lifetime(ctx, client),
-    };
-    use tenantry_dataplane::model::Rotation;
-    let (old, new) = match db
-        .rotate_refresh(&old_hash, request, now)
-        .await
-        .map_err(ApiError::from)?
-    {
-        Rotation::Rotated { old, new } => (old, new),
-        Rotation::ReuseDetected { revoked, .. } => {
-            tracing::warn!(client_id = %client.client_id, revoked, "refresh token reuse detected; family revoked");
-            return Err(invalid_grant("the refresh token has already been used"));
-        }
-        Rotation::WrongClient => return Err(invalid_grant("the refresh token was issued to another client")),
-        Rotation::ScopeWidened => {
-            return Err(OAuthError::new(
-                "invalid_scope",
-                "the scope cannot be widened on refresh",
-            ));
-        }
-        Rotation::Revoked | Rotation::Expired | Rotation::NotFound => {
-            return Err(invalid_grant("the refresh token is invalid or expired"));
-        }
-    };
-    // The login the family started from: its time and methods stay the same.
-    let auth_time = new.auth_time.unwrap_or(old.issued_at);
-    let amr = if new.amr.is_empty() {
-        vec!["pwd".to_owned()]
-    } else {
-        new.amr.clone()
-    };
-    let user = active_user(ctx, new.user_id).await?;
-    user_token_body(
-        ctx,
-        UserTokens {
-            client,
-            user: &user,
-            scope: &new.scope,
-            session_id_hash: new.session_id_hash.as_deref(),
-            nonce: None,
-            auth_time,
-            acr: None,
-            amr: &amr,
-            refresh_token: Some(token),
-            access_jti: None,
-        },
-    )
-    .await
 }
 
 /// `POST /t/{slug}/introspect` (RFC 7662): any authenticated client of the tenant may ask;

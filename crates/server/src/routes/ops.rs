@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::AdminAuth;
 use crate::resources;
+use crate::web::AdminAuth;
 
 pub fn router() -> Router<AppState> {
     Router::new()

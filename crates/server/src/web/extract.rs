@@ -1,13 +1,14 @@
 //! Request extractors shared by the API surfaces: JSON bodies with problem+json
-//! rejections, admin bearer authentication, and the client's address.
+//! rejections, admin bearer authentication, and the client's address and user agent.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use tenantry_crypto::{constant_time_eq, hash_token};
 
+use super::bearer::{Bearer, challenge};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 
@@ -49,25 +50,10 @@ impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let challenge = |error: Option<&str>| {
-            let mut e = ApiError::new(
-                ErrorCode::Unauthorized,
-                match error {
-                    Some(_) => "the admin token is not valid",
-                    None => "send the admin token as `Authorization: Bearer <token>`",
-                },
-            );
-            e.challenge = Some(match error {
-                Some(code) => format!("Bearer realm=\"tenantry-admin\", error=\"{code}\""),
-                None => "Bearer realm=\"tenantry-admin\"".to_owned(),
-            });
-            e
-        };
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
-            return Err(challenge(None));
-        };
-        let presented = hash_token(token.trim());
+        let realm = Some("tenantry-admin");
+        let Bearer(token) = Bearer::required(&parts.headers)
+            .map_err(|r| r.into_problem(realm, "send the admin token as `Authorization: Bearer <token>`"))?;
+        let presented = hash_token(&token);
         let snapshot = state.control_plane.snapshot();
         // Compare against every admin so timing does not reveal which one matched.
         let mut found = None;
@@ -76,9 +62,11 @@ impl FromRequestParts<AppState> for AdminAuth {
                 found = Some(admin.id);
             }
         }
-        found
-            .map(|admin_id| AdminAuth { admin_id })
-            .ok_or_else(|| challenge(Some("invalid_token")))
+        found.map(|admin_id| AdminAuth { admin_id }).ok_or_else(|| {
+            let mut e = ApiError::new(ErrorCode::Unauthorized, "the admin token is not valid");
+            e.challenge = Some(challenge(realm, Some("invalid_token")));
+            e
+        })
     }
 }
 

@@ -1,0 +1,28 @@
+//! The one active-user rule: a user may sign in, hold working tokens and receive account
+//! mail only while their status is `active`. Every lookup of a user who acts (a login, a
+//! grant, a bearer token, a second factor, an email link) goes through here.
+
+use tenantry_dataplane::model::{User, UserStatus};
+use tenantry_dataplane::{DbError, TenantDb, UserRepository};
+
+use crate::error::ApiError;
+use crate::resolver::TenantContext;
+
+/// Whether `user` may act: not disabled.
+pub fn is_active(user: &User) -> bool {
+    user.status == UserStatus::Active
+}
+
+/// The user with this id, if they exist and are active.
+pub async fn active_user(ctx: &TenantContext, db: &TenantDb, id: uuid::Uuid) -> Result<Option<User>, ApiError> {
+    Ok(db.user_by_id(id, &ctx.custom_fields()).await?.filter(is_active))
+}
+
+/// The user with this email, if they exist and are active; a malformed address is no user.
+pub async fn active_user_by_email(ctx: &TenantContext, db: &TenantDb, email: &str) -> Result<Option<User>, ApiError> {
+    match db.user_by_email(email, &ctx.custom_fields()).await {
+        Ok(user) => Ok(user.filter(is_active)),
+        Err(DbError::Invalid(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
