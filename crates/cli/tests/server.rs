@@ -746,7 +746,10 @@ async fn tenant_databases_through_the_admin_api() {
         .await;
     assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
 
-    // Admin actions are recorded in the global database.
+    let (status, _) = admin.send(Method::POST, "/v1/admin/secrets/reseal", None).await;
+    assert_eq!(status, 200);
+
+    // Admin actions are recorded in the global database (a reseal too).
     let (status, body) = admin.send(Method::GET, "/v1/admin/audit", None).await;
     assert_eq!(status, 200, "{body}");
     let actions: Vec<_> = body["events"]
@@ -756,7 +759,9 @@ async fn tenant_databases_through_the_admin_api() {
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        actions.contains(&"create_tenant".to_owned()) && actions.contains(&"drop_custom_column".to_owned()),
+        ["create_tenant", "drop_custom_column", "reseal_secrets"]
+            .iter()
+            .all(|a| actions.contains(&(*a).to_owned())),
         "{actions:?}"
     );
     let ready: Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();

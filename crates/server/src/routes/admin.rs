@@ -529,7 +529,7 @@ struct ResealReport {
 /// Re-seals every secret (tenant settings, tenant and system key rings) under the current
 /// master key. Values that do not open (tampered, moved, or sealed under a key that is no
 /// longer configured) are listed in `failed` and left untouched.
-async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
+async fn reseal(admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
     let snapshot = state.control_plane.snapshot();
     let mut resealer = Resealer::new(&state.secrets);
     let mut commands = Vec::new();
@@ -557,9 +557,24 @@ async fn reseal(_admin: AdminAuth, State(state): State<AppState>) -> Result<Json
     if let Some(secrets) = resealer.system_secrets(&snapshot.system_secrets) {
         commands.push(Command::PutSystemSecrets { secrets });
     }
+    let written = commands.len();
     for command in commands {
         state.writer.write(command).await?;
     }
+    // Which key now seals everything, and what would not open: never the values.
+    state
+        .audit_admin(
+            admin.admin_id,
+            "reseal_secrets",
+            None,
+            serde_json::json!({
+                "key_id": state.secrets.current_key_id(),
+                "resealed": resealer.resealed,
+                "commands": written,
+                "failed": resealer.failures.len(),
+            }),
+        )
+        .await;
     Ok(Json(ResealReport {
         key_id: state.secrets.current_key_id().to_owned(),
         resealed: resealer.resealed,
