@@ -2,11 +2,9 @@
 //! the JWKS endpoint, and no private key material in any response, log line or plaintext
 //! file.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::*;
 use reqwest::Method;
 use serde_json::Value;
 use tenantry_controlplane::model::KeyRing;

@@ -1,19 +1,16 @@
 //! The hosted login and consent pages driven in headless Chromium (Debian `chromium`, npm
 //! `playwright-core` in `e2e/`), in English and Spanish, against the real binary.
 //!
-//! Runs when `TENANTRY_TEST_BROWSER=1` (`.ci/run` installs the browser and sets it); once
-//! configured, a missing browser or script fails the test instead of skipping it.
+//! Runs when `TENANTRY_TEST_BROWSER=1` (`.ci/run` installs the browser and sets it; unset,
+//! a recorded skip); once configured, a missing browser or script fails the test.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
 async fn hosted_login_and_consent_in_chromium() {
-    if std::env::var("TENANTRY_TEST_BROWSER").ok().as_deref() != Some("1") {
-        eprintln!("TENANTRY_TEST_BROWSER is not 1: the Chromium test is not configured here");
+    if tenantry_testkit::configured(tenantry_testkit::Service::Browser).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

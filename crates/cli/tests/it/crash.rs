@@ -2,13 +2,11 @@
 //! moments always leave a tree that loads without error, and every acknowledged write
 //! survives.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,9 +1,7 @@
 //! The real binary under a small file-descriptor limit: tenant pools are sized from the
 //! limit, so many busy tenants do not run the process out of descriptors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

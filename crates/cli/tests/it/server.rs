@@ -1,9 +1,7 @@
 //! The real server over HTTP: operations endpoints, the resolver, the admin tenant API,
 //! sealed secrets on disk, degraded tenants and the shared layers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,9 +1,7 @@
 //! Start-up errors name the setting and exit non-zero; `init` and the admin CLI work
 //! against a real server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Output;
 
 fn serve_output(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {

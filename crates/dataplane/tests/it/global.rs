@@ -1,6 +1,6 @@
 //! The optional global database on every configured driver.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use serde_json::json;

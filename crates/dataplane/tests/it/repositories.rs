@@ -1,8 +1,6 @@
 //! One repository suite, run on SQLite always and on PostgreSQL and MariaDB when their
 //! test URLs are set (CI sets both).
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
@@ -14,7 +12,8 @@ use tenantry_dataplane::model::*;
 use tenantry_dataplane::*;
 use uuid::Uuid;
 
-use common::Fixture;
+use crate::common;
+use crate::common::Fixture;
 
 fn no_fields() -> CustomFieldSet {
     CustomFieldSet::default()

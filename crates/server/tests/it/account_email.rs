@@ -8,16 +8,16 @@
 //! hosted forgot-password page (linked from the login page and the notices), the limit of
 //! mails per recipient, and a reset that kills the links of older mails.
 //!
-//! The tests skip with a note when `TENANTRY_TEST_SMTP_PYTHON` is unset (CI sets it).
-
-mod common;
+//! The tests skip (recorded, see `tenantry_testkit`) when `TENANTRY_TEST_SMTP_PYTHON` is
+//! unset; CI sets it.
 
 use std::time::Duration;
 
-use common::api::Api;
-use common::browser::{Browser, form_action, hidden, query_param};
-use common::smtp::{ReceivedMail, SmtpServer};
-use common::{TestServer, start, start_with_config};
+use crate::common;
+use crate::common::api::Api;
+use crate::common::browser::{Browser, form_action, hidden, query_param};
+use crate::common::smtp::{ReceivedMail, SmtpServer};
+use crate::common::{TestServer, start, start_with_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_dataplane::UserRepository;
@@ -869,8 +869,7 @@ async fn mails_per_recipient_are_limited_in_memory() {
 #[tokio::test]
 async fn mails_per_recipient_are_limited_in_redis() {
     let Some(smtp) = SmtpServer::start() else { return };
-    let Some(url) = std::env::var("TENANTRY_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("TENANTRY_TEST_REDIS_URL is not set: skipping the Redis variant");
+    let Some(url) = tenantry_testkit::configured(tenantry_testkit::Service::Redis) else {
         return;
     };
     let server = start_with_config(Some(&format!("redis_url = \"{url}\"\n"))).await;

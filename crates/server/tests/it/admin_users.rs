@@ -1,9 +1,7 @@
 //! Admin user provisioning over HTTP: create with a policy-checked Argon2id password,
 //! list, show, update, set a password, delete; bad input changes nothing.
 
-mod common;
-
-use common::start;
+use crate::common::start;
 use reqwest::Method;
 use serde_json::json;
 use tenantry_dataplane::UserRepository;

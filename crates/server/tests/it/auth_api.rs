@@ -2,11 +2,10 @@
 //! "me", refresh rotation, sessions, password change, logout, TOTP enrolment and the MFA
 //! login step (codes from an independent TOTP implementation), registration, lockout.
 
-mod common;
-
-use common::api::Api;
-use common::totp::{current_step, totp_at_step};
-use common::{TestServer, start};
+use crate::common;
+use crate::common::api::Api;
+use crate::common::totp::{current_step, totp_at_step};
+use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -2,9 +2,8 @@
 //! `X-Forwarded-For` client has its own per-IP login budget (IPv6 per /64); without it the
 //! header is ignored and every client shares the peer's budget.
 
-mod common;
-
-use common::TestServer;
+use crate::common;
+use crate::common::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -4,17 +4,15 @@
 //! (nothing delivered), and the SMTP password, links and addresses kept out of responses,
 //! files and logs.
 //!
-//! The tests that need the SMTP server skip with a note when `TENANTRY_TEST_SMTP_PYTHON` is
-//! unset; CI sets it, and then a server that cannot start fails them.
+//! The tests that need the SMTP server skip (recorded, see `tenantry_testkit`) when
+//! `TENANTRY_TEST_SMTP_PYTHON` is unset; CI sets it, and then a server that cannot start
+//! fails them.
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::smtp::{FROM_ADDRESS, SmtpOptions, SmtpServer};
-use common::{TestServer, start};
+use crate::common;
+use crate::common::smtp::{FROM_ADDRESS, SmtpOptions, SmtpServer};
+use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Language, MailTemplateKind};
@@ -23,23 +21,10 @@ use tenantry_server::error::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Everything the process logs at debug level and above, from the first test on. Every
-/// test calls this before starting its server, so the capture is the process's global
-/// subscriber (`telemetry::init` then finds one installed and leaves it).
+/// What the process logged while a test held a capture (every test here takes one
+/// before it starts its server: `let _logs = common::logs::capture();`).
 fn logs() -> String {
-    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init()
-            .expect("the log capture is the first subscriber");
-        buffer
-    });
-    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+    common::logs::captured()
 }
 
 /// The mail lines of the log (for failure messages).
@@ -49,18 +34,6 @@ fn mail_log() -> String {
         .filter(|l| l.contains("mail "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 async fn create_tenant(server: &TestServer, slug: &str, settings: Value) -> Value {
@@ -97,7 +70,7 @@ async fn test_mail(server: &TestServer, slug: &str, body: Value) -> (u16, Value)
 
 #[tokio::test]
 async fn the_test_mail_arrives_in_the_tenant_language_with_text_and_html() {
-    logs();
+    let _logs = common::logs::capture();
     let Some(smtp) = SmtpServer::start_with(SmtpOptions {
         auth: Some(("mailer".into(), "s3cret-pw".into())),
         ..Default::default()
@@ -196,7 +169,7 @@ async fn the_test_mail_arrives_in_the_tenant_language_with_text_and_html() {
 
 #[tokio::test]
 async fn a_settings_change_sends_through_a_new_transport() {
-    logs();
+    let _logs = common::logs::capture();
     let (Some(first), Some(second)) = (SmtpServer::start(), SmtpServer::start()) else {
         return;
     };
@@ -230,7 +203,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
 /// Needs no SMTP server: runs everywhere.
 #[tokio::test]
 async fn the_test_mail_needs_smtp_settings_an_address_and_an_admin() {
-    logs();
+    let _logs = common::logs::capture();
     let server = start().await;
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
     assert_eq!(
@@ -282,7 +255,7 @@ async fn the_test_mail_needs_smtp_settings_an_address_and_an_admin() {
 
 #[tokio::test]
 async fn a_send_the_server_does_not_take_is_502_and_delivers_nothing() {
-    logs();
+    let _logs = common::logs::capture();
     let Some(smtp) = SmtpServer::start() else { return };
     let server = start().await;
     smtp.configure_tenant(&server, "local").await;
@@ -384,7 +357,7 @@ async fn a_send_the_server_does_not_take_is_502_and_delivers_nothing() {
 
 #[tokio::test]
 async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_logs() {
-    logs();
+    let _logs = common::logs::capture();
     let password = format!("canary-pw-{}", uuid::Uuid::new_v4().simple());
     let Some(smtp) = SmtpServer::start_with(SmtpOptions {
         auth: Some(("mailer".into(), password.clone())),

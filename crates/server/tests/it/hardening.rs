@@ -2,11 +2,10 @@
 //! reproduces one finding as an attacker or a careless operator would, against the real
 //! server on an ephemeral port.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{start, start_with_config};
+use crate::common;
+use crate::common::{start, start_with_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,9 +3,7 @@
 //! not our verifier), rotation keeps old tokens valid until retirement, and the verifier
 //! behind UserInfo refuses other tenants' tokens and every forgery.
 
-mod common;
-
-use common::start;
+use crate::common::start;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -2,10 +2,9 @@
 //! time, one answer for unknown accounts and wrong passwords, verified-email policy, and
 //! hashes upgraded to the tenant's current Argon2 parameters at the next login.
 
-mod common;
-
-use common::browser::{Browser, form_action, hidden};
-use common::{TestServer, start};
+use crate::common;
+use crate::common::browser::{Browser, form_action, hidden};
+use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::json;
 use tenantry_dataplane::UserRepository;

@@ -3,12 +3,10 @@
 //! implementation (HMAC-SHA1 from RustCrypto), replay refusal and single-use recovery
 //! codes — then the authorization code flow finishes with `amr` saying so.
 
-mod common;
-
+use crate::common::browser::{Browser, code_elements, form_action, hidden, query_param};
+use crate::common::totp::{current_step, totp_at_step};
+use crate::common::{TestServer, start};
 use base64::Engine;
-use common::browser::{Browser, code_elements, form_action, hidden, query_param};
-use common::totp::{current_step, totp_at_step};
-use common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,9 +1,7 @@
 //! Admin client provisioning and the client-authenticated OAuth endpoints (token with
 //! `client_credentials`, introspection, revocation), driven over HTTP in-process.
 
-mod common;
-
-use common::{TestServer, start};
+use crate::common::{TestServer, start};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -3,10 +3,9 @@
 //! exchange, ID token validation against the published JWKS, userinfo, refresh rotation
 //! and reuse detection. Negative cases follow RFC 9700.
 
-mod common;
-
-use common::browser::{Browser, form_action, hidden, query_param};
-use common::{TestServer, start, start_with_config};
+use crate::common;
+use crate::common::browser::{Browser, form_action, hidden, query_param};
+use crate::common::{TestServer, start, start_with_config};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,

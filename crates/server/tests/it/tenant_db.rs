@@ -2,29 +2,25 @@
 //! tenants, one owner per database (stamp, 422 on save, 503 on open, the explicit adopt),
 //! unique custom fields over repeating values, and what `/readyz` and `/metrics` report.
 //! PostgreSQL and MariaDB run when `TENANTRY_TEST_POSTGRES_URL` / `TENANTRY_TEST_MYSQL_URL`
-//! are set; the Redis outage when `TENANTRY_TEST_REDIS_URL` is.
-
-mod common;
+//! are set; the Redis outage when `TENANTRY_TEST_REDIS_URL` is (unset: a recorded skip).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, start, start_with_config};
+use crate::common::{TestServer, start, start_with_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Connection;
+use tenantry_testkit::Service;
 
 /// A fresh database on the configured server of `driver` ("postgres" / "mysql"): its
-/// DSN, and how to drop it. `None` when that server is not configured.
+/// DSN, and how to drop it. `None` (a recorded skip) when that server is not configured.
 async fn database(driver: &str) -> Option<(String, String, String)> {
-    let env = match driver {
-        "postgres" => "TENANTRY_TEST_POSTGRES_URL",
-        _ => "TENANTRY_TEST_MYSQL_URL",
+    let service = match driver {
+        "postgres" => Service::Postgres,
+        _ => Service::Mysql,
     };
-    let Some(admin) = std::env::var(env).ok().filter(|v| !v.is_empty()) else {
-        eprintln!("{env} is not set: the {driver} run is not configured here");
-        return None;
-    };
+    let admin = tenantry_testkit::configured(service)?;
     let name = format!("tenantry_s_{}", uuid::Uuid::new_v4().simple());
     match driver {
         "postgres" => {
@@ -530,13 +526,14 @@ async fn readiness_details_need_an_admin_and_database_outages_show_fast() {
 /// Redis (the rate limiter's store) going away shows in `/readyz`.
 #[tokio::test]
 async fn readiness_reports_a_redis_outage() {
-    let Some(url) = std::env::var("TENANTRY_TEST_REDIS_URL")
-        .ok()
-        .filter(|v| v.starts_with("redis://"))
-    else {
-        eprintln!("TENANTRY_TEST_REDIS_URL is not set: skipping the Redis outage");
+    let Some(url) = tenantry_testkit::configured(Service::Redis) else {
         return;
     };
+    if !url.starts_with("redis://") {
+        // The proxy below stands in front of a plain TCP server.
+        tenantry_testkit::skip(Service::Redis, "the outage needs a redis:// URL");
+        return;
+    }
     let proxy = Proxy::start(&url).await;
     let server = start_with_config(Some(&format!("redis_url = \"{}\"\n", proxy.url(&url)))).await;
     let (_, ready) = readyz(&server, false).await;

@@ -2,8 +2,9 @@
 //!
 //! SQLite always runs. PostgreSQL and MariaDB/MySQL run when `TENANTRY_TEST_POSTGRES_URL`
 //! / `TENANTRY_TEST_MYSQL_URL` name a server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`,
-//! `mysql://root@127.0.0.1:3306`); a configured server that cannot be reached fails the
-//! test, never skips it. Each fixture creates its own database and drops it afterwards.
+//! `mysql://root@127.0.0.1:3306`); unset, the test records a skip (`tenantry_testkit`),
+//! and a configured server that cannot be reached fails the test, never skips it. Each
+//! fixture creates its own database and drops it afterwards.
 
 #![allow(dead_code)]
 
@@ -13,10 +14,11 @@ use sqlx::Connection;
 use tenantry_controlplane::model::DbDriver;
 use tenantry_dataplane::db::{OpenSpec, Schema};
 use tenantry_dataplane::{DbError, TenantDb};
+use tenantry_testkit::Service;
 use zeroize::Zeroizing;
 
-pub const POSTGRES_ENV: &str = "TENANTRY_TEST_POSTGRES_URL";
-pub const MYSQL_ENV: &str = "TENANTRY_TEST_MYSQL_URL";
+pub const POSTGRES_ENV: &str = Service::Postgres.var();
+pub const MYSQL_ENV: &str = Service::Mysql.var();
 
 pub struct Fixture {
     pub driver: DbDriver,
@@ -27,12 +29,13 @@ pub struct Fixture {
     _dir: Arc<tempfile::TempDir>,
 }
 
-/// The admin URL of a configured server, or `None` when the driver is not configured.
+/// The admin URL of a configured server, or `None` when the driver is not configured
+/// (the calling test's skip is then recorded).
 pub fn server_url(driver: DbDriver) -> Option<String> {
     match driver {
         DbDriver::Sqlite => None,
-        DbDriver::Postgres => std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty()),
-        DbDriver::Mysql => std::env::var(MYSQL_ENV).ok().filter(|v| !v.is_empty()),
+        DbDriver::Postgres => tenantry_testkit::configured(Service::Postgres),
+        DbDriver::Mysql => tenantry_testkit::configured(Service::Mysql),
     }
 }
 
@@ -146,8 +149,8 @@ impl Fixture {
     }
 }
 
-/// Runs an async test body once per configured driver.
-#[macro_export]
+/// Runs an async test body once per driver: a test each for SQLite, PostgreSQL and
+/// MariaDB/MySQL, the last two recording a skip when their server is not configured.
 macro_rules! on_every_driver {
     ($name:ident, $body:path) => {
         mod $name {
@@ -169,12 +172,7 @@ macro_rules! on_every_driver {
             }
 
             async fn run(driver: tenantry_controlplane::model::DbDriver) {
-                let Some(fx) = common::Fixture::new(driver).await else {
-                    eprintln!(
-                        "{driver:?} not configured for tests; set {} / {}",
-                        common::POSTGRES_ENV,
-                        common::MYSQL_ENV
-                    );
+                let Some(fx) = $crate::common::Fixture::new(driver).await else {
                     return;
                 };
                 $body(&fx).await;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod logs;
 pub mod postgres;
 pub mod smtp;
 pub mod totp;
@@ -31,6 +32,8 @@ pub async fn start() -> TestServer {
 
 /// A server whose configuration file holds `config` (TOML), when given.
 pub async fn start_with_config(config: Option<&str>) -> TestServer {
+    // Before `prepare`, whose `telemetry::init` would install a subscriber of its own.
+    logs::install();
     let dir = tempfile::tempdir().unwrap();
     let config_file = config.map(|text| {
         let path = dir.path().join("tenantry.toml");

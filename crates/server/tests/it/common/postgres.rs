@@ -1,6 +1,6 @@
 //! A tenant on a fresh PostgreSQL database, for running a flow on PostgreSQL as well as
 //! SQLite. The server is the one `TENANTRY_TEST_POSTGRES_URL` names (CI sets it; an
-//! unreachable configured server fails the test, an unset one skips it with a note).
+//! unreachable configured server fails the test, an unset one is a recorded skip).
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -15,15 +15,9 @@ pub struct PgTenant {
 }
 
 /// Creates a database and the tenant `slug` on it, with the first-party public client
-/// `client` (its admin JSON). `None` when PostgreSQL is not configured here.
+/// `client` (its admin JSON). `None` (a recorded skip) when PostgreSQL is not configured.
 pub async fn postgres_tenant(server: &TestServer, slug: &str, client: Value) -> Option<PgTenant> {
-    let Some(admin_url) = std::env::var("TENANTRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        eprintln!("TENANTRY_TEST_POSTGRES_URL is not set: the PostgreSQL run is not configured here");
-        return None;
-    };
+    let admin_url = tenantry_testkit::configured(tenantry_testkit::Service::Postgres)?;
     let name = format!("tenantry_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await

@@ -3,8 +3,8 @@
 //! text and HTML parts) next to the raw RFC 5322 text.
 //!
 //! `TENANTRY_TEST_SMTP_PYTHON` names a Python with `aiosmtpd` installed (`.ci/run` makes a
-//! venv and sets it). Unset: [`SmtpServer::start`] prints a note and returns `None`, and
-//! the test skips. Set: a server that cannot start fails the test.
+//! venv and sets it). Unset: [`SmtpServer::start`] records a skip (`tenantry_testkit`) and
+//! returns `None`, and the test returns. Set: a server that cannot start fails the test.
 //!
 //! ```ignore
 //! let Some(smtp) = SmtpServer::start() else { return };
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use super::TestServer;
 
 /// Names the Python interpreter that has `aiosmtpd`.
-pub const PYTHON_ENV: &str = "TENANTRY_TEST_SMTP_PYTHON";
+pub const PYTHON_ENV: &str = tenantry_testkit::Service::Smtp.var();
 
 /// The sender address [`SmtpServer::smtp_settings`] configures.
 pub const FROM_ADDRESS: &str = "no-reply@tenantry.test";
@@ -89,7 +89,7 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts a server without authentication, or returns `None` (after a note) when
+    /// Starts a server without authentication, or returns `None` (a recorded skip) when
     /// `TENANTRY_TEST_SMTP_PYTHON` is unset. Panics when it is set and the server does not start.
     pub fn start() -> Option<SmtpServer> {
         Self::start_with(SmtpOptions::default())
@@ -97,10 +97,7 @@ impl SmtpServer {
 
     /// [`start`](Self::start) with options.
     pub fn start_with(options: SmtpOptions) -> Option<SmtpServer> {
-        let Some(python) = std::env::var(PYTHON_ENV).ok().filter(|v| !v.is_empty()) else {
-            eprintln!("{PYTHON_ENV} is not set: the SMTP tests are not configured here (skipped)");
-            return None;
-        };
+        let python = tenantry_testkit::configured(tenantry_testkit::Service::Smtp)?;
         Some(Self::spawn(&python, options))
     }
 
