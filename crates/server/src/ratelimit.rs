@@ -464,7 +464,9 @@ fn unavailable(e: redis::RedisError) -> LimiterError {
 mod tests {
     use super::*;
 
-    const REDIS_ENV: &str = "TENANTRY_TEST_REDIS_URL";
+    use tenantry_testkit::Service;
+
+    const REDIS_ENV: &str = Service::Redis.var();
 
     /// Keys unique to this test run, so parallel tests and earlier runs never collide.
     fn unique(name: &str) -> String {
@@ -648,15 +650,9 @@ mod tests {
     }
 
     /// The limiter on the real Redis named by `TENANTRY_TEST_REDIS_URL`, under a prefix of
-    /// its own; `None` (with a note) when the variable is unset. Set but unusable fails.
-    async fn redis_or_skip(test: &str) -> Option<(String, String, RateLimiter)> {
-        let url = match std::env::var(REDIS_ENV) {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                eprintln!("{REDIS_ENV} is not set: skipping the Redis test `{test}`");
-                return None;
-            }
-        };
+    /// its own; `None` (a recorded skip) when the variable is unset. Set but unusable fails.
+    async fn redis_or_skip() -> Option<(String, String, RateLimiter)> {
+        let url = tenantry_testkit::configured(Service::Redis)?;
         let prefix = format!("tenantry-test:{}:", uuid::Uuid::new_v4());
         let limiter = RateLimiter::redis_with_prefix(&url, &prefix)
             .await
@@ -667,7 +663,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_windows_limit_and_tell_when_to_retry() {
-        let Some((_, _, limiter)) = redis_or_skip("windows").await else {
+        let Some((_, _, limiter)) = redis_or_skip().await else {
             return;
         };
         window_behaviour(&limiter).await;
@@ -675,7 +671,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_lockout_counts_checks_and_resets() {
-        let Some((_, _, limiter)) = redis_or_skip("lockout").await else {
+        let Some((_, _, limiter)) = redis_or_skip().await else {
             return;
         };
         lockout_behaviour(&limiter).await;
@@ -683,7 +679,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_counters_are_shared_by_nodes_and_exact_under_concurrency() {
-        let Some((url, prefix, node_a)) = redis_or_skip("shared counters").await else {
+        let Some((url, prefix, node_a)) = redis_or_skip().await else {
             return;
         };
         // A second connection with the same prefix stands for another node.
@@ -699,12 +695,12 @@ mod tests {
 
     #[tokio::test]
     async fn redis_going_away_fails_calls_instead_of_allowing() {
-        let Some((url, prefix, _)) = redis_or_skip("outage").await else {
+        let Some((url, prefix, _)) = redis_or_skip().await else {
             return;
         };
-        let mut target = url::Url::parse(&url).expect("TENANTRY_TEST_REDIS_URL is a URL");
+        let mut target = url::Url::parse(&url).unwrap_or_else(|e| panic!("{REDIS_ENV} is not a URL: {e}"));
         if target.scheme() != "redis" {
-            eprintln!("{REDIS_ENV} is not a redis:// TCP URL: skipping the outage test");
+            tenantry_testkit::skip(Service::Redis, &format!("{REDIS_ENV} is not a redis:// TCP URL"));
             return;
         }
         let upstream = format!(

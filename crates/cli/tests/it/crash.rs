@@ -1,0 +1,173 @@
+//! Durability: control-plane writes with the real process killed (SIGKILL) at random
+//! moments always leave a tree that loads without error, and every acknowledged write
+//! survives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::*;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// What a slug should look like after a restart.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Absent,
+    Present(String),
+    /// A write was in flight when the process died: either state is fine.
+    Either(Box<Expect>, Box<Expect>),
+}
+
+impl Expect {
+    fn allows(&self, actual: &Option<String>) -> bool {
+        match (self, actual) {
+            (Expect::Absent, None) => true,
+            (Expect::Present(name), Some(actual)) => name == actual,
+            (Expect::Either(a, b), _) => a.allows(actual) || b.allows(actual),
+            _ => false,
+        }
+    }
+
+    fn current(&self) -> Option<String> {
+        match self {
+            Expect::Present(n) => Some(n.clone()),
+            Expect::Absent => None,
+            Expect::Either(..) => unreachable!("resolved after each restart"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_writes_with_random_sigkills_leave_a_loadable_tree() {
+    const TARGET_WRITES: usize = 1000;
+    const WORKERS: usize = 4;
+    const SLUGS_PER_WORKER: usize = 8;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut expected: HashMap<String, Expect> = (0..WORKERS)
+        .flat_map(|w| (0..SLUGS_PER_WORKER).map(move |s| (format!("w{w}-s{s}"), Expect::Absent)))
+        .collect();
+    let acknowledged = Arc::new(Mutex::new(0usize));
+    let mut rounds = 0;
+
+    while *acknowledged.lock().unwrap() < TARGET_WRITES {
+        rounds += 1;
+        let server = Server::start_dev(&root, &[]);
+        let admin = Arc::new(Admin::of(&server));
+        verify(&admin, &mut expected).await;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..WORKERS {
+            let admin = admin.clone();
+            let stop = stop.clone();
+            let acknowledged = acknowledged.clone();
+            let mut mine: HashMap<String, Expect> = expected
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("w{w}-")))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let slug = format!("w{w}-s{}", rand::rng().random_range(0..SLUGS_PER_WORKER));
+                    let before = mine[&slug].clone();
+                    let (method, path, body, after) = match before.current() {
+                        None => (Method::POST, "/v1/admin/tenants".to_owned(), Some(json!({"slug": slug, "display_name": format!("{slug} v{n}")})), Expect::Present(format!("{slug} v{n}"))),
+                        Some(_) if n.is_multiple_of(3) => (Method::DELETE, format!("/v1/admin/tenants/{slug}"), None, Expect::Absent),
+                        Some(_) => (
+                            Method::PATCH,
+                            format!("/v1/admin/tenants/{slug}"),
+                            Some(json!({"display_name": format!("{slug} v{n}"), "settings": {"branding": {"name": format!("n{n}")}}})),
+                            Expect::Present(format!("{slug} v{n}")),
+                        ),
+                    };
+                    // Until the answer arrives, either outcome is possible.
+                    mine.insert(slug.clone(), Expect::Either(Box::new(before.clone()), Box::new(after.clone())));
+                    let mut req = admin.http.request(method, format!("{}{path}", admin.base)).bearer_auth(&admin.token);
+                    if let Some(body) = body {
+                        req = req.json(&body);
+                    }
+                    match req.send().await {
+                        Ok(resp) if resp.status().is_success() => {
+                            mine.insert(slug, after);
+                            *acknowledged.lock().unwrap() += 1;
+                        }
+                        Ok(resp) => panic!("write refused: {} {}", resp.status(), resp.text().await.unwrap_or_default()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                mine
+            }));
+        }
+        let delay = rand::rng().random_range(50..400);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        server.kill9();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in tasks {
+            expected.extend(task.await.unwrap());
+        }
+    }
+
+    // A last start: the tree loads, nothing is degraded, acknowledged writes are there.
+    let server = Server::start_dev(&root, &[]);
+    let admin = Admin::of(&server);
+    verify(&admin, &mut expected).await;
+    let leftovers: Vec<_> = files_under(&root)
+        .into_iter()
+        .filter(|p| {
+            p.strip_prefix(&root)
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temp files are cleaned at load: {leftovers:?}");
+    eprintln!(
+        "{} acknowledged writes over {rounds} kill -9 rounds",
+        acknowledged.lock().unwrap()
+    );
+    assert!(rounds >= 2, "the process must have been killed at least once");
+}
+
+/// Checks readiness and that every slug is in an allowed state; then pins the state seen.
+async fn verify(admin: &Admin, expected: &mut HashMap<String, Expect>) {
+    let ready: Value = admin
+        .http
+        .get(format!("{}/readyz", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["status"], "ready",
+        "the tree must load without a degraded tenant: {ready}"
+    );
+    let (status, list) = admin.send(Method::GET, "/v1/admin/tenants?limit=1000", None).await;
+    assert_eq!(status, 200);
+    let actual: HashMap<String, String> = list["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["slug"].as_str().unwrap().to_owned(),
+                t["display_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (slug, expect) in expected.iter_mut() {
+        let seen = actual.get(slug).cloned();
+        assert!(expect.allows(&seen), "{slug}: expected {expect:?}, found {seen:?}");
+        *expect = match seen {
+            Some(name) => Expect::Present(name),
+            None => Expect::Absent,
+        };
+    }
+}

@@ -1,0 +1,79 @@
+//! The optional global database on every configured driver.
+
+use crate::common;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+use tenantry_controlplane::model::DbDriver;
+use tenantry_dataplane::{DbError, ErrorKind, GlobalDb};
+use uuid::Uuid;
+
+async fn exercise(global: &GlobalDb) {
+    let admin = Uuid::new_v4();
+    global
+        .record_admin_event(
+            Some(admin),
+            "create_tenant",
+            Some("acme"),
+            Some("req-1"),
+            json!({"x": 1}),
+        )
+        .await
+        .unwrap();
+    global
+        .record_admin_event(Some(admin), "delete_tenant", Some("acme"), None, json!({}))
+        .await
+        .unwrap();
+    let events = global.admin_events(10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].action, "delete_tenant");
+    assert_eq!(events[1].details, json!({"x": 1}));
+
+    let now = Utc::now();
+    global
+        .create_admin_session("s-hash", admin, now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(global.admin_session("s-hash", now).await.unwrap(), Some(admin));
+    assert_eq!(
+        global.admin_session("s-hash", now + Duration::hours(2)).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert!(global.revoke_admin_session("s-hash").await.unwrap());
+    assert_eq!(global.admin_session("s-hash", now).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn global_database_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let global = GlobalDb::connect(&format!("sqlite:{}", dir.path().join("global.db").display()))
+        .await
+        .unwrap();
+    exercise(&global).await;
+}
+
+#[tokio::test]
+async fn global_database_on_servers() {
+    for driver in [DbDriver::Postgres, DbDriver::Mysql] {
+        let Some((admin, name, dsn)) = common::create_database(driver).await else {
+            continue;
+        };
+        let global = GlobalDb::connect(&dsn).await.unwrap();
+        exercise(&global).await;
+        drop(global);
+        common::drop_database(driver, &admin, &name).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_global_url_is_refused() {
+    assert_eq!(
+        GlobalDb::connect("oracle://x").await.unwrap_err(),
+        DbError::Unavailable(ErrorKind::InvalidDsn)
+    );
+    assert_eq!(
+        GlobalDb::connect("postgres://u:p@127.0.0.1:1/x").await.unwrap_err(),
+        DbError::Unavailable(ErrorKind::Unreachable)
+    );
+}

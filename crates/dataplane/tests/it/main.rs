@@ -1,0 +1,10 @@
+//! The data plane's integration tests, one binary (linked once): each module is one suite
+//! run on SQLite and, when configured, on real PostgreSQL and MariaDB servers (see
+//! `common`). One suite: `cargo test -p tenantry-dataplane --test it repositories::`.
+
+#[macro_use]
+mod common;
+
+mod global;
+mod manager;
+mod repositories;

@@ -1,0 +1,136 @@
+//! An in-process server on an ephemeral port with a temporary FS_ROOT, and HTTP helpers.
+
+#![allow(dead_code)]
+
+pub mod api;
+pub mod browser;
+pub mod logs;
+pub mod postgres;
+pub mod smtp;
+pub mod totp;
+
+use std::collections::BTreeMap;
+
+use jsonwebtoken::jwk::JwkSet;
+use serde_json::{Value, json};
+use tenantry_dataplane::UserRepository;
+use tenantry_dataplane::model::{NewUser, User};
+use tenantry_server::resolver::TenantContext;
+use tenantry_server::{AppState, Overrides, ServeOptions};
+
+pub struct TestServer {
+    pub state: AppState,
+    pub base: String,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestServer {
+    start_with_config(None).await
+}
+
+/// A server whose configuration file holds `config` (TOML), when given.
+pub async fn start_with_config(config: Option<&str>) -> TestServer {
+    // Before `prepare`, whose `telemetry::init` would install a subscriber of its own.
+    logs::install();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = config.map(|text| {
+        let path = dir.path().join("tenantry.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let options = ServeOptions {
+        overrides: Overrides {
+            config_file,
+            listen: Some("127.0.0.1:0".into()),
+            fs_root: Some(dir.path().join("root")),
+        },
+        dev: true,
+    };
+    let prepared = tenantry_server::prepare(&options).await.unwrap();
+    let base = format!("http://{}", prepared.listener.local_addr().unwrap());
+    let app = tenantry_server::router(prepared.state.clone());
+    let limits = tenantry_server::http_server::ConnectionLimits::from_config(&prepared.state.config);
+    // The listener the binary runs, so connection limits are tested as served.
+    tokio::spawn(tenantry_server::http_server::run(
+        prepared.listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
+    TestServer {
+        state: prepared.state,
+        base,
+        admin_token: prepared.installed.admin_token.unwrap(),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    pub fn ctx(&self, slug: &str) -> TenantContext {
+        self.state.resolver.resolve_slug(slug).unwrap()
+    }
+
+    pub async fn user(&self, slug: &str, email: &str) -> User {
+        let ctx = self.ctx(slug);
+        let new = NewUser {
+            email: email.into(),
+            email_verified: true,
+            given_name: Some("Ada".into()),
+            family_name: Some("Lovelace".into()),
+            phone_number: Some("+34600000000".into()),
+            metadata: Some(json!({"address": {"country": "ES"}})),
+            custom: BTreeMap::new(),
+            ..Default::default()
+        };
+        ctx.db()
+            .await
+            .unwrap()
+            .create_user(new, &ctx.custom_fields())
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self, slug: &str) -> (JwkSet, String) {
+        let response = self
+            .http
+            .get(format!("{}/t/{slug}/jwks.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        (response.json().await.unwrap(), etag)
+    }
+
+    pub async fn userinfo(&self, slug: &str, token: &str) -> (u16, Option<String>, Value) {
+        let response = self
+            .http
+            .get(format!("{}/t/{slug}/userinfo", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, challenge, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
