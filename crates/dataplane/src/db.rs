@@ -370,6 +370,12 @@ impl TenantDb {
         }
     }
 
+    /// One round trip (`SELECT 1`) through the pool: whether the database answers now.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let sql = self.sql("SELECT 1");
+        on_pool!(self, p => sqlx::query(sql).execute(p).await.map(|_| ())).map_err(query_err)
+    }
+
     /// The tenant id this database is stamped for, if any. A database whose schema
     /// predates the stamp (no `tenant_owner` table) has none.
     pub async fn owner(&self) -> Result<Option<String>, DbError> {

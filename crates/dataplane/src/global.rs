@@ -74,6 +74,11 @@ impl GlobalDb {
         Ok(Self { db })
     }
 
+    /// One round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.db.ping().await
+    }
+
     pub async fn record_admin_event(
         &self,
         admin_id: Option<Uuid>,

@@ -48,9 +48,19 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
         .unwrap_or(false);
 
     // Bounded and concurrent: the recently used pools and Redis, each within PING_TIMEOUT.
-    let (_, limiter) = tokio::join!(
+    let global_ping = async {
+        match &state.global_db {
+            None => None,
+            Some(global) => Some(matches!(
+                tokio::time::timeout(PING_TIMEOUT, global.ping()).await,
+                Ok(Ok(()))
+            )),
+        }
+    };
+    let (_, limiter, global_ok) = tokio::join!(
         state.dbs.check_open_every(PING_INTERVAL, PING_MAX_POOLS, PING_TIMEOUT),
         tokio::time::timeout(PING_TIMEOUT * 2, state.rate_limiter.ping()),
+        global_ping,
     );
     let limiter: Result<(), String> = match limiter {
         Ok(Ok(())) => Ok(()),
@@ -58,9 +68,10 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
         Err(_) => Err("no answer in time".into()),
     };
     let pools = state.dbs.status();
-    let global = match &state.global_db {
+    let global = match global_ok {
         None => "not_configured",
-        Some(_) => "ok",
+        Some(true) => "ok",
+        Some(false) => "failing",
     };
     let keystore = check_system_keys(&state);
     let fds = (resources::open_fds(), resources::max_fds());
@@ -74,6 +85,7 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
         || !pools.failing.is_empty()
         || !pools.custom_field_failures.is_empty()
         || limiter.is_err()
+        || global_ok == Some(false)
         || fd_pressure
     {
         "degraded"

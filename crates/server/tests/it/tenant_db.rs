@@ -546,3 +546,23 @@ async fn readiness_reports_a_redis_outage() {
     assert_eq!(ready["components"]["rate_limiter"]["status"], "failing");
     assert!(ready["components"]["rate_limiter"]["error"].is_string());
 }
+
+/// The installation-wide database going away shows in `/readyz` too.
+#[tokio::test]
+async fn readiness_reports_a_global_database_outage() {
+    let Some((admin, name, dsn)) = database("postgres").await else {
+        return;
+    };
+    let proxy = Proxy::start(&dsn).await;
+    let server = start_with_config(Some(&format!("global_db_url = \"{}\"\n", proxy.url(&dsn)))).await;
+    let (_, ready) = readyz(&server, false).await;
+    assert_eq!(ready["components"]["global_db"]["status"], "ok", "{ready}");
+    proxy.kill().await;
+    let started = Instant::now();
+    let (status, ready) = readyz(&server, false).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert_eq!((status, ready["status"].as_str()), (200, Some("degraded")), "{ready}");
+    assert_eq!(ready["components"]["global_db"]["status"], "failing");
+    drop(server);
+    drop_database("postgres", &admin, &name).await;
+}
