@@ -29,6 +29,8 @@ pub enum Rejection {
     NotFound { kind: &'static str, id: String },
     #[error("client `{0}` already exists")]
     ClientExists(String),
+    #[error("client `{0}` was changed by another request")]
+    ClientChanged(String),
     #[error("`{0}` cannot be changed")]
     Immutable(&'static str),
     #[error("invalid: {0}")]
@@ -99,8 +101,20 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             next.tenants.remove(slug);
             next.degraded.remove(slug);
         }
-        Command::CreateClient { slug, client } | Command::PutClient { slug, client } => {
-            let exists = existing(current, slug)?.clients.contains_key(&client.client_id);
+        Command::CreateClient { slug, client } | Command::PutClient { slug, client, .. } => {
+            let stored = existing(current, slug)?.clients.get(&client.client_id);
+            let exists = stored.is_some();
+            if let (
+                Command::PutClient {
+                    expected_updated_at: Some(expected),
+                    ..
+                },
+                Some(stored),
+            ) = (cmd, stored)
+                && stored.updated_at != *expected
+            {
+                return Err(Rejection::ClientChanged(client.client_id.clone()).into());
+            }
             match (cmd, exists) {
                 (Command::CreateClient { .. }, true) => {
                     return Err(Rejection::ClientExists(client.client_id.clone()).into());

@@ -32,10 +32,14 @@ pub enum Command {
         client: Client,
     },
     /// Replaces an existing client; refused when it does not exist (a write racing a
-    /// delete must not bring the client back).
+    /// delete must not bring the client back), and, when `expected_updated_at` is given,
+    /// when the stored client's `updated_at` differs (another change got there first: a
+    /// read-modify-write such as a merge patch or a secret rotation must not undo it).
     PutClient {
         slug: String,
         client: Client,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_updated_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     DeleteClient {
         slug: String,

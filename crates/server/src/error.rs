@@ -59,6 +59,7 @@ error_codes! {
     RequestTimeout = (REQUEST_TIMEOUT, "request_timeout", "The request took too long"),
     TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
     ClientExists = (CONFLICT, "client_exists", "A client with this id already exists in the tenant"),
+    ClientChanged = (CONFLICT, "client_changed", "The client was changed by another request; read it again and retry"),
     KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
     TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
     CustomFieldDuplicates = (CONFLICT, "custom_field_duplicates", "Existing values of the custom field repeat, so it cannot be unique"),
@@ -208,6 +209,13 @@ impl From<Rejection> for ApiError {
             Rejection::ClientExists(id) => ApiError::new(
                 ErrorCode::ClientExists,
                 format!("client `{}` already exists", printable(&id)),
+            ),
+            Rejection::ClientChanged(id) => ApiError::new(
+                ErrorCode::ClientChanged,
+                format!(
+                    "client `{}` was changed by another request; read it again",
+                    printable(&id)
+                ),
             ),
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),

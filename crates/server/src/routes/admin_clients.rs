@@ -184,15 +184,26 @@ fn ensure_secret(state: &AppState, ctx: &TenantContext, client: &mut Client) -> 
     Ok(Some(secret))
 }
 
-/// Writes `client`: a new one (`create`, refused with 409 when the id exists, even when
-/// a concurrent create got there first) or a replacement of an existing one.
-async fn store(state: &AppState, slug: &str, client: Client, create: bool) -> Result<(), ApiError> {
+/// How a client is written.
+enum ClientWrite {
+    /// A new client: refused with 409 `client_exists` when the id exists, even when a
+    /// concurrent create got there first.
+    Create,
+    /// A replacement of the client as it was read (`updated_at`): refused with 409
+    /// `client_changed` when another change was stored in between.
+    Replace { read_at: chrono::DateTime<Utc> },
+}
+
+async fn store(state: &AppState, slug: &str, client: Client, write: ClientWrite) -> Result<(), ApiError> {
     validate_client(&client).map_err(ApiError::validation)?;
     let slug = slug.to_owned();
-    let command = if create {
-        Command::CreateClient { slug, client }
-    } else {
-        Command::PutClient { slug, client }
+    let command = match write {
+        ClientWrite::Create => Command::CreateClient { slug, client },
+        ClientWrite::Replace { read_at } => Command::PutClient {
+            slug,
+            client,
+            expected_updated_at: Some(read_at),
+        },
     };
     state.writer.write(command).await?;
     Ok(())
@@ -226,7 +237,7 @@ async fn create_client(
     }
     let mut client = input.into_client(client_id.clone(), None, Utc::now());
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone(), true).await?;
+    store(&state, &slug, client.clone(), ClientWrite::Create).await?;
     state
         .audit_admin(
             admin.admin_id,
@@ -282,7 +293,15 @@ async fn patch_client(
     }
     let mut client = input.into_client(client_id.clone(), Some(previous), Utc::now());
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone(), false).await?;
+    store(
+        &state,
+        &slug,
+        client.clone(),
+        ClientWrite::Replace {
+            read_at: previous.updated_at,
+        },
+    )
+    .await?;
     state
         .audit_admin(
             admin.admin_id,
@@ -325,13 +344,14 @@ async fn rotate_secret(
 ) -> Result<Json<ClientView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let mut client = existing(&ctx, &client_id)?.clone();
+    let read_at = client.updated_at;
     if client.client_type != ClientType::Confidential {
         return Err(ApiError::field("client_type", "a public client has no secret"));
     }
     client.secret_hash = None;
     client.updated_at = Utc::now();
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone(), false).await?;
+    store(&state, &slug, client.clone(), ClientWrite::Replace { read_at }).await?;
     state
         .audit_admin(
             admin.admin_id,

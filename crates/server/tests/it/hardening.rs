@@ -551,3 +551,72 @@ async fn a_custom_issuer_host_is_refused_until_it_is_served() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "settings.issuer.mode", "{body}");
 }
+
+#[tokio::test]
+async fn concurrent_client_changes_never_lose_an_acknowledged_one() {
+    let server = start().await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(
+                json!({"client_id": "spinner", "name": "Spinner", "client_type": "confidential",
+                "grant_types": ["client_credentials"], "redirect_uris": ["https://spinner.example/cb"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let path = "/v1/admin/tenants/local/clients/spinner";
+    // Two merge patches of different fields, polled together so they overlap: each one
+    // that answers 200 must still be visible afterwards (the other may be told 409).
+    let (name, uris) = tokio::join!(
+        server.admin(Method::PATCH, path, Some(json!({"name": "Renamed"}))),
+        server.admin(
+            Method::PATCH,
+            path,
+            Some(json!({"redirect_uris": ["https://spinner.example/new"]}))
+        ),
+    );
+    for (status, body) in [&name, &uris] {
+        assert!(
+            *status == 200 || (*status == 409 && body["code"] == "client_changed"),
+            "{status} {body}"
+        );
+    }
+    let (_, stored) = server.admin(Method::GET, path, None).await;
+    if name.0 == 200 {
+        assert_eq!(stored["name"], "Renamed", "an acknowledged change was lost: {stored}");
+    }
+    if uris.0 == 200 {
+        assert_eq!(
+            stored["redirect_uris"],
+            json!(["https://spinner.example/new"]),
+            "{stored}"
+        );
+    }
+
+    // Rotations: every answer is a rotation or a 409, and exactly one handed-out secret
+    // (the one stored last) works.
+    let rotate = || server.admin(Method::POST, "/v1/admin/tenants/local/clients/spinner/secret", None);
+    let (a, b, c, d) = tokio::join!(rotate(), rotate(), rotate(), rotate());
+    let results = [a, b, c, d];
+    let mut working = 0;
+    for (status, body) in &results {
+        assert!(
+            *status == 200 || (*status == 409 && body["code"] == "client_changed"),
+            "{status} {body}"
+        );
+        if *status == 200 {
+            let response = server
+                .http
+                .post(format!("{}/t/local/token", server.base))
+                .basic_auth("spinner", body["client_secret"].as_str())
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            working += usize::from(response.status() == 200);
+        }
+    }
+    assert_eq!(working, 1, "{results:?}");
+}
