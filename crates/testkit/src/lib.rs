@@ -17,6 +17,8 @@
 //!
 //! This crate must never be a normal dependency: it is for `[dev-dependencies]` only.
 
+pub mod relay;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{Mutex, Once, PoisonError};

@@ -378,11 +378,11 @@ async fn a_refused_connection_fails_fast() {
         let Some((admin, name, dsn)) = common::create_database(driver).await else {
             continue;
         };
-        let proxy = common::Proxy::start(common::host_port(&dsn)).await;
+        let proxy = tenantry_testkit::relay::Relay::start(&dsn).await;
         let t = entry(
             &format!("away-{driver:?}").to_lowercase(),
             driver,
-            Some(&proxy.dsn(&dsn)),
+            Some(&proxy.url(&dsn)),
             &sb,
         );
         let db = m.get(&t).await.unwrap();

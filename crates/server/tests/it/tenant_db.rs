@@ -4,7 +4,6 @@
 //! PostgreSQL and MariaDB run when `TENANTRY_TEST_POSTGRES_URL` / `TENANTRY_TEST_MYSQL_URL`
 //! are set; the Redis outage when `TENANTRY_TEST_REDIS_URL` is (unset: a recorded skip).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{TestServer, start, start_with_config};
@@ -12,6 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tenantry_testkit::Service;
+use tenantry_testkit::relay::Relay;
 
 /// A fresh database on the configured server of `driver` ("postgres" / "mysql"): its
 /// DSN, and how to drop it. `None` (a recorded skip) when that server is not configured.
@@ -58,60 +58,6 @@ async fn drop_database(driver: &str, admin: &str, name: &str) {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
             .execute(&mut conn)
             .await;
-    }
-}
-
-/// A TCP proxy in front of `upstream` that a test can cut, standing for a server that
-/// goes away.
-struct Proxy {
-    port: u16,
-    accept: tokio::task::JoinHandle<()>,
-    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(url: &str) -> Proxy {
-        let url = url::Url::parse(url).unwrap();
-        let default = match url.scheme() {
-            "postgres" | "postgresql" => 5432,
-            "redis" => 6379,
-            _ => 3306,
-        };
-        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(default));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let accept = {
-            let conns = conns.clone();
-            tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    let upstream = upstream.clone();
-                    let task = tokio::spawn(async move {
-                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    conns.lock().unwrap().push(task.abort_handle());
-                }
-            })
-        };
-        Proxy { port, accept, conns }
-    }
-
-    fn url(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).unwrap();
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
-        url.to_string()
-    }
-
-    async fn kill(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -492,7 +438,7 @@ async fn readiness_details_need_an_admin_and_database_outages_show_fast() {
     let Some((admin, name, dsn)) = database("postgres").await else {
         return;
     };
-    let proxy = Proxy::start(&dsn).await;
+    let proxy = Relay::start(&dsn).await;
     let (status, body) = server
         .admin(
             Method::POST,
@@ -534,7 +480,7 @@ async fn readiness_reports_a_redis_outage() {
         tenantry_testkit::skip(Service::Redis, "the outage needs a redis:// URL");
         return;
     }
-    let proxy = Proxy::start(&url).await;
+    let proxy = Relay::start(&url).await;
     let server = start_with_config(Some(&format!("redis_url = \"{}\"\n", proxy.url(&url)))).await;
     let (_, ready) = readyz(&server, false).await;
     assert_eq!(ready["components"]["rate_limiter"]["status"], "ok", "{ready}");
@@ -553,7 +499,7 @@ async fn readiness_reports_a_global_database_outage() {
     let Some((admin, name, dsn)) = database("postgres").await else {
         return;
     };
-    let proxy = Proxy::start(&dsn).await;
+    let proxy = Relay::start(&dsn).await;
     let server = start_with_config(Some(&format!("global_db_url = \"{}\"\n", proxy.url(&dsn)))).await;
     let (_, ready) = readyz(&server, false).await;
     assert_eq!(ready["components"]["global_db"]["status"], "ok", "{ready}");

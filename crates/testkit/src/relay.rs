@@ -1,0 +1,69 @@
+//! A TCP relay in front of a service (PostgreSQL, MariaDB, Redis) that a test can pull
+//! the plug on, to stand for that server going away: new connections are refused and the
+//! open ones cut.
+
+use std::sync::{Arc, Mutex};
+
+pub struct Relay {
+    port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    /// Relays to the host and port of `url` (the scheme's default port when it has none).
+    pub async fn start(url: &str) -> Relay {
+        let url = url::Url::parse(url).expect("a service URL");
+        let default = match url.scheme() {
+            "postgres" | "postgresql" => 5432,
+            "redis" | "rediss" => 6379,
+            _ => 3306,
+        };
+        let upstream = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(default)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("bound").port();
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = {
+            let conns = conns.clone();
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    conns
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(task.abort_handle());
+                }
+            })
+        };
+        Relay { port, accept, conns }
+    }
+
+    /// `url` with its host and port replaced by the relay's.
+    pub fn url(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).expect("a service URL");
+        url.set_host(Some("127.0.0.1")).expect("a host");
+        url.set_port(Some(self.port)).expect("a port");
+        url.to_string()
+    }
+
+    /// Stops listening (new connections are refused) and cuts every open connection.
+    pub async fn kill(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for conn in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            conn.abort();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
