@@ -55,6 +55,21 @@ pub struct TenantSettings {
     pub cors_allowed_origins: Vec<String>,
 }
 
+impl TenantSettings {
+    /// What a tenant created now starts from (the API, `init`, `serve --dev`): the
+    /// defaults, with the embedded SQLite user database. Settings given at creation are
+    /// merged onto this (`"user_db": null` asks for no database).
+    pub fn for_new_tenant() -> Self {
+        Self {
+            user_db: Some(UserDbSettings {
+                driver: DbDriver::Sqlite,
+                dsn: None,
+            }),
+            ..Self::default()
+        }
+    }
+}
+
 /// How the tenant's issuer URL is formed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]

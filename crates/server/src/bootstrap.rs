@@ -179,13 +179,7 @@ pub fn ensure_installation(
     if let Some(slug) = default_tenant {
         if !cp.snapshot().slug_taken(slug) {
             let now = Utc::now();
-            let settings = TenantSettings {
-                user_db: Some(UserDbSettings {
-                    driver: DbDriver::Sqlite,
-                    dsn: None,
-                }),
-                ..Default::default()
-            };
+            let settings = TenantSettings::for_new_tenant();
             let id = Uuid::new_v4();
             let tenant = Tenant {
                 id,

@@ -98,7 +98,7 @@ pub fn settings_from_input(
     }
     if current.is_none() {
         // A new tenant starts from today's defaults; what the input names replaces them.
-        let mut defaults = serde_json::to_value(TenantSettings::default()).expect("settings serialize");
+        let mut defaults = serde_json::to_value(TenantSettings::for_new_tenant()).expect("settings serialize");
         merge_patch(&mut defaults, &input);
         input = defaults;
     }

@@ -88,14 +88,9 @@ async fn create_tenant(
 ) -> Result<Response, ApiError> {
     validate_slug(&body.slug).map_err(ApiError::validation)?;
     let id = Uuid::new_v4();
-    // The embedded default serves a new tenant: a SQLite database unless the settings name
-    // another one (or say `"user_db": null` for none).
-    let mut input = body.settings.unwrap_or_else(|| serde_json::json!({}));
-    if let Some(object) = input.as_object_mut()
-        && !object.contains_key("user_db")
-    {
-        object.insert("user_db".into(), serde_json::json!({"driver": "sqlite"}));
-    }
+    // Merged onto `TenantSettings::for_new_tenant` (the embedded SQLite database unless
+    // the settings name another, or say `"user_db": null` for none).
+    let input = body.settings.unwrap_or_else(|| serde_json::json!({}));
     let settings = secrets::settings_from_input(input, None, &id.to_string(), &state.secrets)?;
     let now = Utc::now();
     let tenant = Tenant {
