@@ -36,8 +36,8 @@ use crate::app::AppState;
 use crate::email::MailVars;
 use crate::error::{ApiError, ErrorCode};
 use crate::ratelimit::Decision;
-use crate::resolver::{Capability, TenantContext};
-use crate::web::{active_user, active_user_by_email};
+use tenantry_tenancy::users::{active_user, active_user_by_email};
+use tenantry_tenancy::{Capability, TenantContext};
 
 /// How long a verification link works.
 pub const VERIFY_TTL: Duration = Duration::from_secs(48 * 3600);

@@ -18,12 +18,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
-use crate::keystore::KeyStore;
 use crate::middleware::{self, CorsPolicy};
 use crate::passwords::PasswordHasher;
 use crate::ratelimit::RateLimiter;
-use crate::resolver::{self, TenantContextResolver};
 use crate::routes;
+use tenantry_tenancy::TenantContextResolver;
+use tenantry_tenancy::keystore::KeyStore;
 
 /// Everything a handler can reach. Cloned for every request (axum's `State`), so it is
 /// one `Arc` around [`Shared`]; fields are reached through `Deref`.
@@ -125,12 +125,18 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::account_pages::router())
         .route("/t/{slug}", any(middleware::not_found))
         .route("/t/{slug}/{*rest}", any(middleware::not_found))
-        .route_layer(from_fn_with_state(state.resolver.clone(), resolver::issuer_tenant));
+        .route_layer(from_fn_with_state(
+            state.resolver.clone(),
+            crate::web::tenant::issuer_tenant,
+        ));
 
     // Headless REST API for first-party apps (tenant from header → query → default).
     let api = routes::api::router()
         .route_layer(CorsPolicy::FirstPartyApi.layer())
-        .route_layer(from_fn_with_state(state.resolver.clone(), resolver::api_tenant));
+        .route_layer(from_fn_with_state(
+            state.resolver.clone(),
+            crate::web::tenant::api_tenant,
+        ));
 
     let app = Router::new()
         .merge(routes::ops::router())

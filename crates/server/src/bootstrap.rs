@@ -105,7 +105,7 @@ pub const DEMO_USER_EMAIL: &str = "demo@example.com";
 /// With `--dev`, when the demo client was just made, also makes the demo user with a
 /// random password (returned to be printed once). Needs the tenant database, so it runs
 /// after the server state exists.
-pub async fn ensure_demo_user(ctx: &crate::resolver::TenantContext) -> anyhow::Result<(String, String)> {
+pub async fn ensure_demo_user(ctx: &tenantry_tenancy::TenantContext) -> anyhow::Result<(String, String)> {
     use tenantry_dataplane::UserRepository;
     let password = random_token(12);
     let db = ctx.db().await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
@@ -144,13 +144,16 @@ pub fn ensure_installation(
 ) -> anyhow::Result<Installed> {
     let mut installed = Installed::default();
     if cp.snapshot().system_keys.keys.is_empty() {
-        let ring = tenantry_keys::generate_ring(secrets, crate::keystore::SYSTEM_OWNER, Utc::now())?;
+        let ring = tenantry_keys::generate_ring(secrets, tenantry_tenancy::keystore::SYSTEM_OWNER, Utc::now())?;
         cp.apply(&Command::PutKeyRing { slug: None, ring })?;
     }
     if cp.snapshot().system_secrets.client_secret_key.is_none() {
         let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>());
         let sealed = secrets.seal(
-            SealContext::new(crate::keystore::SYSTEM_OWNER, crate::keystore::CLIENT_SECRET_KEY_FIELD),
+            SealContext::new(
+                tenantry_tenancy::keystore::SYSTEM_OWNER,
+                tenantry_tenancy::keystore::CLIENT_SECRET_KEY_FIELD,
+            ),
             &key,
         );
         let secrets = SystemSecrets {

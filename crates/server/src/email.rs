@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::resolver::{Capability, TenantContext};
+use tenantry_tenancy::{Capability, TenantContext};
 
 /// Default for `limits.smtp_timeout_secs`: how long one whole SMTP conversation
 /// (connect, greeting, STARTTLS, authentication, the message) may take before the send

@@ -11,9 +11,9 @@ use tenantry_dataplane::TokenRepository;
 use tenantry_dataplane::model::User;
 
 use crate::error::ApiError;
-use crate::resolver::TenantContext;
 use crate::tokens::{self, AccessGrant};
 use crate::web::OAuthError;
+use tenantry_tenancy::TenantContext;
 
 /// Tokens for a user: an access token, an ID token when `openid` was granted, and a
 /// refresh token when the client may refresh.
@@ -35,7 +35,7 @@ pub(crate) struct UserTokens<'a> {
 /// The grant's user, if it still exists and is active.
 pub(crate) async fn grant_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<User, OAuthError> {
     let db = ctx.db().await?;
-    crate::web::active_user(ctx, &db, id)
+    tenantry_tenancy::users::active_user(ctx, &db, id)
         .await?
         .ok_or_else(|| OAuthError::new("invalid_grant", "the user no longer exists or is disabled"))
 }

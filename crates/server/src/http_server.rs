@@ -76,7 +76,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let per_peer = Arc::new(PeerCounts::default());
-    let accept_errors = crate::telemetry::LogThrottle::new(Duration::from_secs(1));
+    let accept_errors = tenantry_errors::LogThrottle::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
 
     loop {

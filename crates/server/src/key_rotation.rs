@@ -14,7 +14,7 @@ use tenantry_controlplane::{Command, Snapshot, TenantEntry, Writer};
 use tenantry_crypto::SecretBox;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::keystore::SYSTEM_OWNER;
+use tenantry_tenancy::keystore::SYSTEM_OWNER;
 
 /// How long a replaced system key stays published (system tokens are short-lived).
 const SYSTEM_GRACE: chrono::Duration = chrono::Duration::hours(24);

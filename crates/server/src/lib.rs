@@ -14,7 +14,6 @@ pub mod error;
 pub mod grants;
 pub mod http_server;
 pub mod key_rotation;
-pub mod keystore;
 pub mod login;
 pub mod mfa;
 pub mod middleware;
@@ -24,9 +23,7 @@ pub mod params;
 pub mod passwords;
 pub mod proxies;
 pub mod ratelimit;
-pub mod resolver;
 pub mod resources;
-pub mod revocations;
 pub mod routes;
 pub mod secrets;
 pub mod telemetry;
@@ -125,8 +122,8 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         })?)),
         None => None,
     };
-    let keystore = Arc::new(keystore::KeyStore::new(secrets.clone()));
-    let resolver = resolver::TenantContextResolver::new(
+    let keystore = Arc::new(tenantry_tenancy::keystore::KeyStore::new(secrets.clone()));
+    let resolver = tenantry_tenancy::TenantContextResolver::new(
         control_plane.clone(),
         dbs.clone(),
         keystore.clone(),

@@ -21,7 +21,7 @@ use tenantry_dataplane::{TenantDb, UserRepository};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::ratelimit::Decision;
-use crate::resolver::TenantContext;
+use tenantry_tenancy::TenantContext;
 
 /// Registrations one IP address may make per tenant and window.
 pub const REGISTER_PER_IP: (u32, Duration) = (10, Duration::from_secs(3600));
@@ -231,7 +231,7 @@ pub async fn password_login(
     let checked = async {
         // The user, the password hash and the second-factor state in one statement.
         let account = match db.login_account(email, &ctx.custom_fields()).await {
-            Ok(account) => account.filter(|(u, _)| crate::web::is_active(u)),
+            Ok(account) => account.filter(|(u, _)| tenantry_tenancy::users::is_active(u)),
             // A malformed email is simply not a known user.
             Err(tenantry_dataplane::DbError::Invalid(_)) => None,
             Err(e) => return Err(ApiError::from(e)),

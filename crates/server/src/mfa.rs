@@ -34,7 +34,7 @@ pub struct Enrolment {
 }
 
 /// The name authenticator apps show for the tenant: its brand, else its display name.
-pub fn issuer_name(ctx: &crate::resolver::TenantContext) -> &str {
+pub fn issuer_name(ctx: &tenantry_tenancy::TenantContext) -> &str {
     let tenant = &ctx.entry.tenant;
     tenant.settings.branding.name.as_deref().unwrap_or(&tenant.display_name)
 }

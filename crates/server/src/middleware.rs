@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{ApiError, for_status};
-use crate::resolver::TenantContext;
+use tenantry_tenancy::TenantContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -241,8 +241,8 @@ impl<'a> Resealer<'a> {
     /// The installation secrets under the current key, if any had to change.
     pub fn system_secrets(&mut self, secrets: &SystemSecrets) -> Option<SystemSecrets> {
         let sealed = secrets.client_secret_key.as_ref()?;
-        let field = crate::keystore::CLIENT_SECRET_KEY_FIELD;
-        let owner = crate::keystore::SYSTEM_OWNER;
+        let field = tenantry_tenancy::keystore::CLIENT_SECRET_KEY_FIELD;
+        let owner = tenantry_tenancy::keystore::SYSTEM_OWNER;
         self.one(owner, owner, field, &sealed.0).map(|new| SystemSecrets {
             client_secret_key: Some(SealedSecret(new)),
         })

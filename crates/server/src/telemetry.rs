@@ -1,4 +1,4 @@
-//! Logs (text or JSON, filtered by `RUST_LOG`) and the Prometheus metrics recorder.
+//! Logs (text or JSON, filtered by `RUST_LOG`) and the Prometheus metrics recorder. (Repeating error lines are throttled with `tenantry_errors::LogThrottle`.)
 
 use std::sync::OnceLock;
 
@@ -6,36 +6,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-
-/// Lets a repeating log line through at most once per `every`, counting what it held
-/// back, so a fault that repeats on every request (a dead database under load, accept
-/// failing with EMFILE) is reported without flooding the log.
-pub struct LogThrottle {
-    every: std::time::Duration,
-    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
-}
-
-impl LogThrottle {
-    pub const fn new(every: std::time::Duration) -> Self {
-        Self {
-            every,
-            state: std::sync::Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(held back since the last line)` when a line may be written now.
-    pub fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if state.0.is_some_and(|last| now.duration_since(last) < self.every) {
-            state.1 += 1;
-            return None;
-        }
-        let suppressed = state.1;
-        *state = (Some(now), 0);
-        Some(suppressed)
-    }
-}
 
 /// Installs the global log subscriber (once; later calls do nothing).
 pub fn init(format: LogFormat) {
@@ -73,21 +43,4 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
-        let throttle = LogThrottle::new(std::time::Duration::from_secs(3600));
-        assert_eq!(throttle.allow(), Some(0));
-        for _ in 0..1000 {
-            assert_eq!(throttle.allow(), None);
-        }
-        let open = LogThrottle::new(std::time::Duration::ZERO);
-        assert_eq!(open.allow(), Some(0));
-        assert_eq!(open.allow(), Some(0));
-    }
 }

@@ -17,7 +17,7 @@ use tenantry_keys::claims::{AccessTokenClaims, Audience, IdTokenClaims, half_has
 use tenantry_keys::{Expect, TokenType, VerifyError};
 
 use crate::error::ApiError;
-use crate::resolver::{Capability, TenantContext};
+use tenantry_tenancy::{Capability, TenantContext};
 
 /// Scopes every tenant has (discovery lists them; a tenant cannot redefine them).
 pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
@@ -309,7 +309,7 @@ pub async fn accept_access_token(ctx: &TenantContext, token: &str) -> Result<Goo
     let user_id: uuid::Uuid = claims.sub.parse().map_err(|_| invalid("the token is not a user's"))?;
     let db = ctx.db().await.map_err(BearerError::Unavailable)?;
     let unavailable = |e: tenantry_dataplane::DbError| BearerError::Unavailable(e.into());
-    let user = crate::web::active_user(ctx, &db, user_id)
+    let user = tenantry_tenancy::users::active_user(ctx, &db, user_id)
         .await
         .map_err(BearerError::Unavailable)?
         .ok_or_else(|| invalid("the user no longer exists or is disabled"))?;

@@ -27,9 +27,9 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
-use crate::resolver::TenantContext;
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
+use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
     Router::new()

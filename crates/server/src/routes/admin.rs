@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::keystore::SYSTEM_OWNER;
-use crate::resolver::{Capability, TenantContext};
 use crate::secrets::{self, ResealFailure, Resealer};
 use crate::web::{AdminAuth, ApiJson};
 use tenantry_dataplane::custom_fields::type_changes;
 use tenantry_dataplane::{Schema, SchemaStatus};
+use tenantry_tenancy::keystore::SYSTEM_OWNER;
+use tenantry_tenancy::{Capability, TenantContext};
 
 pub fn router() -> Router<AppState> {
     Router::new()

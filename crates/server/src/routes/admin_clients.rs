@@ -16,8 +16,8 @@ use tenantry_controlplane::validate::validate_client;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::resolver::TenantContext;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::passwords;
-use crate::resolver::TenantContext;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -138,7 +138,7 @@ async fn create_user(
     let mail = body.send_verification_email && !body.email_verified;
     if mail {
         // Refused before anything is made.
-        ctx.require(crate::resolver::Capability::Email)?;
+        ctx.require(tenantry_tenancy::Capability::Email)?;
     }
     let user = db.create_user(new, &ctx.custom_fields()).await?;
     if let Some(phc) = phc {
@@ -298,7 +298,7 @@ async fn delete_user(
 
 /// `user` if it may use a mailed link (a disabled account cannot).
 fn active(user: User) -> Result<User, ApiError> {
-    if !crate::web::is_active(&user) {
+    if !tenantry_tenancy::users::is_active(&user) {
         return Err(ApiError::new(
             ErrorCode::UserDisabled,
             "the user is disabled; enable it first",
@@ -316,7 +316,7 @@ async fn send_verification_email(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    ctx.require(crate::resolver::Capability::Email)?;
+    ctx.require(tenantry_tenancy::Capability::Email)?;
     let user = active(existing(&ctx, &id).await?)?;
     if user.email_verified {
         return Err(ApiError::new(
@@ -342,7 +342,7 @@ async fn send_reset_email(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    ctx.require(crate::resolver::Capability::Email)?;
+    ctx.require(tenantry_tenancy::Capability::Email)?;
     let user = active(existing(&ctx, &id).await?)?;
     let db = ctx.db().await?;
     crate::account_email::send_reset(&state, &ctx, &db, &user, None).await?;

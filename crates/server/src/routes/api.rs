@@ -8,7 +8,7 @@ use serde::Serialize;
 use tenantry_controlplane::model::{Branding, Language};
 
 use crate::app::AppState;
-use crate::resolver::TenantContext;
+use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
     Router::new()

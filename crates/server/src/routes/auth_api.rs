@@ -33,10 +33,10 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use crate::login::{CodeCheck, LoginError, SecondFactor};
-use crate::resolver::{Capability, TenantContext};
-use crate::web::active_user;
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use tenantry_tenancy::users::active_user;
+use tenantry_tenancy::{Capability, TenantContext};
 
 /// How long a second-factor challenge (`mfa_token`) stays valid.
 const MFA_TOKEN_TTL: Duration = Duration::minutes(5);

@@ -25,9 +25,10 @@ use crate::error::ApiError;
 use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
-use crate::resolver::TenantContext;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
-use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, active_user, cookie, cookie_header};
+use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
+use tenantry_tenancy::TenantContext;
+use tenantry_tenancy::users::active_user;
 
 /// How long an interaction (authorize → login → consent) may take.
 const INTERACTION_TTL: Duration = Duration::minutes(15);

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::resolver::TenantContext;
 use crate::tokens::BUILTIN_SCOPES;
+use tenantry_tenancy::TenantContext;
 
 /// Metadata below the issuer (`{issuer}/.well-known/...`); behind the issuer middleware.
 pub fn router() -> Router<AppState> {

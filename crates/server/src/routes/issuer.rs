@@ -14,9 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 use crate::key_rotation::JWKS_MAX_AGE_SECS;
-use crate::resolver::TenantContext;
 use crate::tokens::{self, BearerError};
 use crate::web::{Bearer, BearerRejection};
+use tenantry_tenancy::TenantContext;
 
 /// The tenant's published keys: a public document.
 pub fn documents_router() -> Router<AppState> {

@@ -28,9 +28,9 @@ use crate::app::AppState;
 use crate::outbound::{OutboundPolicy, OutboundRefusal};
 use crate::pages::{self, PageContext};
 use crate::params::Params;
-use crate::resolver::TenantContext;
 use crate::web::csrf;
 use crate::web::{SESSION_COOKIE, cookie, set_cookie};
+use tenantry_tenancy::TenantContext;
 
 /// Attempts to deliver one logout token (then it is dropped and logged).
 const DELIVERY_ATTEMPTS: u32 = 4;

@@ -27,9 +27,9 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::grants::{UserTokens, grant_user, refresh_body, refresh_lifetime, user_token_body};
 use crate::params::Params;
-use crate::resolver::{Capability, TenantContext};
 use crate::tokens::{self, AccessGrant};
 use crate::web::OAuthError;
+use tenantry_tenancy::{Capability, TenantContext};
 
 /// The endpoints a browser app calls with `fetch`: token and revocation.
 pub fn fetch_router() -> Router<AppState> {

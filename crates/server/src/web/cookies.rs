@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 
 use crate::app::AppState;
-use crate::resolver::TenantContext;
+use tenantry_tenancy::TenantContext;
 
 /// Name of the login session cookie.
 pub const SESSION_COOKIE: &str = "tenantry_session";

@@ -1,7 +1,8 @@
 //! The HTTP rules every surface shares, each written once: request extractors (JSON
 //! bodies, admin authentication, the client's address), the `Authorization: Bearer`
-//! parser (RFC 6750), the tenant-scoped cookies of the hosted pages and their CSRF-checked
-//! forms, the active-user rule, and the RFC 6749 error answer of the OAuth endpoints.
+//! parser (RFC 6750), the tenant middleware, the tenant-scoped cookies of the hosted
+//! pages and their CSRF-checked forms, and the RFC 6749 error answer of the OAuth
+//! endpoints.
 //! Route modules use these and never each other.
 
 pub mod bearer;
@@ -9,11 +10,10 @@ pub mod cookies;
 pub mod csrf;
 pub mod extract;
 pub mod oauth_error;
-pub mod users;
+pub mod tenant;
 
 pub use bearer::{Bearer, BearerRejection};
 pub use cookies::{CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, cookie, cookie_header, set_cookie};
 pub use csrf::{CsrfForm, CsrfRejection};
 pub use extract::{AdminAuth, ApiJson, ClientIp, SessionOrigin};
 pub use oauth_error::OAuthError;
-pub use users::{active_user, active_user_by_email, is_active};

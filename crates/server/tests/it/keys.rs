@@ -16,8 +16,8 @@ use tenantry_controlplane::model::{Client, KeyRing, SigningAlg, Tenant, TenantSe
 use tenantry_dataplane::TokenRepository;
 use tenantry_dataplane::model::User;
 use tenantry_server::key_rotation;
-use tenantry_server::resolver::TenantContext;
 use tenantry_server::tokens::{self, AccessGrant, IdGrant};
+use tenantry_tenancy::TenantContext;
 
 fn demo_client(ctx: &TenantContext, alg: Option<SigningAlg>) -> Client {
     let mut client = ctx.entry.clients["demo-spa"].clone();

@@ -15,8 +15,8 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 use tenantry_dataplane::UserRepository;
 use tenantry_dataplane::model::{NewUser, User};
-use tenantry_server::resolver::TenantContext;
 use tenantry_server::{AppState, Overrides, ServeOptions};
+use tenantry_tenancy::TenantContext;
 
 pub struct TestServer {
     pub state: AppState,

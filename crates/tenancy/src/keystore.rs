@@ -18,7 +18,7 @@ use tenantry_keys::IssuerKeys;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::error::{ApiError, ErrorCode};
+use tenantry_errors::{ApiError, ErrorCode};
 
 /// The owner the system issuer's private keys are sealed for.
 pub const SYSTEM_OWNER: &str = "system";

@@ -1,25 +1,29 @@
 //! The `TenantContextResolver`: the one place that decides which tenant a request is
-//! for, and what that tenant can do.
+//! for, and what that tenant can do; and what a request reaches through its tenant (the
+//! opened key rings in [`keystore`], the access-token deny-list in [`revocations`], the
+//! one active-user rule in [`users`]).
 //!
 //! Issuer routes carry the tenant in the path (`/t/{slug}/...`). The headless REST API
 //! names it with the `X-Tenant-Slug` header, then the `?tenant` query parameter, then the
 //! configured default tenant. Handlers receive a [`TenantContext`] and state the
 //! [`Capability`]s they need; a missing one is a typed error, never a silent fallback.
 
+pub mod keystore;
+pub mod revocations;
+pub mod users;
+
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use tenantry_controlplane::model::{DbDriver, IssuerMode};
 use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 
-use crate::error::{ApiError, ErrorCode};
+use tenantry_errors::{ApiError, ErrorCode};
+use tenantry_keys::IssuerKeys;
+
 use crate::keystore::KeyStore;
 use crate::revocations::Revocations;
-use tenantry_keys::IssuerKeys;
 
 /// Header that names the tenant on the REST API.
 pub const TENANT_HEADER: &str = "x-tenant-slug";
@@ -245,40 +249,9 @@ pub fn slug_from_issuer_path(path: &str) -> Option<&str> {
     (!slug.is_empty()).then_some(slug)
 }
 
-/// Middleware for issuer routes: resolves the tenant from the path and stores the
-/// context in the request, so every route below `/t/{slug}` (even an unknown one) answers
-/// `tenant_not_found` for an unknown tenant.
-pub async fn issuer_tenant(
-    State(resolver): State<TenantContextResolver>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(slug) = slug_from_issuer_path(request.uri().path()) else {
-        return ApiError::new(ErrorCode::NotFound, "no such resource").into_response();
-    };
-    match resolver.resolve_slug(slug) {
-        Ok(ctx) => {
-            request.extensions_mut().insert(ctx);
-            next.run(request).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Middleware for REST API routes: resolves header → query → default tenant.
-pub async fn api_tenant(State(resolver): State<TenantContextResolver>, request: Request, next: Next) -> Response {
-    let (mut parts, body) = request.into_parts();
-    match resolver.resolve_api(&parts) {
-        Ok(ctx) => {
-            parts.extensions.insert(ctx);
-            next.run(Request::from_parts(parts, body)).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Extracts the context stored by [`issuer_tenant`] or [`api_tenant`].
-impl<S: Send + Sync> FromRequestParts<S> for TenantContext {
+/// Extracts the context the HTTP crate's tenant middleware stored in the request.
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TenantContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -339,7 +312,7 @@ mod tests {
     }
 
     fn parts(uri: &str, header: Option<&str>) -> Parts {
-        let mut builder = axum::http::Request::builder().uri(uri);
+        let mut builder = http::Request::builder().uri(uri);
         if let Some(h) = header {
             builder = builder.header(TENANT_HEADER, h);
         }

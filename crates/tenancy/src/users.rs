@@ -5,8 +5,9 @@
 use tenantry_dataplane::model::{User, UserStatus};
 use tenantry_dataplane::{DbError, TenantDb, UserRepository};
 
-use crate::error::ApiError;
-use crate::resolver::TenantContext;
+use tenantry_errors::ApiError;
+
+use crate::TenantContext;
 
 /// Whether `user` may act: not disabled.
 pub fn is_active(user: &User) -> bool {
