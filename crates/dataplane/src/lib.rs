@@ -7,10 +7,15 @@
 //! * Repositories — traits implemented by `TenantDb`, one per concern:
 //!   [`UserRepository`], [`SessionRepository`], [`TokenRepository`],
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
-//!   [`RoleRepository`], [`LoginFailureRepository`], [`AuditRepository`].
+//!   [`RoleRepository`], [`AuditRepository`].
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
 //! * [`global::GlobalDb`] — the optional installation-wide database (admin audit, admin
 //!   sessions); never a tenant's data.
+//!
+//! Tables no code reads or writes any more. Their migrations have run on real installs,
+//! so they stay as they are (no migration is edited) and nothing drops the tables:
+//! * `login_failures` (tenant schema 0001) — failed logins and lockouts are counted by
+//!   the server's rate limiter (`tenantry_server::ratelimit`), in memory or Redis.
 
 pub mod accounts;
 pub mod custom_fields;
@@ -22,7 +27,7 @@ pub mod model;
 pub mod sessions;
 pub mod users;
 
-pub use accounts::{AuditRepository, LoginFailureRepository, RoleRepository};
+pub use accounts::{AuditRepository, RoleRepository};
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::GlobalDb;

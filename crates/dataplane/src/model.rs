@@ -247,14 +247,6 @@ pub struct EmailToken {
     pub used_at: Option<DateTime<Utc>>,
 }
 
-/// Failed-login state of one account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoginFailures {
-    pub failures: i32,
-    pub window_started_at: DateTime<Utc>,
-    pub locked_until: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
     pub id: Uuid,

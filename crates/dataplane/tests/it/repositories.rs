@@ -667,28 +667,6 @@ async fn mfa_and_account_state(fx: &Fixture) {
     assert_eq!(db.roles_of(user.id).await.unwrap(), vec!["admin", "auditor"]);
     assert!(db.unassign_role(user.id, "admin").await.unwrap());
 
-    let window = Duration::minutes(15);
-    let lockout = Duration::minutes(10);
-    for i in 1..=2 {
-        let state = db.record_login_failure(user.id, now, window, 3, lockout).await.unwrap();
-        assert_eq!(state.failures, i);
-        assert!(state.locked_until.is_none());
-    }
-    let locked = db.record_login_failure(user.id, now, window, 3, lockout).await.unwrap();
-    assert_eq!(locked.failures, 3);
-    assert!(locked.locked_until.unwrap() > now);
-    // After the window (and the lock) passed, counting starts again.
-    let later = now + Duration::minutes(20);
-    assert_eq!(
-        db.record_login_failure(user.id, later, window, 3, lockout)
-            .await
-            .unwrap()
-            .failures,
-        1
-    );
-    db.clear_login_failures(user.id).await.unwrap();
-    assert!(db.login_failures(user.id).await.unwrap().is_none());
-
     db.record_audit(
         "login_succeeded",
         Some(user.id),
