@@ -7,7 +7,7 @@
 //! * Repositories — traits implemented by `TenantDb`, one per concern:
 //!   [`UserRepository`], [`SessionRepository`], [`TokenRepository`],
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
-//!   [`RoleRepository`], [`AuditRepository`].
+//!   [`RoleRepository`].
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
 //! * [`global::GlobalDb`] — the optional installation-wide database (admin audit, admin
 //!   sessions); never a tenant's data.
@@ -16,6 +16,8 @@
 //! so they stay as they are (no migration is edited) and nothing drops the tables:
 //! * `login_failures` (tenant schema 0001) — failed logins and lockouts are counted by
 //!   the server's rate limiter (`tenantry_server::ratelimit`), in memory or Redis.
+//! * `audit_events` (tenant schema 0001) — the audit trail is of admin actions, kept in
+//!   the global database ([`GlobalDb::record_admin_event`]).
 
 pub mod accounts;
 pub mod custom_fields;
@@ -27,7 +29,7 @@ pub mod model;
 pub mod sessions;
 pub mod users;
 
-pub use accounts::{AuditRepository, RoleRepository};
+pub use accounts::RoleRepository;
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::GlobalDb;

@@ -246,14 +246,3 @@ pub struct EmailToken {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditEvent {
-    pub id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub kind: String,
-    pub user_id: Option<Uuid>,
-    pub actor: Option<String>,
-    pub ip: Option<String>,
-    pub details: Value,
-}
