@@ -9,8 +9,8 @@
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
 //!   [`RoleRepository`].
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
-//! * [`global::GlobalDb`] — the optional installation-wide database (admin audit, admin
-//!   sessions); never a tenant's data.
+//! * [`global::GlobalDb`] — the optional installation-wide database (the audit trail of
+//!   admin actions); never a tenant's data.
 //!
 //! Tables no code reads or writes any more. Their migrations have run on real installs,
 //! so they stay as they are (no migration is edited) and nothing drops the tables:
@@ -18,6 +18,7 @@
 //!   the server's rate limiter (`tenantry_server::ratelimit`), in memory or Redis.
 //! * `audit_events` (tenant schema 0001) — the audit trail is of admin actions, kept in
 //!   the global database ([`GlobalDb::record_admin_event`]).
+//! * `admin_sessions` (global schema 0001) — see [`global`].
 
 pub mod accounts;
 pub mod custom_fields;
