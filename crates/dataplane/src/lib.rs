@@ -20,21 +20,21 @@
 //!   the global database ([`GlobalDb::record_admin_event`]).
 //! * `admin_sessions` (global schema 0001) — see [`global`].
 
-pub mod accounts;
 pub mod custom_fields;
 pub mod db;
 pub mod global;
 pub mod manager;
 pub mod mfa;
 pub mod model;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 
-pub use accounts::RoleRepository;
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::GlobalDb;
 pub use manager::{ManagerConfig, TenantDbManager};
 pub use mfa::{EmailTokenRepository, MfaRepository};
+pub use roles::RoleRepository;
 pub use sessions::{ConsentRepository, NewRefreshToken, RotationRequest, SessionRepository, TokenRepository};
 pub use users::UserRepository;

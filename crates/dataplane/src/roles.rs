@@ -1,4 +1,9 @@
-//! Role assignments.
+//! Role assignments: which of a tenant's roles each user holds (`user_roles`).
+//!
+//! No caller yet: this is the storage side of the admin issue's roles-and-permissions
+//! management (CRUD of roles, assigning them to users), kept for it. The roles themselves
+//! (names, permissions) are control-plane configuration; only the assignment of a role to
+//! a user is operational data, in the tenant's own database.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,8 +14,12 @@ use crate::on_pool;
 
 #[async_trait]
 pub trait RoleRepository {
+    /// Gives `user_id` the role `role`; assigning a role the user already holds changes
+    /// nothing. The role name is not checked here against the tenant's roles.
     async fn assign_role(&self, user_id: Uuid, role: &str, now: DateTime<Utc>) -> Result<(), DbError>;
+    /// Takes the role away; answers whether the user held it.
     async fn unassign_role(&self, user_id: Uuid, role: &str) -> Result<bool, DbError>;
+    /// The user's roles, by name. Deleting a user deletes its assignments.
     async fn roles_of(&self, user_id: Uuid) -> Result<Vec<String>, DbError>;
 }
 
