@@ -18,3 +18,6 @@ pub mod key_rotation;
 pub mod params;
 pub mod token_endpoint;
 pub mod tokens;
+
+#[cfg(test)]
+mod rules_tests;
