@@ -68,6 +68,8 @@ pub struct Shared {
     pub rate_limiter: RateLimiter,
     /// Per-tenant SMTP transports (`email::send`).
     pub mailer: crate::email::Mailer,
+    /// The one admin write path: writes through `writer` and records the audit event.
+    pub admin: tenantry_admin::AdminService,
     /// The installation's password deny-list (`password_deny_list_file`), if any.
     pub password_deny_list: Option<Arc<crate::passwords::DenyList>>,
 }
