@@ -41,6 +41,7 @@ fn client(id: &str, kind: &str, method: &str, secret_hash: Option<String>) -> Cl
         "name": id,
         "client_type": kind,
         "redirect_uris": ["https://app.example.com/cb"],
+        "post_logout_redirect_uris": ["https://app.example.com/bye"],
         "grant_types": grant_types,
         "scopes": ["openid", "profile", "email", "offline_access", "api"],
         "token_endpoint_auth_method": method,
@@ -479,4 +480,34 @@ async fn refresh_rotates_may_narrow_never_widen_and_reuse_revokes_the_family() {
     assert!(refresh(&t, &r1, None).await.unwrap_err().contains("invalid_grant"));
     let after = refresh(&t, &r2, None).await.unwrap_err();
     assert!(after.contains("invalid_grant"), "the family is revoked: {after}");
+}
+
+// ---- end-session requests (RP-Initiated Logout 1.0) ----
+
+#[test]
+fn post_logout_redirects_are_registered_exactly_and_hints_are_verified() {
+    use crate::logout::{EndSessionError, end_session_request};
+    let t = tenant();
+    let request = |pairs: &[(&str, &str)]| end_session_request(&t.ctx, &params(pairs));
+    let ok = request(&[
+        ("client_id", "spa"),
+        ("post_logout_redirect_uri", "https://app.example.com/bye"),
+        ("state", "s1"),
+    ])
+    .unwrap();
+    assert_eq!(ok.redirect.as_deref(), Some("https://app.example.com/bye"));
+    assert_eq!(ok.state.as_deref(), Some("s1"));
+    for refused in [
+        vec![("client_id", "spa"), ("post_logout_redirect_uri", "https://app.example.com/bye/")],
+        vec![("client_id", "web"), ("post_logout_redirect_uri", "https://evil.example.com/")],
+        // Without a client there is nothing the URI could be registered for.
+        vec![("post_logout_redirect_uri", "https://app.example.com/bye")],
+        vec![("id_token_hint", "a.b.c")],
+    ] {
+        assert!(
+            matches!(request(&refused), Err(EndSessionError::Invalid(_))),
+            "{refused:?}"
+        );
+    }
+    assert!(request(&[]).unwrap().redirect.is_none());
 }

@@ -15,7 +15,6 @@ pub mod http_server;
 pub mod login;
 pub mod mfa;
 pub mod middleware;
-pub mod outbound;
 pub mod pages;
 pub mod passwords;
 pub mod proxies;
