@@ -1,6 +1,7 @@
-//! The admin API (`/v1/admin/...`), authenticated by an admin bearer token. This issue
-//! covers tenants, secret re-sealing, tenant databases and (in `admin_keys`) signing keys;
-//! later issues add clients and users.
+//! The admin API (`/v1/admin/...`) for tenants, their settings and databases, secret
+//! re-sealing and the audit trail; clients, users, scopes, keys and mail have modules of
+//! their own. Every route is authenticated by an admin bearer token (`AdminAuth`), and
+//! every write goes through the one admin write path (`tenantry_admin::AdminService`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
