@@ -33,9 +33,9 @@ use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, Us
 use tenantry_dataplane::{EmailTokenRepository, TenantDb, UserRepository};
 
 use crate::app::AppState;
-use crate::email::MailVars;
 use crate::error::{ApiError, ErrorCode};
 use crate::ratelimit::Decision;
+use tenantry_mail::MailVars;
 use tenantry_tenancy::users::{active_user, active_user_by_email};
 use tenantry_tenancy::{Capability, TenantContext};
 
@@ -102,7 +102,7 @@ pub fn forgot_link(ctx: &TenantContext, lang: Language) -> String {
 
 /// The language of a user's mail: the user's locale when we speak it, else the tenant's.
 pub fn mail_language(ctx: &TenantContext, user: Option<&User>) -> Language {
-    crate::pages::language(
+    tenantry_mail::language(
         user.and_then(|u| u.locale.as_deref()),
         ctx.entry.tenant.settings.language,
     )
@@ -170,7 +170,10 @@ async fn send_link(
         expires_in: Some(ttl),
     };
     let lang = mail_language(ctx, Some(user));
-    crate::email::send(state, ctx, &user.email, kind, lang, &vars).await
+    state
+        .mailer
+        .send(&state.secrets, ctx, &user.email, kind, lang, &vars)
+        .await
 }
 
 /// Checks what every "mail me" request needs before anything is looked up: SMTP settings
@@ -444,7 +447,7 @@ pub async fn send_notice(
         link: Some(forgot_link(ctx, lang)),
         expires_in,
     };
-    if let Err(e) = crate::email::send(state, ctx, to, kind, lang, &vars).await {
+    if let Err(e) = state.mailer.send(&state.secrets, ctx, to, kind, lang, &vars).await {
         log_failure(ctx, kind, &e);
     }
 }

@@ -66,8 +66,8 @@ pub struct Shared {
     /// Attempt counters for login, registration, reset, MFA and verification endpoints
     /// (in memory, or in Redis when `redis_url` is set).
     pub rate_limiter: RateLimiter,
-    /// Per-tenant SMTP transports (`email::send`).
-    pub mailer: crate::email::Mailer,
+    /// Per-tenant SMTP transports (`Mailer::send`).
+    pub mailer: tenantry_mail::Mailer,
     /// The installation's password deny-list (`password_deny_list_file`), if any.
     pub password_deny_list: Option<Arc<crate::passwords::DenyList>>,
 }

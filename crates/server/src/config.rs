@@ -404,7 +404,7 @@ impl Config {
                 "TENANTRY_SMTP_TIMEOUT_SECS",
                 1,
                 300,
-                crate::email::SMTP_TIMEOUT.as_secs(),
+                tenantry_mail::SMTP_TIMEOUT.as_secs(),
             )?),
         };
         // A mail send must give up before its request does, so the caller hears the mail's

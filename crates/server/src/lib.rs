@@ -9,7 +9,6 @@ pub mod account_email;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
-pub mod email;
 pub mod error;
 pub mod grants;
 pub mod http_server;
@@ -130,7 +129,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         config.default_tenant.clone(),
         &public_url,
     );
-    let mailer = email::Mailer::with_timeout(config.limits.smtp_timeout);
+    let mailer = tenantry_mail::Mailer::with_timeout(config.limits.smtp_timeout);
     control_plane.subscribe(Arc::new(mailer.clone()));
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
     let state = AppState::new(app::Shared {

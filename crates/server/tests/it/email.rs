@@ -16,7 +16,7 @@ use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Language, MailTemplateKind};
-use tenantry_server::email::{self, MailVars};
+use tenantry_mail::MailVars;
 use tenantry_server::error::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -392,16 +392,19 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
         expires_in: Some(Duration::from_secs(24 * 3600)),
     };
     let ctx = server.ctx("secreto");
-    email::send(
-        &server.state,
-        &ctx,
-        &to,
-        MailTemplateKind::VerifyEmail,
-        Language::En,
-        &vars,
-    )
-    .await
-    .unwrap();
+    server
+        .state
+        .mailer
+        .send(
+            &server.state.secrets,
+            &ctx,
+            &to,
+            MailTemplateKind::VerifyEmail,
+            Language::En,
+            &vars,
+        )
+        .await
+        .unwrap();
     let mail = smtp.wait_for_message_to(&to, WAIT).await;
     assert_eq!(mail.auth_login.as_deref(), Some("mailer"));
     assert_eq!(mail.subject, "Verify your email address for Tenant secreto");
@@ -416,16 +419,19 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
 
     // The same mail with the server gone: an explicit error naming neither link nor address.
     smtp.stop();
-    let err = email::send(
-        &server.state,
-        &ctx,
-        &to,
-        MailTemplateKind::VerifyEmail,
-        Language::En,
-        &vars,
-    )
-    .await
-    .unwrap_err();
+    let err = server
+        .state
+        .mailer
+        .send(
+            &server.state.secrets,
+            &ctx,
+            &to,
+            MailTemplateKind::VerifyEmail,
+            Language::En,
+            &vars,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::EmailSendFailed);
     assert!(
         !err.detail.contains(&token) && !err.detail.contains(&local_part),
