@@ -516,10 +516,6 @@ impl SigningAlg {
             SigningAlg::EdDsa => "EdDSA",
         }
     }
-
-    pub fn from_jose(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|alg| alg.as_str() == name)
-    }
 }
 
 impl std::fmt::Display for SigningAlg {

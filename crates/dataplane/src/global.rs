@@ -1,6 +1,10 @@
-//! The optional global database (`global_db_url`): installation-wide data only — admin
-//! audit events and admin sessions. It never holds a tenant's users, and no tenant route
+//! The optional global database (`global_db_url`): installation-wide data only — the
+//! audit trail of admin actions. It never holds a tenant's users, and no tenant route
 //! falls back to it.
+//!
+//! Its `admin_sessions` table (global schema 0001) is unused: admins authenticate with
+//! bearer tokens, not server-side sessions. The migration has run on real installs, so
+//! it stays as it is and nothing drops the table.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -93,35 +97,6 @@ impl GlobalDb {
         on_pool!(db, p => sqlx::query(sql).bind(id).bind(to_micros(Utc::now())).bind(admin_id).bind(action).bind(tenant).bind(request_id).bind(details.to_string()).execute(p).await.map(|_| ()))
             .map_err(query_err)?;
         Ok(id)
-    }
-
-    /// Stores an admin session (by the hash of its id) until `expires_at`.
-    pub async fn create_admin_session(
-        &self,
-        id_hash: &str,
-        admin_id: Uuid,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let db = &self.db;
-        let sql = db.sql("INSERT INTO admin_sessions (id_hash, admin_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, NULL)");
-        on_pool!(db, p => sqlx::query(sql).bind(id_hash).bind(admin_id).bind(to_micros(Utc::now())).bind(to_micros(expires_at)).execute(p).await.map(|_| ()))
-            .map_err(query_err)
-    }
-
-    /// The admin of a live (not revoked, not expired) session.
-    pub async fn admin_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<Uuid>, DbError> {
-        let db = &self.db;
-        let sql =
-            db.sql("SELECT admin_id FROM admin_sessions WHERE id_hash = ? AND revoked_at IS NULL AND expires_at > ?");
-        on_pool!(db, p => sqlx::query_scalar::<_, Uuid>(sql).bind(id_hash).bind(to_micros(now)).fetch_optional(p).await)
-            .map_err(query_err)
-    }
-
-    pub async fn revoke_admin_session(&self, id_hash: &str) -> Result<bool, DbError> {
-        let db = &self.db;
-        let sql = db.sql("UPDATE admin_sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL");
-        let n = on_pool!(db, p => sqlx::query(sql).bind(to_micros(Utc::now())).bind(id_hash).execute(p).await.map(|r| r.rows_affected())).map_err(query_err)?;
-        Ok(n > 0)
     }
 
     /// Most recent first.

@@ -7,26 +7,34 @@
 //! * Repositories — traits implemented by `TenantDb`, one per concern:
 //!   [`UserRepository`], [`SessionRepository`], [`TokenRepository`],
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
-//!   [`RoleRepository`], [`LoginFailureRepository`], [`AuditRepository`].
+//!   [`RoleRepository`].
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
-//! * [`global::GlobalDb`] — the optional installation-wide database (admin audit, admin
-//!   sessions); never a tenant's data.
+//! * [`global::GlobalDb`] — the optional installation-wide database (the audit trail of
+//!   admin actions); never a tenant's data.
+//!
+//! Tables no code reads or writes any more. Their migrations have run on real installs,
+//! so they stay as they are (no migration is edited) and nothing drops the tables:
+//! * `login_failures` (tenant schema 0001) — failed logins and lockouts are counted by
+//!   the server's rate limiter (`tenantry_server::ratelimit`), in memory or Redis.
+//! * `audit_events` (tenant schema 0001) — the audit trail is of admin actions, kept in
+//!   the global database ([`GlobalDb::record_admin_event`]).
+//! * `admin_sessions` (global schema 0001) — see [`global`].
 
-pub mod accounts;
 pub mod custom_fields;
 pub mod db;
 pub mod global;
 pub mod manager;
 pub mod mfa;
 pub mod model;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 
-pub use accounts::{AuditRepository, LoginFailureRepository, RoleRepository};
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::GlobalDb;
 pub use manager::{ManagerConfig, TenantDbManager};
 pub use mfa::{EmailTokenRepository, MfaRepository};
+pub use roles::RoleRepository;
 pub use sessions::{ConsentRepository, NewRefreshToken, RotationRequest, SessionRepository, TokenRepository};
 pub use users::UserRepository;

@@ -246,22 +246,3 @@ pub struct EmailToken {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
 }
-
-/// Failed-login state of one account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoginFailures {
-    pub failures: i32,
-    pub window_started_at: DateTime<Utc>,
-    pub locked_until: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditEvent {
-    pub id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub kind: String,
-    pub user_id: Option<Uuid>,
-    pub actor: Option<String>,
-    pub ip: Option<String>,
-    pub details: Value,
-}

@@ -4,11 +4,16 @@
 //! Every error the REST and admin APIs can answer is an [`ErrorCode`] with its HTTP status
 //! and title; the catalogue in `docs/errors.md` lists them all (a test keeps the two in
 //! step). The HTTP crate turns an [`ApiError`] into RFC 9457 problem+json (the `axum`
-//! feature, which no service enables). OAuth endpoints answer RFC 6749 error JSON instead.
+//! feature, which no service enables). OAuth endpoints answer RFC 6749 error JSON instead:
+//! [`OAuthError`].
 //!
 //! This crate owns codes and their meaning; it must never decide what a request may do.
 
+mod oauth;
+
 use http::StatusCode;
+
+pub use oauth::OAuthError;
 use tenantry_controlplane::{FieldError, Rejection, ValidationErrors, WriteError};
 
 macro_rules! error_codes {

@@ -22,12 +22,15 @@
 //!   tenant, the template and the recipient's domain, never the address, link or token.
 //!
 //! Every mail is `multipart/alternative` with a text and an HTML part. Templates are
-//! minijinja; the HTML part is auto-escaped, the subject and text are not (they are not
-//! HTML) and the subject is folded onto one line. Variables: `tenant_name` (branding name,
-//! else display name), `issuer`, `user_email`, `link` (built by the caller), `expires_minutes`,
-//! `expires_hours` (rounded up), `expires_text` ("2 hours", "30 minutos") and
-//! `primary_color`. A tenant override (`settings.mail_templates.<lang>.<kind>`) replaces
-//! all three parts; its HTML may `{% extends "layout.html" %}` and fill `{% block content %}`.
+//! minijinja; the built-in ones are files under `templates/mail/` (`layout.html`, and
+//! `<lang>/<kind>.subject|txt|html`), compiled in with `include_str!`. The HTML part is
+//! auto-escaped, the subject and text are not (they are not HTML) and the subject is
+//! folded onto one line. Variables: `tenant_name` (branding name, else display name),
+//! `issuer`, `user_email`, `link` (built by the caller), `expires_minutes`,
+//! `expires_hours` (rounded up), `expires_text` ("2 hours", "30 minutos"; the units come
+//! from the message catalogue, `tenantry_messages`) and `primary_color`. A tenant override
+//! (`settings.mail_templates.<lang>.<kind>`) replaces all three parts; its HTML may
+//! `{% extends "layout.html" %}` and fill `{% block content %}`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -44,6 +47,7 @@ use tenantry_controlplane::model::{
 use tenantry_controlplane::writer::{Change, Subscriber};
 use tenantry_controlplane::{Command, Snapshot};
 use tenantry_crypto::{SealContext, SecretBox};
+use tenantry_messages::Key;
 use uuid::Uuid;
 
 use tenantry_errors::{ApiError, ErrorCode};
@@ -421,22 +425,14 @@ fn one_line(value: &str) -> String {
         .join(" ")
 }
 
+/// A link's lifetime in whole hours when it is some, else in minutes ("2 hours", "90 minutes").
 fn expires_text(lang: Language, minutes: u64) -> String {
-    let (n, unit) = if minutes >= 60 && minutes.is_multiple_of(60) {
-        (minutes / 60, 0)
+    let (n, one, many) = if minutes >= 60 && minutes.is_multiple_of(60) {
+        (minutes / 60, Key::Hour, Key::Hours)
     } else {
-        (minutes, 1)
+        (minutes, Key::Minute, Key::Minutes)
     };
-    let word = match (lang, unit, n == 1) {
-        (Language::En, 0, true) => "hour",
-        (Language::En, 0, false) => "hours",
-        (Language::En, _, true) => "minute",
-        (Language::En, _, false) => "minutes",
-        (Language::Es, 0, true) => "hora",
-        (Language::Es, 0, false) => "horas",
-        (Language::Es, _, true) => "minuto",
-        (Language::Es, _, false) => "minutos",
-    };
+    let word = tenantry_messages::catalogue(lang).get(if n == 1 { one } else { many });
     format!("{n} {word}")
 }
 
@@ -563,6 +559,36 @@ pub fn check_settings(settings: &TenantSettings) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The built-in templates, compiled in from `templates/mail/`: per language and kind a
+/// subject, a text part and an HTML part (`<lang>/<kind>.subject|txt|html`).
+macro_rules! builtin_templates {
+    ($($lang:literal: [$($kind:literal),* $(,)?]),* $(,)?) => {
+        [$($(
+            (
+                concat!($lang, "/", $kind, ".subject"),
+                include_str!(concat!("../templates/mail/", $lang, "/", $kind, ".subject")),
+            ),
+            (
+                concat!($lang, "/", $kind, ".txt"),
+                include_str!(concat!("../templates/mail/", $lang, "/", $kind, ".txt")),
+            ),
+            (
+                concat!($lang, "/", $kind, ".html"),
+                include_str!(concat!("../templates/mail/", $lang, "/", $kind, ".html")),
+            ),
+        )*)*]
+    };
+}
+
+/// Every built-in template by name; each HTML part extends `layout.html`.
+const BUILTIN_TEMPLATES: [(&str, &str); 30] = builtin_templates![
+    "en": ["verify_email", "reset_password", "password_changed", "account_locked", "test"],
+    "es": ["verify_email", "reset_password", "password_changed", "account_locked", "test"],
+];
+
+/// The mail layout, which built-in and override HTML parts may extend.
+const LAYOUT: &str = include_str!("../templates/mail/layout.html");
+
 static BUILTIN: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|name| {
@@ -573,139 +599,11 @@ static BUILTIN: LazyLock<Environment<'static>> = LazyLock::new(|| {
         }
     });
     env.add_template("layout.html", LAYOUT).expect("mail layout parses");
-    for lang in LANGUAGES {
-        for kind in KINDS {
-            let t = builtin(lang, kind);
-            let name = format!("{}/{}", lang.as_str(), kind.as_str());
-            env.add_template_owned(format!("{name}.subject"), t.subject)
-                .expect("built-in subject parses");
-            env.add_template_owned(format!("{name}.txt"), t.text)
-                .expect("built-in text parses");
-            env.add_template_owned(
-                format!("{name}.html"),
-                format!(
-                    "{{% extends \"layout.html\" %}}{{% block content %}}{}{{% endblock %}}",
-                    t.html
-                ),
-            )
-            .expect("built-in html parses");
-        }
+    for (name, source) in BUILTIN_TEMPLATES {
+        env.add_template(name, source).expect("built-in mail templates parse");
     }
     env
 });
-
-const LAYOUT: &str = r#"<!DOCTYPE html>
-<html lang="{{ language }}">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{{ tenant_name }}</title></head>
-<body style="margin:0;padding:24px;background:#f4f5f7;font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;color:#1d2129">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center">
-<table role="presentation" width="560" cellpadding="0" cellspacing="0" style="max-width:560px;background:#ffffff;border-radius:8px;padding:32px">
-<tr><td style="font-size:13px;font-weight:600;color:{{ primary_color }};padding-bottom:16px">{{ tenant_name }}</td></tr>
-<tr><td style="font-size:15px;line-height:1.5">{% block content %}{% endblock %}</td></tr>
-</table></td></tr></table>
-</body>
-</html>
-"#;
-
-/// One built-in template: subject, text part, and the HTML content block.
-struct Builtin {
-    subject: &'static str,
-    text: &'static str,
-    html: &'static str,
-}
-
-fn builtin(lang: Language, kind: MailTemplateKind) -> Builtin {
-    use Language::{En, Es};
-    use MailTemplateKind::*;
-    match (lang, kind) {
-        (En, VerifyEmail) => Builtin {
-            subject: "Verify your email address for {{ tenant_name }}",
-            text: "Hello,\n\nPlease confirm that {{ user_email }} is your email address for {{ tenant_name }} by opening this link:\n\n{{ link }}\n{% if expires_text %}\nThe link expires in {{ expires_text }}.{% endif %}\nIf you did not create an account with {{ tenant_name }}, you can ignore this message.\n",
-            html: r#"<h1 style="font-size:20px">Verify your email address</h1>
-<p>Please confirm that <strong>{{ user_email }}</strong> is your email address for {{ tenant_name }}.</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Verify email address</a></p>
-<p style="font-size:13px;color:#555">Or open this link: <a href="{{ link }}">{{ link }}</a></p>
-{% if expires_text %}<p style="font-size:13px;color:#555">The link expires in {{ expires_text }}.</p>{% endif %}
-<p style="font-size:13px;color:#555">If you did not create an account with {{ tenant_name }}, you can ignore this message.</p>"#,
-        },
-        (Es, VerifyEmail) => Builtin {
-            subject: "Verifica tu dirección de correo para {{ tenant_name }}",
-            text: "Hola:\n\nConfirma que {{ user_email }} es tu dirección de correo para {{ tenant_name }} abriendo este enlace:\n\n{{ link }}\n{% if expires_text %}\nEl enlace caduca en {{ expires_text }}.{% endif %}\nSi no has creado una cuenta en {{ tenant_name }}, puedes ignorar este mensaje.\n",
-            html: r#"<h1 style="font-size:20px">Verifica tu dirección de correo</h1>
-<p>Confirma que <strong>{{ user_email }}</strong> es tu dirección de correo para {{ tenant_name }}.</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Verificar dirección</a></p>
-<p style="font-size:13px;color:#555">O abre este enlace: <a href="{{ link }}">{{ link }}</a></p>
-{% if expires_text %}<p style="font-size:13px;color:#555">El enlace caduca en {{ expires_text }}.</p>{% endif %}
-<p style="font-size:13px;color:#555">Si no has creado una cuenta en {{ tenant_name }}, puedes ignorar este mensaje.</p>"#,
-        },
-        (En, ResetPassword) => Builtin {
-            subject: "Reset your {{ tenant_name }} password",
-            text: "Hello,\n\nSomeone asked to reset the password of the {{ tenant_name }} account {{ user_email }}. To choose a new password, open this link:\n\n{{ link }}\n{% if expires_text %}\nThe link expires in {{ expires_text }} and works once.{% endif %}\nIf you did not ask for this, ignore this message: your password stays as it is.\n",
-            html: r#"<h1 style="font-size:20px">Reset your password</h1>
-<p>Someone asked to reset the password of the {{ tenant_name }} account <strong>{{ user_email }}</strong>.</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Choose a new password</a></p>
-<p style="font-size:13px;color:#555">Or open this link: <a href="{{ link }}">{{ link }}</a></p>
-{% if expires_text %}<p style="font-size:13px;color:#555">The link expires in {{ expires_text }} and works once.</p>{% endif %}
-<p style="font-size:13px;color:#555">If you did not ask for this, ignore this message: your password stays as it is.</p>"#,
-        },
-        (Es, ResetPassword) => Builtin {
-            subject: "Restablece tu contraseña de {{ tenant_name }}",
-            text: "Hola:\n\nAlguien ha pedido restablecer la contraseña de la cuenta {{ user_email }} en {{ tenant_name }}. Para elegir una contraseña nueva, abre este enlace:\n\n{{ link }}\n{% if expires_text %}\nEl enlace caduca en {{ expires_text }} y solo sirve una vez.{% endif %}\nSi no lo has pedido tú, ignora este mensaje: tu contraseña no cambia.\n",
-            html: r#"<h1 style="font-size:20px">Restablece tu contraseña</h1>
-<p>Alguien ha pedido restablecer la contraseña de la cuenta <strong>{{ user_email }}</strong> en {{ tenant_name }}.</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Elegir una contraseña nueva</a></p>
-<p style="font-size:13px;color:#555">O abre este enlace: <a href="{{ link }}">{{ link }}</a></p>
-{% if expires_text %}<p style="font-size:13px;color:#555">El enlace caduca en {{ expires_text }} y solo sirve una vez.</p>{% endif %}
-<p style="font-size:13px;color:#555">Si no lo has pedido tú, ignora este mensaje: tu contraseña no cambia.</p>"#,
-        },
-        (En, PasswordChanged) => Builtin {
-            subject: "Your {{ tenant_name }} password was changed",
-            text: "Hello,\n\nThe password of the {{ tenant_name }} account {{ user_email }} was just changed.\n\nIf this was you, there is nothing to do. If it was not, reset your password at once{% if link %}:\n\n{{ link }}{% else %} and contact {{ tenant_name }}.{% endif %}\n",
-            html: r#"<h1 style="font-size:20px">Your password was changed</h1>
-<p>The password of the {{ tenant_name }} account <strong>{{ user_email }}</strong> was just changed.</p>
-<p>If this was you, there is nothing to do. If it was not, reset your password at once{% if link %}:</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Reset password</a>{% else %} and contact {{ tenant_name }}.{% endif %}</p>"#,
-        },
-        (Es, PasswordChanged) => Builtin {
-            subject: "Tu contraseña de {{ tenant_name }} ha cambiado",
-            text: "Hola:\n\nLa contraseña de la cuenta {{ user_email }} en {{ tenant_name }} se acaba de cambiar.\n\nSi has sido tú, no tienes que hacer nada. Si no, restablece tu contraseña cuanto antes{% if link %}:\n\n{{ link }}{% else %} y avisa a {{ tenant_name }}.{% endif %}\n",
-            html: r#"<h1 style="font-size:20px">Tu contraseña ha cambiado</h1>
-<p>La contraseña de la cuenta <strong>{{ user_email }}</strong> en {{ tenant_name }} se acaba de cambiar.</p>
-<p>Si has sido tú, no tienes que hacer nada. Si no, restablece tu contraseña cuanto antes{% if link %}:</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Restablecer contraseña</a>{% else %} y avisa a {{ tenant_name }}.{% endif %}</p>"#,
-        },
-        (En, AccountLocked) => Builtin {
-            subject: "Your {{ tenant_name }} account was locked",
-            text: "Hello,\n\nAfter too many failed sign-in attempts, the {{ tenant_name }} account {{ user_email }} was locked{% if expires_text %} for {{ expires_text }}{% endif %}.\n{% if link %}\nIf these attempts were not yours, reset your password:\n\n{{ link }}\n{% endif %}",
-            html: r#"<h1 style="font-size:20px">Your account was locked</h1>
-<p>After too many failed sign-in attempts, the {{ tenant_name }} account <strong>{{ user_email }}</strong> was locked{% if expires_text %} for {{ expires_text }}{% endif %}.</p>
-{% if link %}<p>If these attempts were not yours, reset your password:</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Reset password</a></p>{% endif %}"#,
-        },
-        (Es, AccountLocked) => Builtin {
-            subject: "Tu cuenta de {{ tenant_name }} se ha bloqueado",
-            text: "Hola:\n\nTras demasiados intentos fallidos de inicio de sesión, la cuenta {{ user_email }} en {{ tenant_name }} se ha bloqueado{% if expires_text %} durante {{ expires_text }}{% endif %}.\n{% if link %}\nSi esos intentos no fueron tuyos, restablece tu contraseña:\n\n{{ link }}\n{% endif %}",
-            html: r#"<h1 style="font-size:20px">Tu cuenta se ha bloqueado</h1>
-<p>Tras demasiados intentos fallidos de inicio de sesión, la cuenta <strong>{{ user_email }}</strong> en {{ tenant_name }} se ha bloqueado{% if expires_text %} durante {{ expires_text }}{% endif %}.</p>
-{% if link %}<p>Si esos intentos no fueron tuyos, restablece tu contraseña:</p>
-<p><a href="{{ link }}" style="display:inline-block;padding:10px 18px;background:{{ primary_color }};color:#ffffff;border-radius:4px;text-decoration:none">Restablecer contraseña</a></p>{% endif %}"#,
-        },
-        (En, Test) => Builtin {
-            subject: "Test message from {{ tenant_name }}",
-            text: "Hello,\n\nThis is a test message from {{ tenant_name }} ({{ issuer }}). The mail settings work: this message reached {{ user_email }}.\n",
-            html: r#"<h1 style="font-size:20px">Test message</h1>
-<p>This is a test message from {{ tenant_name }} (<code>{{ issuer }}</code>).</p>
-<p>The mail settings work: this message reached <strong>{{ user_email }}</strong>.</p>"#,
-        },
-        (Es, Test) => Builtin {
-            subject: "Mensaje de prueba de {{ tenant_name }}",
-            text: "Hola:\n\nEste es un mensaje de prueba de {{ tenant_name }} ({{ issuer }}). La configuración de correo funciona: este mensaje ha llegado a {{ user_email }}.\n",
-            html: r#"<h1 style="font-size:20px">Mensaje de prueba</h1>
-<p>Este es un mensaje de prueba de {{ tenant_name }} (<code>{{ issuer }}</code>).</p>
-<p>La configuración de correo funciona: este mensaje ha llegado a <strong>{{ user_email }}</strong>.</p>"#,
-        },
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -772,6 +670,33 @@ mod tests {
         assert_eq!(language(Some("EN-gb"), Language::Es), Language::En);
         assert_eq!(language(Some("fr de"), Language::Es), Language::Es);
         assert_eq!(language(None, Language::En), Language::En);
+    }
+
+    #[test]
+    fn every_language_and_kind_has_its_three_built_in_templates() {
+        let mut expected: Vec<String> = Vec::new();
+        for lang in LANGUAGES {
+            for kind in KINDS {
+                for ext in ["subject", "txt", "html"] {
+                    expected.push(format!("{}/{}.{ext}", lang.as_str(), kind.as_str()));
+                }
+            }
+        }
+        let mut names: Vec<String> = BUILTIN_TEMPLATES.iter().map(|(name, _)| name.to_string()).collect();
+        expected.sort();
+        names.sort();
+        assert_eq!(names, expected);
+        for (name, _) in BUILTIN_TEMPLATES.iter().filter(|(name, _)| name.ends_with(".html")) {
+            assert!(
+                BUILTIN
+                    .get_template(name)
+                    .unwrap()
+                    .render(context! {})
+                    .unwrap()
+                    .starts_with("<!DOCTYPE html>"),
+                "{name} extends the layout"
+            );
+        }
     }
 
     #[test]

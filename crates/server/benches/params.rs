@@ -4,7 +4,7 @@
 //! with the old pairwise duplicate check.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tenantry_server::params::Params;
+use tenantry_oidc::params::Params;
 
 const MIB: usize = 1 << 20;
 

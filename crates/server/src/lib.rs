@@ -10,15 +10,12 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
-pub mod grants;
 pub mod http_server;
-pub mod key_rotation;
 pub mod login;
 pub mod mfa;
 pub mod middleware;
 pub mod outbound;
 pub mod pages;
-pub mod params;
 pub mod passwords;
 pub mod proxies;
 pub mod ratelimit;
@@ -26,7 +23,6 @@ pub mod resources;
 pub mod routes;
 pub mod secrets;
 pub mod telemetry;
-pub mod tokens;
 pub mod web;
 
 use std::sync::Arc;
@@ -174,7 +170,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         installed,
     } = prepare(&options).await?;
     print_banner(&state, &installed, options.dev);
-    key_rotation::spawn_maintenance(
+    tenantry_oidc::key_rotation::spawn_maintenance(
         state.control_plane.clone(),
         state.writer.clone(),
         state.secrets.clone(),

@@ -2,7 +2,6 @@
 
 use crate::common;
 
-use chrono::{Duration, Utc};
 use serde_json::json;
 use tenantry_controlplane::model::DbDriver;
 use tenantry_dataplane::{DbError, ErrorKind, GlobalDb};
@@ -28,20 +27,6 @@ async fn exercise(global: &GlobalDb) {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].action, "delete_tenant");
     assert_eq!(events[1].details, json!({"x": 1}));
-
-    let now = Utc::now();
-    global
-        .create_admin_session("s-hash", admin, now + Duration::hours(1))
-        .await
-        .unwrap();
-    assert_eq!(global.admin_session("s-hash", now).await.unwrap(), Some(admin));
-    assert_eq!(
-        global.admin_session("s-hash", now + Duration::hours(2)).await.unwrap(),
-        None,
-        "expired"
-    );
-    assert!(global.revoke_admin_session("s-hash").await.unwrap());
-    assert_eq!(global.admin_session("s-hash", now).await.unwrap(), None);
 }
 
 #[tokio::test]

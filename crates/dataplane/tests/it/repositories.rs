@@ -519,7 +519,7 @@ async fn login_account(fx: &Fixture) {
 }
 on_every_driver!(a_login_reads_user_password_and_second_factor_at_once, login_account);
 
-async fn mfa_and_account_state(fx: &Fixture) {
+async fn mfa_and_consent(fx: &Fixture) {
     let db = &fx.db;
     let user = db.create_user(new_user("m@example.com"), &no_fields()).await.unwrap();
     let now = Utc::now();
@@ -660,61 +660,40 @@ async fn mfa_and_account_state(fx: &Fixture) {
     );
     assert!(db.revoke_consent(user.id, "app", now).await.unwrap());
     assert!(db.consent(user.id, "app", now).await.unwrap().is_none());
-
-    db.assign_role(user.id, "admin", now).await.unwrap();
-    db.assign_role(user.id, "admin", now).await.unwrap();
-    db.assign_role(user.id, "auditor", now).await.unwrap();
-    assert_eq!(db.roles_of(user.id).await.unwrap(), vec!["admin", "auditor"]);
-    assert!(db.unassign_role(user.id, "admin").await.unwrap());
-
-    let window = Duration::minutes(15);
-    let lockout = Duration::minutes(10);
-    for i in 1..=2 {
-        let state = db.record_login_failure(user.id, now, window, 3, lockout).await.unwrap();
-        assert_eq!(state.failures, i);
-        assert!(state.locked_until.is_none());
-    }
-    let locked = db.record_login_failure(user.id, now, window, 3, lockout).await.unwrap();
-    assert_eq!(locked.failures, 3);
-    assert!(locked.locked_until.unwrap() > now);
-    // After the window (and the lock) passed, counting starts again.
-    let later = now + Duration::minutes(20);
-    assert_eq!(
-        db.record_login_failure(user.id, later, window, 3, lockout)
-            .await
-            .unwrap()
-            .failures,
-        1
-    );
-    db.clear_login_failures(user.id).await.unwrap();
-    assert!(db.login_failures(user.id).await.unwrap().is_none());
-
-    db.record_audit(
-        "login_succeeded",
-        Some(user.id),
-        None,
-        Some("127.0.0.1"),
-        json!({"client": "app"}),
-        now,
-    )
-    .await
-    .unwrap();
-    db.record_audit(
-        "login_failed",
-        Some(user.id),
-        None,
-        None,
-        json!({}),
-        now + Duration::seconds(1),
-    )
-    .await
-    .unwrap();
-    let events = db.audit_events(Some(user.id), 10).await.unwrap();
-    assert_eq!(events.len(), 2);
-    assert_eq!(events[0].kind, "login_failed");
-    assert_eq!(events[1].details, json!({"client": "app"}));
 }
-on_every_driver!(mfa_consents_roles_lockout_and_audit, mfa_and_account_state);
+on_every_driver!(mfa_and_consents, mfa_and_consent);
+
+async fn role_assignments(fx: &Fixture) {
+    let db = &fx.db;
+    let now = Utc::now();
+    let ada = db.create_user(new_user("ada@example.com"), &no_fields()).await.unwrap();
+    let bob = db.create_user(new_user("bob@example.com"), &no_fields()).await.unwrap();
+    assert!(db.roles_of(ada.id).await.unwrap().is_empty());
+
+    db.assign_role(ada.id, "admin", now).await.unwrap();
+    db.assign_role(ada.id, "admin", now).await.unwrap();
+    db.assign_role(ada.id, "auditor", now).await.unwrap();
+    db.assign_role(bob.id, "viewer", now).await.unwrap();
+    assert_eq!(
+        db.roles_of(ada.id).await.unwrap(),
+        vec!["admin", "auditor"],
+        "assigned twice, held once"
+    );
+    assert_eq!(db.roles_of(bob.id).await.unwrap(), vec!["viewer"]);
+
+    assert!(db.unassign_role(ada.id, "admin").await.unwrap());
+    assert!(!db.unassign_role(ada.id, "admin").await.unwrap(), "no longer held");
+    assert!(
+        !db.unassign_role(bob.id, "auditor").await.unwrap(),
+        "another user's role"
+    );
+    assert_eq!(db.roles_of(ada.id).await.unwrap(), vec!["auditor"]);
+
+    assert!(db.delete_user(ada.id).await.unwrap());
+    assert!(db.roles_of(ada.id).await.unwrap().is_empty(), "deleted with the user");
+    assert_eq!(db.roles_of(bob.id).await.unwrap(), vec!["viewer"]);
+}
+on_every_driver!(roles_assigned_to_users, role_assignments);
 
 async fn email_tokens_spent_together(fx: &Fixture) {
     let db = &fx.db;

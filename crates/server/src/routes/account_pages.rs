@@ -26,9 +26,9 @@ use crate::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, PageContext};
-use crate::params::Params;
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
+use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {

@@ -105,7 +105,7 @@ async fn create_tenant(
     check_db_owner(&state, &tenant).await?;
     let slug = tenant.slug.clone();
     // The tenant's keys are made here, before the command, so applying it is deterministic.
-    let key_ring = crate::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
+    let key_ring = tenantry_oidc::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
     let snapshot = state.writer.write(Command::CreateTenant { tenant, key_ring }).await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
     state

@@ -12,8 +12,8 @@ use tenantry_controlplane::{Command, TenantEntry};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::key_rotation::{RingOwner, rotate_command};
 use crate::web::AdminAuth;
+use tenantry_oidc::key_rotation::{RingOwner, rotate_command};
 
 pub fn router() -> Router<AppState> {
     Router::new()

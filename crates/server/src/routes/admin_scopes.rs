@@ -13,8 +13,8 @@ use tenantry_controlplane::validate::validate_scope;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::tokens::BUILTIN_SCOPES;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_oidc::tokens::BUILTIN_SCOPES;
 
 pub fn router() -> Router<AppState> {
     Router::new()

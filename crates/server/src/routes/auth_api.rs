@@ -31,10 +31,10 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use tenantry_tenancy::users::active_user;
 use tenantry_tenancy::{Capability, TenantContext};
 
@@ -457,10 +457,10 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             .ok_or_else(ApiError::internal)?;
         let Bearer(token) = Bearer::required(&parts.headers)
             .map_err(|r| r.into_problem(None, "send the access token as a Bearer token"))?;
-        let good = match crate::tokens::accept_access_token(&ctx, &token).await {
+        let good = match tenantry_oidc::tokens::accept_access_token(&ctx, &token).await {
             Ok(good) => good,
-            Err(crate::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
-            Err(crate::tokens::BearerError::Unavailable(e)) => return Err(e),
+            Err(tenantry_oidc::tokens::BearerError::InvalidToken(why)) => return Err(unauthorized(&why)),
+            Err(tenantry_oidc::tokens::BearerError::Unavailable(e)) => return Err(e),
         };
         // Only tokens issued to the tenant's own first-party apps act on the account; a
         // token a third-party client (or a resource server it was sent to) holds does not.
@@ -734,7 +734,7 @@ async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
         .into_iter()
         .map(|s| {
             json!({
-                "id": crate::tokens::sid(&s.id_hash),
+                "id": tenantry_oidc::tokens::sid(&s.id_hash),
                 "current": s.id_hash == caller.session.id_hash,
                 "auth_time": s.auth_time,
                 "amr": s.amr,
@@ -756,7 +756,7 @@ async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<Status
         .sessions_of(caller.user.id, now)
         .await?
         .into_iter()
-        .find(|s| crate::tokens::sid(&s.id_hash) == id)
+        .find(|s| tenantry_oidc::tokens::sid(&s.id_hash) == id)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such session"))?;
     caller.db.revoke_session(&session.id_hash, now).await?;
     caller.db.revoke_refresh_by_session(&session.id_hash, now).await?;
@@ -891,7 +891,7 @@ async fn recovery_codes(
 const REAUTH_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn reauth_key(ctx: &TenantContext, caller: &Caller) -> String {
-    let sid = crate::tokens::sid(&caller.session.id_hash);
+    let sid = tenantry_oidc::tokens::sid(&caller.session.id_hash);
     format!("reauth:{}:{sid}", ctx.entry.tenant.id)
 }
 

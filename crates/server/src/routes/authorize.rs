@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
-use tenantry_controlplane::model::{Client, ClientType, GrantType, Language};
+use tenantry_controlplane::model::{Client, Language};
 use tenantry_crypto::{SealContext, hash_token, random_token};
 use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User};
 use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
@@ -24,9 +24,10 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
-use crate::params::Params;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
+use tenantry_oidc::authorize::{self, Refusal, ResponseMode, ReturnTo};
+use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
@@ -42,13 +43,6 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/consent", post(consent))
         .route("/t/{slug}/mfa", post(mfa_step))
         .route("/t/{slug}/continue", post(continue_step))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ResponseMode {
-    Query,
-    FormPost,
 }
 
 /// A validated authorization request, sealed into the login and consent forms.
@@ -129,7 +123,17 @@ struct Redirector<'a> {
     lang: Language,
 }
 
-impl Redirector<'_> {
+impl<'a> Redirector<'a> {
+    fn new(ctx: &'a TenantContext, to: ReturnTo, lang: Language) -> Self {
+        Redirector {
+            ctx,
+            redirect_uri: to.redirect_uri,
+            state: to.state,
+            mode: to.mode,
+            lang,
+        }
+    }
+
     fn respond(&self, mut fields: Vec<(String, String)>) -> Response {
         if let Some(state) = &self.state {
             fields.push(("state".into(), state.clone()));
@@ -165,97 +169,28 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         Err(e) => return early_error("invalid_request", &e.message()),
     };
     let lang = pages::language(params.get("ui_locales"), tenant_lang);
-    let Some(client) = params.get("client_id").and_then(|id| ctx.entry.clients.get(id)) else {
-        return early_error("invalid_client", "unknown or missing client_id");
-    };
-    let Some(redirect_uri) = params.get("redirect_uri") else {
-        return early_error("invalid_request", "redirect_uri is required");
-    };
-    // Exact string match against the registered list (RFC 9700 2.1).
-    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
-        return early_error("invalid_request", "redirect_uri is not registered for this client");
-    }
-    let mode = match params.get("response_mode") {
-        None | Some("query") => ResponseMode::Query,
-        Some("form_post") => ResponseMode::FormPost,
-        Some(_) => return early_error("invalid_request", "unsupported response_mode"),
-    };
-    let back = Redirector {
-        ctx: &ctx,
-        redirect_uri: redirect_uri.to_owned(),
-        state: params.get("state").map(str::to_owned),
-        mode,
-        lang,
-    };
-    if params.get("request").is_some() || params.get("request_uri").is_some() {
-        return back.error("request_not_supported", "request objects are not supported");
-    }
-    match params.get("response_type") {
-        Some("code") => {}
-        Some(_) => return back.error("unsupported_response_type", "only response_type=code is supported"),
-        None => return back.error("invalid_request", "response_type is required"),
-    }
-    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
-        return back.error(
-            "unauthorized_client",
-            "this client may not use the authorization code flow",
-        );
-    }
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in params.get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        if !client.scopes.iter().any(|s| s == scope) {
-            return back.error(
-                "invalid_scope",
-                &format!("scope `{}` is not allowed", crate::error::printable(scope)),
-            );
+    let request = match authorize::validate(&ctx.entry, &params) {
+        Ok(request) => request,
+        Err(Refusal::Untrusted { error, description }) => return early_error(error, &description),
+        Err(Refusal::ToClient { to, error, description }) => {
+            return Redirector::new(&ctx, to, lang).error(error, &description);
         }
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
-    }
-    // PKCE (RFC 7636, RFC 9700): S256 only; required for public clients, and for
-    // confidential ones too unless the tenant turned that off.
-    let code_challenge = params.get("code_challenge").map(str::to_owned);
-    let pkce_optional = client.client_type == ClientType::Confidential
-        && !ctx.entry.tenant.settings.security.require_pkce_for_confidential_clients;
-    match (params.get("code_challenge_method"), &code_challenge) {
-        (Some("S256"), Some(c)) if is_pkce_value(c) => {}
-        (None, None) if pkce_optional => {}
-        (None, None) => return back.error("invalid_request", "PKCE (code_challenge with S256) is required"),
-        (Some("plain"), _) | (None, Some(_)) => {
-            return back.error("invalid_request", "the plain PKCE method is not allowed; use S256");
-        }
-        _ => return back.error("invalid_request", "malformed PKCE parameters"),
-    }
-    let prompts: Vec<&str> = params
-        .get("prompt")
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .collect();
-    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent"))
-        || (prompts.contains(&"none") && prompts.len() > 1)
-    {
-        return back.error("invalid_request", "invalid prompt value");
-    }
-    let max_age = match params.get("max_age").map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(v)) if v >= 0 => Some(v),
-        Some(_) => return back.error("invalid_request", "max_age must be a non-negative integer"),
     };
+    let client = request.client;
+    let back = Redirector::new(&ctx, request.to.clone(), lang);
     let csrf = csrf::token(&headers);
     let interaction = Interaction {
         client_id: client.client_id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        scopes,
-        state: back.state.clone(),
-        nonce: params.get("nonce").map(str::to_owned),
-        code_challenge,
-        response_mode: mode,
-        force_login: prompts.contains(&"login"),
-        force_consent: prompts.contains(&"consent"),
-        max_age,
-        login_hint: params.get("login_hint").map(str::to_owned),
+        redirect_uri: request.to.redirect_uri,
+        scopes: request.scopes,
+        state: request.to.state,
+        nonce: request.nonce,
+        code_challenge: request.code_challenge,
+        response_mode: request.to.mode,
+        force_login: request.prompt.login,
+        force_consent: request.prompt.consent,
+        max_age: request.max_age,
+        login_hint: request.login_hint,
         lang,
         csrf: csrf.clone(),
         expires_at: (Utc::now() + INTERACTION_TTL).timestamp(),
@@ -268,25 +203,15 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         Err(e) => return e.into_response(),
     };
     let now = Utc::now();
-    let usable = session.filter(|(s, _)| {
-        !interaction.force_login && max_age.is_none_or(|age| (now - s.auth_time).num_seconds() <= age)
-    });
+    let usable = session
+        .filter(|(s, _)| authorize::session_satisfies(interaction.force_login, interaction.max_age, s.auth_time, now));
     let response = match usable {
         Some((session, user)) => {
             let mut interaction = interaction;
             interaction.force_login = false;
-            continue_after_login(
-                &state,
-                &ctx,
-                client,
-                interaction,
-                &session,
-                &user,
-                prompts.contains(&"none"),
-            )
-            .await
+            continue_after_login(&state, &ctx, client, interaction, &session, &user, request.prompt.none).await
         }
-        None if prompts.contains(&"none") => back.error("login_required", "the user is not signed in"),
+        None if request.prompt.none => back.error("login_required", "the user is not signed in"),
         None => {
             let sealed = seal(&state, &ctx, &interaction);
             let email = interaction.login_hint.clone().unwrap_or_default();
@@ -304,13 +229,6 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         }
     };
     csrf::with_cookie(&state, &ctx, response, &csrf)
-}
-
-fn is_pkce_value(value: &str) -> bool {
-    (43..=128).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 fn action(ctx: &TenantContext, step: &str) -> String {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::tokens::BUILTIN_SCOPES;
+use tenantry_oidc::tokens::BUILTIN_SCOPES;
 use tenantry_tenancy::TenantContext;
 
 /// Metadata below the issuer (`{issuer}/.well-known/...`); behind the issuer middleware.

@@ -13,9 +13,9 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::key_rotation::JWKS_MAX_AGE_SECS;
-use crate::tokens::{self, BearerError};
 use crate::web::{Bearer, BearerRejection};
+use tenantry_oidc::key_rotation::JWKS_MAX_AGE_SECS;
+use tenantry_oidc::tokens::{self, BearerError};
 use tenantry_tenancy::TenantContext;
 
 /// The tenant's published keys: a public document.

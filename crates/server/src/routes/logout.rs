@@ -27,9 +27,9 @@ use tenantry_keys::{Expect, TokenType};
 use crate::app::AppState;
 use crate::outbound::{OutboundPolicy, OutboundRefusal};
 use crate::pages::{self, PageContext};
-use crate::params::Params;
 use crate::web::csrf;
 use crate::web::{SESSION_COOKIE, cookie, set_cookie};
+use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
 /// Attempts to deliver one logout token (then it is dropped and logged).
@@ -144,7 +144,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             claims["sub"] == json!(s.user_id.to_string())
                 && claims
                     .get("sid")
-                    .is_none_or(|sid| *sid == json!(crate::tokens::sid(&s.id_hash)))
+                    .is_none_or(|sid| *sid == json!(tenantry_oidc::tokens::sid(&s.id_hash)))
         }
         _ => false,
     };
@@ -183,7 +183,7 @@ async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[
             state.config.outbound,
             &targets,
             &session.user_id.to_string(),
-            &crate::tokens::sid(&session.id_hash),
+            &tenantry_oidc::tokens::sid(&session.id_hash),
         );
     }
 
@@ -235,7 +235,7 @@ fn send_logout_tokens(ctx: &TenantContext, policy: OutboundPolicy, clients: &[Cl
             "tid": ctx.slug(),
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         });
-        let alg = crate::tokens::id_token_alg(&ctx.entry, client);
+        let alg = tenantry_oidc::tokens::id_token_alg(&ctx.entry, client);
         let token = match keys.sign(alg, "logout+jwt", &claims) {
             Ok(token) => token,
             Err(e) => {

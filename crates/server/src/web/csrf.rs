@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::cookies::{CSRF_COOKIE, cookie, set_cookie};
 use crate::app::AppState;
-use crate::params::Params;
+use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
 /// The browser's CSRF token (its cookie), or a new one to set with [`with_cookie`].

@@ -613,7 +613,7 @@ async fn account_calls_refuse_tokens_of_third_party_clients() {
     };
     let ctx = server.ctx("local");
     let partner = ctx.entry.clients.get("partner").unwrap().clone();
-    let grant = tenantry_server::tokens::AccessGrant {
+    let grant = tenantry_oidc::tokens::AccessGrant {
         client: &partner,
         subject: claims["sub"].as_str().unwrap(),
         scope: "openid",
@@ -624,7 +624,7 @@ async fn account_calls_refuse_tokens_of_third_party_clients() {
         sid: claims["sid"].as_str(),
         jti: None,
     };
-    let foreign = tenantry_server::tokens::issue_access_token(&ctx, &grant, chrono::Utc::now()).unwrap();
+    let foreign = tenantry_oidc::tokens::issue_access_token(&ctx, &grant, chrono::Utc::now()).unwrap();
     let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(&foreign.token), None).await;
     assert_eq!(status, 401);
     let (status, _) = api

@@ -15,8 +15,8 @@ use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Client, KeyRing, SigningAlg, Tenant, TenantSettings};
 use tenantry_dataplane::TokenRepository;
 use tenantry_dataplane::model::User;
-use tenantry_server::key_rotation;
-use tenantry_server::tokens::{self, AccessGrant, IdGrant};
+use tenantry_oidc::key_rotation;
+use tenantry_oidc::tokens::{self, AccessGrant, IdGrant};
 use tenantry_tenancy::TenantContext;
 
 fn demo_client(ctx: &TenantContext, alg: Option<SigningAlg>) -> Client {

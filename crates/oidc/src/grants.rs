@@ -10,14 +10,14 @@ use tenantry_controlplane::model::{Client, GrantType};
 use tenantry_dataplane::TokenRepository;
 use tenantry_dataplane::model::User;
 
-use crate::error::ApiError;
 use crate::tokens::{self, AccessGrant};
-use crate::web::OAuthError;
+use tenantry_errors::ApiError;
+use tenantry_errors::OAuthError;
 use tenantry_tenancy::TenantContext;
 
 /// Tokens for a user: an access token, an ID token when `openid` was granted, and a
 /// refresh token when the client may refresh.
-pub(crate) struct UserTokens<'a> {
+pub struct UserTokens<'a> {
     pub client: &'a Client,
     /// The (active) user, already loaded by the grant.
     pub user: &'a User,
@@ -33,7 +33,7 @@ pub(crate) struct UserTokens<'a> {
 }
 
 /// The grant's user, if it still exists and is active.
-pub(crate) async fn grant_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<User, OAuthError> {
+pub async fn grant_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<User, OAuthError> {
     let db = ctx.db().await?;
     tenantry_tenancy::users::active_user(ctx, &db, id)
         .await?
@@ -41,7 +41,7 @@ pub(crate) async fn grant_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<Us
 }
 
 /// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
-pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
+pub async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<Value, OAuthError> {
     let user = t.user;
     let subject = user.id.to_string();
     let sid = t.session_id_hash.map(tokens::sid);
@@ -87,7 +87,7 @@ pub(crate) async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> R
 }
 
 /// How long a refresh token of `client` lives (client override, else the tenant's).
-pub(crate) fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
+pub fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duration {
     let secs = client
         .refresh_token_secs
         .unwrap_or(ctx.entry.tenant.settings.token_lifetimes.refresh_token_secs);
@@ -96,7 +96,7 @@ pub(crate) fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::
 
 /// Rotates a refresh token and answers the new tokens' response body; shared with the
 /// headless API.
-pub(crate) async fn refresh_body(
+pub async fn refresh_body(
     ctx: &TenantContext,
     client: &Client,
     presented: &str,

@@ -34,11 +34,11 @@ impl ParamsError {
     /// A message for the client (names are made printable and short).
     pub fn message(&self) -> String {
         match self {
-            ParamsError::Repeated(name) => format!("`{}` is repeated", crate::error::printable(name)),
+            ParamsError::Repeated(name) => format!("`{}` is repeated", tenantry_errors::printable(name)),
             ParamsError::TooMany => format!("more than {MAX_PARAMS} parameters"),
             ParamsError::TooLong(name) => format!(
                 "`{}` is longer than {MAX_PARAM_BYTES} bytes",
-                crate::error::printable(name)
+                tenantry_errors::printable(name)
             ),
         }
     }

@@ -16,7 +16,7 @@ use tenantry_dataplane::{SessionRepository, TokenRepository};
 use tenantry_keys::claims::{AccessTokenClaims, Audience, IdTokenClaims, half_hash};
 use tenantry_keys::{Expect, TokenType, VerifyError};
 
-use crate::error::ApiError;
+use tenantry_errors::ApiError;
 use tenantry_tenancy::{Capability, TenantContext};
 
 /// Scopes every tenant has (discovery lists them; a tenant cannot redefine them).
@@ -199,7 +199,7 @@ pub fn issue_id_token(ctx: &TenantContext, grant: &IdGrant<'_>, now: DateTime<Ut
 fn signing_failed(e: tenantry_keys::KeyError) -> ApiError {
     tracing::error!(error = %e, "token signing failed");
     ApiError::new(
-        crate::error::ErrorCode::TenantKeysMissing,
+        tenantry_errors::ErrorCode::TenantKeysMissing,
         "the token could not be signed; see the server log",
     )
 }

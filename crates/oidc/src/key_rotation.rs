@@ -13,7 +13,7 @@ use tenantry_controlplane::model::{KeyRing, SigningAlg};
 use tenantry_controlplane::{Command, Snapshot, TenantEntry, Writer};
 use tenantry_crypto::SecretBox;
 
-use crate::error::{ApiError, ErrorCode};
+use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::keystore::SYSTEM_OWNER;
 
 /// How long a replaced system key stays published (system tokens are short-lived).
