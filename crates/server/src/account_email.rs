@@ -34,7 +34,7 @@ use tenantry_dataplane::{EmailTokenRepository, TenantDb, UserRepository};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::ratelimit::Decision;
+use tenantry_accounts::ratelimit::Decision;
 use tenantry_mail::MailVars;
 use tenantry_tenancy::users::{active_user, active_user_by_email};
 use tenantry_tenancy::{Capability, TenantContext};
@@ -171,6 +171,7 @@ async fn send_link(
     };
     let lang = mail_language(ctx, Some(user));
     state
+        .accounts
         .mailer
         .send(&state.secrets, ctx, &user.email, kind, lang, &vars)
         .await
@@ -213,7 +214,7 @@ async fn recipient_allowed(
         crate::login::account_key(&user.email)
     );
     let (limit, window) = MAILS_PER_RECIPIENT;
-    match state.rate_limiter.hit(&key, limit, window).await? {
+    match state.accounts.rate_limiter.hit(&key, limit, window).await? {
         Decision::Allowed { .. } => Ok(true),
         Decision::Limited { .. } => {
             tracing::info!(
@@ -374,14 +375,15 @@ pub async fn reset_password(
 ) -> Result<User, ApiError> {
     let user = reset_target(ctx, db, token).await?;
     let policy = &ctx.entry.tenant.settings.security;
-    crate::passwords::check_policy(
+    tenantry_accounts::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &user.email,
         new_password,
         field,
     )?;
     let phc = state
+        .accounts
         .hasher
         .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, new_password)
         .await?;
@@ -447,7 +449,12 @@ pub async fn send_notice(
         link: Some(forgot_link(ctx, lang)),
         expires_in,
     };
-    if let Err(e) = state.mailer.send(&state.secrets, ctx, to, kind, lang, &vars).await {
+    if let Err(e) = state
+        .accounts
+        .mailer
+        .send(&state.secrets, ctx, to, kind, lang, &vars)
+        .await
+    {
         log_failure(ctx, kind, &e);
     }
 }

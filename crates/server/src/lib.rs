@@ -12,13 +12,10 @@ pub mod config;
 pub mod error;
 pub mod http_server;
 pub mod login;
-pub mod mfa;
 pub mod middleware;
 pub mod outbound;
 pub mod pages;
-pub mod passwords;
 pub mod proxies;
-pub mod ratelimit;
 pub mod resources;
 pub mod routes;
 pub mod secrets;
@@ -104,17 +101,19 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         ),
         None => None,
     };
-    let rate_limiter = ratelimit::RateLimiter::from_config(&config)
+    let rate_limiter = tenantry_accounts::ratelimit::RateLimiter::connect(config.redis_url.as_deref())
         .await
         .map_err(|e| ConfigError::new("redis_url (TENANTRY_REDIS_URL)", e.to_string()))?;
-    let hasher = passwords::PasswordHasher::new(passwords::HashingLimits::from_config(&config.limits));
+    let hasher = tenantry_accounts::passwords::PasswordHasher::new(config.limits.hashing());
     let password_deny_list = match &config.password_deny_list_file {
-        Some(path) => Some(Arc::new(passwords::DenyList::load(path).map_err(|e| {
-            ConfigError::new(
-                "password_deny_list_file (TENANTRY_PASSWORD_DENY_LIST_FILE)",
-                e.to_string(),
-            )
-        })?)),
+        Some(path) => Some(Arc::new(tenantry_accounts::passwords::DenyList::load(path).map_err(
+            |e| {
+                ConfigError::new(
+                    "password_deny_list_file (TENANTRY_PASSWORD_DENY_LIST_FILE)",
+                    e.to_string(),
+                )
+            },
+        )?)),
         None => None,
     };
     let keystore = Arc::new(tenantry_tenancy::keystore::KeyStore::new(secrets.clone()));
@@ -127,6 +126,13 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     );
     let mailer = tenantry_mail::Mailer::with_timeout(config.limits.smtp_timeout);
     control_plane.subscribe(Arc::new(mailer.clone()));
+    let accounts = tenantry_accounts::Accounts {
+        rate_limiter,
+        hasher,
+        secrets: secrets.clone(),
+        mailer,
+        password_deny_list,
+    };
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
     let state = AppState::new(app::Shared {
         config: Arc::new(config),
@@ -139,10 +145,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         dbs,
         global_db,
         keystore,
-        hasher,
-        rate_limiter,
-        mailer,
-        password_deny_list,
+        accounts,
     });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;

@@ -20,7 +20,7 @@ use tenantry_dataplane::{TenantDb, UserRepository};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::ratelimit::Decision;
+use tenantry_accounts::ratelimit::Decision;
 use tenantry_tenancy::TenantContext;
 
 /// Registrations one IP address may make per tenant and window.
@@ -65,7 +65,7 @@ pub enum SecondFactor {
     Challenge,
     /// The tenant requires a second factor and the user has none: set one up now with
     /// this new (pending) enrolment; its first code completes the login.
-    Enrol(crate::mfa::Enrolment),
+    Enrol(tenantry_accounts::mfa::Enrolment),
 }
 
 /// Which second factor a login owes, if any: a code from a confirmed authenticator unless
@@ -116,8 +116,8 @@ fn lock_notice_key(ctx: &TenantContext, email: &str) -> String {
 
 /// Forgets the failed logins of `email` (and so its lock), e.g. after a password reset.
 pub async fn clear_lockout(state: &AppState, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
-    state.rate_limiter.reset(&lock_key(ctx, email)).await?;
-    state.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
+    state.accounts.rate_limiter.reset(&lock_key(ctx, email)).await?;
+    state.accounts.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
     Ok(())
 }
 
@@ -142,7 +142,7 @@ async fn count_attempt(
     let key = lock_key(ctx, email);
     let limit = policy.max_login_attempts.max(1);
     let window = Duration::from_secs(policy.lockout_duration_secs.max(1));
-    Ok(match state.rate_limiter.hit(&key, limit, window).await? {
+    Ok(match state.accounts.rate_limiter.hit(&key, limit, window).await? {
         Decision::Allowed { remaining } => Ok(Counted { key, limit, remaining }),
         Decision::Limited { retry_after } => Err(retry_after),
     })
@@ -151,7 +151,7 @@ async fn count_attempt(
 /// Gives back a counted attempt that ended without a verdict (hashing saturated, the
 /// database failed): the server's trouble must not lock anyone out. Answers `error`.
 async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiError {
-    if let Err(e) = state.rate_limiter.forgive(&attempt.key).await {
+    if let Err(e) = state.accounts.rate_limiter.forgive(&attempt.key).await {
         tracing::warn!(error = %e, "a login attempt without a verdict could not be given back");
     }
     error
@@ -161,17 +161,19 @@ async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiErro
 /// the last attempt answers how long the lock it starts lasts.
 async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
     if passed {
-        state.rate_limiter.reset(&attempt.key).await?;
+        state.accounts.rate_limiter.reset(&attempt.key).await?;
         return Ok(None);
     }
     if attempt.remaining > 0 {
         return Ok(None);
     }
-    Ok(match state.rate_limiter.check(&attempt.key, attempt.limit).await? {
-        Decision::Limited { retry_after } => Some(retry_after),
-        // The window closed (or a correct password cleared it) meanwhile.
-        Decision::Allowed { .. } => None,
-    })
+    Ok(
+        match state.accounts.rate_limiter.check(&attempt.key, attempt.limit).await? {
+            Decision::Limited { retry_after } => Some(retry_after),
+            // The window closed (or a correct password cleared it) meanwhile.
+            Decision::Allowed { .. } => None,
+        },
+    )
 }
 
 /// Tells the owner of an account that it was just locked: in the background (the login
@@ -187,7 +189,12 @@ fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: 
     tokio::spawn(async move {
         // The marker lives exactly as long as the lock: the next lock gets its own notice.
         let window = retry_after.max(Duration::from_millis(1));
-        match state.rate_limiter.hit(&lock_notice_key(&ctx, &email), 1, window).await {
+        match state
+            .accounts
+            .rate_limiter
+            .hit(&lock_notice_key(&ctx, &email), 1, window)
+            .await
+        {
             Ok(Decision::Allowed { .. }) => {
                 let kind = MailTemplateKind::AccountLocked;
                 crate::account_email::send_notice(&state, &ctx, &email, lang, kind, Some(retry_after)).await;
@@ -241,6 +248,7 @@ pub async fn password_login(
             None => (None, None, false),
         };
         let valid = state
+            .accounts
             .hasher
             .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
             .await?;
@@ -268,9 +276,14 @@ pub async fn password_login(
 
     // A hash made with other parameters is replaced now that the password is known.
     if let Some(phc) = &stored
-        && crate::passwords::needs_rehash(phc, &policy.password_hash)
+        && tenantry_accounts::passwords::needs_rehash(phc, &policy.password_hash)
     {
-        match state.hasher.hash(&tenant, &policy.password_hash, password).await {
+        match state
+            .accounts
+            .hasher
+            .hash(&tenant, &policy.password_hash, password)
+            .await
+        {
             Ok(fresh) => {
                 if let Err(e) = db.set_password(user.id, &fresh).await {
                     tracing::warn!(error = %e, "password hash upgrade not stored");
@@ -284,18 +297,20 @@ pub async fn password_login(
         return Err(LoginError::EmailNotVerified);
     }
     let remembered = match device {
-        Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
+        Some(token) if policy.mfa_remember_device_days > 0 => {
+            tenantry_accounts::mfa::device_trusted(db, user.id, token).await?
+        }
         _ => false,
     };
     let second_factor = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
         Owed::None => SecondFactor::None,
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
-            crate::mfa::enrol(
+            tenantry_accounts::mfa::enrol(
                 &state.secrets,
                 db,
                 ctx.entry.tenant.id,
-                crate::mfa::issuer_name(ctx),
+                tenantry_accounts::mfa::issuer_name(ctx),
                 user.id,
                 &user.email,
             )
@@ -318,12 +333,12 @@ pub async fn per_ip(
         return Ok(Decision::Allowed { remaining: limit });
     };
     let key = per_ip_key(action, ctx.entry.tenant.id, ip);
-    Ok(state.rate_limiter.hit(&key, limit, window).await?)
+    Ok(state.accounts.rate_limiter.hit(&key, limit, window).await?)
 }
 
-/// The counter key of [`per_ip`]: per [`crate::proxies::address_bucket`] (IPv6 per /64).
+/// The counter key of [`per_ip`]: per [`tenantry_accounts::ratelimit::address_bucket`] (IPv6 per /64).
 fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
-    match crate::proxies::address_bucket(ip) {
+    match tenantry_accounts::ratelimit::address_bucket(ip) {
         IpAddr::V4(v4) => format!("{action}:ip:{tenant}:{v4}"),
         IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{v6}/64"),
     }
@@ -353,6 +368,7 @@ pub async fn recheck_password(
         let tenant = ctx.entry.tenant.id.to_string();
         Ok::<_, ApiError>(
             state
+                .accounts
                 .hasher
                 .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
                 .await?,
@@ -385,6 +401,7 @@ pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid
     // a read-only check first.
     let (limit, window) = MFA_ATTEMPTS;
     state
+        .accounts
         .rate_limiter
         .hit(&mfa_key(ctx, user), limit, window)
         .await?
@@ -393,7 +410,7 @@ pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid
 
 /// A correct second factor: the account's attempts start over.
 pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
-    Ok(state.rate_limiter.reset(&mfa_key(ctx, user)).await?)
+    Ok(state.accounts.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }
 
 /// What a code submitted for a login's second factor did.
@@ -427,13 +444,13 @@ pub async fn second_factor_step(
     let secrets = &state.secrets;
     let checked = match db.totp(user.id).await? {
         Some(credential) if credential.confirmed_at.is_some() => {
-            if crate::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
+            if tenantry_accounts::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
                 CodeCheck::Passed
             } else {
                 CodeCheck::Refused { enrolling: false }
             }
         }
-        Some(_) => match crate::mfa::confirm(secrets, db, tenant, user.id, code).await? {
+        Some(_) => match tenantry_accounts::mfa::confirm(secrets, db, tenant, user.id, code).await? {
             Some(codes) => CodeCheck::Enrolled(codes),
             None => CodeCheck::Refused { enrolling: true },
         },

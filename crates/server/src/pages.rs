@@ -202,7 +202,7 @@ impl PageContext<'_> {
         action: &str,
         interaction: &str,
         csrf: &str,
-        enrolment: Option<&crate::mfa::Enrolment>,
+        enrolment: Option<&tenantry_accounts::mfa::Enrolment>,
         remember_days: u32,
         error: Option<&str>,
     ) -> Response {

@@ -45,6 +45,7 @@ async fn send_test(
         expires_in: None,
     };
     state
+        .accounts
         .mailer
         .send(&state.secrets, &ctx, &body.to, MailTemplateKind::Test, language, &vars)
         .await?;

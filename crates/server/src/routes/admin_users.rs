@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::passwords;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_accounts::passwords;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
@@ -126,12 +126,18 @@ async fn create_user(
             let security = &ctx.entry.tenant.settings.security;
             passwords::check_policy(
                 security,
-                state.password_deny_list.as_deref(),
+                state.accounts.password_deny_list.as_deref(),
                 &new.email,
                 password,
                 "password",
             )?;
-            Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
+            Some(
+                state
+                    .accounts
+                    .hasher
+                    .hash(&slug, &security.password_hash, password)
+                    .await?,
+            )
         }
         None => None,
     };
@@ -253,13 +259,13 @@ async fn set_password(
     let user = existing(&ctx, &id).await?;
     passwords::check_policy(
         &ctx.entry.tenant.settings.security,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &user.email,
         &body.password,
         "password",
     )?;
     let params = ctx.entry.tenant.settings.security.password_hash;
-    let phc = state.hasher.hash(&slug, &params, &body.password).await?;
+    let phc = state.accounts.hasher.hash(&slug, &params, &body.password).await?;
     let db = ctx.db().await?;
     // A reset link mailed before must not undo what the administrator set.
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;

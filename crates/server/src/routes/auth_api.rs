@@ -278,7 +278,7 @@ async fn mfa(
 ) -> Result<Json<Value>, ApiError> {
     let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
     let spent_key = format!("mfa_token:{}:{}", ctx.entry.tenant.id, challenge.jti);
-    if !state.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
+    if !state.accounts.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
         return Err(ApiError::new(ErrorCode::InvalidGrant, "the mfa_token was already used"));
     }
     let client = first_party_client(&ctx, &challenge.client_id)?;
@@ -294,7 +294,7 @@ async fn mfa(
         }
     };
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
-    state.rate_limiter.hit(&spent_key, 1, ttl).await?;
+    state.accounts.rate_limiter.hit(&spent_key, 1, ttl).await?;
     let amr = ["pwd", "otp", "mfa"];
     let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &amr, &origin).await?;
     if let Some(codes) = recovery_codes {
@@ -302,7 +302,7 @@ async fn mfa(
     }
     let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
     if body.remember_device && days > 0 {
-        tokens["device_token"] = json!(crate::mfa::remember_device(&db, user.id, days, None).await?);
+        tokens["device_token"] = json!(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?);
     }
     Ok(Json(tokens))
 }
@@ -390,15 +390,16 @@ async fn register(
     };
     // The profile is refused before the password costs a hash.
     tenantry_dataplane::users::profile::check_new_user(&new)?;
-    crate::passwords::check_policy(
+    tenantry_accounts::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &new.email,
         &body.password,
         "password",
     )?;
     let db = ctx.db().await?;
     let phc = state
+        .accounts
         .hasher
         .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
         .await?;
@@ -501,7 +502,7 @@ async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
 }
 
 async fn me(caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mfa = crate::mfa::enrolled(&caller.db, caller.user.id).await?;
+    let mfa = tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await?;
     let mut body = serde_json::to_value(&caller.user).map_err(|_| ApiError::internal())?;
     body["mfa_enabled"] = json!(mfa);
     Ok(Json(body))
@@ -575,14 +576,15 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
     let policy = &ctx.entry.tenant.settings.security;
-    crate::passwords::check_policy(
+    tenantry_accounts::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &caller.user.email,
         &body.new_password,
         "new_password",
     )?;
     let phc = state
+        .accounts
         .hasher
         .hash(
             &ctx.entry.tenant.id.to_string(),
@@ -771,24 +773,24 @@ async fn totp_enrol(
     State(state): State<AppState>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<Json<crate::mfa::Enrolment>, ApiError> {
+) -> Result<Json<tenantry_accounts::mfa::Enrolment>, ApiError> {
     let proof: Proof = if body.iter().all(u8::is_ascii_whitespace) {
         Proof::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    if crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+    if tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::MfaAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol a new authenticator",
         ));
     }
     reauthenticate(&state, &ctx, &caller, proof.current_password.as_deref(), None).await?;
-    let enrolment = crate::mfa::enrol(
+    let enrolment = tenantry_accounts::mfa::enrol(
         &state.secrets,
         &caller.db,
         ctx.entry.tenant.id,
-        crate::mfa::issuer_name(&ctx),
+        tenantry_accounts::mfa::issuer_name(&ctx),
         caller.user.id,
         &caller.user.email,
     )
@@ -824,7 +826,7 @@ async fn totp_confirm(
 ) -> Result<Json<Value>, ApiError> {
     reauthenticate(&state, &ctx, &caller, body.current_password.as_deref(), None).await?;
     crate::login::mfa_attempt(&state, &ctx, caller.user.id).await?;
-    match crate::mfa::confirm(
+    match tenantry_accounts::mfa::confirm(
         &state.secrets,
         &caller.db,
         ctx.entry.tenant.id,
@@ -862,7 +864,7 @@ async fn totp_disable(
 ) -> Result<StatusCode, ApiError> {
     reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
     reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    crate::mfa::disable(&caller.db, caller.user.id).await?;
+    tenantry_accounts::mfa::disable(&caller.db, caller.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -882,7 +884,7 @@ async fn recovery_codes(
     ApiJson(body): ApiJson<RecoveryBody>,
 ) -> Result<Json<Value>, ApiError> {
     reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    let codes = crate::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
+    let codes = tenantry_accounts::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
@@ -914,7 +916,7 @@ async fn reauthenticate(
     let key = reauth_key(ctx, caller);
     if password.is_none() && code.is_none() {
         // A hit made by a proof leaves the key over a limit of 1 until the window ends.
-        if state.rate_limiter.check(&key, 1).await?.is_allowed() {
+        if state.accounts.rate_limiter.check(&key, 1).await?.is_allowed() {
             return Err(ApiError::new(
                 ErrorCode::ReauthenticationRequired,
                 "confirm it is you: send current_password with this request",
@@ -929,8 +931,8 @@ async fn reauthenticate(
         verify_second_factor(state, ctx, caller, code).await?;
     }
     // The window starts afresh at each proof.
-    state.rate_limiter.reset(&key).await?;
-    state.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
+    state.accounts.rate_limiter.reset(&key).await?;
+    state.accounts.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
     Ok(())
 }
 
@@ -942,14 +944,15 @@ async fn verify_second_factor(
     code: &str,
 ) -> Result<(), ApiError> {
     crate::login::mfa_attempt(state, ctx, caller.user.id).await?;
-    if !crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+    if !tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::InvalidMfaCode,
             "TOTP is not enabled for this account",
         ));
     }
     let tenant = ctx.entry.tenant.id;
-    let passed = crate::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
+    let passed =
+        tenantry_accounts::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
     if !passed {
         return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
     }

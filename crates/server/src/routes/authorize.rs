@@ -523,7 +523,7 @@ async fn mfa_step(
         Ok(None) => return expired(),
         Err(e) => return e.into_response(),
     };
-    let refused = |enrolment: Option<&crate::mfa::Enrolment>, message: &str| {
+    let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
         pages.mfa(
             &action(&ctx, "mfa"),
@@ -540,8 +540,17 @@ async fn mfa_step(
         Ok(CodeCheck::Refused { enrolling }) => {
             // An enrolment in progress is shown again.
             let enrolment = if enrolling {
-                let (tenant, issuer) = (ctx.entry.tenant.id, crate::mfa::issuer_name(&ctx));
-                match crate::mfa::pending_enrolment(&state.secrets, &db, tenant, issuer, user.id, &user.email).await {
+                let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
+                match tenantry_accounts::mfa::pending_enrolment(
+                    &state.secrets,
+                    &db,
+                    tenant,
+                    issuer,
+                    user.id,
+                    &user.email,
+                )
+                .await
+                {
                     Ok(enrolment) => enrolment,
                     Err(e) => return e.into_response(),
                 }
@@ -566,7 +575,7 @@ async fn mfa_step(
     };
     let device_cookie = match remember_days(&ctx) {
         days if days > 0 && form.remember => {
-            match crate::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
+            match tenantry_accounts::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
                 Ok(token) => {
                     let age = Some(i64::from(days) * 86_400);
                     HeaderValue::from_str(&cookie_header(&state, &ctx, DEVICE_COOKIE, &token, age)).ok()

@@ -178,7 +178,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
     assert_eq!(status, 202, "{body}");
     first.wait_for_message(WAIT).await;
-    assert_eq!(server.state.mailer.cached_transports(), 1);
+    assert_eq!(server.state.accounts.mailer.cached_transports(), 1);
 
     second.configure_tenant(&server, "local").await;
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
@@ -186,7 +186,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     second.wait_for_message(WAIT).await;
     assert_eq!(first.messages().len(), 1, "the old server got nothing more");
     assert_eq!(
-        server.state.mailer.cached_transports(),
+        server.state.accounts.mailer.cached_transports(),
         1,
         "the old transport was dropped"
     );
@@ -194,7 +194,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     // Removing the SMTP settings removes the capability and the cached transport.
     let (status, body) = patch_settings(&server, "local", json!({"smtp": null})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(server.state.mailer.cached_transports(), 0);
+    assert_eq!(server.state.accounts.mailer.cached_transports(), 0);
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
     assert_eq!((status, body["code"].as_str()), (501, Some("email_not_configured")));
     assert_eq!(second.messages().len(), 1);
@@ -394,6 +394,7 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
     let ctx = server.ctx("secreto");
     server
         .state
+        .accounts
         .mailer
         .send(
             &server.state.secrets,
@@ -421,6 +422,7 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
     smtp.stop();
     let err = server
         .state
+        .accounts
         .mailer
         .send(
             &server.state.secrets,
@@ -438,7 +440,7 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
         "{}",
         err.detail
     );
-    assert!(!format!("{:?}", server.state.mailer).contains(&password));
+    assert!(!format!("{:?}", server.state.accounts.mailer).contains(&password));
 
     let logs = logs();
     assert!(

@@ -13,7 +13,7 @@ use tenantry_dataplane::{MfaRepository, TenantDb};
 use totp_rs::{Algorithm, Secret, Totp};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use tenantry_errors::ApiError;
 
 /// How many recovery codes a user holds.
 pub const RECOVERY_CODE_COUNT: usize = 10;
@@ -80,7 +80,7 @@ pub async fn enrol(
     let sealed = secrets.seal(SealContext::new(&owner, &field), &encoded);
     if !db.put_totp(user, &sealed, Utc::now()).await? {
         return Err(ApiError::new(
-            crate::error::ErrorCode::MfaAlreadyEnabled,
+            tenantry_errors::ErrorCode::MfaAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol a new authenticator",
         ));
     }
