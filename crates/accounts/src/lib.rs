@@ -1,7 +1,9 @@
 //! Tenantry's account logic, shared by both front doors (the hosted pages and the headless
-//! API): passwords and their policy ([`passwords`]: Argon2id under admission control),
-//! attempt counters and lockout ([`ratelimit`]), and the second factor ([`mfa`]: TOTP,
-//! recovery codes, trusted devices).
+//! API): the one password login with its lockout and the one second-factor step
+//! ([`login`]), passwords and their policy ([`passwords`]: Argon2id under admission
+//! control), attempt counters ([`ratelimit`]), the second factor itself ([`mfa`]: TOTP,
+//! recovery codes, trusted devices), and the flows that go through the user's mailbox
+//! ([`account_email`]: verification, password reset, notices).
 //!
 //! Functions take the narrow dependencies they use — one [`Accounts`] value, the tenant's
 //! `TenantContext`, its `TenantDb` — and answer their own error enums or
@@ -9,6 +11,8 @@
 //! (no axum; the HTTP crate maps results to pages and problem+json), never writes to the
 //! control plane, and never logs a password, token, code or email address.
 
+pub mod account_email;
+pub mod login;
 pub mod mfa;
 pub mod passwords;
 pub mod ratelimit;

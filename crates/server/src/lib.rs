@@ -5,13 +5,11 @@
 //! security headers → `TenantContextResolver` (tenant routes) → handler → control plane
 //! writer or (later) domain services.
 
-pub mod account_email;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod http_server;
-pub mod login;
 pub mod middleware;
 pub mod outbound;
 pub mod pages;

@@ -151,7 +151,7 @@ async fn create_user(
         db.set_password(user.id, &phc).await?;
     }
     if mail {
-        crate::account_email::verify_new_account(&state, &ctx, &db, &user, None).await?;
+        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
     }
     state
         .audit_admin(
@@ -331,7 +331,7 @@ async fn send_verification_email(
         ));
     }
     let db = ctx.db().await?;
-    crate::account_email::start_verification(&state, &ctx, &db, &user, None).await?;
+    tenantry_accounts::account_email::start_verification(&state.accounts, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_verification_email", Some(&slug), detail)
@@ -351,7 +351,7 @@ async fn send_reset_email(
     ctx.require(tenantry_tenancy::Capability::Email)?;
     let user = active(existing(&ctx, &id).await?)?;
     let db = ctx.db().await?;
-    crate::account_email::send_reset(&state, &ctx, &db, &user, None).await?;
+    tenantry_accounts::account_email::send_reset(&state.accounts, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)
@@ -385,7 +385,7 @@ async fn disable_user(
     let db = ctx.db().await?;
     let now = chrono::Utc::now();
     db.disable_user(user.id, reason.as_deref(), None).await?;
-    crate::login::sign_out_everywhere(&db, user.id, now).await?;
+    tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "disable_user", Some(&slug), detail)

@@ -31,9 +31,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use tenantry_accounts::login::{CodeCheck, LoginError, SecondFactor};
 use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use tenantry_tenancy::users::active_user;
 use tenantry_tenancy::{Capability, TenantContext};
@@ -105,7 +105,7 @@ async fn sign_in(
     amr: &[&str],
     origin: &SessionOrigin,
 ) -> Result<Value, ApiError> {
-    let (session, _) = crate::login::start_session(ctx, db, user.id, amr, origin).await?;
+    let (session, _) = tenantry_accounts::login::start_session(ctx, db, user.id, amr, origin).await?;
     let now = session.auth_time;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token(32);
@@ -227,9 +227,10 @@ async fn login(
     let scope = requested_scope(client, body.scope.as_deref())?;
     let db = ctx.db().await?;
     let device = body.device_token.as_deref();
-    let accepted = crate::login::password_login(&state, &ctx, &db, &body.email, &body.password, ip, device)
-        .await
-        .map_err(login_problem)?;
+    let accepted =
+        tenantry_accounts::login::password_login(&state.accounts, &ctx, &db, &body.email, &body.password, ip, device)
+            .await
+            .map_err(login_problem)?;
     let user = accepted.user;
     let enrolment = match accepted.second_factor {
         SecondFactor::None => {
@@ -286,13 +287,14 @@ async fn mfa(
     let user = active_user(&ctx, &db, challenge.user)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &body.code).await? {
-        CodeCheck::Passed => None,
-        CodeCheck::Enrolled(codes) => Some(codes),
-        CodeCheck::Refused { .. } => {
-            return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
-        }
-    };
+    let recovery_codes =
+        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &body.code).await? {
+            CodeCheck::Passed => None,
+            CodeCheck::Enrolled(codes) => Some(codes),
+            CodeCheck::Refused { .. } => {
+                return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
+            }
+        };
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
     state.accounts.rate_limiter.hit(&spent_key, 1, ttl).await?;
     let amr = ["pwd", "otp", "mfa"];
@@ -366,9 +368,15 @@ async fn register(
     if policy.require_verified_email {
         ctx.require(Capability::Email)?;
     }
-    crate::login::per_ip(&state, &ctx, "register", ip, crate::login::REGISTER_PER_IP)
-        .await?
-        .into_result()?;
+    tenantry_accounts::login::per_ip(
+        &state.accounts,
+        &ctx,
+        "register",
+        ip,
+        tenantry_accounts::login::REGISTER_PER_IP,
+    )
+    .await?
+    .into_result()?;
     let client = body
         .client_id
         .as_deref()
@@ -420,14 +428,14 @@ async fn register(
     }
     if ctx.capabilities.email {
         // A mail that does not leave undoes the account: registering again starts afresh.
-        crate::account_email::verify_new_account(&state, &ctx, &db, &user, client).await?;
+        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, client).await?;
     }
     let mut answer = json!({ "user": user });
     if let (Some(client), Some(scope)) = (client, scope)
         && policy.registration_auto_login
         && !policy.require_verified_email
         // A new account has no second factor yet: tokens only when none is owed.
-        && crate::login::decide_second_factor(false, false, policy.mfa_required) == crate::login::Owed::None
+        && tenantry_accounts::login::decide_second_factor(false, false, policy.mfa_required) == tenantry_accounts::login::Owed::None
     {
         answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?;
     }
@@ -497,7 +505,7 @@ async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
 /// forgets the devices trusted to skip the second factor.
 async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
     let now = Utc::now();
-    crate::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
+    tenantry_accounts::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -615,11 +623,11 @@ async fn change_password(
         .db
         .revoke_user_sessions(caller.user.id, Some(&caller.session.id_hash), now)
         .await?;
-    crate::account_email::notify(
-        &state,
+    tenantry_accounts::account_email::notify(
+        &state.accounts,
         &ctx,
         &caller.user.email,
-        crate::account_email::mail_language(&ctx, Some(&caller.user)),
+        tenantry_accounts::account_email::mail_language(&ctx, Some(&caller.user)),
         MailTemplateKind::PasswordChanged,
         None,
     );
@@ -666,7 +674,7 @@ async fn resend_verification(
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::VerifyEmail;
-    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
+    tenantry_accounts::account_email::request_link(&state.accounts, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
@@ -684,9 +692,9 @@ async fn confirm_verification(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Json<Value>, ApiError> {
-    crate::account_email::count_token_check(&state, &ctx, ip).await?;
+    tenantry_accounts::account_email::count_token_check(&state.accounts, &ctx, ip).await?;
     let db = ctx.db().await?;
-    let user = crate::account_email::confirm_verification(&ctx, &db, &body.token).await?;
+    let user = tenantry_accounts::account_email::confirm_verification(&ctx, &db, &body.token).await?;
     Ok(Json(json!({ "email_verified": user.email_verified })))
 }
 
@@ -701,7 +709,7 @@ async fn forgot_password(
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
-    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
+    tenantry_accounts::account_email::request_link(&state.accounts, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
@@ -721,9 +729,17 @@ async fn reset_password(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<StatusCode, ApiError> {
-    crate::account_email::count_token_check(&state, &ctx, ip).await?;
+    tenantry_accounts::account_email::count_token_check(&state.accounts, &ctx, ip).await?;
     let db = ctx.db().await?;
-    crate::account_email::reset_password(&state, &ctx, &db, &body.token, &body.new_password, "new_password").await?;
+    tenantry_accounts::account_email::reset_password(
+        &state.accounts,
+        &ctx,
+        &db,
+        &body.token,
+        &body.new_password,
+        "new_password",
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -825,7 +841,7 @@ async fn totp_confirm(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {
     reauthenticate(&state, &ctx, &caller, body.current_password.as_deref(), None).await?;
-    crate::login::mfa_attempt(&state, &ctx, caller.user.id).await?;
+    tenantry_accounts::login::mfa_attempt(&state.accounts, &ctx, caller.user.id).await?;
     match tenantry_accounts::mfa::confirm(
         &state.secrets,
         &caller.db,
@@ -836,7 +852,7 @@ async fn totp_confirm(
     .await?
     {
         Some(codes) => {
-            crate::login::mfa_passed(&state, &ctx, caller.user.id).await?;
+            tenantry_accounts::login::mfa_passed(&state.accounts, &ctx, caller.user.id).await?;
             Ok(Json(json!({ "recovery_codes": codes })))
         }
         None => Err(ApiError::new(
@@ -925,7 +941,7 @@ async fn reauthenticate(
         return Ok(());
     }
     if let Some(password) = password {
-        crate::login::recheck_password(state, ctx, &caller.db, &caller.user, password).await?;
+        tenantry_accounts::login::recheck_password(&state.accounts, ctx, &caller.db, &caller.user, password).await?;
     }
     if let Some(code) = code {
         verify_second_factor(state, ctx, caller, code).await?;
@@ -943,7 +959,7 @@ async fn verify_second_factor(
     caller: &Caller,
     code: &str,
 ) -> Result<(), ApiError> {
-    crate::login::mfa_attempt(state, ctx, caller.user.id).await?;
+    tenantry_accounts::login::mfa_attempt(&state.accounts, ctx, caller.user.id).await?;
     if !tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::InvalidMfaCode,
@@ -956,5 +972,5 @@ async fn verify_second_factor(
     if !passed {
         return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
     }
-    crate::login::mfa_passed(state, ctx, caller.user.id).await
+    tenantry_accounts::login::mfa_passed(&state.accounts, ctx, caller.user.id).await
 }

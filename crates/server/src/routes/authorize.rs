@@ -22,10 +22,10 @@ use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
+use tenantry_accounts::login::{CodeCheck, LoginError, SecondFactor};
 use tenantry_oidc::authorize::{self, Refusal, ResponseMode, ReturnTo};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
@@ -240,7 +240,7 @@ fn action(ctx: &TenantContext, step: &str) -> String {
 fn forgot_link(ctx: &TenantContext, lang: Language) -> Option<String> {
     ctx.capabilities
         .email
-        .then(|| crate::account_email::forgot_link(ctx, lang))
+        .then(|| tenantry_accounts::account_email::forgot_link(ctx, lang))
 }
 
 /// The request's live login session and its active user, if any.
@@ -427,8 +427,8 @@ async fn login(
         page
     };
     let device = cookie(&headers, DEVICE_COOKIE);
-    let login = crate::login::password_login(
-        &state,
+    let login = tenantry_accounts::login::password_login(
+        &state.accounts,
         &ctx,
         &db,
         &form.email,
@@ -489,7 +489,7 @@ async fn start_session(
     user_id: uuid::Uuid,
     amr: &[&str],
 ) -> Result<(Session, HeaderValue), ApiError> {
-    let (session, session_id) = crate::login::start_session(ctx, db, user_id, amr, origin).await?;
+    let (session, session_id) = tenantry_accounts::login::start_session(ctx, db, user_id, amr, origin).await?;
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
         .map_err(|_| ApiError::internal())?;
@@ -534,41 +534,42 @@ async fn mfa_step(
             Some(message),
         )
     };
-    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &form.code).await {
-        Ok(CodeCheck::Passed) => None,
-        Ok(CodeCheck::Enrolled(codes)) => Some(codes),
-        Ok(CodeCheck::Refused { enrolling }) => {
-            // An enrolment in progress is shown again.
-            let enrolment = if enrolling {
-                let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
-                match tenantry_accounts::mfa::pending_enrolment(
-                    &state.secrets,
-                    &db,
-                    tenant,
-                    issuer,
-                    user.id,
-                    &user.email,
-                )
-                .await
-                {
-                    Ok(enrolment) => enrolment,
-                    Err(e) => return e.into_response(),
-                }
-            } else {
-                None
-            };
-            return refused(enrolment.as_ref(), pages::bad_code(lang));
-        }
-        Err(e) => {
-            let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
-                return e.into_response();
-            };
-            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
-            *page.status_mut() = e.code.status();
-            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return page;
-        }
-    };
+    let recovery_codes =
+        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await {
+            Ok(CodeCheck::Passed) => None,
+            Ok(CodeCheck::Enrolled(codes)) => Some(codes),
+            Ok(CodeCheck::Refused { enrolling }) => {
+                // An enrolment in progress is shown again.
+                let enrolment = if enrolling {
+                    let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
+                    match tenantry_accounts::mfa::pending_enrolment(
+                        &state.secrets,
+                        &db,
+                        tenant,
+                        issuer,
+                        user.id,
+                        &user.email,
+                    )
+                    .await
+                    {
+                        Ok(enrolment) => enrolment,
+                        Err(e) => return e.into_response(),
+                    }
+                } else {
+                    None
+                };
+                return refused(enrolment.as_ref(), pages::bad_code(lang));
+            }
+            Err(e) => {
+                let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
+                    return e.into_response();
+                };
+                let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
+                *page.status_mut() = e.code.status();
+                page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return page;
+            }
+        };
     let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd", "otp", "mfa"]).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),

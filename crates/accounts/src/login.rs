@@ -18,9 +18,9 @@ use tenantry_controlplane::model::MailTemplateKind;
 use tenantry_dataplane::model::User;
 use tenantry_dataplane::{TenantDb, UserRepository};
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use tenantry_accounts::ratelimit::Decision;
+use crate::Accounts;
+use crate::ratelimit::Decision;
+use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::TenantContext;
 
 /// Registrations one IP address may make per tenant and window.
@@ -65,7 +65,7 @@ pub enum SecondFactor {
     Challenge,
     /// The tenant requires a second factor and the user has none: set one up now with
     /// this new (pending) enrolment; its first code completes the login.
-    Enrol(tenantry_accounts::mfa::Enrolment),
+    Enrol(crate::mfa::Enrolment),
 }
 
 /// Which second factor a login owes, if any: a code from a confirmed authenticator unless
@@ -95,6 +95,15 @@ pub struct Accepted {
     pub second_factor: SecondFactor,
 }
 
+/// Where a login comes from, recorded on the session it opens and shown in the user's
+/// session list: the client address and the `User-Agent` (the HTTP crate reads both from
+/// the request, the agent cut to its first 256 characters).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
 /// Longest email a login looks at (RFC 5321's path limit); longer ones are unknown
 /// accounts without being looked up or counted.
 const MAX_EMAIL_BYTES: usize = 320;
@@ -115,9 +124,9 @@ fn lock_notice_key(ctx: &TenantContext, email: &str) -> String {
 }
 
 /// Forgets the failed logins of `email` (and so its lock), e.g. after a password reset.
-pub async fn clear_lockout(state: &AppState, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
-    state.accounts.rate_limiter.reset(&lock_key(ctx, email)).await?;
-    state.accounts.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
+pub async fn clear_lockout(accounts: &Accounts, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
+    accounts.rate_limiter.reset(&lock_key(ctx, email)).await?;
+    accounts.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
     Ok(())
 }
 
@@ -134,7 +143,7 @@ struct Counted {
 /// Counts one attempt for `email`; `Err(retry_after)` when the email is locked (nothing is
 /// checked then).
 async fn count_attempt(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     email: &str,
 ) -> Result<Result<Counted, Duration>, ApiError> {
@@ -142,7 +151,7 @@ async fn count_attempt(
     let key = lock_key(ctx, email);
     let limit = policy.max_login_attempts.max(1);
     let window = Duration::from_secs(policy.lockout_duration_secs.max(1));
-    Ok(match state.accounts.rate_limiter.hit(&key, limit, window).await? {
+    Ok(match accounts.rate_limiter.hit(&key, limit, window).await? {
         Decision::Allowed { remaining } => Ok(Counted { key, limit, remaining }),
         Decision::Limited { retry_after } => Err(retry_after),
     })
@@ -150,8 +159,8 @@ async fn count_attempt(
 
 /// Gives back a counted attempt that ended without a verdict (hashing saturated, the
 /// database failed): the server's trouble must not lock anyone out. Answers `error`.
-async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiError {
-    if let Err(e) = state.accounts.rate_limiter.forgive(&attempt.key).await {
+async fn abandon(accounts: &Accounts, attempt: Counted, error: ApiError) -> ApiError {
+    if let Err(e) = accounts.rate_limiter.forgive(&attempt.key).await {
         tracing::warn!(error = %e, "a login attempt without a verdict could not be given back");
     }
     error
@@ -159,45 +168,42 @@ async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiErro
 
 /// Settles a counted attempt: a correct password forgets the count; a wrong one that used
 /// the last attempt answers how long the lock it starts lasts.
-async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
+async fn settle_attempt(accounts: &Accounts, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
     if passed {
-        state.accounts.rate_limiter.reset(&attempt.key).await?;
+        accounts.rate_limiter.reset(&attempt.key).await?;
         return Ok(None);
     }
     if attempt.remaining > 0 {
         return Ok(None);
     }
-    Ok(
-        match state.accounts.rate_limiter.check(&attempt.key, attempt.limit).await? {
-            Decision::Limited { retry_after } => Some(retry_after),
-            // The window closed (or a correct password cleared it) meanwhile.
-            Decision::Allowed { .. } => None,
-        },
-    )
+    Ok(match accounts.rate_limiter.check(&attempt.key, attempt.limit).await? {
+        Decision::Limited { retry_after } => Some(retry_after),
+        // The window closed (or a correct password cleared it) meanwhile.
+        Decision::Allowed { .. } => None,
+    })
 }
 
 /// Tells the owner of an account that it was just locked: in the background (the login
 /// answers at once, the same for every account), best effort, only when the tenant has
 /// SMTP settings, and once per lock even when several failures race past the limit.
-fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: Duration) {
+fn lock_notice(accounts: &Accounts, ctx: &TenantContext, user: &User, retry_after: Duration) {
     if !ctx.capabilities.email {
         return;
     }
-    let (state, ctx) = (state.clone(), ctx.clone());
+    let (accounts, ctx) = (accounts.clone(), ctx.clone());
     let email = user.email.clone();
     let lang = crate::account_email::mail_language(&ctx, Some(user));
     tokio::spawn(async move {
         // The marker lives exactly as long as the lock: the next lock gets its own notice.
         let window = retry_after.max(Duration::from_millis(1));
-        match state
-            .accounts
+        match accounts
             .rate_limiter
             .hit(&lock_notice_key(&ctx, &email), 1, window)
             .await
         {
             Ok(Decision::Allowed { .. }) => {
                 let kind = MailTemplateKind::AccountLocked;
-                crate::account_email::send_notice(&state, &ctx, &email, lang, kind, Some(retry_after)).await;
+                crate::account_email::send_notice(&accounts, &ctx, &email, lang, kind, Some(retry_after)).await;
             }
             Ok(Decision::Limited { .. }) => {}
             Err(e) => tracing::warn!(tenant = %ctx.slug(), error = %e, "account-locked notice skipped"),
@@ -209,7 +215,7 @@ fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: 
 /// client kept from an earlier second factor: while it is live (and the tenant offers
 /// remembering), an enrolled user is not asked for a code again.
 pub async fn password_login(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     email: &str,
@@ -223,14 +229,14 @@ pub async fn password_login(
     let per_minute = policy.login_attempts_per_ip_per_minute;
     if per_minute > 0
         && let Decision::Limited { retry_after } =
-            per_ip(state, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
+            per_ip(accounts, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
     {
         return Err(LoginError::RateLimited { retry_after });
     }
     if email.len() > MAX_EMAIL_BYTES {
         return Err(LoginError::BadCredentials);
     }
-    let attempt = match count_attempt(state, ctx, email).await? {
+    let attempt = match count_attempt(accounts, ctx, email).await? {
         Ok(attempt) => attempt,
         Err(retry_after) => return Err(LoginError::Locked { retry_after }),
     };
@@ -247,8 +253,7 @@ pub async fn password_login(
             Some((user, login)) => (Some(user), login.password, login.totp_enrolled),
             None => (None, None, false),
         };
-        let valid = state
-            .accounts
+        let valid = accounts
             .hasher
             .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
             .await?;
@@ -256,17 +261,17 @@ pub async fn password_login(
     };
     let (valid, user, stored, totp_enrolled) = match checked.await {
         Ok(checked) => checked,
-        Err(e) => return Err(abandon(state, attempt, e).await.into()),
+        Err(e) => return Err(abandon(accounts, attempt, e).await.into()),
     };
     let passed = valid && user.is_some();
-    let locked_now = settle_attempt(state, attempt, passed).await?;
+    let locked_now = settle_attempt(accounts, attempt, passed).await?;
     let user = match (passed, user) {
         (true, Some(user)) => user,
         (_, user) => {
             if let Some(retry_after) = locked_now {
                 tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
                 if let Some(user) = &user {
-                    lock_notice(state, ctx, user, retry_after);
+                    lock_notice(accounts, ctx, user, retry_after);
                 }
                 return Err(LoginError::Locked { retry_after });
             }
@@ -276,14 +281,9 @@ pub async fn password_login(
 
     // A hash made with other parameters is replaced now that the password is known.
     if let Some(phc) = &stored
-        && tenantry_accounts::passwords::needs_rehash(phc, &policy.password_hash)
+        && crate::passwords::needs_rehash(phc, &policy.password_hash)
     {
-        match state
-            .accounts
-            .hasher
-            .hash(&tenant, &policy.password_hash, password)
-            .await
-        {
+        match accounts.hasher.hash(&tenant, &policy.password_hash, password).await {
             Ok(fresh) => {
                 if let Err(e) = db.set_password(user.id, &fresh).await {
                     tracing::warn!(error = %e, "password hash upgrade not stored");
@@ -297,20 +297,18 @@ pub async fn password_login(
         return Err(LoginError::EmailNotVerified);
     }
     let remembered = match device {
-        Some(token) if policy.mfa_remember_device_days > 0 => {
-            tenantry_accounts::mfa::device_trusted(db, user.id, token).await?
-        }
+        Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
     let second_factor = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
         Owed::None => SecondFactor::None,
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
-            tenantry_accounts::mfa::enrol(
-                &state.secrets,
+            crate::mfa::enrol(
+                &accounts.secrets,
                 db,
                 ctx.entry.tenant.id,
-                tenantry_accounts::mfa::issuer_name(ctx),
+                crate::mfa::issuer_name(ctx),
                 user.id,
                 &user.email,
             )
@@ -323,7 +321,7 @@ pub async fn password_login(
 /// Counts one `action` from `ip` against `(limit, window)` per tenant (nothing to count
 /// when the client address is unknown).
 pub async fn per_ip(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     action: &str,
     ip: Option<IpAddr>,
@@ -333,12 +331,12 @@ pub async fn per_ip(
         return Ok(Decision::Allowed { remaining: limit });
     };
     let key = per_ip_key(action, ctx.entry.tenant.id, ip);
-    Ok(state.accounts.rate_limiter.hit(&key, limit, window).await?)
+    Ok(accounts.rate_limiter.hit(&key, limit, window).await?)
 }
 
-/// The counter key of [`per_ip`]: per [`tenantry_accounts::ratelimit::address_bucket`] (IPv6 per /64).
+/// The counter key of [`per_ip`]: per [`crate::ratelimit::address_bucket`] (IPv6 per /64).
 fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
-    match tenantry_accounts::ratelimit::address_bucket(ip) {
+    match crate::ratelimit::address_bucket(ip) {
         IpAddr::V4(v4) => format!("{action}:ip:{tenant}:{v4}"),
         IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{v6}/64"),
     }
@@ -348,7 +346,7 @@ fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
 /// counted against the same lockout as logins, so a stolen access token cannot be used to
 /// guess the password without limit.
 pub async fn recheck_password(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
@@ -356,19 +354,15 @@ pub async fn recheck_password(
 ) -> Result<(), ApiError> {
     let policy = &ctx.entry.tenant.settings.security;
     let locked = |retry_after: Duration| {
-        ApiError::new(
-            crate::error::ErrorCode::AccountLocked,
-            "too many failed attempts; try again later",
-        )
-        .with_retry_after(retry_after.as_secs().max(1))
+        ApiError::new(ErrorCode::AccountLocked, "too many failed attempts; try again later")
+            .with_retry_after(retry_after.as_secs().max(1))
     };
-    let attempt = count_attempt(state, ctx, &user.email).await?.map_err(locked)?;
+    let attempt = count_attempt(accounts, ctx, &user.email).await?.map_err(locked)?;
     let checked = async {
         let stored = db.password(user.id).await?;
         let tenant = ctx.entry.tenant.id.to_string();
         Ok::<_, ApiError>(
-            state
-                .accounts
+            accounts
                 .hasher
                 .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
                 .await?,
@@ -376,16 +370,16 @@ pub async fn recheck_password(
     };
     let passed = match checked.await {
         Ok(passed) => passed,
-        Err(e) => return Err(abandon(state, attempt, e).await),
+        Err(e) => return Err(abandon(accounts, attempt, e).await),
     };
-    if let Some(retry_after) = settle_attempt(state, attempt, passed).await? {
+    if let Some(retry_after) = settle_attempt(accounts, attempt, passed).await? {
         return Err(locked(retry_after));
     }
     if passed {
         return Ok(());
     }
     Err(ApiError::new(
-        crate::error::ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidCredentials,
         "the current password is not correct",
     ))
 }
@@ -396,12 +390,11 @@ fn mfa_key(ctx: &TenantContext, user: uuid::Uuid) -> String {
 
 /// Counts one second-factor attempt and refuses it once the account has used up its
 /// attempts for the window (429 with `Retry-After`).
-pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+pub async fn mfa_attempt(accounts: &Accounts, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
     // Counted before the code is checked, so a burst of parallel guesses cannot all pass
     // a read-only check first.
     let (limit, window) = MFA_ATTEMPTS;
-    state
-        .accounts
+    accounts
         .rate_limiter
         .hit(&mfa_key(ctx, user), limit, window)
         .await?
@@ -409,8 +402,8 @@ pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid
 }
 
 /// A correct second factor: the account's attempts start over.
-pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
-    Ok(state.accounts.rate_limiter.reset(&mfa_key(ctx, user)).await?)
+pub async fn mfa_passed(accounts: &Accounts, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    Ok(accounts.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }
 
 /// What a code submitted for a login's second factor did.
@@ -432,32 +425,32 @@ pub enum CodeCheck {
 /// authenticator (or as a recovery code), or, while an enrolment is pending, as its first
 /// code (which confirms it) — and forgets the count once it passed.
 pub async fn second_factor_step(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
     code: &str,
 ) -> Result<CodeCheck, ApiError> {
     use tenantry_dataplane::MfaRepository;
-    mfa_attempt(state, ctx, user.id).await?;
+    mfa_attempt(accounts, ctx, user.id).await?;
     let tenant = ctx.entry.tenant.id;
-    let secrets = &state.secrets;
+    let secrets = &accounts.secrets;
     let checked = match db.totp(user.id).await? {
         Some(credential) if credential.confirmed_at.is_some() => {
-            if tenantry_accounts::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
+            if crate::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
                 CodeCheck::Passed
             } else {
                 CodeCheck::Refused { enrolling: false }
             }
         }
-        Some(_) => match tenantry_accounts::mfa::confirm(secrets, db, tenant, user.id, code).await? {
+        Some(_) => match crate::mfa::confirm(secrets, db, tenant, user.id, code).await? {
             Some(codes) => CodeCheck::Enrolled(codes),
             None => CodeCheck::Refused { enrolling: true },
         },
         None => CodeCheck::Refused { enrolling: false },
     };
     if !matches!(checked, CodeCheck::Refused { .. }) {
-        mfa_passed(state, ctx, user.id).await?;
+        mfa_passed(accounts, ctx, user.id).await?;
     }
     Ok(checked)
 }
@@ -470,7 +463,7 @@ pub async fn start_session(
     db: &TenantDb,
     user_id: uuid::Uuid,
     amr: &[&str],
-    origin: &crate::web::SessionOrigin,
+    origin: &SessionOrigin,
 ) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
     use tenantry_dataplane::SessionRepository;
     let now = chrono::Utc::now();
