@@ -227,7 +227,7 @@ async fn recipient_allowed(
 
 /// "Mail me a link", behind `POST /v1/auth/verify-email/resend`, `POST
 /// /v1/auth/password/forgot` and the hosted forgot-password page: checks the request
-/// ([`mail_request`]: SMTP, the flow's per-IP limit, the address), then, in the
+/// (`mail_request`: SMTP, the flow's per-IP limit, the address), then, in the
 /// background, mails a new link for `purpose` (to `client`'s page when it has one) if
 /// `email` is an active account that needs it (a verification only while the address is
 /// unverified) and is within [`MAILS_PER_RECIPIENT`]. `Ok` says nothing about the account.

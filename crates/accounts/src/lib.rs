@@ -1,6 +1,6 @@
 //! Tenantry's account logic, shared by both front doors (the hosted pages and the headless
-//! API): the one password login with its lockout and the one second-factor step
-//! ([`login`]), passwords and their policy ([`passwords`]: Argon2id under admission
+//! API): the one password login with its lockout and the one second-factor step, whose
+//! result is one [`login::Authentication`] ([`login`]), passwords and their policy ([`passwords`]: Argon2id under admission
 //! control), attempt counters ([`ratelimit`]), the second factor itself ([`mfa`]: TOTP,
 //! recovery codes, trusted devices), and the flows that go through the user's mailbox
 //! ([`account_email`]: verification, password reset, notices).

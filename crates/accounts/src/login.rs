@@ -10,6 +10,11 @@
 //! cannot be used to find out which accounts exist either. The failure that locks an
 //! existing account sends its owner the `account_locked` notice (once per lock, in the
 //! background, when the tenant has SMTP settings).
+//!
+//! A completed login — the password alone, or the password and then
+//! [`second_factor_step`] — is one [`Authentication`] (the user, `amr`, `acr` and the
+//! [`Method`]), which [`start_session`] opens the session for. Passkeys and upstream
+//! federation will produce the same value.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -57,10 +62,52 @@ impl From<ApiError> for LoginError {
     }
 }
 
-/// What the user owes after a correct password ([`decide_second_factor`] decides).
+/// How a user proved who they are (passkeys and upstream federation will add theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The password alone.
+    Password,
+    /// The password, then a code from the authenticator (or a recovery code).
+    PasswordAndSecondFactor,
+}
+
+impl Method {
+    /// The RFC 8176 `amr` values a session opened this way records.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            Method::Password => &["pwd"],
+            Method::PasswordAndSecondFactor => &["pwd", "otp", "mfa"],
+        }
+    }
+}
+
+/// A completed login, whichever front door and method it took: who signed in, and how
+/// (`amr`, `acr` as the session and the tokens record them). What [`start_session`] opens
+/// a session for.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub user: User,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub method: Method,
+}
+
+impl Authentication {
+    /// `user` signed in with `method` (its `amr`, no `acr`).
+    pub fn new(user: User, method: Method) -> Self {
+        Self {
+            user,
+            amr: method.amr().iter().map(|m| (*m).to_owned()).collect(),
+            acr: None,
+            method,
+        }
+    }
+}
+
+/// What the user owes after a correct password, when anything ([`decide_second_factor`]
+/// decides).
 #[derive(Debug)]
 pub enum SecondFactor {
-    None,
     /// A code from the enrolled authenticator (or a recovery code).
     Challenge,
     /// The tenant requires a second factor and the user has none: set one up now with
@@ -90,9 +137,11 @@ pub enum Owed {
 
 /// A correct password.
 #[derive(Debug)]
-pub struct Accepted {
-    pub user: User,
-    pub second_factor: SecondFactor,
+pub enum Accepted {
+    /// Nothing more is owed: the login is complete.
+    Complete(Authentication),
+    /// A second factor is owed; [`second_factor_step`] completes the login.
+    SecondFactor { user: User, owed: SecondFactor },
 }
 
 /// Where a login comes from, recorded on the session it opens and shown in the user's
@@ -300,8 +349,8 @@ pub async fn password_login(
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let second_factor = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
-        Owed::None => SecondFactor::None,
+    let owed = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
+        Owed::None => return Ok(Accepted::Complete(Authentication::new(user, Method::Password))),
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
             crate::mfa::enrol(
@@ -315,7 +364,7 @@ pub async fn password_login(
             .await?,
         ),
     };
-    Ok(Accepted { user, second_factor })
+    Ok(Accepted::SecondFactor { user, owed })
 }
 
 /// Counts one `action` from `ip` against `(limit, window)` per tenant (nothing to count
@@ -409,21 +458,24 @@ pub async fn mfa_passed(accounts: &Accounts, ctx: &TenantContext, user: uuid::Uu
 /// What a code submitted for a login's second factor did.
 #[derive(Debug)]
 pub enum CodeCheck {
-    Passed,
-    /// The first code of a new enrolment: it is confirmed, and these recovery codes are
-    /// shown once.
-    Enrolled(Vec<String>),
+    /// The login is complete.
+    Passed(Authentication),
+    /// The first code of a new enrolment: it is confirmed, the login is complete, and these
+    /// recovery codes are shown once.
+    Enrolled {
+        authentication: Authentication,
+        recovery_codes: Vec<String>,
+    },
     /// Wrong, stale or replayed; `enrolling` when the user was confirming a new enrolment
     /// (a page shows it again).
-    Refused {
-        enrolling: bool,
-    },
+    Refused { enrolling: bool },
 }
 
 /// The second step of a login, behind both front doors: counts the attempt against the
 /// account ([`MFA_ATTEMPTS`], 429 past it), checks `code` — against the confirmed
 /// authenticator (or as a recovery code), or, while an enrolment is pending, as its first
-/// code (which confirms it) — and forgets the count once it passed.
+/// code (which confirms it) — and forgets the count once it passed. A passed code
+/// completes the login ([`Method::PasswordAndSecondFactor`]).
 pub async fn second_factor_step(
     accounts: &Accounts,
     ctx: &TenantContext,
@@ -438,13 +490,16 @@ pub async fn second_factor_step(
     let checked = match db.totp(user.id).await? {
         Some(credential) if credential.confirmed_at.is_some() => {
             if crate::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
-                CodeCheck::Passed
+                CodeCheck::Passed(completed(user))
             } else {
                 CodeCheck::Refused { enrolling: false }
             }
         }
         Some(_) => match crate::mfa::confirm(secrets, db, tenant, user.id, code).await? {
-            Some(codes) => CodeCheck::Enrolled(codes),
+            Some(recovery_codes) => CodeCheck::Enrolled {
+                authentication: completed(user),
+                recovery_codes,
+            },
             None => CodeCheck::Refused { enrolling: true },
         },
         None => CodeCheck::Refused { enrolling: false },
@@ -455,14 +510,17 @@ pub async fn second_factor_step(
     Ok(checked)
 }
 
-/// Opens a login session (the row in the tenant database) for a user who has just
-/// authenticated with `amr`; answers it and the session id the browser keeps (only its
-/// hash is stored). Shared by the hosted pages and the headless API.
+fn completed(user: &User) -> Authentication {
+    Authentication::new(user.clone(), Method::PasswordAndSecondFactor)
+}
+
+/// Opens a login session (the row in the tenant database) for a completed
+/// [`Authentication`]; answers it and the session id the browser keeps (only its hash is
+/// stored). Shared by the hosted pages and the headless API.
 pub async fn start_session(
     ctx: &TenantContext,
     db: &TenantDb,
-    user_id: uuid::Uuid,
-    amr: &[&str],
+    authentication: &Authentication,
     origin: &SessionOrigin,
 ) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
     use tenantry_dataplane::SessionRepository;
@@ -471,10 +529,10 @@ pub async fn start_session(
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let session = tenantry_dataplane::model::Session {
         id_hash: tenantry_crypto::hash_token(&session_id),
-        user_id,
+        user_id: authentication.user.id,
         auth_time: now,
-        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
-        acr: None,
+        amr: authentication.amr.clone(),
+        acr: authentication.acr.clone(),
         ip: origin.ip.map(|ip| ip.to_string()),
         user_agent: origin.user_agent.clone(),
         created_at: now,
@@ -503,6 +561,216 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use tenantry_controlplane::model::{DbDriver, KeyRing, PasswordHashParams, Tenant, TenantSettings, UserDbSettings};
+    use tenantry_controlplane::{Command, ControlPlane, FsStore};
+    use tenantry_tenancy::TenantContextResolver;
+    use tenantry_tenancy::keystore::KeyStore;
+
+    const ATTEMPTS: u32 = 3;
+    const PASSWORD: &str = "correct horse battery";
+
+    /// A tenant with a SQLite database in a temp dir (locking after [`ATTEMPTS`] failures
+    /// for a minute, no per-IP limit, the cheapest hash), one user with [`PASSWORD`], and
+    /// the account services with an in-memory limiter.
+    async fn tenant(mfa_required: bool) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
+        let mut settings = TenantSettings {
+            user_db: Some(UserDbSettings {
+                driver: DbDriver::Sqlite,
+                dsn: None,
+            }),
+            ..Default::default()
+        };
+        settings.security.max_login_attempts = ATTEMPTS;
+        settings.security.lockout_duration_secs = 60;
+        settings.security.login_attempts_per_ip_per_minute = 0;
+        settings.security.mfa_required = mfa_required;
+        settings.security.password_hash = PasswordHashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let now = chrono::Utc::now();
+        let tenant = Tenant {
+            id: uuid::Uuid::new_v4(),
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            created_at: now,
+            updated_at: now,
+            settings,
+        };
+        cp.apply(&Command::CreateTenant {
+            tenant,
+            key_ring: KeyRing::default(),
+        })
+        .unwrap();
+        let secrets = Arc::new(tenantry_crypto::SecretBox::new(
+            tenantry_crypto::MasterKey::generate(),
+            vec![],
+        ));
+        let dbs = tenantry_dataplane::TenantDbManager::new(
+            tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
+            secrets.clone(),
+        );
+        let keystore = Arc::new(KeyStore::new(secrets.clone()));
+        let url = url::Url::parse("https://id.example.com/").unwrap();
+        let resolver = TenantContextResolver::new(cp, dbs, keystore, None, &url);
+        let ctx = resolver.resolve_slug("acme").unwrap();
+        let db = ctx.db().await.unwrap();
+        let accounts = Accounts {
+            rate_limiter: crate::ratelimit::RateLimiter::in_memory(),
+            hasher: crate::passwords::PasswordHasher::new(crate::passwords::HashingLimits::default()),
+            secrets,
+            mailer: tenantry_mail::Mailer::new(),
+            password_deny_list: None,
+        };
+        let new = tenantry_dataplane::model::NewUser {
+            email: "ada@example.com".into(),
+            email_verified: true,
+            ..Default::default()
+        };
+        let user = db.create_user(new, &ctx.custom_fields()).await.unwrap();
+        let policy = &ctx.entry.tenant.settings.security.password_hash;
+        let phc = accounts.hasher.hash("acme", policy, PASSWORD).await.unwrap();
+        db.set_password(user.id, &phc).await.unwrap();
+        (dir, accounts, ctx, db, user)
+    }
+
+    async fn login(
+        accounts: &Accounts,
+        ctx: &TenantContext,
+        db: &TenantDb,
+        email: &str,
+        password: &str,
+    ) -> Result<Accepted, LoginError> {
+        password_login(accounts, ctx, db, email, password, None, None).await
+    }
+
+    #[tokio::test]
+    async fn n_wrong_passwords_lock_the_account_and_then_the_right_one_is_refused() {
+        let (_dir, accounts, ctx, db, user) = tenant(false).await;
+        for attempt in 1..ATTEMPTS {
+            let refused = login(&accounts, &ctx, &db, "ada@example.com", "wrong").await;
+            assert!(
+                matches!(refused, Err(LoginError::BadCredentials)),
+                "attempt {attempt}: {refused:?}"
+            );
+        }
+        // The failure that uses the last attempt starts the lock and says so.
+        let locking = login(&accounts, &ctx, &db, "ada@example.com", "wrong").await;
+        let Err(LoginError::Locked { retry_after }) = locking else {
+            panic!("the {ATTEMPTS}th failure locks: {locking:?}");
+        };
+        assert!(retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60));
+        // Locked: even the right password is not checked, whatever the case of the address.
+        let right = login(&accounts, &ctx, &db, "ADA@example.com", PASSWORD).await;
+        assert!(matches!(right, Err(LoginError::Locked { .. })), "{right:?}");
+        // A signed-in user's password check counts against the same lock.
+        let recheck = recheck_password(&accounts, &ctx, &db, &user, PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(recheck.code, ErrorCode::AccountLocked);
+        // Clearing the lock (a password reset does) lets the right password in again.
+        clear_lockout(&accounts, &ctx, "ada@example.com").await.unwrap();
+        let accepted = login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await.unwrap();
+        let Accepted::Complete(authentication) = accepted else {
+            panic!("no second factor is owed: {accepted:?}");
+        };
+        assert_eq!(authentication.user.id, user.id);
+        assert_eq!(authentication.method, Method::Password);
+        assert_eq!(authentication.amr, ["pwd"]);
+        assert_eq!(authentication.acr, None);
+    }
+
+    #[tokio::test]
+    async fn a_right_password_forgets_earlier_failures() {
+        let (_dir, accounts, ctx, db, _user) = tenant(false).await;
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "ada@example.com", "wrong").await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await,
+            Ok(Accepted::Complete(_))
+        ));
+        // The count starts over: as many failures as before still do not lock.
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "ada@example.com", "wrong").await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_lock_like_known_ones() {
+        let (_dir, accounts, ctx, db, _user) = tenant(false).await;
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "nobody@example.com", PASSWORD).await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "nobody@example.com", PASSWORD).await,
+            Err(LoginError::Locked { .. })
+        ));
+        // Another account of the tenant is not affected.
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await,
+            Ok(Accepted::Complete(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_and_a_second_factor_complete_one_authentication_and_its_session() {
+        let (_dir, accounts, ctx, db, user) = tenant(true).await;
+        let accepted = login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await.unwrap();
+        let Accepted::SecondFactor {
+            user: pending,
+            owed: SecondFactor::Enrol(enrolment),
+        } = accepted
+        else {
+            panic!("the tenant requires a second factor the user lacks: {accepted:?}");
+        };
+        assert_eq!(pending.id, user.id);
+        let code = crate::mfa::code_now(&enrolment.secret);
+        let checked = second_factor_step(&accounts, &ctx, &db, &pending, &code).await.unwrap();
+        let CodeCheck::Enrolled {
+            authentication,
+            recovery_codes,
+        } = checked
+        else {
+            panic!("the first code confirms the enrolment: {checked:?}");
+        };
+        assert_eq!(recovery_codes.len(), crate::mfa::RECOVERY_CODE_COUNT);
+        assert_eq!(authentication.method, Method::PasswordAndSecondFactor);
+        assert_eq!(authentication.amr, ["pwd", "otp", "mfa"]);
+        let origin = SessionOrigin {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            user_agent: Some("test".into()),
+        };
+        let (session, id) = start_session(&ctx, &db, &authentication, &origin).await.unwrap();
+        assert_eq!(session.user_id, user.id);
+        assert_eq!(session.amr, authentication.amr);
+        assert_eq!(session.acr, None);
+        assert_eq!(session.ip.as_deref(), Some("198.51.100.7"));
+        assert_eq!(session.id_hash, tenantry_crypto::hash_token(&id));
+        // The same code cannot complete a second login.
+        let again = second_factor_step(&accounts, &ctx, &db, &pending, &code).await.unwrap();
+        assert!(matches!(again, CodeCheck::Refused { enrolling: false }), "{again:?}");
+    }
+
+    #[test]
+    fn each_method_has_its_amr() {
+        assert_eq!(Method::Password.amr(), ["pwd"]);
+        assert_eq!(Method::PasswordAndSecondFactor.amr(), ["pwd", "otp", "mfa"]);
+    }
 
     #[test]
     fn the_second_factor_decision() {

@@ -301,6 +301,13 @@ fn normalize_recovery_code(code: &str) -> String {
         .collect()
 }
 
+/// The code an authenticator app shows now for the base32 secret of an enrolment.
+#[cfg(test)]
+pub(crate) fn code_now(encoded: &str) -> String {
+    let totp = totp(decode_secret(encoded).unwrap(), "Acme", "a@example.com").unwrap();
+    totp.generate(Utc::now().timestamp() as u64).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

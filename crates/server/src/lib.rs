@@ -1,9 +1,12 @@
-//! Tenantry's HTTP server: configuration, the tenant resolver, middleware, the admin and
-//! REST surfaces, and start-up.
+//! Tenantry's HTTP server: configuration, middleware, extractors (`web`), hosted pages,
+//! the routes of the admin, REST and issuer surfaces, and start-up.
 //!
 //! The request path is: request id + tracing span → limits (body size, timeout) →
-//! security headers → `TenantContextResolver` (tenant routes) → handler → control plane
-//! writer or (later) domain services.
+//! security headers → `TenantContextResolver` (`tenantry-tenancy`, tenant routes) →
+//! handler → the domain crates (`tenantry-oidc` for protocol rules, `tenantry-accounts`
+//! for logins and account flows, `tenantry-mail`) or the control-plane writer. Handlers
+//! read the request, call those crates with narrow arguments, and turn their results
+//! into responses; the rules themselves live there.
 
 pub mod app;
 pub mod bootstrap;

@@ -1,10 +1,11 @@
 //! The headless authentication API for first-party apps (`/v1/auth/...`): register,
 //! login (tokens, or a second-factor challenge), the MFA step, refresh, logout, the
 //! caller's profile, password and sessions, TOTP enrolment, and the mail flows (verify an
-//! email address, forgot / reset a password; the work is `account_email`'s).
+//! email address, forgot / reset a password; the work is `tenantry_accounts::account_email`'s).
 //!
-//! It is the hosted login's other front door: the password check is `login::password_login`
-//! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
+//! It is the hosted login's other front door: the password check is
+//! `tenantry_accounts::login::password_login`, the second factor its `second_factor_step`,
+//! and a completed login's `Authentication` opens the session; the tokens are the very JWTs the token endpoint
 //! issues (`grants::user_token_body`). Only first-party clients of the tenant may log users
 //! in here. Calls for "me" take the access token as a bearer and need its login session
 //! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
@@ -33,7 +34,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
-use tenantry_accounts::login::{CodeCheck, LoginError, SecondFactor};
+use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
 use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use tenantry_tenancy::users::active_user;
 use tenantry_tenancy::{Capability, TenantContext};
@@ -95,17 +96,18 @@ fn requested_scope(client: &Client, scope: Option<&str>) -> Result<String, ApiEr
     Ok(scopes.join(" "))
 }
 
-/// A login session and the tokens for it (a refresh token when the client may refresh).
+/// A login session for a completed login and the tokens for it (a refresh token when the
+/// client may refresh).
 async fn sign_in(
     ctx: &TenantContext,
     db: &TenantDb,
     client: &Client,
-    user: &User,
+    authentication: &Authentication,
     scope: &str,
-    amr: &[&str],
     origin: &SessionOrigin,
 ) -> Result<Value, ApiError> {
-    let (session, _) = tenantry_accounts::login::start_session(ctx, db, user.id, amr, origin).await?;
+    let (session, _) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
+    let user = &authentication.user;
     let now = session.auth_time;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token(32);
@@ -231,13 +233,18 @@ async fn login(
         tenantry_accounts::login::password_login(&state.accounts, &ctx, &db, &body.email, &body.password, ip, device)
             .await
             .map_err(login_problem)?;
-    let user = accepted.user;
-    let enrolment = match accepted.second_factor {
-        SecondFactor::None => {
-            return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?).into_response());
+    let (user, enrolment) = match accepted {
+        Accepted::Complete(authentication) => {
+            return Ok(Json(sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?).into_response());
         }
-        SecondFactor::Challenge => None,
-        SecondFactor::Enrol(enrolment) => Some(enrolment),
+        Accepted::SecondFactor {
+            user,
+            owed: SecondFactor::Challenge,
+        } => (user, None),
+        Accepted::SecondFactor {
+            user,
+            owed: SecondFactor::Enrol(enrolment),
+        } => (user, Some(enrolment)),
     };
     let challenge = MfaChallenge {
         jti: random_token(16),
@@ -287,18 +294,20 @@ async fn mfa(
     let user = active_user(&ctx, &db, challenge.user)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    let recovery_codes =
+    let (authentication, recovery_codes) =
         match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &body.code).await? {
-            CodeCheck::Passed => None,
-            CodeCheck::Enrolled(codes) => Some(codes),
+            CodeCheck::Passed(authentication) => (authentication, None),
+            CodeCheck::Enrolled {
+                authentication,
+                recovery_codes,
+            } => (authentication, Some(recovery_codes)),
             CodeCheck::Refused { .. } => {
                 return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
             }
         };
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
     state.accounts.rate_limiter.hit(&spent_key, 1, ttl).await?;
-    let amr = ["pwd", "otp", "mfa"];
-    let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &amr, &origin).await?;
+    let mut tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
     if let Some(codes) = recovery_codes {
         tokens["recovery_codes"] = json!(codes);
     }
@@ -437,7 +446,8 @@ async fn register(
         // A new account has no second factor yet: tokens only when none is owed.
         && tenantry_accounts::login::decide_second_factor(false, false, policy.mfa_required) == tenantry_accounts::login::Owed::None
     {
-        answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?;
+        let authentication = Authentication::new(user.clone(), Method::Password);
+        answer["tokens"] = sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?;
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::pages::{self, PageContext};
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
-use tenantry_accounts::login::{CodeCheck, LoginError, SecondFactor};
+use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, SecondFactor};
 use tenantry_oidc::authorize::{self, Refusal, ResponseMode, ReturnTo};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
@@ -453,17 +453,20 @@ async fn login(
         }
         Err(LoginError::Unavailable(e)) => return e.into_response(),
     };
-    let user = accepted.user;
-    let enrolment = match accepted.second_factor {
-        SecondFactor::None => {
-            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd"]).await {
+    let (user, owed) = match accepted {
+        Accepted::Complete(authentication) => {
+            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
                 Ok(started) => started,
                 Err(e) => return e.into_response(),
             };
-            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await;
+            let user = &authentication.user;
+            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, user, false).await;
             response.headers_mut().append(header::SET_COOKIE, cookie);
             return response;
         }
+        Accepted::SecondFactor { user, owed } => (user, owed),
+    };
+    let enrolment = match owed {
         SecondFactor::Challenge => None,
         SecondFactor::Enrol(enrolment) => Some(enrolment),
     };
@@ -480,16 +483,15 @@ async fn login(
     )
 }
 
-/// Creates a login session and its cookie.
+/// Creates a login session for a completed login, and its cookie.
 async fn start_session(
     state: &AppState,
     ctx: &TenantContext,
     db: &tenantry_dataplane::TenantDb,
     origin: &SessionOrigin,
-    user_id: uuid::Uuid,
-    amr: &[&str],
+    authentication: &Authentication,
 ) -> Result<(Session, HeaderValue), ApiError> {
-    let (session, session_id) = tenantry_accounts::login::start_session(ctx, db, user_id, amr, origin).await?;
+    let (session, session_id) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
         .map_err(|_| ApiError::internal())?;
@@ -534,10 +536,13 @@ async fn mfa_step(
             Some(message),
         )
     };
-    let recovery_codes =
+    let (authentication, recovery_codes) =
         match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await {
-            Ok(CodeCheck::Passed) => None,
-            Ok(CodeCheck::Enrolled(codes)) => Some(codes),
+            Ok(CodeCheck::Passed(authentication)) => (authentication, None),
+            Ok(CodeCheck::Enrolled {
+                authentication,
+                recovery_codes,
+            }) => (authentication, Some(recovery_codes)),
             Ok(CodeCheck::Refused { enrolling }) => {
                 // An enrolment in progress is shown again.
                 let enrolment = if enrolling {
@@ -570,7 +575,7 @@ async fn mfa_step(
                 return page;
             }
         };
-    let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd", "otp", "mfa"]).await {
+    let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
     };
