@@ -116,7 +116,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Init { config } => init(config.overrides()),
+            Command::Init { config } => init(config.overrides()).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
@@ -137,16 +137,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn init(overrides: Overrides) -> anyhow::Result<()> {
-    use tenantry_controlplane::{ControlPlane, FsStore};
+async fn init(overrides: Overrides) -> anyhow::Result<()> {
+    use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
     use tenantry_server::{Config, bootstrap, config};
 
     let config = Config::load(&overrides)?;
     config::ensure_writable_dir(&config.fs_root)?;
     // Proves the master key is usable before anything is written.
     let secrets = bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
-    let cp = ControlPlane::open(FsStore::new(&config.fs_root))?;
-    let installed = bootstrap::ensure_installation(&cp, &secrets, config.default_tenant.as_deref(), false)?;
+    let cp = std::sync::Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?);
+    let writer = StandaloneWriter::new(cp.clone());
+    let installed =
+        bootstrap::ensure_installation(&cp, &writer, &secrets, config.default_tenant.as_deref(), false).await?;
     match installed.admin_token {
         Some(token) => println!("admin token (shown once; store it now): {token}"),
         None => println!("an admin already exists; its token is unchanged"),

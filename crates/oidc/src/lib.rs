@@ -4,7 +4,9 @@
 //! ([`params`]), authorization-request validation ([`authorize`]), client authentication
 //! ([`client_auth`]), the token endpoint's grants, introspection and revocation
 //! ([`token_endpoint`], [`grants`]), token issuance and the one access-token check
-//! ([`tokens`]), and when signing keys rotate ([`key_rotation`]). Each rule is written
+//! ([`tokens`]), logout and back-channel logout ([`logout`]) under the policy for the
+//! server's own outbound calls ([`outbound`]), and when signing keys rotate
+//! ([`key_rotation`]). Each rule is written
 //! once and unit-tested here (RFC 6749, 7009, 7636, 7662, 9700; OIDC Core).
 //!
 //! This crate never reads a request or writes a response: the HTTP crate turns bytes into
@@ -15,6 +17,11 @@ pub mod authorize;
 pub mod client_auth;
 pub mod grants;
 pub mod key_rotation;
+pub mod logout;
+pub mod outbound;
 pub mod params;
 pub mod token_endpoint;
 pub mod tokens;
+
+#[cfg(test)]
+mod rules_tests;

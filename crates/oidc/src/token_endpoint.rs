@@ -335,14 +335,13 @@ pub async fn revoke(
 ) -> Result<(), OAuthError> {
     let client = authenticate_client(keystore, ctx, authorization, form).await?;
     let token = require(form, "token")?;
-    let ok = || ();
     if token.matches('.').count() == 2 {
         let keys = ctx.keys()?;
         let mut expect = Expect::new(&ctx.issuer, TokenType::Access);
         // Revoking an expired token is a no-op, not an error.
         expect.allow_expired = true;
         let Ok(verified) = keys.verify::<AccessTokenClaims>(token, &expect) else {
-            return Ok(ok());
+            return Ok(());
         };
         let claims = verified.claims;
         if claims.client_id != client.client_id {
@@ -362,10 +361,10 @@ pub async fn revoke(
             ctx.revocations()
                 .remember(ctx.entry.tenant.id, &claims.jti, true, claims.exp);
         }
-        return Ok(ok());
+        return Ok(());
     }
     if ctx.require(Capability::TenantDb).is_err() {
-        return Ok(ok());
+        return Ok(());
     }
     let db = ctx.db().await?;
     if let Some(stored) = db
@@ -383,5 +382,5 @@ pub async fn revoke(
             .await
             .map_err(ApiError::from)?;
     }
-    Ok(ok())
+    Ok(())
 }

@@ -61,6 +61,8 @@ pub struct Shared {
     /// The account services: password hashing, attempt counters, the mailer, the
     /// password deny-list.
     pub accounts: tenantry_accounts::Accounts,
+    /// The one admin write path: writes through `writer` and records the audit event.
+    pub admin: tenantry_admin::AdminService,
 }
 
 impl AppState {

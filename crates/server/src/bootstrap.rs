@@ -7,7 +7,7 @@ use std::path::Path;
 use base64::Engine;
 use chrono::Utc;
 use tenantry_controlplane::model::*;
-use tenantry_controlplane::{Command, ControlPlane};
+use tenantry_controlplane::{Command, ControlPlane, Writer};
 use tenantry_crypto::{MasterKey, SealContext, SecretBox, hash_token, random_token};
 use uuid::Uuid;
 
@@ -135,9 +135,11 @@ pub async fn ensure_demo_user(ctx: &tenantry_tenancy::TenantContext) -> anyhow::
 /// * The default tenant is missing → it is created with a SQLite user database.
 /// * With `dev`, the default tenant gets the demo public client.
 ///
-/// Runs on the writer's node before it serves; commands go through `apply` like any write.
-pub fn ensure_installation(
+/// Runs before the node serves; every change is a command through `writer`, like any
+/// write (`cp` is read for what exists).
+pub async fn ensure_installation(
     cp: &ControlPlane,
+    writer: &dyn Writer,
     secrets: &SecretBox,
     default_tenant: Option<&str>,
     dev: bool,
@@ -145,7 +147,7 @@ pub fn ensure_installation(
     let mut installed = Installed::default();
     if cp.snapshot().system_keys.keys.is_empty() {
         let ring = tenantry_keys::generate_ring(secrets, tenantry_tenancy::keystore::SYSTEM_OWNER, Utc::now())?;
-        cp.apply(&Command::PutKeyRing { slug: None, ring })?;
+        writer.write(Command::PutKeyRing { slug: None, ring }).await?;
     }
     if cp.snapshot().system_secrets.client_secret_key.is_none() {
         let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>());
@@ -159,7 +161,7 @@ pub fn ensure_installation(
         let secrets = SystemSecrets {
             client_secret_key: Some(SealedSecret(sealed)),
         };
-        cp.apply(&Command::PutSystemSecrets { secrets })?;
+        writer.write(Command::PutSystemSecrets { secrets }).await?;
     }
     let snapshot = cp.snapshot();
     if snapshot.admins.is_empty() {
@@ -176,7 +178,7 @@ pub fn ensure_installation(
             token_hash: hash_token(&token),
             created_at: Utc::now(),
         };
-        cp.apply(&Command::PutAdmin { admin })?;
+        writer.write(Command::PutAdmin { admin }).await?;
         installed.admin_token = Some(token);
     }
     if let Some(slug) = default_tenant {
@@ -193,7 +195,7 @@ pub fn ensure_installation(
                 settings,
             };
             let key_ring = tenantry_keys::generate_ring(secrets, &id.to_string(), now)?;
-            cp.apply(&Command::CreateTenant { tenant, key_ring })?;
+            writer.write(Command::CreateTenant { tenant, key_ring }).await?;
             installed.default_tenant_created = true;
         }
         let has_demo = cp
@@ -201,10 +203,12 @@ pub fn ensure_installation(
             .tenant(slug)
             .is_some_and(|e| e.clients.contains_key(DEMO_CLIENT_ID));
         if dev && !has_demo && cp.snapshot().tenant(slug).is_some() {
-            cp.apply(&Command::CreateClient {
-                slug: slug.into(),
-                client: demo_client(),
-            })?;
+            writer
+                .write(Command::CreateClient {
+                    slug: slug.into(),
+                    client: demo_client(),
+                })
+                .await?;
             installed.demo_client_created = true;
         }
     }
@@ -282,12 +286,15 @@ mod tests {
         assert_ne!(a.current_key_id(), c.current_key_id());
     }
 
-    #[test]
-    fn installation_is_created_once() {
+    #[tokio::test]
+    async fn installation_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap();
+        let cp = std::sync::Arc::new(ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap());
+        let writer = tenantry_controlplane::StandaloneWriter::new(cp.clone());
         let secrets = SecretBox::new(MasterKey::generate(), vec![]);
-        let first = ensure_installation(&cp, &secrets, Some("local"), true).unwrap();
+        let first = ensure_installation(&cp, &writer, &secrets, Some("local"), true)
+            .await
+            .unwrap();
         assert!(first.admin_token.is_some() && first.default_tenant_created && first.demo_client_created);
         let token = std::fs::read_to_string(dir.path().join(DEV_ADMIN_TOKEN_FILE)).unwrap();
         assert_eq!(Some(token), first.admin_token);
@@ -297,7 +304,9 @@ mod tests {
             snapshot.tenant("local").unwrap().key_ring.algorithms(),
             SigningAlg::ALL.to_vec()
         );
-        let second = ensure_installation(&cp, &secrets, Some("local"), true).unwrap();
+        let second = ensure_installation(&cp, &writer, &secrets, Some("local"), true)
+            .await
+            .unwrap();
         assert!(second.admin_token.is_none() && !second.default_tenant_created && !second.demo_client_created);
         assert_eq!(
             cp.snapshot().system_keys,

@@ -111,7 +111,7 @@ pub struct Config {
     /// the TCP peer is the client.
     pub trusted_proxies: TrustedProxies,
     /// What the server's own outbound calls (back-channel logout) may reach.
-    pub outbound: crate::outbound::OutboundPolicy,
+    pub outbound: tenantry_oidc::outbound::OutboundPolicy,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -505,7 +505,7 @@ impl Config {
             redis_url,
             password_deny_list_file,
             trusted_proxies,
-            outbound: crate::outbound::OutboundPolicy { allow_private_networks },
+            outbound: tenantry_oidc::outbound::OutboundPolicy { allow_private_networks },
         })
     }
 

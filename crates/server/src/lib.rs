@@ -14,7 +14,6 @@ pub mod config;
 pub mod error;
 pub mod http_server;
 pub mod middleware;
-pub mod outbound;
 pub mod pages;
 pub mod proxies;
 pub mod resources;
@@ -66,8 +65,17 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         ControlPlane::open(FsStore::new(&config.fs_root))
             .with_context(|| format!("loading the control plane under {}", config.fs_root.display()))?,
     );
+    // The one writer of this node: start-up, admin routes and key timers all write through it.
+    let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
     let installed = if options.dev {
-        bootstrap::ensure_installation(&control_plane, &secrets, config.default_tenant.as_deref(), true)?
+        bootstrap::ensure_installation(
+            &control_plane,
+            &*writer,
+            &secrets,
+            config.default_tenant.as_deref(),
+            true,
+        )
+        .await?
     } else {
         if control_plane.snapshot().admins.is_empty() {
             tracing::warn!("no admin exists yet: run `tenantry init` to create the first admin token");
@@ -134,11 +142,12 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         mailer,
         password_deny_list,
     };
-    let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
+    let admin = tenantry_admin::AdminService::new(writer.clone(), global_db.clone());
     let state = AppState::new(app::Shared {
         config: Arc::new(config),
         public_url,
         writer,
+        admin,
         control_plane,
         secrets,
         resolver,

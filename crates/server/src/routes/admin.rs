@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::secrets::{self, ResealFailure, Resealer};
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_admin::Audit;
 use tenantry_dataplane::custom_fields::type_changes;
 use tenantry_dataplane::{Schema, SchemaStatus};
 use tenantry_tenancy::keystore::SYSTEM_OWNER;
@@ -106,11 +107,15 @@ async fn create_tenant(
     let slug = tenant.slug.clone();
     // The tenant's keys are made here, before the command, so applying it is deterministic.
     let key_ring = tenantry_oidc::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
-    let snapshot = state.writer.write(Command::CreateTenant { tenant, key_ring }).await?;
+    let snapshot = state
+        .admin
+        .command(
+            admin.actor(),
+            Command::CreateTenant { tenant, key_ring },
+            Audit::new("create_tenant", Some(&slug)),
+        )
+        .await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
-    state
-        .audit_admin(admin.admin_id, "create_tenant", Some(&slug), serde_json::json!({}))
-        .await;
     let location = format!("/v1/admin/tenants/{slug}");
     Ok((
         StatusCode::CREATED,
@@ -272,11 +277,15 @@ async fn update(
         check_db_owner(state, &tenant).await?;
     }
     let slug = tenant.slug.clone();
-    let snapshot = state.writer.write(Command::UpdateTenant { tenant }).await?;
+    let snapshot = state
+        .admin
+        .command(
+            admin.actor(),
+            Command::UpdateTenant { tenant },
+            Audit::new("update_tenant", Some(&slug)),
+        )
+        .await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
-    state
-        .audit_admin(admin.admin_id, "update_tenant", Some(&slug), serde_json::json!({}))
-        .await;
     Ok(Json(view(state, entry)))
 }
 
@@ -368,10 +377,11 @@ async fn delete_tenant(
     State(state): State<AppState>,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.writer.write(Command::DeleteTenant { slug: slug.clone() }).await?;
+    let audit = Audit::new("delete_tenant", Some(&slug));
     state
-        .audit_admin(admin.admin_id, "delete_tenant", Some(&slug), serde_json::json!({}))
-        .await;
+        .admin
+        .command(admin.actor(), Command::DeleteTenant { slug }, audit)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -403,15 +413,12 @@ async fn migrate_database(
 ) -> Result<Json<SchemaStatus>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     ctx.require(Capability::TenantDb)?;
-    let status = state.dbs.reopen(&ctx.entry).await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "migrate_tenant_db",
-            Some(&slug),
-            serde_json::json!({"version": status.version}),
-        )
-        .await;
+    let status = state
+        .admin
+        .perform(admin.actor(), state.dbs.reopen(&ctx.entry), |status| {
+            Audit::new("migrate_tenant_db", Some(&slug)).with_details(serde_json::json!({"version": status.version}))
+        })
+        .await?;
     Ok(Json(status))
 }
 
@@ -440,16 +447,32 @@ async fn adopt_database(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    let mut ctx = state.resolver.resolve_slug(&slug)?;
+    let adopt = adopt(&state, &slug, body);
+    let report = state
+        .admin
+        .perform(admin.actor(), adopt, |report| {
+            Audit::new("adopt_tenant_db", Some(&slug)).with_details(serde_json::json!({
+                "previous_owner": report["previous_owner"],
+                "sign_ins_ended": report["sign_ins_ended"],
+            }))
+        })
+        .await?;
+    Ok(Json(report))
+}
+
+/// Stores the new `user_db` (when given), then re-stamps the database; answers the report.
+async fn adopt(state: &AppState, slug: &str, body: AdoptDatabase) -> Result<Value, ApiError> {
+    let mut ctx = state.resolver.resolve_slug(slug)?;
     if let Some(user_db) = body.user_db {
         let mut tenant = ctx.entry.tenant.clone();
         let mut merged = secrets::redacted(&tenant.settings);
         secrets::merge_patch(&mut merged, &serde_json::json!({ "user_db": user_db }));
-        tenant.settings = replacement_settings(&state, &ctx, merged)?;
+        tenant.settings = replacement_settings(state, &ctx, merged)?;
         tenant.updated_at = Utc::now();
         validate_tenant(&tenant).map_err(ApiError::validation)?;
+        // Recorded as part of the adoption (one audit event for the whole action).
         state.writer.write(Command::UpdateTenant { tenant }).await?;
-        ctx = state.resolver.resolve_slug(&slug)?;
+        ctx = state.resolver.resolve_slug(slug)?;
     }
     ctx.require(Capability::TenantDb)?;
     // Adopting from another tenant ends that tenant's sign-ins before the re-stamp
@@ -460,20 +483,12 @@ async fn adopt_database(
         .is_some_and(|p| p != ctx.entry.tenant.id.to_string());
     let db = ctx.db().await?;
     let schema = db.schema_status(Schema::Tenant).await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "adopt_tenant_db",
-            Some(&slug),
-            serde_json::json!({"previous_owner": previous, "sign_ins_ended": ended}),
-        )
-        .await;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "tenant_id": ctx.entry.tenant.id,
         "previous_owner": previous,
         "sign_ins_ended": ended,
         "schema": schema,
-    })))
+    }))
 }
 
 /// Drops the column of a custom field that is no longer declared (its data is lost).
@@ -484,16 +499,13 @@ async fn drop_custom_column(
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let db = ctx.db().await?;
-    db.drop_custom_column(&name, &ctx.entry.tenant.settings.custom_fields)
-        .await?;
+    let drop = db.drop_custom_column(&name, &ctx.entry.tenant.settings.custom_fields);
     state
-        .audit_admin(
-            admin.admin_id,
-            "drop_custom_column",
-            Some(&slug),
-            serde_json::json!({"field": name}),
-        )
-        .await;
+        .admin
+        .perform(admin.actor(), drop, |_| {
+            Audit::new("drop_custom_column", Some(&slug)).with_details(serde_json::json!({"field": name}))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -553,23 +565,20 @@ async fn reseal(admin: AdminAuth, State(state): State<AppState>) -> Result<Json<
         commands.push(Command::PutSystemSecrets { secrets });
     }
     let written = commands.len();
-    for command in commands {
-        state.writer.write(command).await?;
-    }
+    let write_all = async {
+        for command in commands {
+            state.writer.write(command).await?;
+        }
+        Ok::<_, tenantry_controlplane::WriteError>(())
+    };
     // Which key now seals everything, and what would not open: never the values.
-    state
-        .audit_admin(
-            admin.admin_id,
-            "reseal_secrets",
-            None,
-            serde_json::json!({
-                "key_id": state.secrets.current_key_id(),
-                "resealed": resealer.resealed,
-                "commands": written,
-                "failed": resealer.failures.len(),
-            }),
-        )
-        .await;
+    let audit = Audit::new("reseal_secrets", None).with_details(serde_json::json!({
+        "key_id": state.secrets.current_key_id(),
+        "resealed": resealer.resealed,
+        "commands": written,
+        "failed": resealer.failures.len(),
+    }));
+    state.admin.perform(admin.actor(), write_all, |_| audit).await?;
     Ok(Json(ResealReport {
         key_id: state.secrets.current_key_id().to_owned(),
         resealed: resealer.resealed,

@@ -17,6 +17,7 @@ use tenantry_controlplane::validate::validate_client;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
@@ -194,8 +195,16 @@ enum ClientWrite {
     Replace { read_at: chrono::DateTime<Utc> },
 }
 
-async fn store(state: &AppState, slug: &str, client: Client, write: ClientWrite) -> Result<(), ApiError> {
+async fn store(
+    state: &AppState,
+    actor: Actor,
+    action: &'static str,
+    slug: &str,
+    client: Client,
+    write: ClientWrite,
+) -> Result<(), ApiError> {
     validate_client(&client).map_err(ApiError::validation)?;
+    let audit = Audit::new(action, Some(slug)).with_details(serde_json::json!({ "client_id": client.client_id }));
     let slug = slug.to_owned();
     let command = match write {
         ClientWrite::Create => Command::CreateClient { slug, client },
@@ -205,7 +214,7 @@ async fn store(state: &AppState, slug: &str, client: Client, write: ClientWrite)
             expected_updated_at: Some(read_at),
         },
     };
-    state.writer.write(command).await?;
+    state.admin.command(actor, command, audit).await?;
     Ok(())
 }
 
@@ -237,15 +246,15 @@ async fn create_client(
     }
     let mut client = input.into_client(client_id.clone(), None, Utc::now());
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone(), ClientWrite::Create).await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "create_client",
-            Some(&slug),
-            serde_json::json!({ "client_id": client_id }),
-        )
-        .await;
+    store(
+        &state,
+        admin.actor(),
+        "create_client",
+        &slug,
+        client.clone(),
+        ClientWrite::Create,
+    )
+    .await?;
     let location = format!("/v1/admin/tenants/{slug}/clients/{client_id}");
     Ok((
         StatusCode::CREATED,
@@ -295,6 +304,8 @@ async fn patch_client(
     let secret = ensure_secret(&state, &ctx, &mut client)?;
     store(
         &state,
+        admin.actor(),
+        "update_client",
         &slug,
         client.clone(),
         ClientWrite::Replace {
@@ -302,14 +313,6 @@ async fn patch_client(
         },
     )
     .await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "update_client",
-            Some(&slug),
-            serde_json::json!({ "client_id": client_id }),
-        )
-        .await;
     Ok(Json(view(&client, secret)))
 }
 
@@ -318,21 +321,9 @@ async fn delete_client(
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .writer
-        .write(Command::DeleteClient {
-            slug: slug.clone(),
-            client_id: client_id.clone(),
-        })
-        .await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "delete_client",
-            Some(&slug),
-            serde_json::json!({ "client_id": client_id }),
-        )
-        .await;
+    let audit = Audit::new("delete_client", Some(&slug)).with_details(serde_json::json!({ "client_id": client_id }));
+    let command = Command::DeleteClient { slug, client_id };
+    state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,14 +342,15 @@ async fn rotate_secret(
     client.secret_hash = None;
     client.updated_at = Utc::now();
     let secret = ensure_secret(&state, &ctx, &mut client)?;
-    store(&state, &slug, client.clone(), ClientWrite::Replace { read_at }).await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "rotate_client_secret",
-            Some(&slug),
-            serde_json::json!({ "client_id": client_id }),
-        )
-        .await;
+    let write = ClientWrite::Replace { read_at };
+    store(
+        &state,
+        admin.actor(),
+        "rotate_client_secret",
+        &slug,
+        client.clone(),
+        write,
+    )
+    .await?;
     Ok(Json(view(&client, secret)))
 }

@@ -13,6 +13,7 @@ use tenantry_controlplane::{Command, TenantEntry};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::web::AdminAuth;
+use tenantry_admin::Audit;
 use tenantry_oidc::key_rotation::{RingOwner, rotate_command};
 
 pub fn router() -> Router<AppState> {
@@ -144,11 +145,11 @@ async fn apply_and_view(
     admin: &AdminAuth,
     slug: &str,
     command: Command,
-    action: &str,
+    action: &'static str,
     details: Value,
 ) -> Result<Json<KeysView>, ApiError> {
-    let snapshot = state.writer.write(command).await?;
+    let audit = Audit::new(action, Some(slug)).with_details(details);
+    let snapshot = state.admin.command(admin.actor(), command, audit).await?;
     let entry = snapshot.tenant(slug).ok_or_else(|| ApiError::tenant_not_found(slug))?;
-    state.audit_admin(admin.admin_id, action, Some(slug), details).await;
     Ok(Json(keys_view(entry)))
 }

@@ -14,6 +14,7 @@ use tenantry_controlplane::validate::validate_scope;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_admin::Audit;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;
 
 pub fn router() -> Router<AppState> {
@@ -75,21 +76,12 @@ async fn put_scope(
         claims: input.claims,
     };
     validate_scope(&scope).map_err(ApiError::validation)?;
-    state
-        .writer
-        .write(Command::PutScope {
-            slug: slug.clone(),
-            scope: scope.clone(),
-        })
-        .await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "put_scope",
-            Some(&slug),
-            serde_json::json!({ "scope": name }),
-        )
-        .await;
+    let audit = Audit::new("put_scope", Some(&slug)).with_details(serde_json::json!({ "scope": name }));
+    let command = Command::PutScope {
+        slug,
+        scope: scope.clone(),
+    };
+    state.admin.command(admin.actor(), command, audit).await?;
     Ok(Json(scope))
 }
 
@@ -98,20 +90,8 @@ async fn delete_scope(
     State(state): State<AppState>,
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .writer
-        .write(Command::DeleteScope {
-            slug: slug.clone(),
-            name: name.clone(),
-        })
-        .await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "delete_scope",
-            Some(&slug),
-            serde_json::json!({ "scope": name }),
-        )
-        .await;
+    let audit = Audit::new("delete_scope", Some(&slug)).with_details(serde_json::json!({ "scope": name }));
+    let command = Command::DeleteScope { slug, name };
+    state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }

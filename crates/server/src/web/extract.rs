@@ -46,6 +46,15 @@ pub struct AdminAuth {
     pub admin_id: uuid::Uuid,
 }
 
+impl AdminAuth {
+    /// The acting identity of an admin write (`tenantry_admin::AdminService`).
+    pub fn actor(&self) -> tenantry_admin::Actor {
+        tenantry_admin::Actor {
+            admin_id: self.admin_id,
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 

@@ -1,0 +1,159 @@
+//! The one admin write path.
+//!
+//! Every change an administrator makes — a control-plane command through the `Writer`, or
+//! a change in a tenant database — goes through [`AdminService::perform`] (commands through
+//! its shorthand [`AdminService::command`]), which runs the change and, once it succeeded,
+//! records who did what in the audit trail (the global database, when there is one). The
+//! audit record is written here and nowhere else, so no admin write can forget it.
+//!
+//! This crate decides nothing about HTTP and never reads a request: the caller has already
+//! authenticated the acting [`Actor`] and validated the input.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tenantry_controlplane::{Command, Snapshot, Writer};
+use tenantry_dataplane::GlobalDb;
+use tenantry_errors::ApiError;
+use uuid::Uuid;
+
+/// Who acts: an authenticated administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub admin_id: Uuid,
+}
+
+/// What the audit trail says about one admin write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    /// A stable verb, e.g. `create_tenant`, `rotate_keys`.
+    pub action: &'static str,
+    /// The tenant it concerns, if any.
+    pub tenant: Option<String>,
+    /// What else an auditor needs (never a secret).
+    pub details: Value,
+}
+
+impl Audit {
+    pub fn new(action: &'static str, tenant: Option<&str>) -> Self {
+        Self {
+            action,
+            tenant: tenant.map(str::to_owned),
+            details: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Writes admin changes and records them.
+#[derive(Clone)]
+pub struct AdminService {
+    writer: Arc<dyn Writer>,
+    global_db: Option<GlobalDb>,
+}
+
+impl AdminService {
+    pub fn new(writer: Arc<dyn Writer>, global_db: Option<GlobalDb>) -> Self {
+        Self { writer, global_db }
+    }
+
+    /// The one entry: runs `change` for `actor` and, when it succeeded, records what
+    /// `audit` says about its outcome. A failed change records nothing and changes nothing
+    /// further.
+    pub async fn perform<T, E, F>(
+        &self,
+        actor: Actor,
+        change: F,
+        audit: impl FnOnce(&T) -> Audit,
+    ) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<ApiError>,
+    {
+        let outcome = change.await.map_err(Into::into)?;
+        self.record(actor, audit(&outcome)).await;
+        Ok(outcome)
+    }
+
+    /// A control-plane command through the `Writer` (whose `apply` validates it), as one
+    /// admin write.
+    pub async fn command(&self, actor: Actor, command: Command, audit: Audit) -> Result<Arc<Snapshot>, ApiError> {
+        self.perform(actor, self.writer.write(command), |_| audit).await
+    }
+
+    /// Never fails the request: the change is already stored.
+    async fn record(&self, actor: Actor, audit: Audit) {
+        let Some(global) = &self.global_db else {
+            return;
+        };
+        let Audit {
+            action,
+            tenant,
+            details,
+        } = audit;
+        if let Err(e) = global
+            .record_admin_event(Some(actor.admin_id), action, tenant.as_deref(), None, details)
+            .await
+        {
+            tracing::warn!(action, error = %e, "admin audit event not recorded");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
+
+    use super::*;
+
+    async fn service() -> (tempfile::TempDir, AdminService, GlobalDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path().join("fs"))).unwrap());
+        let url = format!("sqlite://{}", dir.path().join("global.db").display());
+        let global = GlobalDb::connect(&url).await.unwrap();
+        let service = AdminService::new(Arc::new(StandaloneWriter::new(cp)), Some(global.clone()));
+        (dir, service, global)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_succeeded_is_recorded_and_one_that_failed_is_not() {
+        let (_dir, admin, global) = service().await;
+        let actor = Actor {
+            admin_id: Uuid::new_v4(),
+        };
+        let refused = admin
+            .command(
+                actor,
+                Command::DeleteTenant { slug: "ghost".into() },
+                Audit::new("delete_tenant", Some("ghost")),
+            )
+            .await;
+        assert!(refused.is_err());
+        assert!(global.admin_events(10).await.unwrap().is_empty());
+
+        let failed: Result<(), ApiError> = admin
+            .perform(actor, async { Err(ApiError::internal()) }, |_| Audit::new("boom", None))
+            .await;
+        assert!(failed.is_err());
+        assert!(global.admin_events(10).await.unwrap().is_empty());
+
+        let done = admin
+            .perform(actor, async { Ok::<_, ApiError>(7) }, |n| {
+                Audit::new("migrate_tenant_db", Some("acme")).with_details(serde_json::json!({ "version": n }))
+            })
+            .await
+            .unwrap();
+        assert_eq!(done, 7);
+        let events = global.admin_events(10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "migrate_tenant_db");
+        assert_eq!(events[0].tenant.as_deref(), Some("acme"));
+        assert_eq!(events[0].admin_id, Some(actor.admin_id));
+        assert_eq!(events[0].details["version"], 7);
+    }
+}
