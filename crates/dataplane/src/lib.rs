@@ -15,7 +15,7 @@
 //! Tables no code reads or writes any more. Their migrations have run on real installs,
 //! so they stay as they are (no migration is edited) and nothing drops the tables:
 //! * `login_failures` (tenant schema 0001) — failed logins and lockouts are counted by
-//!   the server's rate limiter (`tenantry_server::ratelimit`), in memory or Redis.
+//!   the rate limiter of `tenantry-accounts` (`ratelimit`), in memory or Redis.
 //! * `audit_events` (tenant schema 0001) — the audit trail is of admin actions, kept in
 //!   the global database ([`GlobalDb::record_admin_event`]).
 //! * `admin_sessions` (global schema 0001) — see [`global`].

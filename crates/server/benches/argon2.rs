@@ -23,7 +23,7 @@ fn verify(c: &mut Criterion) {
     let mut memory = Vec::new();
     group.bench_function("verify m=19456 t=2 p=1, kept memory (server)", |b| {
         b.iter(|| {
-            assert!(tenantry_server::passwords::verify_parsed(
+            assert!(tenantry_accounts::passwords::verify_parsed(
                 &parsed,
                 b"correct horse battery",
                 &mut memory

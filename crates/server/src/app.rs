@@ -19,8 +19,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::middleware::{self, CorsPolicy};
-use crate::passwords::PasswordHasher;
-use crate::ratelimit::RateLimiter;
 use crate::routes;
 use tenantry_tenancy::TenantContextResolver;
 use tenantry_tenancy::keystore::KeyStore;
@@ -60,18 +58,11 @@ pub struct Shared {
     pub global_db: Option<GlobalDb>,
     /// Opened signing-key rings (also reachable through `TenantContext::keys`).
     pub keystore: Arc<KeyStore>,
-    /// Admission-controlled Argon2id hashing: every password hash or verify on a request
-    /// path goes through it, so a flood sheds load (503 `overloaded`) instead of queueing.
-    pub hasher: PasswordHasher,
-    /// Attempt counters for login, registration, reset, MFA and verification endpoints
-    /// (in memory, or in Redis when `redis_url` is set).
-    pub rate_limiter: RateLimiter,
-    /// Per-tenant SMTP transports (`email::send`).
-    pub mailer: crate::email::Mailer,
+    /// The account services: password hashing, attempt counters, the mailer, the
+    /// password deny-list.
+    pub accounts: tenantry_accounts::Accounts,
     /// The one admin write path: writes through `writer` and records the audit event.
     pub admin: tenantry_admin::AdminService,
-    /// The installation's password deny-list (`password_deny_list_file`), if any.
-    pub password_deny_list: Option<Arc<crate::passwords::DenyList>>,
 }
 
 impl AppState {

@@ -118,7 +118,7 @@ pub async fn ensure_demo_user(ctx: &tenantry_tenancy::TenantContext) -> anyhow::
         ..Default::default()
     };
     let user = db.create_user(new, &ctx.custom_fields()).await?;
-    let phc = crate::passwords::hash(password.clone())
+    let phc = tenantry_accounts::passwords::hash(password.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     db.set_password(user.id, &phc).await?;

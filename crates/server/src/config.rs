@@ -76,6 +76,18 @@ pub struct Limits {
     pub smtp_timeout: Duration,
 }
 
+impl Limits {
+    /// The capacity of the password hasher (`hash_*`).
+    pub fn hashing(&self) -> tenantry_accounts::passwords::HashingLimits {
+        tenantry_accounts::passwords::HashingLimits {
+            workers: self.hash_workers,
+            queue: self.hash_queue,
+            tenant_share_percent: self.hash_tenant_share_percent,
+            max_wait: self.hash_max_wait,
+        }
+    }
+}
+
 /// The resolved configuration of one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -404,7 +416,7 @@ impl Config {
                 "TENANTRY_SMTP_TIMEOUT_SECS",
                 1,
                 300,
-                crate::email::SMTP_TIMEOUT.as_secs(),
+                tenantry_mail::SMTP_TIMEOUT.as_secs(),
             )?),
         };
         // A mail send must give up before its request does, so the caller hears the mail's

@@ -151,7 +151,7 @@ impl PeerCounts {
         if limits.trusted_proxies.contains(ip) {
             return Some(PeerSlot(None));
         }
-        let key = crate::proxies::address_bucket(ip);
+        let key = tenantry_accounts::ratelimit::address_bucket(ip);
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(key).or_default();
         if *count >= limits.max_connections_per_ip {

@@ -1,24 +1,21 @@
-//! Tenantry's HTTP server: configuration, the tenant resolver, middleware, the admin and
-//! REST surfaces, and start-up.
+//! Tenantry's HTTP server: configuration, middleware, extractors (`web`), hosted pages,
+//! the routes of the admin, REST and issuer surfaces, and start-up.
 //!
 //! The request path is: request id + tracing span → limits (body size, timeout) →
-//! security headers → `TenantContextResolver` (tenant routes) → handler → control plane
-//! writer or (later) domain services.
+//! security headers → `TenantContextResolver` (`tenantry-tenancy`, tenant routes) →
+//! handler → the domain crates (`tenantry-oidc` for protocol rules, `tenantry-accounts`
+//! for logins and account flows, `tenantry-mail`) or the control-plane writer. Handlers
+//! read the request, call those crates with narrow arguments, and turn their results
+//! into responses; the rules themselves live there.
 
-pub mod account_email;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
-pub mod email;
 pub mod error;
 pub mod http_server;
-pub mod login;
-pub mod mfa;
 pub mod middleware;
 pub mod pages;
-pub mod passwords;
 pub mod proxies;
-pub mod ratelimit;
 pub mod resources;
 pub mod routes;
 pub mod secrets;
@@ -113,17 +110,19 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         ),
         None => None,
     };
-    let rate_limiter = ratelimit::RateLimiter::from_config(&config)
+    let rate_limiter = tenantry_accounts::ratelimit::RateLimiter::connect(config.redis_url.as_deref())
         .await
         .map_err(|e| ConfigError::new("redis_url (TENANTRY_REDIS_URL)", e.to_string()))?;
-    let hasher = passwords::PasswordHasher::new(passwords::HashingLimits::from_config(&config.limits));
+    let hasher = tenantry_accounts::passwords::PasswordHasher::new(config.limits.hashing());
     let password_deny_list = match &config.password_deny_list_file {
-        Some(path) => Some(Arc::new(passwords::DenyList::load(path).map_err(|e| {
-            ConfigError::new(
-                "password_deny_list_file (TENANTRY_PASSWORD_DENY_LIST_FILE)",
-                e.to_string(),
-            )
-        })?)),
+        Some(path) => Some(Arc::new(tenantry_accounts::passwords::DenyList::load(path).map_err(
+            |e| {
+                ConfigError::new(
+                    "password_deny_list_file (TENANTRY_PASSWORD_DENY_LIST_FILE)",
+                    e.to_string(),
+                )
+            },
+        )?)),
         None => None,
     };
     let keystore = Arc::new(tenantry_tenancy::keystore::KeyStore::new(secrets.clone()));
@@ -134,8 +133,15 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         config.default_tenant.clone(),
         &public_url,
     );
-    let mailer = email::Mailer::with_timeout(config.limits.smtp_timeout);
+    let mailer = tenantry_mail::Mailer::with_timeout(config.limits.smtp_timeout);
     control_plane.subscribe(Arc::new(mailer.clone()));
+    let accounts = tenantry_accounts::Accounts {
+        rate_limiter,
+        hasher,
+        secrets: secrets.clone(),
+        mailer,
+        password_deny_list,
+    };
     let admin = tenantry_admin::AdminService::new(writer.clone(), global_db.clone());
     let state = AppState::new(app::Shared {
         config: Arc::new(config),
@@ -149,10 +155,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         dbs,
         global_db,
         keystore,
-        hasher,
-        rate_limiter,
-        mailer,
-        password_deny_list,
+        accounts,
     });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;

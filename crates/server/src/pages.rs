@@ -108,20 +108,9 @@ pub fn email_not_configured(lang: Language) -> &'static str {
     texts(lang).get(Key::EmailNotConfigured)
 }
 
-/// Picks the page language: the first of `ui_locales` we speak, else the tenant's.
-pub fn language(ui_locales: Option<&str>, tenant: Language) -> Language {
-    ui_locales
-        .unwrap_or("")
-        .split(' ')
-        .find_map(
-            |tag| match tag.split('-').next().unwrap_or("").to_ascii_lowercase().as_str() {
-                "es" => Some(Language::Es),
-                "en" => Some(Language::En),
-                _ => None,
-            },
-        )
-        .unwrap_or(tenant)
-}
+/// Picks the page language: the first of `ui_locales` we speak, else the tenant's (the rule
+/// mails follow too).
+pub use tenantry_mail::language;
 
 /// Branding and language shared by every page of one request.
 pub struct PageContext<'a> {
@@ -213,7 +202,7 @@ impl PageContext<'_> {
         action: &str,
         interaction: &str,
         csrf: &str,
-        enrolment: Option<&crate::mfa::Enrolment>,
+        enrolment: Option<&tenantry_accounts::mfa::Enrolment>,
         remember_days: u32,
         error: Option<&str>,
     ) -> Response {

@@ -13,16 +13,6 @@ use ipnet::{IpNet, Ipv4Net};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// The unit that per-address limits count: an IPv4 address (IPv4-mapped IPv6 included),
-/// or the /64 of an IPv6 address — one host usually holds a whole /64, so per-address
-/// counting would give it billions of budgets.
-pub fn address_bucket(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => IpAddr::V6(ipnet::Ipv6Net::new_assert(v6, 64).trunc().network()),
-    }
-}
-
 /// Networks whose `X-Forwarded-For` is believed. Empty (the default): the TCP peer is the
 /// client and the header is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -107,7 +107,7 @@ pub fn settings_from_input(
         ApiError::field(&field, message)
     })?;
     validate_settings(&settings).map_err(ApiError::validation)?;
-    crate::email::check_settings(&settings)?;
+    tenantry_mail::check_settings(&settings)?;
     Ok(settings)
 }
 

@@ -22,12 +22,12 @@ use axum::routing::get;
 use tenantry_controlplane::model::Language;
 use tenantry_dataplane::model::{EmailTokenPurpose, User};
 
-use crate::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, PageContext};
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
+use tenantry_accounts::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
@@ -120,7 +120,7 @@ async fn open_link(
     if params.token.is_empty() {
         return Err(Box::new(link_error(ctx, lang, account_email::invalid_token())));
     }
-    account_email::count_token_check(state, ctx, ip)
+    account_email::count_token_check(&state.accounts, ctx, ip)
         .await
         .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     let db = ctx.db().await.map_err(|e| Box::new(e.into_response()))?;
@@ -167,7 +167,7 @@ async fn open_form(
     if form.token.is_empty() {
         return Err(Box::new(link_error(ctx, lang, account_email::invalid_token())));
     }
-    account_email::count_token_check(state, ctx, ip)
+    account_email::count_token_check(&state.accounts, ctx, ip)
         .await
         .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     Ok((form, lang))
@@ -249,7 +249,14 @@ async fn reset_post(
         Ok(db) => db,
         Err(e) => return e.into_response(),
     };
-    let reset = account_email::reset_password(&state, &ctx, &db, &form.token, &form.new_password, "new_password");
+    let reset = account_email::reset_password(
+        &state.accounts,
+        &ctx,
+        &db,
+        &form.token,
+        &form.new_password,
+        "new_password",
+    );
     match reset.await {
         Ok(_) => page_context(&ctx, lang).password_changed(),
         Err(e) if e.code == ErrorCode::ValidationFailed => {
@@ -331,7 +338,16 @@ async fn forgot_post(
     let (page, lang) = page_in(Some(&params));
     let csrf = params.get("csrf").unwrap_or("");
     let email = params.get("email").unwrap_or("").to_owned();
-    match account_email::request_link(&state, &ctx, ip, email.clone(), None, EmailTokenPurpose::ResetPassword).await {
+    match account_email::request_link(
+        &state.accounts,
+        &ctx,
+        ip,
+        email.clone(),
+        None,
+        EmailTokenPurpose::ResetPassword,
+    )
+    .await
+    {
         Ok(()) => page.forgot_sent(),
         Err(e) => {
             let again = |status: StatusCode, message: &str| {

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use tenantry_controlplane::model::{Language, MailTemplateKind};
 
 use crate::app::AppState;
-use crate::email::{self, MailVars};
 use crate::error::ApiError;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_mail::{self as email, MailVars};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/admin/tenants/{slug}/email/test", post(send_test))
@@ -44,7 +44,11 @@ async fn send_test(
         link: None,
         expires_in: None,
     };
-    email::send(&state, &ctx, &body.to, MailTemplateKind::Test, language, &vars).await?;
+    state
+        .accounts
+        .mailer
+        .send(&state.secrets, &ctx, &body.to, MailTemplateKind::Test, language, &vars)
+        .await?;
     state
         .audit_admin(
             admin.admin_id,

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::passwords;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_accounts::passwords;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
@@ -126,12 +126,18 @@ async fn create_user(
             let security = &ctx.entry.tenant.settings.security;
             passwords::check_policy(
                 security,
-                state.password_deny_list.as_deref(),
+                state.accounts.password_deny_list.as_deref(),
                 &new.email,
                 password,
                 "password",
             )?;
-            Some(state.hasher.hash(&slug, &security.password_hash, password).await?)
+            Some(
+                state
+                    .accounts
+                    .hasher
+                    .hash(&slug, &security.password_hash, password)
+                    .await?,
+            )
         }
         None => None,
     };
@@ -145,7 +151,7 @@ async fn create_user(
         db.set_password(user.id, &phc).await?;
     }
     if mail {
-        crate::account_email::verify_new_account(&state, &ctx, &db, &user, None).await?;
+        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
     }
     state
         .audit_admin(
@@ -253,13 +259,13 @@ async fn set_password(
     let user = existing(&ctx, &id).await?;
     passwords::check_policy(
         &ctx.entry.tenant.settings.security,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &user.email,
         &body.password,
         "password",
     )?;
     let params = ctx.entry.tenant.settings.security.password_hash;
-    let phc = state.hasher.hash(&slug, &params, &body.password).await?;
+    let phc = state.accounts.hasher.hash(&slug, &params, &body.password).await?;
     let db = ctx.db().await?;
     // A reset link mailed before must not undo what the administrator set.
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
@@ -325,7 +331,7 @@ async fn send_verification_email(
         ));
     }
     let db = ctx.db().await?;
-    crate::account_email::start_verification(&state, &ctx, &db, &user, None).await?;
+    tenantry_accounts::account_email::start_verification(&state.accounts, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_verification_email", Some(&slug), detail)
@@ -345,7 +351,7 @@ async fn send_reset_email(
     ctx.require(tenantry_tenancy::Capability::Email)?;
     let user = active(existing(&ctx, &id).await?)?;
     let db = ctx.db().await?;
-    crate::account_email::send_reset(&state, &ctx, &db, &user, None).await?;
+    tenantry_accounts::account_email::send_reset(&state.accounts, &ctx, &db, &user, None).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)
@@ -379,7 +385,7 @@ async fn disable_user(
     let db = ctx.db().await?;
     let now = chrono::Utc::now();
     db.disable_user(user.id, reason.as_deref(), None).await?;
-    crate::login::sign_out_everywhere(&db, user.id, now).await?;
+    tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await?;
     let detail = serde_json::json!({ "user_id": user.id });
     state
         .audit_admin(admin.admin_id, "disable_user", Some(&slug), detail)

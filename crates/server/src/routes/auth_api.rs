@@ -1,10 +1,11 @@
 //! The headless authentication API for first-party apps (`/v1/auth/...`): register,
 //! login (tokens, or a second-factor challenge), the MFA step, refresh, logout, the
 //! caller's profile, password and sessions, TOTP enrolment, and the mail flows (verify an
-//! email address, forgot / reset a password; the work is `account_email`'s).
+//! email address, forgot / reset a password; the work is `tenantry_accounts::account_email`'s).
 //!
-//! It is the hosted login's other front door: the password check is `login::password_login`
-//! and the second factor is `mfa`, and the tokens are the very JWTs the token endpoint
+//! It is the hosted login's other front door: the password check is
+//! `tenantry_accounts::login::password_login`, the second factor its `second_factor_step`,
+//! and a completed login's `Authentication` opens the session; the tokens are the very JWTs the token endpoint
 //! issues (`grants::user_token_body`). Only first-party clients of the tenant may log users
 //! in here. Calls for "me" take the access token as a bearer and need its login session
 //! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
@@ -31,9 +32,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
 use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
 use tenantry_tenancy::users::active_user;
 use tenantry_tenancy::{Capability, TenantContext};
@@ -95,17 +96,18 @@ fn requested_scope(client: &Client, scope: Option<&str>) -> Result<String, ApiEr
     Ok(scopes.join(" "))
 }
 
-/// A login session and the tokens for it (a refresh token when the client may refresh).
+/// A login session for a completed login and the tokens for it (a refresh token when the
+/// client may refresh).
 async fn sign_in(
     ctx: &TenantContext,
     db: &TenantDb,
     client: &Client,
-    user: &User,
+    authentication: &Authentication,
     scope: &str,
-    amr: &[&str],
     origin: &SessionOrigin,
 ) -> Result<Value, ApiError> {
-    let (session, _) = crate::login::start_session(ctx, db, user.id, amr, origin).await?;
+    let (session, _) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
+    let user = &authentication.user;
     let now = session.auth_time;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token(32);
@@ -227,16 +229,22 @@ async fn login(
     let scope = requested_scope(client, body.scope.as_deref())?;
     let db = ctx.db().await?;
     let device = body.device_token.as_deref();
-    let accepted = crate::login::password_login(&state, &ctx, &db, &body.email, &body.password, ip, device)
-        .await
-        .map_err(login_problem)?;
-    let user = accepted.user;
-    let enrolment = match accepted.second_factor {
-        SecondFactor::None => {
-            return Ok(Json(sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?).into_response());
+    let accepted =
+        tenantry_accounts::login::password_login(&state.accounts, &ctx, &db, &body.email, &body.password, ip, device)
+            .await
+            .map_err(login_problem)?;
+    let (user, enrolment) = match accepted {
+        Accepted::Complete(authentication) => {
+            return Ok(Json(sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?).into_response());
         }
-        SecondFactor::Challenge => None,
-        SecondFactor::Enrol(enrolment) => Some(enrolment),
+        Accepted::SecondFactor {
+            user,
+            owed: SecondFactor::Challenge,
+        } => (user, None),
+        Accepted::SecondFactor {
+            user,
+            owed: SecondFactor::Enrol(enrolment),
+        } => (user, Some(enrolment)),
     };
     let challenge = MfaChallenge {
         jti: random_token(16),
@@ -278,7 +286,7 @@ async fn mfa(
 ) -> Result<Json<Value>, ApiError> {
     let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
     let spent_key = format!("mfa_token:{}:{}", ctx.entry.tenant.id, challenge.jti);
-    if !state.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
+    if !state.accounts.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
         return Err(ApiError::new(ErrorCode::InvalidGrant, "the mfa_token was already used"));
     }
     let client = first_party_client(&ctx, &challenge.client_id)?;
@@ -286,23 +294,26 @@ async fn mfa(
     let user = active_user(&ctx, &db, challenge.user)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &body.code).await? {
-        CodeCheck::Passed => None,
-        CodeCheck::Enrolled(codes) => Some(codes),
-        CodeCheck::Refused { .. } => {
-            return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
-        }
-    };
+    let (authentication, recovery_codes) =
+        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &body.code).await? {
+            CodeCheck::Passed(authentication) => (authentication, None),
+            CodeCheck::Enrolled {
+                authentication,
+                recovery_codes,
+            } => (authentication, Some(recovery_codes)),
+            CodeCheck::Refused { .. } => {
+                return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
+            }
+        };
     let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
-    state.rate_limiter.hit(&spent_key, 1, ttl).await?;
-    let amr = ["pwd", "otp", "mfa"];
-    let mut tokens = sign_in(&ctx, &db, client, &user, &challenge.scope, &amr, &origin).await?;
+    state.accounts.rate_limiter.hit(&spent_key, 1, ttl).await?;
+    let mut tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
     if let Some(codes) = recovery_codes {
         tokens["recovery_codes"] = json!(codes);
     }
     let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
     if body.remember_device && days > 0 {
-        tokens["device_token"] = json!(crate::mfa::remember_device(&db, user.id, days, None).await?);
+        tokens["device_token"] = json!(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?);
     }
     Ok(Json(tokens))
 }
@@ -366,9 +377,15 @@ async fn register(
     if policy.require_verified_email {
         ctx.require(Capability::Email)?;
     }
-    crate::login::per_ip(&state, &ctx, "register", ip, crate::login::REGISTER_PER_IP)
-        .await?
-        .into_result()?;
+    tenantry_accounts::login::per_ip(
+        &state.accounts,
+        &ctx,
+        "register",
+        ip,
+        tenantry_accounts::login::REGISTER_PER_IP,
+    )
+    .await?
+    .into_result()?;
     let client = body
         .client_id
         .as_deref()
@@ -390,15 +407,16 @@ async fn register(
     };
     // The profile is refused before the password costs a hash.
     tenantry_dataplane::users::profile::check_new_user(&new)?;
-    crate::passwords::check_policy(
+    tenantry_accounts::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &new.email,
         &body.password,
         "password",
     )?;
     let db = ctx.db().await?;
     let phc = state
+        .accounts
         .hasher
         .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
         .await?;
@@ -419,16 +437,17 @@ async fn register(
     }
     if ctx.capabilities.email {
         // A mail that does not leave undoes the account: registering again starts afresh.
-        crate::account_email::verify_new_account(&state, &ctx, &db, &user, client).await?;
+        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, client).await?;
     }
     let mut answer = json!({ "user": user });
     if let (Some(client), Some(scope)) = (client, scope)
         && policy.registration_auto_login
         && !policy.require_verified_email
         // A new account has no second factor yet: tokens only when none is owed.
-        && crate::login::decide_second_factor(false, false, policy.mfa_required) == crate::login::Owed::None
+        && tenantry_accounts::login::decide_second_factor(false, false, policy.mfa_required) == tenantry_accounts::login::Owed::None
     {
-        answer["tokens"] = sign_in(&ctx, &db, client, &user, &scope, &["pwd"], &origin).await?;
+        let authentication = Authentication::new(user.clone(), Method::Password);
+        answer["tokens"] = sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?;
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -496,12 +515,12 @@ async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
 /// forgets the devices trusted to skip the second factor.
 async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
     let now = Utc::now();
-    crate::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
+    tenantry_accounts::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn me(caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mfa = crate::mfa::enrolled(&caller.db, caller.user.id).await?;
+    let mfa = tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await?;
     let mut body = serde_json::to_value(&caller.user).map_err(|_| ApiError::internal())?;
     body["mfa_enabled"] = json!(mfa);
     Ok(Json(body))
@@ -575,14 +594,15 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
     let policy = &ctx.entry.tenant.settings.security;
-    crate::passwords::check_policy(
+    tenantry_accounts::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        state.accounts.password_deny_list.as_deref(),
         &caller.user.email,
         &body.new_password,
         "new_password",
     )?;
     let phc = state
+        .accounts
         .hasher
         .hash(
             &ctx.entry.tenant.id.to_string(),
@@ -613,11 +633,11 @@ async fn change_password(
         .db
         .revoke_user_sessions(caller.user.id, Some(&caller.session.id_hash), now)
         .await?;
-    crate::account_email::notify(
-        &state,
+    tenantry_accounts::account_email::notify(
+        &state.accounts,
         &ctx,
         &caller.user.email,
-        crate::account_email::mail_language(&ctx, Some(&caller.user)),
+        tenantry_accounts::account_email::mail_language(&ctx, Some(&caller.user)),
         MailTemplateKind::PasswordChanged,
         None,
     );
@@ -664,7 +684,7 @@ async fn resend_verification(
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::VerifyEmail;
-    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
+    tenantry_accounts::account_email::request_link(&state.accounts, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
@@ -682,9 +702,9 @@ async fn confirm_verification(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Json<Value>, ApiError> {
-    crate::account_email::count_token_check(&state, &ctx, ip).await?;
+    tenantry_accounts::account_email::count_token_check(&state.accounts, &ctx, ip).await?;
     let db = ctx.db().await?;
-    let user = crate::account_email::confirm_verification(&ctx, &db, &body.token).await?;
+    let user = tenantry_accounts::account_email::confirm_verification(&ctx, &db, &body.token).await?;
     Ok(Json(json!({ "email_verified": user.email_verified })))
 }
 
@@ -699,7 +719,7 @@ async fn forgot_password(
 ) -> Result<Response, ApiError> {
     let client = body.client(&ctx)?;
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
-    crate::account_email::request_link(&state, &ctx, ip, body.email, client, purpose).await?;
+    tenantry_accounts::account_email::request_link(&state.accounts, &ctx, ip, body.email, client, purpose).await?;
     Ok(mail_accepted())
 }
 
@@ -719,9 +739,17 @@ async fn reset_password(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<StatusCode, ApiError> {
-    crate::account_email::count_token_check(&state, &ctx, ip).await?;
+    tenantry_accounts::account_email::count_token_check(&state.accounts, &ctx, ip).await?;
     let db = ctx.db().await?;
-    crate::account_email::reset_password(&state, &ctx, &db, &body.token, &body.new_password, "new_password").await?;
+    tenantry_accounts::account_email::reset_password(
+        &state.accounts,
+        &ctx,
+        &db,
+        &body.token,
+        &body.new_password,
+        "new_password",
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -771,24 +799,24 @@ async fn totp_enrol(
     State(state): State<AppState>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<Json<crate::mfa::Enrolment>, ApiError> {
+) -> Result<Json<tenantry_accounts::mfa::Enrolment>, ApiError> {
     let proof: Proof = if body.iter().all(u8::is_ascii_whitespace) {
         Proof::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    if crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+    if tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::MfaAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol a new authenticator",
         ));
     }
     reauthenticate(&state, &ctx, &caller, proof.current_password.as_deref(), None).await?;
-    let enrolment = crate::mfa::enrol(
+    let enrolment = tenantry_accounts::mfa::enrol(
         &state.secrets,
         &caller.db,
         ctx.entry.tenant.id,
-        crate::mfa::issuer_name(&ctx),
+        tenantry_accounts::mfa::issuer_name(&ctx),
         caller.user.id,
         &caller.user.email,
     )
@@ -823,8 +851,8 @@ async fn totp_confirm(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {
     reauthenticate(&state, &ctx, &caller, body.current_password.as_deref(), None).await?;
-    crate::login::mfa_attempt(&state, &ctx, caller.user.id).await?;
-    match crate::mfa::confirm(
+    tenantry_accounts::login::mfa_attempt(&state.accounts, &ctx, caller.user.id).await?;
+    match tenantry_accounts::mfa::confirm(
         &state.secrets,
         &caller.db,
         ctx.entry.tenant.id,
@@ -834,7 +862,7 @@ async fn totp_confirm(
     .await?
     {
         Some(codes) => {
-            crate::login::mfa_passed(&state, &ctx, caller.user.id).await?;
+            tenantry_accounts::login::mfa_passed(&state.accounts, &ctx, caller.user.id).await?;
             Ok(Json(json!({ "recovery_codes": codes })))
         }
         None => Err(ApiError::new(
@@ -862,7 +890,7 @@ async fn totp_disable(
 ) -> Result<StatusCode, ApiError> {
     reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
     reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    crate::mfa::disable(&caller.db, caller.user.id).await?;
+    tenantry_accounts::mfa::disable(&caller.db, caller.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -882,7 +910,7 @@ async fn recovery_codes(
     ApiJson(body): ApiJson<RecoveryBody>,
 ) -> Result<Json<Value>, ApiError> {
     reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    let codes = crate::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
+    let codes = tenantry_accounts::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
@@ -914,7 +942,7 @@ async fn reauthenticate(
     let key = reauth_key(ctx, caller);
     if password.is_none() && code.is_none() {
         // A hit made by a proof leaves the key over a limit of 1 until the window ends.
-        if state.rate_limiter.check(&key, 1).await?.is_allowed() {
+        if state.accounts.rate_limiter.check(&key, 1).await?.is_allowed() {
             return Err(ApiError::new(
                 ErrorCode::ReauthenticationRequired,
                 "confirm it is you: send current_password with this request",
@@ -923,14 +951,14 @@ async fn reauthenticate(
         return Ok(());
     }
     if let Some(password) = password {
-        crate::login::recheck_password(state, ctx, &caller.db, &caller.user, password).await?;
+        tenantry_accounts::login::recheck_password(&state.accounts, ctx, &caller.db, &caller.user, password).await?;
     }
     if let Some(code) = code {
         verify_second_factor(state, ctx, caller, code).await?;
     }
     // The window starts afresh at each proof.
-    state.rate_limiter.reset(&key).await?;
-    state.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
+    state.accounts.rate_limiter.reset(&key).await?;
+    state.accounts.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
     Ok(())
 }
 
@@ -941,17 +969,18 @@ async fn verify_second_factor(
     caller: &Caller,
     code: &str,
 ) -> Result<(), ApiError> {
-    crate::login::mfa_attempt(state, ctx, caller.user.id).await?;
-    if !crate::mfa::enrolled(&caller.db, caller.user.id).await? {
+    tenantry_accounts::login::mfa_attempt(&state.accounts, ctx, caller.user.id).await?;
+    if !tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
         return Err(ApiError::new(
             ErrorCode::InvalidMfaCode,
             "TOTP is not enabled for this account",
         ));
     }
     let tenant = ctx.entry.tenant.id;
-    let passed = crate::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
+    let passed =
+        tenantry_accounts::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
     if !passed {
         return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
     }
-    crate::login::mfa_passed(state, ctx, caller.user.id).await
+    tenantry_accounts::login::mfa_passed(&state.accounts, ctx, caller.user.id).await
 }

@@ -22,10 +22,10 @@ use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::login::{CodeCheck, LoginError, SecondFactor};
 use crate::pages::{self, PageContext};
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
+use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, SecondFactor};
 use tenantry_oidc::authorize::{self, Refusal, ResponseMode, ReturnTo};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
@@ -240,7 +240,7 @@ fn action(ctx: &TenantContext, step: &str) -> String {
 fn forgot_link(ctx: &TenantContext, lang: Language) -> Option<String> {
     ctx.capabilities
         .email
-        .then(|| crate::account_email::forgot_link(ctx, lang))
+        .then(|| tenantry_accounts::account_email::forgot_link(ctx, lang))
 }
 
 /// The request's live login session and its active user, if any.
@@ -427,8 +427,8 @@ async fn login(
         page
     };
     let device = cookie(&headers, DEVICE_COOKIE);
-    let login = crate::login::password_login(
-        &state,
+    let login = tenantry_accounts::login::password_login(
+        &state.accounts,
         &ctx,
         &db,
         &form.email,
@@ -453,17 +453,20 @@ async fn login(
         }
         Err(LoginError::Unavailable(e)) => return e.into_response(),
     };
-    let user = accepted.user;
-    let enrolment = match accepted.second_factor {
-        SecondFactor::None => {
-            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd"]).await {
+    let (user, owed) = match accepted {
+        Accepted::Complete(authentication) => {
+            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
                 Ok(started) => started,
                 Err(e) => return e.into_response(),
             };
-            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, &user, false).await;
+            let user = &authentication.user;
+            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, user, false).await;
             response.headers_mut().append(header::SET_COOKIE, cookie);
             return response;
         }
+        Accepted::SecondFactor { user, owed } => (user, owed),
+    };
+    let enrolment = match owed {
         SecondFactor::Challenge => None,
         SecondFactor::Enrol(enrolment) => Some(enrolment),
     };
@@ -480,16 +483,15 @@ async fn login(
     )
 }
 
-/// Creates a login session and its cookie.
+/// Creates a login session for a completed login, and its cookie.
 async fn start_session(
     state: &AppState,
     ctx: &TenantContext,
     db: &tenantry_dataplane::TenantDb,
     origin: &SessionOrigin,
-    user_id: uuid::Uuid,
-    amr: &[&str],
+    authentication: &Authentication,
 ) -> Result<(Session, HeaderValue), ApiError> {
-    let (session, session_id) = crate::login::start_session(ctx, db, user_id, amr, origin).await?;
+    let (session, session_id) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let cookie = HeaderValue::from_str(&cookie_header(state, ctx, SESSION_COOKIE, &session_id, Some(lifetime)))
         .map_err(|_| ApiError::internal())?;
@@ -523,7 +525,7 @@ async fn mfa_step(
         Ok(None) => return expired(),
         Err(e) => return e.into_response(),
     };
-    let refused = |enrolment: Option<&crate::mfa::Enrolment>, message: &str| {
+    let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
         pages.mfa(
             &action(&ctx, "mfa"),
@@ -534,39 +536,52 @@ async fn mfa_step(
             Some(message),
         )
     };
-    let recovery_codes = match crate::login::second_factor_step(&state, &ctx, &db, &user, &form.code).await {
-        Ok(CodeCheck::Passed) => None,
-        Ok(CodeCheck::Enrolled(codes)) => Some(codes),
-        Ok(CodeCheck::Refused { enrolling }) => {
-            // An enrolment in progress is shown again.
-            let enrolment = if enrolling {
-                let (tenant, issuer) = (ctx.entry.tenant.id, crate::mfa::issuer_name(&ctx));
-                match crate::mfa::pending_enrolment(&state.secrets, &db, tenant, issuer, user.id, &user.email).await {
-                    Ok(enrolment) => enrolment,
-                    Err(e) => return e.into_response(),
-                }
-            } else {
-                None
-            };
-            return refused(enrolment.as_ref(), pages::bad_code(lang));
-        }
-        Err(e) => {
-            let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
-                return e.into_response();
-            };
-            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
-            *page.status_mut() = e.code.status();
-            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return page;
-        }
-    };
-    let (session, cookie) = match start_session(&state, &ctx, &db, &origin, user.id, &["pwd", "otp", "mfa"]).await {
+    let (authentication, recovery_codes) =
+        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await {
+            Ok(CodeCheck::Passed(authentication)) => (authentication, None),
+            Ok(CodeCheck::Enrolled {
+                authentication,
+                recovery_codes,
+            }) => (authentication, Some(recovery_codes)),
+            Ok(CodeCheck::Refused { enrolling }) => {
+                // An enrolment in progress is shown again.
+                let enrolment = if enrolling {
+                    let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
+                    match tenantry_accounts::mfa::pending_enrolment(
+                        &state.secrets,
+                        &db,
+                        tenant,
+                        issuer,
+                        user.id,
+                        &user.email,
+                    )
+                    .await
+                    {
+                        Ok(enrolment) => enrolment,
+                        Err(e) => return e.into_response(),
+                    }
+                } else {
+                    None
+                };
+                return refused(enrolment.as_ref(), pages::bad_code(lang));
+            }
+            Err(e) => {
+                let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
+                    return e.into_response();
+                };
+                let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
+                *page.status_mut() = e.code.status();
+                page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return page;
+            }
+        };
+    let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
     };
     let device_cookie = match remember_days(&ctx) {
         days if days > 0 && form.remember => {
-            match crate::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
+            match tenantry_accounts::mfa::remember_device(&db, user.id, days, origin.user_agent.clone()).await {
                 Ok(token) => {
                     let age = Some(i64::from(days) * 86_400);
                     HeaderValue::from_str(&cookie_header(&state, &ctx, DEVICE_COOKIE, &token, age)).ok()

@@ -59,7 +59,7 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
     };
     let (_, limiter, global_ok) = tokio::join!(
         state.dbs.check_open_every(PING_INTERVAL, PING_MAX_POOLS, PING_TIMEOUT),
-        tokio::time::timeout(PING_TIMEOUT * 2, state.rate_limiter.ping()),
+        tokio::time::timeout(PING_TIMEOUT * 2, state.accounts.rate_limiter.ping()),
         global_ping,
     );
     let limiter: Result<(), String> = match limiter {
@@ -110,7 +110,7 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
     });
     let mut rate_limiter = json!({
         "status": ok_or(limiter.is_ok(), "failing"),
-        "backend": state.rate_limiter.backend_name(),
+        "backend": state.accounts.rate_limiter.backend_name(),
     });
     let mut keystore_view = json!({"status": ok_or(keystore.is_ok(), "failing")});
     if let Ok(kid) = &keystore {

@@ -100,14 +100,10 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// Where a login comes from, recorded on the session it opens and shown in the user's
-/// session list: the client address ([`ClientIp`]) and the `User-Agent` (its first 256
+/// Where a login comes from (`tenantry_accounts::login::SessionOrigin`), read from the
+/// request: the client address ([`ClientIp`]) and the `User-Agent` (its first 256
 /// characters).
-#[derive(Debug, Clone, Default)]
-pub struct SessionOrigin {
-    pub ip: Option<std::net::IpAddr>,
-    pub user_agent: Option<String>,
-}
+pub use tenantry_accounts::login::SessionOrigin;
 
 impl FromRequestParts<AppState> for SessionOrigin {
     type Rejection = std::convert::Infallible;

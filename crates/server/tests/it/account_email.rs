@@ -862,7 +862,7 @@ async fn without_smtp_the_forgot_page_says_so_and_the_login_page_does_not_link_i
 async fn mails_per_recipient_are_limited_in_memory() {
     let Some(smtp) = SmtpServer::start() else { return };
     let server = start().await;
-    assert_eq!(server.state.rate_limiter.backend_name(), "memory");
+    assert_eq!(server.state.accounts.rate_limiter.backend_name(), "memory");
     mails_per_recipient_are_limited(&server, &smtp).await;
 }
 
@@ -873,7 +873,7 @@ async fn mails_per_recipient_are_limited_in_redis() {
         return;
     };
     let server = start_with_config(Some(&format!("redis_url = \"{url}\"\n"))).await;
-    assert_eq!(server.state.rate_limiter.backend_name(), "redis");
+    assert_eq!(server.state.accounts.rate_limiter.backend_name(), "redis");
     mails_per_recipient_are_limited(&server, &smtp).await;
 }
 

@@ -33,7 +33,7 @@ async fn admins_manage_users_with_hashed_passwords() {
         .unwrap()
         .unwrap();
     assert!(phc.starts_with("$argon2id$"));
-    assert!(tenantry_server::passwords::verify(phc, "correct horse battery".into()).await);
+    assert!(tenantry_accounts::passwords::verify(phc, "correct horse battery".into()).await);
 
     // Policy, duplicates and unknown fields are refused and change nothing.
     let (status, body) = server

@@ -16,7 +16,7 @@ use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::{Language, MailTemplateKind};
-use tenantry_server::email::{self, MailVars};
+use tenantry_mail::MailVars;
 use tenantry_server::error::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -178,7 +178,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
     assert_eq!(status, 202, "{body}");
     first.wait_for_message(WAIT).await;
-    assert_eq!(server.state.mailer.cached_transports(), 1);
+    assert_eq!(server.state.accounts.mailer.cached_transports(), 1);
 
     second.configure_tenant(&server, "local").await;
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
@@ -186,7 +186,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     second.wait_for_message(WAIT).await;
     assert_eq!(first.messages().len(), 1, "the old server got nothing more");
     assert_eq!(
-        server.state.mailer.cached_transports(),
+        server.state.accounts.mailer.cached_transports(),
         1,
         "the old transport was dropped"
     );
@@ -194,7 +194,7 @@ async fn a_settings_change_sends_through_a_new_transport() {
     // Removing the SMTP settings removes the capability and the cached transport.
     let (status, body) = patch_settings(&server, "local", json!({"smtp": null})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(server.state.mailer.cached_transports(), 0);
+    assert_eq!(server.state.accounts.mailer.cached_transports(), 0);
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com"})).await;
     assert_eq!((status, body["code"].as_str()), (501, Some("email_not_configured")));
     assert_eq!(second.messages().len(), 1);
@@ -392,16 +392,20 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
         expires_in: Some(Duration::from_secs(24 * 3600)),
     };
     let ctx = server.ctx("secreto");
-    email::send(
-        &server.state,
-        &ctx,
-        &to,
-        MailTemplateKind::VerifyEmail,
-        Language::En,
-        &vars,
-    )
-    .await
-    .unwrap();
+    server
+        .state
+        .accounts
+        .mailer
+        .send(
+            &server.state.secrets,
+            &ctx,
+            &to,
+            MailTemplateKind::VerifyEmail,
+            Language::En,
+            &vars,
+        )
+        .await
+        .unwrap();
     let mail = smtp.wait_for_message_to(&to, WAIT).await;
     assert_eq!(mail.auth_login.as_deref(), Some("mailer"));
     assert_eq!(mail.subject, "Verify your email address for Tenant secreto");
@@ -416,23 +420,27 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
 
     // The same mail with the server gone: an explicit error naming neither link nor address.
     smtp.stop();
-    let err = email::send(
-        &server.state,
-        &ctx,
-        &to,
-        MailTemplateKind::VerifyEmail,
-        Language::En,
-        &vars,
-    )
-    .await
-    .unwrap_err();
+    let err = server
+        .state
+        .accounts
+        .mailer
+        .send(
+            &server.state.secrets,
+            &ctx,
+            &to,
+            MailTemplateKind::VerifyEmail,
+            Language::En,
+            &vars,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::EmailSendFailed);
     assert!(
         !err.detail.contains(&token) && !err.detail.contains(&local_part),
         "{}",
         err.detail
     );
-    assert!(!format!("{:?}", server.state.mailer).contains(&password));
+    assert!(!format!("{:?}", server.state.accounts.mailer).contains(&password));
 
     let logs = logs();
     assert!(

@@ -1,6 +1,5 @@
 //! The account flows that go through the user's mailbox, behind both front doors (the
-//! headless API in `routes::auth_api` and the hosted pages in `routes::account_pages`):
-//! verifying an email address, resetting a forgotten password, and the notices that a
+//! headless API and the hosted pages of the HTTP crate): verifying an email address, resetting a forgotten password, and the notices that a
 //! password changed or an account was locked.
 //!
 //! - Tokens are 256-bit random values, stored only as `hash_token` digests in the tenant
@@ -11,8 +10,8 @@
 //! - Links are `{issuer}/verify-email?token=…` and `{issuer}/reset-password?token=…`:
 //!   hosted pages that show a form first (a GET never spends a token, so mail scanners
 //!   that prefetch links do no harm), and the form posts with a CSRF token.
-//! - Asking for a mail ([`request_link`]: the API and the
-//!   hosted forgot-password page) answers the same whether or not the account exists: the
+//! - Asking for a mail ([`request_link`]: the API and the hosted forgot-password page)
+//!   answers the same whether or not the account exists: the
 //!   lookup, the per-recipient limit and the send happen in the background, so neither the
 //!   answer nor its timing tells accounts apart. Failures are logged (tenant and template,
 //!   never the address, link or token).
@@ -32,10 +31,10 @@ use tenantry_crypto::{hash_token, random_token};
 use tenantry_dataplane::model::{EmailToken, EmailTokenPurpose, ProfileUpdate, User};
 use tenantry_dataplane::{EmailTokenRepository, TenantDb, UserRepository};
 
-use crate::app::AppState;
-use crate::email::MailVars;
-use crate::error::{ApiError, ErrorCode};
+use crate::Accounts;
 use crate::ratelimit::Decision;
+use tenantry_errors::{ApiError, ErrorCode};
+use tenantry_mail::MailVars;
 use tenantry_tenancy::users::{active_user, active_user_by_email};
 use tenantry_tenancy::{Capability, TenantContext};
 
@@ -61,8 +60,8 @@ pub const MAILS_PER_RECIPIENT: (u32, Duration) = (3, Duration::from_secs(900));
 pub const TOKEN_CHECKS_PER_IP: (u32, Duration) = (30, Duration::from_secs(900));
 
 /// Counts one token check from `ip` (429 `rate_limited` past [`TOKEN_CHECKS_PER_IP`]).
-pub async fn count_token_check(state: &AppState, ctx: &TenantContext, ip: Option<IpAddr>) -> Result<(), ApiError> {
-    crate::login::per_ip(state, ctx, "email_token", ip, TOKEN_CHECKS_PER_IP)
+pub async fn count_token_check(accounts: &Accounts, ctx: &TenantContext, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    crate::login::per_ip(accounts, ctx, "email_token", ip, TOKEN_CHECKS_PER_IP)
         .await?
         .into_result()
 }
@@ -102,7 +101,7 @@ pub fn forgot_link(ctx: &TenantContext, lang: Language) -> String {
 
 /// The language of a user's mail: the user's locale when we speak it, else the tenant's.
 pub fn mail_language(ctx: &TenantContext, user: Option<&User>) -> Language {
-    crate::pages::language(
+    tenantry_mail::language(
         user.and_then(|u| u.locale.as_deref()),
         ctx.entry.tenant.settings.language,
     )
@@ -140,18 +139,18 @@ async fn issue_token(
 /// one, see [`link`]) and waits for the SMTP server to take it: 501 without SMTP settings,
 /// 502 when the mail is not accepted.
 pub async fn start_verification(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    send_link(state, ctx, db, user, client, EmailTokenPurpose::VerifyEmail).await
+    send_link(accounts, ctx, db, user, client, EmailTokenPurpose::VerifyEmail).await
 }
 
 /// Issues a token for `purpose` and mails `user` its link, waiting for the SMTP server.
 async fn send_link(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
@@ -170,14 +169,17 @@ async fn send_link(
         expires_in: Some(ttl),
     };
     let lang = mail_language(ctx, Some(user));
-    crate::email::send(state, ctx, &user.email, kind, lang, &vars).await
+    accounts
+        .mailer
+        .send(&accounts.secrets, ctx, &user.email, kind, lang, &vars)
+        .await
 }
 
 /// Checks what every "mail me" request needs before anything is looked up: SMTP settings
 /// (501), the per-IP limit of `action` (429), a well-formed address (422), the tenant
 /// database.
 async fn mail_request(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     action: &str,
     ip: Option<std::net::IpAddr>,
@@ -185,10 +187,10 @@ async fn mail_request(
     email: &str,
 ) -> Result<TenantDb, ApiError> {
     ctx.require(Capability::Email)?;
-    crate::login::per_ip(state, ctx, action, ip, limit)
+    crate::login::per_ip(accounts, ctx, action, ip, limit)
         .await?
         .into_result()?;
-    if email.trim().parse::<lettre::Address>().is_err() {
+    if tenantry_mail::parse_recipient(email.trim()).is_err() {
         return Err(ApiError::field("email", "must be an email address (local@domain)"));
     }
     ctx.db().await
@@ -198,7 +200,7 @@ async fn mail_request(
 /// of the normalized address, never the address itself). Over the limit the mail is
 /// skipped and logged without the address; the caller's answer was the same already.
 async fn recipient_allowed(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     flow: &str,
     kind: MailTemplateKind,
@@ -210,7 +212,7 @@ async fn recipient_allowed(
         crate::login::account_key(&user.email)
     );
     let (limit, window) = MAILS_PER_RECIPIENT;
-    match state.rate_limiter.hit(&key, limit, window).await? {
+    match accounts.rate_limiter.hit(&key, limit, window).await? {
         Decision::Allowed { .. } => Ok(true),
         Decision::Limited { .. } => {
             tracing::info!(
@@ -225,12 +227,12 @@ async fn recipient_allowed(
 
 /// "Mail me a link", behind `POST /v1/auth/verify-email/resend`, `POST
 /// /v1/auth/password/forgot` and the hosted forgot-password page: checks the request
-/// ([`mail_request`]: SMTP, the flow's per-IP limit, the address), then, in the
+/// (`mail_request`: SMTP, the flow's per-IP limit, the address), then, in the
 /// background, mails a new link for `purpose` (to `client`'s page when it has one) if
 /// `email` is an active account that needs it (a verification only while the address is
 /// unverified) and is within [`MAILS_PER_RECIPIENT`]. `Ok` says nothing about the account.
 pub async fn request_link(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     ip: Option<std::net::IpAddr>,
     email: String,
@@ -249,8 +251,8 @@ pub async fn request_link(
             MailTemplateKind::ResetPassword,
         ),
     };
-    let db = mail_request(state, ctx, flow, ip, limit, &email).await?;
-    let (state, task_ctx) = (state.clone(), ctx.clone());
+    let db = mail_request(accounts, ctx, flow, ip, limit, &email).await?;
+    let (accounts, task_ctx) = (accounts.clone(), ctx.clone());
     in_background(ctx, kind, async move {
         let ctx = task_ctx;
         let user = active_user_by_email(&ctx, &db, &email).await?;
@@ -258,10 +260,10 @@ pub async fn request_link(
         let Some(user) = user.filter(needed) else {
             return Ok(());
         };
-        if !recipient_allowed(&state, &ctx, flow, kind, &user).await? {
+        if !recipient_allowed(&accounts, &ctx, flow, kind, &user).await? {
             return Ok(());
         }
-        send_link(&state, &ctx, &db, &user, client.as_ref(), purpose).await
+        send_link(&accounts, &ctx, &db, &user, client.as_ref(), purpose).await
     });
     Ok(())
 }
@@ -294,15 +296,15 @@ pub async fn confirm_verification(ctx: &TenantContext, db: &TenantDb, token: &st
 /// no account is left whose link never left. It runs in a task of its own, so a caller
 /// who goes away mid-send cannot leave the account half made either.
 pub async fn verify_new_account(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    let (state, ctx, db, user, client) = (state.clone(), ctx.clone(), db.clone(), user.clone(), client.cloned());
+    let (accounts, ctx, db, user, client) = (accounts.clone(), ctx.clone(), db.clone(), user.clone(), client.cloned());
     let task = tokio::spawn(async move {
-        let sent = start_verification(&state, &ctx, &db, &user, client.as_ref()).await;
+        let sent = start_verification(&accounts, &ctx, &db, &user, client.as_ref()).await;
         if sent.is_err()
             && let Err(e) = db.delete_user(user.id).await
         {
@@ -317,13 +319,13 @@ pub async fn verify_new_account(
 /// password", and what an administrator sends to an account (one made without a password,
 /// say). 501 without SMTP settings, the mail's error when it does not leave.
 pub async fn send_reset(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    send_link(state, ctx, db, user, client, EmailTokenPurpose::ResetPassword).await
+    send_link(accounts, ctx, db, user, client, EmailTokenPurpose::ResetPassword).await
 }
 
 /// The account a reset token is for, without spending it (400 `invalid_grant` when it is
@@ -362,7 +364,7 @@ async fn pending_target(
 /// Errors: 400 `invalid_grant` (bad token; nothing changed), 422 `validation_failed` on
 /// `field` (policy), 503 `overloaded` (hashing saturated).
 pub async fn reset_password(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     token: &str,
@@ -373,12 +375,12 @@ pub async fn reset_password(
     let policy = &ctx.entry.tenant.settings.security;
     crate::passwords::check_policy(
         policy,
-        state.password_deny_list.as_deref(),
+        accounts.password_deny_list.as_deref(),
         &user.email,
         new_password,
         field,
     )?;
-    let phc = state
+    let phc = accounts
         .hasher
         .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, new_password)
         .await?;
@@ -396,13 +398,13 @@ pub async fn reset_password(
     db.set_password(user.id, &phc).await?;
     // Whoever knew the old password is out.
     crate::login::sign_out_everywhere(db, user.id, now).await?;
-    if let Err(e) = crate::login::clear_lockout(state, ctx, &user.email).await {
+    if let Err(e) = crate::login::clear_lockout(accounts, ctx, &user.email).await {
         // The password is changed; the lock ends with its window.
         tracing::warn!(tenant = %ctx.slug(), code = e.code.as_str(), "lockout not cleared after a password reset");
     }
     tracing::info!(tenant = %ctx.slug(), "password reset with an email link");
     notify(
-        state,
+        accounts,
         ctx,
         &user.email,
         mail_language(ctx, Some(&user)),
@@ -415,7 +417,7 @@ pub async fn reset_password(
 /// Sends a notice about something that already happened, in the background, when the
 /// tenant has SMTP settings. A failure is logged, never answered.
 pub fn notify(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     to: &str,
     lang: Language,
@@ -425,14 +427,14 @@ pub fn notify(
     if !ctx.capabilities.email {
         return;
     }
-    let (state, ctx, to) = (state.clone(), ctx.clone(), to.to_owned());
-    tokio::spawn(async move { send_notice(&state, &ctx, &to, lang, kind, expires_in).await });
+    let (accounts, ctx, to) = (accounts.clone(), ctx.clone(), to.to_owned());
+    tokio::spawn(async move { send_notice(&accounts, &ctx, &to, lang, kind, expires_in).await });
 }
 
 /// Sends a notice now, with the link to the forgot-password page for a reader who did not
 /// do what it reports; a failure is logged, never answered.
 pub async fn send_notice(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     to: &str,
     lang: Language,
@@ -444,7 +446,11 @@ pub async fn send_notice(
         link: Some(forgot_link(ctx, lang)),
         expires_in,
     };
-    if let Err(e) = crate::email::send(state, ctx, to, kind, lang, &vars).await {
+    if let Err(e) = accounts
+        .mailer
+        .send(&accounts.secrets, ctx, to, kind, lang, &vars)
+        .await
+    {
         log_failure(ctx, kind, &e);
     }
 }

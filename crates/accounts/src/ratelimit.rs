@@ -24,12 +24,23 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::{ApiError, ErrorCode};
+use tenantry_errors::{ApiError, ErrorCode};
+
+/// The unit that per-address limits count: an IPv4 address (IPv4-mapped IPv6 included),
+/// or the /64 of an IPv6 address — one host usually holds a whole /64, so per-address
+/// counting would give it billions of budgets.
+pub fn address_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(ipnet::Ipv6Net::new_assert(v6, 64).trunc().network()),
+    }
+}
 
 /// Keys the in-memory backend holds at most (about 100 bytes each plus the key).
 pub const DEFAULT_MEMORY_KEYS: usize = 200_000;
@@ -43,8 +54,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// a login waits at most this long for an answer it can trust.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Counts one hit; opens the window on the first one. Also re-arms a key that lost its
-/// expiry (PTTL -1), so a counter can never live forever.
 /// Takes one hit back, never below zero and never touching the window's expiry.
 const FORGIVE_SCRIPT: &str = r"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -54,6 +63,8 @@ end
 return 0
 ";
 
+/// Counts one hit; opens the window on the first one. Also re-arms a key that lost its
+/// expiry (PTTL -1), so a counter can never live forever.
 const HIT_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -180,9 +191,9 @@ impl RateLimiter {
         })
     }
 
-    /// Redis when `redis_url` is configured, else in memory.
-    pub async fn from_config(config: &crate::config::Config) -> Result<Self, LimiterError> {
-        match &config.redis_url {
+    /// Redis when a URL is configured (`redis_url`), else in memory.
+    pub async fn connect(redis_url: Option<&str>) -> Result<Self, LimiterError> {
+        match redis_url {
             Some(url) => Self::redis(url).await,
             None => Ok(Self::in_memory()),
         }
@@ -646,7 +657,7 @@ mod tests {
         assert!(RateLimiter::redis("http://nope").await.is_err());
         let api = ApiError::from(e);
         assert_eq!(api.code, ErrorCode::RateLimiterUnavailable);
-        assert_eq!(api.code.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.code.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     }
 
     /// The limiter on the real Redis named by `TENANTRY_TEST_REDIS_URL`, under a prefix of

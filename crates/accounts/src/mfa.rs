@@ -13,7 +13,7 @@ use tenantry_dataplane::{MfaRepository, TenantDb};
 use totp_rs::{Algorithm, Secret, Totp};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use tenantry_errors::ApiError;
 
 /// How many recovery codes a user holds.
 pub const RECOVERY_CODE_COUNT: usize = 10;
@@ -80,7 +80,7 @@ pub async fn enrol(
     let sealed = secrets.seal(SealContext::new(&owner, &field), &encoded);
     if !db.put_totp(user, &sealed, Utc::now()).await? {
         return Err(ApiError::new(
-            crate::error::ErrorCode::MfaAlreadyEnabled,
+            tenantry_errors::ErrorCode::MfaAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol a new authenticator",
         ));
     }
@@ -299,6 +299,13 @@ fn normalize_recovery_code(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// The code an authenticator app shows now for the base32 secret of an enrolment.
+#[cfg(test)]
+pub(crate) fn code_now(encoded: &str) -> String {
+    let totp = totp(decode_secret(encoded).unwrap(), "Acme", "a@example.com").unwrap();
+    totp.generate(Utc::now().timestamp() as u64).to_string()
 }
 
 #[cfg(test)]

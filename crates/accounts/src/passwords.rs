@@ -34,7 +34,7 @@ use tenantry_controlplane::{FieldError, ValidationErrors};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use tenantry_errors::ApiError;
 
 /// Longest password accepted, in bytes.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -98,15 +98,6 @@ pub struct HashingLimits {
 }
 
 impl HashingLimits {
-    pub fn from_config(limits: &crate::config::Limits) -> Self {
-        Self {
-            workers: limits.hash_workers,
-            queue: limits.hash_queue,
-            tenant_share_percent: limits.hash_tenant_share_percent,
-            max_wait: limits.hash_max_wait,
-        }
-    }
-
     /// Running + waiting slots in all.
     pub fn capacity(&self) -> usize {
         self.workers.max(1) + self.queue
@@ -132,7 +123,7 @@ impl Default for HashingLimits {
 }
 
 /// Admission-controlled Argon2id hashing, shared by all tenants. Cheap to clone (one
-/// `Arc`); keep one per process (in `AppState`).
+/// `Arc`); keep one per process (in [`Accounts`](crate::Accounts)).
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -545,7 +536,7 @@ pub fn check_policy(
             Some(_) => {}
             None => {
                 return Err(ApiError::new(
-                    crate::error::ErrorCode::PasswordDenyListMissing,
+                    tenantry_errors::ErrorCode::PasswordDenyListMissing,
                     "the tenant checks new passwords against a deny-list and this installation has none \
                      (password_deny_list_file)",
                 ));
@@ -938,7 +929,7 @@ mod tests {
             Err(HashError::Overloaded { .. })
         ));
         let e = ApiError::from(HashError::TooLong);
-        assert_eq!(e.code, crate::error::ErrorCode::ValidationFailed);
+        assert_eq!(e.code, tenantry_errors::ErrorCode::ValidationFailed);
         drop(release);
         occupier.await.unwrap();
     }
@@ -971,7 +962,7 @@ mod tests {
     #[test]
     fn overloaded_becomes_a_503_with_retry_after() {
         let e = ApiError::from(HashError::Overloaded { retry_after_secs: 3 });
-        assert_eq!(e.code, crate::error::ErrorCode::Overloaded);
+        assert_eq!(e.code, tenantry_errors::ErrorCode::Overloaded);
         assert_eq!(e.retry_after, Some(3));
         let limits = HashingLimits {
             workers: 2,
@@ -1021,6 +1012,6 @@ mod tests {
         assert!(check_policy(&listed, Some(&deny), "a@b.c", "LETMEIN-PLEASE", "password").is_err());
         assert!(check_policy(&listed, Some(&deny), "a@b.c", "a rarer passphrase", "password").is_ok());
         let missing = check_policy(&listed, None, "a@b.c", "a rarer passphrase", "password").unwrap_err();
-        assert_eq!(missing.code, crate::error::ErrorCode::PasswordDenyListMissing);
+        assert_eq!(missing.code, tenantry_errors::ErrorCode::PasswordDenyListMissing);
     }
 }

@@ -10,6 +10,11 @@
 //! cannot be used to find out which accounts exist either. The failure that locks an
 //! existing account sends its owner the `account_locked` notice (once per lock, in the
 //! background, when the tenant has SMTP settings).
+//!
+//! A completed login — the password alone, or the password and then
+//! [`second_factor_step`] — is one [`Authentication`] (the user, `amr`, `acr` and the
+//! [`Method`]), which [`start_session`] opens the session for. Passkeys and upstream
+//! federation will produce the same value.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -18,9 +23,9 @@ use tenantry_controlplane::model::MailTemplateKind;
 use tenantry_dataplane::model::User;
 use tenantry_dataplane::{TenantDb, UserRepository};
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::Accounts;
 use crate::ratelimit::Decision;
+use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::TenantContext;
 
 /// Registrations one IP address may make per tenant and window.
@@ -57,10 +62,52 @@ impl From<ApiError> for LoginError {
     }
 }
 
-/// What the user owes after a correct password ([`decide_second_factor`] decides).
+/// How a user proved who they are (passkeys and upstream federation will add theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The password alone.
+    Password,
+    /// The password, then a code from the authenticator (or a recovery code).
+    PasswordAndSecondFactor,
+}
+
+impl Method {
+    /// The RFC 8176 `amr` values a session opened this way records.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            Method::Password => &["pwd"],
+            Method::PasswordAndSecondFactor => &["pwd", "otp", "mfa"],
+        }
+    }
+}
+
+/// A completed login, whichever front door and method it took: who signed in, and how
+/// (`amr`, `acr` as the session and the tokens record them). What [`start_session`] opens
+/// a session for.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub user: User,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub method: Method,
+}
+
+impl Authentication {
+    /// `user` signed in with `method` (its `amr`, no `acr`).
+    pub fn new(user: User, method: Method) -> Self {
+        Self {
+            user,
+            amr: method.amr().iter().map(|m| (*m).to_owned()).collect(),
+            acr: None,
+            method,
+        }
+    }
+}
+
+/// What the user owes after a correct password, when anything ([`decide_second_factor`]
+/// decides).
 #[derive(Debug)]
 pub enum SecondFactor {
-    None,
     /// A code from the enrolled authenticator (or a recovery code).
     Challenge,
     /// The tenant requires a second factor and the user has none: set one up now with
@@ -90,9 +137,20 @@ pub enum Owed {
 
 /// A correct password.
 #[derive(Debug)]
-pub struct Accepted {
-    pub user: User,
-    pub second_factor: SecondFactor,
+pub enum Accepted {
+    /// Nothing more is owed: the login is complete.
+    Complete(Authentication),
+    /// A second factor is owed; [`second_factor_step`] completes the login.
+    SecondFactor { user: User, owed: SecondFactor },
+}
+
+/// Where a login comes from, recorded on the session it opens and shown in the user's
+/// session list: the client address and the `User-Agent` (the HTTP crate reads both from
+/// the request, the agent cut to its first 256 characters).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
 }
 
 /// Longest email a login looks at (RFC 5321's path limit); longer ones are unknown
@@ -115,9 +173,9 @@ fn lock_notice_key(ctx: &TenantContext, email: &str) -> String {
 }
 
 /// Forgets the failed logins of `email` (and so its lock), e.g. after a password reset.
-pub async fn clear_lockout(state: &AppState, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
-    state.rate_limiter.reset(&lock_key(ctx, email)).await?;
-    state.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
+pub async fn clear_lockout(accounts: &Accounts, ctx: &TenantContext, email: &str) -> Result<(), ApiError> {
+    accounts.rate_limiter.reset(&lock_key(ctx, email)).await?;
+    accounts.rate_limiter.reset(&lock_notice_key(ctx, email)).await?;
     Ok(())
 }
 
@@ -134,7 +192,7 @@ struct Counted {
 /// Counts one attempt for `email`; `Err(retry_after)` when the email is locked (nothing is
 /// checked then).
 async fn count_attempt(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     email: &str,
 ) -> Result<Result<Counted, Duration>, ApiError> {
@@ -142,7 +200,7 @@ async fn count_attempt(
     let key = lock_key(ctx, email);
     let limit = policy.max_login_attempts.max(1);
     let window = Duration::from_secs(policy.lockout_duration_secs.max(1));
-    Ok(match state.rate_limiter.hit(&key, limit, window).await? {
+    Ok(match accounts.rate_limiter.hit(&key, limit, window).await? {
         Decision::Allowed { remaining } => Ok(Counted { key, limit, remaining }),
         Decision::Limited { retry_after } => Err(retry_after),
     })
@@ -150,8 +208,8 @@ async fn count_attempt(
 
 /// Gives back a counted attempt that ended without a verdict (hashing saturated, the
 /// database failed): the server's trouble must not lock anyone out. Answers `error`.
-async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiError {
-    if let Err(e) = state.rate_limiter.forgive(&attempt.key).await {
+async fn abandon(accounts: &Accounts, attempt: Counted, error: ApiError) -> ApiError {
+    if let Err(e) = accounts.rate_limiter.forgive(&attempt.key).await {
         tracing::warn!(error = %e, "a login attempt without a verdict could not be given back");
     }
     error
@@ -159,15 +217,15 @@ async fn abandon(state: &AppState, attempt: Counted, error: ApiError) -> ApiErro
 
 /// Settles a counted attempt: a correct password forgets the count; a wrong one that used
 /// the last attempt answers how long the lock it starts lasts.
-async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
+async fn settle_attempt(accounts: &Accounts, attempt: Counted, passed: bool) -> Result<Option<Duration>, ApiError> {
     if passed {
-        state.rate_limiter.reset(&attempt.key).await?;
+        accounts.rate_limiter.reset(&attempt.key).await?;
         return Ok(None);
     }
     if attempt.remaining > 0 {
         return Ok(None);
     }
-    Ok(match state.rate_limiter.check(&attempt.key, attempt.limit).await? {
+    Ok(match accounts.rate_limiter.check(&attempt.key, attempt.limit).await? {
         Decision::Limited { retry_after } => Some(retry_after),
         // The window closed (or a correct password cleared it) meanwhile.
         Decision::Allowed { .. } => None,
@@ -177,20 +235,24 @@ async fn settle_attempt(state: &AppState, attempt: Counted, passed: bool) -> Res
 /// Tells the owner of an account that it was just locked: in the background (the login
 /// answers at once, the same for every account), best effort, only when the tenant has
 /// SMTP settings, and once per lock even when several failures race past the limit.
-fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: Duration) {
+fn lock_notice(accounts: &Accounts, ctx: &TenantContext, user: &User, retry_after: Duration) {
     if !ctx.capabilities.email {
         return;
     }
-    let (state, ctx) = (state.clone(), ctx.clone());
+    let (accounts, ctx) = (accounts.clone(), ctx.clone());
     let email = user.email.clone();
     let lang = crate::account_email::mail_language(&ctx, Some(user));
     tokio::spawn(async move {
         // The marker lives exactly as long as the lock: the next lock gets its own notice.
         let window = retry_after.max(Duration::from_millis(1));
-        match state.rate_limiter.hit(&lock_notice_key(&ctx, &email), 1, window).await {
+        match accounts
+            .rate_limiter
+            .hit(&lock_notice_key(&ctx, &email), 1, window)
+            .await
+        {
             Ok(Decision::Allowed { .. }) => {
                 let kind = MailTemplateKind::AccountLocked;
-                crate::account_email::send_notice(&state, &ctx, &email, lang, kind, Some(retry_after)).await;
+                crate::account_email::send_notice(&accounts, &ctx, &email, lang, kind, Some(retry_after)).await;
             }
             Ok(Decision::Limited { .. }) => {}
             Err(e) => tracing::warn!(tenant = %ctx.slug(), error = %e, "account-locked notice skipped"),
@@ -202,7 +264,7 @@ fn lock_notice(state: &AppState, ctx: &TenantContext, user: &User, retry_after: 
 /// client kept from an earlier second factor: while it is live (and the tenant offers
 /// remembering), an enrolled user is not asked for a code again.
 pub async fn password_login(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     email: &str,
@@ -216,14 +278,14 @@ pub async fn password_login(
     let per_minute = policy.login_attempts_per_ip_per_minute;
     if per_minute > 0
         && let Decision::Limited { retry_after } =
-            per_ip(state, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
+            per_ip(accounts, ctx, "login", ip, (per_minute, Duration::from_secs(60))).await?
     {
         return Err(LoginError::RateLimited { retry_after });
     }
     if email.len() > MAX_EMAIL_BYTES {
         return Err(LoginError::BadCredentials);
     }
-    let attempt = match count_attempt(state, ctx, email).await? {
+    let attempt = match count_attempt(accounts, ctx, email).await? {
         Ok(attempt) => attempt,
         Err(retry_after) => return Err(LoginError::Locked { retry_after }),
     };
@@ -240,7 +302,7 @@ pub async fn password_login(
             Some((user, login)) => (Some(user), login.password, login.totp_enrolled),
             None => (None, None, false),
         };
-        let valid = state
+        let valid = accounts
             .hasher
             .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
             .await?;
@@ -248,17 +310,17 @@ pub async fn password_login(
     };
     let (valid, user, stored, totp_enrolled) = match checked.await {
         Ok(checked) => checked,
-        Err(e) => return Err(abandon(state, attempt, e).await.into()),
+        Err(e) => return Err(abandon(accounts, attempt, e).await.into()),
     };
     let passed = valid && user.is_some();
-    let locked_now = settle_attempt(state, attempt, passed).await?;
+    let locked_now = settle_attempt(accounts, attempt, passed).await?;
     let user = match (passed, user) {
         (true, Some(user)) => user,
         (_, user) => {
             if let Some(retry_after) = locked_now {
                 tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
                 if let Some(user) = &user {
-                    lock_notice(state, ctx, user, retry_after);
+                    lock_notice(accounts, ctx, user, retry_after);
                 }
                 return Err(LoginError::Locked { retry_after });
             }
@@ -270,7 +332,7 @@ pub async fn password_login(
     if let Some(phc) = &stored
         && crate::passwords::needs_rehash(phc, &policy.password_hash)
     {
-        match state.hasher.hash(&tenant, &policy.password_hash, password).await {
+        match accounts.hasher.hash(&tenant, &policy.password_hash, password).await {
             Ok(fresh) => {
                 if let Err(e) = db.set_password(user.id, &fresh).await {
                     tracing::warn!(error = %e, "password hash upgrade not stored");
@@ -287,12 +349,12 @@ pub async fn password_login(
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let second_factor = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
-        Owed::None => SecondFactor::None,
+    let owed = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
+        Owed::None => return Ok(Accepted::Complete(Authentication::new(user, Method::Password))),
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
             crate::mfa::enrol(
-                &state.secrets,
+                &accounts.secrets,
                 db,
                 ctx.entry.tenant.id,
                 crate::mfa::issuer_name(ctx),
@@ -302,13 +364,13 @@ pub async fn password_login(
             .await?,
         ),
     };
-    Ok(Accepted { user, second_factor })
+    Ok(Accepted::SecondFactor { user, owed })
 }
 
 /// Counts one `action` from `ip` against `(limit, window)` per tenant (nothing to count
 /// when the client address is unknown).
 pub async fn per_ip(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     action: &str,
     ip: Option<IpAddr>,
@@ -318,12 +380,12 @@ pub async fn per_ip(
         return Ok(Decision::Allowed { remaining: limit });
     };
     let key = per_ip_key(action, ctx.entry.tenant.id, ip);
-    Ok(state.rate_limiter.hit(&key, limit, window).await?)
+    Ok(accounts.rate_limiter.hit(&key, limit, window).await?)
 }
 
-/// The counter key of [`per_ip`]: per [`crate::proxies::address_bucket`] (IPv6 per /64).
+/// The counter key of [`per_ip`]: per [`crate::ratelimit::address_bucket`] (IPv6 per /64).
 fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
-    match crate::proxies::address_bucket(ip) {
+    match crate::ratelimit::address_bucket(ip) {
         IpAddr::V4(v4) => format!("{action}:ip:{tenant}:{v4}"),
         IpAddr::V6(v6) => format!("{action}:ip:{tenant}:{v6}/64"),
     }
@@ -333,7 +395,7 @@ fn per_ip_key(action: &str, tenant: uuid::Uuid, ip: IpAddr) -> String {
 /// counted against the same lockout as logins, so a stolen access token cannot be used to
 /// guess the password without limit.
 pub async fn recheck_password(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
@@ -341,18 +403,15 @@ pub async fn recheck_password(
 ) -> Result<(), ApiError> {
     let policy = &ctx.entry.tenant.settings.security;
     let locked = |retry_after: Duration| {
-        ApiError::new(
-            crate::error::ErrorCode::AccountLocked,
-            "too many failed attempts; try again later",
-        )
-        .with_retry_after(retry_after.as_secs().max(1))
+        ApiError::new(ErrorCode::AccountLocked, "too many failed attempts; try again later")
+            .with_retry_after(retry_after.as_secs().max(1))
     };
-    let attempt = count_attempt(state, ctx, &user.email).await?.map_err(locked)?;
+    let attempt = count_attempt(accounts, ctx, &user.email).await?.map_err(locked)?;
     let checked = async {
         let stored = db.password(user.id).await?;
         let tenant = ctx.entry.tenant.id.to_string();
         Ok::<_, ApiError>(
-            state
+            accounts
                 .hasher
                 .verify_or_dummy(&tenant, stored.as_deref(), &policy.password_hash, password)
                 .await?,
@@ -360,16 +419,16 @@ pub async fn recheck_password(
     };
     let passed = match checked.await {
         Ok(passed) => passed,
-        Err(e) => return Err(abandon(state, attempt, e).await),
+        Err(e) => return Err(abandon(accounts, attempt, e).await),
     };
-    if let Some(retry_after) = settle_attempt(state, attempt, passed).await? {
+    if let Some(retry_after) = settle_attempt(accounts, attempt, passed).await? {
         return Err(locked(retry_after));
     }
     if passed {
         return Ok(());
     }
     Err(ApiError::new(
-        crate::error::ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidCredentials,
         "the current password is not correct",
     ))
 }
@@ -380,11 +439,11 @@ fn mfa_key(ctx: &TenantContext, user: uuid::Uuid) -> String {
 
 /// Counts one second-factor attempt and refuses it once the account has used up its
 /// attempts for the window (429 with `Retry-After`).
-pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+pub async fn mfa_attempt(accounts: &Accounts, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
     // Counted before the code is checked, so a burst of parallel guesses cannot all pass
     // a read-only check first.
     let (limit, window) = MFA_ATTEMPTS;
-    state
+    accounts
         .rate_limiter
         .hit(&mfa_key(ctx, user), limit, window)
         .await?
@@ -392,68 +451,77 @@ pub async fn mfa_attempt(state: &AppState, ctx: &TenantContext, user: uuid::Uuid
 }
 
 /// A correct second factor: the account's attempts start over.
-pub async fn mfa_passed(state: &AppState, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
-    Ok(state.rate_limiter.reset(&mfa_key(ctx, user)).await?)
+pub async fn mfa_passed(accounts: &Accounts, ctx: &TenantContext, user: uuid::Uuid) -> Result<(), ApiError> {
+    Ok(accounts.rate_limiter.reset(&mfa_key(ctx, user)).await?)
 }
 
 /// What a code submitted for a login's second factor did.
 #[derive(Debug)]
 pub enum CodeCheck {
-    Passed,
-    /// The first code of a new enrolment: it is confirmed, and these recovery codes are
-    /// shown once.
-    Enrolled(Vec<String>),
+    /// The login is complete.
+    Passed(Authentication),
+    /// The first code of a new enrolment: it is confirmed, the login is complete, and these
+    /// recovery codes are shown once.
+    Enrolled {
+        authentication: Authentication,
+        recovery_codes: Vec<String>,
+    },
     /// Wrong, stale or replayed; `enrolling` when the user was confirming a new enrolment
     /// (a page shows it again).
-    Refused {
-        enrolling: bool,
-    },
+    Refused { enrolling: bool },
 }
 
 /// The second step of a login, behind both front doors: counts the attempt against the
 /// account ([`MFA_ATTEMPTS`], 429 past it), checks `code` — against the confirmed
 /// authenticator (or as a recovery code), or, while an enrolment is pending, as its first
-/// code (which confirms it) — and forgets the count once it passed.
+/// code (which confirms it) — and forgets the count once it passed. A passed code
+/// completes the login ([`Method::PasswordAndSecondFactor`]).
 pub async fn second_factor_step(
-    state: &AppState,
+    accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
     code: &str,
 ) -> Result<CodeCheck, ApiError> {
     use tenantry_dataplane::MfaRepository;
-    mfa_attempt(state, ctx, user.id).await?;
+    mfa_attempt(accounts, ctx, user.id).await?;
     let tenant = ctx.entry.tenant.id;
-    let secrets = &state.secrets;
+    let secrets = &accounts.secrets;
     let checked = match db.totp(user.id).await? {
         Some(credential) if credential.confirmed_at.is_some() => {
             if crate::mfa::check_second_factor(secrets, db, tenant, user.id, code).await? {
-                CodeCheck::Passed
+                CodeCheck::Passed(completed(user))
             } else {
                 CodeCheck::Refused { enrolling: false }
             }
         }
         Some(_) => match crate::mfa::confirm(secrets, db, tenant, user.id, code).await? {
-            Some(codes) => CodeCheck::Enrolled(codes),
+            Some(recovery_codes) => CodeCheck::Enrolled {
+                authentication: completed(user),
+                recovery_codes,
+            },
             None => CodeCheck::Refused { enrolling: true },
         },
         None => CodeCheck::Refused { enrolling: false },
     };
     if !matches!(checked, CodeCheck::Refused { .. }) {
-        mfa_passed(state, ctx, user.id).await?;
+        mfa_passed(accounts, ctx, user.id).await?;
     }
     Ok(checked)
 }
 
-/// Opens a login session (the row in the tenant database) for a user who has just
-/// authenticated with `amr`; answers it and the session id the browser keeps (only its
-/// hash is stored). Shared by the hosted pages and the headless API.
+fn completed(user: &User) -> Authentication {
+    Authentication::new(user.clone(), Method::PasswordAndSecondFactor)
+}
+
+/// Opens a login session (the row in the tenant database) for a completed
+/// [`Authentication`]; answers it and the session id the browser keeps (only its hash is
+/// stored). Shared by the hosted pages and the headless API.
 pub async fn start_session(
     ctx: &TenantContext,
     db: &TenantDb,
-    user_id: uuid::Uuid,
-    amr: &[&str],
-    origin: &crate::web::SessionOrigin,
+    authentication: &Authentication,
+    origin: &SessionOrigin,
 ) -> Result<(tenantry_dataplane::model::Session, String), ApiError> {
     use tenantry_dataplane::SessionRepository;
     let now = chrono::Utc::now();
@@ -461,10 +529,10 @@ pub async fn start_session(
     let lifetime = ctx.entry.tenant.settings.token_lifetimes.session_secs as i64;
     let session = tenantry_dataplane::model::Session {
         id_hash: tenantry_crypto::hash_token(&session_id),
-        user_id,
+        user_id: authentication.user.id,
         auth_time: now,
-        amr: amr.iter().map(|m| (*m).to_owned()).collect(),
-        acr: None,
+        amr: authentication.amr.clone(),
+        acr: authentication.acr.clone(),
         ip: origin.ip.map(|ip| ip.to_string()),
         user_agent: origin.user_agent.clone(),
         created_at: now,
@@ -493,6 +561,216 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use tenantry_controlplane::model::{DbDriver, KeyRing, PasswordHashParams, Tenant, TenantSettings, UserDbSettings};
+    use tenantry_controlplane::{Command, ControlPlane, FsStore};
+    use tenantry_tenancy::TenantContextResolver;
+    use tenantry_tenancy::keystore::KeyStore;
+
+    const ATTEMPTS: u32 = 3;
+    const PASSWORD: &str = "correct horse battery";
+
+    /// A tenant with a SQLite database in a temp dir (locking after [`ATTEMPTS`] failures
+    /// for a minute, no per-IP limit, the cheapest hash), one user with [`PASSWORD`], and
+    /// the account services with an in-memory limiter.
+    async fn tenant(mfa_required: bool) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
+        let mut settings = TenantSettings {
+            user_db: Some(UserDbSettings {
+                driver: DbDriver::Sqlite,
+                dsn: None,
+            }),
+            ..Default::default()
+        };
+        settings.security.max_login_attempts = ATTEMPTS;
+        settings.security.lockout_duration_secs = 60;
+        settings.security.login_attempts_per_ip_per_minute = 0;
+        settings.security.mfa_required = mfa_required;
+        settings.security.password_hash = PasswordHashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let now = chrono::Utc::now();
+        let tenant = Tenant {
+            id: uuid::Uuid::new_v4(),
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            created_at: now,
+            updated_at: now,
+            settings,
+        };
+        cp.apply(&Command::CreateTenant {
+            tenant,
+            key_ring: KeyRing::default(),
+        })
+        .unwrap();
+        let secrets = Arc::new(tenantry_crypto::SecretBox::new(
+            tenantry_crypto::MasterKey::generate(),
+            vec![],
+        ));
+        let dbs = tenantry_dataplane::TenantDbManager::new(
+            tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
+            secrets.clone(),
+        );
+        let keystore = Arc::new(KeyStore::new(secrets.clone()));
+        let url = url::Url::parse("https://id.example.com/").unwrap();
+        let resolver = TenantContextResolver::new(cp, dbs, keystore, None, &url);
+        let ctx = resolver.resolve_slug("acme").unwrap();
+        let db = ctx.db().await.unwrap();
+        let accounts = Accounts {
+            rate_limiter: crate::ratelimit::RateLimiter::in_memory(),
+            hasher: crate::passwords::PasswordHasher::new(crate::passwords::HashingLimits::default()),
+            secrets,
+            mailer: tenantry_mail::Mailer::new(),
+            password_deny_list: None,
+        };
+        let new = tenantry_dataplane::model::NewUser {
+            email: "ada@example.com".into(),
+            email_verified: true,
+            ..Default::default()
+        };
+        let user = db.create_user(new, &ctx.custom_fields()).await.unwrap();
+        let policy = &ctx.entry.tenant.settings.security.password_hash;
+        let phc = accounts.hasher.hash("acme", policy, PASSWORD).await.unwrap();
+        db.set_password(user.id, &phc).await.unwrap();
+        (dir, accounts, ctx, db, user)
+    }
+
+    async fn login(
+        accounts: &Accounts,
+        ctx: &TenantContext,
+        db: &TenantDb,
+        email: &str,
+        password: &str,
+    ) -> Result<Accepted, LoginError> {
+        password_login(accounts, ctx, db, email, password, None, None).await
+    }
+
+    #[tokio::test]
+    async fn n_wrong_passwords_lock_the_account_and_then_the_right_one_is_refused() {
+        let (_dir, accounts, ctx, db, user) = tenant(false).await;
+        for attempt in 1..ATTEMPTS {
+            let refused = login(&accounts, &ctx, &db, "ada@example.com", "wrong").await;
+            assert!(
+                matches!(refused, Err(LoginError::BadCredentials)),
+                "attempt {attempt}: {refused:?}"
+            );
+        }
+        // The failure that uses the last attempt starts the lock and says so.
+        let locking = login(&accounts, &ctx, &db, "ada@example.com", "wrong").await;
+        let Err(LoginError::Locked { retry_after }) = locking else {
+            panic!("the {ATTEMPTS}th failure locks: {locking:?}");
+        };
+        assert!(retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60));
+        // Locked: even the right password is not checked, whatever the case of the address.
+        let right = login(&accounts, &ctx, &db, "ADA@example.com", PASSWORD).await;
+        assert!(matches!(right, Err(LoginError::Locked { .. })), "{right:?}");
+        // A signed-in user's password check counts against the same lock.
+        let recheck = recheck_password(&accounts, &ctx, &db, &user, PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(recheck.code, ErrorCode::AccountLocked);
+        // Clearing the lock (a password reset does) lets the right password in again.
+        clear_lockout(&accounts, &ctx, "ada@example.com").await.unwrap();
+        let accepted = login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await.unwrap();
+        let Accepted::Complete(authentication) = accepted else {
+            panic!("no second factor is owed: {accepted:?}");
+        };
+        assert_eq!(authentication.user.id, user.id);
+        assert_eq!(authentication.method, Method::Password);
+        assert_eq!(authentication.amr, ["pwd"]);
+        assert_eq!(authentication.acr, None);
+    }
+
+    #[tokio::test]
+    async fn a_right_password_forgets_earlier_failures() {
+        let (_dir, accounts, ctx, db, _user) = tenant(false).await;
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "ada@example.com", "wrong").await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await,
+            Ok(Accepted::Complete(_))
+        ));
+        // The count starts over: as many failures as before still do not lock.
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "ada@example.com", "wrong").await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_lock_like_known_ones() {
+        let (_dir, accounts, ctx, db, _user) = tenant(false).await;
+        for _ in 1..ATTEMPTS {
+            assert!(matches!(
+                login(&accounts, &ctx, &db, "nobody@example.com", PASSWORD).await,
+                Err(LoginError::BadCredentials)
+            ));
+        }
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "nobody@example.com", PASSWORD).await,
+            Err(LoginError::Locked { .. })
+        ));
+        // Another account of the tenant is not affected.
+        assert!(matches!(
+            login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await,
+            Ok(Accepted::Complete(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_and_a_second_factor_complete_one_authentication_and_its_session() {
+        let (_dir, accounts, ctx, db, user) = tenant(true).await;
+        let accepted = login(&accounts, &ctx, &db, "ada@example.com", PASSWORD).await.unwrap();
+        let Accepted::SecondFactor {
+            user: pending,
+            owed: SecondFactor::Enrol(enrolment),
+        } = accepted
+        else {
+            panic!("the tenant requires a second factor the user lacks: {accepted:?}");
+        };
+        assert_eq!(pending.id, user.id);
+        let code = crate::mfa::code_now(&enrolment.secret);
+        let checked = second_factor_step(&accounts, &ctx, &db, &pending, &code).await.unwrap();
+        let CodeCheck::Enrolled {
+            authentication,
+            recovery_codes,
+        } = checked
+        else {
+            panic!("the first code confirms the enrolment: {checked:?}");
+        };
+        assert_eq!(recovery_codes.len(), crate::mfa::RECOVERY_CODE_COUNT);
+        assert_eq!(authentication.method, Method::PasswordAndSecondFactor);
+        assert_eq!(authentication.amr, ["pwd", "otp", "mfa"]);
+        let origin = SessionOrigin {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            user_agent: Some("test".into()),
+        };
+        let (session, id) = start_session(&ctx, &db, &authentication, &origin).await.unwrap();
+        assert_eq!(session.user_id, user.id);
+        assert_eq!(session.amr, authentication.amr);
+        assert_eq!(session.acr, None);
+        assert_eq!(session.ip.as_deref(), Some("198.51.100.7"));
+        assert_eq!(session.id_hash, tenantry_crypto::hash_token(&id));
+        // The same code cannot complete a second login.
+        let again = second_factor_step(&accounts, &ctx, &db, &pending, &code).await.unwrap();
+        assert!(matches!(again, CodeCheck::Refused { enrolling: false }), "{again:?}");
+    }
+
+    #[test]
+    fn each_method_has_its_amr() {
+        assert_eq!(Method::Password.amr(), ["pwd"]);
+        assert_eq!(Method::PasswordAndSecondFactor.amr(), ["pwd", "otp", "mfa"]);
+    }
 
     #[test]
     fn the_second_factor_decision() {

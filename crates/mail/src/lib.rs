@@ -1,6 +1,12 @@
 //! Outgoing mail: one SMTP transport per tenant, built from its `settings.smtp`, and the
 //! mail templates (built-in English and Spanish, tenant overrides first).
 //!
+//! This crate owns the mailer ([`Mailer`]), template rendering ([`render`]), the check of
+//! the mail settings an admin stores ([`check_settings`]) and the language rule pages and
+//! mails share ([`language`]). It never reads a request or writes a response (no axum),
+//! never decides who gets a mail or why (the account flows in `tenantry-accounts` do), and
+//! never logs an address, link or token.
+//!
 //! - A tenant without `settings.smtp` answers 501 `email_not_configured`; there is no
 //!   global SMTP server to fall back to.
 //! - TLS: `none` (plain SMTP), `starttls` (STARTTLS is required: a server that does not
@@ -44,8 +50,7 @@ use tenantry_crypto::{SealContext, SecretBox};
 use tenantry_messages::Key;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::error::{ApiError, ErrorCode};
+use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::{Capability, TenantContext};
 
 /// Default for `limits.smtp_timeout_secs`: how long one whole SMTP conversation
@@ -85,16 +90,21 @@ pub struct RenderedMail {
     pub html: String,
 }
 
-/// Sends `kind` in `lang` to `to` with the tenant's SMTP settings (see [`Mailer::send`]).
-pub async fn send(
-    state: &AppState,
-    ctx: &TenantContext,
-    to: &str,
-    kind: MailTemplateKind,
-    lang: Language,
-    vars: &MailVars,
-) -> Result<(), ApiError> {
-    state.mailer.send(&state.secrets, ctx, to, kind, lang, vars).await
+/// Picks a language: the first tag of `preferred` (space-separated, as OIDC's
+/// `ui_locales`, or a user's locale) that we speak, else `fallback` (the tenant's). The
+/// one rule for hosted pages and mails.
+pub fn language(preferred: Option<&str>, fallback: Language) -> Language {
+    preferred
+        .unwrap_or("")
+        .split(' ')
+        .find_map(
+            |tag| match tag.split('-').next().unwrap_or("").to_ascii_lowercase().as_str() {
+                "es" => Some(Language::Es),
+                "en" => Some(Language::En),
+                _ => None,
+            },
+        )
+        .unwrap_or(fallback)
 }
 
 /// Parses a recipient address: 422 `validation_failed` on field `to` when malformed.
@@ -371,7 +381,7 @@ impl SendFailure {
                 text = s.to_string();
                 source = s.source();
             }
-            crate::error::printable(&text)
+            tenantry_errors::printable(&text)
         });
         Self { what, code, cause }
     }
@@ -541,7 +551,7 @@ pub fn check_settings(settings: &TenantSettings) -> Result<(), ApiError> {
                 };
                 return Err(ApiError::field(
                     &format!("settings.mail_templates.{}.{}.{field}", lang.as_str(), kind.as_str()),
-                    format!("does not render: {}", crate::error::printable(&e.to_string())),
+                    format!("does not render: {}", tenantry_errors::printable(&e.to_string())),
                 ));
             }
         }
@@ -652,6 +662,14 @@ mod tests {
         }
         let es = render(&t, "i", MailTemplateKind::ResetPassword, Language::Es, &vars()).unwrap();
         assert_eq!(es.subject, "Restablece tu contraseña de Acme & Co");
+    }
+
+    #[test]
+    fn the_language_is_the_first_one_we_speak_else_the_fallback() {
+        assert_eq!(language(Some("fr-CA es-MX en"), Language::En), Language::Es);
+        assert_eq!(language(Some("EN-gb"), Language::Es), Language::En);
+        assert_eq!(language(Some("fr de"), Language::Es), Language::Es);
+        assert_eq!(language(None, Language::En), Language::En);
     }
 
     #[test]
