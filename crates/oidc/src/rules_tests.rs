@@ -498,8 +498,14 @@ fn post_logout_redirects_are_registered_exactly_and_hints_are_verified() {
     assert_eq!(ok.redirect.as_deref(), Some("https://app.example.com/bye"));
     assert_eq!(ok.state.as_deref(), Some("s1"));
     for refused in [
-        vec![("client_id", "spa"), ("post_logout_redirect_uri", "https://app.example.com/bye/")],
-        vec![("client_id", "web"), ("post_logout_redirect_uri", "https://evil.example.com/")],
+        vec![
+            ("client_id", "spa"),
+            ("post_logout_redirect_uri", "https://app.example.com/bye/"),
+        ],
+        vec![
+            ("client_id", "web"),
+            ("post_logout_redirect_uri", "https://evil.example.com/"),
+        ],
         // Without a client there is nothing the URI could be registered for.
         vec![("post_logout_redirect_uri", "https://app.example.com/bye")],
         vec![("id_token_hint", "a.b.c")],

@@ -1,99 +1,18 @@
-//! Application state and the router: which surface lives at which path, behind which
-//! layers.
-
-use std::sync::Arc;
+//! The router: which surface lives at which path, behind which layers.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::any;
-use metrics_exporter_prometheus::PrometheusHandle;
-use tenantry_controlplane::{ControlPlane, Writer};
-use tenantry_crypto::SecretBox;
-use tenantry_dataplane::{GlobalDb, TenantDbManager};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
 use crate::middleware::{self, CorsPolicy};
 use crate::routes;
-use tenantry_tenancy::TenantContextResolver;
-use tenantry_tenancy::keystore::KeyStore;
-
-/// Everything a handler can reach. Cloned for every request (axum's `State`), so it is
-/// one `Arc` around [`Shared`]; fields are reached through `Deref`.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What [`AppState`] holds.
-pub struct Shared {
-    pub config: Arc<Config>,
-    /// The public base URL actually in use (configured or derived from the bound address).
-    pub public_url: url::Url,
-    pub control_plane: Arc<ControlPlane>,
-    pub writer: Arc<dyn Writer>,
-    pub secrets: Arc<SecretBox>,
-    pub resolver: TenantContextResolver,
-    pub metrics: PrometheusHandle,
-    /// Tenant database pools (also reachable through `TenantContext::db`).
-    pub dbs: Arc<TenantDbManager>,
-    /// The optional installation-wide database.
-    pub global_db: Option<GlobalDb>,
-    /// Opened signing-key rings (also reachable through `TenantContext::keys`).
-    pub keystore: Arc<KeyStore>,
-    /// The account services: password hashing, attempt counters, the mailer, the
-    /// password deny-list.
-    pub accounts: tenantry_accounts::Accounts,
-    /// The one admin write path: writes through `writer` and records the audit event.
-    pub admin: tenantry_admin::AdminService,
-}
-
-impl AppState {
-    /// The global database, or 501 `global_db_not_configured`.
-    pub fn global_db(&self) -> Result<&GlobalDb, crate::error::ApiError> {
-        self.global_db.as_ref().ok_or_else(|| {
-            crate::error::ApiError::new(
-                crate::error::ErrorCode::GlobalDbNotConfigured,
-                "set global_db_url (TENANTRY_GLOBAL_DB_URL) to enable this",
-            )
-        })
-    }
-
-    /// Records an admin action in the global database when there is one (never fails the
-    /// request: the change is already stored).
-    pub async fn audit_admin(&self, admin: uuid::Uuid, action: &str, tenant: Option<&str>, details: serde_json::Value) {
-        if let Some(global) = &self.global_db
-            && let Err(e) = global
-                .record_admin_event(Some(admin), action, tenant, None, details)
-                .await
-        {
-            tracing::warn!(action, error = %e, "admin audit event not recorded");
-        }
-    }
-}
-
-impl axum::extract::FromRef<AppState> for TenantContextResolver {
-    fn from_ref(state: &AppState) -> Self {
-        state.resolver.clone()
-    }
-}
+use crate::state::AppState;
 
 /// Builds the whole HTTP application.
 pub fn router(state: AppState) -> Router {

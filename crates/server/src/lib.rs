@@ -19,6 +19,7 @@ pub mod proxies;
 pub mod resources;
 pub mod routes;
 pub mod secrets;
+pub mod state;
 pub mod telemetry;
 pub mod web;
 
@@ -27,8 +28,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
 
-pub use app::{AppState, router};
+pub use app::router;
 pub use config::{Config, ConfigError, Overrides};
+pub use state::AppState;
 
 /// Folder under FS_ROOT that holds SQLite tenant databases (`<tenant id>/tenant.db`).
 /// It is data plane, not control plane: deleting a tenant leaves its file for the operator.
@@ -143,7 +145,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         password_deny_list,
     };
     let admin = tenantry_admin::AdminService::new(writer.clone(), global_db.clone());
-    let state = AppState::new(app::Shared {
+    let state = AppState::new(state::Shared {
         config: Arc::new(config),
         public_url,
         writer,

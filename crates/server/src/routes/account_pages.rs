@@ -22,9 +22,9 @@ use axum::routing::get;
 use tenantry_controlplane::model::Language;
 use tenantry_dataplane::model::{EmailTokenPurpose, User};
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, PageContext};
+use crate::state::AppState;
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use tenantry_accounts::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};

@@ -16,9 +16,9 @@ use tenantry_controlplane::validate::{validate_slug, validate_tenant};
 use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::secrets::{self, ResealFailure, Resealer};
+use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
 use tenantry_admin::Audit;
 use tenantry_dataplane::custom_fields::type_changes;

@@ -14,8 +14,8 @@ use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Client, ClientType, GrantType, SigningAlg, TokenEndpointAuthMethod};
 use tenantry_controlplane::validate::validate_client;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
 use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;

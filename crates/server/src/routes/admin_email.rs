@@ -9,9 +9,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tenantry_controlplane::model::{Language, MailTemplateKind};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_admin::Audit;
 use tenantry_mail::{self as email, MailVars};
 
 pub fn router() -> Router<AppState> {
@@ -44,19 +45,13 @@ async fn send_test(
         link: None,
         expires_in: None,
     };
-    state
+    let send = state
         .accounts
         .mailer
-        .send(&state.secrets, &ctx, &body.to, MailTemplateKind::Test, language, &vars)
-        .await?;
-    state
-        .audit_admin(
-            admin.admin_id,
-            "send_test_email",
-            Some(&slug),
-            serde_json::json!({"recipient_domain": email::recipient_domain(&body.to)}),
-        )
-        .await;
+        .send(&state.secrets, &ctx, &body.to, MailTemplateKind::Test, language, &vars);
+    let audit = Audit::new("send_test_email", Some(&slug))
+        .with_details(serde_json::json!({"recipient_domain": email::recipient_domain(&body.to)}));
+    state.admin.perform(admin.actor(), send, |_| audit).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"to": body.to, "language": language})),

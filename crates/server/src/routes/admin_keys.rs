@@ -10,8 +10,8 @@ use serde_json::Value;
 use tenantry_controlplane::model::{KeyState, SigningAlg, SigningSettings};
 use tenantry_controlplane::{Command, TenantEntry};
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::web::AdminAuth;
 use tenantry_admin::Audit;
 use tenantry_oidc::key_rotation::{RingOwner, rotate_command};

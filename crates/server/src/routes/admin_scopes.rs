@@ -11,8 +11,8 @@ use tenantry_controlplane::Command;
 use tenantry_controlplane::model::Scope;
 use tenantry_controlplane::validate::validate_scope;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
 use tenantry_admin::Audit;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;

@@ -17,10 +17,11 @@ use tenantry_dataplane::model::{NewUser, ProfileUpdate, User};
 use tenantry_dataplane::{EmailTokenRepository, UserRepository};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
 use tenantry_accounts::passwords;
+use tenantry_admin::Audit;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
@@ -146,21 +147,22 @@ async fn create_user(
         // Refused before anything is made.
         ctx.require(tenantry_tenancy::Capability::Email)?;
     }
-    let user = db.create_user(new, &ctx.custom_fields()).await?;
-    if let Some(phc) = phc {
-        db.set_password(user.id, &phc).await?;
-    }
-    if mail {
-        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
-    }
-    state
-        .audit_admin(
-            admin.admin_id,
-            "create_user",
-            Some(&slug),
-            serde_json::json!({ "user_id": user.id }),
-        )
-        .await;
+    let create = async {
+        let user = db.create_user(new, &ctx.custom_fields()).await?;
+        if let Some(phc) = phc {
+            db.set_password(user.id, &phc).await?;
+        }
+        if mail {
+            tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
+        }
+        Ok::<_, ApiError>(user)
+    };
+    let user = state
+        .admin
+        .perform(admin.actor(), create, |user| {
+            Audit::new("create_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     let location = format!("/v1/admin/tenants/{slug}/users/{}", user.id);
     Ok((
         StatusCode::CREATED,
@@ -227,18 +229,19 @@ async fn update_user(
     let db = ctx.db().await?;
     // Both parts are checked before either is written.
     tenantry_dataplane::users::profile::check_update(&body.profile, body.custom.as_ref())?;
-    db.update_profile(user.id, body.profile).await?;
-    if let Some(custom) = &body.custom {
-        db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;
-    }
+    let update = async {
+        db.update_profile(user.id, body.profile).await?;
+        if let Some(custom) = &body.custom {
+            db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;
+        }
+        Ok::<_, ApiError>(())
+    };
     state
-        .audit_admin(
-            admin.admin_id,
-            "update_user",
-            Some(&slug),
-            serde_json::json!({ "user_id": user.id }),
-        )
-        .await;
+        .admin
+        .perform(admin.actor(), update, |_| {
+            Audit::new("update_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     let user = existing(&ctx, &id).await?;
     Ok(Json(view(&ctx, user).await?))
 }
@@ -269,16 +272,16 @@ async fn set_password(
     let db = ctx.db().await?;
     // A reset link mailed before must not undo what the administrator set.
     let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
-    db.spend_email_tokens(user.id, purpose, chrono::Utc::now()).await?;
-    db.set_password(user.id, &phc).await?;
+    let set = async {
+        db.spend_email_tokens(user.id, purpose, chrono::Utc::now()).await?;
+        db.set_password(user.id, &phc).await
+    };
     state
-        .audit_admin(
-            admin.admin_id,
-            "set_user_password",
-            Some(&slug),
-            serde_json::json!({ "user_id": user.id }),
-        )
-        .await;
+        .admin
+        .perform(admin.actor(), set, |_| {
+            Audit::new("set_user_password", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,17 +291,19 @@ async fn delete_user(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    if !ctx.db().await?.delete_user(user_id(&id)?).await? {
-        return Err(not_found(&id));
-    }
+    let user = user_id(&id)?;
+    let delete = async {
+        match ctx.db().await?.delete_user(user).await? {
+            true => Ok(()),
+            false => Err(not_found(&id)),
+        }
+    };
     state
-        .audit_admin(
-            admin.admin_id,
-            "delete_user",
-            Some(&slug),
-            serde_json::json!({ "user_id": id }),
-        )
-        .await;
+        .admin
+        .perform(admin.actor(), delete, |_| {
+            Audit::new("delete_user", Some(&slug)).with_details(serde_json::json!({ "user_id": id }))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,11 +336,13 @@ async fn send_verification_email(
         ));
     }
     let db = ctx.db().await?;
-    tenantry_accounts::account_email::start_verification(&state.accounts, &ctx, &db, &user, None).await?;
-    let detail = serde_json::json!({ "user_id": user.id });
+    let send = tenantry_accounts::account_email::start_verification(&state.accounts, &ctx, &db, &user, None);
     state
-        .audit_admin(admin.admin_id, "send_verification_email", Some(&slug), detail)
-        .await;
+        .admin
+        .perform(admin.actor(), send, |_| {
+            Audit::new("send_verification_email", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,11 +358,13 @@ async fn send_reset_email(
     ctx.require(tenantry_tenancy::Capability::Email)?;
     let user = active(existing(&ctx, &id).await?)?;
     let db = ctx.db().await?;
-    tenantry_accounts::account_email::send_reset(&state.accounts, &ctx, &db, &user, None).await?;
-    let detail = serde_json::json!({ "user_id": user.id });
+    let send = tenantry_accounts::account_email::send_reset(&state.accounts, &ctx, &db, &user, None);
     state
-        .audit_admin(admin.admin_id, "send_reset_email", Some(&slug), detail)
-        .await;
+        .admin
+        .perform(admin.actor(), send, |_| {
+            Audit::new("send_reset_email", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -384,12 +393,16 @@ async fn disable_user(
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
     let now = chrono::Utc::now();
-    db.disable_user(user.id, reason.as_deref(), None).await?;
-    tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await?;
-    let detail = serde_json::json!({ "user_id": user.id });
+    let disable = async {
+        db.disable_user(user.id, reason.as_deref(), None).await?;
+        tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await
+    };
     state
-        .audit_admin(admin.admin_id, "disable_user", Some(&slug), detail)
-        .await;
+        .admin
+        .perform(admin.actor(), disable, |_| {
+            Audit::new("disable_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
 }
 
@@ -401,10 +414,12 @@ async fn enable_user(
 ) -> Result<Json<UserView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
-    ctx.db().await?.enable_user(user.id).await?;
-    let detail = serde_json::json!({ "user_id": user.id });
+    let db = ctx.db().await?;
     state
-        .audit_admin(admin.admin_id, "enable_user", Some(&slug), detail)
-        .await;
+        .admin
+        .perform(admin.actor(), db.enable_user(user.id), |_| {
+            Audit::new("enable_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
+        })
+        .await?;
     Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tenantry_controlplane::model::{Branding, Language};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {

@@ -30,8 +30,8 @@ use tenantry_dataplane::{
 };
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};

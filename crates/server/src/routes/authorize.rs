@@ -20,9 +20,9 @@ use tenantry_crypto::{SealContext, hash_token, random_token};
 use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User};
 use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::pages::{self, PageContext};
+use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, SecondFactor};

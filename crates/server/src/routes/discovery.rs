@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;
 use tenantry_tenancy::TenantContext;
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::web::{Bearer, BearerRejection};
 use tenantry_oidc::key_rotation::JWKS_MAX_AGE_SECS;
 use tenantry_oidc::tokens::{self, BearerError};

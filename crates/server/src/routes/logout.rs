@@ -15,8 +15,8 @@ use tenantry_crypto::hash_token;
 use tenantry_dataplane::SessionRepository;
 use tenantry_oidc::logout::{self, EndSessionError};
 
-use crate::app::AppState;
 use crate::pages::{self, PageContext};
+use crate::state::AppState;
 use crate::web::csrf;
 use crate::web::{SESSION_COOKIE, cookie, set_cookie};
 use tenantry_oidc::params::Params;

@@ -16,7 +16,7 @@ use tenantry_oidc::params::Params;
 use tenantry_oidc::token_endpoint;
 use tenantry_tenancy::TenantContext;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::web::OAuthError;
 use crate::web::oauth_error::unreadable_body;
 

@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::resources;
+use crate::state::AppState;
 use crate::web::AdminAuth;
 
 pub fn router() -> Router<AppState> {

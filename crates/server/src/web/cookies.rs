@@ -6,7 +6,7 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use tenantry_tenancy::TenantContext;
 
 /// Name of the login session cookie.

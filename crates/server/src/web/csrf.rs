@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::cookies::{CSRF_COOKIE, cookie, set_cookie};
-use crate::app::AppState;
+use crate::state::AppState;
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use tenantry_crypto::{constant_time_eq, hash_token};
 
 use super::bearer::{Bearer, challenge};
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 
 /// A JSON body; malformed input answers `invalid_json` (400), a wrong content type
 /// `unsupported_media_type` (415) and an oversized body `payload_too_large` (413).
