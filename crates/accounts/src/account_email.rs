@@ -372,18 +372,7 @@ pub async fn reset_password(
     field: &str,
 ) -> Result<User, ApiError> {
     let user = reset_target(ctx, db, token).await?;
-    let policy = &ctx.entry.tenant.settings.security;
-    crate::passwords::check_policy(
-        policy,
-        accounts.password_deny_list.as_deref(),
-        &user.email,
-        new_password,
-        field,
-    )?;
-    let phc = accounts
-        .hasher
-        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, new_password)
-        .await?;
+    let password = crate::account::NewPassword::prepare(accounts, ctx, &user.email, new_password, field).await?;
     let now = Utc::now();
     let spent = db
         .use_email_token(&hash_token(token), EmailTokenPurpose::ResetPassword, now)
@@ -392,10 +381,9 @@ pub async fn reset_password(
     if spent.user_id != user.id {
         return Err(invalid_token());
     }
-    // Before the password changes: no older mail's link may set another one afterwards.
-    db.spend_email_tokens(user.id, EmailTokenPurpose::ResetPassword, now)
-        .await?;
-    db.set_password(user.id, &phc).await?;
+    // Before the password changes, the other reset links are spent: no older mail's link
+    // may set another one afterwards.
+    password.store(db, user.id).await?;
     // Whoever knew the old password is out.
     crate::login::sign_out_everywhere(db, user.id, now).await?;
     if let Err(e) = crate::login::clear_lockout(accounts, ctx, &user.email).await {

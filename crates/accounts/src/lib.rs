@@ -11,6 +11,7 @@
 //! (no axum; the HTTP crate maps results to pages and problem+json), never writes to the
 //! control plane, and never logs a password, token, code or email address.
 
+pub mod account;
 pub mod account_email;
 pub mod login;
 pub mod mfa;

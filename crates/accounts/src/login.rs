@@ -559,7 +559,7 @@ pub async fn sign_out_everywhere(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
@@ -569,12 +569,19 @@ mod tests {
     use tenantry_tenancy::keystore::KeyStore;
 
     const ATTEMPTS: u32 = 3;
-    const PASSWORD: &str = "correct horse battery";
+    pub(crate) const PASSWORD: &str = "correct horse battery";
 
     /// A tenant with a SQLite database in a temp dir (locking after [`ATTEMPTS`] failures
     /// for a minute, no per-IP limit, the cheapest hash), one user with [`PASSWORD`], and
     /// the account services with an in-memory limiter.
     async fn tenant(mfa_required: bool) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
+        tenant_with(|settings| settings.security.mfa_required = mfa_required).await
+    }
+
+    /// [`tenant`], with the tenant's settings changed by `configure` before it is made.
+    pub(crate) async fn tenant_with(
+        configure: impl FnOnce(&mut TenantSettings),
+    ) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
         let dir = tempfile::tempdir().unwrap();
         let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
         let mut settings = TenantSettings {
@@ -587,12 +594,12 @@ mod tests {
         settings.security.max_login_attempts = ATTEMPTS;
         settings.security.lockout_duration_secs = 60;
         settings.security.login_attempts_per_ip_per_minute = 0;
-        settings.security.mfa_required = mfa_required;
         settings.security.password_hash = PasswordHashParams {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
         };
+        configure(&mut settings);
         let now = chrono::Utc::now();
         let tenant = Tenant {
             id: uuid::Uuid::new_v4(),

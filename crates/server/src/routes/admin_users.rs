@@ -13,14 +13,14 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantry_dataplane::UserRepository;
 use tenantry_dataplane::model::{NewUser, ProfileUpdate, User};
-use tenantry_dataplane::{EmailTokenRepository, UserRepository};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
-use tenantry_accounts::passwords;
+use tenantry_accounts::account::NewPassword;
 use tenantry_admin::Audit;
 use tenantry_tenancy::TenantContext;
 
@@ -122,24 +122,8 @@ async fn create_user(
     };
     // The profile is refused before the password costs a hash.
     tenantry_dataplane::users::profile::check_new_user(&new)?;
-    let phc = match &body.password {
-        Some(password) => {
-            let security = &ctx.entry.tenant.settings.security;
-            passwords::check_policy(
-                security,
-                state.accounts.password_deny_list.as_deref(),
-                &new.email,
-                password,
-                "password",
-            )?;
-            Some(
-                state
-                    .accounts
-                    .hasher
-                    .hash(&slug, &security.password_hash, password)
-                    .await?,
-            )
-        }
+    let password = match &body.password {
+        Some(password) => Some(NewPassword::prepare(&state.accounts, &ctx, &new.email, password, "password").await?),
         None => None,
     };
     let mail = body.send_verification_email && !body.email_verified;
@@ -149,8 +133,8 @@ async fn create_user(
     }
     let create = async {
         let user = db.create_user(new, &ctx.custom_fields()).await?;
-        if let Some(phc) = phc {
-            db.set_password(user.id, &phc).await?;
+        if let Some(password) = password {
+            password.store(&db, user.id).await?;
         }
         if mail {
             tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
@@ -260,22 +244,11 @@ async fn set_password(
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
-    passwords::check_policy(
-        &ctx.entry.tenant.settings.security,
-        state.accounts.password_deny_list.as_deref(),
-        &user.email,
-        &body.password,
-        "password",
-    )?;
-    let params = ctx.entry.tenant.settings.security.password_hash;
-    let phc = state.accounts.hasher.hash(&slug, &params, &body.password).await?;
+    // Checked and hashed before the audited write; a reset link mailed before must not
+    // undo what the administrator set (`NewPassword::store` spends them).
+    let password = NewPassword::prepare(&state.accounts, &ctx, &user.email, &body.password, "password").await?;
     let db = ctx.db().await?;
-    // A reset link mailed before must not undo what the administrator set.
-    let purpose = tenantry_dataplane::model::EmailTokenPurpose::ResetPassword;
-    let set = async {
-        db.spend_email_tokens(user.id, purpose, chrono::Utc::now()).await?;
-        db.set_password(user.id, &phc).await
-    };
+    let set = password.store(&db, user.id);
     state
         .admin
         .perform(admin.actor(), set, |_| {

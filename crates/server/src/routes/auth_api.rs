@@ -9,7 +9,7 @@
 //! issues (`grants::user_token_body`). Only first-party clients of the tenant may log users
 //! in here. Calls for "me" take the access token as a bearer and need its login session
 //! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
-//! also need a fresh re-authentication ([`reauthenticate`]). Errors are RFC 9457 problems.
+//! also need a fresh re-authentication (`account::reauthenticate`). Errors are RFC 9457 problems.
 
 use std::collections::BTreeMap;
 
@@ -19,28 +19,25 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{Duration, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_controlplane::model::{Client, GrantType, MailTemplateKind};
-use tenantry_crypto::{SealContext, hash_token, random_token};
-use tenantry_dataplane::model::{NewUser, ProfileUpdate, Session, User};
-use tenantry_dataplane::{
-    EmailTokenRepository, MfaRepository, SessionRepository, TenantDb, TokenRepository, UserRepository,
-};
-use uuid::Uuid;
+use tenantry_controlplane::model::{Client, GrantType};
+use tenantry_crypto::{hash_token, random_token};
+use tenantry_dataplane::model::{ProfileUpdate, Session, User};
+use tenantry_dataplane::{TenantDb, TokenRepository};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use tenantry_accounts::account::{
+    self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, first_party_client, requested_scope,
+};
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
 use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
+use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
-use tenantry_tenancy::{Capability, TenantContext};
-
-/// How long a second-factor challenge (`mfa_token`) stays valid.
-const MFA_TOKEN_TTL: Duration = Duration::minutes(5);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,39 +58,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
         .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
-}
-
-/// The first-party client a login is for.
-fn first_party_client<'a>(ctx: &'a TenantContext, client_id: &str) -> Result<&'a Client, ApiError> {
-    ctx.entry
-        .clients
-        .get(client_id)
-        // A confidential client authenticates at the token endpoint; no client secret is
-        // asked for here, so only public first-party apps may use these endpoints.
-        .filter(|c| c.first_party && c.client_type == tenantry_controlplane::model::ClientType::Public)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidClient,
-                "client_id must name a public first-party client of the tenant",
-            )
-        })
-}
-
-/// The scopes asked for, each allowed for the client; `openid` when none are named.
-fn requested_scope(client: &Client, scope: Option<&str>) -> Result<String, ApiError> {
-    let mut scopes: Vec<&str> = Vec::new();
-    for s in scope.unwrap_or("openid").split(' ').filter(|s| !s.is_empty()) {
-        if !client.scopes.iter().any(|c| c == s) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidScope,
-                format!("scope `{}` is not allowed for this client", crate::error::printable(s)),
-            ));
-        }
-        if !scopes.contains(&s) {
-            scopes.push(s);
-        }
-    }
-    Ok(scopes.join(" "))
 }
 
 /// A login session for a completed login and the tokens for it (a refresh token when the
@@ -147,41 +111,6 @@ async fn sign_in(
     )
     .await
     .map_err(|e| e.into_problem())
-}
-
-/// A pending second factor, sealed for the tenant: who, for which client and scope, until when.
-#[derive(Serialize, Deserialize)]
-struct MfaChallenge {
-    /// Spent by the login it completes (`mfa_token:{jti}` in the rate limiter's store).
-    jti: String,
-    user: Uuid,
-    client_id: String,
-    scope: String,
-    expires_at: i64,
-}
-
-fn mfa_seal(ctx: &TenantContext) -> String {
-    ctx.entry.tenant.id.to_string()
-}
-
-fn seal_challenge(state: &AppState, ctx: &TenantContext, challenge: &MfaChallenge) -> String {
-    let owner = mfa_seal(ctx);
-    let json = serde_json::to_string(challenge).unwrap_or_default();
-    state.secrets.seal(SealContext::new(&owner, "mfa_challenge"), &json)
-}
-
-fn open_challenge(state: &AppState, ctx: &TenantContext, token: &str) -> Result<MfaChallenge, ApiError> {
-    let owner = mfa_seal(ctx);
-    let invalid = || ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired");
-    let json = state
-        .secrets
-        .open(SealContext::new(&owner, "mfa_challenge"), token)
-        .map_err(|_| invalid())?;
-    let challenge: MfaChallenge = serde_json::from_str(&json).map_err(|_| invalid())?;
-    if challenge.expires_at < Utc::now().timestamp() {
-        return Err(invalid());
-    }
-    Ok(challenge)
 }
 
 fn login_problem(e: LoginError) -> ApiError {
@@ -246,17 +175,11 @@ async fn login(
             owed: SecondFactor::Enrol(enrolment),
         } => (user, Some(enrolment)),
     };
-    let challenge = MfaChallenge {
-        jti: random_token(16),
-        user: user.id,
-        client_id: client.client_id.clone(),
-        scope,
-        expires_at: (Utc::now() + MFA_TOKEN_TTL).timestamp(),
-    };
+    let mfa_token = MfaChallenge::issue(&state.accounts, &ctx, user.id, &client.client_id, scope);
     let mut answer = json!({
         "mfa_required": true,
-        "mfa_token": seal_challenge(&state, &ctx, &challenge),
-        "expires_in": MFA_TOKEN_TTL.num_seconds(),
+        "mfa_token": mfa_token,
+        "expires_in": MFA_TOKEN_TTL.as_secs(),
     });
     if let Some(enrolment) = enrolment {
         answer["enrolment"] =
@@ -284,11 +207,7 @@ async fn mfa(
     origin: SessionOrigin,
     ApiJson(body): ApiJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let challenge = open_challenge(&state, &ctx, &body.mfa_token)?;
-    let spent_key = format!("mfa_token:{}:{}", ctx.entry.tenant.id, challenge.jti);
-    if !state.accounts.rate_limiter.check(&spent_key, 1).await?.is_allowed() {
-        return Err(ApiError::new(ErrorCode::InvalidGrant, "the mfa_token was already used"));
-    }
+    let challenge = MfaChallenge::open(&state.accounts, &ctx, &body.mfa_token).await?;
     let client = first_party_client(&ctx, &challenge.client_id)?;
     let db = ctx.db().await?;
     let user = active_user(&ctx, &db, challenge.user)
@@ -305,8 +224,7 @@ async fn mfa(
                 return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
             }
         };
-    let ttl = std::time::Duration::from_secs(MFA_TOKEN_TTL.num_seconds() as u64);
-    state.accounts.rate_limiter.hit(&spent_key, 1, ttl).await?;
+    challenge.spend(&state.accounts, &ctx).await?;
     let mut tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
     if let Some(codes) = recovery_codes {
         tokens["recovery_codes"] = json!(codes);
@@ -365,88 +283,23 @@ async fn register(
     origin: SessionOrigin,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
-    let ip = origin.ip;
-    let policy = &ctx.entry.tenant.settings.security;
-    if !policy.registration_enabled {
-        return Err(ApiError::new(
-            ErrorCode::RegistrationDisabled,
-            "this tenant does not allow self-registration",
-        ));
-    }
-    // An account that must verify its address but cannot be sent the link would be stuck.
-    if policy.require_verified_email {
-        ctx.require(Capability::Email)?;
-    }
-    tenantry_accounts::login::per_ip(
-        &state.accounts,
-        &ctx,
-        "register",
-        ip,
-        tenantry_accounts::login::REGISTER_PER_IP,
-    )
-    .await?
-    .into_result()?;
-    let client = body
-        .client_id
-        .as_deref()
-        .map(|id| first_party_client(&ctx, id))
-        .transpose()?;
-    let scope = client.map(|c| requested_scope(c, body.scope.as_deref())).transpose()?;
-    let new = NewUser {
+    let registration = Registration {
         email: body.email,
-        email_verified: false,
-        username: None,
+        password: &body.password,
+        client_id: body.client_id.as_deref(),
+        scope: body.scope.as_deref(),
         given_name: body.given_name,
         family_name: body.family_name,
         name: body.name,
-        picture: None,
         locale: body.locale,
         phone_number: body.phone_number,
-        metadata: None,
         custom: body.custom,
     };
-    // The profile is refused before the password costs a hash.
-    tenantry_dataplane::users::profile::check_new_user(&new)?;
-    tenantry_accounts::passwords::check_policy(
-        policy,
-        state.accounts.password_deny_list.as_deref(),
-        &new.email,
-        &body.password,
-        "password",
-    )?;
-    let db = ctx.db().await?;
-    let phc = state
-        .accounts
-        .hasher
-        .hash(&ctx.entry.tenant.id.to_string(), &policy.password_hash, &body.password)
-        .await?;
-    let user = match db.create_user(new, &ctx.custom_fields()).await {
-        Ok(user) => user,
-        Err(tenantry_dataplane::DbError::Conflict(_)) => {
-            return Err(ApiError::new(
-                ErrorCode::EmailTaken,
-                "an account with this email already exists",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(e) = db.set_password(user.id, &phc).await {
-        // No account without its password: the half-made user goes.
-        let _ = db.delete_user(user.id).await;
-        return Err(e.into());
-    }
-    if ctx.capabilities.email {
-        // A mail that does not leave undoes the account: registering again starts afresh.
-        tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, client).await?;
-    }
-    let mut answer = json!({ "user": user });
-    if let (Some(client), Some(scope)) = (client, scope)
-        && policy.registration_auto_login
-        && !policy.require_verified_email
-        // A new account has no second factor yet: tokens only when none is owed.
-        && tenantry_accounts::login::decide_second_factor(false, false, policy.mfa_required) == tenantry_accounts::login::Owed::None
-    {
-        let authentication = Authentication::new(user.clone(), Method::Password);
+    let registered = tenantry_accounts::account::register(&state.accounts, &ctx, origin.ip, registration).await?;
+    let mut answer = json!({ "user": registered.user });
+    if let Some((client, scope)) = registered.sign_in {
+        let db = ctx.db().await?;
+        let authentication = Authentication::new(registered.user, Method::Password);
         answer["tokens"] = sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?;
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
@@ -502,12 +355,7 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
 
 /// `POST /v1/auth/logout`: ends this login session and its refresh tokens.
 async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
-    let now = Utc::now();
-    caller.db.revoke_session(&caller.session.id_hash, now).await?;
-    caller
-        .db
-        .revoke_refresh_by_session(&caller.session.id_hash, now)
-        .await?;
+    account::end_this_session(&caller.db, &caller.session.id_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -546,11 +394,6 @@ async fn update_me(
     caller: Caller,
     ApiJson(body): ApiJson<MeUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    // A number the user types is not verified, whatever the old one was.
-    let phone_changed = body
-        .phone_number
-        .as_ref()
-        .is_some_and(|n| caller.user.phone_number.as_ref() != Some(n));
     let update = ProfileUpdate {
         given_name: body.given_name,
         family_name: body.family_name,
@@ -558,22 +401,9 @@ async fn update_me(
         picture: body.picture,
         locale: body.locale,
         phone_number: body.phone_number,
-        phone_number_verified: phone_changed.then_some(false),
         ..Default::default()
     };
-    // Every value is checked before anything is written; then custom fields, the part
-    // the database can still refuse (uniqueness), so a refusal changes nothing.
-    tenantry_dataplane::users::profile::check_update(&update, body.custom.as_ref())?;
-    if let Some(custom) = &body.custom {
-        caller
-            .db
-            .set_custom_fields(caller.user.id, custom, &ctx.custom_fields())
-            .await?;
-    }
-    caller.db.update_profile(caller.user.id, update).await?;
-    let user = active_user(&ctx, &caller.db, caller.user.id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
+    let user = account::update_own_profile(&ctx, &caller.db, &caller.user, update, body.custom.as_ref()).await?;
     Ok(Json(serde_json::to_value(user).map_err(|_| ApiError::internal())?))
 }
 
@@ -585,62 +415,23 @@ struct PasswordChange {
 }
 
 /// `POST /v1/auth/password`: needs the current password (always, as the re-authentication
-/// of [`reauthenticate`]); ends every other session.
+/// of `account::reauthenticate`); ends every other session.
 async fn change_password(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
-    let policy = &ctx.entry.tenant.settings.security;
-    tenantry_accounts::passwords::check_policy(
-        policy,
-        state.accounts.password_deny_list.as_deref(),
-        &caller.user.email,
-        &body.new_password,
-        "new_password",
-    )?;
-    let phc = state
-        .accounts
-        .hasher
-        .hash(
-            &ctx.entry.tenant.id.to_string(),
-            &policy.password_hash,
-            &body.new_password,
-        )
-        .await?;
-    let now = Utc::now();
-    // A reset link mailed before the change must not undo it.
-    caller
-        .db
-        .spend_email_tokens(
-            caller.user.id,
-            tenantry_dataplane::model::EmailTokenPurpose::ResetPassword,
-            now,
-        )
-        .await?;
-    caller.db.set_password(caller.user.id, &phc).await?;
-    // Every other session ends, with the refresh tokens issued under it, and no device
-    // skips the second factor any more.
-    caller.db.forget_devices(caller.user.id, now).await?;
-    for other in caller.db.sessions_of(caller.user.id, now).await? {
-        if other.id_hash != caller.session.id_hash {
-            caller.db.revoke_refresh_by_session(&other.id_hash, now).await?;
-        }
-    }
-    caller
-        .db
-        .revoke_user_sessions(caller.user.id, Some(&caller.session.id_hash), now)
-        .await?;
-    tenantry_accounts::account_email::notify(
+    account::change_password(
         &state.accounts,
         &ctx,
-        &caller.user.email,
-        tenantry_accounts::account_email::mail_language(&ctx, Some(&caller.user)),
-        MailTemplateKind::PasswordChanged,
-        None,
-    );
+        &caller.db,
+        &caller.user,
+        &caller.session,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -755,9 +546,7 @@ async fn reset_password(
 
 /// `GET /v1/auth/sessions`: the caller's live sessions; `id` is the session's `sid`.
 async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = caller
-        .db
-        .sessions_of(caller.user.id, Utc::now())
+    let list: Vec<Value> = account::sessions(&caller.db, caller.user.id)
         .await?
         .into_iter()
         .map(|s| {
@@ -778,56 +567,40 @@ async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
 
 /// `DELETE /v1/auth/sessions/{id}`: ends one of the caller's sessions.
 async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let now = Utc::now();
-    let session = caller
-        .db
-        .sessions_of(caller.user.id, now)
-        .await?
-        .into_iter()
-        .find(|s| tenantry_oidc::tokens::sid(&s.id_hash) == id)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such session"))?;
-    caller.db.revoke_session(&session.id_hash, now).await?;
-    caller.db.revoke_refresh_by_session(&session.id_hash, now).await?;
+    account::end_session(&caller.db, caller.user.id, |s| {
+        tenantry_oidc::tokens::sid(&s.id_hash) == id
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/auth/mfa/totp` `{"current_password"}`: starts (or restarts) TOTP enrolment.
-/// A fresh re-authentication ([`reauthenticate`]): the body may be left out within
-/// [`REAUTH_WINDOW`] of one.
+/// A fresh re-authentication (`account::reauthenticate`): the body may be left out within
+/// `account::REAUTH_WINDOW` of one.
 async fn totp_enrol(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Json<tenantry_accounts::mfa::Enrolment>, ApiError> {
-    let proof: Proof = if body.iter().all(u8::is_ascii_whitespace) {
-        Proof::default()
+    let proof: ProofBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ProofBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    if tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
-        return Err(ApiError::new(
-            ErrorCode::MfaAlreadyEnabled,
-            "TOTP is already enabled; disable it first to enrol a new authenticator",
-        ));
-    }
-    reauthenticate(&state, &ctx, &caller, proof.current_password.as_deref(), None).await?;
-    let enrolment = tenantry_accounts::mfa::enrol(
-        &state.secrets,
-        &caller.db,
-        ctx.entry.tenant.id,
-        tenantry_accounts::mfa::issuer_name(&ctx),
-        caller.user.id,
-        &caller.user.email,
-    )
-    .await?;
+    let proof = Proof {
+        password: proof.current_password.as_deref(),
+        code: None,
+    };
+    let enrolment =
+        account::enrol_totp(&state.accounts, &ctx, &caller.db, &caller.user, &caller.session, proof).await?;
     Ok(Json(enrolment))
 }
 
 /// The re-authentication a factor-changing call may carry.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Proof {
+struct ProofBody {
     #[serde(default)]
     current_password: Option<String>,
 }
@@ -843,33 +616,28 @@ struct ConfirmBody {
 
 /// `POST /v1/auth/mfa/totp/confirm` `{"code", "current_password"?}`: the first code of the
 /// pending enrolment; answers the recovery codes once. Needs a fresh re-authentication
-/// (the password here, or one within [`REAUTH_WINDOW`], e.g. the enrolment's).
+/// (the password here, or one within `account::REAUTH_WINDOW`, e.g. the enrolment's).
 async fn totp_confirm(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<Value>, ApiError> {
-    reauthenticate(&state, &ctx, &caller, body.current_password.as_deref(), None).await?;
-    tenantry_accounts::login::mfa_attempt(&state.accounts, &ctx, caller.user.id).await?;
-    match tenantry_accounts::mfa::confirm(
-        &state.secrets,
+    let proof = Proof {
+        password: body.current_password.as_deref(),
+        code: None,
+    };
+    let codes = account::confirm_totp(
+        &state.accounts,
+        &ctx,
         &caller.db,
-        ctx.entry.tenant.id,
-        caller.user.id,
+        &caller.user,
+        &caller.session,
         &body.code,
+        proof,
     )
-    .await?
-    {
-        Some(codes) => {
-            tenantry_accounts::login::mfa_passed(&state.accounts, &ctx, caller.user.id).await?;
-            Ok(Json(json!({ "recovery_codes": codes })))
-        }
-        None => Err(ApiError::new(
-            ErrorCode::InvalidMfaCode,
-            "the code is not valid for the pending enrolment",
-        )),
-    }
+    .await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
 }
 
 #[derive(Deserialize)]
@@ -888,9 +656,16 @@ async fn totp_disable(
     caller: Caller,
     ApiJson(body): ApiJson<DisableBody>,
 ) -> Result<StatusCode, ApiError> {
-    reauthenticate(&state, &ctx, &caller, Some(&body.current_password), None).await?;
-    reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    tenantry_accounts::mfa::disable(&caller.db, caller.user.id).await?;
+    account::disable_totp(
+        &state.accounts,
+        &ctx,
+        &caller.db,
+        &caller.user,
+        &caller.session,
+        &body.current_password,
+        &body.code,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -909,78 +684,14 @@ async fn recovery_codes(
     caller: Caller,
     ApiJson(body): ApiJson<RecoveryBody>,
 ) -> Result<Json<Value>, ApiError> {
-    reauthenticate(&state, &ctx, &caller, None, Some(&body.code)).await?;
-    let codes = tenantry_accounts::mfa::regenerate_recovery_codes(&caller.db, caller.user.id).await?;
+    let codes = account::regenerate_recovery_codes(
+        &state.accounts,
+        &ctx,
+        &caller.db,
+        &caller.user,
+        &caller.session,
+        &body.code,
+    )
+    .await?;
     Ok(Json(json!({ "recovery_codes": codes })))
-}
-
-/// How long a re-authentication lets the same login session change the account's
-/// factors without another proof.
-const REAUTH_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
-
-fn reauth_key(ctx: &TenantContext, caller: &Caller) -> String {
-    let sid = tenantry_oidc::tokens::sid(&caller.session.id_hash);
-    format!("reauth:{}:{sid}", ctx.entry.tenant.id)
-}
-
-/// The one re-authentication behind every change of the account's factors (password
-/// change, TOTP enrolment, confirmation and removal, recovery codes): a bearer token alone
-/// never adds, replaces or removes a factor. A proof in the request — the current
-/// password (`login::recheck_password`: the admission-controlled hasher, counted against
-/// the login lockout) or a current second-factor code (counted per account) — is checked
-/// and remembered for this login session for [`REAUTH_WINDOW`]; without one, a proof made
-/// by the same session within that window is needed, else 403
-/// `reauthentication_required`. The access token's `auth_time` is not enough: a token
-/// stolen minutes after a login would pass.
-async fn reauthenticate(
-    state: &AppState,
-    ctx: &TenantContext,
-    caller: &Caller,
-    password: Option<&str>,
-    code: Option<&str>,
-) -> Result<(), ApiError> {
-    let key = reauth_key(ctx, caller);
-    if password.is_none() && code.is_none() {
-        // A hit made by a proof leaves the key over a limit of 1 until the window ends.
-        if state.accounts.rate_limiter.check(&key, 1).await?.is_allowed() {
-            return Err(ApiError::new(
-                ErrorCode::ReauthenticationRequired,
-                "confirm it is you: send current_password with this request",
-            ));
-        }
-        return Ok(());
-    }
-    if let Some(password) = password {
-        tenantry_accounts::login::recheck_password(&state.accounts, ctx, &caller.db, &caller.user, password).await?;
-    }
-    if let Some(code) = code {
-        verify_second_factor(state, ctx, caller, code).await?;
-    }
-    // The window starts afresh at each proof.
-    state.accounts.rate_limiter.reset(&key).await?;
-    state.accounts.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
-    Ok(())
-}
-
-/// A TOTP code (or recovery code) of the caller's confirmed authenticator.
-async fn verify_second_factor(
-    state: &AppState,
-    ctx: &TenantContext,
-    caller: &Caller,
-    code: &str,
-) -> Result<(), ApiError> {
-    tenantry_accounts::login::mfa_attempt(&state.accounts, ctx, caller.user.id).await?;
-    if !tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await? {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMfaCode,
-            "TOTP is not enabled for this account",
-        ));
-    }
-    let tenant = ctx.entry.tenant.id;
-    let passed =
-        tenantry_accounts::mfa::check_second_factor(&state.secrets, &caller.db, tenant, caller.user.id, code).await?;
-    if !passed {
-        return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
-    }
-    tenantry_accounts::login::mfa_passed(&state.accounts, ctx, caller.user.id).await
 }
