@@ -3,7 +3,9 @@
 //! result is one [`login::Authentication`] ([`login`]), passwords and their policy ([`passwords`]: Argon2id under admission
 //! control), attempt counters ([`ratelimit`]), the second factor itself ([`mfa`]: TOTP,
 //! recovery codes, trusted devices), and the flows that go through the user's mailbox
-//! ([`account_email`]: verification, password reset, notices).
+//! ([`account_email`]: verification, password reset, notices), and what a user or an
+//! administrator does to an account outside a login ([`account`]: registration, setting
+//! and changing the password, re-authentication, TOTP enrolment and removal, sessions).
 //!
 //! Functions take the narrow dependencies they use — one [`Accounts`] value, the tenant's
 //! `TenantContext`, its `TenantDb` — and answer their own error enums or
