@@ -294,7 +294,7 @@ async fn patch_client(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let previous = existing(&ctx, &client_id)?;
     let mut current = serde_json::to_value(ClientInput::from_client(previous)).map_err(|_| ApiError::internal())?;
-    crate::secrets::merge_patch(&mut current, &patch);
+    tenantry_admin::settings::merge_patch(&mut current, &patch);
     let input: ClientInput =
         serde_json::from_value(current).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     if input.client_id.as_deref() != Some(client_id.as_str()) {
