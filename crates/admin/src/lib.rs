@@ -3,7 +3,8 @@
 //! Admin validation and sealing live here, not in the HTTP crate: [`settings`] turns admin
 //! settings input into sealed settings (and redacts, merge-patches and re-seals them), and
 //! [`tenants`] builds and checks new and updated tenants (custom fields, database
-//! ownership). The HTTP crate only reads the request, calls these, and answers.
+//! ownership), and [`clients`] builds OAuth clients from admin input and makes their
+//! secrets. The HTTP crate only reads the request, calls these, and answers.
 //!
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
@@ -15,6 +16,7 @@
 //! authenticated the acting [`Actor`] and parsed the request, and checks the input with
 //! the functions above before it calls [`AdminService::perform`].
 
+pub mod clients;
 pub mod settings;
 pub mod tenants;
 
