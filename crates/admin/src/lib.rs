@@ -1,4 +1,10 @@
-//! The one admin write path.
+//! Admin services: validation and sealing of admin input, and the one admin write path.
+//!
+//! Admin validation and sealing live here, not in the HTTP crate: [`settings`] turns admin
+//! settings input into sealed settings (and redacts, merge-patches and re-seals them), and
+//! [`tenants`] builds and checks new and updated tenants (custom fields, database
+//! ownership), and [`clients`] builds OAuth clients from admin input and makes their
+//! secrets. The HTTP crate only reads the request, calls these, and answers.
 //!
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
@@ -7,7 +13,12 @@
 //! audit record is written here and nowhere else, so no admin write can forget it.
 //!
 //! This crate decides nothing about HTTP and never reads a request: the caller has already
-//! authenticated the acting [`Actor`] and validated the input.
+//! authenticated the acting [`Actor`] and parsed the request, and checks the input with
+//! the functions above before it calls [`AdminService::perform`].
+
+pub mod clients;
+pub mod settings;
+pub mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;

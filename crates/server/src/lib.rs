@@ -18,7 +18,6 @@ pub mod pages;
 pub mod proxies;
 pub mod resources;
 pub mod routes;
-pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod web;

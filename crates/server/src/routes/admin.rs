@@ -11,19 +11,17 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_controlplane::model::{Tenant, TenantSettings};
-use tenantry_controlplane::validate::{validate_slug, validate_tenant};
+use tenantry_controlplane::model::Tenant;
+use tenantry_controlplane::validate::validate_tenant;
 use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::secrets::{self, ResealFailure, Resealer};
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
-use tenantry_admin::Audit;
-use tenantry_dataplane::custom_fields::type_changes;
+use tenantry_admin::settings::{self, ResealFailure, Resealer};
+use tenantry_admin::{Audit, tenants};
 use tenantry_dataplane::{Schema, SchemaStatus};
-use tenantry_tenancy::keystore::SYSTEM_OWNER;
 use tenantry_tenancy::{Capability, TenantContext};
 
 pub fn router() -> Router<AppState> {
@@ -71,7 +69,7 @@ fn view(state: &AppState, entry: &TenantEntry) -> TenantView {
         issuer: state.resolver.issuer_for(entry),
         created_at: t.created_at,
         updated_at: t.updated_at,
-        settings: secrets::redacted(&t.settings),
+        settings: settings::redacted(&t.settings),
     }
 }
 
@@ -88,26 +86,10 @@ async fn create_tenant(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Response, ApiError> {
-    validate_slug(&body.slug).map_err(ApiError::validation)?;
-    let id = Uuid::new_v4();
-    // Merged onto `TenantSettings::for_new_tenant` (the embedded SQLite database unless
-    // the settings name another, or say `"user_db": null` for none).
-    let input = body.settings.unwrap_or_else(|| serde_json::json!({}));
-    let settings = secrets::settings_from_input(input, None, &id.to_string(), &state.secrets)?;
-    let now = Utc::now();
-    let tenant = Tenant {
-        id,
-        display_name: body.display_name.unwrap_or_else(|| body.slug.clone()),
-        slug: body.slug,
-        created_at: now,
-        updated_at: now,
-        settings,
-    };
-    validate_tenant(&tenant).map_err(ApiError::validation)?;
-    check_db_owner(&state, &tenant).await?;
+    let tenant = tenants::new_tenant(body.slug, body.display_name, body.settings, &state.secrets, &state.dbs).await?;
     let slug = tenant.slug.clone();
     // The tenant's keys are made here, before the command, so applying it is deterministic.
-    let key_ring = tenantry_oidc::key_rotation::new_ring(state.secrets.clone(), id.to_string()).await?;
+    let key_ring = tenantry_oidc::key_rotation::new_ring(state.secrets.clone(), tenant.id.to_string()).await?;
     let snapshot = state
         .admin
         .command(
@@ -239,9 +221,7 @@ async fn patch_tenant(
         tenant.display_name = name;
     }
     if let Some(patch) = body.settings {
-        let mut merged = secrets::redacted(&tenant.settings);
-        secrets::merge_patch(&mut merged, &patch);
-        tenant.settings = replacement_settings(&state, &ctx, merged)?;
+        tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
     }
     update(&state, &admin, &ctx, tenant).await
 }
@@ -254,14 +234,8 @@ async fn put_settings(
 ) -> Result<Json<TenantView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let mut tenant = ctx.entry.tenant.clone();
-    tenant.settings = replacement_settings(&state, &ctx, settings)?;
+    tenant.settings = tenants::replacement_settings(&tenant, settings, &state.secrets)?;
     update(&state, &admin, &ctx, tenant).await
-}
-
-/// New settings for an existing tenant from admin input (secrets sealed, `********` kept).
-fn replacement_settings(state: &AppState, ctx: &TenantContext, input: Value) -> Result<TenantSettings, ApiError> {
-    let current = &ctx.entry.tenant;
-    secrets::settings_from_input(input, Some(&current.settings), &current.id.to_string(), &state.secrets)
 }
 
 async fn update(
@@ -270,13 +244,7 @@ async fn update(
     before: &TenantContext,
     mut tenant: Tenant,
 ) -> Result<Json<TenantView>, ApiError> {
-    tenant.updated_at = Utc::now();
-    validate_tenant(&tenant).map_err(ApiError::validation)?;
-    check_custom_field_types(before, &tenant).await?;
-    check_unique_custom_fields(before, &tenant).await?;
-    if tenant.settings.user_db != before.entry.tenant.settings.user_db {
-        check_db_owner(state, &tenant).await?;
-    }
+    tenants::check_update(before, &mut tenant, &state.dbs).await?;
     let slug = tenant.slug.clone();
     let snapshot = state
         .admin
@@ -288,89 +256,6 @@ async fn update(
         .await?;
     let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
     Ok(Json(view(state, entry)))
-}
-
-/// Refuses a custom field whose type would change, against the current settings and,
-/// when the tenant database can be reached, against the columns already there (a field
-/// removed from the settings keeps its column and type).
-async fn check_custom_field_types(before: &TenantContext, after: &Tenant) -> Result<(), ApiError> {
-    let current = &before.entry.tenant.settings;
-    let mut stored = Vec::new();
-    if current.user_db.is_some()
-        && current.user_db == after.settings.user_db
-        && let Ok(db) = before.db().await
-    {
-        stored = db.stored_custom_fields().await.unwrap_or_default();
-    }
-    let problems = type_changes(&current.custom_fields, &after.settings.custom_fields, &stored);
-    match problems.into_iter().next() {
-        Some(problem) => Err(ApiError::field("settings.custom_fields", problem)),
-        None => Ok(()),
-    }
-}
-
-/// Refuses a custom field that turns `unique` on while existing values repeat (409
-/// `custom_field_duplicates`, naming the field and the first repeated values): the index
-/// could not be made, so nothing is stored. Skipped when the database cannot be reached
-/// now (the sync then reports the field in `/readyz` instead).
-async fn check_unique_custom_fields(before: &TenantContext, after: &Tenant) -> Result<(), ApiError> {
-    let current = &before.entry.tenant.settings;
-    let newly_unique: Vec<_> = after
-        .settings
-        .custom_fields
-        .iter()
-        .filter(|f| f.unique)
-        .filter(|f| !current.custom_fields.iter().any(|c| c.name == f.name && c.unique))
-        .collect();
-    if newly_unique.is_empty() || current.user_db.is_none() || current.user_db != after.settings.user_db {
-        return Ok(());
-    }
-    let Ok(db) = before.db().await else {
-        return Ok(());
-    };
-    for field in newly_unique {
-        let repeated = db.custom_field_duplicates(&field.name, 3).await?;
-        if !repeated.is_empty() {
-            let values: Vec<_> = repeated
-                .iter()
-                .map(|v| {
-                    format!(
-                        "\"{}\"",
-                        crate::error::printable(v).chars().take(40).collect::<String>()
-                    )
-                })
-                .collect();
-            return Err(ApiError::new(
-                ErrorCode::CustomFieldDuplicates,
-                format!(
-                    "custom field `{}` cannot be unique: existing values repeat ({}); make them unique first. Nothing was changed",
-                    field.name,
-                    values.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses settings whose `user_db` names a database stamped for another tenant (422 on
-/// `settings.user_db`), when it can be reached now; an unreachable one is checked again
-/// when it opens.
-async fn check_db_owner(state: &AppState, tenant: &Tenant) -> Result<(), ApiError> {
-    let Some(user_db) = &tenant.settings.user_db else {
-        return Ok(());
-    };
-    match state.dbs.owner_of(tenant.id, user_db).await {
-        Ok(Some(owner)) if owner != tenant.id.to_string() => Err(ApiError::field(
-            "settings.user_db",
-            format!(
-                "this database belongs to another tenant (id {owner}); use an empty database, or adopt this one \
-                 explicitly with POST /v1/admin/tenants/{}/database/adopt",
-                tenant.slug
-            ),
-        )),
-        _ => Ok(()),
-    }
 }
 
 async fn delete_tenant(
@@ -466,9 +351,8 @@ async fn adopt(state: &AppState, slug: &str, body: AdoptDatabase) -> Result<Valu
     let mut ctx = state.resolver.resolve_slug(slug)?;
     if let Some(user_db) = body.user_db {
         let mut tenant = ctx.entry.tenant.clone();
-        let mut merged = secrets::redacted(&tenant.settings);
-        secrets::merge_patch(&mut merged, &serde_json::json!({ "user_db": user_db }));
-        tenant.settings = replacement_settings(state, &ctx, merged)?;
+        let patch = serde_json::json!({ "user_db": user_db });
+        tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
         tenant.updated_at = Utc::now();
         validate_tenant(&tenant).map_err(ApiError::validation)?;
         // Recorded as part of the adoption (one audit event for the whole action).
@@ -540,31 +424,7 @@ struct ResealReport {
 async fn reseal(admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
     let snapshot = state.control_plane.snapshot();
     let mut resealer = Resealer::new(&state.secrets);
-    let mut commands = Vec::new();
-    for entry in snapshot.tenants.values() {
-        let tenant = &entry.tenant;
-        let owner = tenant.id.to_string();
-        if let Some(settings) = resealer.settings(&tenant.slug, &owner, &tenant.settings) {
-            commands.push(Command::UpdateTenant {
-                tenant: Tenant {
-                    settings,
-                    ..tenant.clone()
-                },
-            });
-        }
-        if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
-            commands.push(Command::PutKeyRing {
-                slug: Some(tenant.slug.clone()),
-                ring,
-            });
-        }
-    }
-    if let Some(ring) = resealer.key_ring(SYSTEM_OWNER, SYSTEM_OWNER, &snapshot.system_keys) {
-        commands.push(Command::PutKeyRing { slug: None, ring });
-    }
-    if let Some(secrets) = resealer.system_secrets(&snapshot.system_secrets) {
-        commands.push(Command::PutSystemSecrets { secrets });
-    }
+    let commands = settings::reseal_commands(&mut resealer, &snapshot);
     let written = commands.len();
     let write_all = async {
         for command in commands {

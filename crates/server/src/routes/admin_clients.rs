@@ -8,15 +8,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tenantry_controlplane::Command;
-use tenantry_controlplane::model::{Client, ClientType, GrantType, SigningAlg, TokenEndpointAuthMethod};
+use tenantry_controlplane::model::{Client, ClientType};
 use tenantry_controlplane::validate::validate_client;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
+use tenantry_admin::clients::{self, ClientInput};
 use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;
 
@@ -34,117 +35,6 @@ pub fn router() -> Router<AppState> {
             "/v1/admin/tenants/{slug}/clients/{client_id}/secret",
             post(rotate_secret),
         )
-}
-
-/// The writable fields of a client. Everything but `name` has a default.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientInput {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_id: Option<String>,
-    name: String,
-    #[serde(default = "default_client_type")]
-    client_type: ClientType,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    post_logout_redirect_uris: Vec<String>,
-    #[serde(default)]
-    allowed_origins: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    grant_types: Option<Vec<GrantType>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scopes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    access_token_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id_token_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_token_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    jwks: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    backchannel_logout_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    verify_email_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reset_password_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id_token_signed_response_alg: Option<SigningAlg>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    access_token_signed_response_alg: Option<SigningAlg>,
-    #[serde(default)]
-    first_party: bool,
-}
-
-fn default_client_type() -> ClientType {
-    ClientType::Confidential
-}
-
-impl ClientInput {
-    fn from_client(c: &Client) -> Self {
-        Self {
-            client_id: Some(c.client_id.clone()),
-            name: c.name.clone(),
-            client_type: c.client_type,
-            redirect_uris: c.redirect_uris.clone(),
-            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
-            allowed_origins: c.allowed_origins.clone(),
-            grant_types: Some(c.grant_types.clone()),
-            scopes: Some(c.scopes.clone()),
-            token_endpoint_auth_method: Some(c.token_endpoint_auth_method),
-            access_token_secs: c.access_token_secs,
-            id_token_secs: c.id_token_secs,
-            refresh_token_secs: c.refresh_token_secs,
-            jwks: c.jwks.clone(),
-            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
-            verify_email_url: c.verify_email_url.clone(),
-            reset_password_url: c.reset_password_url.clone(),
-            id_token_signed_response_alg: c.id_token_signed_response_alg,
-            access_token_signed_response_alg: c.access_token_signed_response_alg,
-            first_party: c.first_party,
-        }
-    }
-
-    /// The client this input describes (defaults filled), keeping `previous`'s secret and
-    /// creation time when there is one.
-    fn into_client(self, client_id: String, previous: Option<&Client>, now: DateTime<Utc>) -> Client {
-        let confidential = self.client_type == ClientType::Confidential;
-        Client {
-            client_id,
-            name: self.name,
-            client_type: self.client_type,
-            redirect_uris: self.redirect_uris,
-            post_logout_redirect_uris: self.post_logout_redirect_uris,
-            allowed_origins: self.allowed_origins,
-            grant_types: self
-                .grant_types
-                .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
-            scopes: self
-                .scopes
-                .unwrap_or_else(|| ["openid", "profile", "email"].map(String::from).to_vec()),
-            token_endpoint_auth_method: self.token_endpoint_auth_method.unwrap_or(if confidential {
-                TokenEndpointAuthMethod::ClientSecretBasic
-            } else {
-                TokenEndpointAuthMethod::None
-            }),
-            secret_hash: previous.and_then(|p| p.secret_hash.clone()).filter(|_| confidential),
-            access_token_secs: self.access_token_secs,
-            id_token_secs: self.id_token_secs,
-            refresh_token_secs: self.refresh_token_secs,
-            jwks: self.jwks,
-            backchannel_logout_uri: self.backchannel_logout_uri,
-            verify_email_url: self.verify_email_url,
-            reset_password_url: self.reset_password_url,
-            id_token_signed_response_alg: self.id_token_signed_response_alg,
-            access_token_signed_response_alg: self.access_token_signed_response_alg,
-            first_party: self.first_party,
-            created_at: previous.map_or(now, |p| p.created_at),
-            updated_at: now,
-        }
-    }
 }
 
 /// A client as the admin API shows it: no secret digest, only whether there is one.
@@ -168,21 +58,6 @@ fn view(client: &Client, secret: Option<String>) -> ClientView {
         updated_at: client.updated_at,
         client_secret: secret,
     }
-}
-
-/// Makes a secret for a confidential client that has none; returns it (once).
-fn ensure_secret(state: &AppState, ctx: &TenantContext, client: &mut Client) -> Result<Option<String>, ApiError> {
-    let uses_secret = matches!(
-        client.token_endpoint_auth_method,
-        TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
-    );
-    if client.client_type != ClientType::Confidential || client.secret_hash.is_some() || !uses_secret {
-        return Ok(None);
-    }
-    let key = state.keystore.client_secret_key(&ctx.snapshot.system_secrets)?;
-    let secret = tenantry_crypto::random_token(32);
-    client.secret_hash = Some(tenantry_crypto::keyed_digest(&key, &secret));
-    Ok(Some(secret))
 }
 
 /// How a client is written.
@@ -245,7 +120,7 @@ async fn create_client(
         ));
     }
     let mut client = input.into_client(client_id.clone(), None, Utc::now());
-    let secret = ensure_secret(&state, &ctx, &mut client)?;
+    let secret = clients::ensure_secret(&state.keystore, &ctx.snapshot.system_secrets, &mut client)?;
     store(
         &state,
         admin.actor(),
@@ -293,15 +168,9 @@ async fn patch_client(
 ) -> Result<Json<ClientView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let previous = existing(&ctx, &client_id)?;
-    let mut current = serde_json::to_value(ClientInput::from_client(previous)).map_err(|_| ApiError::internal())?;
-    crate::secrets::merge_patch(&mut current, &patch);
-    let input: ClientInput =
-        serde_json::from_value(current).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
-    if input.client_id.as_deref() != Some(client_id.as_str()) {
-        return Err(ApiError::field("client_id", "cannot be changed"));
-    }
+    let input = clients::patched_input(previous, &patch)?;
     let mut client = input.into_client(client_id.clone(), Some(previous), Utc::now());
-    let secret = ensure_secret(&state, &ctx, &mut client)?;
+    let secret = clients::ensure_secret(&state.keystore, &ctx.snapshot.system_secrets, &mut client)?;
     store(
         &state,
         admin.actor(),
@@ -341,7 +210,7 @@ async fn rotate_secret(
     }
     client.secret_hash = None;
     client.updated_at = Utc::now();
-    let secret = ensure_secret(&state, &ctx, &mut client)?;
+    let secret = clients::ensure_secret(&state.keystore, &ctx.snapshot.system_secrets, &mut client)?;
     let write = ClientWrite::Replace { read_at };
     store(
         &state,

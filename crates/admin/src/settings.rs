@@ -9,11 +9,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tenantry_controlplane::model::{KeyRing, SealedSecret, SystemSecrets, TenantSettings};
+use tenantry_controlplane::model::{KeyRing, SealedSecret, SystemSecrets, Tenant, TenantSettings};
 use tenantry_controlplane::validate::validate_settings;
+use tenantry_controlplane::{Command, Snapshot};
 use tenantry_crypto::{SealContext, SecretBox};
 
-use crate::error::ApiError;
+use tenantry_errors::ApiError;
 
 /// What a read API shows in place of a secret; sent back unchanged, it keeps the secret.
 pub const REDACTED: &str = "********";
@@ -120,7 +121,7 @@ fn settings_error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> (S
             serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
             serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
                 path.push('.');
-                path.push_str(&crate::error::printable(key));
+                path.push_str(&tenantry_errors::printable(key));
             }
             serde_path_to_error::Segment::Unknown => {}
         }
@@ -134,7 +135,7 @@ fn settings_error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> (S
         && !path.ends_with(&format!(".{unknown}"))
     {
         path.push('.');
-        path.push_str(&crate::error::printable(unknown));
+        path.push_str(&tenantry_errors::printable(unknown));
     }
     (path, message)
 }
@@ -260,6 +261,39 @@ impl<'a> Resealer<'a> {
         }
         changed.then_some(new_ring)
     }
+}
+
+/// The commands that put every secret of `snapshot` (tenant settings, tenant and system
+/// key rings, the installation secrets) under the current master key; what does not open
+/// is left in `resealer.failures` and untouched.
+pub fn reseal_commands(resealer: &mut Resealer<'_>, snapshot: &Snapshot) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for entry in snapshot.tenants.values() {
+        let tenant = &entry.tenant;
+        let owner = tenant.id.to_string();
+        if let Some(settings) = resealer.settings(&tenant.slug, &owner, &tenant.settings) {
+            commands.push(Command::UpdateTenant {
+                tenant: Tenant {
+                    settings,
+                    ..tenant.clone()
+                },
+            });
+        }
+        if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
+            commands.push(Command::PutKeyRing {
+                slug: Some(tenant.slug.clone()),
+                ring,
+            });
+        }
+    }
+    let system = tenantry_tenancy::keystore::SYSTEM_OWNER;
+    if let Some(ring) = resealer.key_ring(system, system, &snapshot.system_keys) {
+        commands.push(Command::PutKeyRing { slug: None, ring });
+    }
+    if let Some(secrets) = resealer.system_secrets(&snapshot.system_secrets) {
+        commands.push(Command::PutSystemSecrets { secrets });
+    }
+    commands
 }
 
 #[cfg(test)]
