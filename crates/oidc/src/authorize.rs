@@ -4,11 +4,17 @@
 //!
 //! Until the client and its redirect URI are trusted an error is [`Refusal::Untrusted`]
 //! (the HTTP crate shows it on a page, never redirects); after that it is
-//! [`Refusal::ToClient`], sent back to the redirect URI.
+//! [`Refusal::ToClient`], sent back to the redirect URI. Once the user is signed in, the
+//! consent decision ([`needs_consent`], [`grant_consent`]) and the single-use code
+//! ([`issue_code`]) finish the request.
 
 use serde::{Deserialize, Serialize};
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, ClientType, GrantType};
+use tenantry_dataplane::model::{AuthorizationCode, Consent, Session};
+use tenantry_dataplane::{ConsentRepository, TokenRepository};
+use tenantry_errors::ApiError;
+use tenantry_tenancy::TenantContext;
 
 use crate::params::Params;
 
@@ -204,4 +210,94 @@ pub fn is_pkce_value(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Lifetime of an authorization code (RFC 6749 recommends at most 10 minutes).
+pub const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Whether `user` must be asked before `client` gets `scopes`: never for a first-party
+/// client or when the tenant does not require consent; always with `prompt=consent`;
+/// otherwise unless a live consent covers every scope.
+pub async fn needs_consent(
+    ctx: &TenantContext,
+    client: &Client,
+    user: uuid::Uuid,
+    scopes: &[String],
+    force_consent: bool,
+) -> Result<bool, ApiError> {
+    let policy = &ctx.entry.tenant.settings.consent;
+    if client.first_party || !policy.required {
+        return Ok(false);
+    }
+    if force_consent {
+        return Ok(true);
+    }
+    let db = ctx.db().await?;
+    Ok(match db.consent(user, &client.client_id, chrono::Utc::now()).await? {
+        Some(consent) => !scopes.iter().all(|s| consent.scopes.contains(s)),
+        None => true,
+    })
+}
+
+/// Records that `user` allowed `client` the `scopes`, for the tenant's remembering period
+/// (`consent.remember_secs`; 0 keeps it until revoked).
+pub async fn grant_consent(
+    ctx: &TenantContext,
+    client: &Client,
+    user: uuid::Uuid,
+    scopes: &[String],
+) -> Result<(), ApiError> {
+    let remember = ctx.entry.tenant.settings.consent.remember_secs;
+    let now = chrono::Utc::now();
+    let consent = Consent {
+        user_id: user,
+        client_id: client.client_id.clone(),
+        scopes: scopes.to_vec(),
+        granted_at: now,
+        expires_at: (remember > 0).then(|| now + chrono::Duration::seconds(remember as i64)),
+        revoked_at: None,
+    };
+    Ok(ctx.db().await?.grant_consent(&consent).await?)
+}
+
+/// What an authorization code is issued for: the validated request's parts it carries
+/// to the token endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeRequest<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scopes: &'a [String],
+    pub nonce: Option<&'a str>,
+    pub code_challenge: Option<&'a str>,
+}
+
+/// Issues a single-use authorization code (stored as its hash, [`CODE_TTL`]) for a
+/// signed-in `session` of `user`, carrying the session's `auth_time`, `acr` and `amr`.
+pub async fn issue_code(
+    ctx: &TenantContext,
+    request: CodeRequest<'_>,
+    session: &Session,
+    user: uuid::Uuid,
+) -> Result<String, ApiError> {
+    let code = tenantry_crypto::random_token(32);
+    let now = chrono::Utc::now();
+    let record = AuthorizationCode {
+        code_hash: tenantry_crypto::hash_token(&code),
+        client_id: request.client_id.to_owned(),
+        user_id: user,
+        session_id_hash: Some(session.id_hash.clone()),
+        redirect_uri: request.redirect_uri.to_owned(),
+        scope: request.scopes.join(" "),
+        nonce: request.nonce.map(str::to_owned),
+        code_challenge: request.code_challenge.map(str::to_owned),
+        code_challenge_method: request.code_challenge.map(|_| "S256".to_owned()),
+        auth_time: session.auth_time,
+        acr: session.acr.clone(),
+        amr: session.amr.clone(),
+        created_at: now,
+        expires_at: now + CODE_TTL,
+        used_at: None,
+    };
+    ctx.db().await?.store_code(&record).await?;
+    Ok(code)
 }

@@ -10,7 +10,7 @@ use tenantry_controlplane::model::*;
 use tenantry_controlplane::{Command, ControlPlane, FsStore};
 use tenantry_crypto::{MasterKey, SealContext, SecretBox, hash_token, keyed_digest};
 use tenantry_dataplane::model::{AuthorizationCode, NewUser};
-use tenantry_dataplane::{TenantDbManager, TokenRepository, UserRepository};
+use tenantry_dataplane::{SessionRepository, TenantDbManager, TokenRepository, UserRepository};
 use tenantry_errors::OAuthError;
 use tenantry_tenancy::keystore::{CLIENT_SECRET_KEY_FIELD, KeyStore, SYSTEM_OWNER};
 use tenantry_tenancy::{TenantContext, TenantContextResolver};
@@ -516,4 +516,80 @@ fn post_logout_redirects_are_registered_exactly_and_hints_are_verified() {
         );
     }
     assert!(request(&[]).unwrap().redirect.is_none());
+}
+
+// ---- consent and code issuance (OIDC Core 3.1.2.4, RFC 6749 4.1.2) ----
+
+async fn asks(t: &Tenant, client: &Client, user: uuid::Uuid, scopes: Vec<String>, force: bool) -> bool {
+    authorize::needs_consent(&t.ctx, client, user, &scopes, force)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn consent_is_asked_until_it_covers_every_scope_and_always_with_prompt_consent() {
+    let t = tenant();
+    let (_, user) = code_for(&t, "spa", "openid", None).await;
+    let spa = t.ctx.entry.clients.get("spa").unwrap();
+    let scopes = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(
+        asks(&t, spa, user, scopes(&["openid"]), false).await,
+        "nothing granted yet"
+    );
+    authorize::grant_consent(&t.ctx, spa, user, &scopes(&["openid", "profile"]))
+        .await
+        .unwrap();
+    assert!(!asks(&t, spa, user, scopes(&["openid"]), false).await);
+    assert!(!asks(&t, spa, user, scopes(&["openid", "profile"]), false).await);
+    assert!(
+        asks(&t, spa, user, scopes(&["openid", "email"]), false).await,
+        "a new scope asks again"
+    );
+    assert!(asks(&t, spa, user, scopes(&["openid"]), true).await, "prompt=consent");
+    let mut first_party = spa.clone();
+    first_party.first_party = true;
+    assert!(
+        !authorize::needs_consent(&t.ctx, &first_party, user, &scopes(&["openid", "email"]), true)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn an_issued_code_carries_the_session_sign_in_to_the_token_endpoint() {
+    let t = tenant();
+    let (_, user) = code_for(&t, "spa", "openid", None).await;
+    let now = Utc::now();
+    let session = tenantry_dataplane::model::Session {
+        id_hash: hash_token("session-id"),
+        user_id: user,
+        auth_time: now - Duration::seconds(30),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        acr: None,
+        ip: None,
+        user_agent: None,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::hours(1),
+        revoked_at: None,
+    };
+    t.ctx.db().await.unwrap().create_session(&session).await.unwrap();
+    let scopes = vec!["openid".to_owned()];
+    let request = authorize::CodeRequest {
+        client_id: "spa",
+        redirect_uri: "https://app.example.com/cb",
+        scopes: &scopes,
+        nonce: Some("n-1"),
+        code_challenge: Some(CHALLENGE),
+    };
+    let code = authorize::issue_code(&t.ctx, request, &session, user).await.unwrap();
+    let answer = token(&t, &redeem(&code, VERIFIER)).await.unwrap();
+    let id_token = answer["id_token"].as_str().unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(id_token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["auth_time"], json!(session.auth_time.timestamp()));
+    assert_eq!(claims["sid"], json!(crate::tokens::sid(&session.id_hash)));
 }

@@ -16,9 +16,9 @@ use axum::routing::{get, post};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_controlplane::model::{Client, Language};
-use tenantry_crypto::{SealContext, hash_token, random_token};
-use tenantry_dataplane::model::{AuthorizationCode, Consent, Session, User};
-use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
+use tenantry_crypto::{SealContext, hash_token};
+use tenantry_dataplane::SessionRepository;
+use tenantry_dataplane::model::{Session, User};
 
 use crate::error::ApiError;
 use crate::pages::{self, PageContext};
@@ -26,15 +26,13 @@ use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, SecondFactor};
-use tenantry_oidc::authorize::{self, Refusal, ResponseMode, ReturnTo};
+use tenantry_oidc::authorize::{self, CodeRequest, Refusal, ResponseMode, ReturnTo};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
 /// How long an interaction (authorize → login → consent) may take.
 const INTERACTION_TTL: Duration = Duration::minutes(15);
-/// Lifetime of an authorization code (RFC 6749 recommends at most 10 minutes).
-const CODE_TTL: Duration = Duration::seconds(60);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -273,22 +271,11 @@ async fn continue_after_login(
         mode: interaction.response_mode,
         lang: interaction.lang,
     };
-    let policy = &ctx.entry.tenant.settings.consent;
-    let needs_consent = if client.first_party || !policy.required {
-        false
-    } else if interaction.force_consent {
-        true
-    } else {
-        let db = match ctx.db().await {
-            Ok(db) => db,
+    let needs_consent =
+        match authorize::needs_consent(ctx, client, user.id, &interaction.scopes, interaction.force_consent).await {
+            Ok(needs) => needs,
             Err(e) => return e.into_response(),
         };
-        match db.consent(user.id, &client.client_id, Utc::now()).await {
-            Ok(Some(c)) => !interaction.scopes.iter().all(|s| c.scopes.contains(s)),
-            Ok(None) => true,
-            Err(e) => return ApiError::from(e).into_response(),
-        }
-    };
     if needs_consent {
         if prompt_none {
             return back.error("consent_required", "the user has not consented to this client");
@@ -312,33 +299,17 @@ async fn issue_code(
     session: &Session,
     user: &User,
 ) -> Response {
-    let code = random_token(32);
-    let now = Utc::now();
-    let record = AuthorizationCode {
-        code_hash: hash_token(&code),
-        client_id: interaction.client_id.clone(),
-        user_id: user.id,
-        session_id_hash: Some(session.id_hash.clone()),
-        redirect_uri: interaction.redirect_uri.clone(),
-        scope: interaction.scopes.join(" "),
-        nonce: interaction.nonce.clone(),
-        code_challenge: interaction.code_challenge.clone(),
-        code_challenge_method: interaction.code_challenge.as_ref().map(|_| "S256".to_owned()),
-        auth_time: session.auth_time,
-        acr: session.acr.clone(),
-        amr: session.amr.clone(),
-        created_at: now,
-        expires_at: now + CODE_TTL,
-        used_at: None,
+    let request = CodeRequest {
+        client_id: &interaction.client_id,
+        redirect_uri: &interaction.redirect_uri,
+        scopes: &interaction.scopes,
+        nonce: interaction.nonce.as_deref(),
+        code_challenge: interaction.code_challenge.as_deref(),
     };
-    let stored = match ctx.db().await {
-        Ok(db) => db.store_code(&record).await.map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = stored {
-        return e.into_response();
+    match authorize::issue_code(ctx, request, session, user.id).await {
+        Ok(code) => back.respond(vec![("code".into(), code)]),
+        Err(e) => e.into_response(),
     }
-    back.respond(vec![("code".into(), code)])
 }
 
 #[derive(Deserialize)]
@@ -674,21 +645,7 @@ async fn consent(
         "deny" => return back.error("access_denied", "the user denied access"),
         _ => return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)),
     }
-    let remember = ctx.entry.tenant.settings.consent.remember_secs;
-    let now = Utc::now();
-    let grant = Consent {
-        user_id: user.id,
-        client_id: client.client_id.clone(),
-        scopes: interaction.scopes.clone(),
-        granted_at: now,
-        expires_at: (remember > 0).then(|| now + Duration::seconds(remember as i64)),
-        revoked_at: None,
-    };
-    let stored = match ctx.db().await {
-        Ok(db) => db.grant_consent(&grant).await.map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = stored {
+    if let Err(e) = authorize::grant_consent(&ctx, client, user.id, &interaction.scopes).await {
         return e.into_response();
     }
     issue_code(&ctx, &back, &interaction, &session, &user).await
