@@ -561,12 +561,9 @@ pub async fn sign_out_everywhere(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use tenantry_controlplane::model::{DbDriver, KeyRing, PasswordHashParams, Tenant, TenantSettings, UserDbSettings};
-    use tenantry_controlplane::{Command, ControlPlane, FsStore};
-    use tenantry_tenancy::TenantContextResolver;
-    use tenantry_tenancy::keystore::KeyStore;
+    use tenantry_controlplane::model::{PasswordHashParams, TenantSettings};
+    use tenantry_tenancy::testing::Installation;
 
     const ATTEMPTS: u32 = 3;
     pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -574,58 +571,27 @@ pub(crate) mod tests {
     /// A tenant with a SQLite database in a temp dir (locking after [`ATTEMPTS`] failures
     /// for a minute, no per-IP limit, the cheapest hash), one user with [`PASSWORD`], and
     /// the account services with an in-memory limiter.
-    async fn tenant(mfa_required: bool) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
+    async fn tenant(mfa_required: bool) -> (Installation, Accounts, TenantContext, TenantDb, User) {
         tenant_with(|settings| settings.security.mfa_required = mfa_required).await
     }
 
     /// [`tenant`], with the tenant's settings changed by `configure` before it is made.
     pub(crate) async fn tenant_with(
         configure: impl FnOnce(&mut TenantSettings),
-    ) -> (tempfile::TempDir, Accounts, TenantContext, TenantDb, User) {
-        let dir = tempfile::tempdir().unwrap();
-        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
-        let mut settings = TenantSettings {
-            user_db: Some(UserDbSettings {
-                driver: DbDriver::Sqlite,
-                dsn: None,
-            }),
-            ..Default::default()
-        };
-        settings.security.max_login_attempts = ATTEMPTS;
-        settings.security.lockout_duration_secs = 60;
-        settings.security.login_attempts_per_ip_per_minute = 0;
-        settings.security.password_hash = PasswordHashParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        };
-        configure(&mut settings);
-        let now = chrono::Utc::now();
-        let tenant = Tenant {
-            id: uuid::Uuid::new_v4(),
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            created_at: now,
-            updated_at: now,
-            settings,
-        };
-        cp.apply(&Command::CreateTenant {
-            tenant,
-            key_ring: KeyRing::default(),
-        })
-        .unwrap();
-        let secrets = Arc::new(tenantry_crypto::SecretBox::new(
-            tenantry_crypto::MasterKey::generate(),
-            vec![],
-        ));
-        let dbs = tenantry_dataplane::TenantDbManager::new(
-            tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
-            secrets.clone(),
-        );
-        let keystore = Arc::new(KeyStore::new(secrets.clone()));
-        let url = url::Url::parse("https://id.example.com/").unwrap();
-        let resolver = TenantContextResolver::new(cp, dbs, keystore, None, &url);
-        let ctx = resolver.resolve_slug("acme").unwrap();
+    ) -> (Installation, Accounts, TenantContext, TenantDb, User) {
+        let installation = Installation::new();
+        let ctx = installation.add_tenant("acme", false, |settings| {
+            settings.security.max_login_attempts = ATTEMPTS;
+            settings.security.lockout_duration_secs = 60;
+            settings.security.login_attempts_per_ip_per_minute = 0;
+            settings.security.password_hash = PasswordHashParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            };
+            configure(settings);
+        });
+        let secrets = installation.secrets.clone();
         let db = ctx.db().await.unwrap();
         let accounts = Accounts {
             rate_limiter: crate::ratelimit::RateLimiter::in_memory(),
@@ -643,7 +609,7 @@ pub(crate) mod tests {
         let policy = &ctx.entry.tenant.settings.security.password_hash;
         let phc = accounts.hasher.hash("acme", policy, PASSWORD).await.unwrap();
         db.set_password(user.id, &phc).await.unwrap();
-        (dir, accounts, ctx, db, user)
+        (installation, accounts, ctx, db, user)
     }
 
     async fn login(

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use serde_json::json;
+use tenantry_controlplane::Command;
 use tenantry_controlplane::model::*;
-use tenantry_controlplane::{Command, ControlPlane, FsStore};
-use tenantry_crypto::{MasterKey, SealContext, SecretBox, hash_token, keyed_digest};
+use tenantry_crypto::{SealContext, hash_token, keyed_digest};
 use tenantry_dataplane::model::{AuthorizationCode, NewUser};
-use tenantry_dataplane::{SessionRepository, TenantDbManager, TokenRepository, UserRepository};
+use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
 use tenantry_errors::OAuthError;
+use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::keystore::{CLIENT_SECRET_KEY_FIELD, KeyStore, SYSTEM_OWNER};
-use tenantry_tenancy::{TenantContext, TenantContextResolver};
+use tenantry_tenancy::testing::Installation;
 
 use crate::authorize::{self, Refusal, ResponseMode};
 use crate::params::Params;
@@ -26,7 +27,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 struct Tenant {
-    _dir: tempfile::TempDir,
+    _installation: Installation,
     ctx: TenantContext,
     keystore: Arc<KeyStore>,
 }
@@ -53,35 +54,20 @@ fn client(id: &str, kind: &str, method: &str, secret_hash: Option<String>) -> Cl
 }
 
 fn tenant() -> Tenant {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = Arc::new(SecretBox::new(MasterKey::generate(), vec![]));
-    let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
-    let sealed = secrets.seal(
+    let installation = Installation::new();
+    let sealed = installation.secrets.seal(
         SealContext::new(SYSTEM_OWNER, CLIENT_SECRET_KEY_FIELD),
         CLIENT_SECRET_KEY,
     );
-    cp.apply(&Command::PutSystemSecrets {
-        secrets: SystemSecrets {
-            client_secret_key: Some(SealedSecret(sealed)),
-        },
-    })
-    .unwrap();
-    let mut settings = TenantSettings::for_new_tenant();
-    settings.user_db = Some(UserDbSettings {
-        driver: DbDriver::Sqlite,
-        dsn: None,
-    });
-    let now = Utc::now();
-    let tenant = tenantry_controlplane::model::Tenant {
-        id: uuid::Uuid::new_v4(),
-        slug: "acme".into(),
-        display_name: "Acme".into(),
-        created_at: now,
-        updated_at: now,
-        settings,
-    };
-    let ring = tenantry_keys::generate_ring(&secrets, &tenant.id.to_string(), now).unwrap();
-    cp.apply(&Command::CreateTenant { tenant, key_ring: ring }).unwrap();
+    installation
+        .control_plane
+        .apply(&Command::PutSystemSecrets {
+            secrets: SystemSecrets {
+                client_secret_key: Some(SealedSecret(sealed)),
+            },
+        })
+        .unwrap();
+    installation.add_tenant("acme", true, |_| {});
     let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, CLIENT_SECRET_KEY).unwrap();
     for c in [
         client("spa", "public", "none", None),
@@ -98,23 +84,18 @@ fn tenant() -> Tenant {
             Some(keyed_digest(&key, SECRET)),
         ),
     ] {
-        cp.apply(&Command::CreateClient {
-            slug: "acme".into(),
-            client: c,
-        })
-        .unwrap();
+        installation
+            .control_plane
+            .apply(&Command::CreateClient {
+                slug: "acme".into(),
+                client: c,
+            })
+            .unwrap();
     }
-    let dbs = TenantDbManager::new(
-        tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
-        secrets.clone(),
-    );
-    let keystore = Arc::new(KeyStore::new(secrets));
-    let url = url::Url::parse("https://id.example.com/").unwrap();
-    let resolver = TenantContextResolver::new(cp, dbs, keystore.clone(), None, &url);
     Tenant {
-        ctx: resolver.resolve_slug("acme").unwrap(),
-        keystore,
-        _dir: dir,
+        ctx: installation.resolver.resolve_slug("acme").unwrap(),
+        keystore: installation.keystore.clone(),
+        _installation: installation,
     }
 }
 

@@ -10,6 +10,8 @@
 
 pub mod keystore;
 pub mod revocations;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod users;
 
 use std::sync::Arc;
@@ -265,50 +267,25 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TenantContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
-    use tenantry_controlplane::model::*;
-    use tenantry_controlplane::{Command, FsStore};
 
-    fn resolver(default: Option<&str>) -> (tempfile::TempDir, TenantContextResolver) {
-        let dir = tempfile::tempdir().unwrap();
-        let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
-        for slug in ["acme", "beta"] {
-            let now = Utc::now();
-            let mut settings = TenantSettings::default();
-            if slug == "beta" {
-                settings.user_db = Some(UserDbSettings {
-                    driver: DbDriver::Sqlite,
-                    dsn: None,
-                });
-            }
-            let tenant = Tenant {
-                id: uuid::Uuid::new_v4(),
-                slug: slug.into(),
-                display_name: slug.into(),
-                created_at: now,
-                updated_at: now,
-                settings,
-            };
-            cp.apply(&Command::CreateTenant {
-                tenant,
-                key_ring: KeyRing::default(),
-            })
-            .unwrap();
-        }
+    /// `acme` without a user database, `beta` with one; resolved with `default`.
+    fn resolver(default: Option<&str>) -> (crate::testing::Installation, TenantContextResolver) {
+        let installation = crate::testing::Installation::new();
+        installation.add_tenant("acme", false, |s| s.user_db = None);
+        installation.add_tenant("beta", false, |_| {});
         let url = url::Url::parse("https://id.example.com/").unwrap();
-        let secrets = Arc::new(tenantry_crypto::SecretBox::new(
-            tenantry_crypto::MasterKey::generate(),
-            vec![],
-        ));
         let dbs = TenantDbManager::new(
-            tenantry_dataplane::ManagerConfig::new(dir.path().join("db")),
-            secrets.clone(),
+            tenantry_dataplane::ManagerConfig::new(installation.dir.path().join("db")),
+            installation.secrets.clone(),
         );
-        let keystore = Arc::new(KeyStore::new(secrets));
-        (
-            dir,
-            TenantContextResolver::new(cp, dbs, keystore, default.map(str::to_owned), &url),
-        )
+        let resolver = TenantContextResolver::new(
+            installation.control_plane.clone(),
+            dbs,
+            installation.keystore.clone(),
+            default.map(str::to_owned),
+            &url,
+        );
+        (installation, resolver)
     }
 
     fn parts(uri: &str, header: Option<&str>) -> Parts {
