@@ -5,6 +5,10 @@
 //! [`tenants`] builds and checks new and updated tenants (custom fields, database
 //! ownership), and [`clients`] builds OAuth clients from admin input and makes their
 //! secrets. The HTTP crate only reads the request, calls these, and answers.
+//! [`users`] holds the admin operations on a tenant's users.
+//! [`installation`] makes what an installation needs before its first request (system
+//! keys, a first admin, the default tenant, the development demo), through the `Writer`
+//! like every other control-plane write.
 //!
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
@@ -16,9 +20,12 @@
 //! authenticated the acting [`Actor`] and parsed the request, and checks the input with
 //! the functions above before it calls [`AdminService::perform`].
 
+pub mod access;
 pub mod clients;
+pub mod installation;
 pub mod settings;
 pub mod tenants;
+pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,10 +36,12 @@ use tenantry_dataplane::GlobalDb;
 use tenantry_errors::ApiError;
 use uuid::Uuid;
 
-/// Who acts: an authenticated administrator.
+/// Who acts: an authenticated administrator, or an API key (its id stands in the
+/// audit trail's admin column, and the event says it was a key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     pub admin_id: Uuid,
+    pub api_key: bool,
 }
 
 /// What the audit trail says about one admin write.
@@ -97,6 +106,11 @@ impl AdminService {
         self.perform(actor, self.writer.write(command), |_| audit).await
     }
 
+    /// Records an admin request refused for lack of reach or access (nothing changed).
+    pub async fn refused(&self, actor: Actor, audit: Audit) {
+        self.record(actor, audit).await;
+    }
+
     /// Never fails the request: the change is already stored.
     async fn record(&self, actor: Actor, audit: Audit) {
         let Some(global) = &self.global_db else {
@@ -105,8 +119,13 @@ impl AdminService {
         let Audit {
             action,
             tenant,
-            details,
+            mut details,
         } = audit;
+        if actor.api_key
+            && let Value::Object(map) = &mut details
+        {
+            map.insert("credential".into(), Value::from("api_key"));
+        }
         if let Err(e) = global
             .record_admin_event(Some(actor.admin_id), action, tenant.as_deref(), None, details)
             .await
@@ -136,6 +155,7 @@ mod tests {
         let (_dir, admin, global) = service().await;
         let actor = Actor {
             admin_id: Uuid::new_v4(),
+            api_key: false,
         };
         let refused = admin
             .command(

@@ -13,7 +13,7 @@ pub struct ApiArgs {
     /// Base URL of the server (env TENANTRY_URL, else TENANTRY_PUBLIC_URL).
     #[arg(long, global = true, value_name = "URL")]
     url: Option<String>,
-    /// Admin token (env TENANTRY_ADMIN_TOKEN; else FS_ROOT/dev-admin-token is read).
+    /// Admin token or API key (env TENANTRY_ADMIN_TOKEN; else FS_ROOT/dev-admin-token is read).
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
     /// FS_ROOT, to find dev-admin-token (env FS_ROOT, default ./data).
@@ -168,6 +168,31 @@ pub enum UserCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a key; it is printed once. Without --tenant it reaches what the calling
+    /// credential reaches; without --read-write it is read-only.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A tenant the key reaches; repeat for several.
+        #[arg(long = "tenant", value_name = "SLUG")]
+        tenants: Vec<String>,
+        /// Reach the whole installation (the caller must too).
+        #[arg(long, conflicts_with = "tenants")]
+        global: bool,
+        #[arg(long)]
+        read_write: bool,
+        /// Days until it expires; without it, it lives until revoked.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    /// List the keys within the caller's reach (never their secrets).
+    List,
+    /// Revoke a key at once.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Re-seal every secret under the current master key (after a key rotation).
     Reseal,
@@ -193,7 +218,7 @@ impl Api {
                     .fs_root
                     .or_else(|| std::env::var_os("FS_ROOT").map(PathBuf::from))
                     .unwrap_or_else(|| "./data".into());
-                let path = root.join(tenantry_server::bootstrap::DEV_ADMIN_TOKEN_FILE);
+                let path = root.join(tenantry_admin::installation::DEV_ADMIN_TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .with_context(|| {
                         format!(
@@ -428,6 +453,38 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             api.call(Method::DELETE, &format!("/v1/admin/tenants/{}", seg(&slug)), None)
                 .await?;
             println!("deleted tenant `{slug}`");
+            None
+        }
+    };
+    print(result)
+}
+
+pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let result = match command {
+        ApiKeyCommand::Create {
+            name,
+            tenants,
+            global,
+            read_write,
+            expires_in_days,
+        } => {
+            let mut body = json!({ "name": name, "access": if read_write { "read_write" } else { "read_only" } });
+            if global {
+                body["reach"] = json!("global");
+            } else if !tenants.is_empty() {
+                body["reach"] = json!({ "tenants": tenants });
+            }
+            if let Some(days) = expires_in_days {
+                body["expires_in_days"] = json!(days);
+            }
+            api.call(Method::POST, "/v1/admin/api-keys", Some(body)).await?
+        }
+        ApiKeyCommand::List => api.call(Method::GET, "/v1/admin/api-keys", None).await?,
+        ApiKeyCommand::Revoke { id } => {
+            api.call(Method::DELETE, &format!("/v1/admin/api-keys/{}", seg(&id)), None)
+                .await?;
+            println!("revoked API key `{id}`");
             None
         }
     };

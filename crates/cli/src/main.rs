@@ -88,6 +88,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::KeysCommand,
     },
+    /// Manage API keys (automation credentials) through the admin API.
+    Apikey {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::ApiKeyCommand,
+    },
     /// Manage sealed secrets through the admin API.
     Secrets {
         #[command(flatten)]
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,
+            Command::Apikey { api, command } => admin::api_key(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
         }
     });
@@ -138,17 +146,18 @@ fn main() -> ExitCode {
 }
 
 async fn init(overrides: Overrides) -> anyhow::Result<()> {
+    use tenantry_admin::installation;
+    use tenantry_config::Config;
     use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
-    use tenantry_server::{Config, bootstrap, config};
 
     let config = Config::load(&overrides)?;
-    config::ensure_writable_dir(&config.fs_root)?;
+    tenantry_config::ensure_writable_dir(&config.fs_root)?;
     // Proves the master key is usable before anything is written.
-    let secrets = bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
+    let secrets = tenantry_config::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
     let cp = std::sync::Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?);
     let writer = StandaloneWriter::new(cp.clone());
     let installed =
-        bootstrap::ensure_installation(&cp, &writer, &secrets, config.default_tenant.as_deref(), false).await?;
+        installation::ensure_installation(&cp, &writer, &secrets, config.default_tenant.as_deref(), false).await?;
     match installed.admin_token {
         Some(token) => println!("admin token (shown once; store it now): {token}"),
         None => println!("an admin already exists; its token is unchanged"),

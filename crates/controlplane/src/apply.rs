@@ -29,6 +29,8 @@ pub enum Rejection {
     NotFound { kind: &'static str, id: String },
     #[error("client `{0}` already exists")]
     ClientExists(String),
+    #[error("{kind} `{id}` already exists")]
+    Exists { kind: &'static str, id: String },
     #[error("client `{0}` was changed by another request")]
     ClientChanged(String),
     #[error("`{0}` cannot be changed")]
@@ -210,6 +212,36 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             store.remove_file(&admin_path(store, *id))?;
             next.admins.remove(id);
         }
+        Command::CreateApiKey { key } => {
+            invalid(validate::validate_api_key(key))?;
+            if current.api_keys.contains_key(&key.id) {
+                return Err(Rejection::Exists {
+                    kind: "API key",
+                    id: key.id.to_string(),
+                }
+                .into());
+            }
+            put_api_key(store, &mut next, key.clone())?;
+        }
+        Command::RevokeApiKey { id, at } | Command::TouchApiKey { id, at } => {
+            let Some(stored) = current.api_keys.get(id) else {
+                return Err(Rejection::NotFound {
+                    kind: "API key",
+                    id: id.to_string(),
+                }
+                .into());
+            };
+            let mut key = stored.clone();
+            match cmd {
+                Command::RevokeApiKey { .. } => {
+                    key.revoked_at.get_or_insert(*at);
+                }
+                _ => key.last_used_at = key.last_used_at.max(Some(*at)),
+            }
+            if key != *stored {
+                put_api_key(store, &mut next, key)?;
+            }
+        }
     }
     Ok(next)
 }
@@ -234,6 +266,12 @@ fn put_ring(store: &FsStore, next: &mut Snapshot, slug: Option<&str>, ring: KeyR
             next.system_keys = ring;
         }
     }
+    Ok(())
+}
+
+fn put_api_key(store: &FsStore, next: &mut Snapshot, key: crate::model::ApiKey) -> Result<(), ApplyError> {
+    store.write_json(&store.api_keys_dir().join(json_name(&key.id.to_string())), &key)?;
+    next.api_keys.insert(key.id, key);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! ids, timestamps, hashed or sealed secrets and key material before it builds the
 //! command, so applying the same command on any node writes the same files.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -90,6 +91,20 @@ pub enum Command {
     DeleteAdmin {
         id: Uuid,
     },
+    /// A new API key; refused when the id exists.
+    CreateApiKey {
+        key: ApiKey,
+    },
+    /// Revokes a key for good (a revoked key stays listed; revoking twice keeps the first time).
+    RevokeApiKey {
+        id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// Records a key's use (only moves `last_used_at` forward).
+    TouchApiKey {
+        id: Uuid,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Command {
@@ -108,7 +123,12 @@ impl Command {
             Command::PutKeyRing { slug, .. } | Command::RotateKeys { slug, .. } | Command::RetireKeys { slug, .. } => {
                 slug.as_deref()
             }
-            Command::PutAdmin { .. } | Command::DeleteAdmin { .. } | Command::PutSystemSecrets { .. } => None,
+            Command::PutAdmin { .. }
+            | Command::DeleteAdmin { .. }
+            | Command::PutSystemSecrets { .. }
+            | Command::CreateApiKey { .. }
+            | Command::RevokeApiKey { .. }
+            | Command::TouchApiKey { .. } => None,
         }
     }
 
@@ -131,6 +151,9 @@ impl Command {
             Command::PutSystemSecrets { .. } => "put_system_secrets",
             Command::PutAdmin { .. } => "put_admin",
             Command::DeleteAdmin { .. } => "delete_admin",
+            Command::CreateApiKey { .. } => "create_api_key",
+            Command::RevokeApiKey { .. } => "revoke_api_key",
+            Command::TouchApiKey { .. } => "touch_api_key",
         }
     }
 }

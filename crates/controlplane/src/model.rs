@@ -471,14 +471,94 @@ pub struct Role {
     pub permissions: Vec<String>,
 }
 
-/// An installation administrator, authenticated by a bearer token stored hashed.
+/// An installation administrator, authenticated by a bearer token stored hashed. Its
+/// `reach` and `access` bound what it may do (the bootstrap admin: everything).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub id: Uuid,
     pub name: String,
     pub token_hash: String,
+    #[serde(default)]
+    pub reach: AdminReach,
+    #[serde(default)]
+    pub access: AdminAccess,
     pub created_at: DateTime<Utc>,
+}
+
+/// Where an admin or an API key may act: the whole installation, or the listed tenants
+/// only (`"global"` or `{"tenants": ["acme"]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminReach {
+    #[default]
+    Global,
+    Tenants(Vec<String>),
+}
+
+impl AdminReach {
+    pub fn is_global(&self) -> bool {
+        matches!(self, AdminReach::Global)
+    }
+
+    /// Whether the tenant `slug` is within reach.
+    pub fn covers(&self, slug: &str) -> bool {
+        match self {
+            AdminReach::Global => true,
+            AdminReach::Tenants(slugs) => slugs.iter().any(|s| s == slug),
+        }
+    }
+
+    /// Whether everything `other` reaches is within this reach too (what an identity may
+    /// hand on to a key it makes).
+    pub fn includes(&self, other: &AdminReach) -> bool {
+        match other {
+            AdminReach::Global => self.is_global(),
+            AdminReach::Tenants(slugs) => slugs.iter().all(|s| self.covers(s)),
+        }
+    }
+}
+
+/// Whether an admin or an API key may change things or only read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminAccess {
+    ReadOnly,
+    #[default]
+    ReadWrite,
+}
+
+/// A key for automation: a bearer secret (`tnk_<id>_<secret>`, shown once) whose secret
+/// part is stored only as a keyed digest. Scoped like an admin; revoked keys stay listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// Keyed digest of the secret part, under the installation's client-secret key.
+    pub secret_digest: String,
+    pub reach: AdminReach,
+    pub access: AdminAccess,
+    /// The admin or API key that made it.
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Coarse (a few minutes): recorded at most once per `ApiKey::TOUCH_INTERVAL_SECS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// How stale `last_used_at` may be before a use records it again.
+    pub const TOUCH_INTERVAL_SECS: i64 = 300;
+
+    /// Usable at `now`: neither revoked nor expired.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// Installation-wide secrets that are not signing keys.

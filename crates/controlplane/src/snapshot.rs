@@ -18,6 +18,7 @@ pub struct Snapshot {
     /// Tenants whose files did not load; their slugs stay reserved.
     pub degraded: BTreeMap<String, DegradedTenant>,
     pub admins: BTreeMap<Uuid, Admin>,
+    pub api_keys: BTreeMap<Uuid, ApiKey>,
     pub system_keys: KeyRing,
     pub system_secrets: SystemSecrets,
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! system/keys.json                      system issuer key ring
 //! system/admins/<uuid>.json             one admin each
+//! system/api-keys/<uuid>.json           one API key each (revoked ones too)
 //! tenants/<slug>/tenant.json            tenant + settings
 //! tenants/<slug>/keys.json              tenant key ring
 //! tenants/<slug>/clients/<client_id>.json
@@ -69,6 +70,10 @@ impl FsStore {
         self.system_dir().join("admins")
     }
 
+    pub fn api_keys_dir(&self) -> PathBuf {
+        self.system_dir().join("api-keys")
+    }
+
     /// Creates the top-level folders if they are missing.
     pub fn init(&self) -> io::Result<()> {
         for dir in [
@@ -76,6 +81,7 @@ impl FsStore {
             self.tenants_dir(),
             self.system_dir(),
             self.admins_dir(),
+            self.api_keys_dir(),
         ] {
             if !dir.exists() {
                 fs::create_dir_all(&dir)?;
@@ -166,6 +172,10 @@ impl FsStore {
         for (path, _) in list_json(&self.admins_dir())? {
             let admin: Admin = read_json(&path)?;
             snapshot.admins.insert(admin.id, admin);
+        }
+        for (path, _) in list_json(&self.api_keys_dir())? {
+            let key: ApiKey = read_json(&path)?;
+            snapshot.api_keys.insert(key.id, key);
         }
 
         let tenants_dir = self.tenants_dir();

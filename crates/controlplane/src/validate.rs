@@ -437,7 +437,37 @@ pub fn validate_admin(admin: &Admin) -> Result<(), ValidationErrors> {
     if !admin.token_hash.starts_with("sha256:") {
         errors.push("token_hash", "must be a token hash");
     }
+    check_reach(&mut errors, &admin.reach);
     errors.into_result()
+}
+
+/// Checks an API key: a name, a digest, and a reach of existing-looking slugs.
+pub fn validate_api_key(key: &ApiKey) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    check_text(&mut errors, "name", &key.name, 200);
+    if key.secret_digest.is_empty() {
+        errors.push("secret_digest", "must be a digest");
+    }
+    check_reach(&mut errors, &key.reach);
+    if key.expires_at.is_some_and(|at| at <= key.created_at) {
+        errors.push("expires_at", "must be after the creation time");
+    }
+    errors.into_result()
+}
+
+/// A tenant reach names 1–100 distinct, well-formed slugs.
+fn check_reach(errors: &mut ValidationErrors, reach: &AdminReach) {
+    if let AdminReach::Tenants(slugs) = reach {
+        if slugs.is_empty() || slugs.len() > 100 {
+            errors.push("reach.tenants", "must name 1-100 tenants");
+        }
+        for slug in slugs {
+            check_slug(errors, "reach.tenants", slug);
+        }
+        if slugs.iter().collect::<BTreeSet<_>>().len() != slugs.len() {
+            errors.push("reach.tenants", "must not repeat a tenant");
+        }
+    }
 }
 
 #[cfg(test)]

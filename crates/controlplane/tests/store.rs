@@ -403,6 +403,8 @@ fn every_field_round_trips_through_the_files() {
                         id,
                         name,
                         token_hash: "sha256:00".into(),
+                        reach: AdminReach::Global,
+                        access: AdminAccess::ReadWrite,
                         created_at,
                     };
                     store
@@ -668,4 +670,55 @@ fn key_rotation_and_retirement_are_deterministic_commands() {
     assert_eq!(kids, ["rs-1", "es-2"]);
     assert_eq!(reopened.system_keys.keys[0].kid, "sys-1");
     assert_eq!(reopened.system_keys, cp.snapshot().system_keys);
+}
+
+#[test]
+fn api_keys_are_created_once_revoked_for_good_and_touched_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::open(FsStore::new(dir.path())).unwrap();
+    let at = |secs: i64| Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+    let key = ApiKey {
+        id: Uuid::new_v4(),
+        name: "ci".into(),
+        secret_digest: "digest".into(),
+        reach: AdminReach::Tenants(vec!["acme".into()]),
+        access: AdminAccess::ReadOnly,
+        created_by: Uuid::new_v4(),
+        created_at: at(0),
+        expires_at: Some(at(86_400)),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    cp.apply(&Command::CreateApiKey { key: key.clone() }).unwrap();
+    assert!(matches!(
+        cp.apply(&Command::CreateApiKey { key: key.clone() }),
+        Err(ApplyError::Rejected(Rejection::Exists { .. }))
+    ));
+    let id = key.id;
+    cp.apply(&Command::TouchApiKey { id, at: at(600) }).unwrap();
+    cp.apply(&Command::TouchApiKey { id, at: at(300) }).unwrap();
+    cp.apply(&Command::RevokeApiKey { id, at: at(700) }).unwrap();
+    cp.apply(&Command::RevokeApiKey { id, at: at(900) }).unwrap();
+    let stored = cp.snapshot().api_keys[&id].clone();
+    assert_eq!(stored.last_used_at, Some(at(600)), "a late touch does not move it back");
+    assert_eq!(stored.revoked_at, Some(at(700)), "the first revocation stands");
+    assert!(!stored.is_live(at(800)));
+    let reopened = ControlPlane::open(FsStore::new(dir.path())).unwrap();
+    assert_eq!(reopened.snapshot().api_keys[&id], stored, "keys load from their files");
+
+    let mut bad = key.clone();
+    bad.id = Uuid::new_v4();
+    bad.reach = AdminReach::Tenants(vec![]);
+    bad.expires_at = Some(at(-1));
+    let Err(ApplyError::Rejected(Rejection::Invalid(errors))) = cp.apply(&Command::CreateApiKey { key: bad }) else {
+        panic!("an empty reach and a past expiry are refused");
+    };
+    assert_eq!(errors.0.len(), 2, "{errors:?}");
+    assert!(matches!(
+        cp.apply(&Command::RevokeApiKey {
+            id: Uuid::new_v4(),
+            at: at(0)
+        }),
+        Err(ApplyError::Rejected(Rejection::NotFound { .. }))
+    ));
 }

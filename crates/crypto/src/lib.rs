@@ -4,12 +4,17 @@
 //!
 //! * [`secretbox`] seals secrets at rest (SMTP passwords, DSNs, social client secrets,
 //!   signing keys) in a versioned AEAD envelope bound to its owner.
-//! * [`tokens`] makes random bearer tokens and the fast hashes stored in their place.
+//! * [`tokens`] makes random bearer tokens and keys, and the fast hashes stored in their
+//!   place.
+//! * [`files`] writes owner-only files for key material kept on disk.
 //!
 //! Everything here is built on aws-lc-rs; nothing hand-rolls a primitive.
 
+pub mod files;
 pub mod secretbox;
 pub mod tokens;
 
 pub use secretbox::{MasterKey, MasterKeyError, SealContext, SecretBox, SecretBoxError};
-pub use tokens::{constant_time_eq, hash_token, keyed_digest, random_token, verify_keyed_digest, verify_token_hash};
+pub use tokens::{
+    constant_time_eq, hash_token, keyed_digest, random_key, random_token, verify_keyed_digest, verify_token_hash,
+};

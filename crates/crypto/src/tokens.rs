@@ -19,6 +19,15 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// Returns `N` bytes of fresh randomness for a key, wiped from memory when dropped.
+pub fn random_key<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
+    let mut key = zeroize::Zeroizing::new([0u8; N]);
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(key.as_mut())
+        .expect("the system random generator failed");
+    key
+}
+
 /// Hashes a high-entropy token for storage: `sha256:<hex>`.
 pub fn hash_token(token: &str) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);

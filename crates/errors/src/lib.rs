@@ -51,6 +51,7 @@ error_codes! {
     InvalidGrant = (BAD_REQUEST, "invalid_grant", "The token or grant is invalid, expired or revoked"),
     InvalidScope = (BAD_REQUEST, "invalid_scope", "A requested scope is not allowed"),
     InvalidClient = (BAD_REQUEST, "invalid_client", "Unknown client, or one that may not use this endpoint"),
+    Forbidden = (FORBIDDEN, "forbidden", "The credential may not do this"),
     EmailNotVerified = (FORBIDDEN, "email_not_verified", "The email address must be verified before login"),
     RegistrationDisabled = (FORBIDDEN, "registration_disabled", "The tenant does not allow self-registration"),
     ReauthenticationRequired = (FORBIDDEN, "reauthentication_required", "This change needs a fresh proof: the current password or a second-factor code"),
@@ -64,6 +65,7 @@ error_codes! {
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
     RequestTimeout = (REQUEST_TIMEOUT, "request_timeout", "The request took too long"),
     TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
+    AlreadyExists = (CONFLICT, "already_exists", "The resource already exists"),
     ClientExists = (CONFLICT, "client_exists", "A client with this id already exists in the tenant"),
     ClientChanged = (CONFLICT, "client_changed", "The client was changed by another request; read it again and retry"),
     KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
@@ -226,6 +228,10 @@ impl From<Rejection> for ApiError {
             Rejection::ClientExists(id) => ApiError::new(
                 ErrorCode::ClientExists,
                 format!("client `{}` already exists", printable(&id)),
+            ),
+            Rejection::Exists { kind, id } => ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("{kind} `{}` already exists", printable(&id)),
             ),
             Rejection::ClientChanged(id) => ApiError::new(
                 ErrorCode::ClientChanged,

@@ -94,6 +94,46 @@ pub fn refresh_lifetime(ctx: &TenantContext, client: &Client) -> chrono::Duratio
     chrono::Duration::seconds(secs as i64)
 }
 
+/// What a new refresh token is bound to: the login it continues.
+pub struct RefreshGrant<'a> {
+    pub client: &'a Client,
+    pub user_id: uuid::Uuid,
+    pub scope: &'a str,
+    /// The login session: ending it ends the token.
+    pub session_id_hash: Option<&'a str>,
+    /// The authorization code it was issued for: a replay of the code revokes it.
+    pub origin_code_hash: Option<&'a str>,
+    pub auth_time: chrono::DateTime<Utc>,
+    pub amr: &'a [String],
+}
+
+/// A new refresh token for a login (a code redemption or a headless login), stored as its
+/// hash; `None` when the client may not refresh. Rotation is [`refresh_body`]'s.
+pub async fn issue_refresh_token(
+    ctx: &TenantContext,
+    db: &tenantry_dataplane::TenantDb,
+    grant: RefreshGrant<'_>,
+) -> Result<Option<String>, ApiError> {
+    if !grant.client.grant_types.contains(&GrantType::RefreshToken) {
+        return Ok(None);
+    }
+    let token = tenantry_crypto::random_token(32);
+    let now = Utc::now();
+    let stored = tenantry_dataplane::NewRefreshToken {
+        token_hash: tenantry_crypto::hash_token(&token),
+        client_id: grant.client.client_id.clone(),
+        user_id: grant.user_id,
+        session_id_hash: grant.session_id_hash.map(str::to_owned),
+        origin_code_hash: grant.origin_code_hash.map(str::to_owned),
+        scope: grant.scope.to_owned(),
+        auth_time: Some(grant.auth_time),
+        amr: grant.amr.to_vec(),
+        expires_at: now + refresh_lifetime(ctx, grant.client),
+    };
+    db.issue_refresh(stored, now).await?;
+    Ok(Some(token))
+}
+
 /// Rotates a refresh token and answers the new tokens' response body; shared with the
 /// headless API.
 pub async fn refresh_body(

@@ -15,7 +15,7 @@ use tenantry_tenancy::keystore::KeyStore;
 use tenantry_tenancy::{Capability, TenantContext};
 
 use crate::client_auth::authenticate_client;
-use crate::grants::{UserTokens, grant_user, refresh_body, refresh_lifetime, user_token_body};
+use crate::grants::{RefreshGrant, UserTokens, grant_user, issue_refresh_token, refresh_body, user_token_body};
 use crate::params::Params;
 use crate::tokens::{self, AccessGrant};
 
@@ -220,28 +220,16 @@ async fn authorization_code(ctx: &TenantContext, client: &Client, form: &Params)
         }
         (None, None) => {}
     }
-    let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
-        let token = tenantry_crypto::random_token(32);
-        db.issue_refresh(
-            tenantry_dataplane::NewRefreshToken {
-                token_hash: tenantry_crypto::hash_token(&token),
-                client_id: client.client_id.clone(),
-                user_id: record.user_id,
-                session_id_hash: record.session_id_hash.clone(),
-                origin_code_hash: Some(code_hash.clone()),
-                scope: record.scope.clone(),
-                auth_time: Some(record.auth_time),
-                amr: record.amr.clone(),
-                expires_at: now + refresh_lifetime(ctx, client),
-            },
-            now,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        Some(token)
-    } else {
-        None
+    let refresh = RefreshGrant {
+        client,
+        user_id: record.user_id,
+        scope: &record.scope,
+        session_id_hash: record.session_id_hash.as_deref(),
+        origin_code_hash: Some(&code_hash),
+        auth_time: record.auth_time,
+        amr: &record.amr,
     };
+    let refresh_token = issue_refresh_token(ctx, &db, refresh).await?;
     let user = grant_user(ctx, record.user_id).await?;
     user_token_body(
         ctx,

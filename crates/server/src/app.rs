@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(routes::ops::router())
         .merge(routes::discovery::root_router().route_layer(CorsPolicy::PublicDocument.layer()))
-        .merge(routes::admin::router())
+        .merge(routes::admin::router().route_layer(from_fn_with_state(state.clone(), crate::web::admin::gate)))
         .merge(api)
         .merge(issuer)
         .fallback(middleware::not_found)
@@ -62,7 +62,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The layers every route shares, outermost first.
-pub fn with_common_layers(app: Router, limits: &crate::config::Limits, hsts: bool) -> Router {
+pub fn with_common_layers(app: Router, limits: &tenantry_config::Limits, hsts: bool) -> Router {
     app.layer(
         ServiceBuilder::new()
             .layer(from_fn(middleware::request_id))
@@ -95,7 +95,7 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("secret internal detail")
         }
-        let limits = crate::config::Limits {
+        let limits = tenantry_config::Limits {
             max_body_bytes: 1024,
             request_timeout: std::time::Duration::from_secs(5),
             tenant_db_max_pools: Some(1),

@@ -33,7 +33,7 @@ pub struct ConnectionLimits {
     /// Most connections one peer address may hold (an IPv6 peer counts per /64).
     pub max_connections_per_ip: usize,
     /// Peers exempt from the per-address cap (reverse proxies carry many clients).
-    pub trusted_proxies: crate::proxies::TrustedProxies,
+    pub trusted_proxies: tenantry_config::proxies::TrustedProxies,
     /// Time allowed to send a request head, from connection open or the previous answer.
     pub header_read_timeout: Duration,
     /// Longest wait for in-flight requests once shutdown starts.
@@ -43,9 +43,12 @@ pub struct ConnectionLimits {
 impl ConnectionLimits {
     /// The configured limits; an unset connection cap is sized from the descriptor limit
     /// now in force (raised at start by `resources::raise_fd_limit`).
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub fn from_config(config: &tenantry_config::Config) -> Self {
         let limits = &config.limits;
-        let sizing = crate::resources::size_client_connections(crate::resources::max_fds(), limits.max_connections);
+        let sizing = tenantry_config::resources::size_client_connections(
+            tenantry_config::resources::max_fds(),
+            limits.max_connections,
+        );
         if let Some(warning) = &sizing.warning {
             tracing::warn!("{warning}");
         }

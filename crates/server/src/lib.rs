@@ -9,14 +9,10 @@
 //! into responses; the rules themselves live there.
 
 pub mod app;
-pub mod bootstrap;
-pub mod config;
 pub mod error;
 pub mod http_server;
 pub mod middleware;
 pub mod pages;
-pub mod proxies;
-pub mod resources;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
@@ -28,8 +24,10 @@ use anyhow::Context;
 use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
 
 pub use app::router;
-pub use config::{Config, ConfigError, Overrides};
 pub use state::AppState;
+use tenantry_admin::installation;
+use tenantry_config::resources;
+pub use tenantry_config::{Config, ConfigError, Overrides};
 
 /// Folder under FS_ROOT that holds SQLite tenant databases (`<tenant id>/tenant.db`).
 /// It is data plane, not control plane: deleting a tenant leaves its file for the operator.
@@ -51,7 +49,7 @@ pub struct ServeOptions {
 pub struct Prepared {
     pub state: AppState,
     pub listener: tokio::net::TcpListener,
-    pub installed: bootstrap::Installed,
+    pub installed: installation::Installed,
 }
 
 /// Loads configuration and the master key, opens the control plane, (with `--dev`) makes
@@ -59,8 +57,8 @@ pub struct Prepared {
 pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     let config = Config::load(&options.overrides)?;
     telemetry::init(config.log_format);
-    config::ensure_writable_dir(&config.fs_root)?;
-    let secrets = bootstrap::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, options.dev)?;
+    tenantry_config::ensure_writable_dir(&config.fs_root)?;
+    let secrets = tenantry_config::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, options.dev)?;
 
     let control_plane = Arc::new(
         ControlPlane::open(FsStore::new(&config.fs_root))
@@ -69,7 +67,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     // The one writer of this node: start-up, admin routes and key timers all write through it.
     let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
     let installed = if options.dev {
-        bootstrap::ensure_installation(
+        installation::ensure_installation(
             &control_plane,
             &*writer,
             &secrets,
@@ -81,7 +79,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         if control_plane.snapshot().admins.is_empty() {
             tracing::warn!("no admin exists yet: run `tenantry init` to create the first admin token");
         }
-        bootstrap::Installed::default()
+        installation::Installed::default()
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -167,7 +165,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
             .resolver
             .resolve_slug(slug)
             .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
-        installed.demo_user = Some(bootstrap::ensure_demo_user(&ctx).await?);
+        installed.demo_user = Some(installation::ensure_demo_user(&ctx).await?);
     }
     Ok(Prepared {
         state,
@@ -197,7 +195,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(state: &AppState, installed: &bootstrap::Installed, dev: bool) {
+fn print_banner(state: &AppState, installed: &installation::Installed, dev: bool) {
     let (config, public_url, resolver, cp) = (&state.config, &state.public_url, &state.resolver, &state.control_plane);
     let base = public_url.as_str().trim_end_matches('/');
     println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
@@ -207,7 +205,7 @@ fn print_banner(state: &AppState, installed: &bootstrap::Installed, dev: bool) {
         println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
     }
     if dev {
-        let token_file = config.fs_root.join(bootstrap::DEV_ADMIN_TOKEN_FILE);
+        let token_file = config.fs_root.join(installation::DEV_ADMIN_TOKEN_FILE);
         match &installed.admin_token {
             Some(token) => println!("  admin token (shown once, also in {}): {token}", token_file.display()),
             None => println!("  admin token: in {}", token_file.display()),
@@ -215,7 +213,7 @@ fn print_banner(state: &AppState, installed: &bootstrap::Installed, dev: bool) {
         if config.default_tenant.is_some() {
             println!(
                 "  demo public client: {} (authorization code + PKCE S256)",
-                bootstrap::DEMO_CLIENT_ID
+                installation::DEMO_CLIENT_ID
             );
             if let Some((email, password)) = &installed.demo_user {
                 println!("  demo user (password shown once): {email} / {password}");

@@ -11,7 +11,7 @@ use tenantry_dataplane::{GlobalDb, TenantDbManager};
 use tenantry_tenancy::TenantContextResolver;
 use tenantry_tenancy::keystore::KeyStore;
 
-use crate::config::Config;
+use tenantry_config::Config;
 
 /// Everything a handler can reach. Cloned for every request (axum's `State`), so it is
 /// one `Arc` around [`Shared`]; fields are reached through `Deref`.

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use tenantry_config::LogFormat;
 
 /// Installs the global log subscriber (once; later calls do nothing).
 pub fn init(format: LogFormat) {

@@ -1,7 +1,8 @@
 //! The admin API (`/v1/admin/...`) for tenants, their settings and databases, secret
 //! re-sealing and the audit trail; clients, users, scopes, keys and mail have modules of
-//! their own. Every route is authenticated by an admin bearer token (`AdminAuth`), and
-//! every write goes through the one admin write path (`tenantry_admin::AdminService`).
+//! their own. Every route runs behind the admin gate (`web::admin::gate`: an admin token
+//! or API key whose reach and access allow the request), and every write goes through the
+//! one admin write path (`tenantry_admin::AdminService`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
             delete(drop_custom_column),
         )
         .route("/v1/admin/audit", get(admin_audit))
+        .merge(super::admin_api_keys::router())
         .merge(super::admin_keys::router())
         .merge(super::admin_clients::router())
         .merge(super::admin_users::router())
@@ -142,7 +144,7 @@ struct TenantList {
 }
 
 async fn list_tenants(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TenantList>, ApiError> {
@@ -159,6 +161,7 @@ async fn list_tenants(
     let mut page: Vec<_> = snapshot
         .tenants
         .range((start, std::ops::Bound::Unbounded))
+        .filter(|(slug, _)| admin.0.covers(slug))
         .take(limit + 1)
         .map(|(_, entry)| {
             let t = &entry.tenant;
@@ -179,6 +182,7 @@ async fn list_tenants(
     let degraded = snapshot
         .degraded
         .values()
+        .filter(|d| admin.0.covers(&d.slug))
         .map(|d| DegradedSummary {
             slug: d.slug.clone(),
             path: d.path.display().to_string(),

@@ -2,9 +2,8 @@
 //! tenant's policy, optionally mailing a verification link), list, show, update the
 //! profile, set a password, delete, and mail a user a verification or password-reset
 //! link (what Keycloak calls "send verify email" / "execute actions email"), disable and
-//! enable.
-
-use std::collections::BTreeMap;
+//! enable. The operations are `tenantry_admin::users`'; these handlers read the request
+//! and answer.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -13,15 +12,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_dataplane::UserRepository;
-use tenantry_dataplane::model::{NewUser, ProfileUpdate, User};
+use tenantry_admin::users::{CreateUser, UpdateUser, UserLink, existing, has_password};
+use tenantry_dataplane::model::User;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson};
-use tenantry_accounts::account::NewPassword;
-use tenantry_admin::Audit;
 use tenantry_tenancy::TenantContext;
 
 pub fn router() -> Router<AppState> {
@@ -44,31 +41,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/tenants/{slug}/users/{id}/enable", post(enable_user))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUser {
-    email: String,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    email_verified: bool,
-    username: Option<String>,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    name: Option<String>,
-    picture: Option<String>,
-    locale: Option<String>,
-    phone_number: Option<String>,
-    #[serde(default)]
-    metadata: Option<Value>,
-    #[serde(default)]
-    custom: BTreeMap<String, Value>,
-    /// Mail the new user a verification link (when `email_verified` is false); a mail that
-    /// does not leave undoes the creation, as at registration.
-    #[serde(default)]
-    send_verification_email: bool,
-}
-
 #[derive(Serialize)]
 struct UserView {
     #[serde(flatten)]
@@ -76,27 +48,9 @@ struct UserView {
     has_password: bool,
 }
 
-async fn view(ctx: &TenantContext, user: User) -> Result<UserView, ApiError> {
-    let has_password = ctx.db().await?.password(user.id).await?.is_some();
-    Ok(UserView { user, has_password })
-}
-
-fn user_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| not_found(id))
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("no user `{}`", crate::error::printable(id)),
-    )
-}
-
-async fn existing(ctx: &TenantContext, id: &str) -> Result<User, ApiError> {
-    let db = ctx.db().await?;
-    db.user_by_id(user_id(id)?, &ctx.custom_fields())
-        .await?
-        .ok_or_else(|| not_found(id))
+async fn view(ctx: &TenantContext, user: User) -> Result<Json<UserView>, ApiError> {
+    let has_password = has_password(ctx, &user).await?;
+    Ok(Json(UserView { user, has_password }))
 }
 
 async fn create_user(
@@ -106,52 +60,15 @@ async fn create_user(
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let db = ctx.db().await?;
-    let new = NewUser {
-        email: body.email,
-        email_verified: body.email_verified,
-        username: body.username,
-        given_name: body.given_name,
-        family_name: body.family_name,
-        name: body.name,
-        picture: body.picture,
-        locale: body.locale,
-        phone_number: body.phone_number,
-        metadata: body.metadata,
-        custom: body.custom,
-    };
-    // The profile is refused before the password costs a hash.
-    tenantry_dataplane::users::profile::check_new_user(&new)?;
-    let password = match &body.password {
-        Some(password) => Some(NewPassword::prepare(&state.accounts, &ctx, &new.email, password, "password").await?),
-        None => None,
-    };
-    let mail = body.send_verification_email && !body.email_verified;
-    if mail {
-        // Refused before anything is made.
-        ctx.require(tenantry_tenancy::Capability::Email)?;
-    }
-    let create = async {
-        let user = db.create_user(new, &ctx.custom_fields()).await?;
-        if let Some(password) = password {
-            password.store(&db, user.id).await?;
-        }
-        if mail {
-            tenantry_accounts::account_email::verify_new_account(&state.accounts, &ctx, &db, &user, None).await?;
-        }
-        Ok::<_, ApiError>(user)
-    };
     let user = state
         .admin
-        .perform(admin.actor(), create, |user| {
-            Audit::new("create_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
+        .create_user(admin.actor(), &state.accounts, &ctx, body)
         .await?;
     let location = format!("/v1/admin/tenants/{slug}/users/{}", user.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(view(&ctx, user).await?),
+        view(&ctx, user).await?,
     )
         .into_response())
 }
@@ -169,6 +86,7 @@ async fn list_users(
     Path(slug): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    use tenantry_dataplane::UserRepository;
     let ctx = state.resolver.resolve_slug(&slug)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let users = ctx
@@ -188,17 +106,7 @@ async fn show_user(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<UserView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = existing(&ctx, &id).await?;
-    Ok(Json(view(&ctx, user).await?))
-}
-
-/// A profile change (any of `ProfileUpdate`'s fields) and optional custom field values.
-#[derive(Debug, Deserialize)]
-struct UpdateUser {
-    #[serde(flatten)]
-    profile: ProfileUpdate,
-    #[serde(default)]
-    custom: Option<BTreeMap<String, Value>>,
+    view(&ctx, existing(&ctx, &id).await?).await
 }
 
 /// Changes the fields present in the body (absent fields stay as they are).
@@ -209,25 +117,8 @@ async fn update_user(
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = existing(&ctx, &id).await?;
-    let db = ctx.db().await?;
-    // Both parts are checked before either is written.
-    tenantry_dataplane::users::profile::check_update(&body.profile, body.custom.as_ref())?;
-    let update = async {
-        db.update_profile(user.id, body.profile).await?;
-        if let Some(custom) = &body.custom {
-            db.set_custom_fields(user.id, custom, &ctx.custom_fields()).await?;
-        }
-        Ok::<_, ApiError>(())
-    };
-    state
-        .admin
-        .perform(admin.actor(), update, |_| {
-            Audit::new("update_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
-        .await?;
-    let user = existing(&ctx, &id).await?;
-    Ok(Json(view(&ctx, user).await?))
+    let user = state.admin.update_user(admin.actor(), &ctx, &id, body).await?;
+    view(&ctx, user).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,17 +134,10 @@ async fn set_password(
     ApiJson(body): ApiJson<SetPassword>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = existing(&ctx, &id).await?;
-    // Checked and hashed before the audited write; a reset link mailed before must not
-    // undo what the administrator set (`NewPassword::store` spends them).
-    let password = NewPassword::prepare(&state.accounts, &ctx, &user.email, &body.password, "password").await?;
-    let db = ctx.db().await?;
-    let set = password.store(&db, user.id);
+    let (actor, accounts) = (admin.actor(), &state.accounts);
     state
         .admin
-        .perform(admin.actor(), set, |_| {
-            Audit::new("set_user_password", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
+        .set_user_password(actor, accounts, &ctx, &id, &body.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -264,79 +148,42 @@ async fn delete_user(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = user_id(&id)?;
-    let delete = async {
-        match ctx.db().await?.delete_user(user).await? {
-            true => Ok(()),
-            false => Err(not_found(&id)),
-        }
-    };
-    state
-        .admin
-        .perform(admin.actor(), delete, |_| {
-            Audit::new("delete_user", Some(&slug)).with_details(serde_json::json!({ "user_id": id }))
-        })
-        .await?;
+    state.admin.delete_user(admin.actor(), &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `user` if it may use a mailed link (a disabled account cannot).
-fn active(user: User) -> Result<User, ApiError> {
-    if !tenantry_tenancy::users::is_active(&user) {
-        return Err(ApiError::new(
-            ErrorCode::UserDisabled,
-            "the user is disabled; enable it first",
-        ));
-    }
-    Ok(user)
-}
-
 /// `POST …/users/{id}/send-verification-email`: mails the user a new verification link
-/// (48 h) now. 204 once the SMTP server took it; 409 `email_already_verified`; 501
-/// without SMTP settings; 502 when the mail does not leave.
+/// (48 h) now. 204 once the SMTP server took it; 409 `email_already_verified` or
+/// `user_disabled`; 501 without SMTP settings; 502 when the mail does not leave.
 async fn send_verification_email(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = state.resolver.resolve_slug(&slug)?;
-    ctx.require(tenantry_tenancy::Capability::Email)?;
-    let user = active(existing(&ctx, &id).await?)?;
-    if user.email_verified {
-        return Err(ApiError::new(
-            ErrorCode::EmailAlreadyVerified,
-            "the user's email address is already verified",
-        ));
-    }
-    let db = ctx.db().await?;
-    let send = tenantry_accounts::account_email::start_verification(&state.accounts, &ctx, &db, &user, None);
-    state
-        .admin
-        .perform(admin.actor(), send, |_| {
-            Audit::new("send_verification_email", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    send_link(admin, state, slug, id, UserLink::Verification).await
 }
 
 /// `POST …/users/{id}/send-reset-email`: mails the user a password-reset link (1 h) now,
-/// e.g. for an account created without a password. 204 once the SMTP server took it;
-/// 501 without SMTP settings; 502 when the mail does not leave.
+/// e.g. for an account created without a password; answers as the verification mail.
 async fn send_reset_email(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    send_link(admin, state, slug, id, UserLink::Reset).await
+}
+
+async fn send_link(
+    admin: AdminAuth,
+    state: AppState,
+    slug: String,
+    id: String,
+    link: UserLink,
+) -> Result<StatusCode, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    ctx.require(tenantry_tenancy::Capability::Email)?;
-    let user = active(existing(&ctx, &id).await?)?;
-    let db = ctx.db().await?;
-    let send = tenantry_accounts::account_email::send_reset(&state.accounts, &ctx, &db, &user, None);
     state
         .admin
-        .perform(admin.actor(), send, |_| {
-            Audit::new("send_reset_email", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
+        .send_user_link(admin.actor(), &state.accounts, &ctx, &id, link)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -350,33 +197,19 @@ struct DisableUser {
 }
 
 /// `POST …/users/{id}/disable` `{"reason"?}`: the user can no longer sign in; every
-/// session, refresh token and trusted device ends now (access tokens already issued live out their
-/// short lifetime). 200 with the user.
+/// session, refresh token and trusted device ends now. 200 with the user.
 async fn disable_user(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<DisableUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let reason = body.reason;
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::field("reason", "must be at most 500 characters"));
-    }
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = existing(&ctx, &id).await?;
-    let db = ctx.db().await?;
-    let now = chrono::Utc::now();
-    let disable = async {
-        db.disable_user(user.id, reason.as_deref(), None).await?;
-        tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await
-    };
-    state
+    let user = state
         .admin
-        .perform(admin.actor(), disable, |_| {
-            Audit::new("disable_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
+        .disable_user(admin.actor(), &ctx, &id, body.reason.as_deref())
         .await?;
-    Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
+    view(&ctx, user).await
 }
 
 /// `POST …/users/{id}/enable`: a disabled user may sign in again. 200 with the user.
@@ -386,13 +219,6 @@ async fn enable_user(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<UserView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let user = existing(&ctx, &id).await?;
-    let db = ctx.db().await?;
-    state
-        .admin
-        .perform(admin.actor(), db.enable_user(user.id), |_| {
-            Audit::new("enable_user", Some(&slug)).with_details(serde_json::json!({ "user_id": user.id }))
-        })
-        .await?;
-    Ok(Json(view(&ctx, existing(&ctx, &id).await?).await?))
+    let user = state.admin.enable_user(admin.actor(), &ctx, &id).await?;
+    view(&ctx, user).await
 }

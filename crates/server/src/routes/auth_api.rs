@@ -22,10 +22,9 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_controlplane::model::{Client, GrantType};
-use tenantry_crypto::{hash_token, random_token};
+use tenantry_controlplane::model::Client;
 use tenantry_dataplane::model::{ProfileUpdate, Session, User};
-use tenantry_dataplane::{TenantDb, TokenRepository};
+use tenantry_dataplane::TenantDb;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -35,7 +34,7 @@ use tenantry_accounts::account::{
     self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, first_party_client, requested_scope,
 };
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
-use tenantry_oidc::grants::{UserTokens, refresh_body, refresh_lifetime, user_token_body};
+use tenantry_oidc::grants::{RefreshGrant, UserTokens, issue_refresh_token, refresh_body, user_token_body};
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
@@ -73,27 +72,16 @@ async fn sign_in(
     let (session, _) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
     let user = &authentication.user;
     let now = session.auth_time;
-    let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
-        let token = random_token(32);
-        db.issue_refresh(
-            tenantry_dataplane::NewRefreshToken {
-                token_hash: hash_token(&token),
-                client_id: client.client_id.clone(),
-                user_id: user.id,
-                session_id_hash: Some(session.id_hash.clone()),
-                origin_code_hash: None,
-                scope: scope.to_owned(),
-                auth_time: Some(now),
-                amr: session.amr.clone(),
-                expires_at: now + refresh_lifetime(ctx, client),
-            },
-            now,
-        )
-        .await?;
-        Some(token)
-    } else {
-        None
+    let refresh = RefreshGrant {
+        client,
+        user_id: user.id,
+        scope,
+        session_id_hash: Some(&session.id_hash),
+        origin_code_hash: None,
+        auth_time: now,
+        amr: &session.amr,
     };
+    let refresh_token = issue_refresh_token(ctx, db, refresh).await?;
     user_token_body(
         ctx,
         UserTokens {

@@ -10,9 +10,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::resources;
 use crate::state::AppState;
 use crate::web::AdminAuth;
+use tenantry_config::resources;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,7 +40,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// usable). Everyone sees statuses and counts; paths, errors and tenant slugs only a
 /// request with an admin token (`Authorization: Bearer <admin token>`).
 async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError>) -> impl IntoResponse {
-    let detailed = admin.is_ok();
+    // Slugs and paths of every tenant: only for a credential that reaches them all.
+    let detailed = admin.is_ok_and(|a| a.0.reach.is_global());
     let snapshot = state.control_plane.snapshot();
     let root = state.control_plane.store().root().to_owned();
     let root_ok = tokio::task::spawn_blocking(move || root.join("tenants").is_dir())

@@ -1,14 +1,13 @@
 //! Request extractors shared by the API surfaces: JSON bodies with problem+json
-//! rejections, admin bearer authentication, and the client's address and user agent.
+//! rejections, and the client's address and user agent. (Admin authentication is
+//! `web::admin`'s.)
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use tenantry_crypto::{constant_time_eq, hash_token};
 
-use super::bearer::{Bearer, challenge};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -40,47 +39,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// An authenticated installation administrator.
-#[derive(Debug, Clone)]
-pub struct AdminAuth {
-    pub admin_id: uuid::Uuid,
-}
-
-impl AdminAuth {
-    /// The acting identity of an admin write (`tenantry_admin::AdminService`).
-    pub fn actor(&self) -> tenantry_admin::Actor {
-        tenantry_admin::Actor {
-            admin_id: self.admin_id,
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for AdminAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let realm = Some("tenantry-admin");
-        let Bearer(token) = Bearer::required(&parts.headers)
-            .map_err(|r| r.into_problem(realm, "send the admin token as `Authorization: Bearer <token>`"))?;
-        let presented = hash_token(&token);
-        let snapshot = state.control_plane.snapshot();
-        // Compare against every admin so timing does not reveal which one matched.
-        let mut found = None;
-        for admin in snapshot.admins.values() {
-            if constant_time_eq(presented.as_bytes(), admin.token_hash.as_bytes()) {
-                found = Some(admin.id);
-            }
-        }
-        found.map(|admin_id| AdminAuth { admin_id }).ok_or_else(|| {
-            let mut e = ApiError::new(ErrorCode::Unauthorized, "the admin token is not valid");
-            e.challenge = Some(challenge(realm, Some("invalid_token")));
-            e
-        })
-    }
-}
-
 /// The client's address: the TCP peer, or what `X-Forwarded-For` says when the peer is
-/// one of `trusted_proxies` ([`TrustedProxies::client`](crate::proxies::TrustedProxies::client)).
+/// one of `trusted_proxies` ([`TrustedProxies::client`](tenantry_config::proxies::TrustedProxies::client)).
 /// `None` when the server runs without connect info (it does in production; an in-process
 /// test router may not).
 #[derive(Debug, Clone, Copy)]

@@ -5,6 +5,7 @@
 //! endpoints.
 //! Route modules use these and never each other.
 
+pub mod admin;
 pub mod bearer;
 pub mod cookies;
 pub mod csrf;
@@ -12,8 +13,9 @@ pub mod extract;
 pub mod oauth_error;
 pub mod tenant;
 
+pub use admin::AdminAuth;
 pub use bearer::{Bearer, BearerRejection};
 pub use cookies::{CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, cookie, cookie_header, set_cookie};
 pub use csrf::{CsrfForm, CsrfRejection};
-pub use extract::{AdminAuth, ApiJson, ClientIp, SessionOrigin};
+pub use extract::{ApiJson, ClientIp, SessionOrigin};
 pub use oauth_error::OAuthError;

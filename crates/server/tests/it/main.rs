@@ -10,6 +10,7 @@
 mod common;
 
 mod account_email;
+mod admin_access;
 mod admin_users;
 mod auth_api;
 mod client_ip;

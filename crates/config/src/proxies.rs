@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use ipnet::{IpNet, Ipv4Net};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -119,7 +119,7 @@ fn forwarded_ip(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn trusted(entries: &[&str]) -> TrustedProxies {
         TrustedProxies::parse(entries).unwrap()
@@ -136,7 +136,7 @@ mod tests {
             h.append(X_FORWARDED_FOR, HeaderValue::from_str(line).unwrap());
         }
         if let Some(value) = forwarded {
-            h.append(axum::http::header::FORWARDED, HeaderValue::from_str(value).unwrap());
+            h.append(http::header::FORWARDED, HeaderValue::from_str(value).unwrap());
         }
         h
     }

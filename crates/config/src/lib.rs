@@ -3,6 +3,16 @@
 //!
 //! Every problem is reported as a [`ConfigError`] that names the setting (and where it
 //! came from) and what is wrong with it; the process then exits non-zero.
+//!
+//! Beside the settings themselves live the values read once at start-up that the rest of
+//! the process is sized or keyed by: the master key ([`master_key`]), the networks whose
+//! `X-Forwarded-For` is believed ([`proxies`]), and the limits derived from the
+//! file-descriptor budget ([`resources`]). Nothing here serves a request or writes the
+//! control plane; a setting that cannot be used stops the process before it listens.
+
+pub mod master_key;
+pub mod proxies;
+pub mod resources;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +21,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::proxies::TrustedProxies;
+pub use master_key::load_secretbox;
+use proxies::TrustedProxies;
 
 /// The configuration file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "tenantry.toml";

@@ -1,0 +1,148 @@
+//! Admin endpoints for API keys (`/v1/admin/api-keys`): automation credentials scoped like
+//! admins. A key is shown once when it is made; afterwards only its record (never its
+//! secret or digest). A credential sees and revokes only keys within its own reach, and
+//! cannot make a key that reaches further or writes where it may only read
+//! (`tenantry_admin::access::new_api_key`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tenantry_admin::Audit;
+use tenantry_admin::access::{NewApiKey, new_api_key};
+use tenantry_controlplane::Command;
+use tenantry_controlplane::model::{AdminAccess, AdminReach, ApiKey};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use crate::web::{AdminAuth, ApiJson};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/api-keys", post(create).get(list))
+        .route("/v1/admin/api-keys/{id}", get(show).delete(revoke))
+}
+
+/// A key as the API shows it: never its secret or digest.
+#[derive(Debug, Serialize)]
+struct KeyView {
+    id: Uuid,
+    name: String,
+    reach: AdminReach,
+    access: AdminAccess,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    /// Neither revoked nor expired.
+    active: bool,
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(k: &ApiKey) -> Self {
+        KeyView {
+            id: k.id,
+            name: k.name.clone(),
+            reach: k.reach.clone(),
+            access: k.access,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            active: k.is_live(Utc::now()),
+        }
+    }
+}
+
+/// `POST /v1/admin/api-keys` `{"name", "reach"?, "access"?, "expires_in_days"?}`: 201 with
+/// the key (`"key"`, shown this once). Reach defaults to the maker's, access to read-only.
+async fn create(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<NewApiKey>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.control_plane.snapshot();
+    let digest_key = state.keystore.client_secret_key(&snapshot.system_secrets)?;
+    let (key, token) = match new_api_key(&admin.0, input, &digest_key, &snapshot, Utc::now()) {
+        Ok(made) => made,
+        Err(e) if e.code == ErrorCode::Forbidden => {
+            return Err(admin.refuse(&state, None, "POST /v1/admin/api-keys", e.detail).await);
+        }
+        Err(e) => return Err(e),
+    };
+    let view = KeyView::from(&key);
+    let audit = Audit::new("create_api_key", None).with_details(json!({
+        "api_key": key.id, "name": &key.name, "reach": &key.reach, "access": key.access, "expires_at": key.expires_at,
+    }));
+    state
+        .admin
+        .command(admin.actor(), Command::CreateApiKey { key }, audit)
+        .await?;
+    let mut body = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
+    body["key"] = json!(token);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The keys within the caller's reach, newest first (revoked and expired ones too).
+async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = state.control_plane.snapshot();
+    let mut keys: Vec<KeyView> = snapshot
+        .api_keys
+        .values()
+        .filter(|k| admin.0.reach.includes(&k.reach))
+        .map(KeyView::from)
+        .collect();
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    Json(json!({ "api_keys": keys }))
+}
+
+/// The key `id` if it is within the caller's reach (404 otherwise: a key out of reach is
+/// not told apart from one that does not exist).
+fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<ApiKey, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no API key `{}`", crate::error::printable(id)),
+        )
+    };
+    let id = Uuid::try_parse(id).map_err(|_| not_found())?;
+    let snapshot = state.control_plane.snapshot();
+    snapshot
+        .api_keys
+        .get(&id)
+        .filter(|k| admin.0.reach.includes(&k.reach))
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+async fn show(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    visible(&admin, &state, &id).map(|k| Json(KeyView::from(&k)))
+}
+
+/// `DELETE /v1/admin/api-keys/{id}`: revokes the key at once (204; again: 204, the first
+/// revocation time kept). A revoked key stays listed.
+async fn revoke(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = visible(&admin, &state, &id)?;
+    let audit = Audit::new("revoke_api_key", None).with_details(json!({ "api_key": key.id, "name": &key.name }));
+    let command = Command::RevokeApiKey {
+        id: key.id,
+        at: Utc::now(),
+    };
+    state.admin.command(admin.actor(), command, audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

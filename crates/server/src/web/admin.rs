@@ -1,0 +1,150 @@
+//! The admin API's gate: every `/v1/admin` route runs behind [`gate`], which
+//! authenticates the bearer credential (an admin token or an API key), reads which tenant
+//! the route names (`{slug}`) and whether the method writes, and lets the request through
+//! only when `tenantry_admin::access::Principal::permits` says so. A refusal is 403
+//! `forbidden` and is recorded in the audit trail. Handlers take the accepted
+//! [`AdminAuth`] from the request.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::json;
+use tenantry_admin::access::{self, Needs, Principal, Target};
+use tenantry_admin::{Actor, Audit};
+use tenantry_controlplane::Command;
+
+use super::bearer::{Bearer, challenge};
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+const REALM: Option<&str> = Some("tenantry-admin");
+
+/// Routes without `{slug}` whose handlers narrow what they show or change to the
+/// principal's reach (the tenant list; API keys, which the handlers keep within reach);
+/// every other route without `{slug}` needs a global credential.
+fn within_reach(method: &Method, route: &str) -> bool {
+    matches!(route, "/v1/admin/api-keys" | "/v1/admin/api-keys/{id}")
+        || (route == "/v1/admin/tenants" && matches!(*method, Method::GET | Method::HEAD))
+}
+
+/// An authenticated admin credential the gate let through.
+#[derive(Debug, Clone)]
+pub struct AdminAuth(pub Principal);
+
+impl AdminAuth {
+    /// The acting identity of an admin write (`tenantry_admin::AdminService`).
+    pub fn actor(&self) -> Actor {
+        self.0.actor
+    }
+
+    /// Records a refusal of this credential (403 `forbidden`) and answers it.
+    pub async fn refuse(&self, state: &AppState, tenant: Option<&str>, what: &str, why: String) -> ApiError {
+        let details = json!({ "request": what, "reason": &why });
+        state
+            .admin
+            .refused(self.actor(), Audit::new("forbidden", tenant).with_details(details))
+            .await;
+        ApiError::new(ErrorCode::Forbidden, why)
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    /// The gate's verdict on admin routes; elsewhere (`/readyz` details) the credential
+    /// is authenticated here.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.extensions.get::<AdminAuth>() {
+            return Ok(auth.clone());
+        }
+        authenticate(state, &parts.headers)
+    }
+}
+
+/// The principal of the request's bearer credential; 401 with a `Bearer` challenge
+/// otherwise. An API key's use is recorded (coarsely) in the background.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiError> {
+    let Bearer(token) = Bearer::required(headers).map_err(|r| {
+        r.into_problem(
+            REALM,
+            "send the admin token or API key as `Authorization: Bearer <token>`",
+        )
+    })?;
+    let snapshot = state.control_plane.snapshot();
+    let now = Utc::now();
+    let digest_key = || state.keystore.client_secret_key(&snapshot.system_secrets);
+    match access::authenticate(&snapshot, &token, now, digest_key)? {
+        Ok((principal, key)) => {
+            if let Some(key) = key
+                && access::due_for_touch(key, now)
+                && first_touch_since(key.id, now)
+            {
+                let (writer, id) = (state.writer.clone(), key.id);
+                tokio::spawn(async move {
+                    if let Err(e) = writer.write(Command::TouchApiKey { id, at: now }).await {
+                        tracing::debug!(error = %e, "API key use not recorded");
+                    }
+                });
+            }
+            Ok(AdminAuth(principal))
+        }
+        Err(why) => {
+            let mut e = ApiError::new(ErrorCode::Unauthorized, why.detail());
+            e.challenge = Some(challenge(REALM, Some("invalid_token")));
+            Err(e)
+        }
+    }
+}
+
+/// Whether this node has not recorded a use of the key within the touch interval: a
+/// burst of requests with one key writes one `TouchApiKey`, not one per request.
+fn first_touch_since(id: uuid::Uuid, now: chrono::DateTime<Utc>) -> bool {
+    static RECORDED: std::sync::LazyLock<std::sync::Mutex<HashMap<uuid::Uuid, i64>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut recorded = RECORDED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let interval = tenantry_controlplane::model::ApiKey::TOUCH_INTERVAL_SECS;
+    if recorded.get(&id).is_some_and(|at| now.timestamp() - at < interval) {
+        return false;
+    }
+    if recorded.len() >= 10_000 {
+        recorded.clear();
+    }
+    recorded.insert(id, now.timestamp());
+    true
+}
+
+/// The route layer of every admin route (see the module doc).
+pub async fn gate(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    params: Result<Path<HashMap<String, String>>, axum::extract::rejection::PathRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let auth = match authenticate(&state, request.headers()) {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    let slug = params
+        .as_ref()
+        .ok()
+        .and_then(|Path(p)| p.get("slug"))
+        .map(String::as_str);
+    let target = match slug {
+        Some(slug) => Target::Tenant(slug),
+        None if within_reach(request.method(), matched.as_str()) => Target::WithinReach,
+        None => Target::Installation,
+    };
+    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if let Err(why) = auth.0.permits(Needs { target, write }) {
+        let what = format!("{} {}", request.method(), matched.as_str());
+        return auth.refuse(&state, slug, &what, why).await.into_response();
+    }
+    request.extensions_mut().insert(auth);
+    next.run(request).await
+}
