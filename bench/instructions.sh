@@ -9,8 +9,8 @@
 # Needs: valgrind (callgrind_control), curl, python3.
 #
 # The installation (keys, clients) is made by a normal start first, so key generation is
-# not counted; the server is then started under callgrind with collection off, and each
-# endpoint's requests are counted alone (collection on, requests, collection off, dump).
+# not counted; the server is then started under callgrind with instrumentation off, and each
+# endpoint's requests are counted alone (instrumentation on, requests, off, dump).
 set -euo pipefail
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release/tenantry}
 N=${2:-300}
@@ -18,7 +18,7 @@ ROOT=$(mktemp -d)
 PORT=${PORT:-18191}
 BASE="http://127.0.0.1:$PORT"
 SERVER=
-trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; wait 2>/dev/null; rm -rf "$ROOT"' EXIT
+trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$ROOT"' EXIT
 
 start() { # [valgrind args...]
   RUST_LOG=warn "$@" "$BIN" serve --dev --fs-root "$ROOT/root" --listen "127.0.0.1:$PORT" >>"$ROOT/out.log" 2>&1 &
@@ -44,7 +44,7 @@ done
 stop
 
 # 2. The same installation under callgrind.
-start valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$ROOT/cg.out"
+start valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$ROOT/cg.out"
 AT=$(curl -sf -X POST "$BASE/t/local/token" -H "Authorization: Basic ${BASIC[ES256]}" -d grant_type=client_credentials \
   | json '["access_token"]')
 
@@ -52,14 +52,14 @@ urls() { for _ in $(seq 1 "$N"); do printf 'url = "%s"\noutput = "/dev/null"\n' 
 measure() { # name, path, [curl args...]: N requests on one connection
   local name=$1 path=$2
   shift 2
-  callgrind_control --zero "$SERVER" >/dev/null
-  callgrind_control --instr=on "$SERVER" >/dev/null
+  callgrind_control --zero "$SERVER" >/dev/null 2>&1
+  callgrind_control --instr=on "$SERVER" >/dev/null 2>&1
   urls "$path" | curl -sf --config - "$@"
-  callgrind_control --instr=off "$SERVER" >/dev/null
-  callgrind_control --dump="$name" "$SERVER" >/dev/null
+  callgrind_control --instr=off "$SERVER" >/dev/null 2>&1
+  callgrind_control --dump "$SERVER" >/dev/null 2>&1
   local dump total
   dump=$(ls -t "$ROOT"/cg.out* | head -1)
-  total=$(grep -m1 -E '^(summary|totals):' "$dump" | awk '{print $2}')
+  total=$(grep -m1 '^totals:' "$dump" | awk '{print $2}')
   printf '%-32s %12d instructions/request\n' "$name" $((total / N))
 }
 
