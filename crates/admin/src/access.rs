@@ -118,6 +118,7 @@ pub fn authenticate<'s>(
             actor: Actor {
                 admin_id: key.id,
                 api_key: true,
+                request_id: None,
             },
             reach: key.reach.clone(),
             access: key.access,
@@ -137,6 +138,7 @@ pub fn authenticate<'s>(
                 actor: Actor {
                     admin_id: admin.id,
                     api_key: false,
+                    request_id: None,
                 },
                 reach: admin.reach.clone(),
                 access: admin.access,
@@ -242,6 +244,7 @@ mod tests {
             actor: Actor {
                 admin_id: Uuid::new_v4(),
                 api_key: false,
+                request_id: None,
             },
             reach,
             access,

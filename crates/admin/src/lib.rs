@@ -37,11 +37,13 @@ use tenantry_errors::ApiError;
 use uuid::Uuid;
 
 /// Who acts: an authenticated administrator, or an API key (its id stands in the
-/// audit trail's admin column, and the event says it was a key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// audit trail's admin column, and the event says it was a key), and the request it acts
+/// in (its `X-Request-Id`, recorded with the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub admin_id: Uuid,
     pub api_key: bool,
+    pub request_id: Option<String>,
 }
 
 /// What the audit trail says about one admin write.
@@ -127,7 +129,13 @@ impl AdminService {
             map.insert("credential".into(), Value::from("api_key"));
         }
         if let Err(e) = global
-            .record_admin_event(Some(actor.admin_id), action, tenant.as_deref(), None, details)
+            .record_admin_event(
+                Some(actor.admin_id),
+                action,
+                tenant.as_deref(),
+                actor.request_id.as_deref(),
+                details,
+            )
             .await
         {
             tracing::warn!(action, error = %e, "admin audit event not recorded");
@@ -156,10 +164,11 @@ mod tests {
         let actor = Actor {
             admin_id: Uuid::new_v4(),
             api_key: false,
+            request_id: Some("req-1".into()),
         };
         let refused = admin
             .command(
-                actor,
+                actor.clone(),
                 Command::DeleteTenant { slug: "ghost".into() },
                 Audit::new("delete_tenant", Some("ghost")),
             )
@@ -168,13 +177,15 @@ mod tests {
         assert!(global.admin_events(10).await.unwrap().is_empty());
 
         let failed: Result<(), ApiError> = admin
-            .perform(actor, async { Err(ApiError::internal()) }, |_| Audit::new("boom", None))
+            .perform(actor.clone(), async { Err(ApiError::internal()) }, |_| {
+                Audit::new("boom", None)
+            })
             .await;
         assert!(failed.is_err());
         assert!(global.admin_events(10).await.unwrap().is_empty());
 
         let done = admin
-            .perform(actor, async { Ok::<_, ApiError>(7) }, |n| {
+            .perform(actor.clone(), async { Ok::<_, ApiError>(7) }, |n| {
                 Audit::new("migrate_tenant_db", Some("acme")).with_details(serde_json::json!({ "version": n }))
             })
             .await
@@ -186,5 +197,6 @@ mod tests {
         assert_eq!(events[0].tenant.as_deref(), Some("acme"));
         assert_eq!(events[0].admin_id, Some(actor.admin_id));
         assert_eq!(events[0].details["version"], 7);
+        assert_eq!(events[0].request_id.as_deref(), Some("req-1"));
     }
 }

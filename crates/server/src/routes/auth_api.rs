@@ -23,8 +23,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_controlplane::model::Client;
-use tenantry_dataplane::model::{ProfileUpdate, Session, User};
 use tenantry_dataplane::TenantDb;
+use tenantry_dataplane::model::{ProfileUpdate, Session, User};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;

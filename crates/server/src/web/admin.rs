@@ -39,7 +39,7 @@ pub struct AdminAuth(pub Principal);
 impl AdminAuth {
     /// The acting identity of an admin write (`tenantry_admin::AdminService`).
     pub fn actor(&self) -> Actor {
-        self.0.actor
+        self.0.actor.clone()
     }
 
     /// Records a refusal of this credential (403 `forbidden`) and answers it.
@@ -79,7 +79,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
     let now = Utc::now();
     let digest_key = || state.keystore.client_secret_key(&snapshot.system_secrets);
     match access::authenticate(&snapshot, &token, now, digest_key)? {
-        Ok((principal, key)) => {
+        Ok((mut principal, key)) => {
+            principal.actor.request_id = headers
+                .get(crate::middleware::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             if let Some(key) = key
                 && access::due_for_touch(key, now)
                 && first_touch_since(key.id, now)
@@ -99,6 +103,16 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
             Err(e)
         }
     }
+}
+
+/// Tenant routes only a global credential may use: deleting a tenant (its lifecycle is
+/// the installation's), and adopting a database stamped for another tenant (which would
+/// hand one tenant's users to another's administrators).
+fn installation_only(method: &Method, route: &str) -> bool {
+    matches!(
+        (method, route),
+        (&Method::DELETE, "/v1/admin/tenants/{slug}") | (&Method::POST, "/v1/admin/tenants/{slug}/database/adopt")
+    )
 }
 
 /// Whether this node has not recorded a use of the key within the touch interval: a
@@ -135,9 +149,11 @@ pub async fn gate(
         .ok()
         .and_then(|Path(p)| p.get("slug"))
         .map(String::as_str);
+    let (method, route) = (request.method(), matched.as_str());
     let target = match slug {
+        _ if installation_only(method, route) => Target::Installation,
         Some(slug) => Target::Tenant(slug),
-        None if within_reach(request.method(), matched.as_str()) => Target::WithinReach,
+        None if within_reach(method, route) => Target::WithinReach,
         None => Target::Installation,
     };
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);

@@ -183,6 +183,17 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
             refusals += 1;
         }
     }
+    // Deleting a tenant and adopting another tenant's database are the installation's,
+    // even for a key that reaches the tenant.
+    for (method, path) in [
+        ("DELETE", "/v1/admin/tenants/alpha"),
+        ("POST", "/v1/admin/tenants/alpha/database/adopt"),
+    ] {
+        let (status, body) = call(&server, &alpha_rw, method, path, None).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        refusals += 1;
+    }
+
     // Nothing was changed by the refused calls.
     let (status, _) = call(&server, &root, "GET", "/v1/admin/tenants/beta", None).await;
     assert_eq!(status, 200, "beta still exists");
@@ -222,6 +233,12 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
     assert!(forbidden.iter().any(|e| e["admin_id"] == alpha_rw_id.as_str()
         && e["tenant"] == "beta"
         && e["details"]["credential"] == "api_key"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["request_id"].as_str().is_some_and(|id| !id.is_empty())),
+        "every event names its request"
+    );
     assert!(events.iter().any(|e| e["action"] == "create_api_key"));
 }
 
