@@ -7,7 +7,7 @@
 //! everything else about admin authorization is here, without HTTP.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tenantry_controlplane::Snapshot;
 use tenantry_controlplane::model::{AdminAccess, AdminReach, ApiKey};
 use tenantry_crypto::{constant_time_eq, hash_token, keyed_digest, random_token, verify_keyed_digest};
@@ -77,16 +77,18 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unauthenticated {
     Unknown,
-    Expired,
-    Revoked,
+    /// A real key (its secret matched) past its expiry.
+    Expired(Uuid),
+    /// A real key that was revoked.
+    Revoked(Uuid),
 }
 
 impl Unauthenticated {
     pub fn detail(&self) -> &'static str {
         match self {
             Unauthenticated::Unknown => "the admin token or API key is not valid",
-            Unauthenticated::Expired => "the API key has expired",
-            Unauthenticated::Revoked => "the API key was revoked",
+            Unauthenticated::Expired(_) => "the API key has expired",
+            Unauthenticated::Revoked(_) => "the API key was revoked",
         }
     }
 }
@@ -109,10 +111,10 @@ pub fn authenticate<'s>(
             return Ok(Err(Unauthenticated::Unknown));
         }
         if key.revoked_at.is_some() {
-            return Ok(Err(Unauthenticated::Revoked));
+            return Ok(Err(Unauthenticated::Revoked(key.id)));
         }
         if !key.is_live(now) {
-            return Ok(Err(Unauthenticated::Expired));
+            return Ok(Err(Unauthenticated::Expired(key.id)));
         }
         let principal = Principal {
             actor: Actor {
@@ -156,6 +158,39 @@ fn split_api_key(token: &str) -> Option<(Uuid, &str)> {
         return None;
     }
     Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+/// A key as the API shows it: never its secret or digest.
+#[derive(Debug, Serialize)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub reach: AdminReach,
+    pub access: AdminAccess,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Neither revoked nor expired.
+    pub active: bool,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyView {
+            id: k.id,
+            name: k.name.clone(),
+            reach: k.reach.clone(),
+            access: k.access,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            active: k.is_live(Utc::now()),
+        }
+    }
 }
 
 /// Whether a use at `now` should be recorded (`last_used_at` is coarse).
@@ -342,10 +377,10 @@ mod tests {
         assert_eq!(auth(&snapshot, &tampered, now), Err(Unauthenticated::Unknown));
         assert_eq!(
             auth(&snapshot, &token, now + chrono::Duration::days(2)),
-            Err(Unauthenticated::Expired)
+            Err(Unauthenticated::Expired(key.id))
         );
         snapshot.api_keys.get_mut(&key.id).unwrap().revoked_at = Some(now);
-        assert_eq!(auth(&snapshot, &token, now), Err(Unauthenticated::Revoked));
+        assert_eq!(auth(&snapshot, &token, now), Err(Unauthenticated::Revoked(key.id)));
         for junk in [
             "tnk_",
             "tnk_zz_secret",

@@ -5,7 +5,7 @@
 //! [`tenants`] builds and checks new and updated tenants (custom fields, database
 //! ownership), and [`clients`] builds OAuth clients from admin input and makes their
 //! secrets. The HTTP crate only reads the request, calls these, and answers.
-//! [`users`] holds the admin operations on a tenant's users.
+//! [`users`] holds the admin operations on a tenant's users; [`audit`] reads the trail.
 //! [`installation`] makes what an installation needs before its first request (system
 //! keys, a first admin, the default tenant, the development demo), through the `Writer`
 //! like every other control-plane write.
@@ -21,6 +21,7 @@
 //! the functions above before it calls [`AdminService::perform`].
 
 pub mod access;
+pub mod audit;
 pub mod clients;
 pub mod installation;
 pub mod settings;

@@ -154,3 +154,62 @@ pub async fn check_db_owner(dbs: &TenantDbManager, tenant: &Tenant) -> Result<()
         _ => Ok(()),
     }
 }
+
+impl crate::AdminService {
+    /// The explicit admin action that lets a tenant take over a database stamped for
+    /// another tenant (e.g. its own data after the tenant was deleted and re-created, which
+    /// gives it a new id): stores `user_db` when given (skipping the ownership check the
+    /// settings routes make), then re-stamps the database for this tenant. Sign-ins issued
+    /// for the previous owner (sessions, refresh tokens, authorization codes) are ended;
+    /// users, credentials and second factors stay. One audit event for the whole action;
+    /// answers the report.
+    pub async fn adopt_database(
+        &self,
+        actor: crate::Actor,
+        resolver: &tenantry_tenancy::TenantContextResolver,
+        dbs: &TenantDbManager,
+        secrets: &SecretBox,
+        slug: &str,
+        user_db: Option<Value>,
+    ) -> Result<Value, ApiError> {
+        let adopt = async {
+            let mut ctx = resolver.resolve_slug(slug)?;
+            if let Some(user_db) = user_db {
+                let mut tenant = ctx.entry.tenant.clone();
+                let patch = serde_json::json!({ "user_db": user_db });
+                tenant.settings = patched_settings(&tenant, &patch, secrets)?;
+                tenant.updated_at = Utc::now();
+                validate_tenant(&tenant).map_err(ApiError::validation)?;
+                self.writer
+                    .write(tenantry_controlplane::Command::UpdateTenant { tenant })
+                    .await?;
+                ctx = resolver.resolve_slug(slug)?;
+            }
+            ctx.require(tenantry_tenancy::Capability::TenantDb)?;
+            // Adopting from another tenant ends that tenant's sign-ins before the re-stamp
+            // (`TenantDb::restamp`).
+            let previous = dbs.adopt(&ctx.entry).await?;
+            let ended = previous
+                .as_deref()
+                .is_some_and(|p| p != ctx.entry.tenant.id.to_string());
+            let schema = ctx
+                .db()
+                .await?
+                .schema_status(tenantry_dataplane::Schema::Tenant)
+                .await?;
+            Ok::<_, ApiError>(serde_json::json!({
+                "tenant_id": ctx.entry.tenant.id,
+                "previous_owner": previous,
+                "sign_ins_ended": ended,
+                "schema": schema,
+            }))
+        };
+        self.perform(actor, adopt, |report| {
+            crate::Audit::new("adopt_tenant_db", Some(slug)).with_details(serde_json::json!({
+                "previous_owner": report["previous_owner"],
+                "sign_ins_ended": report["sign_ins_ended"],
+            }))
+        })
+        .await
+    }
+}

@@ -30,6 +30,21 @@ pub struct AdminAuditEvent {
     pub details: Value,
 }
 
+/// Which admin audit events to list; every field that is set narrows the list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub admin_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub tenant: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// The time and id of the last event of the previous page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct GlobalDb {
     db: TenantDb,
@@ -99,13 +114,63 @@ impl GlobalDb {
         Ok(id)
     }
 
-    /// Most recent first.
+    /// The most recent `limit` events, most recent first.
     pub async fn admin_events(&self, limit: u32) -> Result<Vec<AdminAuditEvent>, DbError> {
+        self.admin_event_page(&AuditFilter {
+            limit,
+            ..AuditFilter::default()
+        })
+        .await
+    }
+
+    /// One page of the events `filter` selects, most recent first (`limit` clamped to
+    /// 1–1000). The next page starts after the last event of this one (`AuditFilter::after`).
+    pub async fn admin_event_page(&self, filter: &AuditFilter) -> Result<Vec<AdminAuditEvent>, DbError> {
         let db = &self.db;
-        let sql = db.sql("SELECT id, occurred_at, admin_id, action, tenant, request_id, details FROM admin_audit_events ORDER BY occurred_at DESC, id DESC LIMIT ?");
-        let rows: Vec<AuditRow> =
-            on_pool!(db, p => sqlx::query_as(sql).bind(i64::from(limit.clamp(1, 1000))).fetch_all(p).await)
-                .map_err(query_err)?;
+        let mut sql = String::from(
+            "SELECT id, occurred_at, admin_id, action, tenant, request_id, details FROM admin_audit_events WHERE 1 = 1",
+        );
+        for (present, condition) in [
+            (filter.admin_id.is_some(), " AND admin_id = ?"),
+            (filter.action.is_some(), " AND action = ?"),
+            (filter.tenant.is_some(), " AND tenant = ?"),
+            (filter.since.is_some(), " AND occurred_at >= ?"),
+            (filter.until.is_some(), " AND occurred_at < ?"),
+            (
+                filter.after.is_some(),
+                " AND (occurred_at < ? OR (occurred_at = ? AND id < ?))",
+            ),
+        ] {
+            if present {
+                sql.push_str(condition);
+            }
+        }
+        sql.push_str(" ORDER BY occurred_at DESC, id DESC LIMIT ?");
+        let sql = db.sql(&sql);
+        let limit = i64::from(filter.limit.clamp(1, 1000));
+        let rows: Vec<AuditRow> = on_pool!(db, p => {
+            let mut query = sqlx::query_as(sql);
+            if let Some(admin_id) = filter.admin_id {
+                query = query.bind(admin_id);
+            }
+            if let Some(action) = &filter.action {
+                query = query.bind(action);
+            }
+            if let Some(tenant) = &filter.tenant {
+                query = query.bind(tenant);
+            }
+            if let Some(since) = filter.since {
+                query = query.bind(to_micros(since));
+            }
+            if let Some(until) = filter.until {
+                query = query.bind(to_micros(until));
+            }
+            if let Some((at, id)) = filter.after {
+                query = query.bind(to_micros(at)).bind(to_micros(at)).bind(id);
+            }
+            query.bind(limit).fetch_all(p).await
+        })
+        .map_err(query_err)?;
         Ok(rows
             .into_iter()
             .map(|r| AdminAuditEvent {

@@ -32,7 +32,7 @@ pub mod users;
 
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
-pub use global::GlobalDb;
+pub use global::{AuditFilter, GlobalDb};
 pub use manager::{ManagerConfig, TenantDbManager};
 pub use mfa::{EmailTokenRepository, MfaRepository};
 pub use roles::RoleRepository;

@@ -4,7 +4,7 @@ use crate::common;
 
 use serde_json::json;
 use tenantry_controlplane::model::DbDriver;
-use tenantry_dataplane::{DbError, ErrorKind, GlobalDb};
+use tenantry_dataplane::{AuditFilter, DbError, ErrorKind, GlobalDb};
 use uuid::Uuid;
 
 async fn exercise(global: &GlobalDb) {
@@ -27,6 +27,41 @@ async fn exercise(global: &GlobalDb) {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].action, "delete_tenant");
     assert_eq!(events[1].details, json!({"x": 1}));
+
+    // Filters and the cursor, in SQL on every driver.
+    let page = |filter: AuditFilter| async move { global.admin_event_page(&filter).await.unwrap() };
+    let created = page(AuditFilter {
+        action: Some("create_tenant".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].request_id.as_deref(), Some("req-1"));
+    let first = page(AuditFilter {
+        limit: 1,
+        ..AuditFilter::default()
+    })
+    .await;
+    let rest = page(AuditFilter {
+        after: Some((first[0].occurred_at, first[0].id)),
+        admin_id: Some(admin),
+        tenant: Some("acme".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(
+        rest.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["create_tenant"]
+    );
+    let none = page(AuditFilter {
+        admin_id: Some(Uuid::new_v4()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert!(none.is_empty());
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_controlplane::model::Tenant;
-use tenantry_controlplane::validate::validate_tenant;
 use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
 
@@ -320,12 +319,8 @@ struct AdoptDatabase {
     user_db: Option<Value>,
 }
 
-/// The explicit admin action that lets a tenant take over a database stamped for another
-/// tenant (e.g. its own data after the tenant was deleted and re-created, which gives it a
-/// new id): stores `user_db` when given (skipping the ownership check the settings routes
-/// make), then re-stamps the database for this tenant. Sign-ins issued for the previous
-/// owner (sessions, refresh tokens, authorization codes) are ended; users, credentials and
-/// second factors stay.
+/// Takes over a database stamped for another tenant (`AdminService::adopt_database`),
+/// storing `user_db` first when given.
 async fn adopt_database(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -337,47 +332,12 @@ async fn adopt_database(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    let adopt = adopt(&state, &slug, body);
+    let (actor, resolver, dbs, secrets) = (admin.actor(), &state.resolver, &state.dbs, &state.secrets);
     let report = state
         .admin
-        .perform(admin.actor(), adopt, |report| {
-            Audit::new("adopt_tenant_db", Some(&slug)).with_details(serde_json::json!({
-                "previous_owner": report["previous_owner"],
-                "sign_ins_ended": report["sign_ins_ended"],
-            }))
-        })
+        .adopt_database(actor, resolver, dbs, secrets, &slug, body.user_db)
         .await?;
     Ok(Json(report))
-}
-
-/// Stores the new `user_db` (when given), then re-stamps the database; answers the report.
-async fn adopt(state: &AppState, slug: &str, body: AdoptDatabase) -> Result<Value, ApiError> {
-    let mut ctx = state.resolver.resolve_slug(slug)?;
-    if let Some(user_db) = body.user_db {
-        let mut tenant = ctx.entry.tenant.clone();
-        let patch = serde_json::json!({ "user_db": user_db });
-        tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
-        tenant.updated_at = Utc::now();
-        validate_tenant(&tenant).map_err(ApiError::validation)?;
-        // Recorded as part of the adoption (one audit event for the whole action).
-        state.writer.write(Command::UpdateTenant { tenant }).await?;
-        ctx = state.resolver.resolve_slug(slug)?;
-    }
-    ctx.require(Capability::TenantDb)?;
-    // Adopting from another tenant ends that tenant's sign-ins before the re-stamp
-    // (`TenantDb::restamp`).
-    let previous = state.dbs.adopt(&ctx.entry).await?;
-    let ended = previous
-        .as_deref()
-        .is_some_and(|p| p != ctx.entry.tenant.id.to_string());
-    let db = ctx.db().await?;
-    let schema = db.schema_status(Schema::Tenant).await?;
-    Ok(serde_json::json!({
-        "tenant_id": ctx.entry.tenant.id,
-        "previous_owner": previous,
-        "sign_ins_ended": ended,
-        "schema": schema,
-    }))
 }
 
 /// Drops the column of a custom field that is no longer declared (its data is lost).
@@ -398,21 +358,15 @@ async fn drop_custom_column(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    limit: Option<u32>,
-}
-
-/// Recent admin actions from the global database (501 without one).
+/// Admin actions from the global database (501 without one), filtered by `actor`,
+/// `action`, `tenant`, `since`, `until`, most recent first, in pages (`after`, `limit`).
 async fn admin_audit(
     _admin: AdminAuth,
     State(state): State<AppState>,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<tenantry_admin::audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    let events = state.global_db()?.admin_events(query.limit.unwrap_or(100)).await?;
-    Ok(Json(serde_json::json!({ "events": events })))
+    Ok(Json(tenantry_admin::audit::page(state.global_db()?, query).await?))
 }
 
 #[derive(Serialize)]

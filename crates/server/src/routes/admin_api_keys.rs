@@ -9,13 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use serde_json::json;
 use tenantry_admin::Audit;
-use tenantry_admin::access::{NewApiKey, new_api_key};
+use tenantry_admin::access::{ApiKeyView, NewApiKey, new_api_key};
 use tenantry_controlplane::Command;
-use tenantry_controlplane::model::{AdminAccess, AdminReach, ApiKey};
+use tenantry_controlplane::model::ApiKey;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
@@ -26,39 +25,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/api-keys", post(create).get(list))
         .route("/v1/admin/api-keys/{id}", get(show).delete(revoke))
-}
-
-/// A key as the API shows it: never its secret or digest.
-#[derive(Debug, Serialize)]
-struct KeyView {
-    id: Uuid,
-    name: String,
-    reach: AdminReach,
-    access: AdminAccess,
-    created_by: Uuid,
-    created_at: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-    /// Neither revoked nor expired.
-    active: bool,
-}
-
-impl From<&ApiKey> for KeyView {
-    fn from(k: &ApiKey) -> Self {
-        KeyView {
-            id: k.id,
-            name: k.name.clone(),
-            reach: k.reach.clone(),
-            access: k.access,
-            created_by: k.created_by,
-            created_at: k.created_at,
-            expires_at: k.expires_at,
-            revoked_at: k.revoked_at,
-            last_used_at: k.last_used_at,
-            active: k.is_live(Utc::now()),
-        }
-    }
 }
 
 /// `POST /v1/admin/api-keys` `{"name", "reach"?, "access"?, "expires_in_days"?}`: 201 with
@@ -77,7 +43,7 @@ async fn create(
         }
         Err(e) => return Err(e),
     };
-    let view = KeyView::from(&key);
+    let view = ApiKeyView::from(&key);
     let audit = Audit::new("create_api_key", None).with_details(json!({
         "api_key": key.id, "name": &key.name, "reach": &key.reach, "access": key.access, "expires_at": key.expires_at,
     }));
@@ -93,11 +59,11 @@ async fn create(
 /// The keys within the caller's reach, newest first (revoked and expired ones too).
 async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
     let snapshot = state.control_plane.snapshot();
-    let mut keys: Vec<KeyView> = snapshot
+    let mut keys: Vec<ApiKeyView> = snapshot
         .api_keys
         .values()
         .filter(|k| admin.0.reach.includes(&k.reach))
-        .map(KeyView::from)
+        .map(ApiKeyView::from)
         .collect();
     keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     Json(json!({ "api_keys": keys }))
@@ -126,8 +92,8 @@ async fn show(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
-    visible(&admin, &state, &id).map(|k| Json(KeyView::from(&k)))
+) -> Result<Json<ApiKeyView>, ApiError> {
+    visible(&admin, &state, &id).map(|k| Json(ApiKeyView::from(&k)))
 }
 
 /// `DELETE /v1/admin/api-keys/{id}`: revokes the key at once (204; again: 204, the first

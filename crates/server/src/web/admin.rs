@@ -80,10 +80,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
     let digest_key = || state.keystore.client_secret_key(&snapshot.system_secrets);
     match access::authenticate(&snapshot, &token, now, digest_key)? {
         Ok((mut principal, key)) => {
-            principal.actor.request_id = headers
-                .get(crate::middleware::REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            principal.actor.request_id = request_id(headers);
             if let Some(key) = key
                 && access::due_for_touch(key, now)
                 && first_touch_since(key.id, now)
@@ -98,11 +95,30 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
             Ok(AdminAuth(principal))
         }
         Err(why) => {
+            // A dead key whose secret matched is someone holding a real credential: the
+            // attempt is recorded. Unknown tokens are not (anyone can send those).
+            if let access::Unauthenticated::Expired(id) | access::Unauthenticated::Revoked(id) = why {
+                let actor = Actor {
+                    admin_id: id,
+                    api_key: true,
+                    request_id: request_id(headers),
+                };
+                let audit = Audit::new("api_key_refused", None).with_details(json!({ "reason": why.detail() }));
+                let admin = state.admin.clone();
+                tokio::spawn(async move { admin.refused(actor, audit).await });
+            }
             let mut e = ApiError::new(ErrorCode::Unauthorized, why.detail());
             e.challenge = Some(challenge(REALM, Some("invalid_token")));
             Err(e)
         }
     }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(crate::middleware::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Tenant routes only a global credential may use: deleting a tenant (its lifecycle is

@@ -244,7 +244,12 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
 
 #[tokio::test]
 async fn a_revoked_or_expired_key_is_refused_and_a_key_is_shown_once() {
-    let server = crate::common::start().await;
+    let global_db = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global_db_url = \"sqlite://{}\"\n",
+        global_db.path().join("global.db").display()
+    );
+    let server = start_with_config(Some(&config)).await;
     let root = server.admin_token.clone();
     let (key, id) = make_key(&server, &root, json!({"name": "ci", "access": "read_write"})).await;
     let (status, _) = call(&server, &key, "GET", "/v1/admin/tenants", None).await;
@@ -309,6 +314,27 @@ async fn a_revoked_or_expired_key_is_refused_and_a_key_is_shown_once() {
     assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
     let (status, _) = call(&server, &expired, "GET", "/v1/admin/tenants", None).await;
     assert_eq!(status, 200, "the live one still works");
+
+    // Each use of the dead keys is recorded against the key.
+    let mut recorded = Vec::new();
+    for _ in 0..50 {
+        let (_, audit) = call(&server, &root, "GET", "/v1/admin/audit?limit=1000", None).await;
+        recorded = audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "api_key_refused")
+            .map(|e| e["admin_id"].as_str().unwrap().to_owned())
+            .collect();
+        if recorded.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        recorded.contains(&id) && recorded.contains(&old_id.to_string()),
+        "{recorded:?}"
+    );
 
     // Bad input: unknown fields, a reach naming no tenant, a lifetime out of range.
     for body in [
