@@ -17,6 +17,7 @@ use serde_json::json;
 use tenantry_admin::access::{self, Needs, Principal, Target};
 use tenantry_admin::{Actor, Audit};
 use tenantry_controlplane::Command;
+use tenantry_controlplane::model::ApiKey;
 
 use super::bearer::{Bearer, challenge};
 use crate::error::{ApiError, ErrorCode};
@@ -83,7 +84,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
             principal.actor.request_id = request_id(headers);
             if let Some(key) = key
                 && access::due_for_touch(key, now)
-                && first_touch_since(key.id, now)
+                && first_since(&TOUCHED, ApiKey::TOUCH_INTERVAL_SECS, key.id, now)
             {
                 let (writer, id) = (state.writer.clone(), key.id);
                 tokio::spawn(async move {
@@ -96,8 +97,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
         }
         Err(why) => {
             // A dead key whose secret matched is someone holding a real credential: the
-            // attempt is recorded. Unknown tokens are not (anyone can send those).
-            if let access::Unauthenticated::Expired(id) | access::Unauthenticated::Revoked(id) = why {
+            // attempt is recorded (once a minute per key). Unknown tokens are not (anyone
+            // can send those).
+            if let access::Unauthenticated::Expired(id) | access::Unauthenticated::Revoked(id) = why
+                && first_since(&REFUSED, REFUSAL_RECORD_SECS, id, now)
+            {
                 let actor = Actor {
                     admin_id: id,
                     api_key: true,
@@ -131,13 +135,18 @@ fn installation_only(method: &Method, route: &str) -> bool {
     )
 }
 
-/// Whether this node has not recorded a use of the key within the touch interval: a
-/// burst of requests with one key writes one `TouchApiKey`, not one per request.
-fn first_touch_since(id: uuid::Uuid, now: chrono::DateTime<Utc>) -> bool {
-    static RECORDED: std::sync::LazyLock<std::sync::Mutex<HashMap<uuid::Uuid, i64>>> =
-        std::sync::LazyLock::new(Default::default);
-    let mut recorded = RECORDED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let interval = tenantry_controlplane::model::ApiKey::TOUCH_INTERVAL_SECS;
+type LastRecorded = std::sync::LazyLock<std::sync::Mutex<HashMap<uuid::Uuid, i64>>>;
+/// When this node last recorded a key's use, and a dead key's refusal.
+static TOUCHED: LastRecorded = std::sync::LazyLock::new(Default::default);
+static REFUSED: LastRecorded = std::sync::LazyLock::new(Default::default);
+/// A dead key's refusals are recorded at most once a minute per key.
+const REFUSAL_RECORD_SECS: i64 = 60;
+
+/// Whether `id` had nothing recorded in `last` within `interval` seconds (and now has):
+/// a burst of requests with one key writes one record, not one per request, so a holder
+/// of a key cannot make this node write without bound.
+fn first_since(last: &LastRecorded, interval: i64, id: uuid::Uuid, now: chrono::DateTime<Utc>) -> bool {
+    let mut recorded = last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if recorded.get(&id).is_some_and(|at| now.timestamp() - at < interval) {
         return false;
     }
