@@ -111,14 +111,21 @@ async fn make_key(server: &TestServer, maker: &str, body: Value) -> (String, Str
     )
 }
 
-#[tokio::test]
-async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
-    let global_db = tempfile::tempdir().unwrap();
+/// A server with a global database, so the audit trail is kept (the directory lives as
+/// long as the first value).
+async fn start_with_audit() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "global_db_url = \"sqlite://{}\"\n",
-        global_db.path().join("global.db").display()
+        dir.path().join("global.db").display()
     );
     let server = start_with_config(Some(&config)).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
+    let (_global_db, server) = start_with_audit().await;
     let root = server.admin_token.clone();
     for slug in ["alpha", "beta"] {
         let (status, body) = server
@@ -244,12 +251,7 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
 
 #[tokio::test]
 async fn a_revoked_or_expired_key_is_refused_and_a_key_is_shown_once() {
-    let global_db = tempfile::tempdir().unwrap();
-    let config = format!(
-        "global_db_url = \"sqlite://{}\"\n",
-        global_db.path().join("global.db").display()
-    );
-    let server = start_with_config(Some(&config)).await;
+    let (_global_db, server) = start_with_audit().await;
     let root = server.admin_token.clone();
     let (key, id) = make_key(&server, &root, json!({"name": "ci", "access": "read_write"})).await;
     let (status, _) = call(&server, &key, "GET", "/v1/admin/tenants", None).await;
