@@ -87,6 +87,28 @@ pub async fn enrol(
     Ok(enrolment)
 }
 
+/// A fresh TOTP secret (base32) for a credential kept outside a tenant database (an
+/// installation admin's, in the control plane).
+pub fn new_secret() -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(Secret::generate().to_base32())
+}
+
+/// What an authenticator app needs for the secret `encoded`.
+pub fn enrolment_for(encoded: &str, issuer_name: &str, account: &str) -> Result<Enrolment, ApiError> {
+    enrolment_of(encoded, issuer_name, account)
+}
+
+/// The time step at which `code` is valid for the secret `encoded` (one step either side
+/// of `now`), or `None`. The caller spends the step, so a code is used once.
+pub fn code_step(encoded: &str, code: &str, now: i64) -> Result<Option<i64>, ApiError> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let totp = totp(decode_secret(encoded)?, "-", "-")?;
+    Ok(matching_step(&totp, &code, now.max(0) as u64).map(|step| step as i64))
+}
+
 /// The enrolment still waiting for its first code, to show it again.
 pub async fn pending_enrolment(
     secrets: &SecretBox,

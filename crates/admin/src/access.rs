@@ -67,6 +67,31 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may make a credential (an API key, an admin) with `reach`
+    /// and `access`: never one that reaches further or writes where it may only read, and
+    /// only over tenants that exist. A refusal is 403 `forbidden` (or 422 for an unknown
+    /// tenant).
+    pub fn may_grant(&self, reach: &AdminReach, access: AdminAccess, snapshot: &Snapshot) -> Result<(), ApiError> {
+        if !self.reach.includes(reach) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a credential cannot grant tenants it does not reach",
+            ));
+        }
+        if access > self.access {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a read-only credential cannot grant write access",
+            ));
+        }
+        if let AdminReach::Tenants(slugs) = reach
+            && let Some(unknown) = slugs.iter().find(|s| snapshot.tenant(s).is_none())
+        {
+            return Err(ApiError::field("reach.tenants", format!("no tenant `{unknown}`")));
+        }
+        Ok(())
+    }
+
     /// Whether `slug` is within reach (for narrowing lists).
     pub fn covers(&self, slug: &str) -> bool {
         self.reach.covers(slug)
@@ -86,23 +111,45 @@ pub enum Unauthenticated {
 impl Unauthenticated {
     pub fn detail(&self) -> &'static str {
         match self {
-            Unauthenticated::Unknown => "the admin token or API key is not valid",
+            Unauthenticated::Unknown => "the admin access token, admin token or API key is not valid",
             Unauthenticated::Expired(_) => "the API key has expired",
             Unauthenticated::Revoked(_) => "the API key was revoked",
         }
     }
 }
 
-/// The principal a bearer token authenticates at `now`: an API key (found by its id,
-/// its secret checked against the keyed digest) or an admin token (compared with every
-/// admin's hash, so timing does not tell which one matched). `digest_key` opens the
-/// installation's digest key, only when an API key is presented.
-pub fn authenticate<'s>(
+/// What [`authenticate`] opens only when the credential needs it.
+pub struct Verifiers<D, S> {
+    /// The installation's digest key (for an API key).
+    pub digest_key: D,
+    /// The system issuer's ring and URL (for an admin access token).
+    pub system_issuer: S,
+}
+
+/// The principal a bearer token authenticates at `now`: an admin access token (signed by
+/// the system issuer, its session open: `signin::verify_access_token`), an API key
+/// (found by its id, its secret checked against the keyed digest) or an admin token
+/// (compared with every admin's hash, so timing does not tell which one matched).
+pub fn authenticate<'s, D, S>(
     snapshot: &'s Snapshot,
     token: &str,
     now: DateTime<Utc>,
-    digest_key: impl FnOnce() -> Result<tenantry_tenancy::keystore::ClientSecretKey, ApiError>,
-) -> Result<Result<(Principal, Option<&'s ApiKey>), Unauthenticated>, ApiError> {
+    verifiers: Verifiers<D, S>,
+) -> Result<Result<(Principal, Option<&'s ApiKey>), Unauthenticated>, ApiError>
+where
+    D: FnOnce() -> Result<tenantry_tenancy::keystore::ClientSecretKey, ApiError>,
+    S: FnOnce() -> Result<(std::sync::Arc<tenantry_keys::IssuerKeys>, String), ApiError>,
+{
+    let Verifiers {
+        digest_key,
+        system_issuer,
+    } = verifiers;
+    if crate::signin::looks_like_jwt(token) {
+        let (keys, issuer) = system_issuer()?;
+        return Ok(crate::signin::verify_access_token(snapshot, &keys, &issuer, token, now)
+            .map(|admin| (admin_principal(admin), None))
+            .ok_or(Unauthenticated::Unknown));
+    }
     if let Some((id, secret)) = split_api_key(token) {
         let Some(key) = snapshot.api_keys.get(&id) else {
             return Ok(Err(Unauthenticated::Unknown));
@@ -130,24 +177,27 @@ pub fn authenticate<'s>(
     let presented = hash_token(token);
     let mut found = None;
     for admin in snapshot.admins.values() {
-        if constant_time_eq(presented.as_bytes(), admin.token_hash.as_bytes()) {
+        if let Some(hash) = &admin.token_hash
+            && constant_time_eq(presented.as_bytes(), hash.as_bytes())
+        {
             found = Some(admin);
         }
     }
     Ok(found
-        .map(|admin| {
-            let principal = Principal {
-                actor: Actor {
-                    admin_id: admin.id,
-                    api_key: false,
-                    request_id: None,
-                },
-                reach: admin.reach.clone(),
-                access: admin.access,
-            };
-            (principal, None)
-        })
+        .map(|admin| (admin_principal(admin), None))
         .ok_or(Unauthenticated::Unknown))
+}
+
+fn admin_principal(admin: &tenantry_controlplane::model::Admin) -> Principal {
+    Principal {
+        actor: Actor {
+            admin_id: admin.id,
+            api_key: false,
+            request_id: None,
+        },
+        reach: admin.reach.clone(),
+        access: admin.access,
+    }
 }
 
 /// `tnk_<32 hex>_<secret>` → (id, secret).
@@ -229,23 +279,7 @@ pub fn new_api_key(
 ) -> Result<(ApiKey, String), ApiError> {
     let reach = input.reach.unwrap_or_else(|| maker.reach.clone());
     let access = input.access.unwrap_or(AdminAccess::ReadOnly);
-    if !maker.reach.includes(&reach) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "a key cannot reach tenants its maker does not reach",
-        ));
-    }
-    if access > maker.access {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "a read-only credential cannot make a read-write key",
-        ));
-    }
-    if let AdminReach::Tenants(slugs) = &reach
-        && let Some(unknown) = slugs.iter().find(|s| snapshot.tenant(s).is_none())
-    {
-        return Err(ApiError::field("reach.tenants", format!("no tenant `{unknown}`")));
-    }
+    maker.may_grant(&reach, access, snapshot)?;
     let expires_at = match input.expires_in_days {
         Some(days) if (1..=MAX_KEY_DAYS).contains(&days) => Some(now + chrono::Duration::days(i64::from(days))),
         Some(_) => return Err(ApiError::field("expires_in_days", format!("must be 1-{MAX_KEY_DAYS}"))),
@@ -366,7 +400,11 @@ mod tests {
         let (key, token) = new_api_key(&global, input, &digest_key, &snapshot, now).unwrap();
         snapshot.api_keys.insert(key.id, key.clone());
         let auth = |snapshot: &Snapshot, token: &str, at| {
-            authenticate(snapshot, token, at, || Ok(digest_key.clone()))
+            let verifiers = Verifiers {
+                digest_key: || Ok(digest_key.clone()),
+                system_issuer: || Err(ApiError::internal()),
+            };
+            authenticate(snapshot, token, at, verifiers)
                 .unwrap()
                 .map(|(p, _)| p)
         };

@@ -15,11 +15,24 @@ pub const DEV_ADMIN_TOKEN_FILE: &str = "dev-admin-token";
 /// Client id of the demo public client created in the default tenant by `--dev`.
 pub const DEMO_CLIENT_ID: &str = "demo-spa";
 
+/// How the first admin of an installation signs in.
+#[derive(Debug, Clone, Copy)]
+pub enum FirstAdmin<'a> {
+    /// `--dev`: a bootstrap bearer token, also written to `FS_ROOT/dev-admin-token`; the
+    /// default tenant also gets the demo client.
+    DevToken,
+    /// Production: the admin `email` with a one-time password (shown once, replaced at
+    /// the first sign-in, which also sets up TOTP).
+    OneTimePassword { email: &'a str },
+}
+
 /// What `ensure_installation` created, to tell the operator once.
 #[derive(Debug, Default)]
 pub struct Installed {
-    /// A new admin token (shown once).
+    /// A new bootstrap admin token (`--dev`; shown once).
     pub admin_token: Option<String>,
+    /// The first admin's email and one-time password (production; shown once).
+    pub admin_password: Option<(String, String)>,
     pub default_tenant_created: bool,
     pub demo_client_created: bool,
     /// The demo user's email and password (shown once), when `--dev` just made it.
@@ -55,8 +68,8 @@ pub async fn ensure_demo_user(ctx: &tenantry_tenancy::TenantContext) -> anyhow::
 /// Makes sure the installation has a first admin, the system issuer's keys and the
 /// default tenant.
 ///
-/// * No admin yet → one is created; its token is returned (and, with `dev`, written to
-///   `FS_ROOT/dev-admin-token`).
+/// * No admin yet → the first one is created ([`FirstAdmin`]); its token or one-time
+///   password is returned to be shown once.
 /// * No system key ring yet → one is made (one key per algorithm); likewise the key that
 ///   client-secret digests are made with.
 /// * The default tenant is missing → it is created with a SQLite user database.
@@ -69,8 +82,9 @@ pub async fn ensure_installation(
     writer: &dyn Writer,
     secrets: &SecretBox,
     default_tenant: Option<&str>,
-    dev: bool,
+    first_admin: FirstAdmin<'_>,
 ) -> anyhow::Result<Installed> {
+    let dev = matches!(first_admin, FirstAdmin::DevToken);
     let mut installed = Installed::default();
     if cp.snapshot().system_keys.keys.is_empty() {
         let ring = tenantry_keys::generate_ring(secrets, tenantry_tenancy::keystore::SYSTEM_OWNER, Utc::now())?;
@@ -91,21 +105,31 @@ pub async fn ensure_installation(
         writer.write(Command::PutSystemSecrets { secrets }).await?;
     }
     let snapshot = cp.snapshot();
-    if snapshot.admins.is_empty() {
-        let token = format!("tnt_{}", random_token(32));
-        if dev {
-            // A file without a matching admin is a leftover of an interrupted first start.
-            let path = cp.store().root().join(DEV_ADMIN_TOKEN_FILE);
-            let _ = std::fs::remove_file(&path);
-            write_private(&path, token.as_bytes())?;
-        }
-        let admin = Admin {
-            id: Uuid::new_v4(),
-            name: "bootstrap".into(),
-            token_hash: hash_token(&token),
+    if snapshot.admins.is_empty()
+        && let FirstAdmin::OneTimePassword { email } = first_admin
+    {
+        let input = crate::admins::NewAdmin {
+            email: email.to_owned(),
+            name: None,
+            password: None,
             reach: AdminReach::Global,
             access: AdminAccess::ReadWrite,
-            created_at: Utc::now(),
+        };
+        let (admin, password) = crate::admins::make_admin(input, Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("the first admin: {} {:?}", e.detail, e.errors))?;
+        let email = admin.email.clone().unwrap_or_default();
+        writer.write(Command::PutAdmin { admin }).await?;
+        installed.admin_password = password.map(|p| (email, p));
+    } else if dev && !snapshot.admins.values().any(|a| a.token_hash.is_some()) {
+        let token = format!("tnt_{}", random_token(32));
+        // A file without a matching admin is a leftover of an interrupted first start.
+        let path = cp.store().root().join(DEV_ADMIN_TOKEN_FILE);
+        let _ = std::fs::remove_file(&path);
+        write_private(&path, token.as_bytes())?;
+        let admin = Admin {
+            token_hash: Some(hash_token(&token)),
+            ..Admin::new(Uuid::new_v4(), "bootstrap".into(), Utc::now())
         };
         writer.write(Command::PutAdmin { admin }).await?;
         installed.admin_token = Some(token);
@@ -188,7 +212,7 @@ mod tests {
         let cp = std::sync::Arc::new(ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap());
         let writer = tenantry_controlplane::StandaloneWriter::new(cp.clone());
         let secrets = SecretBox::new(MasterKey::generate(), vec![]);
-        let first = ensure_installation(&cp, &writer, &secrets, Some("local"), true)
+        let first = ensure_installation(&cp, &writer, &secrets, Some("local"), FirstAdmin::DevToken)
             .await
             .unwrap();
         assert!(first.admin_token.is_some() && first.default_tenant_created && first.demo_client_created);
@@ -200,7 +224,7 @@ mod tests {
             snapshot.tenant("local").unwrap().key_ring.algorithms(),
             SigningAlg::ALL.to_vec()
         );
-        let second = ensure_installation(&cp, &writer, &secrets, Some("local"), true)
+        let second = ensure_installation(&cp, &writer, &secrets, Some("local"), FirstAdmin::DevToken)
             .await
             .unwrap();
         assert!(second.admin_token.is_none() && !second.default_tenant_created && !second.demo_client_created);
@@ -209,5 +233,30 @@ mod tests {
             snapshot.system_keys,
             "the system ring is made once"
         );
+    }
+
+    #[tokio::test]
+    async fn production_gets_an_admin_with_a_one_time_password_and_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = std::sync::Arc::new(ControlPlane::open(tenantry_controlplane::FsStore::new(dir.path())).unwrap());
+        let writer = tenantry_controlplane::StandaloneWriter::new(cp.clone());
+        let secrets = SecretBox::new(MasterKey::generate(), vec![]);
+        let first_admin = FirstAdmin::OneTimePassword {
+            email: "Root@Example.com",
+        };
+        let first = ensure_installation(&cp, &writer, &secrets, None, first_admin)
+            .await
+            .unwrap();
+        let (email, password) = first.admin_password.expect("a one-time password is shown");
+        assert_eq!(email, "root@example.com");
+        assert!(first.admin_token.is_none());
+        assert!(!dir.path().join(DEV_ADMIN_TOKEN_FILE).exists());
+        let admin = cp.snapshot().admins.values().next().cloned().unwrap();
+        assert!(admin.password_temporary && admin.token_hash.is_none());
+        assert!(tenantry_accounts::passwords::verify(admin.password_hash.unwrap(), password).await);
+        let again = ensure_installation(&cp, &writer, &secrets, None, first_admin)
+            .await
+            .unwrap();
+        assert!(again.admin_password.is_none() && cp.snapshot().admins.len() == 1);
     }
 }

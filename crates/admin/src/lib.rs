@@ -8,7 +8,9 @@
 //! [`users`] holds the admin operations on a tenant's users; [`audit`] reads the trail.
 //! [`installation`] makes what an installation needs before its first request (system
 //! keys, a first admin, the default tenant, the development demo), through the `Writer`
-//! like every other control-plane write.
+//! like every other control-plane write. [`signin`] signs admins in (password and TOTP
+//! against the system issuer) and checks their access tokens; [`access`] turns any admin
+//! credential into the principal the gate checks.
 //!
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
@@ -21,10 +23,12 @@
 //! the functions above before it calls [`AdminService::perform`].
 
 pub mod access;
+pub mod admins;
 pub mod audit;
 pub mod clients;
 pub mod installation;
 pub mod settings;
+pub mod signin;
 pub mod tenants;
 pub mod users;
 
@@ -109,8 +113,9 @@ impl AdminService {
         self.perform(actor, self.writer.write(command), |_| audit).await
     }
 
-    /// Records an admin request refused for lack of reach or access (nothing changed).
-    pub async fn refused(&self, actor: Actor, audit: Audit) {
+    /// Records an event that changed nothing through this service: a request refused for
+    /// lack of reach or access, an admin signing in or failing to.
+    pub async fn event(&self, actor: Actor, audit: Audit) {
         self.record(actor, audit).await;
     }
 

@@ -16,8 +16,15 @@ use tenantry_crypto::{SealContext, SecretBox};
 
 use tenantry_errors::ApiError;
 
-/// What a read API shows in place of a secret; sent back unchanged, it keeps the secret.
-pub const REDACTED: &str = "********";
+/// What a read API shows in place of a secret (`{"set": true}`); sent back unchanged, it
+/// keeps the secret. Secrets are write-only: no read ever shows a value.
+pub fn redacted_secret() -> Value {
+    serde_json::json!({ "set": true })
+}
+
+fn keeps_secret(value: &Value) -> bool {
+    value == &redacted_secret()
+}
 
 /// Calls `f(field_path, value)` for every secret slot present in settings JSON.
 pub fn visit_secrets(settings: &mut Value, f: &mut dyn FnMut(&str, &mut Value)) {
@@ -37,19 +44,19 @@ pub fn visit_secrets(settings: &mut Value, f: &mut dyn FnMut(&str, &mut Value)) 
     }
 }
 
-/// The settings as an admin may see them: every secret replaced by [`REDACTED`].
+/// The settings as an admin may see them: every secret replaced by [`redacted_secret`].
 pub fn redacted(settings: &TenantSettings) -> Value {
     let mut value = serde_json::to_value(settings).expect("settings serialize");
     visit_secrets(&mut value, &mut |_, v| {
         if !v.is_null() {
-            *v = Value::String(REDACTED.to_owned());
+            *v = redacted_secret();
         }
     });
     value
 }
 
 /// Builds settings from admin input for the tenant `owner` (its id): plaintext secrets are
-/// checked and sealed, [`REDACTED`] keeps the current sealed value, then the whole value is
+/// checked and sealed, [`redacted_secret`] keeps the current sealed value, then the whole value is
 /// parsed and validated. Nothing is stored here.
 pub fn settings_from_input(
     mut input: Value,
@@ -73,8 +80,7 @@ pub fn settings_from_input(
         .map(str::to_owned);
     let mut problem = None;
     visit_secrets(&mut input, &mut |field, v| {
-        let Value::String(text) = v else { return };
-        if text == REDACTED {
+        if keeps_secret(v) {
             match kept.get(field) {
                 Some(sealed) => *v = sealed.clone(),
                 None => {
@@ -86,6 +92,15 @@ pub fn settings_from_input(
             }
             return;
         }
+        let Value::String(text) = v else {
+            if !v.is_null() {
+                problem = Some(ApiError::field(
+                    &format!("settings.{field}"),
+                    "write the secret as a string, {\"set\": true} to keep it, or null to remove it",
+                ));
+            }
+            return;
+        };
         if field == "user_db.dsn"
             && let Err(message) = check_dsn(driver.as_deref(), text)
         {
@@ -103,41 +118,11 @@ pub fn settings_from_input(
         merge_patch(&mut defaults, &input);
         input = defaults;
     }
-    let settings: TenantSettings = serde_path_to_error::deserialize(input).map_err(|e| {
-        let (field, message) = settings_error_field(&e);
-        ApiError::field(&field, message)
-    })?;
+    let settings: TenantSettings =
+        serde_path_to_error::deserialize(input).map_err(|e| tenantry_errors::json_shape_error("settings", &e))?;
     validate_settings(&settings).map_err(ApiError::validation)?;
     tenantry_mail::check_settings(&settings)?;
     Ok(settings)
-}
-
-/// The dotted path (`settings.smtp.from`) and message of a settings parse error. For an
-/// unknown key serde's path ends at the object that holds it, so the key is added.
-fn settings_error_field(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
-    let mut path = String::from("settings");
-    for segment in e.path().iter() {
-        match segment {
-            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
-            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
-                path.push('.');
-                path.push_str(&tenantry_errors::printable(key));
-            }
-            serde_path_to_error::Segment::Unknown => {}
-        }
-    }
-    let inner = e.inner().to_string();
-    // serde_json appends " at line L column C" for text input; a Value has none.
-    let message = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
-    if let Some(unknown) = message
-        .strip_prefix("unknown field `")
-        .and_then(|m| m.split('`').next())
-        && !path.ends_with(&format!(".{unknown}"))
-    {
-        path.push('.');
-        path.push_str(&tenantry_errors::printable(unknown));
-    }
-    (path, message)
 }
 
 /// Checks a DSN's shape against its driver without ever echoing it.
@@ -277,6 +262,8 @@ pub fn reseal_commands(resealer: &mut Resealer<'_>, snapshot: &Snapshot) -> Vec<
                     settings,
                     ..tenant.clone()
                 },
+                // A change stored meanwhile is not undone; its secrets are re-sealed next run.
+                expected_updated_at: Some(tenant.updated_at),
             });
         }
         if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
@@ -321,14 +308,14 @@ mod tests {
         );
 
         let shown = redacted(&settings);
-        assert_eq!(shown["smtp"]["password"], REDACTED);
+        assert_eq!(shown["smtp"]["password"], json!({"set": true}));
         let again = settings_from_input(shown, Some(&settings), "tenant-1", &sb).unwrap();
         assert_eq!(again.smtp.unwrap().password, Some(sealed));
     }
 
     #[test]
     fn the_marker_without_a_current_value_is_refused() {
-        let input = json!({"smtp": {"host": "h.example", "port": 25, "username": "u", "password": REDACTED, "from_address": "a@b.example"}});
+        let input = json!({"smtp": {"host": "h.example", "port": 25, "username": "u", "password": {"set": true}, "from_address": "a@b.example"}});
         let err = settings_from_input(input, None, "t", &sb()).unwrap_err();
         assert_eq!(err.errors[0].field, "settings.smtp.password");
     }

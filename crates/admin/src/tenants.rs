@@ -44,8 +44,45 @@ pub async fn new_tenant(
     Ok(tenant)
 }
 
-/// New settings for the existing `tenant` from admin input (secrets sealed, `********`
-/// kept).
+/// The tenant's version as an HTTP entity tag: its `updated_at`, which every change
+/// through the admin API stamps anew.
+pub fn etag(tenant: &Tenant) -> String {
+    format!("\"{}\"", tenant.updated_at.timestamp_micros())
+}
+
+/// Checks an `If-Match` header (RFC 9110 13.1.1, strong comparison) against the tenant's
+/// [`etag`]: absent is 428 when `required`, a list naming no current tag (or only weak
+/// tags) is 412. Answers the `updated_at` to hand the command, so a change stored between
+/// this check and the write is refused as well.
+pub fn if_match(
+    tenant: &Tenant,
+    header: Option<&str>,
+    required: bool,
+) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+    let Some(header) = header else {
+        return if required {
+            Err(ApiError::new(
+                ErrorCode::PreconditionRequired,
+                "send If-Match with the ETag of the settings you read",
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    let current = etag(tenant);
+    let matches = header.trim() == "*" || header.split(',').map(str::trim).any(|tag| tag == current);
+    if matches {
+        Ok(Some(tenant.updated_at))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("the tenant's current version is {current}; read it again"),
+        ))
+    }
+}
+
+/// New settings for the existing `tenant` from admin input (secrets sealed, the
+/// `{"set": true}` marker keeps a secret).
 pub fn replacement_settings(tenant: &Tenant, input: Value, secrets: &SecretBox) -> Result<TenantSettings, ApiError> {
     settings::settings_from_input(input, Some(&tenant.settings), &tenant.id.to_string(), secrets)
 }
@@ -176,12 +213,16 @@ impl crate::AdminService {
             let mut ctx = resolver.resolve_slug(slug)?;
             if let Some(user_db) = user_db {
                 let mut tenant = ctx.entry.tenant.clone();
+                let expected_updated_at = Some(tenant.updated_at);
                 let patch = serde_json::json!({ "user_db": user_db });
                 tenant.settings = patched_settings(&tenant, &patch, secrets)?;
                 tenant.updated_at = Utc::now();
                 validate_tenant(&tenant).map_err(ApiError::validation)?;
                 self.writer
-                    .write(tenantry_controlplane::Command::UpdateTenant { tenant })
+                    .write(tenantry_controlplane::Command::UpdateTenant {
+                        tenant,
+                        expected_updated_at,
+                    })
                     .await?;
                 ctx = resolver.resolve_slug(slug)?;
             }

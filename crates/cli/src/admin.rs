@@ -13,9 +13,13 @@ pub struct ApiArgs {
     /// Base URL of the server (env TENANTRY_URL, else TENANTRY_PUBLIC_URL).
     #[arg(long, global = true, value_name = "URL")]
     url: Option<String>,
-    /// Admin token or API key (env TENANTRY_ADMIN_TOKEN; else FS_ROOT/dev-admin-token is read).
+    /// Admin token or API key (env TENANTRY_ADMIN_TOKEN; else the `tenantry login`
+    /// profile; else FS_ROOT/dev-admin-token is read).
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// Profile file of `tenantry login` (env TENANTRY_PROFILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// FS_ROOT, to find dev-admin-token (env FS_ROOT, default ./data).
     #[arg(long, global = true, value_name = "DIR")]
     fs_root: Option<PathBuf>,
@@ -205,13 +209,18 @@ struct Api {
 }
 
 impl Api {
-    fn new(args: ApiArgs) -> anyhow::Result<Self> {
-        let base = args
-            .url
-            .or_else(|| std::env::var("TENANTRY_URL").ok())
-            .or_else(|| std::env::var("TENANTRY_PUBLIC_URL").ok())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let token = match args.token.or_else(|| std::env::var("TENANTRY_ADMIN_TOKEN").ok()) {
+    async fn new(args: ApiArgs) -> anyhow::Result<Self> {
+        let mut url = args.url.or_else(|| std::env::var("TENANTRY_URL").ok());
+        let mut token = args.token.or_else(|| std::env::var("TENANTRY_ADMIN_TOKEN").ok());
+        if token.is_none()
+            && let Some(path) = crate::profile::path(args.profile)
+            && let Some(profile) = crate::profile::load(&path)?
+        {
+            let profile = crate::profile::fresh_access_token(&path, profile).await?;
+            url = url.or(Some(profile.url));
+            token = Some(profile.access_token);
+        }
+        let token = match token {
             Some(t) => t,
             None => {
                 let root = args
@@ -230,6 +239,9 @@ impl Api {
                     .to_owned()
             }
         };
+        let base = url
+            .or_else(|| std::env::var("TENANTRY_PUBLIC_URL").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
         Ok(Self {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
@@ -296,7 +308,7 @@ fn seg(s: &str) -> String {
 }
 
 pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     let base = |tenant: &str| format!("/v1/admin/tenants/{}/clients", seg(tenant));
     let result = match command {
         ClientCommand::Create { tenant, file } => {
@@ -336,7 +348,7 @@ pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()>
 }
 
 pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     let base = |tenant: &str| format!("/v1/admin/tenants/{}/users", seg(tenant));
     let one = |tenant: &str, id: &str| format!("{}/{}", base(tenant), seg(id));
     let result = match command {
@@ -368,7 +380,7 @@ pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
 }
 
 pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     let result = match command {
         KeysCommand::List { tenant } => {
             api.call(Method::GET, &format!("/v1/admin/tenants/{}/keys", seg(&tenant)), None)
@@ -395,7 +407,7 @@ pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
 }
 
 pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     let result = match command {
         TenantCommand::Create {
             slug,
@@ -460,7 +472,7 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
 }
 
 pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     let result = match command {
         ApiKeyCommand::Create {
             name,
@@ -492,7 +504,7 @@ pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()
 }
 
 pub async fn secrets(args: ApiArgs, command: SecretsCommand) -> anyhow::Result<()> {
-    let api = Api::new(args)?;
+    let api = Api::new(args).await?;
     match command {
         SecretsCommand::Reseal => {
             let report = api

@@ -2,6 +2,8 @@
 //! the admin commands (`tenant ...`, `secrets ...`) speak the admin API over HTTP.
 
 mod admin;
+mod offline;
+mod profile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,12 +56,23 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Prepare FS_ROOT offline: first admin token (printed once) and the default tenant.
-    /// Run it while no server uses that FS_ROOT.
+    /// Prepare FS_ROOT offline: system keys, the first admin (one-time password, printed
+    /// once) and the default tenant. Run it while no server uses that FS_ROOT.
     Init {
+        /// The first admin's email (default admin@localhost).
+        #[arg(long, value_name = "EMAIL")]
+        admin_email: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Manage installation admins on FS_ROOT (offline, before or between server runs).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Sign in as an admin (password on standard input, TOTP code) and store the session
+    /// in a profile file (mode 0600) the admin commands use.
+    Login(profile::Login),
     /// Manage tenants through the admin API.
     Tenant {
         #[command(flatten)]
@@ -104,6 +117,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Add an admin who signs in with email, password and TOTP.
+    Create {
+        #[command(flatten)]
+        admin: offline::CreateAdmin,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
@@ -123,7 +147,11 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Init { config } => init(config.overrides()).await,
+            Command::Init { admin_email, config } => offline::init(config.overrides(), admin_email).await,
+            Command::Admin {
+                command: AdminCommand::Create { admin, config },
+            } => offline::create_admin(config.overrides(), admin).await,
+            Command::Login(login) => profile::login(login).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
@@ -145,29 +173,3 @@ fn main() -> ExitCode {
     }
 }
 
-async fn init(overrides: Overrides) -> anyhow::Result<()> {
-    use tenantry_admin::installation;
-    use tenantry_config::Config;
-    use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
-
-    let config = Config::load(&overrides)?;
-    tenantry_config::ensure_writable_dir(&config.fs_root)?;
-    // Proves the master key is usable before anything is written.
-    let secrets = tenantry_config::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
-    let cp = std::sync::Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?);
-    let writer = StandaloneWriter::new(cp.clone());
-    let installed =
-        installation::ensure_installation(&cp, &writer, &secrets, config.default_tenant.as_deref(), false).await?;
-    match installed.admin_token {
-        Some(token) => println!("admin token (shown once; store it now): {token}"),
-        None => println!("an admin already exists; its token is unchanged"),
-    }
-    if installed.default_tenant_created {
-        println!(
-            "created tenant `{}`",
-            config.default_tenant.as_deref().unwrap_or_default()
-        );
-    }
-    println!("FS_ROOT {} is ready", config.fs_root.display());
-    Ok(())
-}

@@ -33,6 +33,11 @@ pub enum Rejection {
     Exists { kind: &'static str, id: String },
     #[error("client `{0}` was changed by another request")]
     ClientChanged(String),
+    #[error("tenant `{0}` was changed since the version the request names")]
+    TenantChanged(String),
+    /// A single-use value (a TOTP step, a refresh token) was already spent.
+    #[error("{0} was already used")]
+    Spent(&'static str),
     #[error("`{0}` cannot be changed")]
     Immutable(&'static str),
     #[error("invalid: {0}")]
@@ -83,9 +88,15 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             store.create_tenant_dir(&entry)?;
             next.tenants.insert(tenant.slug.clone(), Arc::new(entry));
         }
-        Command::UpdateTenant { tenant } => {
+        Command::UpdateTenant {
+            tenant,
+            expected_updated_at,
+        } => {
             invalid(validate::validate_tenant(tenant))?;
             let old = existing(current, &tenant.slug)?;
+            if expected_updated_at.is_some_and(|expected| expected != old.tenant.updated_at) {
+                return Err(Rejection::TenantChanged(tenant.slug.clone()).into());
+            }
             if old.tenant.id != tenant.id {
                 return Err(Rejection::Immutable("id").into());
             }
@@ -198,19 +209,72 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
         }
         Command::PutAdmin { admin } => {
             invalid(validate::validate_admin(admin))?;
-            store.write_json(&admin_path(store, admin.id), admin)?;
-            next.admins.insert(admin.id, admin.clone());
-        }
-        Command::DeleteAdmin { id } => {
-            if !current.admins.contains_key(id) {
-                return Err(Rejection::NotFound {
+            if let Some(email) = &admin.email
+                && current
+                    .admins
+                    .values()
+                    .any(|other| other.id != admin.id && other.email.as_ref() == Some(email))
+            {
+                return Err(Rejection::Exists {
                     kind: "admin",
-                    id: id.to_string(),
+                    id: email.clone(),
                 }
                 .into());
             }
+            let mut admin = admin.clone();
+            if let Some(stored) = current.admins.get(&admin.id) {
+                admin.last_totp_step = admin.last_totp_step.max(stored.last_totp_step);
+            }
+            put_admin(store, &mut next, admin)?;
+        }
+        Command::DeleteAdmin { id } => {
+            existing_admin(current, *id)?;
             store.remove_file(&admin_path(store, *id))?;
             next.admins.remove(id);
+            end_sessions(store, &mut next, |s| s.admin_id == *id)?;
+        }
+        Command::UseAdminTotpStep { id, step } => {
+            let mut admin = existing_admin(current, *id)?.clone();
+            if admin.last_totp_step.is_some_and(|last| last >= *step) {
+                return Err(Rejection::Spent("the TOTP code").into());
+            }
+            admin.last_totp_step = Some(*step);
+            put_admin(store, &mut next, admin)?;
+        }
+        Command::PutAdminSession {
+            session,
+            expected_digest,
+        } => {
+            existing_admin(current, session.admin_id)?;
+            match (current.admin_sessions.get(&session.id), expected_digest) {
+                (None, None) => {}
+                (Some(stored), Some(expected))
+                    if stored.refresh_digest == *expected && stored.admin_id == session.admin_id => {}
+                (Some(_), None) => {
+                    return Err(Rejection::Exists {
+                        kind: "admin session",
+                        id: session.id.to_string(),
+                    }
+                    .into());
+                }
+                (None, Some(_)) => {
+                    return Err(Rejection::NotFound {
+                        kind: "admin session",
+                        id: session.id.to_string(),
+                    }
+                    .into());
+                }
+                (Some(_), Some(_)) => return Err(Rejection::Spent("the refresh token").into()),
+            }
+            let now = session.refreshed_at;
+            end_sessions(store, &mut next, |s| s.expires_at <= now)?;
+            store.write_json(&admin_session_path(store, session.id), session)?;
+            next.admin_sessions.insert(session.id, session.clone());
+        }
+        Command::EndAdminSessions { session_id, admin_id } => {
+            end_sessions(store, &mut next, |s| {
+                Some(s.id) == *session_id || Some(s.admin_id) == *admin_id
+            })?;
         }
         Command::CreateApiKey { key } => {
             invalid(validate::validate_api_key(key))?;
@@ -277,6 +341,37 @@ fn put_api_key(store: &FsStore, next: &mut Snapshot, key: crate::model::ApiKey) 
 
 fn admin_path(store: &FsStore, id: uuid::Uuid) -> PathBuf {
     store.admins_dir().join(json_name(&id.to_string()))
+}
+
+fn admin_session_path(store: &FsStore, id: uuid::Uuid) -> PathBuf {
+    store.admin_sessions_dir().join(json_name(&id.to_string()))
+}
+
+fn existing_admin(current: &Snapshot, id: uuid::Uuid) -> Result<&crate::model::Admin, Rejection> {
+    current.admins.get(&id).ok_or_else(|| Rejection::NotFound {
+        kind: "admin",
+        id: id.to_string(),
+    })
+}
+
+fn put_admin(store: &FsStore, next: &mut Snapshot, admin: crate::model::Admin) -> Result<(), ApplyError> {
+    store.write_json(&admin_path(store, admin.id), &admin)?;
+    next.admins.insert(admin.id, admin);
+    Ok(())
+}
+
+/// Removes the admin sessions `ends` picks.
+fn end_sessions(
+    store: &FsStore,
+    next: &mut Snapshot,
+    ends: impl Fn(&crate::model::AdminSession) -> bool,
+) -> Result<(), ApplyError> {
+    let ended: Vec<uuid::Uuid> = next.admin_sessions.values().filter(|s| ends(s)).map(|s| s.id).collect();
+    for id in ended {
+        store.remove_file(&admin_session_path(store, id))?;
+        next.admin_sessions.remove(&id);
+    }
+    Ok(())
 }
 
 /// The tenant entry of `next`, ready to change (copied on write from the old snapshot).

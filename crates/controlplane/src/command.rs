@@ -18,9 +18,13 @@ pub enum Command {
         tenant: Tenant,
         key_ring: KeyRing,
     },
-    /// Replaces a tenant's display name and settings (id, slug and creation time are kept).
+    /// Replaces a tenant's display name and settings (id, slug and creation time are kept);
+    /// when `expected_updated_at` is given, refused if the stored tenant's `updated_at`
+    /// differs (the admin API's `If-Match`: a change made since the caller read it wins).
     UpdateTenant {
         tenant: Tenant,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_updated_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Removes a tenant and all of its control-plane files (also a degraded one).
     DeleteTenant {
@@ -85,11 +89,34 @@ pub enum Command {
     PutSystemSecrets {
         secrets: SystemSecrets,
     },
+    /// Creates or replaces an admin; refused when another admin has its email. The
+    /// stored `last_totp_step` never moves back.
     PutAdmin {
         admin: Admin,
     },
+    /// Removes an admin and its sessions.
     DeleteAdmin {
         id: Uuid,
+    },
+    /// Spends a TOTP time step of an admin: refused unless later than the last one spent.
+    UseAdminTotpStep {
+        id: Uuid,
+        step: i64,
+    },
+    /// Starts (`expected_digest` absent; refused when the id exists) or rotates an admin
+    /// session (refused unless the stored refresh digest is `expected_digest`). Sessions
+    /// that ended before `session.refreshed_at` are dropped.
+    PutAdminSession {
+        session: AdminSession,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_digest: Option<String>,
+    },
+    /// Ends one admin session, or all of an admin's (`admin_id`).
+    EndAdminSessions {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin_id: Option<Uuid>,
     },
     /// A new API key; refused when the id exists.
     CreateApiKey {
@@ -111,7 +138,7 @@ impl Command {
     /// The tenant this command touches, if any (used for logs and cache invalidation).
     pub fn tenant_slug(&self) -> Option<&str> {
         match self {
-            Command::CreateTenant { tenant, .. } | Command::UpdateTenant { tenant } => Some(&tenant.slug),
+            Command::CreateTenant { tenant, .. } | Command::UpdateTenant { tenant, .. } => Some(&tenant.slug),
             Command::DeleteTenant { slug }
             | Command::CreateClient { slug, .. }
             | Command::PutClient { slug, .. }
@@ -128,7 +155,10 @@ impl Command {
             | Command::PutSystemSecrets { .. }
             | Command::CreateApiKey { .. }
             | Command::RevokeApiKey { .. }
-            | Command::TouchApiKey { .. } => None,
+            | Command::TouchApiKey { .. }
+            | Command::UseAdminTotpStep { .. }
+            | Command::PutAdminSession { .. }
+            | Command::EndAdminSessions { .. } => None,
         }
     }
 
@@ -154,6 +184,9 @@ impl Command {
             Command::CreateApiKey { .. } => "create_api_key",
             Command::RevokeApiKey { .. } => "revoke_api_key",
             Command::TouchApiKey { .. } => "touch_api_key",
+            Command::UseAdminTotpStep { .. } => "use_admin_totp_step",
+            Command::PutAdminSession { .. } => "put_admin_session",
+            Command::EndAdminSessions { .. } => "end_admin_sessions",
         }
     }
 }

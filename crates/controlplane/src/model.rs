@@ -471,19 +471,81 @@ pub struct Role {
     pub permissions: Vec<String>,
 }
 
-/// An installation administrator, authenticated by a bearer token stored hashed. Its
-/// `reach` and `access` bound what it may do (the bootstrap admin: everything).
+/// An installation administrator. It signs in with its email, a password (Argon2id PHC
+/// string) and a TOTP code, and gets short-lived admin access tokens; the development
+/// bootstrap admin instead holds a bearer token stored hashed (`token_hash`). Its
+/// `reach` and `access` bound what it may do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub id: Uuid,
     pub name: String,
-    pub token_hash: String,
+    /// The sign-in identifier, lowercase; unique among admins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// A one-time password (from `tenantry init` or an admin who set it): the first
+    /// sign-in must choose a new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_temporary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<AdminTotp>,
+    /// The last TOTP time step used to sign in: a code is accepted once, and never one
+    /// from an earlier step. Only moves forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_totp_step: Option<i64>,
     #[serde(default)]
     pub reach: AdminReach,
     #[serde(default)]
     pub access: AdminAccess,
     pub created_at: DateTime<Utc>,
+}
+
+impl Admin {
+    /// A global read-write admin with no credential yet.
+    pub fn new(id: Uuid, name: String, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            name,
+            email: None,
+            token_hash: None,
+            password_hash: None,
+            password_temporary: false,
+            totp: None,
+            last_totp_step: None,
+            reach: AdminReach::Global,
+            access: AdminAccess::ReadWrite,
+            created_at,
+        }
+    }
+}
+
+/// An admin's TOTP secret (base32), sealed for (`system`, `admin.<id>.totp`); unconfirmed
+/// until the first sign-in with a code from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTotp {
+    pub secret: SealedSecret,
+    pub confirmed: bool,
+}
+
+/// A signed-in admin: the refresh token's digest (current, and the one it replaced, to
+/// recognise a replay), and an absolute end. Admin access tokens name it (`sid`), so
+/// ending the session ends them too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSession {
+    pub id: Uuid,
+    pub admin_id: Uuid,
+    pub refresh_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub refreshed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Where an admin or an API key may act: the whole installation, or the listed tenants

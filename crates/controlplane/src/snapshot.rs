@@ -19,6 +19,7 @@ pub struct Snapshot {
     pub degraded: BTreeMap<String, DegradedTenant>,
     pub admins: BTreeMap<Uuid, Admin>,
     pub api_keys: BTreeMap<Uuid, ApiKey>,
+    pub admin_sessions: BTreeMap<Uuid, AdminSession>,
     pub system_keys: KeyRing,
     pub system_secrets: SystemSecrets,
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! system/keys.json                      system issuer key ring
 //! system/admins/<uuid>.json             one admin each
+//! system/admin-sessions/<uuid>.json     one signed-in admin each
 //! system/api-keys/<uuid>.json           one API key each (revoked ones too)
 //! tenants/<slug>/tenant.json            tenant + settings
 //! tenants/<slug>/keys.json              tenant key ring
@@ -70,6 +71,10 @@ impl FsStore {
         self.system_dir().join("admins")
     }
 
+    pub fn admin_sessions_dir(&self) -> PathBuf {
+        self.system_dir().join("admin-sessions")
+    }
+
     pub fn api_keys_dir(&self) -> PathBuf {
         self.system_dir().join("api-keys")
     }
@@ -82,6 +87,7 @@ impl FsStore {
             self.system_dir(),
             self.admins_dir(),
             self.api_keys_dir(),
+            self.admin_sessions_dir(),
         ] {
             if !dir.exists() {
                 fs::create_dir_all(&dir)?;
@@ -176,6 +182,10 @@ impl FsStore {
         for (path, _) in list_json(&self.api_keys_dir())? {
             let key: ApiKey = read_json(&path)?;
             snapshot.api_keys.insert(key.id, key);
+        }
+        for (path, _) in list_json(&self.admin_sessions_dir())? {
+            let session: AdminSession = read_json(&path)?;
+            snapshot.admin_sessions.insert(session.id, session);
         }
 
         let tenants_dir = self.tenants_dir();

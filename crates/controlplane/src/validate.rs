@@ -434,11 +434,31 @@ pub fn validate_role(role: &Role) -> Result<(), ValidationErrors> {
 pub fn validate_admin(admin: &Admin) -> Result<(), ValidationErrors> {
     let mut errors = ValidationErrors::default();
     check_text(&mut errors, "name", &admin.name, 200);
-    if !admin.token_hash.starts_with("sha256:") {
+    if admin.token_hash.as_ref().is_some_and(|h| !h.starts_with("sha256:")) {
         errors.push("token_hash", "must be a token hash");
+    }
+    if admin.password_hash.as_ref().is_some_and(|h| !h.starts_with("$argon2")) {
+        errors.push("password_hash", "must be an Argon2 PHC string");
+    }
+    if let Some(email) = &admin.email {
+        check_admin_email(&mut errors, email);
+    }
+    if admin.token_hash.is_none() && (admin.email.is_none() || admin.password_hash.is_none()) {
+        errors.push("email", "an admin without a token signs in with an email and a password");
     }
     check_reach(&mut errors, &admin.reach);
     errors.into_result()
+}
+
+/// A sign-in identifier: lowercase, no spaces or control characters, one `@` with text on
+/// both sides, at most 254 bytes.
+fn check_admin_email(errors: &mut ValidationErrors, email: &str) {
+    let well_formed = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c.is_uppercase())
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if !well_formed {
+        errors.push("email", "must be a lowercase email address");
+    }
 }
 
 /// Checks an API key: a name, a digest, and a reach of existing-looking slugs.

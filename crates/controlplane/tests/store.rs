@@ -400,12 +400,8 @@ fn every_field_round_trips_through_the_files() {
                 let mut expected_admins = BTreeMap::new();
                 for (id, name, created_at) in admins {
                     let admin = Admin {
-                        id,
-                        name,
-                        token_hash: "sha256:00".into(),
-                        reach: AdminReach::Global,
-                        access: AdminAccess::ReadWrite,
-                        created_at,
+                        token_hash: Some("sha256:00".into()),
+                        ..Admin::new(id, name, created_at)
                     };
                     store
                         .write_json(&store.admins_dir().join(format!("{id}.json")), &admin)
@@ -492,7 +488,7 @@ fn rejected_commands_write_nothing() {
     bad.id = cp.snapshot().tenants["alpha"].tenant.id;
     bad.created_at = cp.snapshot().tenants["alpha"].tenant.created_at;
     assert!(matches!(
-        cp.apply(&Command::UpdateTenant { tenant: bad }),
+        cp.apply(&Command::UpdateTenant { tenant: bad, expected_updated_at: None }),
         Err(ApplyError::Rejected(Rejection::Invalid(_)))
     ));
     assert!(matches!(

@@ -567,7 +567,7 @@ fn failed(kind: ErrorKind, previous: Duration) -> State {
 impl Subscriber for TenantDbManager {
     fn on_change(&self, change: &Change<'_>, _snapshot: &Arc<Snapshot>) {
         match change {
-            Change::Applied(Command::UpdateTenant { tenant }) => self.forget(&tenant.slug),
+            Change::Applied(Command::UpdateTenant { tenant, .. }) => self.forget(&tenant.slug),
             Change::Applied(Command::DeleteTenant { slug }) => self.forget(slug),
             Change::Applied(_) => {}
             Change::Reloaded => self.forget_all(),

@@ -54,6 +54,9 @@ error_codes! {
     Forbidden = (FORBIDDEN, "forbidden", "The credential may not do this"),
     EmailNotVerified = (FORBIDDEN, "email_not_verified", "The email address must be verified before login"),
     RegistrationDisabled = (FORBIDDEN, "registration_disabled", "The tenant does not allow self-registration"),
+    PasswordChangeRequired = (FORBIDDEN, "password_change_required", "The password is a one-time password; choose a new one"),
+    MfaEnrollmentRequired = (FORBIDDEN, "mfa_enrollment_required", "A second factor must be set up before signing in"),
+    MfaRequired = (UNAUTHORIZED, "mfa_required", "A second-factor code is required"),
     ReauthenticationRequired = (FORBIDDEN, "reauthentication_required", "This change needs a fresh proof: the current password or a second-factor code"),
     AccountLocked = (TOO_MANY_REQUESTS, "account_locked", "Too many failed attempts; the account is locked for a while"),
     EmailTaken = (CONFLICT, "email_taken", "An account with this email already exists"),
@@ -67,6 +70,10 @@ error_codes! {
     TenantExists = (CONFLICT, "tenant_exists", "A tenant with this slug already exists"),
     AlreadyExists = (CONFLICT, "already_exists", "The resource already exists"),
     ClientExists = (CONFLICT, "client_exists", "A client with this id already exists in the tenant"),
+    PreconditionRequired = (PRECONDITION_REQUIRED, "precondition_required", "This change needs an If-Match header with the resource's current ETag"),
+    PreconditionFailed = (PRECONDITION_FAILED, "precondition_failed", "The resource changed since the version named in If-Match; read it again"),
+    Conflict = (CONFLICT, "conflict", "The request does not fit the resource's current state"),
+    LastGlobalAdmin = (CONFLICT, "last_global_admin", "The installation must keep at least one global read-write admin"),
     ClientChanged = (CONFLICT, "client_changed", "The client was changed by another request; read it again and retry"),
     KeyActive = (CONFLICT, "key_active", "An active signing key cannot be retired"),
     TenantDbNotConfigured = (CONFLICT, "tenant_db_not_configured", "The tenant has no user database configured"),
@@ -161,6 +168,48 @@ pub fn printable(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).take(80).collect()
 }
 
+/// A body that is JSON but not of the expected shape, as 422 `validation_failed` naming
+/// the field by its dotted path under `root` (`settings.smtp.from`, `redirect_uris[2]`).
+/// For an unknown key serde's path ends at the object that holds it, so the key is added.
+pub fn json_shape_error(root: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let mut path = String::from(root);
+    for segment in e.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&printable(key));
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let inner = e.inner().to_string();
+    // serde_json appends " at line L column C" for text input; a Value has none.
+    let message = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+        && !path.ends_with(&format!(".{unknown}"))
+        && path != unknown
+    {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&printable(unknown));
+    }
+    if path.is_empty() {
+        path.push_str("body");
+    }
+    ApiError::field(&path, printable_message(&message))
+}
+
+/// serde's message, bounded (it can quote input).
+fn printable_message(message: &str) -> String {
+    message.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
 /// RFC 9457 problem+json answers, for the HTTP crate.
 #[cfg(feature = "axum")]
 mod response {
@@ -240,6 +289,11 @@ impl From<Rejection> for ApiError {
                     printable(&id)
                 ),
             ),
+            Rejection::TenantChanged(slug) => ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!("tenant `{slug}` changed since the version named in If-Match; read it again"),
+            ),
+            Rejection::Spent(what) => ApiError::new(ErrorCode::InvalidGrant, format!("{what} was already used")),
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),
             Rejection::KeyRing(e) => {

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ops::router())
         .merge(routes::discovery::root_router().route_layer(CorsPolicy::PublicDocument.layer()))
         .merge(routes::admin::router().route_layer(from_fn_with_state(state.clone(), crate::web::admin::gate)))
+        .merge(routes::admin_auth::router())
         .merge(api)
         .merge(issuer)
         .fallback(middleware::not_found)

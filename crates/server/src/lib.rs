@@ -72,12 +72,12 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
             &*writer,
             &secrets,
             config.default_tenant.as_deref(),
-            true,
+            installation::FirstAdmin::DevToken,
         )
         .await?
     } else {
         if control_plane.snapshot().admins.is_empty() {
-            tracing::warn!("no admin exists yet: run `tenantry init` to create the first admin token");
+            tracing::warn!("no admin exists yet: run `tenantry init` (or `tenantry admin create`) to create the first admin");
         }
         installation::Installed::default()
     };

@@ -56,6 +56,11 @@ pub struct Shared {
 }
 
 impl AppState {
+    /// The installation's own issuer (admin access tokens): the public base URL.
+    pub fn system_issuer(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
     /// The global database, or 501 `global_db_not_configured`.
     pub fn global_db(&self) -> Result<&GlobalDb, crate::error::ApiError> {
         self.global_db.as_ref().ok_or_else(|| {

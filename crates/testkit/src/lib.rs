@@ -15,9 +15,13 @@
 //!   so a run of many test binaries can be summed up at its end (`.ci/run` prints that
 //!   file after `cargo test --workspace` and fails when it is not empty).
 //!
+//! It also holds helpers several test suites share: a TCP relay ([`relay`]) and an
+//! independent TOTP ([`totp`]).
+//!
 //! This crate must never be a normal dependency: it is for `[dev-dependencies]` only.
 
 pub mod relay;
+pub mod totp;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -4,6 +4,19 @@
 use crate::common::*;
 use std::process::Output;
 
+/// Runs `cmd` with `input` on its standard input.
+fn with_stdin(cmd: &mut std::process::Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn serve_output(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tenantry(cwd);
     cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
@@ -121,15 +134,16 @@ async fn init_then_serve_then_admin_cli() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = stdout
+    assert!(stdout.contains("first admin: admin@localhost"), "{stdout}");
+    let one_time = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("admin token (shown once; store it now): "))
+        .find_map(|l| l.strip_prefix("one-time password (shown once; replaced at the first sign-in): "))
         .unwrap()
         .to_owned();
     assert!(root.join("tenants/local/tenant.json").exists());
     assert!(
         !root.join("dev-admin-token").exists(),
-        "init does not write the token to disk"
+        "production has no bootstrap token"
     );
     let again = tenantry(dir.path())
         .args(["init", "--fs-root"])
@@ -139,12 +153,54 @@ async fn init_then_serve_then_admin_cli() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
 
+    // A second admin, offline, with a password of its own for one tenant.
+    let out = with_stdin(
+        tenantry(dir.path()).args(["admin", "create", "--email", "ops@example.com", "--tenant", "local", "--read-only", "--password-stdin", "--fs-root"]).arg(&root),
+        "an operator's own password\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("one-time"));
+    let out = with_stdin(
+        tenantry(dir.path()).args(["admin", "create", "--email", "x@example.com", "--password-stdin", "--fs-root"]).arg(&root),
+        "short\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password: must be at least 12"));
+
     let server = Server::start(&root, &[], &[("SECRETBOX_MASTER_KEY", KEY_A)]);
+    // The first sign-in: TOTP set up, then the one-time password replaced, with a code.
+    let out = with_stdin(
+        tenantry(dir.path()).args(["login", "--url", &server.base, "--email", "admin@localhost", "--enrol-totp"]),
+        &format!("{one_time}\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("TOTP secret: ").map(str::to_owned))
+        .unwrap();
+    let code = tenantry_testkit::totp::totp_at_step(&secret, tenantry_testkit::totp::current_step());
+    let out = with_stdin(
+        tenantry(dir.path()).args(["login", "--url", &server.base, "--email", "admin@localhost", "--new-password", "--code", &code]),
+        &format!("{one_time}\nthe first admin's own password\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile = dir.path().join(".config/tenantry/profile.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&profile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the profile is the owner's alone");
+    }
+    // From here on the CLI uses the stored session: no --token, no --url.
     let cli = |args: &[&str]| {
         let mut cmd = tenantry(dir.path());
-        cmd.args(args).args(["--url", &server.base, "--token", &token]);
+        cmd.args(args);
         cmd.output().unwrap()
     };
+    let out = cli(&["apikey", "create", "--name", "ci", "--read-write"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(made["key"].as_str().unwrap().starts_with("tnk_"));
     let settings = dir.path().join("settings.json");
     std::fs::write(
         &settings,

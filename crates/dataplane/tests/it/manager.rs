@@ -111,6 +111,7 @@ async fn a_settings_change_reopens_the_pool() {
     m.on_change(
         &Change::Applied(&Command::UpdateTenant {
             tenant: t.tenant.clone(),
+            expected_updated_at: None,
         }),
         &Arc::new(Snapshot::default()),
     );

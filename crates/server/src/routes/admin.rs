@@ -5,9 +5,9 @@
 //! one admin write path (`tenantry_admin::AdminService`).
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, OptionalApiJson};
 use tenantry_admin::settings::{self, ResealFailure, Resealer};
 use tenantry_admin::{Audit, tenants};
 use tenantry_dataplane::{Schema, SchemaStatus};
@@ -31,7 +31,10 @@ pub fn router() -> Router<AppState> {
             "/v1/admin/tenants/{slug}",
             get(get_tenant).patch(patch_tenant).delete(delete_tenant),
         )
-        .route("/v1/admin/tenants/{slug}/settings", put(put_settings))
+        .route(
+            "/v1/admin/tenants/{slug}/settings",
+            get(get_settings).put(put_settings).patch(patch_settings),
+        )
         .route("/v1/admin/secrets/reseal", post(reseal))
         .route("/v1/admin/tenants/{slug}/database", get(database_status))
         .route("/v1/admin/tenants/{slug}/database/migrate", post(migrate_database))
@@ -41,6 +44,7 @@ pub fn router() -> Router<AppState> {
             delete(drop_custom_column),
         )
         .route("/v1/admin/audit", get(admin_audit))
+        .merge(super::admin_admins::router())
         .merge(super::admin_api_keys::router())
         .merge(super::admin_keys::router())
         .merge(super::admin_clients::router())
@@ -195,13 +199,41 @@ async fn list_tenants(
     }))
 }
 
+/// The tenant, with its version as `ETag` (see [`get_settings`]).
 async fn get_tenant(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-) -> Result<Json<TenantView>, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    Ok(Json(view(&state, &ctx.entry)))
+    Ok(versioned(&ctx.entry.tenant, Json(view(&state, &ctx.entry))))
+}
+
+/// A tenant representation with the tenant's version as `ETag`.
+fn versioned(tenant: &Tenant, body: impl IntoResponse) -> Response {
+    ([(header::ETAG, tenants::etag(tenant))], body).into_response()
+}
+
+fn if_match_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::new(ErrorCode::BadRequest, "If-Match is not valid text"))
+        })
+        .transpose()
+}
+
+/// The tenant's settings, secrets shown as `{"set": true}`, with the tenant's version as
+/// `ETag`; a write to the settings must send it back in `If-Match`.
+async fn get_settings(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let tenant = &ctx.entry.tenant;
+    Ok(versioned(tenant, Json(settings::redacted(&tenant.settings))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,13 +244,17 @@ struct PatchTenant {
     settings: Option<Value>,
 }
 
+/// Changes the display name and/or merge-patches the settings; conditional when
+/// `If-Match` is sent (the settings resource requires it).
 async fn patch_tenant(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PatchTenant>,
-) -> Result<Json<TenantView>, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
+    let expected = tenants::if_match(&ctx.entry.tenant, if_match_header(&headers)?, false)?;
     let mut tenant = ctx.entry.tenant.clone();
     if let Some(name) = body.display_name {
         tenant.display_name = name;
@@ -226,39 +262,66 @@ async fn patch_tenant(
     if let Some(patch) = body.settings {
         tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
     }
-    update(&state, &admin, &ctx, tenant).await
+    let entry = update(&state, &admin, &ctx, tenant, expected).await?;
+    Ok(versioned(&entry.tenant, Json(view(&state, &entry))))
 }
 
+/// Replaces the settings (`If-Match` required); answers the new settings and version.
 async fn put_settings(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    headers: HeaderMap,
     ApiJson(settings): ApiJson<Value>,
-) -> Result<Json<TenantView>, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
+    let expected = tenants::if_match(&ctx.entry.tenant, if_match_header(&headers)?, true)?;
     let mut tenant = ctx.entry.tenant.clone();
     tenant.settings = tenants::replacement_settings(&tenant, settings, &state.secrets)?;
-    update(&state, &admin, &ctx, tenant).await
+    let entry = update(&state, &admin, &ctx, tenant, expected).await?;
+    Ok(versioned(&entry.tenant, Json(settings::redacted(&entry.tenant.settings))))
 }
 
+/// Merge-patches the settings (RFC 7396, `If-Match` required); answers the new settings
+/// and version.
+async fn patch_settings(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let expected = tenants::if_match(&ctx.entry.tenant, if_match_header(&headers)?, true)?;
+    let mut tenant = ctx.entry.tenant.clone();
+    tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
+    let entry = update(&state, &admin, &ctx, tenant, expected).await?;
+    Ok(versioned(&entry.tenant, Json(settings::redacted(&entry.tenant.settings))))
+}
+
+/// Stores `tenant`, the new version of the one `before` resolved, refused when the stored
+/// tenant is no longer the `expected` version; answers the stored entry.
 async fn update(
     state: &AppState,
     admin: &AdminAuth,
     before: &TenantContext,
     mut tenant: Tenant,
-) -> Result<Json<TenantView>, ApiError> {
+    expected_updated_at: Option<DateTime<Utc>>,
+) -> Result<std::sync::Arc<TenantEntry>, ApiError> {
     tenants::check_update(before, &mut tenant, &state.dbs).await?;
     let slug = tenant.slug.clone();
     let snapshot = state
         .admin
         .command(
             admin.actor(),
-            Command::UpdateTenant { tenant },
+            Command::UpdateTenant {
+                tenant,
+                expected_updated_at,
+            },
             Audit::new("update_tenant", Some(&slug)),
         )
         .await?;
-    let entry = snapshot.tenant(&slug).ok_or_else(ApiError::internal)?;
-    Ok(Json(view(state, entry)))
+    snapshot.tenant(&slug).cloned().ok_or_else(ApiError::internal)
 }
 
 async fn delete_tenant(
@@ -325,13 +388,8 @@ async fn adopt_database(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    body: axum::body::Bytes,
+    OptionalApiJson(body): OptionalApiJson<AdoptDatabase>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: AdoptDatabase = if body.iter().all(u8::is_ascii_whitespace) {
-        AdoptDatabase::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
-    };
     let (actor, resolver, dbs, secrets) = (admin.actor(), &state.resolver, &state.dbs, &state.secrets);
     let report = state
         .admin

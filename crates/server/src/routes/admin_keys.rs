@@ -1,6 +1,5 @@
 //! Admin endpoints for a tenant's signing keys: list (public facts only), rotate, retire.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,9 +9,9 @@ use serde_json::Value;
 use tenantry_controlplane::model::{KeyState, SigningAlg, SigningSettings};
 use tenantry_controlplane::{Command, TenantEntry};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::AppState;
-use crate::web::AdminAuth;
+use crate::web::{AdminAuth, OptionalApiJson};
 use tenantry_admin::Audit;
 use tenantry_oidc::key_rotation::{RingOwner, rotate_command};
 
@@ -86,13 +85,8 @@ async fn rotate_keys(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    body: Bytes,
+    OptionalApiJson(request): OptionalApiJson<RotateRequest>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
-    };
     let ctx = state.resolver.resolve_slug(&slug)?;
     let command = rotate_command(
         state.secrets.clone(),

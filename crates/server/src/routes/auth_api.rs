@@ -29,7 +29,7 @@ use tenantry_dataplane::model::{ProfileUpdate, Session, User};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::bearer::{Bearer, challenge};
-use crate::web::{ApiJson, ClientIp, SessionOrigin};
+use crate::web::{ApiJson, ClientIp, OptionalApiJson, SessionOrigin};
 use tenantry_accounts::account::{
     self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, first_party_client, requested_scope,
 };
@@ -569,13 +569,8 @@ async fn totp_enrol(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    OptionalApiJson(proof): OptionalApiJson<ProofBody>,
 ) -> Result<Json<tenantry_accounts::mfa::Enrolment>, ApiError> {
-    let proof: ProofBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ProofBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
-    };
     let proof = Proof {
         password: proof.current_password.as_deref(),
         code: None,

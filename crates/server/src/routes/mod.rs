@@ -4,7 +4,9 @@
 
 pub mod account_pages;
 pub mod admin;
+pub mod admin_admins;
 pub mod admin_api_keys;
+pub mod admin_auth;
 pub mod admin_clients;
 pub mod admin_email;
 pub mod admin_keys;

@@ -26,10 +26,19 @@ use crate::state::AppState;
 const REALM: Option<&str> = Some("tenantry-admin");
 
 /// Routes without `{slug}` whose handlers narrow what they show or change to the
-/// principal's reach (the tenant list; API keys, which the handlers keep within reach);
+/// principal's reach (the tenant list; API keys and admins, which the handlers keep
+/// within reach; the caller's own record);
 /// every other route without `{slug}` needs a global credential.
 fn within_reach(method: &Method, route: &str) -> bool {
-    matches!(route, "/v1/admin/api-keys" | "/v1/admin/api-keys/{id}")
+    matches!(
+        route,
+        "/v1/admin/api-keys"
+            | "/v1/admin/api-keys/{id}"
+            | "/v1/admin/admins"
+            | "/v1/admin/admins/{id}"
+            | "/v1/admin/admins/{id}/reset-credentials"
+            | "/v1/admin/me"
+    )
         || (route == "/v1/admin/tenants" && matches!(*method, Method::GET | Method::HEAD))
 }
 
@@ -48,7 +57,7 @@ impl AdminAuth {
         let details = json!({ "request": what, "reason": &why });
         state
             .admin
-            .refused(self.actor(), Audit::new("forbidden", tenant).with_details(details))
+            .event(self.actor(), Audit::new("forbidden", tenant).with_details(details))
             .await;
         ApiError::new(ErrorCode::Forbidden, why)
     }
@@ -78,8 +87,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
     })?;
     let snapshot = state.control_plane.snapshot();
     let now = Utc::now();
-    let digest_key = || state.keystore.client_secret_key(&snapshot.system_secrets);
-    match access::authenticate(&snapshot, &token, now, digest_key)? {
+    let verifiers = access::Verifiers {
+        digest_key: || state.keystore.client_secret_key(&snapshot.system_secrets),
+        system_issuer: || Ok((state.keystore.system(&snapshot.system_keys)?, state.system_issuer())),
+    };
+    match access::authenticate(&snapshot, &token, now, verifiers)? {
         Ok((mut principal, key)) => {
             principal.actor.request_id = request_id(headers);
             if let Some(key) = key
@@ -109,7 +121,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
                 };
                 let audit = Audit::new("api_key_refused", None).with_details(json!({ "reason": why.detail() }));
                 let admin = state.admin.clone();
-                tokio::spawn(async move { admin.refused(actor, audit).await });
+                tokio::spawn(async move { admin.event(actor, audit).await });
             }
             let mut e = ApiError::new(ErrorCode::Unauthorized, why.detail());
             e.challenge = Some(challenge(REALM, Some("invalid_token")));

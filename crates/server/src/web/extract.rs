@@ -2,41 +2,82 @@
 //! rejections, and the client's address and user agent. (Admin authentication is
 //! `web::admin`'s.)
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// A JSON body; malformed input answers `invalid_json` (400), a wrong content type
-/// `unsupported_media_type` (415) and an oversized body `payload_too_large` (413).
+/// A JSON body. Text that is not JSON answers `invalid_json` (400); JSON of the wrong
+/// shape (an unknown or missing field, a wrong type) `validation_failed` (422) naming the
+/// field; a wrong content type `unsupported_media_type` (415) and an oversized body
+/// `payload_too_large` (413).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        let body = json_body(request, state, false).await?;
+        parse_json(&body).map(ApiJson)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "the request body exceeds the configured limit",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
+/// Like [`ApiJson`], for a body that may be left out: an empty body is `T::default()`.
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = json_body(request, state, true).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalApiJson(T::default()));
         }
-        _ => ApiError::new(ErrorCode::InvalidJson, rejection.body_text()),
+        parse_json(&body).map(OptionalApiJson)
     }
+}
+
+/// The body within the configured limit, after its content type is checked (an empty
+/// body needs none when `may_be_empty`).
+async fn json_body<S: Send + Sync>(request: Request, state: &S, may_be_empty: bool) -> Result<Bytes, ApiError> {
+    let declared_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")));
+    let body = Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the configured limit")
+        } else {
+            ApiError::new(ErrorCode::BadRequest, "the request body could not be read")
+        }
+    })?;
+    if !declared_json && !(may_be_empty && body.iter().all(u8::is_ascii_whitespace)) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as application/json",
+        ));
+    }
+    Ok(body)
+}
+
+/// Parses a JSON body: syntax errors are 400 `invalid_json`, shape errors 422 naming the
+/// field (`tenantry_errors::json_shape_error`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| match e.inner().classify() {
+        serde_json::error::Category::Data => tenantry_errors::json_shape_error("", &e),
+        _ => ApiError::new(ErrorCode::InvalidJson, tenantry_errors::printable(&e.inner().to_string())),
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, tenantry_errors::printable(&e.to_string())))?;
+    Ok(value)
 }
 
 /// The client's address: the TCP peer, or what `X-Forwarded-For` says when the peer is
@@ -56,6 +97,24 @@ impl FromRequestParts<AppState> for ClientIp {
             .map(|info| info.0.ip());
         Ok(ClientIp(
             peer.map(|peer| state.config.trusted_proxies.client(peer, &parts.headers)),
+        ))
+    }
+}
+
+/// The request's id (`X-Request-Id`, set by `middleware::request_id`), for the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(
+            parts
+                .headers
+                .get(crate::middleware::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         ))
     }
 }

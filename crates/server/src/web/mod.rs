@@ -17,5 +17,5 @@ pub use admin::AdminAuth;
 pub use bearer::{Bearer, BearerRejection};
 pub use cookies::{CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, cookie, cookie_header, set_cookie};
 pub use csrf::{CsrfForm, CsrfRejection};
-pub use extract::{ApiJson, ClientIp, SessionOrigin};
+pub use extract::{ApiJson, ClientIp, OptionalApiJson, RequestId, SessionOrigin};
 pub use oauth_error::OAuthError;

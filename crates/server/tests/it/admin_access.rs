@@ -14,13 +14,22 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/tenants/{slug}"),
     ("PATCH", "/v1/admin/tenants/{slug}"),
     ("DELETE", "/v1/admin/tenants/{slug}"),
+    ("GET", "/v1/admin/tenants/{slug}/settings"),
     ("PUT", "/v1/admin/tenants/{slug}/settings"),
+    ("PATCH", "/v1/admin/tenants/{slug}/settings"),
     ("POST", "/v1/admin/secrets/reseal"),
     ("GET", "/v1/admin/tenants/{slug}/database"),
     ("POST", "/v1/admin/tenants/{slug}/database/migrate"),
     ("POST", "/v1/admin/tenants/{slug}/database/adopt"),
     ("DELETE", "/v1/admin/tenants/{slug}/custom-fields/{name}/column"),
     ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/me"),
+    ("GET", "/v1/admin/admins"),
+    ("POST", "/v1/admin/admins"),
+    ("GET", "/v1/admin/admins/{id}"),
+    ("PATCH", "/v1/admin/admins/{id}"),
+    ("DELETE", "/v1/admin/admins/{id}"),
+    ("POST", "/v1/admin/admins/{id}/reset-credentials"),
     ("GET", "/v1/admin/api-keys"),
     ("POST", "/v1/admin/api-keys"),
     ("GET", "/v1/admin/api-keys/{id}"),
@@ -54,6 +63,7 @@ const ROUTES: &[(&str, &str)] = &[
 /// The admin route modules: a route added there without a row above fails the test.
 const ROUTE_SOURCES: &[&str] = &[
     include_str!("../../src/routes/admin.rs"),
+    include_str!("../../src/routes/admin_admins.rs"),
     include_str!("../../src/routes/admin_api_keys.rs"),
     include_str!("../../src/routes/admin_clients.rs"),
     include_str!("../../src/routes/admin_email.rs"),
@@ -173,7 +183,10 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
         let writes = !matches!(*method, "GET" | "HEAD");
         let tenant_route = path.contains("{slug}");
         let within_reach = !tenant_route
-            && (path.starts_with("/v1/admin/api-keys") || (*path, *method) == ("/v1/admin/tenants", "GET"));
+            && (path.starts_with("/v1/admin/api-keys")
+                || path.starts_with("/v1/admin/admins")
+                || *path == "/v1/admin/me"
+                || (*path, *method) == ("/v1/admin/tenants", "GET"));
         let beta = concrete(path, "beta", &viewer_id);
         let (status, body) = call(&server, &alpha_rw, method, &beta, Some(json!({}))).await;
         if tenant_route || !within_reach {

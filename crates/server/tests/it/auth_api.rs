@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::common::api::Api;
-use crate::common::totp::{current_step, totp_at_step};
+use tenantry_testkit::totp::{current_step, totp_at_step};
 use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -98,7 +98,7 @@ async fn headless_api(server: &TestServer, slug: &str) {
             Some(json!({"email_verified": true})),
         )
         .await;
-    assert_eq!(status, 400, "a user cannot mark their own email verified");
+    assert_eq!(status, 422, "a user cannot mark their own email verified");
 
     // Refresh rotates; the spent token is refused and revokes the family.
     let (status, refreshed) = api

@@ -11,6 +11,8 @@ mod common;
 
 mod account_email;
 mod admin_access;
+mod admin_settings;
+mod admin_signin;
 mod admin_users;
 mod auth_api;
 mod client_ip;

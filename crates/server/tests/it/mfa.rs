@@ -4,7 +4,7 @@
 //! codes — then the authorization code flow finishes with `amr` saying so.
 
 use crate::common::browser::{Browser, code_elements, form_action, hidden, query_param};
-use crate::common::totp::{current_step, totp_at_step};
+use tenantry_testkit::totp::{current_step, totp_at_step};
 use crate::common::{TestServer, start};
 use base64::Engine;
 use reqwest::Method;

@@ -28,6 +28,8 @@ fn clean(mut cmd: Command, cwd: &Path) -> Command {
         }
     }
     cmd.env("RUST_LOG", "warn");
+    // The `tenantry login` profile lives under the test's folder, never the user's.
+    cmd.env("XDG_CONFIG_HOME", cwd.join(".config"));
     cmd
 }
 

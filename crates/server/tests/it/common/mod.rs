@@ -7,7 +7,6 @@ pub mod browser;
 pub mod logs;
 pub mod postgres;
 pub mod smtp;
-pub mod totp;
 
 use std::collections::BTreeMap;
 

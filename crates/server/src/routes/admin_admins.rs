@@ -1,0 +1,234 @@
+//! Admin endpoints for installation admins (`/v1/admin/admins`, `/v1/admin/me`). A
+//! credential sees and manages only admins within its own reach, and grants no more than
+//! it holds (`Principal::may_grant`): a global admin manages everyone, a tenant admin the
+//! admins of its tenants. A new admin without a password gets a one-time password, shown
+//! once; resetting an admin's credentials makes a new one and clears its TOTP.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_admin::Audit;
+use tenantry_admin::admins::{AdminView, NewAdmin, make_admin};
+use tenantry_controlplane::Command;
+use tenantry_controlplane::model::{Admin, AdminAccess, AdminReach};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use crate::web::{AdminAuth, ApiJson};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/me", get(me))
+        .route("/v1/admin/admins", post(create).get(list))
+        .route("/v1/admin/admins/{id}", get(show).patch(update).delete(remove))
+        .route("/v1/admin/admins/{id}/reset-credentials", post(reset_credentials))
+}
+
+/// The calling credential: the admin (or API key) and its reach and access.
+async fn me(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+    let principal = &admin.0;
+    let snapshot = state.control_plane.snapshot();
+    let profile = snapshot
+        .admins
+        .get(&principal.actor.admin_id)
+        .map(AdminView::from);
+    Json(json!({
+        "id": principal.actor.admin_id,
+        "kind": if principal.actor.api_key { "api_key" } else { "admin" },
+        "reach": principal.reach,
+        "access": principal.access,
+        "admin": profile,
+    }))
+}
+
+/// Refuses (403, recorded) a grant beyond the caller's own reach or access.
+async fn check_grant(
+    admin: &AdminAuth,
+    state: &AppState,
+    what: &str,
+    reach: &AdminReach,
+    access: AdminAccess,
+) -> Result<(), ApiError> {
+    let snapshot = state.control_plane.snapshot();
+    match admin.0.may_grant(reach, access, &snapshot) {
+        Err(e) if e.code == ErrorCode::Forbidden => Err(admin.refuse(state, None, what, e.detail).await),
+        other => other,
+    }
+}
+
+/// `POST /v1/admin/admins` `{email, name?, password?, reach?, access?}`: 201 with the
+/// admin and, when no password was given, `one_time_password` (shown this once).
+async fn create(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<NewAdmin>,
+) -> Result<Response, ApiError> {
+    check_grant(&admin, &state, "POST /v1/admin/admins", &input.reach, input.access).await?;
+    let (made, one_time) = make_admin(input, Utc::now()).await?;
+    let view = AdminView::from(&made);
+    let audit = Audit::new("create_admin", None).with_details(json!({
+        "admin": made.id, "email": &made.email, "reach": &made.reach, "access": made.access,
+    }));
+    state
+        .admin
+        .command(admin.actor(), Command::PutAdmin { admin: made }, audit)
+        .await?;
+    let mut body = serde_json::to_value(&view).map_err(|_| ApiError::internal())?;
+    if let Some(password) = one_time {
+        body["one_time_password"] = json!(password);
+    }
+    let location = format!("/v1/admin/admins/{}", view.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// The admins within the caller's reach, oldest first.
+async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = state.control_plane.snapshot();
+    let mut admins: Vec<AdminView> = snapshot
+        .admins
+        .values()
+        .filter(|a| admin.0.reach.includes(&a.reach))
+        .map(AdminView::from)
+        .collect();
+    admins.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Json(json!({ "admins": admins }))
+}
+
+/// The admin `id` if it is within the caller's reach (404 otherwise: one out of reach is
+/// not told apart from one that does not exist).
+fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<Admin, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no admin `{}`", crate::error::printable(id)));
+    let id = Uuid::try_parse(id).map_err(|_| not_found())?;
+    state
+        .control_plane
+        .snapshot()
+        .admins
+        .get(&id)
+        .filter(|a| admin.0.reach.includes(&a.reach))
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+async fn show(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AdminView>, ApiError> {
+    visible(&admin, &state, &id).map(|a| Json(AdminView::from(&a)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminChange {
+    name: Option<String>,
+    reach: Option<AdminReach>,
+    access: Option<AdminAccess>,
+}
+
+/// `PATCH /v1/admin/admins/{id}` `{name?, reach?, access?}`.
+async fn update(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<AdminChange>,
+) -> Result<Json<AdminView>, ApiError> {
+    let mut target = visible(&admin, &state, &id)?;
+    if let Some(name) = change.name {
+        target.name = name;
+    }
+    target.reach = change.reach.unwrap_or(target.reach);
+    target.access = change.access.unwrap_or(target.access);
+    check_grant(&admin, &state, "PATCH /v1/admin/admins", &target.reach, target.access).await?;
+    keep_a_global_writer(&state, &target)?;
+    let audit = Audit::new("update_admin", None).with_details(json!({
+        "admin": target.id, "reach": &target.reach, "access": target.access,
+    }));
+    let view = AdminView::from(&target);
+    state
+        .admin
+        .command(admin.actor(), Command::PutAdmin { admin: target }, audit)
+        .await?;
+    Ok(Json(view))
+}
+
+/// 409 when the change would leave the installation without a global read-write admin
+/// (`changed` is the admin as it would be stored; `None` when it is deleted).
+fn keep_a_global_writer(state: &AppState, changed: &Admin) -> Result<(), ApiError> {
+    let still = |a: &Admin| a.reach.is_global() && a.access == AdminAccess::ReadWrite;
+    let snapshot = state.control_plane.snapshot();
+    let remaining = snapshot
+        .admins
+        .values()
+        .filter(|a| if a.id == changed.id { still(changed) } else { still(a) })
+        .count();
+    if remaining == 0 {
+        return Err(ApiError::new(
+            ErrorCode::LastGlobalAdmin,
+            "the installation must keep at least one global read-write admin",
+        ));
+    }
+    Ok(())
+}
+
+async fn remove(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let target = visible(&admin, &state, &id)?;
+    let gone = Admin {
+        access: AdminAccess::ReadOnly,
+        ..target.clone()
+    };
+    keep_a_global_writer(&state, &gone)?;
+    let audit = Audit::new("delete_admin", None).with_details(json!({ "admin": target.id, "email": &target.email }));
+    state
+        .admin
+        .command(admin.actor(), Command::DeleteAdmin { id: target.id }, audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/admin/admins/{id}/reset-credentials`: a new one-time password (answered
+/// once), TOTP cleared (set up again at the next sign-in), every session ended. For an
+/// admin who lost a password or an authenticator.
+async fn reset_credentials(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let target = visible(&admin, &state, &id)?;
+    if target.password_hash.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this admin signs in with a bootstrap token, not a password",
+        ));
+    }
+    let password = tenantry_crypto::random_token(15);
+    let reset = Admin {
+        password_hash: Some(tenantry_accounts::passwords::hash(password.clone()).await?),
+        password_temporary: true,
+        totp: None,
+        ..target.clone()
+    };
+    let audit = Audit::new("reset_admin_credentials", None).with_details(json!({ "admin": target.id }));
+    state
+        .admin
+        .command(admin.actor(), Command::PutAdmin { admin: reset }, audit)
+        .await?;
+    state
+        .writer
+        .write(Command::EndAdminSessions {
+            session_id: None,
+            admin_id: Some(target.id),
+        })
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(json!({ "one_time_password": password })))
+}

@@ -1,0 +1,174 @@
+//! Installation admins signing in (`/v1/admin/auth/...`, outside the admin gate: these
+//! routes are how an admin gets a credential). The rules are `tenantry_admin::signin`'s;
+//! here the request is read, the outcome recorded in the audit trail, and the answer given.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tenantry_admin::signin::{self, Refused, SignIn, SignInEnv, SignedIn, TotpEnrolment};
+use tenantry_admin::{Actor, Audit};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::web::{ApiJson, ClientIp, RequestId};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/auth/login", post(login))
+        .route("/v1/admin/auth/totp", post(enrol_totp))
+        .route("/v1/admin/auth/refresh", post(refresh))
+        .route("/v1/admin/auth/logout", post(logout))
+}
+
+fn env<'a>(state: &'a AppState, client_ip: Option<std::net::IpAddr>, issuer: &'a str) -> Result<SignInEnv<'a>, ApiError> {
+    let snapshot = state.control_plane.snapshot();
+    let keys = state.keystore.system(&snapshot.system_keys)?;
+    Ok(SignInEnv {
+        snapshot,
+        writer: &*state.writer,
+        secrets: &state.secrets,
+        accounts: &state.accounts,
+        keys,
+        issuer,
+        client_ip,
+    })
+}
+
+/// Records a sign-in event for `admin_id` (the nil id when the email named no admin).
+async fn record(
+    state: &AppState,
+    admin_id: Option<Uuid>,
+    action: &'static str,
+    details: serde_json::Value,
+    (ip, request): (ClientIp, RequestId),
+) {
+    let actor = Actor {
+        admin_id: admin_id.unwrap_or(Uuid::nil()),
+        api_key: false,
+        request_id: request.0,
+    };
+    let mut details = details;
+    if let (Some(ip), serde_json::Value::Object(map)) = (ip.0, &mut details) {
+        map.insert("ip".into(), json!(ip.to_string()));
+    }
+    state.admin.event(actor, Audit::new(action, None).with_details(details)).await;
+}
+
+async fn answer(state: &AppState, caller: (ClientIp, RequestId), outcome: Result<SignedIn, Refused>, action: &'static str) -> Response {
+    match outcome {
+        Ok(signed_in) => {
+            let details = json!({ "changed": signed_in.changed });
+            record(state, Some(signed_in.admin_id), action, details, caller).await;
+            (
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                Json(signed_in.tokens),
+            )
+                .into_response()
+        }
+        Err(refused) => {
+            let details = json!({ "reason": refused.reason, "code": refused.error.code.as_str() });
+            record(state, refused.admin_id, failed(action), details, caller).await;
+            refused.error.into_response()
+        }
+    }
+}
+
+fn failed(action: &'static str) -> &'static str {
+    match action {
+        "admin_sign_in" => "admin_sign_in_failed",
+        "admin_refresh" => "admin_refresh_failed",
+        _ => "admin_totp_enrolment_failed",
+    }
+}
+
+/// `POST /v1/admin/auth/login` `{email, password, code?, new_password?}`: an admin access
+/// token (5 minutes) and a refresh token (rotating; the session ends 12 hours after sign-in).
+async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request: RequestId,
+    ApiJson(input): ApiJson<SignIn>) -> Response {
+    let issuer = state.system_issuer();
+    let env = match env(&state, ip.0, &issuer) {
+        Ok(env) => env,
+        Err(e) => return e.into_response(),
+    };
+    let outcome = signin::sign_in(&env, input).await;
+    answer(&state, (ip, request), outcome, "admin_sign_in").await
+}
+
+/// `POST /v1/admin/auth/totp` `{email, password}`: the TOTP secret to add to an
+/// authenticator, for an admin who has none confirmed yet.
+async fn enrol_totp(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request: RequestId,
+    ApiJson(input): ApiJson<TotpEnrolment>,
+) -> Response {
+    let issuer = state.system_issuer();
+    let env = match env(&state, ip.0, &issuer) {
+        Ok(env) => env,
+        Err(e) => return e.into_response(),
+    };
+    match signin::enrol_totp(&env, input).await {
+        Ok((admin_id, enrolment)) => {
+            record(&state, Some(admin_id), "admin_totp_enrolment", json!({}), (ip, request)).await;
+            ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(enrolment)).into_response()
+        }
+        Err(refused) => {
+            let details = json!({ "reason": refused.reason, "code": refused.error.code.as_str() });
+            record(&state, refused.admin_id, "admin_totp_enrolment_failed", details, (ip, request)).await;
+            refused.error.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /v1/admin/auth/refresh` `{refresh_token}`: a new pair; the token sent is spent.
+async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request: RequestId,
+    ApiJson(body): ApiJson<RefreshBody>) -> Response {
+    let issuer = state.system_issuer();
+    let env = match env(&state, ip.0, &issuer) {
+        Ok(env) => env,
+        Err(e) => return e.into_response(),
+    };
+    let outcome = signin::refresh(&env, &body.refresh_token).await;
+    // Successful refreshes are routine; only failures (a replay above all) are recorded.
+    match outcome {
+        Ok(signed_in) => (
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Json(signed_in.tokens),
+        )
+            .into_response(),
+        Err(refused) => answer(&state, (ip, request), Err(refused), "admin_refresh").await,
+    }
+}
+
+/// `POST /v1/admin/auth/logout` `{refresh_token}`: ends the session (and with it every
+/// access token it issued). 204 whether or not the token was known (RFC 7009 style).
+async fn logout(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request: RequestId,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<StatusCode, ApiError> {
+    let issuer = state.system_issuer();
+    let env = env(&state, ip.0, &issuer)?;
+    if let Some(admin_id) = signin::sign_out(&env, &body.refresh_token).await? {
+        record(&state, Some(admin_id), "admin_sign_out", json!({}), (ip, request)).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
