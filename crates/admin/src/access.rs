@@ -404,9 +404,7 @@ mod tests {
                 digest_key: || Ok(digest_key.clone()),
                 system_issuer: || Err(ApiError::internal()),
             };
-            authenticate(snapshot, token, at, verifiers)
-                .unwrap()
-                .map(|(p, _)| p)
+            authenticate(snapshot, token, at, verifiers).unwrap().map(|(p, _)| p)
         };
         let principal = auth(&snapshot, &token, now).unwrap();
         assert_eq!(principal.actor.admin_id, key.id);

@@ -53,7 +53,11 @@ impl From<&Admin> for AdminView {
             email: admin.email.clone(),
             reach: admin.reach.clone(),
             access: admin.access,
-            credential: if admin.password_hash.is_some() { "password" } else { "token" },
+            credential: if admin.password_hash.is_some() {
+                "password"
+            } else {
+                "token"
+            },
             totp_enabled: admin.totp.as_ref().is_some_and(|t| t.confirmed),
             password_temporary: admin.password_temporary,
             created_at: admin.created_at,
@@ -103,11 +107,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_admin_is_made_with_a_hashed_or_one_time_password() {
-        let (admin, shown) = make_admin(input(Some("correct horse battery")), Utc::now()).await.unwrap();
+        let (admin, shown) = make_admin(input(Some("correct horse battery")), Utc::now())
+            .await
+            .unwrap();
         assert_eq!(admin.email.as_deref(), Some("ops@example.com"));
         assert_eq!(admin.name, "ops@example.com");
         assert!(shown.is_none() && !admin.password_temporary);
-        assert!(tenantry_accounts::passwords::verify(admin.password_hash.clone().unwrap(), "correct horse battery".into()).await);
+        assert!(
+            tenantry_accounts::passwords::verify(admin.password_hash.clone().unwrap(), "correct horse battery".into())
+                .await
+        );
         assert!(admin.token_hash.is_none() && admin.totp.is_none());
 
         let (admin, shown) = make_admin(input(None), Utc::now()).await.unwrap();

@@ -172,8 +172,11 @@ async fn check_password(env: &SignInEnv<'_>, email: &str, password: &str) -> Res
         .await
         .map_err(ApiError::from)?
     {
-        let error = ApiError::new(ErrorCode::AccountLocked, "too many failed sign-ins; wait before trying again")
-            .with_retry_after(retry_after.as_secs().max(1));
+        let error = ApiError::new(
+            ErrorCode::AccountLocked,
+            "too many failed sign-ins; wait before trying again",
+        )
+        .with_retry_after(retry_after.as_secs().max(1));
         return Err(Refused::new(error, admin_id, "locked"));
     }
     let stored = admin.as_ref().and_then(|a| a.password_hash.as_deref());
@@ -204,7 +207,10 @@ pub fn check_new_password(field: &str, password: &str) -> Result<(), ApiError> {
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::field(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+        return Err(ApiError::field(
+            field,
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
     }
     Ok(())
 }
@@ -260,7 +266,8 @@ fn open(secrets: &SecretBox, admin: Uuid, sealed: &SealedSecret) -> Result<zeroi
 /// TOTP code of the confirmed secret or of the one being enrolled; starts a session.
 pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Refused> {
     let admin = check_password(env, &input.email, &input.password).await?;
-    let id = Some(admin.id);
+    let admin_id = admin.id;
+    let id = Some(admin_id);
     if let Some(new) = &input.new_password {
         check_new_password("new_password", new).map_err(|e| Refused::new(e, id, "weak_password"))?;
         if constant_time_eq(new.as_bytes(), input.password.as_bytes()) {
@@ -282,7 +289,10 @@ pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Ref
         return Err(Refused::new(e, id, "totp_not_enrolled"));
     };
     let Some(code) = input.code.as_deref() else {
-        let e = ApiError::new(ErrorCode::MfaRequired, "send the TOTP code of your authenticator as `code`");
+        let e = ApiError::new(
+            ErrorCode::MfaRequired,
+            "send the TOTP code of your authenticator as `code`",
+        );
         return Err(Refused::new(e, id, "code_missing"));
     };
     let encoded = open(env.secrets, admin.id, &totp.secret)?;
@@ -333,7 +343,6 @@ pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Ref
         changed.push("password_changed");
     }
     if !changed.is_empty() {
-        let admin_id = updated.id;
         env.writer
             .write(Command::PutAdmin { admin: updated })
             .await
@@ -343,10 +352,10 @@ pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Ref
             end_sessions(env.writer, None, Some(admin_id)).await?;
         }
     }
-    let tokens = start_session(env, id.expect("found above"), now).await?;
+    let tokens = start_session(env, admin_id, now).await?;
     Ok(SignedIn {
         tokens,
-        admin_id: id.expect("found above"),
+        admin_id,
         changed,
     })
 }
@@ -416,7 +425,10 @@ fn tokens(
     let alg = preferred_alg(&env.keys);
     let access_token = env.keys.sign(alg, "at+jwt", &claims).map_err(|e| {
         tracing::error!(error = %e, "the system issuer cannot sign");
-        ApiError::new(ErrorCode::TenantKeysMissing, "the installation's signing keys are not usable")
+        ApiError::new(
+            ErrorCode::TenantKeysMissing,
+            "the installation's signing keys are not usable",
+        )
     })?;
     Ok(AdminTokens {
         access_token,
@@ -436,7 +448,10 @@ fn preferred_alg(keys: &IssuerKeys) -> tenantry_controlplane::model::SigningAlg 
 }
 
 fn invalid_refresh() -> ApiError {
-    ApiError::new(ErrorCode::InvalidGrant, "the refresh token is invalid, expired or already used")
+    ApiError::new(
+        ErrorCode::InvalidGrant,
+        "the refresh token is invalid, expired or already used",
+    )
 }
 
 /// Rotates a session's refresh token: the current one gives a new pair; the one it

@@ -172,4 +172,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -35,9 +35,11 @@ pub fn path(flag: Option<PathBuf>) -> Option<PathBuf> {
 
 pub fn load(path: &Path) -> anyhow::Result<Option<Profile>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("{} is not a tenantry profile", path.display()))?,
-        )),
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a tenantry profile", path.display())
+            })?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -444,7 +444,10 @@ pub fn validate_admin(admin: &Admin) -> Result<(), ValidationErrors> {
         check_admin_email(&mut errors, email);
     }
     if admin.token_hash.is_none() && (admin.email.is_none() || admin.password_hash.is_none()) {
-        errors.push("email", "an admin without a token signs in with an email and a password");
+        errors.push(
+            "email",
+            "an admin without a token signs in with an email and a password",
+        );
     }
     check_reach(&mut errors, &admin.reach);
     errors.into_result()
@@ -454,8 +457,12 @@ pub fn validate_admin(admin: &Admin) -> Result<(), ValidationErrors> {
 /// both sides, at most 254 bytes.
 fn check_admin_email(errors: &mut ValidationErrors, email: &str) {
     let well_formed = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c.is_uppercase())
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c.is_uppercase())
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
     if !well_formed {
         errors.push("email", "must be a lowercase email address");
     }

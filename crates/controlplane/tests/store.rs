@@ -488,7 +488,10 @@ fn rejected_commands_write_nothing() {
     bad.id = cp.snapshot().tenants["alpha"].tenant.id;
     bad.created_at = cp.snapshot().tenants["alpha"].tenant.created_at;
     assert!(matches!(
-        cp.apply(&Command::UpdateTenant { tenant: bad, expected_updated_at: None }),
+        cp.apply(&Command::UpdateTenant {
+            tenant: bad,
+            expected_updated_at: None
+        }),
         Err(ApplyError::Rejected(Rejection::Invalid(_)))
     ));
     assert!(matches!(

@@ -77,7 +77,9 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         .await?
     } else {
         if control_plane.snapshot().admins.is_empty() {
-            tracing::warn!("no admin exists yet: run `tenantry init` (or `tenantry admin create`) to create the first admin");
+            tracing::warn!(
+                "no admin exists yet: run `tenantry init` (or `tenantry admin create`) to create the first admin"
+            );
         }
         installation::Installed::default()
     };

@@ -175,7 +175,11 @@ async fn admin_tenant_lifecycle_and_bad_input() {
             Some(json!({"slug": "x", "extra": 1})),
         )
         .await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("extra")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("extra")),
+        "{body}"
+    );
     let resp = admin
         .http
         .post(format!("{}/v1/admin/tenants", server.base))

@@ -155,13 +155,34 @@ async fn init_then_serve_then_admin_cli() {
 
     // A second admin, offline, with a password of its own for one tenant.
     let out = with_stdin(
-        tenantry(dir.path()).args(["admin", "create", "--email", "ops@example.com", "--tenant", "local", "--read-only", "--password-stdin", "--fs-root"]).arg(&root),
+        tenantry(dir.path())
+            .args([
+                "admin",
+                "create",
+                "--email",
+                "ops@example.com",
+                "--tenant",
+                "local",
+                "--read-only",
+                "--password-stdin",
+                "--fs-root",
+            ])
+            .arg(&root),
         "an operator's own password\n",
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("one-time"));
     let out = with_stdin(
-        tenantry(dir.path()).args(["admin", "create", "--email", "x@example.com", "--password-stdin", "--fs-root"]).arg(&root),
+        tenantry(dir.path())
+            .args([
+                "admin",
+                "create",
+                "--email",
+                "x@example.com",
+                "--password-stdin",
+                "--fs-root",
+            ])
+            .arg(&root),
         "short\n",
     );
     assert_eq!(out.status.code(), Some(1));
@@ -170,7 +191,14 @@ async fn init_then_serve_then_admin_cli() {
     let server = Server::start(&root, &[], &[("SECRETBOX_MASTER_KEY", KEY_A)]);
     // The first sign-in: TOTP set up, then the one-time password replaced, with a code.
     let out = with_stdin(
-        tenantry(dir.path()).args(["login", "--url", &server.base, "--email", "admin@localhost", "--enrol-totp"]),
+        tenantry(dir.path()).args([
+            "login",
+            "--url",
+            &server.base,
+            "--email",
+            "admin@localhost",
+            "--enrol-totp",
+        ]),
         &format!("{one_time}\n"),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -180,7 +208,16 @@ async fn init_then_serve_then_admin_cli() {
         .unwrap();
     let code = tenantry_testkit::totp::totp_at_step(&secret, tenantry_testkit::totp::current_step());
     let out = with_stdin(
-        tenantry(dir.path()).args(["login", "--url", &server.base, "--email", "admin@localhost", "--new-password", "--code", &code]),
+        tenantry(dir.path()).args([
+            "login",
+            "--url",
+            &server.base,
+            "--email",
+            "admin@localhost",
+            "--new-password",
+            "--code",
+            &code,
+        ]),
         &format!("{one_time}\nthe first admin's own password\n"),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -279,7 +279,10 @@ async fn put_settings(
     let mut tenant = ctx.entry.tenant.clone();
     tenant.settings = tenants::replacement_settings(&tenant, settings, &state.secrets)?;
     let entry = update(&state, &admin, &ctx, tenant, expected).await?;
-    Ok(versioned(&entry.tenant, Json(settings::redacted(&entry.tenant.settings))))
+    Ok(versioned(
+        &entry.tenant,
+        Json(settings::redacted(&entry.tenant.settings)),
+    ))
 }
 
 /// Merge-patches the settings (RFC 7396, `If-Match` required); answers the new settings
@@ -296,7 +299,10 @@ async fn patch_settings(
     let mut tenant = ctx.entry.tenant.clone();
     tenant.settings = tenants::patched_settings(&tenant, &patch, &state.secrets)?;
     let entry = update(&state, &admin, &ctx, tenant, expected).await?;
-    Ok(versioned(&entry.tenant, Json(settings::redacted(&entry.tenant.settings))))
+    Ok(versioned(
+        &entry.tenant,
+        Json(settings::redacted(&entry.tenant.settings)),
+    ))
 }
 
 /// Stores `tenant`, the new version of the one `before` resolved, refused when the stored

@@ -34,10 +34,7 @@ pub fn router() -> Router<AppState> {
 async fn me(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
     let principal = &admin.0;
     let snapshot = state.control_plane.snapshot();
-    let profile = snapshot
-        .admins
-        .get(&principal.actor.admin_id)
-        .map(AdminView::from);
+    let profile = snapshot.admins.get(&principal.actor.admin_id).map(AdminView::from);
     Json(json!({
         "id": principal.actor.admin_id,
         "kind": if principal.actor.api_key { "api_key" } else { "admin" },
@@ -103,7 +100,12 @@ async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_jso
 /// The admin `id` if it is within the caller's reach (404 otherwise: one out of reach is
 /// not told apart from one that does not exist).
 fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<Admin, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no admin `{}`", crate::error::printable(id)));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no admin `{}`", crate::error::printable(id)),
+        )
+    };
     let id = Uuid::try_parse(id).map_err(|_| not_found())?;
     state
         .control_plane

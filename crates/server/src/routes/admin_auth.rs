@@ -25,7 +25,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/auth/logout", post(logout))
 }
 
-fn env<'a>(state: &'a AppState, client_ip: Option<std::net::IpAddr>, issuer: &'a str) -> Result<SignInEnv<'a>, ApiError> {
+fn env<'a>(
+    state: &'a AppState,
+    client_ip: Option<std::net::IpAddr>,
+    issuer: &'a str,
+) -> Result<SignInEnv<'a>, ApiError> {
     let snapshot = state.control_plane.snapshot();
     let keys = state.keystore.system(&snapshot.system_keys)?;
     Ok(SignInEnv {
@@ -56,10 +60,18 @@ async fn record(
     if let (Some(ip), serde_json::Value::Object(map)) = (ip.0, &mut details) {
         map.insert("ip".into(), json!(ip.to_string()));
     }
-    state.admin.event(actor, Audit::new(action, None).with_details(details)).await;
+    state
+        .admin
+        .event(actor, Audit::new(action, None).with_details(details))
+        .await;
 }
 
-async fn answer(state: &AppState, caller: (ClientIp, RequestId), outcome: Result<SignedIn, Refused>, action: &'static str) -> Response {
+async fn answer(
+    state: &AppState,
+    caller: (ClientIp, RequestId),
+    outcome: Result<SignedIn, Refused>,
+    action: &'static str,
+) -> Response {
     match outcome {
         Ok(signed_in) => {
             let details = json!({ "changed": signed_in.changed });
@@ -92,7 +104,8 @@ async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
     request: RequestId,
-    ApiJson(input): ApiJson<SignIn>) -> Response {
+    ApiJson(input): ApiJson<SignIn>,
+) -> Response {
     let issuer = state.system_issuer();
     let env = match env(&state, ip.0, &issuer) {
         Ok(env) => env,
@@ -122,7 +135,14 @@ async fn enrol_totp(
         }
         Err(refused) => {
             let details = json!({ "reason": refused.reason, "code": refused.error.code.as_str() });
-            record(&state, refused.admin_id, "admin_totp_enrolment_failed", details, (ip, request)).await;
+            record(
+                &state,
+                refused.admin_id,
+                "admin_totp_enrolment_failed",
+                details,
+                (ip, request),
+            )
+            .await;
             refused.error.into_response()
         }
     }
@@ -139,7 +159,8 @@ async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
     request: RequestId,
-    ApiJson(body): ApiJson<RefreshBody>) -> Response {
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Response {
     let issuer = state.system_issuer();
     let env = match env(&state, ip.0, &issuer) {
         Ok(env) => env,

@@ -38,8 +38,7 @@ fn within_reach(method: &Method, route: &str) -> bool {
             | "/v1/admin/admins/{id}"
             | "/v1/admin/admins/{id}/reset-credentials"
             | "/v1/admin/me"
-    )
-        || (route == "/v1/admin/tenants" && matches!(*method, Method::GET | Method::HEAD))
+    ) || (route == "/v1/admin/tenants" && matches!(*method, Method::GET | Method::HEAD))
 }
 
 /// An authenticated admin credential the gate let through.

@@ -4,8 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
@@ -49,15 +49,21 @@ async fn json_body<S: Send + Sync>(request: Request, state: &S, may_be_empty: bo
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime::Mime>().ok())
-        .is_some_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")));
+        .is_some_and(|m| {
+            m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        });
     let body = Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the configured limit")
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body exceeds the configured limit",
+            )
         } else {
             ApiError::new(ErrorCode::BadRequest, "the request body could not be read")
         }
     })?;
-    if !declared_json && !(may_be_empty && body.iter().all(u8::is_ascii_whitespace)) {
+    let left_out = may_be_empty && body.iter().all(u8::is_ascii_whitespace);
+    if !declared_json && !left_out {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "send the body as application/json",
@@ -72,7 +78,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| match e.inner().classify() {
         serde_json::error::Category::Data => tenantry_errors::json_shape_error("", &e),
-        _ => ApiError::new(ErrorCode::InvalidJson, tenantry_errors::printable(&e.inner().to_string())),
+        _ => ApiError::new(
+            ErrorCode::InvalidJson,
+            tenantry_errors::printable(&e.inner().to_string()),
+        ),
     })?;
     deserializer
         .end()

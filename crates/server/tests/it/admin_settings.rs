@@ -26,10 +26,7 @@ async fn send(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let etag = response
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
     (status, etag, response.json().await.unwrap_or(Value::Null))
 }
 
@@ -56,17 +53,29 @@ async fn settings_writes_need_the_current_version_and_secrets_are_write_only() {
     assert_eq!(settings["smtp"]["password"], json!({"set": true}));
     assert!(!settings.to_string().contains("canary-secret"));
     let (_, tenant_etag, tenant) = send(&server, Method::GET, "/v1/admin/tenants/acme", None, None).await;
-    assert_eq!(tenant_etag.as_deref(), Some(etag.as_str()), "one version for the tenant");
+    assert_eq!(
+        tenant_etag.as_deref(),
+        Some(etag.as_str()),
+        "one version for the tenant"
+    );
     assert_eq!(tenant["settings"]["smtp"]["password"], json!({"set": true}));
 
     // Without If-Match: 428; with a stale or weak tag: 412. Nothing is written.
     let patch = json!({"language": "es"});
     for method in [Method::PUT, Method::PATCH] {
         let (status, _, body) = send(&server, method.clone(), SETTINGS, None, Some(patch.clone())).await;
-        assert_eq!((status, body["code"].as_str()), (428, Some("precondition_required")), "{method}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (428, Some("precondition_required")),
+            "{method}"
+        );
         for stale in ["\"1\"", &format!("W/{etag}"), "\"x\", \"y\""] {
             let (status, _, body) = send(&server, method.clone(), SETTINGS, Some(stale), Some(patch.clone())).await;
-            assert_eq!((status, body["code"].as_str()), (412, Some("precondition_failed")), "{stale}");
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (412, Some("precondition_failed")),
+                "{stale}"
+            );
         }
     }
     let (_, unchanged_etag, unchanged) = send(&server, Method::GET, SETTINGS, None, None).await;
@@ -80,7 +89,15 @@ async fn settings_writes_need_the_current_version_and_secrets_are_write_only() {
     assert_ne!(new_etag, etag, "a change makes a new version");
     assert_eq!(patched["language"], "es");
     assert_eq!(patched["smtp"]["password"], json!({"set": true}));
-    let stored = server.state.control_plane.snapshot().tenant("acme").unwrap().tenant.settings.clone();
+    let stored = server
+        .state
+        .control_plane
+        .snapshot()
+        .tenant("acme")
+        .unwrap()
+        .tenant
+        .settings
+        .clone();
     assert!(stored.smtp.as_ref().unwrap().password.is_some(), "the secret is kept");
 
     // The old tag is now stale; a list holding the new one matches.
@@ -91,7 +108,15 @@ async fn settings_writes_need_the_current_version_and_secrets_are_write_only() {
     assert_eq!(status, 200, "{replaced}");
     assert_eq!(replaced["smtp"]["password"], json!({"set": true}));
     assert_eq!(
-        server.state.control_plane.snapshot().tenant("acme").unwrap().tenant.settings.smtp,
+        server
+            .state
+            .control_plane
+            .snapshot()
+            .tenant("acme")
+            .unwrap()
+            .tenant
+            .settings
+            .smtp,
         stored.smtp,
         "sending the marker back keeps the sealed value as it was"
     );
@@ -106,7 +131,11 @@ async fn settings_writes_need_the_current_version_and_secrets_are_write_only() {
         Some(json!({"smtp": {"password": {"set": false}}})),
     )
     .await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("settings.smtp.password")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("settings.smtp.password")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -114,9 +143,17 @@ async fn unknown_fields_are_refused_naming_the_field() {
     let server = start().await;
     // At the top level of a body, nested in the settings, and in a headless API body.
     let (status, body) = server
-        .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "acme", "colour": "red"})))
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "acme", "colour": "red"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{body}"
+    );
     assert_eq!(body["errors"][0]["field"], "colour");
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("unknown field"));
     let (status, body) = server
@@ -136,12 +173,19 @@ async fn unknown_fields_are_refused_naming_the_field() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["errors"][0]["field"].as_str().unwrap().starts_with("reach"), "{body}");
+    assert!(
+        body["errors"][0]["field"].as_str().unwrap().starts_with("reach"),
+        "{body}"
+    );
     // A wrong type names its field too; text that is not JSON stays 400.
     let (status, body) = server
         .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": 7})))
         .await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("slug")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("slug")),
+        "{body}"
+    );
     let response = server
         .http
         .post(format!("{}/v1/admin/tenants", server.base))

@@ -6,8 +6,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use tenantry_testkit::totp::{current_step, totp_at_step};
 use crate::common::{TestServer, start_with_config};
+use tenantry_testkit::totp::{current_step, totp_at_step};
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
     let response = server
@@ -41,7 +41,10 @@ fn code(secret: &str, step: u64) -> String {
 #[tokio::test]
 async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("global_db_url = \"sqlite://{}\"\n", dir.path().join("global.db").display());
+    let config = format!(
+        "global_db_url = \"sqlite://{}\"\n",
+        dir.path().join("global.db").display()
+    );
     let server = start_with_config(Some(&config)).await;
     for slug in ["alpha", "beta"] {
         let (status, body) = server
@@ -64,23 +67,46 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
     let admin_id = made["id"].as_str().unwrap().to_owned();
 
     // Wrong password, then the one-time password without a new one.
-    let (status, body) = post(&server, "/v1/admin/auth/login", json!({"email": "ops@example.com", "password": "nope-nope-nope"})).await;
+    let (status, body) = post(
+        &server,
+        "/v1/admin/auth/login",
+        json!({"email": "ops@example.com", "password": "nope-nope-nope"}),
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
-    let (status, body) = post(&server, "/v1/admin/auth/login", json!({"email": "nobody@example.com", "password": "nope"})).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")), "an unknown email looks the same");
+    let (status, body) = post(
+        &server,
+        "/v1/admin/auth/login",
+        json!({"email": "nobody@example.com", "password": "nope"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials")),
+        "an unknown email looks the same"
+    );
     let login = json!({"email": "ops@example.com", "password": one_time});
     let (status, body) = post(&server, "/v1/admin/auth/login", login.clone()).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("password_change_required")));
     let new_password = "a long new admin password";
     let with_new = json!({"email": "ops@example.com", "password": one_time, "new_password": new_password});
     let (status, body) = post(&server, "/v1/admin/auth/login", with_new.clone()).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("mfa_enrollment_required")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("mfa_enrollment_required")),
+        "{body}"
+    );
 
     // TOTP: enrol (shown again until confirmed), then a code is needed and confirms it.
     let (status, enrolment) = post(&server, "/v1/admin/auth/totp", login.clone()).await;
     assert_eq!(status, 200, "{enrolment}");
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
-    assert!(enrolment["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+    assert!(
+        enrolment["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
     let (_, again) = post(&server, "/v1/admin/auth/totp", login.clone()).await;
     assert_eq!(again["secret"], secret.as_str(), "the pending secret is shown again");
     let (status, body) = post(&server, "/v1/admin/auth/login", with_new.clone()).await;
@@ -99,25 +125,45 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
     let mut replay = json!({"email": "ops@example.com", "password": new_password});
     replay["code"] = first["code"].clone();
     let (status, body) = post(&server, "/v1/admin/auth/login", replay).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_mfa_code")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_mfa_code")),
+        "{body}"
+    );
     let (status, _) = post(&server, "/v1/admin/auth/login", login.clone()).await;
     assert_eq!(status, 401);
-    let (status, body) = post(&server, "/v1/admin/auth/totp", json!({"email": "ops@example.com", "password": new_password})).await;
+    let (status, body) = post(
+        &server,
+        "/v1/admin/auth/totp",
+        json!({"email": "ops@example.com", "password": new_password}),
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("mfa_already_enabled")));
 
     // The access token: an at+jwt for the admin audience, from the installation's issuer.
     let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, access.split('.').next().unwrap()).unwrap(),
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            access.split('.').next().unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(header["typ"], "at+jwt");
     let (status, me) = get(&server, "/v1/admin/me", &access).await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!((me["id"].as_str(), me["kind"].as_str()), (Some(admin_id.as_str()), Some("admin")));
+    assert_eq!(
+        (me["id"].as_str(), me["kind"].as_str()),
+        (Some(admin_id.as_str()), Some("admin"))
+    );
     let (status, _) = get(&server, "/v1/admin/tenants/alpha", &access).await;
     assert_eq!(status, 200);
     let (status, body) = get(&server, "/v1/admin/tenants/beta", &access).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "outside the admin's reach");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "outside the admin's reach"
+    );
     let (status, _) = get(&server, "/v1/admin/audit", &access).await;
     assert_eq!(status, 403, "the audit trail is the installation's");
     // A tenant admin cannot make a global admin.
@@ -144,7 +190,12 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
     assert_eq!(status, 200);
     let (status, body) = post(&server, "/v1/admin/auth/refresh", json!({"refresh_token": refresh})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_grant")));
-    let (status, _) = post(&server, "/v1/admin/auth/refresh", json!({"refresh_token": second_refresh})).await;
+    let (status, _) = post(
+        &server,
+        "/v1/admin/auth/refresh",
+        json!({"refresh_token": second_refresh}),
+    )
+    .await;
     assert_eq!(status, 400, "the replay ended the whole session");
     let (status, _) = get(&server, "/v1/admin/me", &second_access).await;
     assert_eq!(status, 401, "and every access token it issued");
@@ -168,7 +219,11 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
 
     // Reset: a new one-time password, TOTP cleared.
     let (status, reset) = server
-        .admin(Method::POST, &format!("/v1/admin/admins/{admin_id}/reset-credentials"), None)
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/admins/{admin_id}/reset-credentials"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{reset}");
     let fresh = json!({"email": "ops@example.com", "password": reset["one_time_password"], "new_password": "another long password"});
@@ -216,11 +271,19 @@ async fn the_last_global_admin_stays_and_admins_do_not_leak_credentials() {
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("last_global_admin")));
     let (status, body) = server
-        .admin(Method::PATCH, &format!("/v1/admin/admins/{bootstrap}"), Some(json!({"access": "read_only"})))
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/admins/{bootstrap}"),
+            Some(json!({"access": "read_only"})),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("last_global_admin")));
     let (status, body) = server
-        .admin(Method::POST, "/v1/admin/admins", Some(json!({"email": "a@example.com", "password": "short"})))
+        .admin(
+            Method::POST,
+            "/v1/admin/admins",
+            Some(json!({"email": "a@example.com", "password": "short"})),
+        )
         .await;
     assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("password")));
     let (status, made) = server
@@ -233,9 +296,17 @@ async fn the_last_global_admin_stays_and_admins_do_not_leak_credentials() {
     assert_eq!(status, 201, "{made}");
     assert!(made.get("one_time_password").is_none());
     let (status, body) = server
-        .admin(Method::POST, "/v1/admin/admins", Some(json!({"email": "A@example.com"})))
+        .admin(
+            Method::POST,
+            "/v1/admin/admins",
+            Some(json!({"email": "A@example.com"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("already_exists")), "emails are unique");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_exists")),
+        "emails are unique"
+    );
     let stored = std::fs::read_dir(server.state.config.fs_root.join("system/admins")).unwrap();
     for file in stored {
         let text = std::fs::read_to_string(file.unwrap().path()).unwrap();

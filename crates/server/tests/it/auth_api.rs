@@ -4,10 +4,10 @@
 
 use crate::common;
 use crate::common::api::Api;
-use tenantry_testkit::totp::{current_step, totp_at_step};
 use crate::common::{TestServer, start};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tenantry_testkit::totp::{current_step, totp_at_step};
 
 const PASSWORD: &str = "correct horse battery";
 

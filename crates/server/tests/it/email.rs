@@ -238,9 +238,17 @@ async fn the_test_mail_needs_smtp_settings_an_address_and_an_admin() {
         assert_eq!(body["errors"][0]["field"], "to");
     }
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com", "cc": "x@y.z"})).await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("cc")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("cc")),
+        "{body}"
+    );
     let (status, body) = test_mail(&server, "local", json!({"to": "ada@example.com", "language": "fr"})).await;
-    assert_eq!((status, body["errors"][0]["field"].as_str()), (422, Some("language")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("language")),
+        "{body}"
+    );
 
     // A sender address the mail library would not accept is refused when saved.
     let (status, body) = patch_settings(
@@ -367,7 +375,10 @@ async fn the_smtp_password_links_and_addresses_stay_out_of_responses_files_and_l
     };
     let server = start().await;
     let created = create_tenant(&server, "secreto", json!({ "smtp": smtp.smtp_settings() })).await;
-    assert_eq!(created["settings"]["smtp"]["password"], serde_json::json!({"set": true}));
+    assert_eq!(
+        created["settings"]["smtp"]["password"],
+        serde_json::json!({"set": true})
+    );
     assert!(!created.to_string().contains(&password));
     let (status, shown) = server.admin(Method::GET, "/v1/admin/tenants/secreto", None).await;
     assert_eq!(status, 200);

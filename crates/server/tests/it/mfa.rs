@@ -4,11 +4,11 @@
 //! codes — then the authorization code flow finishes with `amr` saying so.
 
 use crate::common::browser::{Browser, code_elements, form_action, hidden, query_param};
-use tenantry_testkit::totp::{current_step, totp_at_step};
 use crate::common::{TestServer, start};
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tenantry_testkit::totp::{current_step, totp_at_step};
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 const PASSWORD: &str = "correct horse battery";

@@ -327,7 +327,10 @@ async fn unique_on(driver: &str) {
     server
         .state
         .writer
-        .write(tenantry_controlplane::Command::UpdateTenant { tenant: changed, expected_updated_at: None })
+        .write(tenantry_controlplane::Command::UpdateTenant {
+            tenant: changed,
+            expected_updated_at: None,
+        })
         .await
         .unwrap();
     let (status, body) = server.admin(Method::GET, &format!("{tenant}/users"), None).await;
