@@ -427,6 +427,24 @@ pub fn validate_role(role: &Role) -> Result<(), ValidationErrors> {
     if !is_identifier(&role.name) {
         errors.push("name", "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
     }
+    if role.description.chars().count() > 1000 {
+        errors.push("description", "must be at most 1000 characters");
+    }
+    if role.permissions.len() > 200 {
+        errors.push("permissions", "must hold at most 200 permissions");
+    }
+    for (i, permission) in role.permissions.iter().enumerate() {
+        // A permission is a token an API compares (`invoices:read`): no spaces.
+        if permission.is_empty()
+            || permission.len() > 128
+            || permission.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            errors.push(format!("permissions[{i}]"), "must be 1-128 characters without spaces");
+        }
+    }
+    if role.permissions.iter().collect::<BTreeSet<_>>().len() != role.permissions.len() {
+        errors.push("permissions", "must not repeat a permission");
+    }
     errors.into_result()
 }
 

@@ -46,6 +46,8 @@ pub async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<V
     let subject = user.id.to_string();
     let sid = t.session_id_hash.map(tokens::sid);
     let now = Utc::now();
+    let scopes: Vec<&str> = t.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let roles = tokens::RoleClaims::when_granted(ctx, &ctx.db().await?, user.id, &scopes).await?;
     let grant = AccessGrant {
         client: t.client,
         subject: &subject,
@@ -56,9 +58,9 @@ pub async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<V
         amr: Some(t.amr.to_vec()),
         sid: sid.as_deref(),
         jti: t.access_jti.as_deref(),
+        roles: roles.as_ref(),
     };
     let access = tokens::issue_access_token(ctx, &grant, now)?;
-    let scopes: Vec<&str> = t.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let mut body = json!({
         "access_token": access.token,
         "token_type": "Bearer",
@@ -77,6 +79,7 @@ pub async fn user_token_body(ctx: &TenantContext, t: UserTokens<'_>) -> Result<V
             sid: sid.as_deref(),
             access_token: Some(&access.token),
             code: None,
+            roles: roles.as_ref(),
         };
         body["id_token"] = json!(tokens::issue_id_token(ctx, &id, now)?);
     }

@@ -122,13 +122,13 @@ fn client_credentials(ctx: &TenantContext, client: &Client, form: &Params) -> Re
         .scopes
         .iter()
         .map(String::as_str)
-        .filter(|s| !matches!(*s, "openid" | "offline_access"))
+        .filter(|s| !needs_a_user(s))
         .collect();
     let scopes = granted_scopes(client, form.get("scope"), &default)?;
-    if scopes.iter().any(|s| matches!(*s, "openid" | "offline_access")) {
+    if scopes.iter().any(|s| needs_a_user(s)) {
         return Err(OAuthError::new(
             "invalid_scope",
-            "openid and offline_access need a user; client_credentials has none",
+            "openid, offline_access and roles need a user; client_credentials has none",
         ));
     }
     let scope = scopes.join(" ");
@@ -142,6 +142,7 @@ fn client_credentials(ctx: &TenantContext, client: &Client, form: &Params) -> Re
         amr: None,
         sid: None,
         jti: None,
+        roles: None,
     };
     let issued = tokens::issue_access_token(ctx, &grant, Utc::now())?;
     let mut body = json!({
@@ -371,4 +372,9 @@ pub async fn revoke(
             .map_err(ApiError::from)?;
     }
     Ok(())
+}
+
+/// Scopes that only mean something for a user's token.
+fn needs_a_user(scope: &str) -> bool {
+    matches!(scope, "openid" | "offline_access" | tokens::ROLES_SCOPE)
 }

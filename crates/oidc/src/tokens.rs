@@ -20,7 +20,58 @@ use tenantry_errors::ApiError;
 use tenantry_tenancy::{Capability, TenantContext};
 
 /// Scopes every tenant has (discovery lists them; a tenant cannot redefine them).
-pub const BUILTIN_SCOPES: [&str; 6] = ["openid", "profile", "email", "phone", "address", "offline_access"];
+pub const BUILTIN_SCOPES: [&str; 7] = [
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "offline_access",
+    ROLES_SCOPE,
+];
+
+/// The scope that releases the user's roles (`roles` claim, ID and access tokens and
+/// userinfo) and their permissions (`permissions` claim, access tokens).
+pub const ROLES_SCOPE: &str = "roles";
+
+/// A user's roles that still exist in the tenant, and the permissions they carry (each
+/// sorted, without repeats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleClaims {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+impl RoleClaims {
+    /// From the role names assigned to a user: roles no longer defined are left out.
+    pub fn of(entry: &TenantEntry, assigned: &[String]) -> Self {
+        let mut roles = std::collections::BTreeSet::new();
+        let mut permissions = std::collections::BTreeSet::new();
+        for role in assigned.iter().filter_map(|name| entry.roles.get(name)) {
+            roles.insert(role.name.clone());
+            permissions.extend(role.permissions.iter().cloned());
+        }
+        Self {
+            roles: roles.into_iter().collect(),
+            permissions: permissions.into_iter().collect(),
+        }
+    }
+
+    /// The user's role claims when `scopes` grant [`ROLES_SCOPE`] (one query), else `None`.
+    pub async fn when_granted(
+        ctx: &TenantContext,
+        db: &tenantry_dataplane::TenantDb,
+        user: uuid::Uuid,
+        scopes: &[&str],
+    ) -> Result<Option<Self>, ApiError> {
+        if !scopes.contains(&ROLES_SCOPE) {
+            return Ok(None);
+        }
+        use tenantry_dataplane::RoleRepository;
+        let assigned = db.roles_of(user).await?;
+        Ok(Some(Self::of(&ctx.entry, &assigned)))
+    }
+}
 /// `typ` of JWT access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// `typ` of ID tokens.
@@ -94,6 +145,8 @@ pub struct AccessGrant<'a> {
     pub sid: Option<&'a str>,
     /// The `jti` to use instead of a random one ([`code_access_jti`]).
     pub jti: Option<&'a str>,
+    /// The user's roles and permissions, when the `roles` scope was granted.
+    pub roles: Option<&'a RoleClaims>,
 }
 
 /// A signed access token and the facts the token response and the deny-list need.
@@ -131,6 +184,8 @@ pub fn issue_access_token(
         amr: grant.amr.clone(),
         sid: grant.sid.map(str::to_owned),
         tid: ctx.slug().to_owned(),
+        roles: grant.roles.map(|r| r.roles.clone()),
+        permissions: grant.roles.map(|r| r.permissions.clone()),
     };
     let token = keys
         .sign(access_token_alg(&ctx.entry, grant.client), ACCESS_TOKEN_TYP, &claims)
@@ -169,6 +224,8 @@ pub struct IdGrant<'a> {
     pub access_token: Option<&'a str>,
     /// The authorization code issued alongside (hybrid flows), for `c_hash`.
     pub code: Option<&'a str>,
+    /// The user's roles, when the `roles` scope was granted.
+    pub roles: Option<&'a RoleClaims>,
 }
 
 /// Signs an OIDC ID token for `grant`, with the user claims its scopes release.
@@ -191,7 +248,13 @@ pub fn issue_id_token(ctx: &TenantContext, grant: &IdGrant<'_>, now: DateTime<Ut
         at_hash: grant.access_token.map(|t| half_hash(alg, t)),
         c_hash: grant.code.map(|c| half_hash(alg, c)),
         tid: ctx.slug().to_owned(),
-        claims: released_claims(&ctx.entry, grant.user, grant.scopes),
+        claims: {
+            let mut claims = released_claims(&ctx.entry, grant.user, grant.scopes);
+            if let Some(roles) = grant.roles {
+                claims.insert("roles".into(), Value::from(roles.roles.clone()));
+            }
+            claims
+        },
     };
     keys.sign(alg, ID_TOKEN_TYP, &claims).map_err(signing_failed)
 }

@@ -123,6 +123,13 @@ async fn userinfo_claims(ctx: &TenantContext, token: Option<&str>) -> Result<Map
     let mut body = Map::new();
     body.insert("sub".into(), Value::String(user.id.to_string()));
     body.extend(tokens::released_claims(&ctx.entry, &user, &scopes));
+    let db = ctx.db().await.map_err(UserinfoError::Unavailable)?;
+    if let Some(roles) = tokens::RoleClaims::when_granted(ctx, &db, user.id, &scopes)
+        .await
+        .map_err(UserinfoError::Unavailable)?
+    {
+        body.insert("roles".into(), Value::from(roles.roles));
+    }
     Ok(body)
 }
 

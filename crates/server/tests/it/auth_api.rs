@@ -623,6 +623,7 @@ async fn account_calls_refuse_tokens_of_third_party_clients() {
         amr: None,
         sid: claims["sid"].as_str(),
         jti: None,
+        roles: None,
     };
     let foreign = tenantry_oidc::tokens::issue_access_token(&ctx, &grant, chrono::Utc::now()).unwrap();
     let (status, _) = api.call(Method::GET, "/v1/auth/me", Some(&foreign.token), None).await;

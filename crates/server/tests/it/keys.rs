@@ -39,6 +39,7 @@ fn access_token(ctx: &TenantContext, client: &Client, user: &User, scope: &str) 
         // No login session: userinfo would refuse a `sid` naming none.
         sid: None,
         jti: None,
+        roles: None,
     };
     tokens::issue_access_token(ctx, &grant, Utc::now()).unwrap().token
 }
@@ -100,6 +101,7 @@ async fn issued_tokens_verify_against_the_published_jwks_for_every_algorithm() {
             sid: Some("session-1"),
             access_token: Some(&at),
             code: None,
+            roles: None,
         };
         let id = tokens::issue_id_token(&ctx, &id_grant, Utc::now()).unwrap();
         let (_, id_claims) = verify_independently(&set, &id, alg, &ctx.issuer, "demo-spa");

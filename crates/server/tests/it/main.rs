@@ -23,4 +23,5 @@ mod login_limits;
 mod mfa;
 mod oauth;
 mod oidc_flow;
+mod roles;
 mod tenant_db;

@@ -21,7 +21,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE_PARAMS: &str = "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
 
 /// The HTTP client handed to `openidconnect` (no redirects followed, as it requires).
-async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, std::io::Error> {
+pub(crate) async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, std::io::Error> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -42,7 +42,7 @@ async fn http(request: openidconnect::HttpRequest) -> Result<openidconnect::Http
     builder.body(bytes.to_vec()).map_err(std::io::Error::other)
 }
 
-async fn make_user(server: &TestServer, slug: &str) {
+pub(crate) async fn make_user(server: &TestServer, slug: &str) {
     let (status, body) = server
         .admin(
             Method::POST,
@@ -54,7 +54,7 @@ async fn make_user(server: &TestServer, slug: &str) {
 }
 
 /// Logs in through the hosted form; answers the redirect location.
-async fn login(browser: &mut Browser, auth_url: &str, password: &str) -> (u16, String, String) {
+pub(crate) async fn login(browser: &mut Browser, auth_url: &str, password: &str) -> (u16, String, String) {
     let (status, _, page) = browser.send(Method::GET, auth_url, None).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("<label for=\"password\">"), "a labelled password field");
