@@ -103,6 +103,9 @@ impl ClientInput {
                 TokenEndpointAuthMethod::None
             }),
             secret_hash: previous.and_then(|p| p.secret_hash.clone()).filter(|_| confidential),
+            previous_secret: previous
+                .and_then(|p| p.previous_secret.clone())
+                .filter(|_| confidential),
             access_token_secs: self.access_token_secs,
             id_token_secs: self.id_token_secs,
             refresh_token_secs: self.refresh_token_secs,

@@ -186,6 +186,7 @@ fn demo_client() -> Client {
             .to_vec(),
         token_endpoint_auth_method: TokenEndpointAuthMethod::None,
         secret_hash: None,
+        previous_secret: None,
         access_token_secs: None,
         id_token_secs: None,
         refresh_token_secs: None,

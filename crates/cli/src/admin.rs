@@ -120,11 +120,15 @@ pub enum ClientCommand {
         tenant: String,
         client_id: String,
     },
-    /// Replace a confidential client's secret (printed once; the old one stops working).
+    /// Replace a confidential client's secret (printed once); the old one stops working at
+    /// once, or after `--overlap-secs`.
     RotateSecret {
         #[arg(long)]
         tenant: String,
         client_id: String,
+        /// Keep accepting the old secret this long (at most 30 days).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        overlap_secs: u32,
     },
 }
 
@@ -335,11 +339,15 @@ pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()>
             api.call(Method::DELETE, &format!("{}/{}", base(&tenant), seg(&client_id)), None)
                 .await?
         }
-        ClientCommand::RotateSecret { tenant, client_id } => {
+        ClientCommand::RotateSecret {
+            tenant,
+            client_id,
+            overlap_secs,
+        } => {
             api.call(
                 Method::POST,
                 &format!("{}/{}/secret", base(&tenant), seg(&client_id)),
-                None,
+                Some(json!({ "overlap_secs": overlap_secs })),
             )
             .await?
         }

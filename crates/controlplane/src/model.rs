@@ -393,6 +393,10 @@ pub struct Client {
     /// `keyed_digest` with the installation's client-secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// The secret a rotation replaced, still accepted until its `expires_at` (the overlap
+    /// window, so a deployment can switch to the new secret without an outage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -448,6 +452,14 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+}
+
+/// A replaced client secret (its keyed digest) and when it stops being accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousSecret {
+    pub hash: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A tenant-defined scope and the claims it releases.

@@ -396,7 +396,7 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
             if client.grant_types.contains(&GrantType::ClientCredentials) {
                 errors.push("grant_types", "client_credentials needs a confidential client");
             }
-            if client.secret_hash.is_some() {
+            if client.secret_hash.is_some() || client.previous_secret.is_some() {
                 errors.push("secret_hash", "a public client has no secret");
             }
         }
@@ -655,6 +655,7 @@ mod tests {
             scopes: vec!["openid".into()],
             token_endpoint_auth_method: TokenEndpointAuthMethod::None,
             secret_hash: None,
+            previous_secret: None,
             access_token_secs: None,
             id_token_secs: None,
             refresh_token_secs: None,

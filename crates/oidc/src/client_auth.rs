@@ -94,6 +94,15 @@ pub async fn authenticate_client<'a>(
     match (secret, &client.secret_hash) {
         (None, _) if client.client_type == ClientType::Public => Ok(client),
         (Some(secret), Some(digest)) if tenantry_crypto::verify_keyed_digest(&key, secret, digest) => Ok(client),
+        // Within a rotation's overlap window the replaced secret still works.
+        (Some(secret), Some(_))
+            if client.previous_secret.as_ref().is_some_and(|previous| {
+                previous.expires_at > chrono::Utc::now()
+                    && tenantry_crypto::verify_keyed_digest(&key, secret, &previous.hash)
+            }) =>
+        {
+            Ok(client)
+        }
         _ => Err(failed("client authentication failed")),
     }
 }

@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use tenantry_controlplane::Command;
-use tenantry_controlplane::model::{Client, ClientType};
+use tenantry_controlplane::model::{Client, ClientType, PreviousSecret};
 use tenantry_controlplane::validate::validate_client;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, OptionalApiJson};
 use tenantry_admin::clients::{self, ClientInput};
 use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;
@@ -43,6 +43,9 @@ struct ClientView {
     #[serde(flatten)]
     input: ClientInput,
     has_secret: bool,
+    /// Until when the secret a rotation replaced is still accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// Present only in the answer that created or rotated it.
@@ -54,6 +57,7 @@ fn view(client: &Client, secret: Option<String>) -> ClientView {
     ClientView {
         input: ClientInput::from_client(client),
         has_secret: client.secret_hash.is_some(),
+        previous_secret_expires_at: client.previous_secret.as_ref().map(|p| p.expires_at),
         created_at: client.created_at,
         updated_at: client.updated_at,
         client_secret: secret,
@@ -197,10 +201,23 @@ async fn delete_client(
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.
+/// `POST .../clients/{client_id}/secret` `{"overlap_secs"?}`: a new secret, shown once.
+/// The replaced one keeps working for `overlap_secs` (default 0: it stops at once; at
+/// most 30 days), so a deployment can switch over without an outage.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    #[serde(default)]
+    overlap_secs: u32,
+}
+
+const MAX_SECRET_OVERLAP_SECS: u32 = 30 * 24 * 3600;
+
 async fn rotate_secret(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
+    OptionalApiJson(rotation): OptionalApiJson<Rotation>,
 ) -> Result<Json<ClientView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let mut client = existing(&ctx, &client_id)?.clone();
@@ -208,8 +225,22 @@ async fn rotate_secret(
     if client.client_type != ClientType::Confidential {
         return Err(ApiError::field("client_type", "a public client has no secret"));
     }
-    client.secret_hash = None;
-    client.updated_at = Utc::now();
+    if rotation.overlap_secs > MAX_SECRET_OVERLAP_SECS {
+        return Err(ApiError::field(
+            "overlap_secs",
+            format!("must be at most {MAX_SECRET_OVERLAP_SECS} (30 days)"),
+        ));
+    }
+    let now = Utc::now();
+    client.previous_secret = client
+        .secret_hash
+        .take()
+        .filter(|_| rotation.overlap_secs > 0)
+        .map(|hash| PreviousSecret {
+            hash,
+            expires_at: now + chrono::Duration::seconds(i64::from(rotation.overlap_secs)),
+        });
+    client.updated_at = now;
     let secret = clients::ensure_secret(&state.keystore, &ctx.snapshot.system_secrets, &mut client)?;
     let write = ClientWrite::Replace { read_at };
     store(

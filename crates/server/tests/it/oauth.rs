@@ -139,6 +139,44 @@ async fn admins_provision_clients_and_secrets_are_shown_once() {
         200
     );
 
+    // With an overlap window the replaced secret keeps working until the window ends.
+    let rotate_path = format!("{API}/billing/secret");
+    let rotate = |body: Value| server.admin(Method::POST, &rotate_path, Some(body));
+    let (status, body) = rotate(json!({"overlap_secs": 31 * 24 * 3600})).await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("overlap_secs"))
+    );
+    let (status, overlapping) = rotate(json!({"overlap_secs": 2})).await;
+    assert_eq!(status, 200, "{overlapping}");
+    assert!(overlapping["previous_secret_expires_at"].is_string());
+    let newest = overlapping["client_secret"].as_str().unwrap().to_owned();
+    for secret in [new_secret, newest.as_str()] {
+        let (status, _, body) = post_form(&server, "local", "token", Some(("billing", secret)), &form).await;
+        assert_eq!(status, 200, "both secrets work in the window: {body}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        post_form(&server, "local", "token", Some(("billing", new_secret)), &form)
+            .await
+            .0,
+        401,
+        "the window is over"
+    );
+    let (status, rotated) = rotate(json!({})).await;
+    assert_eq!(status, 200);
+    assert!(
+        rotated.get("previous_secret_expires_at").is_none(),
+        "no overlap asked: none kept"
+    );
+    assert_eq!(
+        post_form(&server, "local", "token", Some(("billing", &newest)), &form)
+            .await
+            .0,
+        401
+    );
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+
     let (_, list) = server.admin(Method::GET, API, None).await;
     let ids: Vec<&str> = list["clients"]
         .as_array()
