@@ -239,19 +239,30 @@ impl AdminService {
         ctx: &TenantContext,
         id: &str,
         reason: Option<&str>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<User, ApiError> {
         if reason.is_some_and(|r| r.chars().count() > 500) {
             return Err(ApiError::field("reason", "must be at most 500 characters"));
         }
+        let now = chrono::Utc::now();
+        if until.is_some_and(|until| until <= now) {
+            return Err(ApiError::field("until", "must be in the future"));
+        }
         let user = existing(ctx, id).await?;
         let db = ctx.db().await?;
-        let now = chrono::Utc::now();
         let disable = async {
-            db.disable_user(user.id, reason, None).await?;
+            db.disable_user(user.id, reason, until).await?;
             tenantry_accounts::login::sign_out_everywhere(&db, user.id, now).await
         };
-        self.perform(actor, disable, |_| audit("disable_user", ctx, user.id))
-            .await?;
+        self.perform(actor, disable, |_| {
+            let mut event = audit("disable_user", ctx, user.id);
+            if let serde_json::Value::Object(details) = &mut event.details {
+                details.insert("reason".into(), serde_json::json!(reason));
+                details.insert("until".into(), serde_json::json!(until));
+            }
+            event
+        })
+        .await?;
         existing(ctx, id).await
     }
 

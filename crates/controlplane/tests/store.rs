@@ -289,6 +289,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                 scopes,
                 token_endpoint_auth_method,
                 secret_hash,
+                previous_secret: None,
                 access_token_secs: at,
                 id_token_secs: it,
                 refresh_token_secs: rt,

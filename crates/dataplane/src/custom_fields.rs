@@ -101,6 +101,27 @@ impl CustomFieldSet {
         Ok(())
     }
 
+    /// `"cf_a" = ?` and the value, for finding users whose field `name` equals `raw` (text
+    /// as given, the other types parsed from their JSON text form: `42`, `true`,
+    /// `2024-01-31`, an RFC 3339 time).
+    pub(crate) fn equals(&self, db: &TenantDb, name: &str, raw: &str) -> Result<(String, CustomValue), DbError> {
+        let field = self
+            .get(name)
+            .ok_or_else(|| DbError::Invalid(format!("unknown custom field `{name}`")))?;
+        let value = match field.field_type {
+            CustomFieldType::Text | CustomFieldType::Date | CustomFieldType::Timestamp => Value::String(raw.to_owned()),
+            CustomFieldType::Integer | CustomFieldType::Boolean => serde_json::from_str(raw).unwrap_or(Value::Null),
+        };
+        if value.is_null() {
+            return Err(DbError::Invalid(format!(
+                "custom field `{name}` must be {}",
+                type_name(field.field_type)
+            )));
+        }
+        let column = db.quote(&format!("{COLUMN_PREFIX}{name}"));
+        Ok((format!("{column} = ?"), convert(field, &value)?))
+    }
+
     /// `"cf_a" = ?, "cf_b" = ?` and the values in order.
     pub(crate) fn assignments(
         &self,

@@ -37,4 +37,4 @@ pub use manager::{ManagerConfig, TenantDbManager};
 pub use mfa::{EmailTokenRepository, MfaRepository};
 pub use roles::RoleRepository;
 pub use sessions::{ConsentRepository, NewRefreshToken, RotationRequest, SessionRepository, TokenRepository};
-pub use users::UserRepository;
+pub use users::{UserRepository, UserSearch};

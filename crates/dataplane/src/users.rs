@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::custom_fields::{CustomFieldSet, bind_custom_value};
+use crate::custom_fields::{CustomFieldSet, CustomValue, bind_custom_value};
 use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
 use crate::model::*;
 use crate::on_pool;
@@ -99,6 +99,9 @@ pub trait UserRepository {
     /// second-factor state, in one statement: what a password login reads.
     async fn login_account(&self, email: &str, fields: &CustomFieldSet) -> Result<Option<(User, LoginState)>, DbError>;
     async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError>;
+    /// The users matching every part of `search`, in id (creation) order after
+    /// `search.after`, at most `search.limit` (1–1000).
+    async fn search_users(&self, search: &UserSearch, fields: &CustomFieldSet) -> Result<Vec<User>, DbError>;
     async fn update_profile(&self, id: Uuid, update: ProfileUpdate) -> Result<(), DbError>;
     /// Sets custom field values by name, with type checks.
     async fn set_custom_fields(
@@ -155,7 +158,12 @@ impl TenantDb {
             let query = match &binds {
                 UserQuery::Id(id) => query.bind(*id),
                 UserQuery::Email(e) => query.bind(e.clone()),
-                UserQuery::Page(after, limit) => query.bind(after.unwrap_or(Uuid::nil())).bind(i64::from(*limit)),
+                UserQuery::Search(binds) => binds.iter().fold(query, |query, bind| match bind {
+                    SearchBind::Text(text) => query.bind(text.clone()),
+                    SearchBind::Id(id) => query.bind(*id),
+                    SearchBind::Int(n) => query.bind(*n),
+                    SearchBind::Custom(value) => bind_custom_value(query, value),
+                }),
             };
             let rows = query.fetch_all(p).await.map_err(query_err)?;
             let mut users = Vec::with_capacity(rows.len());
@@ -180,7 +188,83 @@ impl TenantDb {
 enum UserQuery {
     Id(Uuid),
     Email(String),
-    Page(Option<Uuid>, u32),
+    Search(Vec<SearchBind>),
+}
+
+enum SearchBind {
+    Text(String),
+    Id(Uuid),
+    Int(i64),
+    Custom(CustomValue),
+}
+
+/// What an administrator looks users up by; every part given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct UserSearch {
+    /// Part of the email, username, name, given or family name (case-insensitive).
+    pub text: Option<String>,
+    /// Part of the email (case-insensitive).
+    pub email: Option<String>,
+    /// Part of the name, given or family name (case-insensitive).
+    pub name: Option<String>,
+    /// Custom fields equal to a value (as text: `42`, `true`, `2024-01-31`).
+    pub custom: Vec<(String, String)>,
+    pub status: Option<UserStatus>,
+    /// The last id of the previous page.
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// `%part%` for `LIKE ... ESCAPE '!'`, lowercase, the pattern characters escaped.
+fn contains_pattern(part: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in part.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl UserSearch {
+    /// The WHERE clause and its values.
+    fn clause(&self, db: &TenantDb, fields: &CustomFieldSet) -> Result<(String, Vec<SearchBind>), DbError> {
+        let mut conditions = vec!["id > ?".to_owned()];
+        let mut binds = vec![SearchBind::Id(self.after.unwrap_or(Uuid::nil()))];
+        let like = |column: &str| format!("LOWER(COALESCE({column}, '')) LIKE ? ESCAPE '!'");
+        let mut any_of = |columns: &[&str], part: &str, conditions: &mut Vec<String>| {
+            let pattern = contains_pattern(part);
+            let ors: Vec<String> = columns.iter().map(|c| like(c)).collect();
+            conditions.push(format!("({})", ors.join(" OR ")));
+            binds.extend(columns.iter().map(|_| SearchBind::Text(pattern.clone())));
+        };
+        if let Some(text) = &self.text {
+            any_of(
+                &["email", "username", "name", "given_name", "family_name"],
+                text,
+                &mut conditions,
+            );
+        }
+        if let Some(email) = &self.email {
+            any_of(&["email"], email, &mut conditions);
+        }
+        if let Some(name) = &self.name {
+            any_of(&["name", "given_name", "family_name"], name, &mut conditions);
+        }
+        if let Some(status) = self.status {
+            conditions.push("status = ?".into());
+            binds.push(SearchBind::Text(status.as_str().to_owned()));
+        }
+        for (name, raw) in &self.custom {
+            let (condition, value) = fields.equals(db, name, raw)?;
+            conditions.push(condition);
+            binds.push(SearchBind::Custom(value));
+        }
+        binds.push(SearchBind::Int(i64::from(self.limit.clamp(1, 1000))));
+        Ok((format!("WHERE {} ORDER BY id LIMIT ?", conditions.join(" AND ")), binds))
+    }
 }
 
 #[async_trait]
@@ -256,12 +340,17 @@ impl UserRepository for TenantDb {
     }
 
     async fn list_users(&self, after: Option<Uuid>, limit: u32, fields: &CustomFieldSet) -> Result<Vec<User>, DbError> {
-        self.load_users(
-            "WHERE id > ? ORDER BY id LIMIT ?",
-            UserQuery::Page(after, limit.clamp(1, 1000)),
-            fields,
-        )
-        .await
+        let search = UserSearch {
+            after,
+            limit,
+            ..UserSearch::default()
+        };
+        self.search_users(&search, fields).await
+    }
+
+    async fn search_users(&self, search: &UserSearch, fields: &CustomFieldSet) -> Result<Vec<User>, DbError> {
+        let (clause, binds) = search.clause(self, fields)?;
+        self.load_users(&clause, UserQuery::Search(binds), fields).await
     }
 
     async fn update_profile(&self, id: Uuid, u: ProfileUpdate) -> Result<(), DbError> {

@@ -1,5 +1,6 @@
 //! The one active-user rule: a user may sign in, hold working tokens and receive account
-//! mail only while their status is `active`. Every lookup of a user who acts (a login, a
+//! mail only while their status is `active`, or `disabled` with a `disabled_until` that
+//! has passed (a suspension ends by itself). Every lookup of a user who acts (a login, a
 //! grant, a bearer token, a second factor, an email link) goes through here.
 
 use tenantry_dataplane::model::{User, UserStatus};
@@ -9,9 +10,12 @@ use tenantry_errors::ApiError;
 
 use crate::TenantContext;
 
-/// Whether `user` may act: not disabled.
+/// Whether `user` may act: not disabled, or suspended until a time now past.
 pub fn is_active(user: &User) -> bool {
-    user.status == UserStatus::Active
+    match user.status {
+        UserStatus::Active => true,
+        UserStatus::Disabled => user.disabled_until.is_some_and(|until| until <= chrono::Utc::now()),
+    }
 }
 
 /// The user with this id, if they exist and are active.

@@ -13,7 +13,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_admin::users::{CreateUser, UpdateUser, UserLink, existing, has_password};
-use tenantry_dataplane::model::User;
+use tenantry_dataplane::UserSearch;
+use tenantry_dataplane::model::{User, UserStatus};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -73,31 +74,86 @@ async fn create_user(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    after: Option<Uuid>,
-    limit: Option<u32>,
+/// The search of `GET …/users`: `q` (part of email, username or a name), `email`, `name`,
+/// `status` (`active` / `disabled`), `field.<custom field>=<value>` (equal), `limit`
+/// (1–500, default 50) and `after` (the `next_after` of the previous page).
+fn user_search(params: Vec<(String, String)>) -> Result<UserSearch, ApiError> {
+    let mut search = UserSearch {
+        limit: 50,
+        ..UserSearch::default()
+    };
+    let part = |name: &str, value: String| -> Result<Option<String>, ApiError> {
+        if value.chars().count() > 320 {
+            return Err(ApiError::field(name, "must be at most 320 characters"));
+        }
+        Ok(Some(value))
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            "q" => search.text = part("q", value)?,
+            "email" => search.email = part("email", value)?,
+            "name" => search.name = part("name", value)?,
+            "status" => {
+                search.status = Some(match value.as_str() {
+                    "active" => UserStatus::Active,
+                    "disabled" => UserStatus::Disabled,
+                    _ => return Err(ApiError::field("status", "must be active or disabled")),
+                })
+            }
+            "limit" => {
+                search.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::field("limit", "must be a number from 1 to 500"))?
+            }
+            "after" => {
+                search.after = Some(
+                    Uuid::try_parse(&value)
+                        .map_err(|_| ApiError::field("after", "must be the next_after of a page"))?,
+                )
+            }
+            other => match other.strip_prefix("field.") {
+                Some(field) if search.custom.len() < 10 => search.custom.push((field.to_owned(), value)),
+                Some(_) => return Err(ApiError::field(other, "at most 10 custom fields per search")),
+                None => {
+                    return Err(ApiError::field(&crate::error::printable(other), "unknown parameter"));
+                }
+            },
+        }
+    }
+    Ok(search)
 }
 
 async fn list_users(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     use tenantry_dataplane::UserRepository;
+    let Query(params) = query.map_err(|e| ApiError::new(crate::error::ErrorCode::BadRequest, e.body_text()))?;
+    let mut search = user_search(params)?;
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let users = ctx
+    let limit = search.limit as usize;
+    // One more than the page tells whether there is a next page.
+    search.limit += 1;
+    let mut users = ctx
         .db()
         .await?
-        .list_users(query.after, limit, &ctx.custom_fields())
-        .await?;
-    let next = (users.len() as u32 == limit)
-        .then(|| users.last().map(|u| u.id))
-        .flatten();
-    Ok(Json(serde_json::json!({ "users": users, "next_after": next })))
+        .search_users(&search, &ctx.custom_fields())
+        .await
+        .map_err(|e| match e {
+            tenantry_dataplane::DbError::Invalid(why) => ApiError::field("field", why),
+            other => other.into(),
+        })?;
+    let next = (users.len() > limit).then(|| {
+        users.truncate(limit);
+        users.last().map(|u| u.id)
+    });
+    Ok(Json(
+        serde_json::json!({ "users": users, "next_after": next.flatten() }),
+    ))
 }
 
 async fn show_user(
@@ -194,10 +250,15 @@ struct DisableUser {
     /// Why, for other administrators (at most 500 characters).
     #[serde(default)]
     reason: Option<String>,
+    /// When the suspension ends by itself (RFC 3339, in the future); without it the user
+    /// stays disabled until enabled.
+    #[serde(default)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// `POST …/users/{id}/disable` `{"reason"?}`: the user can no longer sign in; every
-/// session, refresh token and trusted device ends now. 200 with the user.
+/// `POST …/users/{id}/disable` `{"reason"?, "until"?}`: the user can no longer sign in
+/// (until `until`, when given); every session, refresh token and trusted device ends now.
+/// 200 with the user.
 async fn disable_user(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -207,7 +268,7 @@ async fn disable_user(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = state
         .admin
-        .disable_user(admin.actor(), &ctx, &id, body.reason.as_deref())
+        .disable_user(admin.actor(), &ctx, &id, body.reason.as_deref(), body.until)
         .await?;
     view(&ctx, user).await
 }
