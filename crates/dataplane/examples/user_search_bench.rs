@@ -88,7 +88,10 @@ async fn bench(label: &str, db: TenantDb) {
 
     let floor = time(|| select_one(&db)).await;
     println!("{label}: {USERS} users seeded in {:.1} s", seeded.as_secs_f64());
-    println!("  floor (SELECT 1)            median {:>8.2?}  p95 {:>8.2?}", floor.0, floor.1);
+    println!(
+        "  floor (SELECT 1)            median {:>8.2?}  p95 {:>8.2?}",
+        floor.0, floor.1
+    );
     let cases: Vec<(&str, UserSearch)> = vec![
         ("first page, no filter", UserSearch::default()),
         (
@@ -177,10 +180,12 @@ async fn main() {
     if let Ok(admin) = std::env::var("TENANTRY_TEST_MYSQL_URL") {
         let name = format!("tenantry_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::MySqlConnection::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
         let mut dsn = url::Url::parse(&admin).unwrap();
         dsn.set_path(&format!("/{name}"));
         let db = TenantDb::connect(&spec(DbDriver::Mysql, None, Some(dsn.to_string())))

@@ -228,6 +228,15 @@ pub trait TokenRepository {
     async fn revoke_refresh_by_session(&self, session_id_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
     async fn revoke_refresh_by_user(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError>;
     async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
+    /// Revokes every live refresh token of `client_id` (of one user, when given).
+    async fn revoke_refresh_by_client(
+        &self,
+        client_id: &str,
+        user_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError>;
+    /// The user's usable refresh tokens (one per family: its current token), newest first.
+    async fn live_refresh_tokens_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<RefreshToken>, DbError>;
 
     /// The clients that received a code or refresh token from a login session.
     async fn clients_of_session(&self, session_id_hash: &str) -> Result<Vec<String>, DbError>;
@@ -250,6 +259,10 @@ pub trait ConsentRepository {
     /// The grant if it is neither revoked nor expired.
     async fn consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<Option<Consent>, DbError>;
     async fn revoke_consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<bool, DbError>;
+    /// The user's grants that are neither revoked nor expired.
+    async fn consents_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Consent>, DbError>;
+    /// Revokes every grant made to `client_id`; returns how many.
+    async fn revoke_consents_by_client(&self, client_id: &str, now: DateTime<Utc>) -> Result<u64, DbError>;
 }
 
 #[async_trait]
@@ -494,6 +507,37 @@ impl TokenRepository for TenantDb {
             .map_err(query_err)
     }
 
+    async fn revoke_refresh_by_client(
+        &self,
+        client_id: &str,
+        user_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError> {
+        let now = to_micros(now);
+        match user_id {
+            Some(user_id) => {
+                let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE client_id = ? AND user_id = ? AND revoked_at IS NULL");
+                on_pool!(self, p => sqlx::query(sql).bind(now).bind("admin_revoked").bind(client_id).bind(user_id).execute(p).await.map(|r| r.rows_affected()))
+            }
+            None => {
+                let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE client_id = ? AND revoked_at IS NULL");
+                on_pool!(self, p => sqlx::query(sql).bind(now).bind("admin_revoked").bind(client_id).execute(p).await.map(|r| r.rows_affected()))
+            }
+        }
+        .map_err(query_err)
+    }
+
+    async fn live_refresh_tokens_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<RefreshToken>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE user_id = ? AND rotated_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ? ORDER BY issued_at DESC LIMIT 1000"
+        ));
+        let rows: Vec<RefreshRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(user_id).bind(to_micros(now)).fetch_all(p).await)
+                .map_err(query_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     async fn revoke_refresh_by_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
         let sql = self.sql("UPDATE refresh_tokens SET revoked_at = ?, revoke_reason = ? WHERE origin_code_hash = ? AND revoked_at IS NULL");
         on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind("code_replayed").bind(code_hash).execute(p).await.map(|r| r.rows_affected()))
@@ -591,6 +635,24 @@ struct ConsentRow {
     revoked_at: Option<i64>,
 }
 
+impl From<ConsentRow> for Consent {
+    fn from(r: ConsentRow) -> Self {
+        Consent {
+            user_id: r.user_id,
+            client_id: r.client_id,
+            scopes: r
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            granted_at: from_micros(r.granted_at),
+            expires_at: r.expires_at.map(from_micros),
+            revoked_at: r.revoked_at.map(from_micros),
+        }
+    }
+}
+
 #[async_trait]
 impl ConsentRepository for TenantDb {
     async fn grant_consent(&self, c: &Consent) -> Result<(), DbError> {
@@ -616,19 +678,24 @@ impl ConsentRepository for TenantDb {
              WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         );
         let row: Option<ConsentRow> = on_pool!(self, p => sqlx::query_as(sql).bind(user_id).bind(client_id).bind(to_micros(now)).fetch_optional(p).await).map_err(query_err)?;
-        Ok(row.map(|r| Consent {
-            user_id: r.user_id,
-            client_id: r.client_id,
-            scopes: r
-                .scopes
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            granted_at: from_micros(r.granted_at),
-            expires_at: r.expires_at.map(from_micros),
-            revoked_at: r.revoked_at.map(from_micros),
-        }))
+        Ok(row.map(Into::into))
+    }
+
+    async fn consents_of(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Consent>, DbError> {
+        let sql = self.sql(
+            "SELECT user_id, client_id, scopes, granted_at, expires_at, revoked_at FROM consents \
+             WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY client_id",
+        );
+        let rows: Vec<ConsentRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(user_id).bind(to_micros(now)).fetch_all(p).await)
+                .map_err(query_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn revoke_consents_by_client(&self, client_id: &str, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let sql = self.sql("UPDATE consents SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL");
+        on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).bind(client_id).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
     }
 
     async fn revoke_consent(&self, user_id: Uuid, client_id: &str, now: DateTime<Utc>) -> Result<bool, DbError> {

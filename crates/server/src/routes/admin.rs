@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::admin_users::router())
         .merge(super::admin_scopes::router())
         .merge(super::admin_roles::router())
+        .merge(super::admin_sessions::router())
         .merge(super::admin_email::router())
 }
 

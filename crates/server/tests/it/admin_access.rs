@@ -55,6 +55,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/tenants/{slug}/users/{id}/roles"),
     ("PUT", "/v1/admin/tenants/{slug}/users/{id}/roles/{name}"),
     ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/roles/{name}"),
+    ("GET", "/v1/admin/tenants/{slug}/users/{id}/sessions"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/sessions"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/sessions/{sid}"),
+    ("GET", "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens/{family}"),
+    ("GET", "/v1/admin/tenants/{slug}/users/{id}/consents"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/consents/{client_id}"),
+    ("DELETE", "/v1/admin/tenants/{slug}/clients/{client_id}/refresh-tokens"),
+    ("DELETE", "/v1/admin/tenants/{slug}/clients/{client_id}/consents"),
     ("GET", "/v1/admin/tenants/{slug}/users"),
     ("POST", "/v1/admin/tenants/{slug}/users"),
     ("GET", "/v1/admin/tenants/{slug}/users/{id}"),
@@ -77,6 +87,7 @@ const ROUTE_SOURCES: &[&str] = &[
     include_str!("../../src/routes/admin_keys.rs"),
     include_str!("../../src/routes/admin_roles.rs"),
     include_str!("../../src/routes/admin_scopes.rs"),
+    include_str!("../../src/routes/admin_sessions.rs"),
     include_str!("../../src/routes/admin_users.rs"),
 ];
 
@@ -101,6 +112,8 @@ fn concrete(path: &str, slug: &str, key_id: &str) -> String {
         .replace("{name}", "x")
         .replace("{client_id}", "x")
         .replace("{kid}", "x")
+        .replace("{sid}", "x")
+        .replace("{family}", "x")
 }
 
 async fn call(server: &TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -11,6 +11,7 @@ mod common;
 
 mod account_email;
 mod admin_access;
+mod admin_sessions;
 mod admin_settings;
 mod admin_signin;
 mod admin_users;
