@@ -236,6 +236,11 @@ pub async fn change_password(
         }
     }
     db.revoke_user_sessions(user.id, Some(&current.id_hash), now).await?;
+    crate::events::record(
+        db,
+        crate::events::Event::by_user("password_changed", tenantry_dataplane::Outcome::Success, user.id),
+    )
+    .await;
     crate::account_email::notify(
         accounts,
         ctx,
@@ -392,12 +397,20 @@ pub async fn confirm_totp(
     match crate::mfa::confirm(&accounts.secrets, db, ctx.entry.tenant.id, user.id, code).await? {
         Some(codes) => {
             crate::login::mfa_passed(accounts, ctx, user.id).await?;
+            let enabled = crate::events::Event::by_user("mfa_enabled", tenantry_dataplane::Outcome::Success, user.id)
+                .with_details(serde_json::json!({ "method": "totp" }));
+            crate::events::record(db, enabled).await;
             Ok(codes)
         }
-        None => Err(ApiError::new(
-            ErrorCode::InvalidMfaCode,
-            "the code is not valid for the pending enrolment",
-        )),
+        None => {
+            let refused = crate::events::Event::by_user("mfa_enabled", tenantry_dataplane::Outcome::Failure, user.id)
+                .with_details(serde_json::json!({ "method": "totp", "reason": "invalid_code" }));
+            crate::events::record(db, refused).await;
+            Err(ApiError::new(
+                ErrorCode::InvalidMfaCode,
+                "the code is not valid for the pending enrolment",
+            ))
+        }
     }
 }
 
@@ -414,7 +427,11 @@ pub async fn disable_totp(
 ) -> Result<(), ApiError> {
     reauthenticate(accounts, ctx, db, user, session, Proof::password(password)).await?;
     reauthenticate(accounts, ctx, db, user, session, Proof::code(code)).await?;
-    crate::mfa::disable(db, user.id).await
+    crate::mfa::disable(db, user.id).await?;
+    let disabled = crate::events::Event::by_user("mfa_disabled", tenantry_dataplane::Outcome::Success, user.id)
+        .with_details(serde_json::json!({ "method": "totp" }));
+    crate::events::record(db, disabled).await;
+    Ok(())
 }
 
 /// New recovery codes (the old ones stop working), with a current second-factor code as

@@ -286,6 +286,8 @@ pub async fn confirm_verification(ctx: &TenantContext, db: &TenantDb, token: &st
             ..Default::default()
         };
         db.update_profile(user.id, update).await?;
+        let verified = crate::events::Event::by_user("email_verified", tenantry_dataplane::Outcome::Success, user.id);
+        crate::events::record(db, verified).await;
     }
     tracing::info!(tenant = %ctx.slug(), "email address verified");
     active_user(ctx, db, user.id).await?.ok_or_else(ApiError::internal)
@@ -391,6 +393,9 @@ pub async fn reset_password(
         tracing::warn!(tenant = %ctx.slug(), code = e.code.as_str(), "lockout not cleared after a password reset");
     }
     tracing::info!(tenant = %ctx.slug(), "password reset with an email link");
+    let reset = crate::events::Event::by_user("password_reset", tenantry_dataplane::Outcome::Success, user.id)
+        .with_details(serde_json::json!({ "method": "email_link" }));
+    crate::events::record(db, reset).await;
     notify(
         accounts,
         ctx,

@@ -15,6 +15,7 @@
 
 pub mod account;
 pub mod account_email;
+pub mod events;
 pub mod login;
 pub mod mfa;
 pub mod passwords;

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use tenantry_controlplane::model::MailTemplateKind;
 use tenantry_dataplane::model::User;
-use tenantry_dataplane::{TenantDb, UserRepository};
+use tenantry_dataplane::{Outcome, TenantDb, UserRepository};
 
 use crate::Accounts;
+use crate::events;
 use crate::ratelimit::Decision;
 use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::TenantContext;
@@ -144,13 +145,15 @@ pub enum Accepted {
     SecondFactor { user: User, owed: SecondFactor },
 }
 
-/// Where a login comes from, recorded on the session it opens and shown in the user's
-/// session list: the client address and the `User-Agent` (the HTTP crate reads both from
-/// the request, the agent cut to its first 256 characters).
+/// Where a request comes from: the client address and the `User-Agent` (the HTTP crate
+/// reads both from the request, the agent cut to its first 256 characters), recorded on
+/// the session a login opens, and with the request id on every security event
+/// (`events`).
 #[derive(Debug, Clone, Default)]
 pub struct SessionOrigin {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// Longest email a login looks at (RFC 5321's path limit); longer ones are unknown
@@ -287,7 +290,10 @@ pub async fn password_login(
     }
     let attempt = match count_attempt(accounts, ctx, email).await? {
         Ok(attempt) => attempt,
-        Err(retry_after) => return Err(LoginError::Locked { retry_after }),
+        Err(retry_after) => {
+            login_failed(db, None, email, "locked").await;
+            return Err(LoginError::Locked { retry_after });
+        }
     };
 
     let checked = async {
@@ -317,8 +323,19 @@ pub async fn password_login(
     let user = match (passed, user) {
         (true, Some(user)) => user,
         (_, user) => {
+            let user_id = user.as_ref().map(|u| u.id);
+            login_failed(db, user_id, email, "bad_credentials").await;
             if let Some(retry_after) = locked_now {
                 tracing::info!(tenant = %ctx.slug(), "account locked after repeated login failures");
+                let locked = events::Event {
+                    action: "account_locked",
+                    outcome: None,
+                    user: user_id,
+                    actor: Some(email_actor(email)),
+                    target: user_id.map(|id| format!("user:{id}")),
+                    details: serde_json::json!({ "seconds": retry_after.as_secs() }),
+                };
+                events::record(db, locked).await;
                 if let Some(user) = &user {
                     lock_notice(accounts, ctx, user, retry_after);
                 }
@@ -343,13 +360,23 @@ pub async fn password_login(
         }
     }
     if policy.require_verified_email && !user.email_verified {
+        login_failed(db, Some(user.id), email, "email_not_verified").await;
         return Err(LoginError::EmailNotVerified);
     }
     let remembered = match device {
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let owed = match decide_second_factor(totp_enrolled, remembered, policy.mfa_required) {
+    let owed = decide_second_factor(totp_enrolled, remembered, policy.mfa_required);
+    let step = match owed {
+        Owed::None => "complete",
+        Owed::Challenge => "second_factor_required",
+        Owed::Enrol => "second_factor_enrolment_required",
+    };
+    let passed = events::Event::by_user("login", Outcome::Success, user.id)
+        .with_details(serde_json::json!({ "method": "password", "step": step, "remembered_device": remembered }));
+    events::record(db, passed).await;
+    let owed = match owed {
         Owed::None => return Ok(Accepted::Complete(Authentication::new(user, Method::Password))),
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
@@ -507,7 +534,42 @@ pub async fn second_factor_step(
     if !matches!(checked, CodeCheck::Refused { .. }) {
         mfa_passed(accounts, ctx, user.id).await?;
     }
+    let recovery_code = code.trim().len() != 6;
+    let event = match &checked {
+        CodeCheck::Passed(_) if recovery_code => {
+            events::Event::by_user("recovery_code_used", Outcome::Success, user.id)
+        }
+        CodeCheck::Passed(_) => events::Event::by_user("second_factor", Outcome::Success, user.id)
+            .with_details(serde_json::json!({ "method": "totp" })),
+        CodeCheck::Enrolled { .. } => events::Event::by_user("mfa_enabled", Outcome::Success, user.id)
+            .with_details(serde_json::json!({ "method": "totp", "at_login": true })),
+        CodeCheck::Refused { enrolling } => events::Event::by_user("second_factor", Outcome::Failure, user.id)
+            .with_details(serde_json::json!({ "enrolling": enrolling })),
+    };
+    events::record(db, event).await;
     Ok(checked)
+}
+
+/// The actor of a sign-in attempt before it is known to be a user: the email it named
+/// (normalized, at most 255 characters).
+fn email_actor(email: &str) -> String {
+    tenantry_dataplane::users::normalize_email(email)
+        .chars()
+        .take(255)
+        .collect()
+}
+
+/// Records a failed sign-in (`reason`: `bad_credentials`, `locked`, `email_not_verified`).
+async fn login_failed(db: &TenantDb, user: Option<uuid::Uuid>, email: &str, reason: &str) {
+    let event = events::Event {
+        action: "login",
+        outcome: Some(Outcome::Failure),
+        user,
+        actor: Some(email_actor(email)),
+        target: user.map(|id| format!("user:{id}")),
+        details: serde_json::json!({ "method": "password", "reason": reason }),
+    };
+    events::record(db, event).await;
 }
 
 fn completed(user: &User) -> Authentication {
@@ -727,6 +789,7 @@ pub(crate) mod tests {
         let origin = SessionOrigin {
             ip: Some("198.51.100.7".parse().unwrap()),
             user_agent: Some("test".into()),
+            request_id: None,
         };
         let (session, id) = start_session(&ctx, &db, &authentication, &origin).await.unwrap();
         assert_eq!(session.user_id, user.id);

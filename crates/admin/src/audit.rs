@@ -1,6 +1,8 @@
-//! Reading the admin audit trail: the query of `GET /v1/admin/audit` (who, what, which
-//! tenant, a time range) and its cursor, an opaque `<microseconds>.<event id>` of the last
-//! event of a page.
+//! Reading the audit trails: the installation's admin trail (`GET /v1/admin/audit`: who,
+//! what, which tenant, a time range) and a tenant's security events
+//! (`GET /v1/admin/tenants/{slug}/audit`: sign-ins, lockouts, second factors, password
+//! and email changes, refresh-token replays), both most recent first with one cursor, an
+//! opaque `<microseconds>.<event id>` of the last event of a page.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -53,7 +55,53 @@ pub async fn page(global: &GlobalDb, query: AuditQuery) -> Result<Value, ApiErro
 }
 
 fn cursor(event: &AdminAuditEvent) -> String {
-    format!("{}.{}", event.occurred_at.timestamp_micros(), event.id.simple())
+    cursor_of(event.occurred_at, event.id)
+}
+
+fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{}", at.timestamp_micros(), id.simple())
+}
+
+/// The query string of a tenant's security-event list; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// `login`, `account_locked`, `second_factor`, `mfa_enabled`, `password_reset`, ...
+    pub action: Option<String>,
+    /// The user the events are about.
+    pub user: Option<Uuid>,
+    /// `user:<id>`, `client:<id>`, or the email a failed sign-in named.
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One page of a tenant's security events, most recent first, and the next cursor.
+pub async fn tenant_page(db: &tenantry_dataplane::TenantDb, query: EventQuery) -> Result<Value, ApiError> {
+    use tenantry_dataplane::AuditRepository;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
+    }
+    let filter = tenantry_dataplane::EventFilter {
+        action: query.action,
+        user_id: query.user,
+        actor: query.actor,
+        target: query.target,
+        since: query.since,
+        until: query.until,
+        after: query.after.as_deref().map(parse_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    let mut events = db.events(&filter).await?;
+    let next_after = (events.len() > limit as usize).then(|| {
+        events.truncate(limit as usize);
+        events.last().map(|e| cursor_of(e.occurred_at, e.id))
+    });
+    Ok(json!({ "events": events, "next_after": next_after.flatten() }))
 }
 
 fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {

@@ -171,6 +171,13 @@ pub struct SecurityPolicy {
     /// setting existed has no such key and keeps the old rule (off).
     #[serde(default)]
     pub require_pkce_for_confidential_clients: bool,
+    /// Days the tenant's security events are kept (then purged).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
+}
+
+fn default_audit_retention_days() -> u32 {
+    90
 }
 
 impl Default for SecurityPolicy {
@@ -192,6 +199,7 @@ impl Default for SecurityPolicy {
             mfa_remember_device_days: 0,
             password_hash: PasswordHashParams::default(),
             require_pkce_for_confidential_clients: true,
+            audit_retention_days: default_audit_retention_days(),
         }
     }
 }

@@ -213,6 +213,9 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
             "must be at most 100000 (0 turns the limit off)",
         );
     }
+    if !(1..=3650).contains(&sec.audit_retention_days) {
+        errors.push(format!("{p}.security.audit_retention_days"), "must be 1-3650");
+    }
     if sec.mfa_remember_device_days > 365 {
         errors.push(format!("{p}.security.mfa_remember_device_days"), "must be at most 365");
     }

@@ -84,6 +84,7 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 parallelism: hash[2],
             },
             require_pkce_for_confidential_clients: b[8],
+            audit_retention_days: remember + 1,
         });
     let tls = prop_oneof![Just(SmtpTls::None), Just(SmtpTls::Starttls), Just(SmtpTls::Tls)];
     let smtp = option::of(

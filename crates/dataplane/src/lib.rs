@@ -7,7 +7,7 @@
 //! * Repositories — traits implemented by `TenantDb`, one per concern:
 //!   [`UserRepository`], [`SessionRepository`], [`TokenRepository`],
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
-//!   [`RoleRepository`].
+//!   [`RoleRepository`], [`AuditRepository`] (the tenant's security events).
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
 //! * [`global::GlobalDb`] — the optional installation-wide database (the audit trail of
 //!   admin actions); never a tenant's data.
@@ -16,10 +16,9 @@
 //! so they stay as they are (no migration is edited) and nothing drops the tables:
 //! * `login_failures` (tenant schema 0001) — failed logins and lockouts are counted by
 //!   the rate limiter of `tenantry-accounts` (`ratelimit`), in memory or Redis.
-//! * `audit_events` (tenant schema 0001) — the audit trail is of admin actions, kept in
-//!   the global database ([`GlobalDb::record_admin_event`]).
 //! * `admin_sessions` (global schema 0001) — see [`global`].
 
+pub mod audit;
 pub mod custom_fields;
 pub mod db;
 pub mod global;
@@ -30,6 +29,7 @@ pub mod roles;
 pub mod sessions;
 pub mod users;
 
+pub use audit::{AuditRepository, EventFilter, Outcome, SecurityEvent};
 pub use custom_fields::CustomFieldSet;
 pub use db::{DbError, Dialect, ErrorKind, Schema, SchemaStatus, TenantDb};
 pub use global::{AuditFilter, GlobalDb};

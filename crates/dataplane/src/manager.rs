@@ -244,6 +244,18 @@ impl TenantDbManager {
         found
     }
 
+    /// The pools open now, by tenant slug (none is opened for this).
+    pub fn open_databases(&self) -> Vec<(String, TenantDb)> {
+        let slots = self.slots.lock().expect("slot map poisoned");
+        slots
+            .iter()
+            .filter_map(|(slug, slot)| match slot.state.try_lock().as_deref() {
+                Ok(State::Open(db)) => Some((slug.clone(), db.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Pings the open pools (the most recently used `max` of them, concurrently, each
     /// within `timeout`) by reading their owner stamp. A pool that does not answer, or
     /// whose database now belongs to another tenant, is closed and its tenant fails fast

@@ -168,8 +168,17 @@ pub async fn refresh_body(
         .map_err(ApiError::from)?
     {
         Rotation::Rotated { old, new } => (old, new),
-        Rotation::ReuseDetected { revoked, .. } => {
+        Rotation::ReuseDetected { revoked, family_id } => {
             tracing::warn!(client_id = %client.client_id, revoked, "refresh token reuse detected; family revoked");
+            let replay = tenantry_accounts::events::Event {
+                action: "refresh_token_reused",
+                outcome: Some(tenantry_dataplane::Outcome::Failure),
+                user: None,
+                actor: Some(format!("client:{}", client.client_id)),
+                target: Some(format!("refresh_family:{family_id}")),
+                details: serde_json::json!({ "client_id": client.client_id, "family_revoked": revoked }),
+            };
+            tenantry_accounts::events::record(&db, replay).await;
             return Err(OAuthError::new(
                 "invalid_grant",
                 "the refresh token has already been used",

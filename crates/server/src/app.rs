@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::admin_auth::router())
         .merge(api)
         .merge(issuer)
+        .layer(from_fn_with_state(state.clone(), crate::web::extract::event_origin))
         .fallback(middleware::not_found)
         .with_state(state);
     with_common_layers(app, &limits, hsts)

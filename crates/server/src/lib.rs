@@ -190,6 +190,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.secrets.clone(),
         KEY_MAINTENANCE_INTERVAL,
     );
+    tenantry_accounts::events::spawn_purge(
+        state.control_plane.clone(),
+        state.dbs.clone(),
+        std::time::Duration::from_secs(3600),
+    );
     let limits = http_server::ConnectionLimits::from_config(&state.config);
     let app = router(state);
     http_server::run(listener, app, limits, shutdown_signal()).await?;

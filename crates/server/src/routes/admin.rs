@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
             delete(drop_custom_column),
         )
         .route("/v1/admin/audit", get(admin_audit))
+        .route("/v1/admin/tenants/{slug}/audit", get(tenant_audit))
         .merge(super::admin_admins::router())
         .merge(super::admin_api_keys::router())
         .merge(super::admin_keys::router())
@@ -426,13 +427,34 @@ async fn drop_custom_column(
 
 /// Admin actions from the global database (501 without one), filtered by `actor`,
 /// `action`, `tenant`, `since`, `until`, most recent first, in pages (`after`, `limit`).
+/// A tenant credential reads only the events of a tenant it reaches, named in `tenant`.
 async fn admin_audit(
-    _admin: AdminAuth,
+    admin: AdminAuth,
     State(state): State<AppState>,
     query: Result<Query<tenantry_admin::audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    if !admin.0.reach.is_global() && !query.tenant.as_deref().is_some_and(|t| admin.0.covers(t)) {
+        let why = "a tenant credential reads the audit of a tenant it reaches: add ?tenant=<slug>".to_owned();
+        return Err(admin
+            .refuse(&state, query.tenant.as_deref(), "GET /v1/admin/audit", why)
+            .await);
+    }
     Ok(Json(tenantry_admin::audit::page(state.global_db()?, query).await?))
+}
+
+/// The tenant's security events (sign-ins and failures, lockouts, second factors,
+/// password and email changes, refresh-token replays), filtered by `action`, `user`,
+/// `actor`, `target`, `since`, `until`, most recent first, in pages (`after`, `limit`).
+async fn tenant_audit(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    query: Result<Query<tenantry_admin::audit::EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    Ok(Json(tenantry_admin::audit::tenant_page(&ctx.db().await?, query).await?))
 }
 
 #[derive(Serialize)]

@@ -27,9 +27,10 @@ const REALM: Option<&str> = Some("tenantry-admin");
 
 /// Routes without `{slug}` whose handlers narrow what they show or change to the
 /// principal's reach (the tenant list; API keys and admins, which the handlers keep
-/// within reach; the caller's own record);
+/// within reach; the caller's own record; the audit list, read for a tenant in reach);
 /// every other route without `{slug}` needs a global credential.
 fn within_reach(method: &Method, route: &str) -> bool {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
     matches!(
         route,
         "/v1/admin/api-keys"
@@ -38,7 +39,7 @@ fn within_reach(method: &Method, route: &str) -> bool {
             | "/v1/admin/admins/{id}"
             | "/v1/admin/admins/{id}/reset-credentials"
             | "/v1/admin/me"
-    ) || (route == "/v1/admin/tenants" && matches!(*method, Method::GET | Method::HEAD))
+    ) || (reads && matches!(route, "/v1/admin/audit" | "/v1/admin/tenants"))
 }
 
 /// An authenticated admin credential the gate let through.

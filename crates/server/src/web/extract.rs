@@ -143,6 +143,24 @@ impl FromRequestParts<AppState> for SessionOrigin {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
-        Ok(SessionOrigin { ip, user_agent })
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
+        Ok(SessionOrigin {
+            ip,
+            user_agent,
+            request_id,
+        })
     }
+}
+
+/// Middleware: every request runs with its origin set for the security events it records
+/// (`tenantry_accounts::events::with_origin`).
+pub async fn event_origin(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(origin) = SessionOrigin::from_request_parts(&mut parts, &state).await;
+    let request = Request::from_parts(parts, body);
+    tenantry_accounts::events::with_origin(origin, next.run(request)).await
 }

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/tenants/{slug}/database/adopt"),
     ("DELETE", "/v1/admin/tenants/{slug}/custom-fields/{name}/column"),
     ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/tenants/{slug}/audit"),
     ("GET", "/v1/admin/me"),
     ("GET", "/v1/admin/admins"),
     ("POST", "/v1/admin/admins"),

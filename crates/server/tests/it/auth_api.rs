@@ -498,6 +498,61 @@ async fn headless_api(server: &TestServer, slug: &str) {
         )
         .await;
     assert_eq!(status, 400);
+
+    // Every security event of the flows above is in the tenant's trail, with the request
+    // it happened in, where it came from, and its outcome.
+    let events = security_events(server, slug, "").await;
+    for (action, outcome) in [
+        ("login", "failure"),
+        ("login", "success"),
+        ("refresh_token_reused", "failure"),
+        ("password_changed", "success"),
+        ("mfa_enabled", "success"),
+        ("second_factor", "failure"),
+        ("second_factor", "success"),
+    ] {
+        let found = events.iter().find(|e| e["action"] == action && e["outcome"] == outcome);
+        let event = found.unwrap_or_else(|| panic!("{action} {outcome} is recorded: {events:?}"));
+        assert!(event["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{event}");
+        assert!(event["ip"].as_str().is_some(), "{event}");
+    }
+    let failed = events
+        .iter()
+        .find(|e| e["action"] == "login" && e["outcome"] == "failure")
+        .unwrap();
+    assert_eq!(failed["actor"], "ada@example.com");
+    assert_eq!(failed["details"]["reason"], "bad_credentials");
+    assert!(!format!("{events:?}").contains(PASSWORD), "no password in the trail");
+    // Filters and pages.
+    let logins = security_events(server, slug, "action=login").await;
+    assert!(logins.len() >= 2 && logins.iter().all(|e| e["action"] == "login"));
+    let (status, page) = server
+        .admin(Method::GET, &format!("/v1/admin/tenants/{slug}/audit?limit=2"), None)
+        .await;
+    assert_eq!(status, 200);
+    let after = page["next_after"].as_str().unwrap();
+    let (_, next) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/tenants/{slug}/audit?limit=2&after={after}"),
+            None,
+        )
+        .await;
+    assert_ne!(next["events"][0]["id"], page["events"][0]["id"]);
+    assert_ne!(next["events"][0]["id"], page["events"][1]["id"]);
+}
+
+/// The tenant's security events (`query` is the query string).
+async fn security_events(server: &TestServer, slug: &str, query: &str) -> Vec<Value> {
+    let (status, page) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/tenants/{slug}/audit?limit=1000&{query}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["events"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -570,6 +625,11 @@ async fn registration_and_lockout_over_the_api() {
         )
         .await;
     assert_eq!(status, 429, "a locked account cannot re-check its password either");
+    let locked = security_events(&server, "local", "action=account_locked").await;
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!(locked[0]["actor"], "new@example.com");
+    let refused = security_events(&server, "local", "action=login").await;
+    assert!(refused.iter().any(|e| e["details"]["reason"] == "locked"));
 }
 
 /// "Me" calls act on the account only for tokens of the tenant's first-party apps: a
