@@ -115,9 +115,83 @@ fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
 }
 
+/// The installation's audit trail without a global database: one JSON object per line,
+/// appended under FS_ROOT. A file past [`EventFile::MAX_BYTES`] is renamed to `.1` (the
+/// previous `.1` is dropped), so events an unauthenticated caller can cause (failed admin
+/// sign-ins) never fill the disk.
+pub struct EventFile {
+    path: std::path::PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl EventFile {
+    pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Appends one event (a whole line in one write).
+    pub async fn append(
+        &self,
+        admin_id: Uuid,
+        action: &str,
+        tenant: Option<&str>,
+        request_id: Option<&str>,
+        details: Value,
+    ) -> std::io::Result<()> {
+        let event = json!({
+            "id": Uuid::now_v7(), "occurred_at": Utc::now(), "admin_id": admin_id, "action": action,
+            "tenant": tenant, "request_id": request_id, "details": details,
+        });
+        let mut line = event.to_string();
+        line.push('\n');
+        let _one_writer = self.lock.lock().await;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() > Self::MAX_BYTES) {
+                std::fs::rename(&path, path.with_extension("jsonl.1"))?;
+            }
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            file.write_all(line.as_bytes())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_event_file_gets_one_json_line_per_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EventFile::new(dir.path().join("audit/admin-events.jsonl"));
+        let admin = Uuid::new_v4();
+        for n in 0..3 {
+            file.append(admin, "admin_sign_in_failed", None, Some("req"), json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["details"]["n"], 2);
+        assert_eq!(lines[0]["admin_id"], json!(admin));
+        assert_eq!(lines[0]["request_id"], "req");
+    }
 
     #[tokio::test]
     async fn pages_follow_each_other_and_filters_narrow() {

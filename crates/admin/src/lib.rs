@@ -15,7 +15,8 @@
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
 //! its shorthand [`AdminService::command`]), which runs the change and, once it succeeded,
-//! records who did what in the audit trail (the global database, when there is one). The
+//! records who did what in the audit trail (the global database, when there is one; else
+//! an append-only JSON-lines file under FS_ROOT, [`audit::EventFile`]). The
 //! audit record is written here and nowhere else, so no admin write can forget it.
 //!
 //! This crate decides nothing about HTTP and never reads a request: the caller has already
@@ -77,16 +78,24 @@ impl Audit {
     }
 }
 
+/// Where the installation's audit events go: the global database, or, without one, an
+/// append-only JSON-lines file (one event per line, for log shippers).
+#[derive(Clone)]
+pub enum AuditSink {
+    Database(GlobalDb),
+    File(Arc<audit::EventFile>),
+}
+
 /// Writes admin changes and records them.
 #[derive(Clone)]
 pub struct AdminService {
     writer: Arc<dyn Writer>,
-    global_db: Option<GlobalDb>,
+    sink: AuditSink,
 }
 
 impl AdminService {
-    pub fn new(writer: Arc<dyn Writer>, global_db: Option<GlobalDb>) -> Self {
-        Self { writer, global_db }
+    pub fn new(writer: Arc<dyn Writer>, sink: AuditSink) -> Self {
+        Self { writer, sink }
     }
 
     /// The one entry: runs `change` for `actor` and, when it succeeded, records what
@@ -121,9 +130,6 @@ impl AdminService {
 
     /// Never fails the request: the change is already stored.
     async fn record(&self, actor: Actor, audit: Audit) {
-        let Some(global) = &self.global_db else {
-            return;
-        };
         let Audit {
             action,
             tenant,
@@ -134,17 +140,31 @@ impl AdminService {
         {
             map.insert("credential".into(), Value::from("api_key"));
         }
-        if let Err(e) = global
-            .record_admin_event(
-                Some(actor.admin_id),
-                action,
-                tenant.as_deref(),
-                actor.request_id.as_deref(),
-                details,
-            )
-            .await
-        {
-            tracing::warn!(action, error = %e, "admin audit event not recorded");
+        let recorded = match &self.sink {
+            AuditSink::Database(global) => global
+                .record_admin_event(
+                    Some(actor.admin_id),
+                    action,
+                    tenant.as_deref(),
+                    actor.request_id.as_deref(),
+                    details,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            AuditSink::File(file) => file
+                .append(
+                    actor.admin_id,
+                    action,
+                    tenant.as_deref(),
+                    actor.request_id.as_deref(),
+                    details,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(action, %error, "admin audit event not recorded");
         }
     }
 }
@@ -160,7 +180,7 @@ mod tests {
         let cp = Arc::new(ControlPlane::open(FsStore::new(dir.path().join("fs"))).unwrap());
         let url = format!("sqlite://{}", dir.path().join("global.db").display());
         let global = GlobalDb::connect(&url).await.unwrap();
-        let service = AdminService::new(Arc::new(StandaloneWriter::new(cp)), Some(global.clone()));
+        let service = AdminService::new(Arc::new(StandaloneWriter::new(cp)), AuditSink::Database(global.clone()));
         (dir, service, global)
     }
 

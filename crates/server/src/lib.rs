@@ -35,6 +35,8 @@ pub const TENANT_DB_DIR: &str = "tenant-db";
 
 /// How often the key timer looks for keys due for rotation or retirement.
 const KEY_MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+/// The installation's audit trail when there is no global database (JSON lines).
+pub const ADMIN_EVENTS_FILE: &str = "audit/admin-events.jsonl";
 
 /// How `tenantry serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -143,7 +145,13 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         mailer,
         password_deny_list,
     };
-    let admin = tenantry_admin::AdminService::new(writer.clone(), global_db.clone());
+    let audit_sink = match &global_db {
+        Some(global) => tenantry_admin::AuditSink::Database(global.clone()),
+        None => tenantry_admin::AuditSink::File(Arc::new(tenantry_admin::audit::EventFile::new(
+            config.fs_root.join(ADMIN_EVENTS_FILE),
+        ))),
+    };
+    let admin = tenantry_admin::AdminService::new(writer.clone(), audit_sink);
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
         public_url,

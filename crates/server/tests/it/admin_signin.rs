@@ -312,4 +312,21 @@ async fn the_last_global_admin_stays_and_admins_do_not_leak_credentials() {
         let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
         assert!(!text.contains("a long chosen password"));
     }
+
+    // Without a global database the installation's events go to a JSON-lines file.
+    let (status, _) = post(
+        &server,
+        "/v1/admin/auth/login",
+        json!({"email": "a@example.com", "password": "wrong password!"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let file = server.state.config.fs_root.join(tenantry_server::ADMIN_EVENTS_FILE);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e["action"] == "create_admin"));
+    let failed = events.iter().find(|e| e["action"] == "admin_sign_in_failed").unwrap();
+    assert_eq!(failed["details"]["reason"], "bad_password");
+    assert!(failed["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(!text.contains("wrong password!"));
 }
