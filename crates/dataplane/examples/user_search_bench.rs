@@ -1,8 +1,7 @@
 //! Admin user search on a 10,000-user tenant: one page (50 users) per query, for the
 //! searches the admin API offers (a text part, an email part, a custom field, the status,
-//! a later page). SQLite always; PostgreSQL and MariaDB when their URLs are given
-//! (`TENANTRY_TEST_POSTGRES_URL`, `TENANTRY_TEST_MYSQL_URL`; a fresh database is made and
-//! dropped). Each figure is beside its floor: the same pool answering `SELECT 1`.
+//! a later page). SQLite always; PostgreSQL and MariaDB when the test services are
+//! configured (`tenantry_testkit::configured`; a fresh database is made and dropped). Each figure is beside its floor: the same pool answering `SELECT 1`.
 //!
 //!     cargo run --release -p tenantry-dataplane --example user_search_bench
 
@@ -157,7 +156,7 @@ async fn main() {
     db.migrate(Schema::Tenant, Some(&path)).await.unwrap();
     bench("SQLite", db).await;
 
-    if let Ok(admin) = std::env::var("TENANTRY_TEST_POSTGRES_URL") {
+    if let Some(admin) = tenantry_testkit::configured(tenantry_testkit::Service::Postgres) {
         let name = format!("tenantry_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -177,7 +176,7 @@ async fn main() {
             .await
             .unwrap();
     }
-    if let Ok(admin) = std::env::var("TENANTRY_TEST_MYSQL_URL") {
+    if let Some(admin) = tenantry_testkit::configured(tenantry_testkit::Service::Mysql) {
         let name = format!("tenantry_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::MySqlConnection::connect(&admin).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
