@@ -317,6 +317,13 @@ async fn update(
     mut tenant: Tenant,
     expected_updated_at: Option<DateTime<Utc>>,
 ) -> Result<std::sync::Arc<TenantEntry>, ApiError> {
+    // Where a tenant's database lives is the installation's: a tenant credential that
+    // could set it would make this server connect wherever it names (and learn from the
+    // answer what is there).
+    if tenant.settings.user_db != before.entry.tenant.settings.user_db && !admin.0.reach.is_global() {
+        let why = "changing settings.user_db needs a credential that reaches the whole installation".to_owned();
+        return Err(admin.refuse(state, Some(&tenant.slug), "settings.user_db", why).await);
+    }
     tenants::check_update(before, &mut tenant, &state.dbs).await?;
     let slug = tenant.slug.clone();
     let snapshot = state

@@ -236,6 +236,27 @@ async fn api_keys_reach_only_their_tenants_and_read_only_keys_only_read() {
         refusals += 1;
     }
 
+    // A tenant key changes its tenant's settings, but not where its database lives.
+    let (status, body) = call(
+        &server,
+        &alpha_rw,
+        "PATCH",
+        "/v1/admin/tenants/alpha",
+        Some(json!({"settings": {"language": "es"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let probe = json!({"settings": {"user_db": {"driver": "postgres", "dsn": "postgres://u:p@10.0.0.1:5432/x"}}});
+    let (status, body) = call(&server, &alpha_rw, "PATCH", "/v1/admin/tenants/alpha", Some(probe)).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    refusals += 1;
+    let stored = server.state.control_plane.snapshot();
+    let user_db = &stored.tenant("alpha").unwrap().tenant.settings.user_db;
+    assert!(
+        user_db.as_ref().is_none_or(|db| db.dsn.is_none()),
+        "the database stays where it was"
+    );
+
     // Nothing was changed by the refused calls.
     let (status, _) = call(&server, &root, "GET", "/v1/admin/tenants/beta", None).await;
     assert_eq!(status, 200, "beta still exists");
