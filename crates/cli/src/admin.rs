@@ -8,6 +8,8 @@ use clap::Subcommand;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::table::Output;
+
 #[derive(clap::Args, Clone)]
 pub struct ApiArgs {
     /// Base URL of the server (env TENANTRY_URL, else TENANTRY_PUBLIC_URL).
@@ -20,6 +22,9 @@ pub struct ApiArgs {
     /// Profile file of `tenantry login` (env TENANTRY_PROFILE).
     #[arg(long, global = true, value_name = "FILE")]
     profile: Option<PathBuf>,
+    /// How answers are shown: a table, or the API's JSON (env TENANTRY_OUTPUT).
+    #[arg(long, global = true, value_enum, env = "TENANTRY_OUTPUT", default_value_t = Output::Table)]
+    output: Output,
     /// FS_ROOT, to find dev-admin-token (env FS_ROOT, default ./data).
     #[arg(long, global = true, value_name = "DIR")]
     fs_root: Option<PathBuf>,
@@ -206,14 +211,16 @@ pub enum SecretsCommand {
     Reseal,
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
+    output: Output,
 }
 
 impl Api {
-    async fn new(args: ApiArgs) -> anyhow::Result<Self> {
+    pub(crate) async fn new(args: ApiArgs) -> anyhow::Result<Self> {
+        let output = args.output;
         let mut url = args.url.or_else(|| std::env::var("TENANTRY_URL").ok());
         let mut token = args.token.or_else(|| std::env::var("TENANTRY_ADMIN_TOKEN").ok());
         if token.is_none()
@@ -250,10 +257,11 @@ impl Api {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
             token,
+            output,
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -274,7 +282,8 @@ impl Api {
         if !status.is_success() {
             let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
             let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
-            let mut message = format!("{status} {code}: {detail}");
+            let title = value.get("title").and_then(Value::as_str).unwrap_or("");
+            let mut message = format!("{status} {code}: {title}: {detail}");
             if let Some(errors) = value.get("errors").and_then(Value::as_array) {
                 for e in errors {
                     message.push_str(&format!(
@@ -290,7 +299,7 @@ impl Api {
     }
 }
 
-fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
+pub(crate) fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -299,15 +308,34 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn print(value: Option<Value>) -> anyhow::Result<()> {
-    if let Some(value) = value {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+impl Api {
+    /// Prints an answer in the chosen form.
+    pub(crate) fn print(&self, value: Option<Value>) -> anyhow::Result<()> {
+        if let Some(value) = value {
+            print!("{}", crate::table::render(&value, self.output));
+            if self.output == Output::Json {
+                println!();
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Calls and prints; a 204 prints `done` (tables) or nothing (JSON).
+    pub(crate) async fn show(&self, method: Method, path: &str, body: Option<Value>, done: &str) -> anyhow::Result<()> {
+        match self.call(method, path, body).await? {
+            Some(value) => self.print(Some(value)),
+            None => {
+                if self.output == Output::Table {
+                    println!("{done}");
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A path segment, percent-encoded.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -352,7 +380,7 @@ pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()>
             .await?
         }
     };
-    print(result)
+    api.print(result)
 }
 
 pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
@@ -384,7 +412,7 @@ pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Delete { tenant, id } => api.call(Method::DELETE, &one(&tenant, &id), None).await?,
     };
-    print(result)
+    api.print(result)
 }
 
 pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
@@ -411,7 +439,7 @@ pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
             .await?
         }
     };
-    print(result)
+    api.print(result)
 }
 
 pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()> {
@@ -476,7 +504,7 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             None
         }
     };
-    print(result)
+    api.print(result)
 }
 
 pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
@@ -508,7 +536,7 @@ pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()
             None
         }
     };
-    print(result)
+    api.print(result)
 }
 
 pub async fn secrets(args: ApiArgs, command: SecretsCommand) -> anyhow::Result<()> {
@@ -520,7 +548,7 @@ pub async fn secrets(args: ApiArgs, command: SecretsCommand) -> anyhow::Result<(
                 .await?
                 .unwrap_or(Value::Null);
             let failed = report.get("failed").and_then(Value::as_array).map_or(0, Vec::len);
-            print(Some(report))?;
+            api.print(Some(report))?;
             if failed > 0 {
                 bail!("{failed} secret(s) could not be re-sealed");
             }

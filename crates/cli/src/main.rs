@@ -4,6 +4,8 @@
 mod admin;
 mod offline;
 mod profile;
+mod resources;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,17 +117,49 @@ enum Command {
         #[command(subcommand)]
         command: admin::SecretsCommand,
     },
+    /// Manage a tenant's roles and who holds them through the admin API.
+    Role {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: resources::RoleCommand,
+    },
+    /// Manage a tenant's own scopes through the admin API.
+    Scope {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: resources::ScopeCommand,
+    },
+    /// Users' sessions, refresh tokens and consents through the admin API.
+    Session {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: resources::SessionCommand,
+    },
+    /// Read the audit trails through the admin API.
+    Audit {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: resources::AuditCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Add an admin who signs in with email, password and TOTP.
+    /// Add an admin who signs in with email, password and TOTP (offline, on FS_ROOT).
     Create {
         #[command(flatten)]
         admin: offline::CreateAdmin,
         #[command(flatten)]
         config: ConfigArgs,
     },
+    #[command(flatten)]
+    Api(resources::AdminApiCommand),
 }
 
 fn main() -> ExitCode {
@@ -151,6 +185,18 @@ fn main() -> ExitCode {
             Command::Admin {
                 command: AdminCommand::Create { admin, config },
             } => offline::create_admin(config.overrides(), admin).await,
+            Command::Admin {
+                command: AdminCommand::Api(command),
+            } => resources::admins(command).await,
+            Command::Role { api, command } => resources::role(api, command).await,
+            Command::Scope { api, command } => resources::scope(api, command).await,
+            Command::Session { api, command } => resources::session(api, command).await,
+            Command::Audit { api, command } => resources::audit(api, command).await,
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "tenantry", &mut std::io::stdout());
+                Ok(())
+            }
             Command::Login(login) => profile::login(login).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
@@ -170,5 +216,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -278,3 +278,92 @@ fn user_cli_creates_lists_sets_passwords_and_deletes() {
     let (ok, _, err) = run(&["user", "show", "--tenant", "local", &id], None);
     assert!(!ok && err.contains("not_found"));
 }
+
+/// The rest of the admin resources from the CLI: roles (with a user holding one), scopes,
+/// sessions, the audit trails and admins; tables by default, JSON on request; a problem
+/// ends the process non-zero with its code; shell completions.
+#[tokio::test]
+async fn resource_commands_print_tables_or_json_and_fail_with_the_problem_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Server::start(&root, &["--dev"], &[("SECRETBOX_MASTER_KEY", KEY_A)]);
+    let token = server.admin_token();
+    let run = |output: &str, args: &[&str]| {
+        let out = tenantry(dir.path())
+            .args(args)
+            .args(["--url", &server.base, "--token", &token, "--output", output])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = run(
+        "json",
+        &[
+            "role",
+            "put",
+            "--tenant",
+            "local",
+            "billing",
+            "--permission",
+            "invoices:read",
+            "--permission",
+            "invoices:write",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, table, _) = run("table", &["role", "list", "--tenant", "local"]);
+    assert_eq!(code, Some(0));
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
+    assert!(lines.next().unwrap().starts_with("billing"), "{table}");
+
+    let (_, users, _) = run("json", &["user", "list", "--tenant", "local"]);
+    let users: Value = serde_json::from_str(&users).unwrap();
+    let demo = users["users"][0]["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = run(
+        "table",
+        &["role", "assign", "--tenant", "local", "--user", &demo, "billing"],
+    );
+    assert_eq!((code, out.trim()), (Some(0), "assigned role `billing`"), "{err}");
+    let (_, held, _) = run("json", &["role", "of-user", "--tenant", "local", &demo]);
+    let held: Value = serde_json::from_str(&held).unwrap();
+    assert_eq!(
+        held["permissions"],
+        serde_json::json!(["invoices:read", "invoices:write"])
+    );
+
+    let (code, out, _) = run("table", &["session", "list", "--tenant", "local", "--user", &demo]);
+    assert_eq!((code, out.trim()), (Some(0), "(no sessions)"));
+    let (code, out, _) = run("json", &["scope", "list", "--tenant", "local"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"roles\""), "the roles scope is built in: {out}");
+    let (code, out, err) = run("table", &["audit", "tenant", "local"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("(no events)") || out.starts_with("ID"), "{out}");
+    let (code, out, _) = run("table", &["admin", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("bootstrap") && out.contains("token"), "{out}");
+    let (code, out, _) = run("json", &["admin", "me"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["kind"], "admin");
+
+    // A problem: non-zero, with its code and title on stderr, nothing on stdout.
+    let (code, out, err) = run(
+        "table",
+        &["role", "assign", "--tenant", "local", "--user", &demo, "ghost"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty());
+    assert!(
+        err.contains("404") && err.contains("not_found") && err.contains("No such resource"),
+        "{err}"
+    );
+
+    let completions = tenantry(dir.path()).args(["completions", "bash"]).output().unwrap();
+    assert!(completions.status.success());
+    assert!(String::from_utf8_lossy(&completions.stdout).contains("tenantry"));
+}

@@ -30,6 +30,8 @@ fn clean(mut cmd: Command, cwd: &Path) -> Command {
     cmd.env("RUST_LOG", "warn");
     // The `tenantry login` profile lives under the test's folder, never the user's.
     cmd.env("XDG_CONFIG_HOME", cwd.join(".config"));
+    // The suites read answers as JSON; the table form has a test of its own.
+    cmd.env("TENANTRY_OUTPUT", "json");
     cmd
 }
 
