@@ -34,7 +34,7 @@ pub async fn init(overrides: Overrides, admin_email: Option<String>) -> anyhow::
             println!("one-time password (shown once; replaced at the first sign-in): {password}");
             println!("sign in with `tenantry login --email {email}`; it also sets up TOTP");
         }
-        None => println!("an admin already exists; nothing changed"),
+        None => println!("an admin already exists: no first admin was made"),
     }
     if installed.default_tenant_created {
         println!(

@@ -151,7 +151,7 @@ async fn init_then_serve_then_admin_cli() {
         .env("SECRETBOX_MASTER_KEY", KEY_A)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("an admin already exists"));
 
     // A second admin, offline, with a password of its own for one tenant.
     let out = with_stdin(
