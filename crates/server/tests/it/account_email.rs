@@ -517,6 +517,18 @@ async fn account_mail_flows(server: &TestServer, smtp: &SmtpServer, slug: &str) 
     wait_count(smtp, &ada, 4, changed).await;
     assert_eq!(locked(smtp, &ada), 1, "one notice per lock");
     none_to(smtp, &nobody);
+
+    // The mail flows are in the tenant's security events.
+    let (status, trail) = server
+        .admin(Method::GET, &format!("/v1/admin/tenants/{slug}/audit?limit=1000"), None)
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    let events = trail["events"].as_array().unwrap();
+    for action in ["email_verified", "password_reset", "account_locked"] {
+        let event = events.iter().find(|e| e["action"] == action);
+        let event = event.unwrap_or_else(|| panic!("{action} is recorded"));
+        assert!(event["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{event}");
+    }
 }
 
 #[tokio::test]
