@@ -84,10 +84,13 @@ impl Principal {
                 "a read-only credential cannot grant write access",
             ));
         }
-        if let AdminReach::Tenants(slugs) = reach
-            && let Some(unknown) = slugs.iter().find(|s| snapshot.tenant(s).is_none())
-        {
-            return Err(ApiError::field("reach.tenants", format!("no tenant `{unknown}`")));
+        if let AdminReach::Tenants(slugs) = reach {
+            if slugs.is_empty() {
+                return Err(ApiError::field("reach.tenants", "must name at least one tenant"));
+            }
+            if let Some(unknown) = slugs.iter().find(|s| snapshot.tenant(s).is_none()) {
+                return Err(ApiError::field("reach.tenants", format!("no tenant `{unknown}`")));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::command::Command;
-use crate::model::{KeyRing, KeyRingError};
+use crate::model::{AdminReach, KeyRing, KeyRingError};
 use crate::snapshot::{Snapshot, TenantEntry};
 use crate::store::{self, FsStore, json_name};
 use crate::validate::{self, ValidationErrors};
@@ -113,6 +113,24 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             store.delete_tenant_dir(slug)?;
             next.tenants.remove(slug);
             next.degraded.remove(slug);
+            // A credential reached this tenant, not its slug: a tenant made later under the
+            // same slug is out of its reach.
+            let narrowed = |reach: &AdminReach| match reach {
+                AdminReach::Tenants(slugs) if slugs.contains(slug) => Some(AdminReach::Tenants(
+                    slugs.iter().filter(|s| *s != slug).cloned().collect(),
+                )),
+                _ => None,
+            };
+            for admin in current.admins.values() {
+                if let Some(reach) = narrowed(&admin.reach) {
+                    put_admin(store, &mut next, crate::model::Admin { reach, ..admin.clone() })?;
+                }
+            }
+            for key in current.api_keys.values() {
+                if let Some(reach) = narrowed(&key.reach) {
+                    put_api_key(store, &mut next, crate::model::ApiKey { reach, ..key.clone() })?;
+                }
+            }
         }
         Command::CreateClient { slug, client } | Command::PutClient { slug, client, .. } => {
             let stored = existing(current, slug)?.clients.get(&client.client_id);

@@ -503,11 +503,12 @@ pub fn validate_api_key(key: &ApiKey) -> Result<(), ValidationErrors> {
     errors.into_result()
 }
 
-/// A tenant reach names 1–100 distinct, well-formed slugs.
+/// A tenant reach names at most 100 distinct, well-formed slugs (none once every tenant
+/// it named is deleted: such a credential reaches nothing).
 fn check_reach(errors: &mut ValidationErrors, reach: &AdminReach) {
     if let AdminReach::Tenants(slugs) = reach {
-        if slugs.is_empty() || slugs.len() > 100 {
-            errors.push("reach.tenants", "must name 1-100 tenants");
+        if slugs.len() > 100 {
+            errors.push("reach.tenants", "must name at most 100 tenants");
         }
         for slug in slugs {
             check_slug(errors, "reach.tenants", slug);

@@ -674,6 +674,50 @@ fn key_rotation_and_retirement_are_deterministic_commands() {
 }
 
 #[test]
+fn deleting_a_tenant_takes_it_out_of_every_credentials_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::open(FsStore::new(dir.path())).unwrap();
+    create(&cp, "acme");
+    create(&cp, "beta");
+    let admin = Admin {
+        email: Some("ops@example.com".into()),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        reach: AdminReach::Tenants(vec!["acme".into(), "beta".into()]),
+        ..Admin::new(Uuid::new_v4(), "ops".into(), Utc::now())
+    };
+    cp.apply(&Command::PutAdmin { admin: admin.clone() }).unwrap();
+    let key = ApiKey {
+        id: Uuid::new_v4(),
+        name: "acme ci".into(),
+        secret_digest: "digest".into(),
+        reach: AdminReach::Tenants(vec!["acme".into()]),
+        access: AdminAccess::ReadWrite,
+        created_by: admin.id,
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    cp.apply(&Command::CreateApiKey { key: key.clone() }).unwrap();
+    cp.apply(&Command::DeleteTenant { slug: "acme".into() }).unwrap();
+    // A tenant made again under the old slug is reached by nobody who reached the old one.
+    create(&cp, "acme");
+    let snapshot = cp.snapshot();
+    assert_eq!(
+        snapshot.admins[&admin.id].reach,
+        AdminReach::Tenants(vec!["beta".into()])
+    );
+    assert_eq!(snapshot.api_keys[&key.id].reach, AdminReach::Tenants(vec![]));
+    assert!(!snapshot.api_keys[&key.id].reach.covers("acme"));
+    let reopened = FsStore::new(dir.path()).load().unwrap();
+    assert_eq!(
+        reopened.api_keys[&key.id].reach,
+        AdminReach::Tenants(vec![]),
+        "stored, not only in memory"
+    );
+}
+
+#[test]
 fn api_keys_are_created_once_revoked_for_good_and_touched_forward() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::open(FsStore::new(dir.path())).unwrap();
@@ -709,10 +753,10 @@ fn api_keys_are_created_once_revoked_for_good_and_touched_forward() {
 
     let mut bad = key.clone();
     bad.id = Uuid::new_v4();
-    bad.reach = AdminReach::Tenants(vec![]);
+    bad.reach = AdminReach::Tenants((0..101).map(|i| format!("t{i}")).collect());
     bad.expires_at = Some(at(-1));
     let Err(ApplyError::Rejected(Rejection::Invalid(errors))) = cp.apply(&Command::CreateApiKey { key: bad }) else {
-        panic!("an empty reach and a past expiry are refused");
+        panic!("a reach of 101 tenants and a past expiry are refused");
     };
     assert_eq!(errors.0.len(), 2, "{errors:?}");
     assert!(matches!(
