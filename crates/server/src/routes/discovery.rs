@@ -37,6 +37,21 @@ pub fn root_router() -> Router<AppState> {
             "/.well-known/openid-configuration/t/{slug}",
             get(oauth_metadata_by_path),
         )
+        .route("/jwks.json", get(system_jwks))
+}
+
+/// The installation's own issuer's public keys (`{public_url}`, which signs admin access
+/// tokens), so a service can check an admin token without calling back.
+async fn system_jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = state.keystore.system(&state.control_plane.snapshot().system_keys)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        keys.jwks().body.to_string(),
+    )
+        .into_response())
 }
 
 async fn openid_configuration(ctx: TenantContext) -> Result<Response, ApiError> {

@@ -3,6 +3,8 @@
 //! the admin gate accepts within the admin's reach, refresh rotation with replay detection,
 //! sign-out, and every step in the audit trail.
 
+use std::str::FromStr;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -150,6 +152,26 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
     )
     .unwrap();
     assert_eq!(header["typ"], "at+jwt");
+    // Anyone can check it against the installation's published keys, independently.
+    let jwks: jsonwebtoken::jwk::JwkSet = server
+        .http
+        .get(format!("{}/jwks.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = header["kid"].as_str().unwrap();
+    let jwk = jwks.find(kid).expect("the signing key is published");
+    let mut validation =
+        jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::from_str(header["alg"].as_str().unwrap()).unwrap());
+    validation.set_audience(&["tenantry-admin"]);
+    validation.set_issuer(&[server.base.as_str()]);
+    let verified =
+        jsonwebtoken::decode::<Value>(&access, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .expect("the admin access token verifies");
+    assert_eq!(verified.claims["sub"], admin_id.as_str());
     let (status, me) = get(&server, "/v1/admin/me", &access).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(
