@@ -145,6 +145,13 @@ fn normalized(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// The failure counter of one admin email (wrong passwords and wrong codes alike): five
+/// failures lock it for 15 minutes. Keyed by a digest, so a key's size does not depend on
+/// what a caller sends.
+fn lock_key(email: &str) -> String {
+    format!("admin-login:email:{}", hash_token(&normalized(email)))
+}
+
 /// Finds the admin by email and checks the password (a dummy hash is checked for an
 /// unknown email, so timing does not tell); counts failures per email and attempts per
 /// address. Answers the admin on success.
@@ -158,17 +165,20 @@ async fn check_password(env: &SignInEnv<'_>, email: &str, password: &str) -> Res
             .map_err(ApiError::from)?
             .into_result()?;
     }
+    if email.len() > 320 || password.len() > MAX_PASSWORD_BYTES {
+        return Err(Refused::new(invalid_credentials(), None, "bad_password"));
+    }
     let email = normalized(email);
     let admin = env
         .snapshot
         .admins
         .values()
-        .find(|a| a.email.as_deref() == Some(email.as_str()) && email.len() <= 254)
+        .find(|a| a.email.as_deref() == Some(email.as_str()))
         .cloned();
     let admin_id = admin.as_ref().map(|a| a.id);
-    let lock_key = format!("admin-login:email:{email}");
+    let failures = lock_key(&email);
     if let Decision::Limited { retry_after } = limiter
-        .check(&lock_key, FAILURES_BEFORE_LOCK)
+        .check(&failures, FAILURES_BEFORE_LOCK)
         .await
         .map_err(ApiError::from)?
     {
@@ -190,7 +200,7 @@ async fn check_password(env: &SignInEnv<'_>, email: &str, password: &str) -> Res
         Some(admin) if valid && stored.is_some() => Ok(admin),
         _ => {
             limiter
-                .hit(&lock_key, FAILURES_BEFORE_LOCK, LOCK_WINDOW)
+                .hit(&failures, FAILURES_BEFORE_LOCK, LOCK_WINDOW)
                 .await
                 .map_err(ApiError::from)?;
             Err(Refused::new(invalid_credentials(), admin_id, "bad_password"))
@@ -302,10 +312,9 @@ pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Ref
     };
     let now = Utc::now();
     let Some(step) = tenantry_accounts::mfa::code_step(&encoded, code, now.timestamp())? else {
-        let lock_key = format!("admin-login:email:{}", normalized(&input.email));
         env.accounts
             .rate_limiter
-            .hit(&lock_key, FAILURES_BEFORE_LOCK, LOCK_WINDOW)
+            .hit(&lock_key(&input.email), FAILURES_BEFORE_LOCK, LOCK_WINDOW)
             .await
             .map_err(ApiError::from)?;
         return Err(wrong_code("bad_code"));
@@ -315,10 +324,9 @@ pub async fn sign_in(env: &SignInEnv<'_>, input: SignIn) -> Result<SignedIn, Ref
         Err(WriteError::Rejected(Rejection::Spent(_))) => return Err(wrong_code("code_reused")),
         Err(e) => return Err(ApiError::from(e).into()),
     };
-    let lock_key = format!("admin-login:email:{}", normalized(&input.email));
     env.accounts
         .rate_limiter
-        .reset(&lock_key)
+        .reset(&lock_key(&input.email))
         .await
         .map_err(ApiError::from)?;
 
