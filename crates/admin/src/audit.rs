@@ -20,6 +20,8 @@ pub struct AuditQuery {
     pub actor: Option<Uuid>,
     pub action: Option<String>,
     pub tenant: Option<String>,
+    /// What the action was done to: `user:<id>`, `client:<id>`, `admin:<id>`, ...
+    pub target: Option<String>,
     /// RFC 3339; events at or after it.
     pub since: Option<DateTime<Utc>>,
     /// RFC 3339; events before it.
@@ -41,6 +43,7 @@ pub async fn page(global: &GlobalDb, query: AuditQuery) -> Result<Value, ApiErro
         admin_id: query.actor,
         action: query.action,
         tenant: query.tenant,
+        target: query.target,
         since: query.since,
         until: query.until,
         after,
@@ -139,18 +142,7 @@ impl EventFile {
     }
 
     /// Appends one event (a whole line in one write).
-    pub async fn append(
-        &self,
-        admin_id: Uuid,
-        action: &str,
-        tenant: Option<&str>,
-        request_id: Option<&str>,
-        details: Value,
-    ) -> std::io::Result<()> {
-        let event = json!({
-            "id": Uuid::now_v7(), "occurred_at": Utc::now(), "admin_id": admin_id, "action": action,
-            "tenant": tenant, "request_id": request_id, "details": details,
-        });
+    pub async fn append(&self, event: Value) -> std::io::Result<()> {
         let mut line = event.to_string();
         line.push('\n');
         let _one_writer = self.lock.lock().await;
@@ -181,9 +173,8 @@ mod tests {
         let file = EventFile::new(dir.path().join("audit/admin-events.jsonl"));
         let admin = Uuid::new_v4();
         for n in 0..3 {
-            file.append(admin, "admin_sign_in_failed", None, Some("req"), json!({ "n": n }))
-                .await
-                .unwrap();
+            let event = json!({"admin_id": admin, "action": "admin_sign_in_failed", "request_id": "req", "details": { "n": n }});
+            file.append(event).await.unwrap();
         }
         let text = std::fs::read_to_string(file.path()).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -203,7 +194,7 @@ mod tests {
             let who = if n % 2 == 0 { alice } else { bob };
             let tenant = if n < 3 { "acme" } else { "beta" };
             global
-                .record_admin_event(Some(who), "update_tenant", Some(tenant), None, json!({ "n": n }))
+                .record_admin_event(Some(who), "update_tenant", Some(tenant), None, None, json!({ "n": n }))
                 .await
                 .unwrap();
         }

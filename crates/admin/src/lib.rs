@@ -59,6 +59,9 @@ pub struct Audit {
     pub action: &'static str,
     /// The tenant it concerns, if any.
     pub tenant: Option<String>,
+    /// What it was done to (`user:<id>`, `client:<id>`, `admin:<id>`, `api_key:<id>`,
+    /// `role:<name>`, `tenant:<slug>`, ...); the tenant itself when nothing narrower.
+    pub target: Option<String>,
     /// What else an auditor needs (never a secret).
     pub details: Value,
 }
@@ -68,8 +71,15 @@ impl Audit {
         Self {
             action,
             tenant: tenant.map(str::to_owned),
+            target: tenant.map(|slug| format!("tenant:{slug}")),
             details: Value::Object(Default::default()),
         }
+    }
+
+    /// Names what the action was done to, more narrowly than its tenant.
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -133,6 +143,7 @@ impl AdminService {
         let Audit {
             action,
             tenant,
+            target,
             mut details,
         } = audit;
         if actor.api_key
@@ -146,22 +157,21 @@ impl AdminService {
                     Some(actor.admin_id),
                     action,
                     tenant.as_deref(),
+                    target.as_deref(),
                     actor.request_id.as_deref(),
                     details,
                 )
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            AuditSink::File(file) => file
-                .append(
-                    actor.admin_id,
-                    action,
-                    tenant.as_deref(),
-                    actor.request_id.as_deref(),
-                    details,
-                )
-                .await
-                .map_err(|e| e.to_string()),
+            AuditSink::File(file) => {
+                let event = serde_json::json!({
+                    "id": Uuid::now_v7(), "occurred_at": chrono::Utc::now(), "admin_id": actor.admin_id,
+                    "action": action, "tenant": tenant, "target": target, "request_id": actor.request_id,
+                    "details": details,
+                });
+                file.append(event).await.map_err(|e| e.to_string())
+            }
         };
         if let Err(error) = recorded {
             tracing::warn!(action, %error, "admin audit event not recorded");

@@ -87,8 +87,10 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-fn audit(action: &'static str, ctx: &TenantContext, user: impl serde::Serialize) -> Audit {
-    Audit::new(action, Some(&ctx.entry.tenant.slug)).with_details(json!({ "user_id": user }))
+fn audit(action: &'static str, ctx: &TenantContext, user: Uuid) -> Audit {
+    Audit::new(action, Some(&ctx.entry.tenant.slug))
+        .with_target(format!("user:{user}"))
+        .with_details(json!({ "user_id": user }))
 }
 
 impl AdminService {
@@ -188,7 +190,7 @@ impl AdminService {
                 false => Err(not_found(id)),
             }
         };
-        self.perform(actor, delete, |_| audit("delete_user", ctx, id)).await
+        self.perform(actor, delete, |_| audit("delete_user", ctx, user)).await
     }
 
     /// Mails the user `link` now: done once the SMTP server took it; 501 without SMTP

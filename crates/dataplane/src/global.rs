@@ -2,9 +2,9 @@
 //! audit trail of admin actions. It never holds a tenant's users, and no tenant route
 //! falls back to it.
 //!
-//! Its `admin_sessions` table (global schema 0001) is unused: admins authenticate with
-//! bearer tokens, not server-side sessions. The migration has run on real installs, so
-//! it stays as it is and nothing drops the table.
+//! Its `admin_sessions` table (global schema 0001) is unused: admin sessions are
+//! control-plane state (`AdminSession`, replicated like the admins they belong to). The
+//! migration has run on real installs, so it stays as it is and nothing drops the table.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct AdminAuditEvent {
     pub admin_id: Option<Uuid>,
     pub action: String,
     pub tenant: Option<String>,
+    /// What the action was done to: `user:<id>`, `client:<id>`, `admin:<id>`, ...
+    pub target: Option<String>,
     pub request_id: Option<String>,
     pub details: Value,
 }
@@ -36,6 +38,7 @@ pub struct AuditFilter {
     pub admin_id: Option<Uuid>,
     pub action: Option<String>,
     pub tenant: Option<String>,
+    pub target: Option<String>,
     /// Events at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Events before this time.
@@ -57,6 +60,7 @@ struct AuditRow {
     admin_id: Option<Uuid>,
     action: String,
     tenant: Option<String>,
+    target: Option<String>,
     request_id: Option<String>,
     details: String,
 }
@@ -103,13 +107,15 @@ impl GlobalDb {
         admin_id: Option<Uuid>,
         action: &str,
         tenant: Option<&str>,
+        target: Option<&str>,
         request_id: Option<&str>,
         details: Value,
     ) -> Result<Uuid, DbError> {
         let id = Uuid::now_v7();
         let db = &self.db;
-        let sql = db.sql("INSERT INTO admin_audit_events (id, occurred_at, admin_id, action, tenant, request_id, details) VALUES (?, ?, ?, ?, ?, ?, ?)");
-        on_pool!(db, p => sqlx::query(sql).bind(id).bind(to_micros(Utc::now())).bind(admin_id).bind(action).bind(tenant).bind(request_id).bind(details.to_string()).execute(p).await.map(|_| ()))
+        let target: Option<String> = target.map(|t| t.chars().take(255).collect());
+        let sql = db.sql("INSERT INTO admin_audit_events (id, occurred_at, admin_id, action, tenant, target, request_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        on_pool!(db, p => sqlx::query(sql).bind(id).bind(to_micros(Utc::now())).bind(admin_id).bind(action).bind(tenant).bind(&target).bind(request_id).bind(details.to_string()).execute(p).await.map(|_| ()))
             .map_err(query_err)?;
         Ok(id)
     }
@@ -128,12 +134,13 @@ impl GlobalDb {
     pub async fn admin_event_page(&self, filter: &AuditFilter) -> Result<Vec<AdminAuditEvent>, DbError> {
         let db = &self.db;
         let mut sql = String::from(
-            "SELECT id, occurred_at, admin_id, action, tenant, request_id, details FROM admin_audit_events WHERE 1 = 1",
+            "SELECT id, occurred_at, admin_id, action, tenant, target, request_id, details FROM admin_audit_events WHERE 1 = 1",
         );
         for (present, condition) in [
             (filter.admin_id.is_some(), " AND admin_id = ?"),
             (filter.action.is_some(), " AND action = ?"),
             (filter.tenant.is_some(), " AND tenant = ?"),
+            (filter.target.is_some(), " AND target = ?"),
             (filter.since.is_some(), " AND occurred_at >= ?"),
             (filter.until.is_some(), " AND occurred_at < ?"),
             (
@@ -159,6 +166,9 @@ impl GlobalDb {
             if let Some(tenant) = &filter.tenant {
                 query = query.bind(tenant);
             }
+            if let Some(target) = &filter.target {
+                query = query.bind(target);
+            }
             if let Some(since) = filter.since {
                 query = query.bind(to_micros(since));
             }
@@ -179,6 +189,7 @@ impl GlobalDb {
                 admin_id: r.admin_id,
                 action: r.action,
                 tenant: r.tenant,
+                target: r.target,
                 request_id: r.request_id,
                 details: serde_json::from_str(&r.details).unwrap_or(Value::Null),
             })

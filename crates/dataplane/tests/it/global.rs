@@ -14,13 +14,21 @@ async fn exercise(global: &GlobalDb) {
             Some(admin),
             "create_tenant",
             Some("acme"),
+            None,
             Some("req-1"),
             json!({"x": 1}),
         )
         .await
         .unwrap();
     global
-        .record_admin_event(Some(admin), "delete_tenant", Some("acme"), None, json!({}))
+        .record_admin_event(
+            Some(admin),
+            "delete_tenant",
+            Some("acme"),
+            Some("tenant:acme"),
+            None,
+            json!({}),
+        )
         .await
         .unwrap();
     let events = global.admin_events(10).await.unwrap();
@@ -55,6 +63,14 @@ async fn exercise(global: &GlobalDb) {
         rest.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         ["create_tenant"]
     );
+    let by_target = page(AuditFilter {
+        target: Some("tenant:acme".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(by_target.len(), 1);
+    assert_eq!(by_target[0].target.as_deref(), Some("tenant:acme"));
     let none = page(AuditFilter {
         admin_id: Some(Uuid::new_v4()),
         limit: 10,

@@ -69,9 +69,11 @@ async fn create(
     check_grant(&admin, &state, "POST /v1/admin/admins", &input.reach, input.access).await?;
     let (made, one_time) = make_admin(input, Utc::now()).await?;
     let view = AdminView::from(&made);
-    let audit = Audit::new("create_admin", None).with_details(json!({
-        "admin": made.id, "email": &made.email, "reach": &made.reach, "access": made.access,
-    }));
+    let audit = Audit::new("create_admin", None)
+        .with_target(format!("admin:{}", made.id))
+        .with_details(json!({
+            "admin": made.id, "email": &made.email, "reach": &made.reach, "access": made.access,
+        }));
     state
         .admin
         .command(admin.actor(), Command::PutAdmin { admin: made }, audit)
@@ -148,9 +150,11 @@ async fn update(
     target.access = change.access.unwrap_or(target.access);
     check_grant(&admin, &state, "PATCH /v1/admin/admins", &target.reach, target.access).await?;
     keep_a_global_writer(&state, &target)?;
-    let audit = Audit::new("update_admin", None).with_details(json!({
-        "admin": target.id, "reach": &target.reach, "access": target.access,
-    }));
+    let audit = Audit::new("update_admin", None)
+        .with_target(format!("admin:{}", target.id))
+        .with_details(json!({
+            "admin": target.id, "reach": &target.reach, "access": target.access,
+        }));
     let view = AdminView::from(&target);
     state
         .admin
@@ -189,7 +193,9 @@ async fn remove(
         ..target.clone()
     };
     keep_a_global_writer(&state, &gone)?;
-    let audit = Audit::new("delete_admin", None).with_details(json!({ "admin": target.id, "email": &target.email }));
+    let audit = Audit::new("delete_admin", None)
+        .with_target(format!("admin:{}", target.id))
+        .with_details(json!({ "admin": target.id, "email": &target.email }));
     state
         .admin
         .command(admin.actor(), Command::DeleteAdmin { id: target.id }, audit)
@@ -219,7 +225,9 @@ async fn reset_credentials(
         totp: None,
         ..target.clone()
     };
-    let audit = Audit::new("reset_admin_credentials", None).with_details(json!({ "admin": target.id }));
+    let audit = Audit::new("reset_admin_credentials", None)
+        .with_target(format!("admin:{}", target.id))
+        .with_details(json!({ "admin": target.id }));
     state
         .admin
         .command(admin.actor(), Command::PutAdmin { admin: reset }, audit)

@@ -44,7 +44,7 @@ async fn create(
         Err(e) => return Err(e),
     };
     let view = ApiKeyView::from(&key);
-    let audit = Audit::new("create_api_key", None).with_details(json!({
+    let audit = Audit::new("create_api_key", None).with_target(format!("api_key:{}", key.id)).with_details(json!({
         "api_key": key.id, "name": &key.name, "reach": &key.reach, "access": key.access, "expires_at": key.expires_at,
     }));
     state
@@ -104,7 +104,9 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = visible(&admin, &state, &id)?;
-    let audit = Audit::new("revoke_api_key", None).with_details(json!({ "api_key": key.id, "name": &key.name }));
+    let audit = Audit::new("revoke_api_key", None)
+        .with_target(format!("api_key:{}", key.id))
+        .with_details(json!({ "api_key": key.id, "name": &key.name }));
     let command = Command::RevokeApiKey {
         id: key.id,
         at: Utc::now(),

@@ -62,7 +62,12 @@ async fn record(
     }
     state
         .admin
-        .event(actor, Audit::new(action, None).with_details(details))
+        .event(
+            actor,
+            Audit::new(action, None)
+                .with_target(format!("admin:{}", admin_id.unwrap_or(Uuid::nil())))
+                .with_details(details),
+        )
         .await;
 }
 

@@ -83,7 +83,9 @@ async fn store(
     write: ClientWrite,
 ) -> Result<(), ApiError> {
     validate_client(&client).map_err(ApiError::validation)?;
-    let audit = Audit::new(action, Some(slug)).with_details(serde_json::json!({ "client_id": client.client_id }));
+    let audit = Audit::new(action, Some(slug))
+        .with_target(format!("client:{}", client.client_id))
+        .with_details(serde_json::json!({ "client_id": client.client_id }));
     let slug = slug.to_owned();
     let command = match write {
         ClientWrite::Create => Command::CreateClient { slug, client },
@@ -194,7 +196,9 @@ async fn delete_client(
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = Audit::new("delete_client", Some(&slug)).with_details(serde_json::json!({ "client_id": client_id }));
+    let audit = Audit::new("delete_client", Some(&slug))
+        .with_target(format!("client:{client_id}"))
+        .with_details(serde_json::json!({ "client_id": client_id }));
     let command = Command::DeleteClient { slug, client_id };
     state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -91,8 +91,9 @@ async fn put_role(
         permissions: input.permissions,
     };
     validate_role(&role).map_err(ApiError::validation)?;
-    let audit =
-        Audit::new("put_role", Some(&slug)).with_details(json!({ "role": name, "permissions": &role.permissions }));
+    let audit = Audit::new("put_role", Some(&slug))
+        .with_target(format!("role:{name}"))
+        .with_details(json!({ "role": name, "permissions": &role.permissions }));
     let command = Command::PutRole {
         slug,
         role: role.clone(),
@@ -108,7 +109,9 @@ async fn delete_role(
     State(state): State<AppState>,
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = Audit::new("delete_role", Some(&slug)).with_details(json!({ "role": name }));
+    let audit = Audit::new("delete_role", Some(&slug))
+        .with_target(format!("role:{name}"))
+        .with_details(json!({ "role": name }));
     let command = Command::DeleteRole { slug, name };
     state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -141,7 +144,9 @@ async fn assign_role(
     }
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
-    let audit = Audit::new("assign_role", Some(&slug)).with_details(json!({ "user": user.id, "role": &name }));
+    let audit = Audit::new("assign_role", Some(&slug))
+        .with_target(format!("user:{}", user.id))
+        .with_details(json!({ "user": user.id, "role": &name }));
     state
         .admin
         .perform(admin.actor(), db.assign_role(user.id, &name, Utc::now()), |_| audit)
@@ -162,6 +167,7 @@ async fn unassign_role(
         .admin
         .perform(admin.actor(), db.unassign_role(user.id, &name), |held| {
             Audit::new("unassign_role", Some(&slug))
+                .with_target(format!("user:{}", user.id))
                 .with_details(json!({ "user": user.id, "role": &name, "held": held }))
         })
         .await?;

@@ -76,7 +76,9 @@ async fn put_scope(
         claims: input.claims,
     };
     validate_scope(&scope).map_err(ApiError::validation)?;
-    let audit = Audit::new("put_scope", Some(&slug)).with_details(serde_json::json!({ "scope": name }));
+    let audit = Audit::new("put_scope", Some(&slug))
+        .with_target(format!("scope:{name}"))
+        .with_details(serde_json::json!({ "scope": name }));
     let command = Command::PutScope {
         slug,
         scope: scope.clone(),
@@ -90,7 +92,9 @@ async fn delete_scope(
     State(state): State<AppState>,
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = Audit::new("delete_scope", Some(&slug)).with_details(serde_json::json!({ "scope": name }));
+    let audit = Audit::new("delete_scope", Some(&slug))
+        .with_target(format!("scope:{name}"))
+        .with_details(serde_json::json!({ "scope": name }));
     let command = Command::DeleteScope { slug, name };
     state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -55,8 +55,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The event of a revocation: its target is the user it was for, else the client.
 fn audit(action: &'static str, slug: &str, details: Value) -> Audit {
-    Audit::new(action, Some(slug)).with_details(details)
+    let target = match (details["user_id"].as_str(), details["client_id"].as_str()) {
+        (Some(user), _) => Some(format!("user:{user}")),
+        (None, Some(client)) => Some(format!("client:{client}")),
+        _ => None,
+    };
+    let audit = Audit::new(action, Some(slug)).with_details(details);
+    match target {
+        Some(target) => audit.with_target(target),
+        None => audit,
+    }
 }
 
 /// The user's live sessions; `id` is the session's `sid` (as in ID tokens).

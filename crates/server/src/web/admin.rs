@@ -119,7 +119,9 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminAuth, ApiE
                     api_key: true,
                     request_id: request_id(headers),
                 };
-                let audit = Audit::new("api_key_refused", None).with_details(json!({ "reason": why.detail() }));
+                let audit = Audit::new("api_key_refused", None)
+                    .with_target(format!("api_key:{id}"))
+                    .with_details(json!({ "reason": why.detail() }));
                 let admin = state.admin.clone();
                 tokio::spawn(async move { admin.event(actor, audit).await });
             }

@@ -277,6 +277,19 @@ async fn an_admin_signs_in_with_password_and_totp_and_acts_within_reach() {
         assert!(has(action, reason), "{action} {reason:?} is recorded: {audit}");
     }
     assert!(!audit.to_string().contains(new_password), "no password in the trail");
+    // Read by target: everything done to (or by the sign-ins of) this admin.
+    let (status, mine) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/audit?target=admin:{admin_id}&limit=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mine = mine["events"].as_array().unwrap();
+    assert!(mine.len() >= 5 && mine.iter().all(|e| e["target"] == format!("admin:{admin_id}")));
+    assert!(mine.iter().any(|e| e["action"] == "create_admin"));
+    assert!(mine.iter().any(|e| e["action"] == "admin_sign_in"));
 }
 
 #[tokio::test]
