@@ -104,6 +104,9 @@ pub async fn login(args: Login) -> anyhow::Result<()> {
             None => bail!("standard input has no {what}"),
         }
     };
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("reading the password from standard input (it is shown as typed; pipe it in to hide it)");
+    }
     let password = next_line("password (first line)")?;
     let http = reqwest::Client::new();
     if args.enrol_totp {
@@ -125,10 +128,28 @@ pub async fn login(args: Login) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn fresh_enough(profile: &Profile) -> bool {
+    profile.access_expires_at - 30 > chrono::Utc::now().timestamp()
+}
+
 /// The profile's access token, refreshed (and the profile saved) when it expires within
-/// 30 seconds.
-pub async fn fresh_access_token(path: &Path, mut profile: Profile) -> anyhow::Result<Profile> {
-    if profile.access_expires_at - 30 > chrono::Utc::now().timestamp() {
+/// 30 seconds. A refresh token works once (a second use ends the session), so commands
+/// run side by side refresh one at a time: under an exclusive lock on `<profile>.lock`,
+/// re-reading the profile another one may have just refreshed.
+pub async fn fresh_access_token(path: &Path, profile: Profile) -> anyhow::Result<Profile> {
+    if fresh_enough(&profile) {
+        return Ok(profile);
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await??;
+    let mut profile = load(path)?.unwrap_or(profile);
+    if fresh_enough(&profile) {
         return Ok(profile);
     }
     let http = reqwest::Client::new();
@@ -139,6 +160,7 @@ pub async fn fresh_access_token(path: &Path, mut profile: Profile) -> anyhow::Re
     let tokens: AdminTokens = serde_json::from_value(refreshed)?;
     profile = profile_of(&profile.url.clone(), &profile.email.clone(), tokens);
     save(path, &profile)?;
+    drop(lock);
     Ok(profile)
 }
 

@@ -238,6 +238,31 @@ async fn init_then_serve_then_admin_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(made["key"].as_str().unwrap().starts_with("tnk_"));
+    // An access token about to expire is refreshed once, even by commands run side by side
+    // (a refresh token spent twice would end the session).
+    let mut stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    stored["access_expires_at"] = serde_json::json!(0);
+    std::fs::write(&profile, stored.to_string()).unwrap();
+    let side_by_side: Vec<_> = (0..3)
+        .map(|_| {
+            tenantry(dir.path())
+                .args(["tenant", "list"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in side_by_side {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = cli(&["tenant", "list"]);
+    assert!(
+        out.status.success(),
+        "the session lives on: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let settings = dir.path().join("settings.json");
     std::fs::write(
         &settings,
