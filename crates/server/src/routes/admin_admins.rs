@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -86,17 +86,15 @@ async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-/// The admins within the caller's reach, oldest first.
-async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+/// The admins within the caller's reach, by id, in pages (`limit`, `after`).
+async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<serde_json::Value> {
     let snapshot = state.control_plane.snapshot();
-    let mut admins: Vec<AdminView> = snapshot
+    let admins = snapshot
         .admins
-        .values()
-        .filter(|a| admin.0.reach.includes(&a.reach))
-        .map(AdminView::from)
-        .collect();
-    admins.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    Json(json!({ "admins": admins }))
+        .iter()
+        .filter(|(_, a)| admin.0.reach.includes(&a.reach))
+        .map(|(id, a)| (id.to_string(), AdminView::from(a)));
+    Json(page.answer("admins", admins))
 }
 
 /// The admin `id` if it is within the caller's reach (404 otherwise: one out of reach is

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -56,17 +56,16 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// The keys within the caller's reach, newest first (revoked and expired ones too).
-async fn list(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+/// The keys within the caller's reach (revoked and expired ones too), by id, in pages
+/// (`limit`, `after`).
+async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<serde_json::Value> {
     let snapshot = state.control_plane.snapshot();
-    let mut keys: Vec<ApiKeyView> = snapshot
+    let keys = snapshot
         .api_keys
-        .values()
-        .filter(|k| admin.0.reach.includes(&k.reach))
-        .map(ApiKeyView::from)
-        .collect();
-    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    Json(json!({ "api_keys": keys }))
+        .iter()
+        .filter(|(_, k)| admin.0.reach.includes(&k.reach))
+        .map(|(id, k)| (id.to_string(), ApiKeyView::from(k)));
+    Json(page.answer("api_keys", keys))
 }
 
 /// The key `id` if it is within the caller's reach (404 otherwise: a key out of reach is

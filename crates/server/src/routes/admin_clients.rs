@@ -16,7 +16,7 @@ use tenantry_controlplane::validate::validate_client;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, OptionalApiJson};
+use crate::web::{AdminAuth, ApiJson, OptionalApiJson, PageQuery};
 use tenantry_admin::clients::{self, ClientInput};
 use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;
@@ -145,14 +145,16 @@ async fn create_client(
         .into_response())
 }
 
+/// The tenant's clients by client id, in pages (`limit`, `after`).
 async fn list_clients(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    page: PageQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let clients: Vec<ClientView> = ctx.entry.clients.values().map(|c| view(c, None)).collect();
-    Ok(Json(serde_json::json!({ "clients": clients })))
+    let clients = ctx.entry.clients.iter().map(|(id, c)| (id.clone(), view(c, None)));
+    Ok(Json(page.answer("clients", clients)))
 }
 
 async fn show_client(

@@ -21,7 +21,7 @@ use tenantry_oidc::tokens::RoleClaims;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,14 +44,17 @@ fn no_role(name: &str) -> ApiError {
     )
 }
 
+/// The tenant's roles by name, in pages (`limit`, `after`).
 async fn list_roles(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    page: PageQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let roles: Vec<&Role> = ctx.entry.roles.values().collect();
-    Ok(Json(json!({ "roles": roles })))
+    Ok(Json(
+        page.answer("roles", ctx.entry.roles.iter().map(|(n, r)| (n.clone(), r))),
+    ))
 }
 
 async fn show_role(

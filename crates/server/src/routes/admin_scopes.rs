@@ -13,7 +13,7 @@ use tenantry_controlplane::validate::validate_scope;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson};
+use crate::web::{AdminAuth, ApiJson, PageQuery};
 use tenantry_admin::Audit;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;
 
@@ -35,14 +35,17 @@ struct ScopeInput {
     claims: Vec<String>,
 }
 
+/// The built-in scopes, and the tenant's own by name in pages (`limit`, `after`).
 async fn list_scopes(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    page: PageQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let scopes: Vec<&Scope> = ctx.entry.scopes.values().collect();
-    Ok(Json(serde_json::json!({ "builtin": BUILTIN_SCOPES, "scopes": scopes })))
+    let mut answer = page.answer("scopes", ctx.entry.scopes.iter().map(|(n, s)| (n.clone(), s)));
+    answer["builtin"] = serde_json::json!(BUILTIN_SCOPES);
+    Ok(Json(answer))
 }
 
 async fn show_scope(

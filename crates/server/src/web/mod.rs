@@ -11,6 +11,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod extract;
 pub mod oauth_error;
+pub mod page;
 pub mod tenant;
 
 pub use admin::AdminAuth;
@@ -19,3 +20,4 @@ pub use cookies::{CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, cookie, cookie_hea
 pub use csrf::{CsrfForm, CsrfRejection};
 pub use extract::{ApiJson, ClientIp, OptionalApiJson, RequestId, SessionOrigin};
 pub use oauth_error::OAuthError;
+pub use page::PageQuery;

@@ -185,6 +185,20 @@ async fn admins_provision_clients_and_secrets_are_shown_once() {
         .map(|c| c["client_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["billing", "demo-spa"]);
+    assert!(list["next_after"].is_null());
+    // Pages: one client, then the one after it.
+    let (_, first) = server.admin(Method::GET, &format!("{API}?limit=1"), None).await;
+    assert_eq!(first["clients"][0]["client_id"], "billing");
+    assert_eq!(first["next_after"], "billing");
+    let (_, second) = server
+        .admin(Method::GET, &format!("{API}?limit=1&after=billing"), None)
+        .await;
+    assert_eq!(second["clients"][0]["client_id"], "demo-spa");
+    assert!(second["next_after"].is_null());
+    for bad in ["limit=0", "limit=1001", "colour=red"] {
+        let (status, body) = server.admin(Method::GET, &format!("{API}?{bad}"), None).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
     assert_eq!(
         server.admin(Method::DELETE, &format!("{API}/billing"), None).await.0,
         204
