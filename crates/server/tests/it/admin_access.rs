@@ -373,6 +373,19 @@ async fn a_revoked_or_expired_key_is_refused_and_a_key_is_shown_once() {
     let (status, _) = call(&server, &expired, "GET", "/v1/admin/tenants", None).await;
     assert_eq!(status, 200, "the live one still works");
 
+    // On every route, the revoked and the expired key are 401 before anything runs.
+    for (method, path) in ROUTES {
+        let concrete = concrete(path, "local", &id);
+        for dead in [key.as_str(), old_token.as_str()] {
+            let (status, body) = call(&server, dead, method, &concrete, Some(json!({}))).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {concrete}"
+            );
+        }
+    }
+
     // Each use of the dead keys is recorded against the key.
     let mut recorded = Vec::new();
     for _ in 0..50 {
