@@ -51,8 +51,9 @@ async fn record(
     details: serde_json::Value,
     (ip, request): (ClientIp, RequestId),
 ) {
+    let who = admin_id.unwrap_or(Uuid::nil());
     let actor = Actor {
-        admin_id: admin_id.unwrap_or(Uuid::nil()),
+        admin_id: who,
         api_key: false,
         request_id: request.0,
     };
@@ -65,7 +66,7 @@ async fn record(
         .event(
             actor,
             Audit::new(action, None)
-                .with_target(format!("admin:{}", admin_id.unwrap_or(Uuid::nil())))
+                .with_target(format!("admin:{who}"))
                 .with_details(details),
         )
         .await;
