@@ -139,6 +139,17 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether the decoded path or query of an admin request holds a control character. No
+/// name, id or search text of the admin API has one, and a NUL is text PostgreSQL cannot
+/// even hold: such a request is bad input, refused before any handler or database sees it.
+fn has_control_characters(uri: &axum::http::Uri) -> bool {
+    let decoded = url::form_urlencoded::parse(uri.path().as_bytes())
+        .chain(url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()));
+    decoded
+        .flat_map(|(name, value)| [name, value])
+        .any(|part| part.chars().any(char::is_control))
+}
+
 /// Tenant routes only a global credential may use: deleting a tenant (its lifecycle is
 /// the installation's), and adopting a database stamped for another tenant (which would
 /// hand one tenant's users to another's administrators).
@@ -183,6 +194,13 @@ pub async fn gate(
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
     };
+    if has_control_characters(request.uri()) {
+        return ApiError::new(
+            ErrorCode::BadRequest,
+            "the path or query holds a control character (such as %00)",
+        )
+        .into_response();
+    }
     let slug = params
         .as_ref()
         .ok()

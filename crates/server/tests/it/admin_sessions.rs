@@ -180,3 +180,48 @@ async fn admins_list_and_revoke_sessions_refresh_tokens_and_consents() {
         assert_eq!(status, 404, "{path}");
     }
 }
+
+/// Text an admin sends into a query of a PostgreSQL tenant (search parts, audit filters,
+/// client ids and role names in the path) never reaches the database as something it
+/// cannot read: a NUL or another control character is refused as bad input, not a 5xx.
+#[tokio::test]
+async fn control_characters_in_admin_text_are_refused_before_the_database() {
+    let server = start().await;
+    let client = crate::common::postgres::spa_client(&["openid"]);
+    let Some(database) = crate::common::postgres::postgres_tenant(&server, "pgtext", client).await else {
+        return;
+    };
+    let nobody = uuid::Uuid::new_v4();
+    for (method, path) in [
+        (Method::GET, "/v1/admin/tenants/pgtext/users?q=a%00b".to_owned()),
+        (Method::GET, "/v1/admin/tenants/pgtext/users?email=%01".to_owned()),
+        (Method::GET, "/v1/admin/tenants/pgtext/users?field.x=%00".to_owned()),
+        (Method::GET, "/v1/admin/tenants/pgtext/audit?action=a%00".to_owned()),
+        (Method::GET, "/v1/admin/tenants/pgtext/audit?actor=%00".to_owned()),
+        (
+            Method::DELETE,
+            "/v1/admin/tenants/pgtext/clients/a%00b/refresh-tokens".to_owned(),
+        ),
+        (
+            Method::DELETE,
+            "/v1/admin/tenants/pgtext/clients/a%00b/consents".to_owned(),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/admin/tenants/pgtext/users/{nobody}/consents/a%00b"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/admin/tenants/pgtext/users/{nobody}/roles/a%00b"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/admin/tenants/pgtext/users/{nobody}/refresh-tokens?client_id=%00"),
+        ),
+    ] {
+        let (status, body) = server.admin(method.clone(), &path, None).await;
+        assert!((400..500).contains(&status), "{method} {path}: {status} {body}");
+    }
+    drop(server);
+    database.drop_database().await;
+}
