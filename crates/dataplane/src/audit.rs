@@ -114,9 +114,12 @@ impl From<EventRow> for SecurityEvent {
     }
 }
 
-/// Text cut to what its column holds.
+/// Text cut to what its column holds, without control characters (a caller's text such
+/// as a sign-in's email may hold a NUL, which PostgreSQL cannot store; the event must be
+/// recorded all the same).
 fn bounded(text: &Option<String>, max: usize) -> Option<String> {
-    text.as_ref().map(|t| t.chars().take(max).collect())
+    text.as_ref()
+        .map(|t| t.chars().filter(|c| !c.is_control()).take(max).collect())
 }
 
 #[async_trait]
