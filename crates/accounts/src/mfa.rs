@@ -23,7 +23,7 @@ const STEP_SECS: u64 = 30;
 const SKEW_STEPS: u64 = 1;
 
 /// What a user needs to add the account to an authenticator app.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Enrolment {
     /// The secret in base32, for manual entry.
     pub secret: String,

@@ -214,7 +214,7 @@ fn split_api_key(token: &str) -> Option<(Uuid, &str)> {
 }
 
 /// A key as the API shows it: never its secret or digest.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: Uuid,
     pub name: String,
@@ -253,7 +253,7 @@ pub fn due_for_touch(key: &ApiKey, now: DateTime<Utc>) -> bool {
 }
 
 /// `POST /v1/admin/api-keys`: a new key's name, reach, access and lifetime.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::signin::check_new_password;
 
 /// A new admin (`POST /v1/admin/admins`, `tenantry admin create`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdmin {
     pub email: String,
@@ -29,7 +29,7 @@ pub struct NewAdmin {
 }
 
 /// An admin as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminView {
     pub id: Uuid,
     pub name: String,

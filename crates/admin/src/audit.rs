@@ -6,14 +6,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tenantry_dataplane::global::AdminAuditEvent;
 use tenantry_dataplane::{AuditFilter, GlobalDb};
 use tenantry_errors::ApiError;
 use uuid::Uuid;
 
 /// The query string of the audit list; every field is optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The admin or API key that acted.
@@ -33,7 +34,7 @@ pub struct AuditQuery {
 }
 
 /// One page, most recent first, and the cursor of the next one (`null` on the last page).
-pub async fn page(global: &GlobalDb, query: AuditQuery) -> Result<Value, ApiError> {
+pub async fn page(global: &GlobalDb, query: AuditQuery) -> Result<AuditPage, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
@@ -54,7 +55,26 @@ pub async fn page(global: &GlobalDb, query: AuditQuery) -> Result<Value, ApiErro
         events.truncate(limit as usize);
         events.last().map(cursor)
     });
-    Ok(json!({ "events": events, "next_after": next_after.flatten() }))
+    Ok(AuditPage {
+        events,
+        next_after: next_after.flatten(),
+    })
+}
+
+/// A page of the installation's audit trail.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AdminAuditEvent>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next_after: Option<String>,
+}
+
+/// A page of a tenant's security events.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub events: Vec<tenantry_dataplane::SecurityEvent>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next_after: Option<String>,
 }
 
 fn cursor(event: &AdminAuditEvent) -> String {
@@ -66,7 +86,8 @@ fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
 }
 
 /// The query string of a tenant's security-event list; every field is optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// `login`, `account_locked`, `second_factor`, `mfa_enabled`, `password_reset`, ...
@@ -83,7 +104,7 @@ pub struct EventQuery {
 }
 
 /// One page of a tenant's security events, most recent first, and the next cursor.
-pub async fn tenant_page(db: &tenantry_dataplane::TenantDb, query: EventQuery) -> Result<Value, ApiError> {
+pub async fn tenant_page(db: &tenantry_dataplane::TenantDb, query: EventQuery) -> Result<EventPage, ApiError> {
     use tenantry_dataplane::AuditRepository;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -104,7 +125,10 @@ pub async fn tenant_page(db: &tenantry_dataplane::TenantDb, query: EventQuery) -
         events.truncate(limit as usize);
         events.last().map(|e| cursor_of(e.occurred_at, e.id))
     });
-    Ok(json!({ "events": events, "next_after": next_after.flatten() }))
+    Ok(EventPage {
+        events,
+        next_after: next_after.flatten(),
+    })
 }
 
 fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
@@ -166,6 +190,7 @@ impl EventFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn the_event_file_gets_one_json_line_per_event() {

@@ -9,7 +9,7 @@ use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::keystore::KeyStore;
 
 /// The writable fields of a client. Everything but `name` has a default.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,8 @@
 //! keys, a first admin, the default tenant, the development demo), through the `Writer`
 //! like every other control-plane write. [`signin`] signs admins in (password and TOTP
 //! against the system issuer) and checks their access tokens; [`access`] turns any admin
-//! credential into the principal the gate checks.
+//! credential into the principal the gate checks. [`transfer`] exports a tenant to a
+//! document and imports one.
 //!
 //! Every change an administrator makes — a control-plane command through the `Writer`, or
 //! a change in a tenant database — goes through [`AdminService::perform`] (commands through
@@ -31,6 +32,7 @@ pub mod installation;
 pub mod settings;
 pub mod signin;
 pub mod tenants;
+pub mod transfer;
 pub mod users;
 
 use std::future::Future;

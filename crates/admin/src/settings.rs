@@ -160,7 +160,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// One secret that could not be re-sealed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ResealFailure {
     pub tenant: String,
     pub field: String,

@@ -43,7 +43,7 @@ const LOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
 const HASHING_OWNER: &str = "system";
 
 /// `POST /v1/admin/auth/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     pub email: String,
@@ -57,7 +57,7 @@ pub struct SignIn {
 }
 
 /// `POST /v1/admin/auth/totp`: the password proves the admin before a secret is shown.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpEnrolment {
     pub email: String,
@@ -65,7 +65,7 @@ pub struct TotpEnrolment {
 }
 
 /// The token response of a sign-in or refresh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminTokens {
     pub access_token: String,
     pub token_type: String,

@@ -208,7 +208,7 @@ impl crate::AdminService {
         secrets: &SecretBox,
         slug: &str,
         user_db: Option<Value>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<AdoptReport, ApiError> {
         let adopt = async {
             let mut ctx = resolver.resolve_slug(slug)?;
             if let Some(user_db) = user_db {
@@ -238,19 +238,30 @@ impl crate::AdminService {
                 .await?
                 .schema_status(tenantry_dataplane::Schema::Tenant)
                 .await?;
-            Ok::<_, ApiError>(serde_json::json!({
-                "tenant_id": ctx.entry.tenant.id,
-                "previous_owner": previous,
-                "sign_ins_ended": ended,
-                "schema": schema,
-            }))
+            Ok::<_, ApiError>(AdoptReport {
+                tenant_id: ctx.entry.tenant.id,
+                previous_owner: previous,
+                sign_ins_ended: ended,
+                schema,
+            })
         };
         self.perform(actor, adopt, |report| {
             crate::Audit::new("adopt_tenant_db", Some(slug)).with_details(serde_json::json!({
-                "previous_owner": report["previous_owner"],
-                "sign_ins_ended": report["sign_ins_ended"],
+                "previous_owner": report.previous_owner,
+                "sign_ins_ended": report.sign_ins_ended,
             }))
         })
         .await
     }
+}
+
+/// What adopting a tenant database did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AdoptReport {
+    pub tenant_id: uuid::Uuid,
+    /// The tenant id the database was stamped for before, if any.
+    pub previous_owner: Option<String>,
+    /// Whether the previous owner's sessions, refresh tokens and codes were ended.
+    pub sign_ins_ended: bool,
+    pub schema: tenantry_dataplane::SchemaStatus,
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{Actor, AdminService, Audit};
 
 /// `POST /v1/admin/tenants/{slug}/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
@@ -46,7 +46,7 @@ pub struct CreateUser {
 
 /// A profile change (any of `ProfileUpdate`'s fields) and optional custom field values;
 /// absent fields stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateUser {
     #[serde(flatten)]
     pub profile: ProfileUpdate,

@@ -106,6 +106,61 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
             store.write_json(&store.tenant_dir(&tenant.slug).join(store::TENANT_FILE), tenant)?;
             entry_mut(&mut next, &tenant.slug)?.tenant = tenant.clone();
         }
+        Command::ImportTenant {
+            tenant,
+            clients,
+            scopes,
+            roles,
+            key_ring,
+            expected_updated_at,
+        } => {
+            invalid(validate::validate_tenant(tenant))?;
+            for client in clients {
+                invalid(validate::validate_client(client))?;
+            }
+            for scope in scopes {
+                invalid(validate::validate_scope(scope))?;
+            }
+            for role in roles {
+                invalid(validate::validate_role(role))?;
+            }
+            if current.degraded.contains_key(&tenant.slug) {
+                return Err(Rejection::TenantDegraded(tenant.slug.clone()).into());
+            }
+            let key_ring = match (current.tenants.get(&tenant.slug), key_ring) {
+                (Some(old), None) => {
+                    if expected_updated_at.is_some_and(|expected| expected != old.tenant.updated_at) {
+                        return Err(Rejection::TenantChanged(tenant.slug.clone()).into());
+                    }
+                    if old.tenant.id != tenant.id {
+                        return Err(Rejection::Immutable("id").into());
+                    }
+                    if old.tenant.created_at != tenant.created_at {
+                        return Err(Rejection::Immutable("created_at").into());
+                    }
+                    old.key_ring.clone()
+                }
+                (Some(_), Some(_)) => return Err(Rejection::TenantExists(tenant.slug.clone()).into()),
+                (None, Some(ring)) => {
+                    invalid(validate::validate_key_ring(ring))?;
+                    ring.clone()
+                }
+                (None, None) => return Err(Rejection::TenantNotFound(tenant.slug.clone()).into()),
+            };
+            let entry = TenantEntry {
+                tenant: tenant.clone(),
+                clients: clients.iter().map(|c| (c.client_id.clone(), c.clone())).collect(),
+                scopes: scopes.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+                roles: roles.iter().map(|r| (r.name.clone(), r.clone())).collect(),
+                key_ring,
+            };
+            if current.tenants.contains_key(&tenant.slug) {
+                store.replace_tenant_dir(&entry)?;
+            } else {
+                store.create_tenant_dir(&entry)?;
+            }
+            next.tenants.insert(tenant.slug.clone(), Arc::new(entry));
+        }
         Command::DeleteTenant { slug } => {
             if !current.slug_taken(slug) {
                 return Err(Rejection::TenantNotFound(slug.clone()).into());

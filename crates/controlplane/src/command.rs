@@ -26,6 +26,20 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expected_updated_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Puts a whole tenant as an import made it: its settings, clients, scopes and roles
+    /// exactly as given, in one step (the folder is written aside and swapped in). A new
+    /// tenant needs `key_ring`; an existing one keeps its ring, id and creation time, and
+    /// `expected_updated_at` refuses the import when the tenant changed meanwhile.
+    ImportTenant {
+        tenant: Tenant,
+        clients: Vec<Client>,
+        scopes: Vec<Scope>,
+        roles: Vec<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_ring: Option<KeyRing>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Removes a tenant and all of its control-plane files (also a degraded one).
     DeleteTenant {
         slug: String,
@@ -138,7 +152,9 @@ impl Command {
     /// The tenant this command touches, if any (used for logs and cache invalidation).
     pub fn tenant_slug(&self) -> Option<&str> {
         match self {
-            Command::CreateTenant { tenant, .. } | Command::UpdateTenant { tenant, .. } => Some(&tenant.slug),
+            Command::CreateTenant { tenant, .. }
+            | Command::UpdateTenant { tenant, .. }
+            | Command::ImportTenant { tenant, .. } => Some(&tenant.slug),
             Command::DeleteTenant { slug }
             | Command::CreateClient { slug, .. }
             | Command::PutClient { slug, .. }
@@ -167,6 +183,7 @@ impl Command {
         match self {
             Command::CreateTenant { .. } => "create_tenant",
             Command::UpdateTenant { .. } => "update_tenant",
+            Command::ImportTenant { .. } => "import_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
             Command::CreateClient { .. } => "create_client",
             Command::PutClient { .. } => "put_client",

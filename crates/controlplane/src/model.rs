@@ -16,6 +16,24 @@ use uuid::Uuid;
 #[serde(transparent)]
 pub struct SealedSecret(pub String);
 
+/// In the admin API a secret is written as plaintext (sealed on arrival) and read back as
+/// `{"set": true}`: never the value, sealed or not.
+impl utoipa::PartialSchema for SealedSecret {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let written = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("The secret, in plaintext; it is sealed on arrival"));
+        let read = ObjectBuilder::new()
+            .property("set", ObjectBuilder::new().schema_type(Type::Boolean))
+            .required("set")
+            .description(Some("A secret is set; its value is never shown"));
+        OneOfBuilder::new().item(written).item(read).into()
+    }
+}
+
+impl utoipa::ToSchema for SealedSecret {}
+
 /// A tenant: one issuer, one database, one set of settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +48,7 @@ pub struct Tenant {
 }
 
 /// Everything a tenant administrator can configure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantSettings {
     pub issuer: IssuerMode,
@@ -71,7 +89,7 @@ impl TenantSettings {
 }
 
 /// How the tenant's issuer URL is formed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum IssuerMode {
     /// `{public_url}/t/{slug}`.
@@ -81,7 +99,7 @@ pub enum IssuerMode {
     Custom { url: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Branding {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +114,7 @@ pub struct Branding {
     pub background_color: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     #[default]
@@ -115,7 +133,7 @@ impl Language {
 }
 
 /// Lifetimes in seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenLifetimes {
     pub session_secs: u64,
@@ -135,7 +153,7 @@ impl Default for TokenLifetimes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityPolicy {
     pub password_min_length: u32,
@@ -209,7 +227,7 @@ impl Default for SecurityPolicy {
 /// The default is OWASP's recommendation (19 MiB, 2 passes, 1 lane). Tenants migrated from
 /// elsewhere can match their old cost (Keycloak uses 7 MiB and 5 passes) so a login costs
 /// the same as before. Bounds are checked in [`crate::validate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordHashParams {
     /// Memory per hash in KiB (`m`).
@@ -230,7 +248,7 @@ impl Default for PasswordHashParams {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     pub host: String,
@@ -244,7 +262,7 @@ pub struct SmtpSettings {
     pub from_address: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     None,
@@ -253,7 +271,7 @@ pub enum SmtpTls {
     Tls,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserDbSettings {
     pub driver: DbDriver,
@@ -262,7 +280,7 @@ pub struct UserDbSettings {
     pub dsn: Option<SealedSecret>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DbDriver {
     Sqlite,
@@ -270,7 +288,7 @@ pub enum DbDriver {
     Mysql,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MailTemplateKind {
     VerifyEmail,
@@ -294,7 +312,7 @@ impl MailTemplateKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailTemplate {
     pub subject: String,
@@ -302,7 +320,7 @@ pub struct MailTemplate {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsentPolicy {
     /// Ask for consent at all (first-party clients are always skipped).
@@ -320,7 +338,7 @@ impl Default for ConsentPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocialProvider {
     /// Stable id inside the tenant, e.g. `google`.
@@ -344,7 +362,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SocialProviderKind {
     Google,
@@ -354,7 +372,7 @@ pub enum SocialProviderKind {
 }
 
 /// A tenant-declared user attribute, stored as a real column of the users table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomField {
     pub name: String,
@@ -371,7 +389,7 @@ pub struct CustomField {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CustomFieldType {
     Text,
@@ -438,14 +456,14 @@ pub struct Client {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientType {
     Public,
     Confidential,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -453,7 +471,7 @@ pub enum GrantType {
     ClientCredentials,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenEndpointAuthMethod {
     None,
@@ -471,7 +489,7 @@ pub struct PreviousSecret {
 }
 
 /// A tenant-defined scope and the claims it releases.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     pub name: String,
@@ -481,7 +499,7 @@ pub struct Scope {
     pub claims: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub name: String,
@@ -570,7 +588,7 @@ pub struct AdminSession {
 
 /// Where an admin or an API key may act: the whole installation, or the listed tenants
 /// only (`"global"` or `{"tenants": ["acme"]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AdminReach {
     #[default]
@@ -602,7 +620,7 @@ impl AdminReach {
 }
 
 /// Whether an admin or an API key may change things or only read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminAccess {
     ReadOnly,
@@ -656,7 +674,7 @@ pub struct SystemSecrets {
 
 /// A JWS algorithm an issuer signs with. RS256 is always available (OIDC requires it);
 /// ES256 (P-256) and EdDSA (Ed25519) are faster and smaller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SigningAlg {
     #[serde(rename = "RS256")]
     Rs256,
@@ -687,7 +705,7 @@ impl std::fmt::Display for SigningAlg {
 }
 
 /// Which keys sign a tenant's tokens and how often they rotate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SigningSettings {
     /// Algorithm of ID tokens (and logout tokens); a client may override it.
@@ -836,7 +854,7 @@ pub struct SigningKey {
     pub retire_after: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
     Active,

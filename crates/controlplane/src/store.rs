@@ -147,6 +147,39 @@ impl FsStore {
         result
     }
 
+    /// Replaces an existing tenant's folder with `entry` as a whole: the new folder is
+    /// written aside, then the old one is renamed away and the new one into its place.
+    pub fn replace_tenant_dir(&self, entry: &TenantEntry) -> io::Result<()> {
+        let tenants = self.tenants_dir();
+        let target = tenants.join(&entry.tenant.slug);
+        let staging_entry = TenantEntry {
+            tenant: Tenant {
+                slug: format!(".import-{}-{}", entry.tenant.slug, Uuid::new_v4()),
+                ..entry.tenant.clone()
+            },
+            ..entry.clone()
+        };
+        // The folder is written under a staging name, with the real tenant inside.
+        let staging = tenants.join(&staging_entry.tenant.slug);
+        self.create_tenant_dir(&staging_entry)?;
+        let swap = (|| {
+            write_atomic(&staging.join(TENANT_FILE), &to_json(&entry.tenant)?)?;
+            let trash = tenants.join(format!(".trash-{}-{}", entry.tenant.slug, Uuid::new_v4()));
+            fs::rename(&target, &trash)?;
+            if let Err(e) = fs::rename(&staging, &target) {
+                let _ = fs::rename(&trash, &target);
+                return Err(e);
+            }
+            sync_dir(&tenants)?;
+            let _ = fs::remove_dir_all(&trash);
+            Ok(())
+        })();
+        if swap.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        swap
+    }
+
     /// Removes a tenant folder: renamed away in one step, then deleted.
     pub fn delete_tenant_dir(&self, slug: &str) -> io::Result<()> {
         let tenants = self.tenants_dir();

@@ -24,6 +24,8 @@ use base64::{
 };
 use zeroize::Zeroizing;
 
+use crate::transfer::{TRANSFER_KEY_INFO, TransferKey};
+
 const ENVELOPE_VERSION: &str = "tsb1";
 const HKDF_SALT: &[u8] = b"tenantry-secretbox-v1";
 const TAG_LEN: usize = 16;
@@ -131,6 +133,12 @@ impl MasterKey {
         derive(self.secret.as_ref(), info.as_bytes(), sub.as_mut());
         RandomizedNonceKey::new(&AES_256_GCM, sub.as_ref()).expect("a 32-byte AES-256 key")
     }
+
+    fn transfer_key(&self) -> TransferKey {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        derive(self.secret.as_ref(), TRANSFER_KEY_INFO, seed.as_mut());
+        TransferKey::from_seed(&self.id, &seed)
+    }
 }
 
 struct OkmLen(usize);
@@ -177,6 +185,22 @@ impl SecretBox {
     /// The id of the key new envelopes are sealed with.
     pub fn current_key_id(&self) -> &str {
         self.current.id()
+    }
+
+    /// This installation's transfer key, derived from the current master key: export
+    /// documents meant for this installation are sealed to its public half (see
+    /// [`crate::transfer`]).
+    pub fn transfer_key(&self) -> TransferKey {
+        self.current.transfer_key()
+    }
+
+    /// The transfer keys of the current and previous master keys, current first, so a
+    /// document sealed before a master-key rotation still opens.
+    pub fn transfer_keys(&self) -> Vec<TransferKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(MasterKey::transfer_key)
+            .collect()
     }
 
     /// Seals `plaintext` for `ctx` under the current master key.

@@ -15,7 +15,7 @@ use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
 use crate::on_pool;
 
 /// Whether the attempt an event records succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -32,7 +32,7 @@ impl Outcome {
 }
 
 /// One security event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SecurityEvent {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -49,6 +49,7 @@ pub struct SecurityEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    #[schema(value_type = Object)]
     pub details: Value,
 }
 

@@ -582,7 +582,7 @@ async fn probe<C: sqlx::Connection>(options: &C::Options, timeout: Duration) -> 
 }
 
 /// The schema version of one database.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SchemaStatus {
     /// Highest applied migration (0 = empty database).
     pub version: i64,

@@ -19,7 +19,7 @@ use crate::db::{DbError, ErrorKind, OpenSpec, Schema, TenantDb, from_micros, que
 use crate::on_pool;
 
 /// One admin audit event.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct AdminAuditEvent {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -29,6 +29,7 @@ pub struct AdminAuditEvent {
     /// What the action was done to: `user:<id>`, `client:<id>`, `admin:<id>`, ...
     pub target: Option<String>,
     pub request_id: Option<String>,
+    #[schema(value_type = Object)]
     pub details: Value,
 }
 

@@ -9,6 +9,7 @@
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
 //!   [`RoleRepository`], [`AuditRepository`] (the tenant's security events).
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
+//! * [`transfer`] — users in bulk for tenant export (pages) and import (one transaction).
 //! * [`global::GlobalDb`] — the optional installation-wide database (the audit trail of
 //!   admin actions); never a tenant's data.
 //!
@@ -27,6 +28,7 @@ pub mod mfa;
 pub mod model;
 pub mod roles;
 pub mod sessions;
+pub mod transfer;
 pub mod users;
 
 pub use audit::{AuditRepository, EventFilter, Outcome, SecurityEvent};

@@ -50,6 +50,14 @@ pub fn router(state: AppState) -> Router {
             crate::web::tenant::api_tenant,
         ));
 
+    // An import streams a large document for a long time: its own timeout, not the one
+    // every other request has (the body cap is the route's own, `IMPORT_MAX_BYTES`).
+    let import = routes::admin_transfer::import_router()
+        .route_layer(from_fn_with_state(state.clone(), crate::web::admin::gate))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            routes::admin_transfer::IMPORT_TIMEOUT,
+        ));
     let app = Router::new()
         .merge(routes::ops::router())
         .merge(routes::discovery::root_router().route_layer(CorsPolicy::PublicDocument.layer()))
@@ -57,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::admin_auth::router())
         .merge(api)
         .merge(issuer)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .merge(import)
         .layer(from_fn_with_state(state.clone(), crate::web::extract::event_origin))
         .fallback(middleware::not_found)
         .with_state(state);
@@ -76,10 +89,6 @@ pub fn with_common_layers(app: Router, limits: &tenantry_config::Limits, hsts: b
             )
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(from_fn(move |req, next| middleware::finish_response(hsts, req, next)))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                limits.request_timeout,
-            ))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
     )
 }

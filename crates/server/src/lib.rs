@@ -12,6 +12,7 @@ pub mod app;
 pub mod error;
 pub mod http_server;
 pub mod middleware;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod state;

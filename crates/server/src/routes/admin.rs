@@ -12,14 +12,17 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_controlplane::model::Tenant;
+use tenantry_controlplane::model::{Tenant, TenantSettings};
+use utoipa::{IntoParams, ToSchema};
 use tenantry_controlplane::{Command, TenantEntry};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson, OptionalApiJson};
+use tenantry_admin::audit::{AuditPage, AuditQuery, EventPage, EventQuery};
 use tenantry_admin::settings::{self, ResealFailure, Resealer};
+use tenantry_admin::tenants::AdoptReport;
 use tenantry_admin::{Audit, tenants};
 use tenantry_dataplane::{Schema, SchemaStatus};
 use tenantry_tenancy::{Capability, TenantContext};
@@ -54,10 +57,31 @@ pub fn router() -> Router<AppState> {
         .merge(super::admin_roles::router())
         .merge(super::admin_sessions::router())
         .merge(super::admin_email::router())
+        .merge(super::admin_transfer::router())
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_tenants,
+    create_tenant,
+    get_tenant,
+    patch_tenant,
+    delete_tenant,
+    get_settings,
+    put_settings,
+    patch_settings,
+    reseal,
+    database_status,
+    migrate_database,
+    adopt_database,
+    drop_custom_column,
+    admin_audit,
+    tenant_audit
+))]
+pub struct Doc;
+
 /// A tenant as the admin API shows it: settings with secrets redacted.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
     pub id: Uuid,
     pub slug: String,
@@ -65,6 +89,7 @@ pub struct TenantView {
     pub issuer: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(value_type = TenantSettings)]
     pub settings: Value,
 }
 
@@ -81,14 +106,23 @@ fn view(state: &AppState, entry: &TenantEntry) -> TenantView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new tenant; `settings` are merged onto the defaults of a new tenant.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
+    /// Lowercase letters, digits and `-`; the tenant's issuer is `{public_url}/t/{slug}`.
     slug: String,
     display_name: Option<String>,
+    #[schema(value_type = Option<TenantSettings>)]
     settings: Option<Value>,
 }
 
+/// Path of a tenant.
+const SLUG: &str = "The tenant's slug";
+
+/// Creates a tenant with its signing keys and database.
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, body = TenantView, headers(("Location" = String, description = "The new tenant")))))]
 async fn create_tenant(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -116,14 +150,18 @@ async fn create_tenant(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_after` of the previous page.
     after: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TenantSummary {
     id: Uuid,
     slug: String,
@@ -133,14 +171,15 @@ struct TenantSummary {
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+/// A tenant whose control-plane files do not load.
+#[derive(Serialize, ToSchema)]
 struct DegradedSummary {
     slug: String,
     path: String,
     error: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TenantList {
     tenants: Vec<TenantSummary>,
     /// Pass as `after` to get the next page; absent on the last page.
@@ -149,6 +188,9 @@ struct TenantList {
     degraded: Vec<DegradedSummary>,
 }
 
+/// The tenants the credential reaches, by slug, and those that do not load.
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "tenants", params(ListQuery),
+    responses((status = 200, body = TenantList)))]
 async fn list_tenants(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -203,6 +245,8 @@ async fn list_tenants(
 }
 
 /// The tenant, with its version as `ETag` (see [`get_settings`]).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    responses((status = 200, body = TenantView, headers(("ETag" = String, description = "The tenant's version")))))]
 async fn get_tenant(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -229,6 +273,8 @@ fn if_match_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// The tenant's settings, secrets shown as `{"set": true}`, with the tenant's version as
 /// `ETag`; a write to the settings must send it back in `If-Match`.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/settings", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    responses((status = 200, body = TenantSettings, headers(("ETag" = String, description = "The tenant's version")))))]
 async fn get_settings(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -239,16 +285,23 @@ async fn get_settings(
     Ok(versioned(tenant, Json(settings::redacted(&tenant.settings))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchTenant {
     display_name: Option<String>,
     /// An RFC 7396 merge patch over the (redacted) settings.
+    #[schema(value_type = Option<Object>)]
     settings: Option<Value>,
 }
 
 /// Changes the display name and/or merge-patches the settings; conditional when
 /// `If-Match` is sent (the settings resource requires it).
+#[utoipa::path(patch, path = "/v1/admin/tenants/{slug}", tag = "tenants",
+    params(("slug" = String, Path, description = SLUG),
+        ("If-Match" = Option<String>, Header, description = "When sent, the ETag of the version this change is based on")),
+    request_body = PatchTenant,
+    responses((status = 200, body = TenantView, headers(("ETag" = String, description = "The new version"))),
+        (status = 412, description = "The tenant changed since that version")))]
 async fn patch_tenant(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -270,6 +323,12 @@ async fn patch_tenant(
 }
 
 /// Replaces the settings (`If-Match` required); answers the new settings and version.
+#[utoipa::path(put, path = "/v1/admin/tenants/{slug}/settings", tag = "tenants",
+    params(("slug" = String, Path, description = SLUG), ("If-Match" = String, Header, description = "The ETag of the version this change is based on")),
+    request_body = TenantSettings,
+    responses((status = 200, body = TenantSettings, headers(("ETag" = String, description = "The new version"))),
+        (status = 412, description = "The tenant changed since that version"),
+        (status = 428, description = "If-Match is missing")))]
 async fn put_settings(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -290,6 +349,12 @@ async fn put_settings(
 
 /// Merge-patches the settings (RFC 7396, `If-Match` required); answers the new settings
 /// and version.
+#[utoipa::path(patch, path = "/v1/admin/tenants/{slug}/settings", tag = "tenants",
+    params(("slug" = String, Path, description = SLUG), ("If-Match" = String, Header, description = "The ETag of the version this change is based on")),
+    request_body(content = Object, description = "An RFC 7396 merge patch over the settings"),
+    responses((status = 200, body = TenantSettings, headers(("ETag" = String, description = "The new version"))),
+        (status = 412, description = "The tenant changed since that version"),
+        (status = 428, description = "If-Match is missing")))]
 async fn patch_settings(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -340,6 +405,9 @@ async fn update(
     snapshot.tenant(&slug).cloned().ok_or_else(ApiError::internal)
 }
 
+/// Deletes the tenant's configuration (its database is left for the operator).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_tenant(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -353,27 +421,59 @@ async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A tenant database as the admin API shows it.
+#[derive(Serialize, ToSchema)]
+struct DatabaseStatus {
+    driver: Option<tenantry_controlplane::model::DbDriver>,
+    schema: SchemaStatus,
+    custom_fields: Vec<CustomColumn>,
+}
+
+/// A custom field's column in the tenant database.
+#[derive(Serialize, ToSchema)]
+struct CustomColumn {
+    name: String,
+    #[serde(rename = "type")]
+    field_type: String,
+    required: bool,
+    unique: bool,
+    indexed: bool,
+    /// False once the field is no longer declared in the settings.
+    active: bool,
+}
+
 /// The tenant database's driver, schema version and custom-field columns (opens it).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/database", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    responses((status = 200, body = DatabaseStatus)))]
 async fn database_status(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatabaseStatus>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let db = ctx.db().await?;
     let schema = db.schema_status(Schema::Tenant).await?;
     let custom_fields = db.stored_custom_fields().await?;
-    Ok(Json(serde_json::json!({
-        "driver": ctx.capabilities.tenant_db,
-        "schema": schema,
-        "custom_fields": custom_fields.iter().map(|f| serde_json::json!({
-            "name": f.name, "type": f.field_type, "required": f.is_required, "unique": f.is_unique,
-            "indexed": f.is_indexed, "active": f.active,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(DatabaseStatus {
+        driver: ctx.capabilities.tenant_db,
+        schema,
+        custom_fields: custom_fields
+            .into_iter()
+            .map(|f| CustomColumn {
+                name: f.name,
+                field_type: f.field_type,
+                required: f.is_required,
+                unique: f.is_unique,
+                indexed: f.is_indexed,
+                active: f.active,
+            })
+            .collect(),
+    }))
 }
 
 /// Reopens the tenant database, applying pending migrations; reports the schema.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/database/migrate", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    responses((status = 200, body = SchemaStatus)))]
 async fn migrate_database(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -390,22 +490,26 @@ async fn migrate_database(
     Ok(Json(status))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdoptDatabase {
     /// New `settings.user_db` to store first (as in the tenant settings); without it the
     /// database already configured is adopted.
+    #[schema(value_type = Option<tenantry_controlplane::model::UserDbSettings>)]
     user_db: Option<Value>,
 }
 
 /// Takes over a database stamped for another tenant (`AdminService::adopt_database`),
 /// storing `user_db` first when given.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/database/adopt", tag = "tenants", params(("slug" = String, Path, description = SLUG)),
+    request_body(content = Option<AdoptDatabase>, description = "Optional"),
+    responses((status = 200, body = AdoptReport)))]
 async fn adopt_database(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     OptionalApiJson(body): OptionalApiJson<AdoptDatabase>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AdoptReport>, ApiError> {
     let (actor, resolver, dbs, secrets) = (admin.actor(), &state.resolver, &state.dbs, &state.secrets);
     let report = state
         .admin
@@ -415,6 +519,9 @@ async fn adopt_database(
 }
 
 /// Drops the column of a custom field that is no longer declared (its data is lost).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/custom-fields/{name}/column", tag = "tenants",
+    params(("slug" = String, Path, description = SLUG), ("name" = String, Path, description = "The custom field")),
+    responses((status = 204, description = "Dropped")))]
 async fn drop_custom_column(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -435,11 +542,13 @@ async fn drop_custom_column(
 /// Admin actions from the global database (501 without one), filtered by `actor`,
 /// `action`, `tenant`, `since`, `until`, most recent first, in pages (`after`, `limit`).
 /// A tenant credential reads only the events of a tenant it reaches, named in `tenant`.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage)))]
 async fn admin_audit(
     admin: AdminAuth,
     State(state): State<AppState>,
-    query: Result<Query<tenantry_admin::audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     if !admin.0.reach.is_global() && !query.tenant.as_deref().is_some_and(|t| admin.0.covers(t)) {
         let why = "a tenant credential reads the audit of a tenant it reaches: add ?tenant=<slug>".to_owned();
@@ -453,18 +562,21 @@ async fn admin_audit(
 /// The tenant's security events (sign-ins and failures, lockouts, second factors,
 /// password and email changes, refresh-token replays), filtered by `action`, `user`,
 /// `actor`, `target`, `since`, `until`, most recent first, in pages (`after`, `limit`).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/audit", tag = "audit",
+    params(("slug" = String, Path, description = SLUG), EventQuery),
+    responses((status = 200, body = EventPage)))]
 async fn tenant_audit(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    query: Result<Query<tenantry_admin::audit::EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let ctx = state.resolver.resolve_slug(&slug)?;
     Ok(Json(tenantry_admin::audit::tenant_page(&ctx.db().await?, query).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ResealReport {
     key_id: String,
     resealed: usize,
@@ -474,6 +586,8 @@ struct ResealReport {
 /// Re-seals every secret (tenant settings, tenant and system key rings) under the current
 /// master key. Values that do not open (tampered, moved, or sealed under a key that is no
 /// longer configured) are listed in `failed` and left untouched.
+#[utoipa::path(post, path = "/v1/admin/secrets/reseal", tag = "tenants",
+    responses((status = 200, body = ResealReport)))]
 async fn reseal(admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
     let snapshot = state.control_plane.snapshot();
     let mut resealer = Resealer::new(&state.secrets);

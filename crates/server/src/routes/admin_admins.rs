@@ -10,17 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenantry_admin::Audit;
 use tenantry_admin::admins::{AdminView, NewAdmin, make_admin};
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Admin, AdminAccess, AdminReach};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, PageQuery};
+use crate::web::{AdminAuth, ApiJson, PageParams, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,18 +31,70 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/admins/{id}/reset-credentials", post(reset_credentials))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(me, create, list, show, update, remove, reset_credentials))]
+pub struct Doc;
+
+/// What kind of credential called.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Admin,
+    ApiKey,
+}
+
+/// The calling credential.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminMe {
+    /// The admin's id, or the API key's.
+    pub id: Uuid,
+    pub kind: CredentialKind,
+    pub reach: AdminReach,
+    pub access: AdminAccess,
+    /// The admin's profile; `null` for an API key (or an admin since deleted).
+    pub admin: Option<AdminView>,
+}
+
+/// An admin just made, and its one-time password when none was given (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAdmin {
+    #[serde(flatten)]
+    pub admin: AdminView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_time_password: Option<String>,
+}
+
+/// A page of admins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminList {
+    pub admins: Vec<AdminView>,
+    pub next_after: Option<String>,
+}
+
+/// A new one-time password, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OneTimePassword {
+    pub one_time_password: String,
+}
+
 /// The calling credential: the admin (or API key) and its reach and access.
-async fn me(admin: AdminAuth, State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/admin/me", tag = "admins",
+    responses((status = 200, body = AdminMe)))]
+async fn me(admin: AdminAuth, State(state): State<AppState>) -> Json<AdminMe> {
     let principal = &admin.0;
     let snapshot = state.control_plane.snapshot();
     let profile = snapshot.admins.get(&principal.actor.admin_id).map(AdminView::from);
-    Json(json!({
-        "id": principal.actor.admin_id,
-        "kind": if principal.actor.api_key { "api_key" } else { "admin" },
-        "reach": principal.reach,
-        "access": principal.access,
-        "admin": profile,
-    }))
+    Json(AdminMe {
+        id: principal.actor.admin_id,
+        kind: if principal.actor.api_key {
+            CredentialKind::ApiKey
+        } else {
+            CredentialKind::Admin
+        },
+        reach: principal.reach.clone(),
+        access: principal.access,
+        admin: profile,
+    })
 }
 
 /// Refuses (403, recorded) a grant beyond the caller's own reach or access.
@@ -59,8 +112,11 @@ async fn check_grant(
     }
 }
 
-/// `POST /v1/admin/admins` `{email, name?, password?, reach?, access?}`: 201 with the
-/// admin and, when no password was given, `one_time_password` (shown this once).
+/// A new admin; without a password, a one-time password is made and answered this once.
+/// Its reach and access may not exceed the caller's.
+#[utoipa::path(post, path = "/v1/admin/admins", tag = "admins",
+    request_body = NewAdmin,
+    responses((status = 201, body = CreatedAdmin, headers(("Location" = String, description = "The new admin's URL")))))]
 async fn create(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -78,23 +134,30 @@ async fn create(
         .admin
         .command(admin.actor(), Command::PutAdmin { admin: made }, audit)
         .await?;
-    let mut body = serde_json::to_value(&view).map_err(|_| ApiError::internal())?;
-    if let Some(password) = one_time {
-        body["one_time_password"] = json!(password);
-    }
     let location = format!("/v1/admin/admins/{}", view.id);
+    let body = CreatedAdmin {
+        admin: view,
+        one_time_password: one_time,
+    };
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
 /// The admins within the caller's reach, by id, in pages (`limit`, `after`).
-async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/admin/admins", tag = "admins",
+    params(PageParams),
+    responses((status = 200, body = AdminList)))]
+async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<AdminList> {
     let snapshot = state.control_plane.snapshot();
     let admins = snapshot
         .admins
         .iter()
         .filter(|(_, a)| admin.0.reach.includes(&a.reach))
         .map(|(id, a)| (id.to_string(), AdminView::from(a)));
-    Json(page.answer("admins", admins))
+    let page = page.page(admins);
+    Json(AdminList {
+        admins: page.items,
+        next_after: page.next_after,
+    })
 }
 
 /// The admin `id` if it is within the caller's reach (404 otherwise: one out of reach is
@@ -117,6 +180,10 @@ fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<Admin, ApiEr
         .ok_or_else(not_found)
 }
 
+/// The admin `id`, if it is within the caller's reach.
+#[utoipa::path(get, path = "/v1/admin/admins/{id}", tag = "admins",
+    params(("id" = Uuid, Path, description = "The admin")),
+    responses((status = 200, body = AdminView), (status = 404, description = "No such admin within the caller's reach")))]
 async fn show(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -125,7 +192,8 @@ async fn show(
     visible(&admin, &state, &id).map(|a| Json(AdminView::from(&a)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A change to an admin; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdminChange {
     name: Option<String>,
@@ -133,7 +201,13 @@ struct AdminChange {
     access: Option<AdminAccess>,
 }
 
-/// `PATCH /v1/admin/admins/{id}` `{name?, reach?, access?}`.
+/// Changes an admin's name, reach or access (no further than the caller's own; the last
+/// global read-write admin stays one).
+#[utoipa::path(patch, path = "/v1/admin/admins/{id}", tag = "admins",
+    params(("id" = Uuid, Path, description = "The admin")),
+    request_body = AdminChange,
+    responses((status = 200, body = AdminView), (status = 404, description = "No such admin within the caller's reach"),
+        (status = 409, description = "`last_global_admin`: no global read-write admin would be left")))]
 async fn update(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -180,6 +254,11 @@ fn keep_a_global_writer(state: &AppState, changed: &Admin) -> Result<(), ApiErro
     Ok(())
 }
 
+/// Deletes an admin (not the last global read-write one).
+#[utoipa::path(delete, path = "/v1/admin/admins/{id}", tag = "admins",
+    params(("id" = Uuid, Path, description = "The admin")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such admin within the caller's reach"),
+        (status = 409, description = "`last_global_admin`: no global read-write admin would be left")))]
 async fn remove(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -201,14 +280,17 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/admin/admins/{id}/reset-credentials`: a new one-time password (answered
-/// once), TOTP cleared (set up again at the next sign-in), every session ended. For an
-/// admin who lost a password or an authenticator.
+/// A new one-time password (answered once), TOTP cleared (set up again at the next
+/// sign-in), every session ended. For an admin who lost a password or an authenticator.
+#[utoipa::path(post, path = "/v1/admin/admins/{id}/reset-credentials", tag = "admins",
+    params(("id" = Uuid, Path, description = "The admin")),
+    responses((status = 200, body = OneTimePassword), (status = 404, description = "No such admin within the caller's reach"),
+        (status = 409, description = "The admin signs in with a bootstrap token, not a password")))]
 async fn reset_credentials(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OneTimePassword>, ApiError> {
     let target = visible(&admin, &state, &id)?;
     if target.password_hash.is_none() {
         return Err(ApiError::new(
@@ -238,5 +320,7 @@ async fn reset_credentials(
         })
         .await
         .map_err(ApiError::from)?;
-    Ok(Json(json!({ "one_time_password": password })))
+    Ok(Json(OneTimePassword {
+        one_time_password: password,
+    }))
 }

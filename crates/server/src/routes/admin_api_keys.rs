@@ -10,16 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use serde::Serialize;
 use serde_json::json;
 use tenantry_admin::Audit;
 use tenantry_admin::access::{ApiKeyView, NewApiKey, new_api_key};
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::ApiKey;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, PageQuery};
+use crate::web::{AdminAuth, ApiJson, PageParams, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,8 +29,31 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/api-keys/{id}", get(show).delete(revoke))
 }
 
-/// `POST /v1/admin/api-keys` `{"name", "reach"?, "access"?, "expires_in_days"?}`: 201 with
-/// the key (`"key"`, shown this once). Reach defaults to the maker's, access to read-only.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, show, revoke))]
+pub struct Doc;
+
+/// A key just made, with its token (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub api_key: ApiKeyView,
+    /// The bearer token (`tnk_…`).
+    pub key: String,
+}
+
+/// A page of API keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyView>,
+    pub next_after: Option<String>,
+}
+
+/// A new API key, answered with its token (`key`, shown this once). Reach defaults to the
+/// maker's, access to read-only; neither may exceed the maker's.
+#[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admins",
+    request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey)))]
 async fn create(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -51,21 +76,30 @@ async fn create(
         .admin
         .command(admin.actor(), Command::CreateApiKey { key }, audit)
         .await?;
-    let mut body = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
-    body["key"] = json!(token);
+    let body = CreatedApiKey {
+        api_key: view,
+        key: token,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// The keys within the caller's reach (revoked and expired ones too), by id, in pages
 /// (`limit`, `after`).
-async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admins",
+    params(PageParams),
+    responses((status = 200, body = ApiKeyList)))]
+async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) -> Json<ApiKeyList> {
     let snapshot = state.control_plane.snapshot();
     let keys = snapshot
         .api_keys
         .iter()
         .filter(|(_, k)| admin.0.reach.includes(&k.reach))
         .map(|(id, k)| (id.to_string(), ApiKeyView::from(k)));
-    Json(page.answer("api_keys", keys))
+    let page = page.page(keys);
+    Json(ApiKeyList {
+        api_keys: page.items,
+        next_after: page.next_after,
+    })
 }
 
 /// The key `id` if it is within the caller's reach (404 otherwise: a key out of reach is
@@ -87,6 +121,10 @@ fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<ApiKey, ApiE
         .ok_or_else(not_found)
 }
 
+/// The key `id` (never its secret), if it is within the caller's reach.
+#[utoipa::path(get, path = "/v1/admin/api-keys/{id}", tag = "admins",
+    params(("id" = Uuid, Path, description = "The API key")),
+    responses((status = 200, body = ApiKeyView), (status = 404, description = "No such key within the caller's reach")))]
 async fn show(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -95,8 +133,11 @@ async fn show(
     visible(&admin, &state, &id).map(|k| Json(ApiKeyView::from(&k)))
 }
 
-/// `DELETE /v1/admin/api-keys/{id}`: revokes the key at once (204; again: 204, the first
-/// revocation time kept). A revoked key stays listed.
+/// Revokes the key at once (again: 204, the first revocation time kept). A revoked key
+/// stays listed.
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admins",
+    params(("id" = Uuid, Path, description = "The API key")),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such key within the caller's reach")))]
 async fn revoke(
     admin: AdminAuth,
     State(state): State<AppState>,

@@ -9,8 +9,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tenantry_admin::signin::{self, Refused, SignIn, SignInEnv, SignedIn, TotpEnrolment};
+use tenantry_accounts::mfa::Enrolment;
+use tenantry_admin::signin::{self, AdminTokens, Refused, SignIn, SignInEnv, SignedIn, TotpEnrolment};
 use tenantry_admin::{Actor, Audit};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -24,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/auth/refresh", post(refresh))
         .route("/v1/admin/auth/logout", post(logout))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, enrol_totp, refresh, logout))]
+pub struct Doc;
 
 fn env<'a>(
     state: &'a AppState,
@@ -104,8 +110,12 @@ fn failed(action: &'static str) -> &'static str {
     }
 }
 
-/// `POST /v1/admin/auth/login` `{email, password, code?, new_password?}`: an admin access
-/// token (5 minutes) and a refresh token (rotating; the session ends 12 hours after sign-in).
+/// An admin access token (5 minutes) and a refresh token (rotating; the session ends 12
+/// hours after sign-in), for the email, password and TOTP code (and a `new_password` when
+/// the password is a one-time password).
+#[utoipa::path(post, path = "/v1/admin/auth/login", tag = "admin-auth",
+    request_body = SignIn,
+    responses((status = 200, body = AdminTokens, headers(("Cache-Control" = String, description = "`no-store`")))))]
 async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -121,8 +131,11 @@ async fn login(
     answer(&state, (ip, request), outcome, "admin_sign_in").await
 }
 
-/// `POST /v1/admin/auth/totp` `{email, password}`: the TOTP secret to add to an
-/// authenticator, for an admin who has none confirmed yet.
+/// The TOTP secret to add to an authenticator, for an admin who has none confirmed yet;
+/// the next sign-in with a code from it confirms it.
+#[utoipa::path(post, path = "/v1/admin/auth/totp", tag = "admin-auth",
+    request_body = TotpEnrolment,
+    responses((status = 200, body = Enrolment, headers(("Cache-Control" = String, description = "`no-store`")))))]
 async fn enrol_totp(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -154,18 +167,22 @@ async fn enrol_totp(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A refresh token of an admin session.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+struct AdminRefreshBody {
     refresh_token: String,
 }
 
-/// `POST /v1/admin/auth/refresh` `{refresh_token}`: a new pair; the token sent is spent.
+/// A new pair of tokens; the refresh token sent is spent (a replay ends the session).
+#[utoipa::path(post, path = "/v1/admin/auth/refresh", tag = "admin-auth",
+    request_body = AdminRefreshBody,
+    responses((status = 200, body = AdminTokens, headers(("Cache-Control" = String, description = "`no-store`")))))]
 async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
     request: RequestId,
-    ApiJson(body): ApiJson<RefreshBody>,
+    ApiJson(body): ApiJson<AdminRefreshBody>,
 ) -> Response {
     let issuer = state.system_issuer();
     let env = match env(&state, ip.0, &issuer) {
@@ -184,13 +201,16 @@ async fn refresh(
     }
 }
 
-/// `POST /v1/admin/auth/logout` `{refresh_token}`: ends the session (and with it every
-/// access token it issued). 204 whether or not the token was known (RFC 7009 style).
+/// Ends the session (and with it every access token it issued); 204 whether or not the
+/// token was known (RFC 7009 style).
+#[utoipa::path(post, path = "/v1/admin/auth/logout", tag = "admin-auth",
+    request_body = AdminRefreshBody,
+    responses((status = 204, description = "The session ended (or there was none)")))]
 async fn logout(
     State(state): State<AppState>,
     ip: ClientIp,
     request: RequestId,
-    ApiJson(body): ApiJson<RefreshBody>,
+    ApiJson(body): ApiJson<AdminRefreshBody>,
 ) -> Result<StatusCode, ApiError> {
     let issuer = state.system_issuer();
     let env = env(&state, ip.0, &issuer)?;

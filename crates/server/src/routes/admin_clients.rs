@@ -14,9 +14,12 @@ use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Client, ClientType, PreviousSecret};
 use tenantry_controlplane::validate::validate_client;
 
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, OptionalApiJson, PageQuery};
+use crate::web::{AdminAuth, ApiJson, OptionalApiJson, PageParams, PageQuery};
 use tenantry_admin::clients::{self, ClientInput};
 use tenantry_admin::{Actor, Audit};
 use tenantry_tenancy::TenantContext;
@@ -37,10 +40,15 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_client, list_clients, show_client, patch_client, delete_client, rotate_secret))]
+pub struct Doc;
+
 /// A client as the admin API shows it: no secret digest, only whether there is one.
-#[derive(Debug, Serialize)]
-struct ClientView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
     #[serde(flatten)]
+    #[schema(schema_with = client_fields)]
     input: ClientInput,
     has_secret: bool,
     /// Until when the secret a rotation replaced is still accepted.
@@ -51,6 +59,24 @@ struct ClientView {
     /// Present only in the answer that created or rotated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
+}
+
+/// `ClientInput`'s schema as a part of the view: open, where the input's is closed
+/// (`deny_unknown_fields`), since the view adds fields of its own. (Its enums are in
+/// `components` through `ClientInput`, the body of `create_client`.)
+fn client_fields() -> RefOr<Schema> {
+    let mut schema = ClientInput::schema();
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        object.additional_properties = None;
+    }
+    schema
+}
+
+/// A page of clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientList {
+    pub clients: Vec<ClientView>,
+    pub next_after: Option<String>,
 }
 
 fn view(client: &Client, secret: Option<String>) -> ClientView {
@@ -108,6 +134,13 @@ fn existing<'a>(ctx: &'a TenantContext, client_id: &str) -> Result<&'a Client, A
     })
 }
 
+/// A new client (`client_id` made when left out); a confidential client's secret is
+/// answered this once (`client_secret`).
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/clients", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant")),
+    request_body = ClientInput,
+    responses((status = 201, body = ClientView, headers(("Location" = String, description = "The new client's URL"))),
+        (status = 409, description = "`client_exists`: the client id is taken")))]
 async fn create_client(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -146,17 +179,26 @@ async fn create_client(
 }
 
 /// The tenant's clients by client id, in pages (`limit`, `after`).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/clients", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant"), PageParams),
+    responses((status = 200, body = ClientList)))]
 async fn list_clients(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     page: PageQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let clients = ctx.entry.clients.iter().map(|(id, c)| (id.clone(), view(c, None)));
-    Ok(Json(page.answer("clients", clients)))
+    let page = page.page(ctx.entry.clients.iter().map(|(id, c)| (id.clone(), view(c, None))));
+    Ok(Json(ClientList {
+        clients: page.items,
+        next_after: page.next_after,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/clients/{client_id}", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    responses((status = 200, body = ClientView)))]
 async fn show_client(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -168,6 +210,11 @@ async fn show_client(
 
 /// JSON merge patch (RFC 7396) over the client's writable fields. Turning a public client
 /// confidential makes its secret (answered once); `client_id` cannot change.
+#[utoipa::path(patch, path = "/v1/admin/tenants/{slug}/clients/{client_id}", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    request_body(content = Object, description = "An RFC 7396 merge patch over the client's writable fields (those of `ClientInput`)"),
+    responses((status = 200, body = ClientView),
+        (status = 409, description = "`client_changed`: another change was stored meanwhile")))]
 async fn patch_client(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -193,6 +240,9 @@ async fn patch_client(
     Ok(Json(view(&client, secret)))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/clients/{client_id}", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_client(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -206,24 +256,31 @@ async fn delete_client(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Replaces a confidential client's secret; the old one stops working at once.
-/// `POST .../clients/{client_id}/secret` `{"overlap_secs"?}`: a new secret, shown once.
-/// The replaced one keeps working for `overlap_secs` (default 0: it stops at once; at
-/// most 30 days), so a deployment can switch over without an outage.
-#[derive(Debug, Default, serde::Deserialize)]
+/// How a secret rotation treats the replaced secret.
+#[derive(Debug, Default, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rotation {
+struct SecretRotation {
+    /// Seconds the replaced secret keeps working (default 0: it stops at once; at most
+    /// 30 days).
     #[serde(default)]
+    #[schema(maximum = 2592000)]
     overlap_secs: u32,
 }
 
 const MAX_SECRET_OVERLAP_SECS: u32 = 30 * 24 * 3600;
 
+/// Replaces a confidential client's secret with a new one, answered this once
+/// (`client_secret`). The replaced one keeps working for `overlap_secs`, so a deployment
+/// can switch over without an outage.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/clients/{client_id}/secret", tag = "clients",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    request_body(content = Option<SecretRotation>, description = "Optional; an empty body is `{}`"),
+    responses((status = 200, body = ClientView)))]
 async fn rotate_secret(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
-    OptionalApiJson(rotation): OptionalApiJson<Rotation>,
+    OptionalApiJson(rotation): OptionalApiJson<SecretRotation>,
 ) -> Result<Json<ClientView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let mut client = existing(&ctx, &client_id)?.clone();

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tenantry_controlplane::model::{Language, MailTemplateKind};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,18 +20,39 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/admin/tenants/{slug}/email/test", post(send_test))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(send_test))]
+pub struct Doc;
+
+/// Where to send the test message, and in which language.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestMail {
+    /// The recipient's address.
     to: String,
     /// Defaults to the tenant's `settings.language`.
     #[serde(default)]
     language: Option<Language>,
 }
 
-/// Sends the `test` template (the tenant's override when it has one) to `to`: 202 once the
-/// SMTP server accepted it, 422 for a malformed address, 501 without `settings.smtp`, 502
-/// when the server cannot be reached or does not accept it.
+/// The test message the SMTP server accepted.
+#[derive(Debug, Serialize, ToSchema)]
+struct TestMailSent {
+    to: String,
+    language: Language,
+}
+
+/// Sends the `test` mail template (the tenant's override when it has one) to `to`.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/email/test", tag = "tenants",
+    params(("slug" = String, Path, description = "The tenant")),
+    request_body = TestMail,
+    responses(
+        (status = 202, description = "The SMTP server accepted the message", body = TestMailSent),
+        (status = 501, description = "The tenant has no SMTP settings (`settings.smtp`)",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 502, description = "The mail server cannot be reached or did not accept the message",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn send_test(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -52,9 +74,5 @@ async fn send_test(
     let audit = Audit::new("send_test_email", Some(&slug))
         .with_details(serde_json::json!({"recipient_domain": email::recipient_domain(&body.to)}));
     state.admin.perform(admin.actor(), send, |_| audit).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"to": body.to, "language": language})),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(TestMailSent { to: body.to, language })).into_response())
 }

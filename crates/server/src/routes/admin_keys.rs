@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_controlplane::model::{KeyState, SigningAlg, SigningSettings};
 use tenantry_controlplane::{Command, TenantEntry};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,21 +23,38 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/tenants/{slug}/keys/{kid}/retire", post(retire_key))
 }
 
-/// One key as the admin API shows it: never the private half.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_keys, rotate_keys, retire_key), components(schemas(RotateRequest)))]
+pub struct Doc;
+
+/// What a key is for: always `sig`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum KeyUse {
+    Sig,
+}
+
+/// One signing key as the admin API shows it: never the private half.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SigningKeyView)]
 struct KeyView {
     kid: String,
     alg: SigningAlg,
     state: KeyState,
     #[serde(rename = "use")]
-    key_use: &'static str,
+    #[schema(inline)]
+    key_use: KeyUse,
     created_at: DateTime<Utc>,
+    /// When a retiring key stops being published (absent for an active key).
     #[serde(skip_serializing_if = "Option::is_none")]
     retire_after: Option<DateTime<Utc>>,
+    /// The public key as a JWK (RFC 7517).
     public_jwk: Value,
 }
 
-#[derive(Debug, Serialize)]
+/// A tenant's signing keys and its signing settings.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SigningKeys)]
 struct KeysView {
     keys: Vec<KeyView>,
     signing: SigningSettings,
@@ -52,7 +70,7 @@ fn keys_view(entry: &TenantEntry) -> KeysView {
                 kid: k.kid.clone(),
                 alg: k.alg,
                 state: k.state,
-                key_use: "sig",
+                key_use: KeyUse::Sig,
                 created_at: k.created_at,
                 retire_after: k.retire_after,
                 public_jwk: serde_json::from_str(&k.public_jwk).unwrap_or(Value::Null),
@@ -62,6 +80,10 @@ fn keys_view(entry: &TenantEntry) -> KeysView {
     }
 }
 
+/// The tenant's signing keys (public facts only) and signing settings.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/keys", tag = "keys",
+    params(("slug" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "The tenant's keys", body = KeysView)))]
 async fn list_keys(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -71,16 +93,27 @@ async fn list_keys(
     Ok(Json(keys_view(&ctx.entry)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which algorithms to rotate.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = RotateKeysRequest)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
-    /// Algorithms to rotate; all when absent or empty.
+    /// Algorithms to rotate (each at most once); all when absent or empty.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeSet<SigningAlg>)]
     algorithms: Vec<SigningAlg>,
 }
 
-/// Makes a new active key for each requested algorithm (all by default); the keys they
-/// replace stay published until their grace period ends. The body is optional.
+/// Makes a new active key for each requested algorithm (all by default).
+///
+/// The keys they replace stay published until their grace period ends. The body is
+/// optional.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/keys/rotate", tag = "keys",
+    params(("slug" = String, Path, description = "The tenant")),
+    // A reference, not the type: the body may be left out (and `null` is not one).
+    request_body(content = ref("#/components/schemas/RotateKeysRequest"),
+        description = "Optional; without it every algorithm rotates"),
+    responses((status = 200, description = "The keys after the rotation", body = KeysView)))]
 async fn rotate_keys(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -110,8 +143,18 @@ async fn rotate_keys(
     .await
 }
 
-/// Withdraws a retiring key before its grace period ends (e.g. a suspected compromise):
-/// tokens it signed stop verifying at once. An active key must be rotated out first.
+/// Withdraws a retiring key before its grace period ends (e.g. a suspected compromise).
+///
+/// Tokens it signed stop verifying at once. An active key must be rotated out first.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/keys/{kid}/retire", tag = "keys",
+    params(("slug" = String, Path, description = "The tenant"), ("kid" = String, Path, description = "The key")),
+    responses(
+        (status = 200, description = "The keys after the retirement", body = KeysView),
+        (status = 404, description = "No such key",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 409, description = "`key_active`: the key is active; rotate its algorithm first",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn retire_key(
     admin: AdminAuth,
     State(state): State<AppState>,

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tenantry_admin::Audit;
 use tenantry_admin::users::existing;
 use tenantry_controlplane::Command;
@@ -18,10 +18,11 @@ use tenantry_controlplane::model::Role;
 use tenantry_controlplane::validate::validate_role;
 use tenantry_dataplane::RoleRepository;
 use tenantry_oidc::tokens::RoleClaims;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, PageQuery};
+use crate::web::{AdminAuth, ApiJson, PageParams, PageQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,6 +38,24 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_roles, show_role, put_role, delete_role, user_roles, assign_role, unassign_role))]
+pub struct Doc;
+
+/// A page of the tenant's roles.
+#[derive(Debug, Serialize, ToSchema)]
+struct RoleList {
+    roles: Vec<Role>,
+    next_after: Option<String>,
+}
+
+/// A user's roles (those still defined) and the permissions they carry.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserRoles {
+    roles: Vec<String>,
+    permissions: Vec<String>,
+}
+
 fn no_role(name: &str) -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
@@ -45,18 +64,31 @@ fn no_role(name: &str) -> ApiError {
 }
 
 /// The tenant's roles by name, in pages (`limit`, `after`).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/roles", tag = "roles",
+    params(("slug" = String, Path, description = "The tenant"), PageParams),
+    responses((status = 200, description = "A page of roles", body = RoleList)))]
 async fn list_roles(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     page: PageQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoleList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    Ok(Json(
-        page.answer("roles", ctx.entry.roles.iter().map(|(n, r)| (n.clone(), r))),
-    ))
+    let page = page.page(ctx.entry.roles.iter().map(|(n, r)| (n.clone(), r.clone())));
+    Ok(Json(RoleList {
+        roles: page.items,
+        next_after: page.next_after,
+    }))
 }
 
+/// One role.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/roles/{name}", tag = "roles",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The role")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 404, description = "No such role",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn show_role(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -71,7 +103,8 @@ async fn show_role(
         .ok_or_else(|| no_role(&name))
 }
 
-#[derive(Debug, Deserialize)]
+/// A role's definition; its name is in the path.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleInput {
     #[serde(default)]
@@ -81,6 +114,10 @@ struct RoleInput {
 }
 
 /// Creates or replaces a role.
+#[utoipa::path(put, path = "/v1/admin/tenants/{slug}/roles/{name}", tag = "roles",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The role")),
+    request_body = RoleInput,
+    responses((status = 200, description = "The role as stored", body = Role)))]
 async fn put_role(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -105,8 +142,17 @@ async fn put_role(
     Ok(Json(role))
 }
 
-/// Deletes a role; users who held it no longer get it in tokens (their assignment rows
-/// stay, and come back to life if a role of that name is defined again).
+/// Deletes a role; users who held it no longer get it in tokens.
+///
+/// Their assignment rows stay, and come back to life if a role of that name is defined
+/// again.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/roles/{name}", tag = "roles",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The role")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such role",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn delete_role(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -121,21 +167,40 @@ async fn delete_role(
 }
 
 /// The user's roles (those still defined) and the permissions they carry.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}/roles", tag = "roles",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = uuid::Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user's roles and permissions", body = UserRoles),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn user_roles(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserRoles>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
     let assigned = ctx.db().await?.roles_of(user.id).await?;
     let claims = RoleClaims::of(&ctx.entry, &assigned);
-    Ok(Json(
-        json!({ "roles": claims.roles, "permissions": claims.permissions }),
-    ))
+    Ok(Json(UserRoles {
+        roles: claims.roles,
+        permissions: claims.permissions,
+    }))
 }
 
-/// Gives the user a defined role (204; again: 204).
+/// Gives the user a defined role (again: 204 too).
+#[utoipa::path(put, path = "/v1/admin/tenants/{slug}/users/{id}/roles/{name}", tag = "roles",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("id" = uuid::Uuid, Path, description = "The user"),
+        ("name" = String, Path, description = "The role"),
+    ),
+    responses(
+        (status = 204, description = "The user holds the role"),
+        (status = 404, description = "No such role or user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn assign_role(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -157,7 +222,18 @@ async fn assign_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Takes a role from the user (204; 404 when the user did not hold it).
+/// Takes a role from the user.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/roles/{name}", tag = "roles",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("id" = uuid::Uuid, Path, description = "The user"),
+        ("name" = String, Path, description = "The role"),
+    ),
+    responses(
+        (status = 204, description = "The user no longer holds the role"),
+        (status = 404, description = "No such user, or the user did not hold the role",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn unassign_role(
     admin: AdminAuth,
     State(state): State<AppState>,

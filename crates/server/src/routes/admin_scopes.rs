@@ -5,15 +5,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::Scope;
 use tenantry_controlplane::validate::validate_scope;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::web::{AdminAuth, ApiJson, PageQuery};
+use crate::web::{AdminAuth, ApiJson, PageParams, PageQuery};
 use tenantry_admin::Audit;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;
 
@@ -26,7 +26,12 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_scopes, show_scope, put_scope, delete_scope))]
+pub struct Doc;
+
+/// A scope's definition; its name is in the path.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScopeInput {
     #[serde(default)]
@@ -35,19 +40,36 @@ struct ScopeInput {
     claims: Vec<String>,
 }
 
+/// A page of a tenant's own scopes, and the built-in scopes every tenant has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeList {
+    pub scopes: Vec<Scope>,
+    pub next_after: Option<String>,
+    pub builtin: Vec<String>,
+}
+
 /// The built-in scopes, and the tenant's own by name in pages (`limit`, `after`).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/scopes", tag = "scopes",
+    params(("slug" = String, Path, description = "The tenant"), PageParams),
+    responses((status = 200, body = ScopeList)))]
 async fn list_scopes(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     page: PageQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScopeList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
-    let mut answer = page.answer("scopes", ctx.entry.scopes.iter().map(|(n, s)| (n.clone(), s)));
-    answer["builtin"] = serde_json::json!(BUILTIN_SCOPES);
-    Ok(Json(answer))
+    let page = page.page(ctx.entry.scopes.iter().map(|(n, s)| (n.clone(), s.clone())));
+    Ok(Json(ScopeList {
+        scopes: page.items,
+        next_after: page.next_after,
+        builtin: BUILTIN_SCOPES.iter().map(|s| s.to_string()).collect(),
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/scopes/{name}", tag = "scopes",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The scope")),
+    responses((status = 200, body = Scope)))]
 async fn show_scope(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -63,6 +85,10 @@ async fn show_scope(
 }
 
 /// Creates or replaces a scope.
+#[utoipa::path(put, path = "/v1/admin/tenants/{slug}/scopes/{name}", tag = "scopes",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The scope")),
+    request_body = ScopeInput,
+    responses((status = 200, body = Scope)))]
 async fn put_scope(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -90,6 +116,9 @@ async fn put_scope(
     Ok(Json(scope))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/scopes/{name}", tag = "scopes",
+    params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The scope")),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_scope(
     admin: AdminAuth,
     State(state): State<AppState>,

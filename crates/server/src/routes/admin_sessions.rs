@@ -8,14 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use chrono::Utc;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenantry_accounts::account;
 use tenantry_admin::Audit;
 use tenantry_admin::users::existing;
 use tenantry_dataplane::{ConsentRepository, SessionRepository, TokenRepository};
 use tenantry_oidc::tokens::sid;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
@@ -55,6 +56,98 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_sessions,
+    revoke_sessions,
+    revoke_session,
+    list_refresh_tokens,
+    revoke_refresh_tokens,
+    revoke_refresh_family,
+    list_consents,
+    revoke_consent,
+    revoke_client_refresh_tokens,
+    revoke_client_consents
+))]
+pub struct Doc;
+
+/// A live login session of a user.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserSession {
+    /// The session's `sid` (as in ID tokens).
+    id: String,
+    auth_time: DateTime<Utc>,
+    /// How the user authenticated (`pwd`, `otp`, ...).
+    amr: Vec<String>,
+    acr: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// A user's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserSessionList {
+    sessions: Vec<UserSession>,
+}
+
+/// A usable refresh token of a user: the current token of its family.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserRefreshToken {
+    /// The family.
+    id: Uuid,
+    client_id: String,
+    scope: String,
+    /// The `sid` of the session it came from, if any.
+    session: Option<String>,
+    /// When the login the family started from happened (absent for old tokens).
+    auth_time: Option<DateTime<Utc>>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// A user's usable refresh tokens, one per family.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserRefreshTokenList {
+    refresh_tokens: Vec<UserRefreshToken>,
+}
+
+/// A user's grant to a client.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserConsent {
+    client_id: String,
+    scopes: Vec<String>,
+    granted_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// The clients a user granted access to.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserConsentList {
+    consents: Vec<UserConsent>,
+}
+
+/// How many sessions and refresh tokens were revoked.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserSessionsRevoked {
+    sessions_revoked: u64,
+    refresh_tokens_revoked: u64,
+}
+
+/// How many refresh tokens were revoked.
+#[derive(Debug, Serialize, ToSchema)]
+struct RefreshTokensRevoked {
+    refresh_tokens_revoked: u64,
+}
+
+/// How many consents were withdrawn.
+#[derive(Debug, Serialize, ToSchema)]
+struct ConsentsRevoked {
+    consents_revoked: u64,
+}
+
 /// The event of a revocation: its target is the user it was for, else the client.
 fn audit(action: &'static str, slug: &str, details: Value) -> Audit {
     let target = match (details["user_id"].as_str(), details["client_id"].as_str()) {
@@ -70,28 +163,51 @@ fn audit(action: &'static str, slug: &str, details: Value) -> Audit {
 }
 
 /// The user's live sessions; `id` is the session's `sid` (as in ID tokens).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}/sessions", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user's live sessions", body = UserSessionList),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn list_sessions(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserSessionList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
-    let sessions: Vec<Value> = account::sessions(&ctx.db().await?, user.id)
+    let sessions = account::sessions(&ctx.db().await?, user.id)
         .await?
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": sid(&s.id_hash), "auth_time": s.auth_time, "amr": s.amr, "acr": s.acr, "ip": s.ip,
-                "user_agent": s.user_agent, "created_at": s.created_at, "last_seen_at": s.last_seen_at,
-                "expires_at": s.expires_at,
-            })
+        .map(|s| UserSession {
+            id: sid(&s.id_hash),
+            auth_time: s.auth_time,
+            amr: s.amr,
+            acr: s.acr,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
         })
         .collect();
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(Json(UserSessionList { sessions }))
 }
 
-/// Ends one session and its refresh tokens (404 when the user has no such live session).
+/// Ends one session and its refresh tokens.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/sessions/{sid}", tag = "sessions",
+    operation_id = "revoke_user_session",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("id" = Uuid, Path, description = "The user"),
+        ("sid" = String, Path, description = "The session's `sid`"),
+    ),
+    responses(
+        (status = 204, description = "The session ended"),
+        (status = 404, description = "No such user, or the user has no such live session",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn revoke_session(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -110,11 +226,18 @@ async fn revoke_session(
 }
 
 /// Ends every session of the user, with their refresh tokens.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/sessions", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "How many were revoked", body = UserSessionsRevoked),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn revoke_sessions(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserSessionsRevoked>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
@@ -134,49 +257,68 @@ async fn revoke_sessions(
             )
         })
         .await?;
-    Ok(Json(
-        json!({ "sessions_revoked": sessions, "refresh_tokens_revoked": tokens }),
-    ))
+    Ok(Json(UserSessionsRevoked {
+        sessions_revoked: sessions,
+        refresh_tokens_revoked: tokens,
+    }))
 }
 
 /// The user's usable refresh tokens, one per family (`id` is the family).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user's usable refresh tokens", body = UserRefreshTokenList),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn list_refresh_tokens(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserRefreshTokenList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
-    let tokens: Vec<Value> = ctx
+    let refresh_tokens = ctx
         .db()
         .await?
         .live_refresh_tokens_of(user.id, Utc::now())
         .await?
         .into_iter()
-        .map(|t| {
-            json!({
-                "id": t.family_id, "client_id": t.client_id, "scope": t.scope,
-                "session": t.session_id_hash.as_deref().map(sid), "auth_time": t.auth_time,
-                "issued_at": t.issued_at, "expires_at": t.expires_at,
-            })
+        .map(|t| UserRefreshToken {
+            id: t.family_id,
+            client_id: t.client_id,
+            scope: t.scope,
+            session: t.session_id_hash.as_deref().map(sid),
+            auth_time: t.auth_time,
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
         })
         .collect();
-    Ok(Json(json!({ "refresh_tokens": tokens })))
+    Ok(Json(UserRefreshTokenList { refresh_tokens }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ByClient {
+    /// Only the refresh tokens of this client.
     client_id: Option<String>,
 }
 
 /// Revokes the user's refresh tokens: all, or those of `?client_id=`.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user"), ByClient),
+    responses(
+        (status = 200, description = "How many were revoked", body = RefreshTokensRevoked),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn revoke_refresh_tokens(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
     query: Result<Query<ByClient>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefreshTokensRevoked>, ApiError> {
     let Query(by) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
@@ -198,10 +340,23 @@ async fn revoke_refresh_tokens(
             )
         })
         .await?;
-    Ok(Json(json!({ "refresh_tokens_revoked": revoked })))
+    Ok(Json(RefreshTokensRevoked {
+        refresh_tokens_revoked: revoked,
+    }))
 }
 
-/// Ends one refresh-token family of the user (404 when it is not one of the user's live ones).
+/// Ends one refresh-token family of the user.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/refresh-tokens/{family}", tag = "sessions",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("id" = Uuid, Path, description = "The user"),
+        ("family" = Uuid, Path, description = "The refresh-token family (the `id` of the list)"),
+    ),
+    responses(
+        (status = 204, description = "The family is revoked"),
+        (status = 404, description = "No such user, or the family is not one of the user's live ones",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn revoke_refresh_family(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -231,26 +386,50 @@ async fn revoke_refresh_family(
 }
 
 /// The clients the user granted access to, with the scopes.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}/consents", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user's live grants", body = UserConsentList),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn list_consents(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserConsentList>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
-    let consents: Vec<Value> = ctx
+    let consents = ctx
         .db()
         .await?
         .consents_of(user.id, Utc::now())
         .await?
         .into_iter()
-        .map(|c| json!({ "client_id": c.client_id, "scopes": c.scopes, "granted_at": c.granted_at, "expires_at": c.expires_at }))
+        .map(|c| UserConsent {
+            client_id: c.client_id,
+            scopes: c.scopes,
+            granted_at: c.granted_at,
+            expires_at: c.expires_at,
+        })
         .collect();
-    Ok(Json(json!({ "consents": consents })))
+    Ok(Json(UserConsentList { consents }))
 }
 
-/// Withdraws the user's grant to one client (the next authorization asks again); the
-/// client's refresh tokens for the user end with it. 404 when there is no live grant.
+/// Withdraws the user's grant to one client (the next authorization asks again).
+///
+/// The client's refresh tokens for the user end with it.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/consents/{client_id}", tag = "sessions",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("id" = Uuid, Path, description = "The user"),
+        ("client_id" = String, Path, description = "The client"),
+    ),
+    responses(
+        (status = 204, description = "The grant is withdrawn"),
+        (status = 404, description = "No such user, or the user has no live grant to the client",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn revoke_consent(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -287,11 +466,14 @@ async fn revoke_consent(
 }
 
 /// Revokes every refresh token of a client (all users).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/clients/{client_id}/refresh-tokens", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    responses((status = 200, description = "How many were revoked", body = RefreshTokensRevoked)))]
 async fn revoke_client_refresh_tokens(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefreshTokensRevoked>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let db = ctx.db().await?;
     let revoke = db.revoke_refresh_by_client(&client_id, None, Utc::now());
@@ -305,15 +487,20 @@ async fn revoke_client_refresh_tokens(
             )
         })
         .await?;
-    Ok(Json(json!({ "refresh_tokens_revoked": revoked })))
+    Ok(Json(RefreshTokensRevoked {
+        refresh_tokens_revoked: revoked,
+    }))
 }
 
 /// Withdraws every user's grant to a client (each user is asked again).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/clients/{client_id}/consents", tag = "sessions",
+    params(("slug" = String, Path, description = "The tenant"), ("client_id" = String, Path, description = "The client")),
+    responses((status = 200, description = "How many were withdrawn", body = ConsentsRevoked)))]
 async fn revoke_client_consents(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path((slug, client_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsentsRevoked>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let db = ctx.db().await?;
     let revoke = db.revoke_consents_by_client(&client_id, Utc::now());
@@ -327,5 +514,7 @@ async fn revoke_client_consents(
             )
         })
         .await?;
-    Ok(Json(json!({ "consents_revoked": revoked })))
+    Ok(Json(ConsentsRevoked {
+        consents_revoked: revoked,
+    }))
 }

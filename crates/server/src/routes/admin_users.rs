@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tenantry_admin::users::{CreateUser, UpdateUser, UserLink, existing, has_password};
 use tenantry_dataplane::UserSearch;
 use tenantry_dataplane::model::{User, UserStatus};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -42,11 +42,34 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/tenants/{slug}/users/{id}/enable", post(enable_user))
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_users,
+    create_user,
+    show_user,
+    update_user,
+    delete_user,
+    set_password,
+    send_verification_email,
+    send_reset_email,
+    disable_user,
+    enable_user
+))]
+pub struct Doc;
+
+/// A user, and whether it has a password (never the hash).
+#[derive(Serialize, ToSchema)]
 struct UserView {
     #[serde(flatten)]
     user: User,
     has_password: bool,
+}
+
+/// A page of users, and the `after` of the next page (`null` on the last).
+#[derive(Serialize, ToSchema)]
+struct UserList {
+    users: Vec<User>,
+    next_after: Option<Uuid>,
 }
 
 async fn view(ctx: &TenantContext, user: User) -> Result<Json<UserView>, ApiError> {
@@ -54,6 +77,21 @@ async fn view(ctx: &TenantContext, user: User) -> Result<Json<UserView>, ApiErro
     Ok(Json(UserView { user, has_password }))
 }
 
+/// Creates a user, with an optional password under the tenant's policy.
+///
+/// With `send_verification_email` (and `email_verified` false) the new user is mailed a
+/// verification link; a mail that does not leave undoes the creation.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/users", tag = "users",
+    params(("slug" = String, Path, description = "The tenant")),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = UserView,
+            headers(("Location" = String, description = "The new user's URL"))),
+        (status = 501, description = "A verification mail was asked for and the tenant has no SMTP settings",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 502, description = "The mail server did not accept the verification mail",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn create_user(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -125,12 +163,30 @@ fn user_search(params: Vec<(String, String)>) -> Result<UserSearch, ApiError> {
     Ok(search)
 }
 
+/// Searches the tenant's users, in pages.
+///
+/// Besides the parameters below, `field.<custom field>=<value>` (at most 10) keeps the
+/// users whose custom field equals the value (as text: `42`, `true`, `2024-01-31`).
+/// Any other parameter is refused.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users", tag = "users",
+    params(
+        ("slug" = String, Path, description = "The tenant"),
+        ("q" = Option<String>, Query, max_length = 320,
+            description = "Part of the email, username, name, given or family name (case-insensitive)"),
+        ("email" = Option<String>, Query, max_length = 320, description = "Part of the email (case-insensitive)"),
+        ("name" = Option<String>, Query, max_length = 320,
+            description = "Part of the name, given or family name (case-insensitive)"),
+        ("status" = Option<UserStatus>, Query, description = "Only active or only disabled users"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Users per page, 1 to 500 (default 50)"),
+        ("after" = Option<Uuid>, Query, description = "The `next_after` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of users", body = UserList)))]
 async fn list_users(
     _admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     use tenantry_dataplane::UserRepository;
     let Query(params) = query.map_err(|e| ApiError::new(crate::error::ErrorCode::BadRequest, e.body_text()))?;
     let mut search = user_search(params)?;
@@ -151,11 +207,20 @@ async fn list_users(
         users.truncate(limit);
         users.last().map(|u| u.id)
     });
-    Ok(Json(
-        serde_json::json!({ "users": users, "next_after": next.flatten() }),
-    ))
+    Ok(Json(UserList {
+        users,
+        next_after: next.flatten(),
+    }))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn show_user(
     _admin: AdminAuth,
     State(state): State<AppState>,
@@ -166,6 +231,14 @@ async fn show_user(
 }
 
 /// Changes the fields present in the body (absent fields stay as they are).
+#[utoipa::path(patch, path = "/v1/admin/tenants/{slug}/users/{id}", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "The user as it is now", body = UserView),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn update_user(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -177,12 +250,22 @@ async fn update_user(
     view(&ctx, user).await
 }
 
-#[derive(Debug, Deserialize)]
+/// The new password; the tenant's password policy applies.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetPassword {
     password: String,
 }
 
+/// Sets the user's password (links mailed before for a reset stop working).
+#[utoipa::path(put, path = "/v1/admin/tenants/{slug}/users/{id}/password", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    request_body = SetPassword,
+    responses(
+        (status = 204, description = "The password is set"),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn set_password(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -198,6 +281,14 @@ async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes the user.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn delete_user(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -208,9 +299,20 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST …/users/{id}/send-verification-email`: mails the user a new verification link
-/// (48 h) now. 204 once the SMTP server took it; 409 `email_already_verified` or
-/// `user_disabled`; 501 without SMTP settings; 502 when the mail does not leave.
+/// Mails the user a new verification link (48 h) now.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/users/{id}/send-verification-email", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 204, description = "The SMTP server took the mail"),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 409, description = "`email_already_verified` or `user_disabled`",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 501, description = "The tenant has no SMTP settings",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 502, description = "The mail server did not accept the mail",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn send_verification_email(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -219,8 +321,22 @@ async fn send_verification_email(
     send_link(admin, state, slug, id, UserLink::Verification).await
 }
 
-/// `POST …/users/{id}/send-reset-email`: mails the user a password-reset link (1 h) now,
-/// e.g. for an account created without a password; answers as the verification mail.
+/// Mails the user a password-reset link (1 h) now.
+///
+/// E.g. for an account created without a password.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/users/{id}/send-reset-email", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 204, description = "The SMTP server took the mail"),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 409, description = "`user_disabled`",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 501, description = "The tenant has no SMTP settings",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 502, description = "The mail server did not accept the mail",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn send_reset_email(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -244,11 +360,13 @@ async fn send_link(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why and until when the user is disabled (both optional: `{}` disables until enabled).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DisableUser {
     /// Why, for other administrators (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
     /// When the suspension ends by itself (RFC 3339, in the future); without it the user
     /// stays disabled until enabled.
@@ -256,9 +374,17 @@ struct DisableUser {
     until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// `POST …/users/{id}/disable` `{"reason"?, "until"?}`: the user can no longer sign in
-/// (until `until`, when given); every session, refresh token and trusted device ends now.
-/// 200 with the user.
+/// Disables the user: it can no longer sign in (until `until`, when given).
+///
+/// Every session, refresh token and trusted device of the user ends now.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/users/{id}/disable", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    request_body = DisableUser,
+    responses(
+        (status = 200, description = "The user, disabled", body = UserView),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn disable_user(
     admin: AdminAuth,
     State(state): State<AppState>,
@@ -273,7 +399,14 @@ async fn disable_user(
     view(&ctx, user).await
 }
 
-/// `POST …/users/{id}/enable`: a disabled user may sign in again. 200 with the user.
+/// Enables the user: a disabled user may sign in again.
+#[utoipa::path(post, path = "/v1/admin/tenants/{slug}/users/{id}/enable", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user, enabled", body = UserView),
+        (status = 404, description = "No such user",
+            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+    ))]
 async fn enable_user(
     admin: AdminAuth,
     State(state): State<AppState>,

@@ -19,12 +19,14 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenantry_accounts::mfa::Enrolment;
 use tenantry_controlplane::model::Client;
 use tenantry_dataplane::TenantDb;
 use tenantry_dataplane::model::{ProfileUpdate, Session, User};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -59,6 +61,157 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    login,
+    mfa,
+    refresh,
+    logout,
+    logout_all,
+    me,
+    update_me,
+    change_password,
+    forgot_password,
+    reset_password,
+    resend_verification,
+    confirm_verification,
+    sessions,
+    revoke_session,
+    totp_enrol,
+    totp_disable,
+    totp_confirm,
+    recovery_codes,
+))]
+pub struct Doc;
+
+/// A user's tokens (the token endpoint's response, RFC 6749 5.1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Tokens {
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The scope granted, space-separated.
+    pub scope: String,
+    /// When `openid` was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// When the client may refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl Tokens {
+    /// The tokens of a token response body (`tenantry_oidc::grants`).
+    fn from_body(body: Value) -> Result<Self, ApiError> {
+        serde_json::from_value(body).map_err(|_| ApiError::internal())
+    }
+}
+
+/// A login that needs a second factor: `POST /v1/auth/mfa` completes it with the
+/// `mfa_token`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    pub mfa_token: String,
+    /// Seconds the `mfa_token` is valid.
+    pub expires_in: u64,
+    /// When the tenant requires a second factor the user lacks: the authenticator to set
+    /// up now; its first code completes the login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrolment: Option<Enrolment>,
+}
+
+/// The answer of a login: tokens, or a second-factor challenge.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Tokens(Tokens),
+    MfaRequired(MfaRequired),
+}
+
+/// The tokens of a login completed with a second factor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaAnswer {
+    #[serde(flatten)]
+    pub tokens: Tokens,
+    /// After an enrolment: the recovery codes, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+    /// With `remember_device` (when the tenant offers it): a token that skips the second
+    /// factor on later logins (`device_token` of `POST /v1/auth/login`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+/// A new account, and its tokens when the tenant logs new users in at once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    pub user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+/// The caller's profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    #[serde(flatten)]
+    pub user: User,
+    /// A confirmed TOTP authenticator.
+    pub mfa_enabled: bool,
+}
+
+/// `accepted`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MailStatus {
+    Accepted,
+}
+
+/// The same answer whether or not the address belongs to an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailAccepted {
+    pub status: MailStatus,
+    pub detail: String,
+}
+
+/// The address is verified.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmailVerified {
+    pub email_verified: bool,
+}
+
+/// One of the caller's live login sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// The session's `sid`.
+    pub id: String,
+    /// The session of the access token that asked.
+    pub current: bool,
+    pub auth_time: DateTime<Utc>,
+    /// The authentication methods (`pwd`, `otp`, ...).
+    pub amr: Vec<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The caller's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// Recovery codes, shown this once; each stands in for a TOTP code once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
 /// A login session for a completed login and the tokens for it (a refresh token when the
 /// client may refresh).
 async fn sign_in(
@@ -68,7 +221,7 @@ async fn sign_in(
     authentication: &Authentication,
     scope: &str,
     origin: &SessionOrigin,
-) -> Result<Value, ApiError> {
+) -> Result<Tokens, ApiError> {
     let (session, _) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
     let user = &authentication.user;
     let now = session.auth_time;
@@ -82,7 +235,7 @@ async fn sign_in(
         amr: &session.amr,
     };
     let refresh_token = issue_refresh_token(ctx, db, refresh).await?;
-    user_token_body(
+    let body = user_token_body(
         ctx,
         UserTokens {
             client,
@@ -98,7 +251,8 @@ async fn sign_in(
         },
     )
     .await
-    .map_err(|e| e.into_problem())
+    .map_err(|e| e.into_problem())?;
+    Tokens::from_body(body)
 }
 
 fn login_problem(e: LoginError) -> ApiError {
@@ -120,12 +274,14 @@ fn login_problem(e: LoginError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// A password login through a first-party client of the tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: String,
     password: String,
     client_id: String,
+    /// Space-separated; default: the client's scopes.
     #[serde(default)]
     scope: Option<String>,
     /// A trusted-device token from an earlier `POST /v1/auth/mfa` with `remember_device`.
@@ -133,14 +289,21 @@ struct LoginBody {
     device_token: Option<String>,
 }
 
-/// `POST /v1/auth/login`: tokens, or `{"mfa_required": true, "mfa_token": ...}` (with an
-/// `enrolment` to set up when the tenant requires a second factor the user lacks).
+/// Tokens, or `{"mfa_required": true, "mfa_token": ...}` (with an `enrolment` to set up
+/// when the tenant requires a second factor the user lacks).
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses((status = 200, body = LoginAnswer),
+        (status = 401, description = "`invalid_credentials`: the email or password is not correct"),
+        (status = 403, description = "`email_not_verified`: the address must be verified first"),
+        (status = 429, description = "`account_locked` or `rate_limited`; `Retry-After` says when to try again",
+            headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn login(
     ctx: TenantContext,
     State(state): State<AppState>,
     origin: SessionOrigin,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<LoginAnswer>, ApiError> {
     let ip = origin.ip;
     let client = first_party_client(&ctx, &body.client_id)?;
     let scope = requested_scope(client, body.scope.as_deref())?;
@@ -152,7 +315,8 @@ async fn login(
             .map_err(login_problem)?;
     let (user, enrolment) = match accepted {
         Accepted::Complete(authentication) => {
-            return Ok(Json(sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?).into_response());
+            let tokens = sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?;
+            return Ok(Json(LoginAnswer::Tokens(tokens)));
         }
         Accepted::SecondFactor {
             user,
@@ -164,19 +328,16 @@ async fn login(
         } => (user, Some(enrolment)),
     };
     let mfa_token = MfaChallenge::issue(&state.accounts, &ctx, user.id, &client.client_id, scope);
-    let mut answer = json!({
-        "mfa_required": true,
-        "mfa_token": mfa_token,
-        "expires_in": MFA_TOKEN_TTL.as_secs(),
-    });
-    if let Some(enrolment) = enrolment {
-        answer["enrolment"] =
-            json!({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg});
-    }
-    Ok(Json(answer).into_response())
+    Ok(Json(LoginAnswer::MfaRequired(MfaRequired {
+        mfa_required: true,
+        mfa_token,
+        expires_in: MFA_TOKEN_TTL.as_secs(),
+        enrolment,
+    })))
 }
 
-#[derive(Deserialize)]
+/// The second step of a login.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MfaBody {
     mfa_token: String,
@@ -187,14 +348,19 @@ struct MfaBody {
     remember_device: bool,
 }
 
-/// `POST /v1/auth/mfa`: completes a login with a TOTP code or a recovery code (for an
-/// enrolment, the first TOTP code, and the answer carries the recovery codes once).
+/// Completes a login with a TOTP code or a recovery code (for an enrolment, the first TOTP
+/// code, and the answer carries the recovery codes once).
+#[utoipa::path(post, path = "/v1/auth/mfa", tag = "auth",
+    request_body = MfaBody,
+    responses((status = 200, body = MfaAnswer),
+        (status = 400, description = "`invalid_grant`: the `mfa_token` is invalid, expired or spent"),
+        (status = 401, description = "`invalid_mfa_code`: the code is not valid")))]
 async fn mfa(
     ctx: TenantContext,
     State(state): State<AppState>,
     origin: SessionOrigin,
     ApiJson(body): ApiJson<MfaBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MfaAnswer>, ApiError> {
     let challenge = MfaChallenge::open(&state.accounts, &ctx, &body.mfa_token).await?;
     let client = first_party_client(&ctx, &challenge.client_id)?;
     let db = ctx.db().await?;
@@ -213,36 +379,48 @@ async fn mfa(
             }
         };
     challenge.spend(&state.accounts, &ctx).await?;
-    let mut tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
-    if let Some(codes) = recovery_codes {
-        tokens["recovery_codes"] = json!(codes);
-    }
+    let tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
     let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
-    if body.remember_device && days > 0 {
-        tokens["device_token"] = json!(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?);
-    }
-    Ok(Json(tokens))
+    let device_token = if body.remember_device && days > 0 {
+        Some(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?)
+    } else {
+        None
+    };
+    Ok(Json(MfaAnswer {
+        tokens,
+        recovery_codes,
+        device_token,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A refresh token to rotate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: String,
     client_id: String,
+    /// No wider than the scope first granted.
     #[serde(default)]
     scope: Option<String>,
 }
 
-/// `POST /v1/auth/refresh`: the token endpoint's rotation (reuse revokes the family).
-async fn refresh(ctx: TenantContext, ApiJson(body): ApiJson<RefreshBody>) -> Result<Json<Value>, ApiError> {
+/// The token endpoint's rotation: new tokens; the refresh token sent is spent (its reuse
+/// revokes the whole family).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshBody,
+    responses((status = 200, body = Tokens),
+        (status = 400, description = "`invalid_grant` or `invalid_scope`")))]
+async fn refresh(ctx: TenantContext, ApiJson(body): ApiJson<RefreshBody>) -> Result<Json<Tokens>, ApiError> {
     let client = first_party_client(&ctx, &body.client_id)?;
-    refresh_body(&ctx, client, &body.refresh_token, body.scope.as_deref())
+    let body = refresh_body(&ctx, client, &body.refresh_token, body.scope.as_deref())
         .await
-        .map(Json)
-        .map_err(|e| e.into_problem())
+        .map_err(|e| e.into_problem())?;
+    Tokens::from_body(body).map(Json)
 }
 
-#[derive(Deserialize)]
+/// A new account: the address and password, optionally a first-party client to log in
+/// through, profile claims and the tenant's custom fields.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
     email: String,
@@ -256,15 +434,22 @@ struct RegisterBody {
     name: Option<String>,
     locale: Option<String>,
     phone_number: Option<String>,
+    /// Values of the tenant's custom fields, by field name.
     #[serde(default)]
     custom: BTreeMap<String, Value>,
 }
 
-/// `POST /v1/auth/register`: a new account under the tenant's password policy and custom
-/// fields; with `registration_auto_login` and a `client_id`, tokens at once (unless the
-/// email must be verified first). When the tenant has SMTP settings the verification mail
-/// goes out before the answer; if it is not accepted, the account is removed again and the
-/// mail's error answered. With `require_verified_email` and no SMTP: 501, nothing made.
+/// A new account under the tenant's password policy and custom fields; with
+/// `registration_auto_login` and a `client_id`, tokens at once (unless the email must be
+/// verified first). When the tenant has SMTP settings the verification mail goes out
+/// before the answer; if it is not accepted, the account is removed again and the mail's
+/// error answered. With `require_verified_email` and no SMTP: 501, nothing made.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
+    request_body = RegisterBody,
+    responses((status = 201, body = Registered),
+        (status = 403, description = "`registration_disabled`: the tenant does not allow self-registration"),
+        (status = 501, description = "`email_not_configured`: the address must be verified and the tenant cannot mail"),
+        (status = 502, description = "`email_send_failed`: the mail server did not accept the verification mail; nothing was made")))]
 async fn register(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -284,13 +469,16 @@ async fn register(
         custom: body.custom,
     };
     let registered = tenantry_accounts::account::register(&state.accounts, &ctx, origin.ip, registration).await?;
-    let mut answer = json!({ "user": registered.user });
-    if let Some((client, scope)) = registered.sign_in {
-        let db = ctx.db().await?;
-        let authentication = Authentication::new(registered.user, Method::Password);
-        answer["tokens"] = sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?;
-    }
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    let user = registered.user;
+    let tokens = match registered.sign_in {
+        Some((client, scope)) => {
+            let db = ctx.db().await?;
+            let authentication = Authentication::new(user.clone(), Method::Password);
+            Some(sign_in(&ctx, &db, client, &authentication, &scope, &origin).await?)
+        }
+        None => None,
+    };
+    Ok((StatusCode::CREATED, Json(Registered { user, tokens })).into_response())
 }
 
 /// The caller of a "me" endpoint: an access token of a first-party client that passes the
@@ -341,30 +529,41 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
     }
 }
 
-/// `POST /v1/auth/logout`: ends this login session and its refresh tokens.
+/// Ends this login session and its refresh tokens (and with them the access token).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    security(("user_access_token" = [])),
+    responses((status = 204, description = "The session ended")))]
 async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
     account::end_this_session(&caller.db, &caller.session.id_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/auth/logout-all`: ends every session and refresh token of the caller, and
-/// forgets the devices trusted to skip the second factor.
+/// Ends every session and refresh token of the caller, and forgets the devices trusted to
+/// skip the second factor.
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
+    security(("user_access_token" = [])),
+    responses((status = 204, description = "Every session ended")))]
 async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
     let now = Utc::now();
     tenantry_accounts::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mfa = tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await?;
-    let mut body = serde_json::to_value(&caller.user).map_err(|_| ApiError::internal())?;
-    body["mfa_enabled"] = json!(mfa);
-    Ok(Json(body))
+/// The caller's profile.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth",
+    security(("user_access_token" = [])),
+    responses((status = 200, body = MeView)))]
+async fn me(caller: Caller) -> Result<Json<MeView>, ApiError> {
+    let mfa_enabled = tenantry_accounts::mfa::enrolled(&caller.db, caller.user.id).await?;
+    Ok(Json(MeView {
+        user: caller.user,
+        mfa_enabled,
+    }))
 }
 
 /// What a user may change about themselves (email changes go through verification,
-/// which is not here).
-#[derive(Deserialize)]
+/// which is not here); absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MeUpdate {
     given_name: Option<String>,
@@ -373,15 +572,21 @@ struct MeUpdate {
     picture: Option<String>,
     locale: Option<String>,
     phone_number: Option<String>,
+    /// Values of the tenant's custom fields, by field name.
     #[serde(default)]
     custom: Option<BTreeMap<String, Value>>,
 }
 
+/// Changes the caller's profile; answers the user as it is now.
+#[utoipa::path(patch, path = "/v1/auth/me", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body = MeUpdate,
+    responses((status = 200, body = User)))]
 async fn update_me(
     ctx: TenantContext,
     caller: Caller,
     ApiJson(body): ApiJson<MeUpdate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<User>, ApiError> {
     let update = ProfileUpdate {
         given_name: body.given_name,
         family_name: body.family_name,
@@ -392,18 +597,23 @@ async fn update_me(
         ..Default::default()
     };
     let user = account::update_own_profile(&ctx, &caller.db, &caller.user, update, body.custom.as_ref()).await?;
-    Ok(Json(serde_json::to_value(user).map_err(|_| ApiError::internal())?))
+    Ok(Json(user))
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     current_password: String,
     new_password: String,
 }
 
-/// `POST /v1/auth/password`: needs the current password (always, as the re-authentication
-/// of `account::reauthenticate`); ends every other session.
+/// Changes the caller's password: needs the current one (always, as the
+/// re-authentication); ends every other session.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed")))]
 async fn change_password(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -423,7 +633,8 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// An address to mail a link to, if it is an account that needs one.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmailBody {
     email: String,
@@ -445,16 +656,20 @@ impl EmailBody {
 /// The one answer of the endpoints that mail an address if it is an account: the same
 /// whether or not it is one.
 fn mail_accepted() -> Response {
-    let body = json!({
-        "status": "accepted",
-        "detail": "if this address belongs to an account that needs it, a message is on its way",
-    });
+    let body = MailAccepted {
+        status: MailStatus::Accepted,
+        detail: "if this address belongs to an account that needs it, a message is on its way".to_owned(),
+    };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-/// `POST /v1/auth/verify-email/resend` `{"email"}`: 202 in every case (an unknown or
-/// already verified address is not told apart); a new link goes out only to an active
-/// account whose address is not verified, and not past the per-recipient limit.
+/// 202 in every case (an unknown or already verified address is not told apart); a new
+/// verification link goes out only to an active account whose address is not verified,
+/// and not past the per-recipient limit.
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth",
+    request_body = EmailBody,
+    responses((status = 202, body = MailAccepted),
+        (status = 501, description = "`email_not_configured`: the tenant has no SMTP settings")))]
 async fn resend_verification(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -467,29 +682,38 @@ async fn resend_verification(
     Ok(mail_accepted())
 }
 
-#[derive(Deserialize)]
+/// The token of a mailed link.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
     token: String,
 }
 
-/// `POST /v1/auth/verify-email/confirm` `{"token"}`: `{"email_verified": true}`, or 400
-/// `invalid_grant` for a token that is unknown, used, expired or for an older address.
+/// Spends the token of a verification link and marks the address verified.
+#[utoipa::path(post, path = "/v1/auth/verify-email/confirm", tag = "auth",
+    request_body = TokenBody,
+    responses((status = 200, body = EmailVerified),
+        (status = 400, description = "`invalid_grant`: the token is unknown, used, expired or for an older address")))]
 async fn confirm_verification(
     ctx: TenantContext,
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<TokenBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EmailVerified>, ApiError> {
     tenantry_accounts::account_email::count_token_check(&state.accounts, &ctx, ip).await?;
     let db = ctx.db().await?;
     let user = tenantry_accounts::account_email::confirm_verification(&ctx, &db, &body.token).await?;
-    Ok(Json(json!({ "email_verified": user.email_verified })))
+    Ok(Json(EmailVerified {
+        email_verified: user.email_verified,
+    }))
 }
 
-/// `POST /v1/auth/password/forgot` `{"email"}`: 202 in every case; a reset link (1 h,
-/// single use) goes out only to an active account, and not past the per-recipient limit.
-/// The hosted `forgot-password` page runs the same `account_email::request_link`.
+/// 202 in every case; a password-reset link (1 h, single use) goes out only to an active
+/// account, and not past the per-recipient limit.
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "auth",
+    request_body = EmailBody,
+    responses((status = 202, body = MailAccepted),
+        (status = 501, description = "`email_not_configured`: the tenant has no SMTP settings")))]
 async fn forgot_password(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -502,16 +726,21 @@ async fn forgot_password(
     Ok(mail_accepted())
 }
 
-#[derive(Deserialize)]
+/// The token of a password-reset link and the new password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetBody {
     token: String,
     new_password: String,
 }
 
-/// `POST /v1/auth/password/reset` `{"token", "new_password"}`: 204; every session and
-/// refresh token of the account ends. 400 `invalid_grant` (nothing changed), 422 when the
-/// policy refuses the password (the token stays usable).
+/// Sets a new password with the token of a reset link; every session and refresh token of
+/// the account ends.
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth",
+    request_body = ResetBody,
+    responses((status = 204, description = "The password is changed"),
+        (status = 400, description = "`invalid_grant`: the token is unknown, used or expired; nothing changed"),
+        (status = 422, description = "The password policy refuses the password; the token stays usable")))]
 async fn reset_password(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -532,28 +761,34 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/auth/sessions`: the caller's live sessions; `id` is the session's `sid`.
-async fn sessions(caller: Caller) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = account::sessions(&caller.db, caller.user.id)
+/// The caller's live sessions; `id` is the session's `sid`.
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "auth",
+    security(("user_access_token" = [])),
+    responses((status = 200, body = SessionList)))]
+async fn sessions(caller: Caller) -> Result<Json<SessionList>, ApiError> {
+    let sessions = account::sessions(&caller.db, caller.user.id)
         .await?
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": tenantry_oidc::tokens::sid(&s.id_hash),
-                "current": s.id_hash == caller.session.id_hash,
-                "auth_time": s.auth_time,
-                "amr": s.amr,
-                "ip": s.ip,
-                "user_agent": s.user_agent,
-                "created_at": s.created_at,
-                "expires_at": s.expires_at,
-            })
+        .map(|s| SessionInfo {
+            id: tenantry_oidc::tokens::sid(&s.id_hash),
+            current: s.id_hash == caller.session.id_hash,
+            auth_time: s.auth_time,
+            amr: s.amr,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
         })
         .collect();
-    Ok(Json(json!({ "sessions": list })))
+    Ok(Json(SessionList { sessions }))
 }
 
-/// `DELETE /v1/auth/sessions/{id}`: ends one of the caller's sessions.
+/// Ends one of the caller's sessions (and its refresh tokens).
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "auth",
+    security(("user_access_token" = [])),
+    params(("id" = String, Path, description = "The session's `sid`")),
+    responses((status = 204, description = "The session ended"),
+        (status = 404, description = "No live session of the caller has this id")))]
 async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     account::end_session(&caller.db, caller.user.id, |s| {
         tenantry_oidc::tokens::sid(&s.id_hash) == id
@@ -562,15 +797,20 @@ async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/auth/mfa/totp` `{"current_password"}`: starts (or restarts) TOTP enrolment.
-/// A fresh re-authentication (`account::reauthenticate`): the body may be left out within
-/// `account::REAUTH_WINDOW` of one.
+/// Starts (or restarts) TOTP enrolment: the authenticator to set up; its first code
+/// (`POST /v1/auth/mfa/totp/confirm`) confirms it. Needs a fresh re-authentication: the
+/// body may be left out shortly after one.
+#[utoipa::path(post, path = "/v1/auth/mfa/totp", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body(content = Option<ProofBody>, description = "Optional: the current password"),
+    responses((status = 200, body = Enrolment),
+        (status = 403, description = "`reauthentication_required`: send the current password")))]
 async fn totp_enrol(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     OptionalApiJson(proof): OptionalApiJson<ProofBody>,
-) -> Result<Json<tenantry_accounts::mfa::Enrolment>, ApiError> {
+) -> Result<Json<Enrolment>, ApiError> {
     let proof = Proof {
         password: proof.current_password.as_deref(),
         code: None,
@@ -581,14 +821,15 @@ async fn totp_enrol(
 }
 
 /// The re-authentication a factor-changing call may carry.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProofBody {
     #[serde(default)]
     current_password: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The first code of a pending TOTP enrolment.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfirmBody {
     /// A code of the authenticator being enrolled (not a proof of the caller).
@@ -597,15 +838,20 @@ struct ConfirmBody {
     current_password: Option<String>,
 }
 
-/// `POST /v1/auth/mfa/totp/confirm` `{"code", "current_password"?}`: the first code of the
-/// pending enrolment; answers the recovery codes once. Needs a fresh re-authentication
-/// (the password here, or one within `account::REAUTH_WINDOW`, e.g. the enrolment's).
+/// Confirms the pending enrolment with its first code; answers the recovery codes once.
+/// Needs a fresh re-authentication (the password here, or a recent one such as the
+/// enrolment's).
+#[utoipa::path(post, path = "/v1/auth/mfa/totp/confirm", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body = ConfirmBody,
+    responses((status = 200, body = RecoveryCodes),
+        (status = 403, description = "`reauthentication_required`: send the current password")))]
 async fn totp_confirm(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ConfirmBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecoveryCodes>, ApiError> {
     let proof = Proof {
         password: body.current_password.as_deref(),
         code: None,
@@ -620,19 +866,25 @@ async fn totp_confirm(
         proof,
     )
     .await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
-#[derive(Deserialize)]
+/// The password and a current code (or a recovery code).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DisableBody {
+    /// Also accepted as `password`.
     #[serde(alias = "password")]
     current_password: String,
     code: String,
 }
 
-/// `DELETE /v1/auth/mfa/totp` `{"current_password", "code"}`: needs both the password and
+/// Removes the caller's TOTP authenticator and recovery codes: needs both the password and
 /// a current code (or recovery code), whatever re-authentication came before.
+#[utoipa::path(delete, path = "/v1/auth/mfa/totp", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body = DisableBody,
+    responses((status = 204, description = "TOTP is off")))]
 async fn totp_disable(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -652,21 +904,26 @@ async fn totp_disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A current TOTP code.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoveryBody {
     code: String,
 }
 
-/// `POST /v1/auth/mfa/recovery-codes` `{"code"}`: new recovery codes (the old ones stop
-/// working), with a current TOTP code as the re-authentication: a password alone must not
-/// mint codes that stand in for the second factor.
+/// New recovery codes (the old ones stop working), with a current TOTP code as the
+/// re-authentication: a password alone must not mint codes that stand in for the second
+/// factor.
+#[utoipa::path(post, path = "/v1/auth/mfa/recovery-codes", tag = "auth",
+    security(("user_access_token" = [])),
+    request_body = RecoveryBody,
+    responses((status = 200, body = RecoveryCodes)))]
 async fn recovery_codes(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<RecoveryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RecoveryCodes>, ApiError> {
     let codes = account::regenerate_recovery_codes(
         &state.accounts,
         &ctx,
@@ -676,5 +933,5 @@ async fn recovery_codes(
         &body.code,
     )
     .await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }

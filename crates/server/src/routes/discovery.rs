@@ -38,6 +38,7 @@ pub fn root_router() -> Router<AppState> {
             get(oauth_metadata_by_path),
         )
         .route("/jwks.json", get(system_jwks))
+        .route("/openapi.json", get(crate::openapi::serve_document))
 }
 
 /// The installation's own issuer's public keys (`{public_url}`, which signs admin access

@@ -13,6 +13,7 @@ pub mod admin_keys;
 pub mod admin_roles;
 pub mod admin_scopes;
 pub mod admin_sessions;
+pub mod admin_transfer;
 pub mod admin_users;
 pub mod api;
 pub mod auth_api;

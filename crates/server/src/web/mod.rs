@@ -20,4 +20,4 @@ pub use cookies::{CSRF_COOKIE, DEVICE_COOKIE, SESSION_COOKIE, cookie, cookie_hea
 pub use csrf::{CsrfForm, CsrfRejection};
 pub use extract::{ApiJson, ClientIp, OptionalApiJson, RequestId, SessionOrigin};
 pub use oauth_error::OAuthError;
-pub use page::PageQuery;
+pub use page::{Page, PageParams, PageQuery};

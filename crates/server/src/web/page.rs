@@ -43,9 +43,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
 }
 
 impl PageQuery {
-    /// The page of `items` (sorted by key) after `self.after`, as `{name: [...],
-    /// "next_after": key | null}`.
-    pub fn answer<'a, T: serde::Serialize + 'a>(&self, name: &str, items: impl Iterator<Item = (String, T)>) -> Value {
+    /// The page of `items` (sorted by key) after `self.after`.
+    pub fn page<T>(&self, items: impl Iterator<Item = (String, T)>) -> Page<T> {
         let mut page: Vec<(String, T)> = items
             .filter(|(key, _)| self.after.as_ref().is_none_or(|after| key > after))
             .take(self.limit + 1)
@@ -54,7 +53,35 @@ impl PageQuery {
             page.truncate(self.limit);
             page.last().map(|(key, _)| key.clone())
         });
-        let items: Vec<T> = page.into_iter().map(|(_, item)| item).collect();
-        json!({ name: items, "next_after": next_after.flatten() })
+        Page {
+            items: page.into_iter().map(|(_, item)| item).collect(),
+            next_after: next_after.flatten(),
+        }
     }
+
+    /// The page of `items` (sorted by key) after `self.after`, as `{name: [...],
+    /// "next_after": key | null}`.
+    pub fn answer<'a, T: serde::Serialize + 'a>(&self, name: &str, items: impl Iterator<Item = (String, T)>) -> Value {
+        let Page { items, next_after } = self.page(items);
+        json!({ name: items, "next_after": next_after })
+    }
+}
+
+/// One page of a list, and the key to pass as `after` for the next (`None` on the last).
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+/// The `limit` and `after` query parameters of every list, for the API description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `PageQuery`; this type only describes it
+pub struct PageParams {
+    /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The `next_after` of the previous page.
+    after: Option<String>,
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::common::{TestServer, start_with_config};
 
 /// Every admin route (method, path; `{slug}` is the tenant the request names).
-const ROUTES: &[(&str, &str)] = &[
+pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/tenants"),
     ("POST", "/v1/admin/tenants"),
     ("GET", "/v1/admin/tenants/{slug}"),
@@ -76,6 +76,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/send-reset-email"),
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/disable"),
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/enable"),
+    ("GET", "/v1/admin/transfer-key"),
+    ("GET", "/v1/admin/tenants/{slug}/export"),
+    ("POST", "/v1/admin/tenants/{slug}/import"),
 ];
 
 /// The admin route modules: a route added there without a row above fails the test.
@@ -89,6 +92,7 @@ const ROUTE_SOURCES: &[&str] = &[
     include_str!("../../src/routes/admin_roles.rs"),
     include_str!("../../src/routes/admin_scopes.rs"),
     include_str!("../../src/routes/admin_sessions.rs"),
+    include_str!("../../src/routes/admin_transfer.rs"),
     include_str!("../../src/routes/admin_users.rs"),
 ];
 

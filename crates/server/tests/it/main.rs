@@ -24,5 +24,7 @@ mod login_limits;
 mod mfa;
 mod oauth;
 mod oidc_flow;
+mod openapi;
 mod roles;
 mod tenant_db;
+mod transfer;
