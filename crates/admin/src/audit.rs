@@ -232,15 +232,9 @@ mod tests {
                 ..AuditQuery::default()
             };
             let page = page(&global, query).await.unwrap();
-            seen.extend(
-                page["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e["details"]["n"].clone()),
-            );
-            match page["next_after"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
+            seen.extend(page.events.iter().map(|e| e.details["n"].clone()));
+            match page.next_after {
+                Some(next) => after = Some(next),
                 None => break,
             }
         }
@@ -256,17 +250,12 @@ mod tests {
             ..AuditQuery::default()
         };
         let alice_acme = page(&global, by(alice, Some("acme"))).await.unwrap();
-        assert_eq!(alice_acme["events"].as_array().unwrap().len(), 2);
+        assert_eq!(alice_acme.events.len(), 2);
         let future = AuditQuery {
             since: Some(Utc::now() + chrono::Duration::hours(1)),
             ..AuditQuery::default()
         };
-        assert!(
-            page(&global, future).await.unwrap()["events"]
-                .as_array()
-                .unwrap()
-                .is_empty()
-        );
+        assert!(page(&global, future).await.unwrap().events.is_empty());
         for bad in ["x", "12.nope", "nope.0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"] {
             let query = AuditQuery {
                 after: Some(bad.into()),

@@ -261,18 +261,27 @@ impl Api {
         })
     }
 
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
-        let mut request = self
-            .http
+    /// A request to `path` with the admin credential.
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends `request`, failing when the server cannot be reached.
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))
+    }
+
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Option<Value>> {
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))?;
+        let response = self.send(request).await?;
         let status = response.status();
         let text = response.text().await?;
         if status == StatusCode::NO_CONTENT {
@@ -280,23 +289,29 @@ impl Api {
         }
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
-            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
-            let title = value.get("title").and_then(Value::as_str).unwrap_or("");
-            let mut message = format!("{status} {code}: {title}: {detail}");
-            if let Some(errors) = value.get("errors").and_then(Value::as_array) {
-                for e in errors {
-                    message.push_str(&format!(
-                        "\n  {}: {}",
-                        e["field"].as_str().unwrap_or(""),
-                        e["message"].as_str().unwrap_or("")
-                    ));
-                }
-            }
-            bail!(message);
+            return Err(failure(status, &value));
         }
         Ok(Some(value))
     }
+}
+
+/// A refused request as the error the command ends with: status, the problem's code and
+/// title, its detail and every invalid field.
+pub(crate) fn failure(status: StatusCode, value: &Value) -> anyhow::Error {
+    let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+    let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+    let title = value.get("title").and_then(Value::as_str).unwrap_or("");
+    let mut message = format!("{status} {code}: {title}: {detail}");
+    if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            message.push_str(&format!(
+                "\n  {}: {}",
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    anyhow::anyhow!(message)
 }
 
 pub(crate) fn read_json(path: &PathBuf) -> anyhow::Result<Value> {

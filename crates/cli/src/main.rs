@@ -6,6 +6,7 @@ mod offline;
 mod profile;
 mod resources;
 mod table;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,6 +146,16 @@ enum Command {
         #[command(subcommand)]
         command: resources::AuditCommand,
     },
+    /// Export a tenant (settings, clients, scopes, roles, users) as a document.
+    Export(transfer::ExportArgs),
+    /// Import an export document into a new tenant, or merge it into or replace an
+    /// existing one; all or nothing.
+    Import(transfer::ImportArgs),
+    /// Show this installation's transfer key (what an export with credentials is sealed for).
+    TransferKey {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -198,6 +209,9 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Login(login) => profile::login(login).await,
+            Command::Export(args) => transfer::export(args).await,
+            Command::Import(args) => transfer::import(args).await,
+            Command::TransferKey { api } => transfer::transfer_key(api).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,

@@ -111,7 +111,8 @@ impl TenantDb {
         let (Some(first), Some(last)) = (users.first().map(|u| u.id), users.last().map(|u| u.id)) else {
             return Ok(Vec::new());
         };
-        let roles_sql = self.sql("SELECT user_id, role FROM user_roles WHERE user_id >= ? AND user_id <= ? ORDER BY role");
+        let roles_sql =
+            self.sql("SELECT user_id, role FROM user_roles WHERE user_id >= ? AND user_id <= ? ORDER BY role");
         let roles: Vec<(Uuid, String)> =
             crate::on_pool!(self, p => sqlx::query_as(roles_sql).bind(first).bind(last).fetch_all(p).await)
                 .map_err(query_err)?;
@@ -170,7 +171,6 @@ impl TenantDb {
     }
 }
 
-
 /// An import under way (see [`TenantDb::begin_import`]).
 pub struct UserImport {
     db: TenantDb,
@@ -215,7 +215,8 @@ impl UserImport {
                 .execute(&mut **t).await.map(|_| ()))
             .map_err(query_err)?;
             let clear = db.sql("DELETE FROM user_roles WHERE user_id = ?");
-            on_tx!(&mut self.tx, t => sqlx::query(clear).bind(id).execute(&mut **t).await.map(|_| ())).map_err(query_err)?;
+            on_tx!(&mut self.tx, t => sqlx::query(clear).bind(id).execute(&mut **t).await.map(|_| ()))
+                .map_err(query_err)?;
         } else {
             let sql = db.sql(
                 "INSERT INTO users (id, email, email_normalized, email_verified, username, username_normalized, given_name, \

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ArrayBuilder, ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder,
-    Schema, Type,
+    ArrayBuilder, ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema,
+    Type,
 };
 use utoipa::{OpenApi as _, PartialSchema};
 
@@ -87,7 +87,7 @@ fn build() -> OpenApi {
 }
 
 /// Operation ids default to the handler's name, which two modules may share (`list`,
-/// `show`): a shared one becomes the method and the path's fixed segments instead.
+/// `show`): a shared one becomes the method and the path instead (`get_admin_admins_by_id`).
 fn unique_operation_ids(doc: &mut OpenApi) {
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for item in doc.paths.paths.values_mut() {
@@ -103,11 +103,15 @@ fn unique_operation_ids(doc: &mut OpenApi) {
             let Some(operation) = operation else { continue };
             let shared = operation.operation_id.as_ref().is_some_and(|id| seen[id] > 1);
             if shared || operation.operation_id.is_none() {
-                let fixed: Vec<&str> = path
+                let words: Vec<String> = path
                     .split('/')
-                    .filter(|s| !s.is_empty() && !s.starts_with('{') && *s != "v1")
+                    .filter(|s| !s.is_empty() && *s != "v1")
+                    .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(param) => format!("by_{param}"),
+                        None => s.replace('-', "_"),
+                    })
                     .collect();
-                operation.operation_id = Some(format!("{method}_{}", fixed.join("_").replace('-', "_")));
+                operation.operation_id = Some(format!("{method}_{}", words.join("_")));
             }
         }
     }
@@ -140,7 +144,12 @@ fn problem_schema() -> Schema {
          `errors` names the fields of a request that failed validation.\n\n| code | status | meaning |\n| --- | --- | --- |\n",
     );
     for code in ErrorCode::ALL {
-        catalogue.push_str(&format!("| `{}` | {} | {} |\n", code.as_str(), code.status().as_u16(), code.title()));
+        catalogue.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            code.as_str(),
+            code.status().as_u16(),
+            code.title()
+        ));
     }
     ObjectBuilder::new()
         .description(Some(catalogue))
@@ -151,9 +160,18 @@ fn problem_schema() -> Schema {
                 .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".to_owned()))),
         )
         .property("title", ObjectBuilder::new().schema_type(Type::String))
-        .property("status", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(400)).maximum(Some(599)))
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(400))
+                .maximum(Some(599)),
+        )
         .property("detail", ObjectBuilder::new().schema_type(Type::String))
-        .property("code", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes)))
+        .property(
+            "code",
+            ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes)),
+        )
         .property("errors", ArrayBuilder::new().items(field_error))
         .required("type")
         .required("title")
@@ -169,7 +187,9 @@ fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
         .description(description)
         .content(
             "application/problem+json",
-            ContentBuilder::new().schema(Some(Ref::from_schema_name(PROBLEM))).build(),
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(PROBLEM)))
+                .build(),
         )
         .build()
         .into()
@@ -224,7 +244,10 @@ fn add_shared_parts(doc: &mut OpenApi) {
                 operation.security = Some(vec![SecurityRequirement::new(ADMIN_CREDENTIAL, Vec::<String>::new())]);
             }
             if auth_api {
-                operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(tenant_header()));
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(RefOr::T(tenant_header()));
             }
             let responses = &mut operation.responses.responses;
             // OpenAPI requires a description on every response.
@@ -244,9 +267,16 @@ fn add_shared_parts(doc: &mut OpenApi) {
             // An error an operation names is a problem too; it only says when it happens.
             for (status, response) in responses.iter_mut() {
                 if let (true, RefOr::T(response)) = (status.starts_with(['4', '5']), response) {
-                    response.content.entry("application/problem+json".to_owned()).or_insert_with(|| {
-                        RefOr::T(ContentBuilder::new().schema(Some(Ref::from_schema_name(PROBLEM))).build())
-                    });
+                    response
+                        .content
+                        .entry("application/problem+json".to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name(PROBLEM)))
+                                    .build(),
+                            )
+                        });
                 }
             }
             responses
@@ -285,7 +315,9 @@ fn tenant_header() -> Parameter {
         .name("X-Tenant-Slug")
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
-        .description(Some("The tenant's slug; without it, `?tenant` or the installation's default tenant"))
+        .description(Some(
+            "The tenant's slug; without it, `?tenant` or the installation's default tenant",
+        ))
         .schema(Some(String::schema()))
         .build()
 }

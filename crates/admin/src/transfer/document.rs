@@ -150,7 +150,9 @@ pub enum Item {
     Header(Box<Header>),
     User(Box<UserDoc>),
     /// The end of the document, with the count it states.
-    End { user_count: u64 },
+    End {
+        user_count: u64,
+    },
 }
 
 /// Where [`parse`] sends items; `false` when the receiver is gone (stop reading).
@@ -198,11 +200,15 @@ fn document_error(e: serde_json::Error) -> ApiError {
         return ApiError::new(code, detail.trim().to_owned());
     }
     match e.classify() {
-        serde_json::error::Category::Io => ApiError::new(ErrorCode::BadRequest, format!("the document could not be read: {e}")),
+        serde_json::error::Category::Io => {
+            ApiError::new(ErrorCode::BadRequest, format!("the document could not be read: {e}"))
+        }
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             ApiError::new(ErrorCode::InvalidJson, format!("the document is not valid JSON: {e}"))
         }
-        serde_json::error::Category::Data => ApiError::new(ErrorCode::ValidationFailed, format!("the document is invalid: {e}")),
+        serde_json::error::Category::Data => {
+            ApiError::new(ErrorCode::ValidationFailed, format!("the document is invalid: {e}"))
+        }
     }
 }
 
@@ -240,8 +246,10 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                     if users_seen.is_some() {
                         return Err(own(ErrorCode::ValidationFailed, "`users` appears twice"));
                     }
-                    let parsed: Header = serde_json::from_value(Value::Object(std::mem::take(&mut header)))
-                        .map_err(|e| own::<A::Error>(ErrorCode::ValidationFailed, format!("the header before `users`: {e}")))?;
+                    let parsed: Header =
+                        serde_json::from_value(Value::Object(std::mem::take(&mut header))).map_err(|e| {
+                            own::<A::Error>(ErrorCode::ValidationFailed, format!("the header before `users`: {e}"))
+                        })?;
                     if !self.sink.send(Item::Header(Box::new(parsed))) {
                         *self.cancelled = true;
                         return Err(de::Error::custom("cancelled"));
@@ -277,7 +285,12 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                     format!("`user_count` says {count} users but the document holds {seen}"),
                 ));
             }
-            None => return Err(own(ErrorCode::ValidationFailed, "the document ends without `user_count`")),
+            None => {
+                return Err(own(
+                    ErrorCode::ValidationFailed,
+                    "the document ends without `user_count`",
+                ));
+            }
         }
         if !self.sink.send(Item::End { user_count: seen }) {
             *self.cancelled = true;
@@ -329,9 +342,9 @@ impl<'de> Visitor<'de> for UsersSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
         let mut count = 0u64;
         loop {
-            let user = seq.next_element::<UserDoc>().map_err(|e| {
-                own::<A::Error>(ErrorCode::ValidationFailed, format!("users[{count}]: {e}"))
-            })?;
+            let user = seq
+                .next_element::<UserDoc>()
+                .map_err(|e| own::<A::Error>(ErrorCode::ValidationFailed, format!("users[{count}]: {e}")))?;
             let Some(user) = user else { break };
             count += 1;
             if !self.sink.send(Item::User(Box::new(user))) {
@@ -462,7 +475,11 @@ mod tests {
         let (_, result) = run(&document(vec![odd], 1));
         let error = result.unwrap_err();
         assert_eq!(error.code, ErrorCode::ValidationFailed);
-        assert!(error.detail.contains("users[0]") && error.detail.contains("is_admin"), "{}", error.detail);
+        assert!(
+            error.detail.contains("users[0]") && error.detail.contains("is_admin"),
+            "{}",
+            error.detail
+        );
     }
 
     #[test]

@@ -41,9 +41,7 @@ impl Export {
         let tenant = &ctx.entry.tenant;
         let db = ctx.db().await?;
         let sealer = options.credentials.then(|| {
-            let recipient = options
-                .recipient
-                .unwrap_or_else(|| secrets.transfer_key().public());
+            let recipient = options.recipient.unwrap_or_else(|| secrets.transfer_key().public());
             Sealer::new(&recipient)
         });
         let mut settings = serde_json::to_value(&tenant.settings).map_err(|_| ApiError::internal())?;
@@ -56,7 +54,9 @@ impl Export {
             let Some(stored) = value.as_str() else { return };
             *value = match &sealer {
                 Some(sealer) => match secrets.open(SealContext::new(&owner, field), stored) {
-                    Ok(plain) => serde_json::json!({ "sealed": sealer.seal(&format!("settings/{field}"), plain.as_bytes()) }),
+                    Ok(plain) => {
+                        serde_json::json!({ "sealed": sealer.seal(&format!("settings/{field}"), plain.as_bytes()) })
+                    }
                     Err(_) => {
                         broken = Some(field.to_owned());
                         Value::Null
@@ -111,7 +111,11 @@ impl Export {
 
     /// Sends the document into `out`, one chunk per page of users; answers how many users
     /// it holds. When the receiver goes away (the client hung up) it stops quietly.
-    pub async fn write(self, secrets: &SecretBox, out: &mpsc::Sender<std::io::Result<Vec<u8>>>) -> Result<u64, ApiError> {
+    pub async fn write(
+        self,
+        secrets: &SecretBox,
+        out: &mpsc::Sender<std::io::Result<Vec<u8>>>,
+    ) -> Result<u64, ApiError> {
         if out.send(Ok(self.header.clone())).await.is_err() {
             return Ok(0);
         }

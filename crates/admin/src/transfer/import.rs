@@ -170,7 +170,8 @@ impl AdminService {
                 let made = new_tenant().await?;
                 let mut input = doc_settings;
                 if let Some(object) = input.as_object_mut() {
-                    let defaults = serde_json::to_value(TenantSettings::for_new_tenant()).map_err(|_| ApiError::internal())?;
+                    let defaults =
+                        serde_json::to_value(TenantSettings::for_new_tenant()).map_err(|_| ApiError::internal())?;
                     object.insert("user_db".into(), defaults["user_db"].clone());
                 }
                 let settings = settings::settings_from_input(input, None, &made.id.to_string(), env.secrets)?;
@@ -271,14 +272,26 @@ impl AdminService {
                 match items.recv().await {
                     Some(Ok(Item::User(doc))) => {
                         let at = format!("users[{index}]");
-                        put_user(&mut users, *doc, &fields, &role_names, opener.as_ref(), env.secrets, tenant.id, &mut report.users)
-                            .await
-                            .map_err(|e| located(e, &at))?;
+                        put_user(
+                            &mut users,
+                            *doc,
+                            &fields,
+                            &role_names,
+                            opener.as_ref(),
+                            env.secrets,
+                            tenant.id,
+                            &mut report.users,
+                        )
+                        .await
+                        .map_err(|e| located(e, &at))?;
                         index += 1;
                     }
                     Some(Ok(Item::End { .. })) => return Ok(()),
                     Some(Ok(Item::Header(_))) => {
-                        return Err(ApiError::new(ErrorCode::ValidationFailed, "the document has two headers"));
+                        return Err(ApiError::new(
+                            ErrorCode::ValidationFailed,
+                            "the document has two headers",
+                        ));
                     }
                     Some(Err(e)) => return Err(e),
                     None => return Err(ApiError::new(ErrorCode::BadRequest, "the document ended early")),
@@ -332,7 +345,9 @@ impl AdminService {
                         key_ring: None,
                         expected_updated_at: None,
                     },
-                    None => Command::DeleteTenant { slug: tenant.slug.clone() },
+                    None => Command::DeleteTenant {
+                        slug: tenant.slug.clone(),
+                    },
                 };
                 if let Err(undo_error) = writer.write(undo).await {
                     tracing::error!(tenant = %tenant.slug, error = %undo_error, "an import's users did not commit and its configuration could not be put back");
@@ -350,7 +365,10 @@ impl AdminService {
 fn opener(header: &Header, secrets: &SecretBox) -> Result<Option<Opener>, ApiError> {
     match (&header.transfer, header.credentials) {
         (None, false) => Ok(None),
-        (None, true) => Err(ApiError::field("transfer", "a document with credentials names the key they are sealed for")),
+        (None, true) => Err(ApiError::field(
+            "transfer",
+            "a document with credentials names the key they are sealed for",
+        )),
         (Some(transfer), _) => Opener::new(&secrets.transfer_keys(), &transfer.recipient, &transfer.ephemeral)
             .map(Some)
             .map_err(transfer_error),
@@ -363,7 +381,10 @@ fn transfer_error(e: TransferError) -> ApiError {
             ErrorCode::TransferKeyMismatch,
             "the document's credentials are sealed for another installation: export them for this one's transfer key",
         ),
-        other => ApiError::new(ErrorCode::ValidationFailed, format!("a sealed value does not open: {other}")),
+        other => ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!("a sealed value does not open: {other}"),
+        ),
     }
 }
 
@@ -387,7 +408,10 @@ fn open_settings_secrets(settings: &mut Value, opener: Option<&Opener>) -> Resul
             return;
         };
         let Some(opener) = opener else {
-            failure = Some(ApiError::field("transfer", "the document has sealed values but no transfer key"));
+            failure = Some(ApiError::field(
+                "transfer",
+                "the document has sealed values but no transfer key",
+            ));
             return;
         };
         match opener.open(&format!("settings/{field}"), sealed) {
@@ -411,7 +435,11 @@ fn merged<T: Clone>(
     same: impl Fn(&T, &T) -> bool,
 ) -> BTreeMap<String, T> {
     let current = current.cloned().unwrap_or_default();
-    let mut result = if mode == Mode::Merge { current.clone() } else { BTreeMap::new() };
+    let mut result = if mode == Mode::Merge {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
     for (key, item) in incoming {
         match current.get(&key) {
             Some(old) if same(old, &item) => {}
@@ -436,10 +464,14 @@ async fn put_user(
     counts: &mut Counts,
 ) -> Result<(), ApiError> {
     if let Some(unknown) = doc.roles.iter().find(|r| !role_names.contains(r.as_str())) {
-        return Err(ApiError::field("roles", format!("names `{unknown}`, which the tenant does not define")));
+        return Err(ApiError::field(
+            "roles",
+            format!("names `{unknown}`, which the tenant does not define"),
+        ));
     }
     let open = |context: String, sealed: &Sealed| -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-        let opener = opener.ok_or_else(|| ApiError::field("transfer", "the document has sealed values but no transfer key"))?;
+        let opener =
+            opener.ok_or_else(|| ApiError::field("transfer", "the document has sealed values but no transfer key"))?;
         opener.open(&context, &sealed.sealed).map_err(transfer_error)
     };
     let password = match &doc.password {
@@ -493,7 +525,10 @@ async fn put_user(
         Users::Checked { emails } => {
             tenantry_dataplane::transfer::check_record(&record, fields)?;
             if !emails.insert(tenantry_dataplane::users::normalize_email(&record.user.email)) {
-                return Err(ApiError::new(ErrorCode::EmailTaken, "the document holds this email twice"));
+                return Err(ApiError::new(
+                    ErrorCode::EmailTaken,
+                    "the document holds this email twice",
+                ));
             }
             counts.created += 1;
         }

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_controlplane::model::{Tenant, TenantSettings};
-use utoipa::{IntoParams, ToSchema};
 use tenantry_controlplane::{Command, TenantEntry};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::Scope;
 use tenantry_controlplane::validate::validate_scope;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;

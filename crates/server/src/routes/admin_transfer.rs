@@ -103,9 +103,17 @@ async fn export(
         .as_deref()
         .map(TransferPublicKey::parse)
         .transpose()
-        .map_err(|_| ApiError::field("recipient", "must be a transfer key (`ttk1.…`) from GET /v1/admin/transfer-key"))?;
+        .map_err(|_| {
+            ApiError::field(
+                "recipient",
+                "must be a transfer key (`ttk1.…`) from GET /v1/admin/transfer-key",
+            )
+        })?;
     if recipient.is_some() && !query.credentials {
-        return Err(ApiError::field("recipient", "only means something with credentials=true"));
+        return Err(ApiError::field(
+            "recipient",
+            "only means something with credentials=true",
+        ));
     }
     let options = ExportOptions {
         credentials: query.credentials,
@@ -179,9 +187,14 @@ async fn import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime::Mime>().ok())
-        .is_some_and(|m| m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON)));
+        .is_some_and(|m| {
+            m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        });
     if !json {
-        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "the document is sent as application/json"));
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the document is sent as application/json",
+        ));
     }
     let creating = state.resolver.resolve_slug(&slug).is_err();
     if creating && !admin.0.reach.is_global() {

@@ -48,11 +48,20 @@ fn routes_in(source: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn the_document_describes_every_route_and_only_routes() {
     let server = start().await;
-    let response = server.http.get(format!("{}/openapi.json", server.base)).send().await.unwrap();
+    let response = server
+        .http
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let doc: Value = response.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
 
     let mut routes: BTreeSet<(String, String)> = ROUTES
         .iter()
@@ -114,7 +123,11 @@ async fn every_error_code_is_in_the_problem_schema() {
     assert_eq!(codes, catalogue);
     let described = problem["description"].as_str().unwrap();
     for code in ErrorCode::ALL {
-        assert!(described.contains(&format!("`{}`", code.as_str())), "{} is explained", code.as_str());
+        assert!(
+            described.contains(&format!("`{}`", code.as_str())),
+            "{} is explained",
+            code.as_str()
+        );
     }
     // An error answer's body is the problem, as problem+json.
     let refused = &doc["paths"]["/v1/admin/tenants"]["get"]["responses"]["4XX"]["content"]["application/problem+json"];

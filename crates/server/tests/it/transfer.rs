@@ -24,20 +24,33 @@ async fn populate(server: &TestServer, slug: &str, users: usize) {
     assert_eq!(status, 200, "{body}");
     let role = json!({"description": "Buys things", "permissions": ["orders:read", "orders:write"]});
     let (status, body) = server
-        .admin(Method::PUT, &format!("/v1/admin/tenants/{slug}/roles/buyer"), Some(role))
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/tenants/{slug}/roles/buyer"),
+            Some(role),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let scope = json!({"description": "Orders", "claims": ["tier"]});
     let (status, body) = server
-        .admin(Method::PUT, &format!("/v1/admin/tenants/{slug}/scopes/orders"), Some(scope))
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/tenants/{slug}/scopes/orders"),
+            Some(scope),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let confidential = json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["orders"]});
+    let confidential =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["orders"]});
     let (status, body) = server
-        .admin(Method::POST, &format!("/v1/admin/tenants/{slug}/clients"), Some(confidential))
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/clients"),
+            Some(confidential),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
-    if server.ctx(slug).entry.clients.get("demo-spa").is_none() {
+    if !server.ctx(slug).entry.clients.contains_key("demo-spa") {
         let (status, body) = server
             .admin(
                 Method::POST,
@@ -58,7 +71,10 @@ async fn populate(server: &TestServer, slug: &str, users: usize) {
             .await;
         assert_eq!(status, 201, "{made}");
         if n % 3 == 0 {
-            let path = format!("/v1/admin/tenants/{slug}/users/{}/roles/buyer", made["id"].as_str().unwrap());
+            let path = format!(
+                "/v1/admin/tenants/{slug}/users/{}/roles/buyer",
+                made["id"].as_str().unwrap()
+            );
             let (status, body) = server.admin(Method::PUT, &path, None).await;
             assert_eq!(status, 204, "{body}");
         }
@@ -191,7 +207,12 @@ async fn credentials_travel_sealed_and_sign_in_after_the_move() {
     assert!(!document.contains(PASSWORD));
     let parsed: Value = serde_json::from_str(&document).unwrap();
     assert_eq!(parsed["credentials"], true);
-    assert!(parsed["users"][0]["password"]["sealed"].as_str().unwrap().starts_with("tts1."));
+    assert!(
+        parsed["users"][0]["password"]["sealed"]
+            .as_str()
+            .unwrap()
+            .starts_with("tts1.")
+    );
 
     let (status, report) = import(&server, "vault-copy", "", document.clone()).await;
     assert_eq!(status, 201, "{report}");
