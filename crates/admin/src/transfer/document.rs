@@ -342,10 +342,12 @@ impl<'de> Visitor<'de> for UsersSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
         let mut count = 0u64;
         loop {
-            let user = seq
-                .next_element::<UserDoc>()
+            // Read as JSON first, so a syntax error stays one; then as a user, naming it.
+            let Some(value) = seq.next_element::<Value>()? else {
+                break;
+            };
+            let user: UserDoc = serde_json::from_value(value)
                 .map_err(|e| own::<A::Error>(ErrorCode::ValidationFailed, format!("users[{count}]: {e}")))?;
-            let Some(user) = user else { break };
             count += 1;
             if !self.sink.send(Item::User(Box::new(user))) {
                 *self.cancelled = true;
@@ -418,13 +420,23 @@ mod tests {
         }
     }
 
-    fn header() -> Value {
-        serde_json::json!({
-            "format": FORMAT, "version": 1, "volatile": VOLATILE, "exported_at": "2026-01-01T00:00:00Z",
-            "source": {"tenant_id": Uuid::nil(), "slug": "acme", "issuer": "http://x/t/acme"},
-            "credentials": false, "tenant": {"display_name": "Acme", "settings": {}},
-            "clients": [], "scopes": [], "roles": [],
-        })
+    /// The header's members in document order (a `json!` object would sort them).
+    fn header() -> Vec<(&'static str, Value)> {
+        vec![
+            ("format", FORMAT.into()),
+            ("version", 1.into()),
+            ("volatile", serde_json::json!(VOLATILE)),
+            ("exported_at", "2026-01-01T00:00:00Z".into()),
+            (
+                "source",
+                serde_json::json!({"tenant_id": Uuid::nil(), "slug": "acme", "issuer": "http://x/t/acme"}),
+            ),
+            ("credentials", false.into()),
+            ("tenant", serde_json::json!({"display_name": "Acme", "settings": {}})),
+            ("clients", serde_json::json!([])),
+            ("scopes", serde_json::json!([])),
+            ("roles", serde_json::json!([])),
+        ]
     }
 
     fn user(email: &str) -> Value {
@@ -433,10 +445,11 @@ mod tests {
     }
 
     fn document(users: Vec<Value>, count: usize) -> String {
-        let mut doc = header();
-        doc["users"] = Value::Array(users);
-        doc["user_count"] = count.into();
-        doc.to_string()
+        let mut members = header();
+        members.push(("users", Value::Array(users)));
+        members.push(("user_count", count.into()));
+        let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", members.join(","))
     }
 
     fn run(text: &str) -> (Vec<Item>, Result<(), ApiError>) {
