@@ -253,18 +253,18 @@ pub fn due_for_touch(key: &ApiKey, now: DateTime<Utc>) -> bool {
 }
 
 /// `POST /v1/admin/api-keys`: a new key's name, reach, access and lifetime.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
     /// Default: the maker's reach.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<AdminReach>,
     /// Default: `read_only`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AdminAccess>,
     /// Days until it expires (1–3650); without it the key lives until revoked.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
 }
 

@@ -1,5 +1,6 @@
 //! Admin services: validation and sealing of admin input, and the one admin write path.
 //!
+//! [`api`] holds the admin API's request bodies, shared by the server and the CLI.
 //! Admin validation and sealing live here, not in the HTTP crate: [`settings`] turns admin
 //! settings input into sealed settings (and redacts, merge-patches and re-seals them), and
 //! [`tenants`] builds and checks new and updated tenants (custom fields, database
@@ -26,6 +27,7 @@
 
 pub mod access;
 pub mod admins;
+pub mod api;
 pub mod audit;
 pub mod clients;
 pub mod installation;

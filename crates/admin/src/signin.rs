@@ -43,21 +43,21 @@ const LOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
 const HASHING_OWNER: &str = "system";
 
 /// `POST /v1/admin/auth/login`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     pub email: String,
     pub password: String,
     /// A TOTP code (of the confirmed secret, or of the one being enrolled).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Required when the password is a one-time password; replaces it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_password: Option<String>,
 }
 
 /// `POST /v1/admin/auth/totp`: the password proves the admin before a secret is shown.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpEnrolment {
     pub email: String,

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tenantry_admin::access::NewApiKey;
+use tenantry_admin::api::{CreateTenant, PatchTenant, RotateKeysRequest, SecretRotation, SetPassword};
+use tenantry_controlplane::model::{AdminAccess, AdminReach};
 
 use crate::table::Output;
 
@@ -349,6 +352,22 @@ impl Api {
     }
 }
 
+/// A request body of the API's own type.
+pub(crate) fn body(value: impl serde::Serialize) -> anyhow::Result<Option<Value>> {
+    Ok(Some(serde_json::to_value(value)?))
+}
+
+/// `--global` or `--tenant S...` as a reach; neither leaves the server's default.
+pub(crate) fn reach_of(global: bool, tenants: Vec<String>) -> Option<AdminReach> {
+    if global {
+        Some(AdminReach::Global)
+    } else if !tenants.is_empty() {
+        Some(AdminReach::Tenants(tenants))
+    } else {
+        None
+    }
+}
+
 /// A path segment, percent-encoded.
 pub(crate) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -390,7 +409,7 @@ pub async fn client(args: ApiArgs, command: ClientCommand) -> anyhow::Result<()>
             api.call(
                 Method::POST,
                 &format!("{}/{}/secret", base(&tenant), seg(&client_id)),
-                Some(json!({ "overlap_secs": overlap_secs })),
+                body(SecretRotation { overlap_secs })?,
             )
             .await?
         }
@@ -421,7 +440,7 @@ pub async fn user(args: ApiArgs, command: UserCommand) -> anyhow::Result<()> {
             api.call(
                 Method::PUT,
                 &format!("{}/password", one(&tenant, &id)),
-                Some(json!({ "password": password })),
+                body(SetPassword { password })?,
             )
             .await?
         }
@@ -438,10 +457,17 @@ pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
                 .await?
         }
         KeysCommand::Rotate { tenant, algorithms } => {
+            let algorithms = algorithms
+                .into_iter()
+                .map(|alg| {
+                    serde_json::from_value(Value::String(alg.clone()))
+                        .map_err(|_| anyhow::anyhow!("unknown algorithm `{alg}`: RS256, ES256 or EdDSA"))
+                })
+                .collect::<anyhow::Result<_>>()?;
             api.call(
                 Method::POST,
                 &format!("/v1/admin/tenants/{}/keys/rotate", seg(&tenant)),
-                Some(json!({ "algorithms": algorithms })),
+                body(RotateKeysRequest { algorithms })?,
             )
             .await?
         }
@@ -465,14 +491,12 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             display_name,
             settings,
         } => {
-            let mut body = json!({"slug": slug});
-            if let Some(name) = display_name {
-                body["display_name"] = json!(name);
-            }
-            if let Some(path) = settings {
-                body["settings"] = read_json(&path)?;
-            }
-            api.call(Method::POST, "/v1/admin/tenants", Some(body)).await?
+            let tenant = CreateTenant {
+                slug,
+                display_name,
+                settings: settings.map(|path| read_json(&path)).transpose()?,
+            };
+            api.call(Method::POST, "/v1/admin/tenants", body(tenant)?).await?
         }
         TenantCommand::List { limit, after } => {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -494,15 +518,16 @@ pub async fn tenant(args: ApiArgs, command: TenantCommand) -> anyhow::Result<()>
             display_name,
             settings,
         } => {
-            let mut body = json!({});
-            if let Some(name) = display_name {
-                body["display_name"] = json!(name);
-            }
-            if let Some(path) = settings {
-                body["settings"] = read_json(&path)?;
-            }
-            api.call(Method::PATCH, &format!("/v1/admin/tenants/{}", seg(&slug)), Some(body))
-                .await?
+            let patch = PatchTenant {
+                display_name,
+                settings: settings.map(|path| read_json(&path)).transpose()?,
+            };
+            api.call(
+                Method::PATCH,
+                &format!("/v1/admin/tenants/{}", seg(&slug)),
+                body(patch)?,
+            )
+            .await?
         }
         TenantCommand::Migrate { slug } => {
             api.call(
@@ -532,16 +557,17 @@ pub async fn api_key(args: ApiArgs, command: ApiKeyCommand) -> anyhow::Result<()
             read_write,
             expires_in_days,
         } => {
-            let mut body = json!({ "name": name, "access": if read_write { "read_write" } else { "read_only" } });
-            if global {
-                body["reach"] = json!("global");
-            } else if !tenants.is_empty() {
-                body["reach"] = json!({ "tenants": tenants });
-            }
-            if let Some(days) = expires_in_days {
-                body["expires_in_days"] = json!(days);
-            }
-            api.call(Method::POST, "/v1/admin/api-keys", Some(body)).await?
+            let key = NewApiKey {
+                name,
+                reach: reach_of(global, tenants),
+                access: Some(if read_write {
+                    AdminAccess::ReadWrite
+                } else {
+                    AdminAccess::ReadOnly
+                }),
+                expires_in_days,
+            };
+            api.call(Method::POST, "/v1/admin/api-keys", body(key)?).await?
         }
         ApiKeyCommand::List => api.call(Method::GET, "/v1/admin/api-keys", None).await?,
         ApiKeyCommand::Revoke { id } => {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tenantry_admin::signin::AdminTokens;
+use serde_json::Value;
+use tenantry_admin::api::AdminRefreshBody;
+use tenantry_admin::signin::{AdminTokens, SignIn, TotpEnrolment};
 
 /// A stored admin session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,17 +111,26 @@ pub async fn login(args: Login) -> anyhow::Result<()> {
     let password = next_line("password (first line)")?;
     let http = reqwest::Client::new();
     if args.enrol_totp {
-        let body = json!({"email": args.email, "password": password});
+        let body = serde_json::to_value(TotpEnrolment {
+            email: args.email.clone(),
+            password,
+        })?;
         let enrolment = post(&http, &url, "/v1/admin/auth/totp", body).await?;
         println!("TOTP secret: {}", enrolment["secret"].as_str().unwrap_or_default());
         println!("otpauth URI: {}", enrolment["otpauth_uri"].as_str().unwrap_or_default());
         println!("add it to your authenticator, then run `tenantry login` with --code");
         return Ok(());
     }
-    let mut body = json!({"email": args.email, "password": password, "code": args.code});
-    if args.new_password {
-        body["new_password"] = json!(next_line("new password (second line)")?);
-    }
+    let new_password = match args.new_password {
+        true => Some(next_line("new password (second line)")?),
+        false => None,
+    };
+    let body = serde_json::to_value(SignIn {
+        email: args.email.clone(),
+        password,
+        code: args.code.clone(),
+        new_password,
+    })?;
     let tokens: AdminTokens = serde_json::from_value(post(&http, &url, "/v1/admin/auth/login", body).await?)?;
     let path = path(args.profile).context("no profile path: pass --profile or set HOME")?;
     save(&path, &profile_of(&url, &args.email, tokens))?;
@@ -153,7 +163,9 @@ pub async fn fresh_access_token(path: &Path, profile: Profile) -> anyhow::Result
         return Ok(profile);
     }
     let http = reqwest::Client::new();
-    let body = json!({"refresh_token": profile.refresh_token});
+    let body = serde_json::to_value(AdminRefreshBody {
+        refresh_token: profile.refresh_token.clone(),
+    })?;
     let refreshed = post(&http, &profile.url, "/v1/admin/auth/refresh", body)
         .await
         .context("the stored session has ended; run `tenantry login` again")?;

@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::json;
+use tenantry_admin::api::{AdminChange, RoleInput, ScopeInput};
+use tenantry_controlplane::model::AdminAccess;
 
-use crate::admin::{Api, ApiArgs, read_json, seg};
+use crate::admin::{Api, ApiArgs, body, reach_of, read_json, seg};
 
 #[derive(Subcommand)]
 pub enum RoleCommand {
@@ -233,11 +235,14 @@ pub async fn role(args: ApiArgs, command: RoleCommand) -> anyhow::Result<()> {
             description,
             permissions,
         } => {
-            let body = json!({ "description": description, "permissions": permissions });
+            let role = RoleInput {
+                description,
+                permissions,
+            };
             api.show(
                 Method::PUT,
                 &format!("{}/{}", roles(&tenant), seg(&name)),
-                Some(body),
+                body(role)?,
                 "",
             )
             .await
@@ -272,7 +277,9 @@ pub async fn scope(args: ApiArgs, command: ScopeCommand) -> anyhow::Result<()> {
         }
         ScopeCommand::Put { tenant, name, file } => {
             let path = format!("{}/{}", scopes(&tenant), seg(&name));
-            api.show(Method::PUT, &path, Some(read_json(&file)?), "").await
+            let scope: ScopeInput = serde_json::from_value(read_json(&file)?)
+                .with_context(|| format!("{} is not a scope (`description`, `claims`)", file.display()))?;
+            api.show(Method::PUT, &path, body(scope)?, "").await
         }
         ScopeCommand::Delete { tenant, name } => {
             let path = format!("{}/{}", scopes(&tenant), seg(&name));
@@ -376,20 +383,18 @@ pub async fn admins(command: AdminApiCommand) -> anyhow::Result<()> {
             read_only,
             read_write,
         } => {
-            let mut body = json!({});
-            if global {
-                body["reach"] = json!("global");
-            } else if !tenants.is_empty() {
-                body["reach"] = json!({ "tenants": tenants });
-            }
-            if read_only {
-                body["access"] = json!("read_only");
-            } else if read_write {
-                body["access"] = json!("read_write");
-            }
+            let change = AdminChange {
+                name: None,
+                reach: reach_of(global, tenants),
+                access: match (read_only, read_write) {
+                    (true, _) => Some(AdminAccess::ReadOnly),
+                    (_, true) => Some(AdminAccess::ReadWrite),
+                    _ => None,
+                },
+            };
             Api::new(api)
                 .await?
-                .show(Method::PATCH, &one(&id), Some(body), "")
+                .show(Method::PATCH, &one(&id), body(change)?, "")
                 .await
         }
         AdminApiCommand::Delete { id, api } => {

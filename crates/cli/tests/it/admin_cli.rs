@@ -367,3 +367,63 @@ async fn resource_commands_print_tables_or_json_and_fail_with_the_problem_code()
     assert!(completions.status.success());
     assert!(String::from_utf8_lossy(&completions.stdout).contains("tenantry"));
 }
+
+/// `tenantry export` and `tenantry import`: the document goes to a file with progress on
+/// standard error, comes back into a new tenant (dry run first), and a second import
+/// without `--mode` is refused with the problem's code.
+#[test]
+fn export_and_import_move_a_tenant_through_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev(&dir.path().join("root"), &[]);
+    let run = |args: &[&str]| {
+        let out = tenantry(dir.path())
+            .args(args)
+            .args(["--url", &server.base, "--token", &server.admin_token()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let user = dir.path().join("user.json");
+    std::fs::write(&user, r#"{"email": "ada@example.com", "given_name": "Ada"}"#).unwrap();
+    let (ok, _, err) = run(&["user", "create", "--tenant", "local", "--file", user.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    let file = dir.path().join("local.json");
+    let (ok, out, err) = run(&["export", "--tenant", "local", "-o", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "the document goes to the file");
+    assert!(err.contains("exported 2 users of tenant local"), "{err}");
+    let document: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(document["format"], "tenantry-tenant");
+    assert_eq!(document["user_count"], 2, "the demo user and Ada");
+
+    let (ok, out, err) = run(&["import", file.to_str().unwrap(), "--tenant", "copy", "--dry-run"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["dry_run"].as_bool(), report["users"]["created"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let (ok, _, err) = run(&["tenant", "show", "copy"]);
+    assert!(
+        !ok && err.contains("tenant_not_found"),
+        "a dry run makes nothing: {err}"
+    );
+
+    let (ok, out, err) = run(&["import", file.to_str().unwrap(), "--tenant", "copy"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["created_tenant"], true);
+    let (ok, out, _) = run(&["user", "list", "--tenant", "copy"]);
+    assert!(ok && out.contains("ada@example.com"), "{out}");
+    let (ok, _, err) = run(&["import", file.to_str().unwrap(), "--tenant", "copy"]);
+    assert!(!ok && err.contains("409") && err.contains("tenant_exists"), "{err}");
+    let (ok, out, err) = run(&["import", file.to_str().unwrap(), "--tenant", "copy", "--mode", "merge"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["users"]["updated"], 2);
+    let (ok, out, err) = run(&["transfer-key"]);
+    assert!(ok && out.contains("ttk1."), "{out}{err}");
+}

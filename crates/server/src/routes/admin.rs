@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantry_admin::api::{AdoptDatabase, CreateTenant, PatchTenant};
 use tenantry_controlplane::model::{Tenant, TenantSettings};
 use tenantry_controlplane::{Command, TenantEntry};
 use utoipa::{IntoParams, ToSchema};
@@ -104,17 +105,6 @@ fn view(state: &AppState, entry: &TenantEntry) -> TenantView {
         updated_at: t.updated_at,
         settings: settings::redacted(&t.settings),
     }
-}
-
-/// A new tenant; `settings` are merged onto the defaults of a new tenant.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    /// Lowercase letters, digits and `-`; the tenant's issuer is `{public_url}/t/{slug}`.
-    slug: String,
-    display_name: Option<String>,
-    #[schema(value_type = Option<TenantSettings>)]
-    settings: Option<Value>,
 }
 
 /// Path of a tenant.
@@ -283,15 +273,6 @@ async fn get_settings(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let tenant = &ctx.entry.tenant;
     Ok(versioned(tenant, Json(settings::redacted(&tenant.settings))))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct PatchTenant {
-    display_name: Option<String>,
-    /// An RFC 7396 merge patch over the (redacted) settings.
-    #[schema(value_type = Option<Object>)]
-    settings: Option<Value>,
 }
 
 /// Changes the display name and/or merge-patches the settings; conditional when
@@ -488,15 +469,6 @@ async fn migrate_database(
         })
         .await?;
     Ok(Json(status))
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AdoptDatabase {
-    /// New `settings.user_db` to store first (as in the tenant settings); without it the
-    /// database already configured is adopted.
-    #[schema(value_type = Option<tenantry_controlplane::model::UserDbSettings>)]
-    user_db: Option<Value>,
 }
 
 /// Takes over a database stamped for another tenant (`AdminService::adopt_database`),

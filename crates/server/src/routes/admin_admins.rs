@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tenantry_admin::Audit;
 use tenantry_admin::admins::{AdminView, NewAdmin, make_admin};
+use tenantry_admin::api::AdminChange;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Admin, AdminAccess, AdminReach};
 use utoipa::ToSchema;
@@ -190,15 +191,6 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<AdminView>, ApiError> {
     visible(&admin, &state, &id).map(|a| Json(AdminView::from(&a)))
-}
-
-/// A change to an admin; absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AdminChange {
-    name: Option<String>,
-    reach: Option<AdminReach>,
-    access: Option<AdminAccess>,
 }
 
 /// Changes an admin's name, reach or access (no further than the caller's own; the last

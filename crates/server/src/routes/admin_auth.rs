@@ -7,12 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use tenantry_accounts::mfa::Enrolment;
+use tenantry_admin::api::AdminRefreshBody;
 use tenantry_admin::signin::{self, AdminTokens, Refused, SignIn, SignInEnv, SignedIn, TotpEnrolment};
 use tenantry_admin::{Actor, Audit};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -165,13 +164,6 @@ async fn enrol_totp(
             refused.error.into_response()
         }
     }
-}
-
-/// A refresh token of an admin session.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AdminRefreshBody {
-    refresh_token: String,
 }
 
 /// A new pair of tokens; the refresh token sent is spent (a replay ends the session).

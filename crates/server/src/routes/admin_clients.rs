@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use tenantry_admin::api::SecretRotation;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::{Client, ClientType, PreviousSecret};
 use tenantry_controlplane::validate::validate_client;
@@ -254,17 +255,6 @@ async fn delete_client(
     let command = Command::DeleteClient { slug, client_id };
     state.admin.command(admin.actor(), command, audit).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// How a secret rotation treats the replaced secret.
-#[derive(Debug, Default, serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct SecretRotation {
-    /// Seconds the replaced secret keeps working (default 0: it stops at once; at most
-    /// 30 days).
-    #[serde(default)]
-    #[schema(maximum = 2592000)]
-    overlap_secs: u32,
 }
 
 const MAX_SECRET_OVERLAP_SECS: u32 = 30 * 24 * 3600;

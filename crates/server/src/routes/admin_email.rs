@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tenantry_admin::api::TestMail;
 use tenantry_controlplane::model::{Language, MailTemplateKind};
 use utoipa::ToSchema;
 
@@ -23,17 +24,6 @@ pub fn router() -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(send_test))]
 pub struct Doc;
-
-/// Where to send the test message, and in which language.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct TestMail {
-    /// The recipient's address.
-    to: String,
-    /// Defaults to the tenant's `settings.language`.
-    #[serde(default)]
-    language: Option<Language>,
-}
 
 /// The test message the SMTP server accepted.
 #[derive(Debug, Serialize, ToSchema)]

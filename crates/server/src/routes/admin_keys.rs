@@ -4,8 +4,9 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
+use tenantry_admin::api::RotateKeysRequest;
 use tenantry_controlplane::model::{KeyState, SigningAlg, SigningSettings};
 use tenantry_controlplane::{Command, TenantEntry};
 use utoipa::ToSchema;
@@ -24,7 +25,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list_keys, rotate_keys, retire_key), components(schemas(RotateRequest)))]
+#[openapi(paths(list_keys, rotate_keys, retire_key), components(schemas(RotateKeysRequest)))]
 pub struct Doc;
 
 /// What a key is for: always `sig`.
@@ -93,17 +94,6 @@ async fn list_keys(
     Ok(Json(keys_view(&ctx.entry)))
 }
 
-/// Which algorithms to rotate.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[schema(as = RotateKeysRequest)]
-#[serde(deny_unknown_fields)]
-struct RotateRequest {
-    /// Algorithms to rotate (each at most once); all when absent or empty.
-    #[serde(default)]
-    #[schema(value_type = std::collections::BTreeSet<SigningAlg>)]
-    algorithms: Vec<SigningAlg>,
-}
-
 /// Makes a new active key for each requested algorithm (all by default).
 ///
 /// The keys they replace stay published until their grace period ends. The body is
@@ -118,7 +108,7 @@ async fn rotate_keys(
     admin: AdminAuth,
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    OptionalApiJson(request): OptionalApiJson<RotateRequest>,
+    OptionalApiJson(request): OptionalApiJson<RotateKeysRequest>,
 ) -> Result<Json<KeysView>, ApiError> {
     let ctx = state.resolver.resolve_slug(&slug)?;
     let command = rotate_command(

@@ -9,9 +9,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tenantry_admin::Audit;
+use tenantry_admin::api::RoleInput;
 use tenantry_admin::users::existing;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::Role;
@@ -101,16 +102,6 @@ async fn show_role(
         .cloned()
         .map(Json)
         .ok_or_else(|| no_role(&name))
-}
-
-/// A role's definition; its name is in the path.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RoleInput {
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    permissions: Vec<String>,
 }
 
 /// Creates or replaces a role.

@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tenantry_admin::api::ScopeInput;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::Scope;
 use tenantry_controlplane::validate::validate_scope;
@@ -29,16 +30,6 @@ pub fn router() -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(list_scopes, show_scope, put_scope, delete_scope))]
 pub struct Doc;
-
-/// A scope's definition; its name is in the path.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ScopeInput {
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    claims: Vec<String>,
-}
 
 /// A page of a tenant's own scopes, and the built-in scopes every tenant has.
 #[derive(Debug, Serialize, ToSchema)]

@@ -10,7 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tenantry_admin::api::{DisableUser, SetPassword};
 use tenantry_admin::users::{CreateUser, UpdateUser, UserLink, existing, has_password};
 use tenantry_dataplane::UserSearch;
 use tenantry_dataplane::model::{User, UserStatus};
@@ -250,13 +251,6 @@ async fn update_user(
     view(&ctx, user).await
 }
 
-/// The new password; the tenant's password policy applies.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct SetPassword {
-    password: String,
-}
-
 /// Sets the user's password (links mailed before for a reset stop working).
 #[utoipa::path(put, path = "/v1/admin/tenants/{slug}/users/{id}/password", tag = "users",
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
@@ -358,20 +352,6 @@ async fn send_link(
         .send_user_link(admin.actor(), &state.accounts, &ctx, &id, link)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Why and until when the user is disabled (both optional: `{}` disables until enabled).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct DisableUser {
-    /// Why, for other administrators (at most 500 characters).
-    #[serde(default)]
-    #[schema(max_length = 500)]
-    reason: Option<String>,
-    /// When the suspension ends by itself (RFC 3339, in the future); without it the user
-    /// stays disabled until enabled.
-    #[serde(default)]
-    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Disables the user: it can no longer sign in (until `until`, when given).
