@@ -202,7 +202,37 @@ async fn credentials_travel_sealed_and_sign_in_after_the_move() {
         .await;
     assert_eq!(status, 201, "{body}");
     populate(&server, "vault", 4).await;
+    // user2 has a confirmed authenticator.
+    let (status, tokens) = login(&server, "vault", "user2@shop.test").await;
+    assert_eq!(status, 200, "{tokens}");
+    let bearer = tokens["access_token"].as_str().unwrap().to_owned();
+    let auth = |path: &str, body: Value| {
+        server
+            .http
+            .post(format!("{}{path}", server.base))
+            .header("x-tenant-slug", "vault")
+            .bearer_auth(&bearer)
+            .json(&body)
+            .send()
+    };
+    let enrolment: Value = auth("/v1/auth/mfa/totp", json!({"current_password": PASSWORD}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let step = tenantry_testkit::totp::current_step();
+    let confirmed = auth(
+        "/v1/auth/mfa/totp/confirm",
+        json!({"code": tenantry_testkit::totp::totp_at_step(&secret, step)}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(confirmed.status(), 200);
+
     let document = export(&server, "vault", "?credentials=true").await;
+    assert!(!document.contains(&secret), "no TOTP secret in the clear");
     assert!(!document.contains("$argon2"), "no password hash in the clear");
     assert!(!document.contains(PASSWORD));
     let parsed: Value = serde_json::from_str(&document).unwrap();
@@ -219,6 +249,22 @@ async fn credentials_travel_sealed_and_sign_in_after_the_move() {
     assert_eq!(report["credentials"], true);
     let (status, body) = login(&server, "vault-copy", "user1@shop.test").await;
     assert_eq!(status, 200, "{body}");
+    // The authenticator came along: the copy asks for its code, and the next one works.
+    let (status, challenge) = login(&server, "vault-copy", "user2@shop.test").await;
+    assert_eq!((status, &challenge["mfa_required"]), (200, &json!(true)), "{challenge}");
+    let response = server
+        .http
+        .post(format!("{}/v1/auth/mfa", server.base))
+        .header("x-tenant-slug", "vault-copy")
+        .json(&json!({"mfa_token": challenge["mfa_token"],
+            "code": tenantry_testkit::totp::totp_at_step(&secret, step + 1)}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
 
     // Sealed for another installation's key: refused, nothing made.
     let other = tenantry_crypto::SecretBox::new(tenantry_crypto::MasterKey::generate(), vec![]);
