@@ -105,11 +105,18 @@ pub enum AuditSink {
 pub struct AdminService {
     writer: Arc<dyn Writer>,
     sink: AuditSink,
+    /// One import at a time: each holds a transaction and a large upload, and two into
+    /// one new slug would open one database slot between them.
+    import_running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AdminService {
     pub fn new(writer: Arc<dyn Writer>, sink: AuditSink) -> Self {
-        Self { writer, sink }
+        Self {
+            writer,
+            sink,
+            import_running: Arc::default(),
+        }
     }
 
     /// The one entry: runs `change` for `actor` and, when it succeeded, records what

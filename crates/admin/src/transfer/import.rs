@@ -115,6 +115,13 @@ impl AdminService {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<NewTenant, ApiError>>,
     {
+        let Ok(_running) = self.import_running.try_lock() else {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "another import is running on this server; retry when it ends",
+            )
+            .with_retry_after(10));
+        };
         let header = match items.recv().await {
             Some(Ok(Item::Header(header))) => header,
             Some(Err(e)) => return Err(e),
