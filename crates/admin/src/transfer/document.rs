@@ -170,11 +170,17 @@ impl ItemSink for tokio::sync::mpsc::Sender<Result<Item, ApiError>> {
 /// is read. A document of another format, a newer version, keys out of order or a
 /// malformed value is an error that names where it is.
 pub fn parse(reader: impl Read, sink: &mut dyn ItemSink) -> Result<(), ApiError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    let budget = Budget::default();
+    budget.allow(MAX_HEADER_BYTES);
+    let mut de = serde_json::Deserializer::from_reader(Budgeted {
+        inner: reader,
+        budget: budget.clone(),
+    });
     let mut cancelled = false;
     let result = DocumentSeed {
         sink,
         cancelled: &mut cancelled,
+        budget: &budget,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -182,6 +188,45 @@ pub fn parse(reader: impl Read, sink: &mut dyn ItemSink) -> Result<(), ApiError>
         Ok(()) => Ok(()),
         Err(_) if cancelled => Ok(()),
         Err(e) => Err(document_error(e)),
+    }
+}
+
+/// The most the header (everything before `users`) may take.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
+/// The most one user may take.
+pub const MAX_USER_BYTES: u64 = 1 << 20;
+/// The message of the error raised when one part of the document passes its limit.
+pub const PART_TOO_LARGE: &str = "a part of the document is larger than allowed (the header 16 MiB, a user 1 MiB)";
+
+/// How far into the document reading may go before the part being read is too large:
+/// the parser holds one part at a time in memory, so each is bounded, not only the whole.
+#[derive(Clone, Default)]
+struct Budget {
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+    limit: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Budget {
+    /// The next part may take `bytes` from here.
+    fn allow(&self, bytes: u64) {
+        self.limit.set(self.read.get() + bytes);
+    }
+}
+
+struct Budgeted<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = self.budget.read.get() + n as u64;
+        self.budget.read.set(read);
+        if read > self.budget.limit.get() {
+            return Err(std::io::Error::other(PART_TOO_LARGE));
+        }
+        Ok(n)
     }
 }
 
@@ -201,7 +246,11 @@ fn document_error(e: serde_json::Error) -> ApiError {
     }
     match e.classify() {
         serde_json::error::Category::Io => {
-            ApiError::new(ErrorCode::BadRequest, format!("the document could not be read: {e}"))
+            if let Some(limit) = [TOO_LARGE, PART_TOO_LARGE].into_iter().find(|l| text.contains(l)) {
+                ApiError::new(ErrorCode::PayloadTooLarge, limit)
+            } else {
+                ApiError::new(ErrorCode::BadRequest, format!("the document could not be read: {e}"))
+            }
         }
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             ApiError::new(ErrorCode::InvalidJson, format!("the document is not valid JSON: {e}"))
@@ -219,6 +268,7 @@ fn own<E: de::Error>(code: ErrorCode, detail: impl std::fmt::Display) -> E {
 struct DocumentSeed<'a> {
     sink: &'a mut dyn ItemSink,
     cancelled: &'a mut bool,
+    budget: &'a Budget,
 }
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
@@ -257,8 +307,10 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                     let seen = map.next_value_seed(UsersSeed {
                         sink: &mut *self.sink,
                         cancelled: &mut *self.cancelled,
+                        budget: self.budget,
                     })?;
                     users_seen = Some(seen);
+                    self.budget.allow(MAX_USER_BYTES);
                 }
                 "user_count" => user_count = Some(map.next_value()?),
                 _ if users_seen.is_some() => {
@@ -322,6 +374,7 @@ fn check_early<E: de::Error>(key: &str, value: &Value) -> Result<(), E> {
 struct UsersSeed<'a> {
     sink: &'a mut dyn ItemSink,
     cancelled: &'a mut bool,
+    budget: &'a Budget,
 }
 
 impl<'de> DeserializeSeed<'de> for UsersSeed<'_> {
@@ -342,6 +395,7 @@ impl<'de> Visitor<'de> for UsersSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
         let mut count = 0u64;
         loop {
+            self.budget.allow(MAX_USER_BYTES);
             // Read as JSON first, so a syntax error stays one; then as a user, naming it.
             let Some(value) = seq.next_element::<Value>()? else {
                 break;
@@ -506,6 +560,24 @@ mod tests {
         assert!(items.is_empty());
         let text = document(vec![], 0).replace("\"format\":\"tenantry-tenant\"", "\"format\":\"other\"");
         assert_eq!(run(&text).1.unwrap_err().code, ErrorCode::ValidationFailed);
+    }
+
+    #[test]
+    fn a_part_past_its_limit_is_too_large_before_it_is_held() {
+        let big = "x".repeat(MAX_USER_BYTES as usize + 10);
+        let mut user = user("a@x.test");
+        user["name"] = big.clone().into();
+        let (items, result) = run(&document(vec![user], 1));
+        assert_eq!(result.unwrap_err().code, ErrorCode::PayloadTooLarge);
+        assert_eq!(items.len(), 1, "only the header was handed on");
+        let text = document(vec![], 0).replacen(
+            "\"settings\":{}",
+            &format!("\"settings\":{{\"x\":\"{big}{big}{}\"}}", "y".repeat(15 << 20)),
+            1,
+        );
+        let (items, result) = run(&text);
+        assert_eq!(result.unwrap_err().code, ErrorCode::PayloadTooLarge);
+        assert!(items.is_empty());
     }
 
     #[test]

@@ -218,11 +218,6 @@ async fn import(
         let mut sink = item_tx;
         let reader = ChunkReader::new(chunk_rx, IMPORT_MAX_BYTES);
         if let Err(e) = transfer::parse(reader, &mut sink) {
-            let e = if e.detail.contains(transfer::document::TOO_LARGE) {
-                ApiError::new(ErrorCode::PayloadTooLarge, transfer::document::TOO_LARGE)
-            } else {
-                e
-            };
             let _ = sink.blocking_send(Err(e));
         }
     });
