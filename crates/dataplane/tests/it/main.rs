@@ -8,3 +8,4 @@ mod common;
 mod global;
 mod manager;
 mod repositories;
+mod transfer;
