@@ -78,6 +78,7 @@ fn build() -> OpenApi {
         routes::admin_transfer::Doc::openapi(),
         routes::admin_users::Doc::openapi(),
         routes::auth_api::Doc::openapi(),
+        routes::api::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -238,7 +239,7 @@ fn add_shared_parts(doc: &mut OpenApi) {
     );
     for (path, item) in doc.paths.paths.iter_mut() {
         let admin = path.starts_with("/v1/admin/") && !path.starts_with("/v1/admin/auth/");
-        let auth_api = path.starts_with("/v1/auth/");
+        let auth_api = path.starts_with("/v1/auth/") || path == "/v1/tenant";
         for operation in operations(item) {
             if admin && operation.security.is_none() {
                 operation.security = Some(vec![SecurityRequirement::new(ADMIN_CREDENTIAL, Vec::<String>::new())]);

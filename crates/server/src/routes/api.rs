@@ -16,8 +16,12 @@ pub fn router() -> Router<AppState> {
         .merge(super::auth_api::router())
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(tenant_info))]
+pub struct Doc;
+
 /// Public facts about a tenant that a first-party app needs to render its login UI.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TenantInfo {
     slug: String,
     display_name: String,
@@ -26,6 +30,8 @@ struct TenantInfo {
     branding: Branding,
 }
 
+/// The tenant's name, issuer, language and branding (public).
+#[utoipa::path(get, path = "/v1/tenant", tag = "auth", responses((status = 200, body = TenantInfo)))]
 async fn tenant_info(ctx: TenantContext) -> Json<TenantInfo> {
     let tenant = &ctx.entry.tenant;
     Json(TenantInfo {

@@ -13,6 +13,7 @@ use crate::common::start;
 /// The `/v1/auth` routes, read from their module like the admin routes are.
 const AUTH_API_SOURCE: &str = include_str!("../../src/routes/auth_api.rs");
 const ADMIN_AUTH_SOURCE: &str = include_str!("../../src/routes/admin_auth.rs");
+const API_SOURCE: &str = include_str!("../../src/routes/api.rs");
 
 /// (method, path) of every `.route("path", get(..).post(..))` in `source`.
 fn routes_in(source: &str) -> Vec<(String, String)> {
@@ -69,6 +70,7 @@ async fn the_document_describes_every_route_and_only_routes() {
         .collect();
     routes.extend(routes_in(AUTH_API_SOURCE));
     routes.extend(routes_in(ADMIN_AUTH_SOURCE));
+    routes.extend(routes_in(API_SOURCE));
     assert!(routes.len() >= 90, "the scan finds the routes ({})", routes.len());
 
     let mut documented = BTreeSet::new();
