@@ -88,7 +88,13 @@ pub async fn ensure_installation(
     let mut installed = Installed::default();
     if cp.snapshot().system_keys.keys.is_empty() {
         let ring = tenantry_keys::generate_ring(secrets, tenantry_tenancy::keystore::SYSTEM_OWNER, Utc::now())?;
-        writer.write(Command::PutKeyRing { slug: None, ring }).await?;
+        writer
+            .write(Command::PutKeyRing {
+                slug: None,
+                ring,
+                expected: None,
+            })
+            .await?;
     }
     if cp.snapshot().system_secrets.client_secret_key.is_none() {
         let key = base64::engine::general_purpose::STANDARD.encode(random_key::<32>().as_slice());

@@ -249,38 +249,115 @@ impl<'a> Resealer<'a> {
 }
 
 /// The commands that put every secret of `snapshot` (tenant settings, tenant and system
-/// key rings, the installation secrets) under the current master key; what does not open
-/// is left in `resealer.failures` and untouched.
-pub fn reseal_commands(resealer: &mut Resealer<'_>, snapshot: &Snapshot) -> Vec<Command> {
-    let mut commands = Vec::new();
+/// key rings, the installation secrets) under the current master key, each with how many
+/// values it seals again; what does not open is left in `resealer.failures` and untouched.
+pub fn reseal_commands(resealer: &mut Resealer<'_>, snapshot: &Snapshot) -> Vec<(Command, usize)> {
+    let mut commands = Counted::default();
     for entry in snapshot.tenants.values() {
         let tenant = &entry.tenant;
         let owner = tenant.id.to_string();
         if let Some(settings) = resealer.settings(&tenant.slug, &owner, &tenant.settings) {
-            commands.push(Command::UpdateTenant {
-                tenant: Tenant {
-                    settings,
-                    ..tenant.clone()
+            commands.push(
+                resealer.resealed,
+                Command::UpdateTenant {
+                    tenant: Tenant {
+                        settings,
+                        ..tenant.clone()
+                    },
+                    // A change stored meanwhile is not undone; its secrets are re-sealed next run.
+                    expected_updated_at: Some(tenant.updated_at),
                 },
-                // A change stored meanwhile is not undone; its secrets are re-sealed next run.
-                expected_updated_at: Some(tenant.updated_at),
-            });
+            );
         }
         if let Some(ring) = resealer.key_ring(&tenant.slug, &owner, &entry.key_ring) {
-            commands.push(Command::PutKeyRing {
-                slug: Some(tenant.slug.clone()),
-                ring,
-            });
+            commands.push(
+                resealer.resealed,
+                Command::PutKeyRing {
+                    slug: Some(tenant.slug.clone()),
+                    ring,
+                    expected: Some(entry.key_ring.clone()),
+                },
+            );
         }
     }
     let system = tenantry_tenancy::keystore::SYSTEM_OWNER;
     if let Some(ring) = resealer.key_ring(system, system, &snapshot.system_keys) {
-        commands.push(Command::PutKeyRing { slug: None, ring });
+        commands.push(
+            resealer.resealed,
+            Command::PutKeyRing {
+                slug: None,
+                ring,
+                expected: Some(snapshot.system_keys.clone()),
+            },
+        );
     }
     if let Some(secrets) = resealer.system_secrets(&snapshot.system_secrets) {
-        commands.push(Command::PutSystemSecrets { secrets });
+        commands.push(resealer.resealed, Command::PutSystemSecrets { secrets });
     }
-    commands
+    commands.0
+}
+
+/// Commands, each with the values it re-seals: the resealer's count since the previous one.
+#[derive(Default)]
+struct Counted(Vec<(Command, usize)>, usize);
+
+impl Counted {
+    fn push(&mut self, resealed_so_far: usize, command: Command) {
+        self.0.push((command, resealed_so_far - self.1));
+        self.1 = resealed_so_far;
+    }
+}
+
+/// How many times [`reseal_all`] reads again after a change raced it.
+const RESEAL_ROUNDS: usize = 5;
+
+/// What [`reseal_all`] did.
+#[derive(Debug, Default)]
+pub struct ResealOutcome {
+    /// Values sealed again, in commands that were stored.
+    pub resealed: usize,
+    /// Commands stored.
+    pub commands: usize,
+    /// Values that do not open, left as they are.
+    pub failures: Vec<ResealFailure>,
+}
+
+/// Re-seals every secret under the current master key through `writer`. Each command is a
+/// compare-and-set against the snapshot it was made from (the tenant's version, the key
+/// ring as read), so a rotation or settings change accepted meanwhile is never undone: the
+/// refused command is made again from a fresh snapshot (`snapshot()`), up to a few rounds.
+pub async fn reseal_all(
+    secrets: &SecretBox,
+    writer: &dyn tenantry_controlplane::Writer,
+    snapshot: impl Fn() -> std::sync::Arc<Snapshot>,
+) -> Result<ResealOutcome, tenantry_controlplane::WriteError> {
+    use tenantry_controlplane::{Rejection, WriteError};
+    let mut outcome = ResealOutcome::default();
+    for round in 1..=RESEAL_ROUNDS {
+        let current = snapshot();
+        let mut resealer = Resealer::new(secrets);
+        let commands = reseal_commands(&mut resealer, &current);
+        outcome.failures = resealer.failures;
+        let mut raced = None;
+        for (command, values) in commands {
+            match writer.write(command).await {
+                Ok(_) => {
+                    outcome.commands += 1;
+                    outcome.resealed += values;
+                }
+                Err(WriteError::Rejected(r @ (Rejection::RingChanged(_) | Rejection::TenantChanged(_))))
+                    if round < RESEAL_ROUNDS =>
+                {
+                    raced = Some(r);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if raced.is_none() {
+            break;
+        }
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -291,6 +368,70 @@ mod tests {
 
     fn sb() -> SecretBox {
         SecretBox::new(MasterKey::generate(), vec![])
+    }
+
+    /// A writer that lets a key rotation in just before the first re-sealed ring it is
+    /// given: the race a re-seal must not lose.
+    struct RotationBetween {
+        inner: tenantry_controlplane::StandaloneWriter,
+        rotation: std::sync::Mutex<Option<Command>>,
+    }
+
+    #[async_trait::async_trait]
+    impl tenantry_controlplane::Writer for RotationBetween {
+        async fn write(&self, cmd: Command) -> Result<std::sync::Arc<Snapshot>, tenantry_controlplane::WriteError> {
+            let rotation = match &cmd {
+                Command::PutKeyRing { slug: Some(_), .. } => self.rotation.lock().unwrap().take(),
+                _ => None,
+            };
+            if let Some(rotation) = rotation {
+                self.inner.write(rotation).await?;
+            }
+            self.inner.write(cmd).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reseal_never_undoes_a_rotation_accepted_between_its_read_and_its_write() {
+        use tenantry_controlplane::model::SigningAlg;
+        use tenantry_controlplane::{ControlPlane, FsStore, StandaloneWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let cp = std::sync::Arc::new(ControlPlane::open(FsStore::new(dir.path())).unwrap());
+        let old = MasterKey::generate();
+        let old_again = MasterKey::from_base64(&old.to_base64()).unwrap();
+        let old_box = SecretBox::new(old_again, vec![]);
+        let now = chrono::Utc::now();
+        let tenant = Tenant {
+            id: uuid::Uuid::new_v4(),
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            created_at: now,
+            updated_at: now,
+            settings: TenantSettings::default(),
+        };
+        let owner = tenant.id.to_string();
+        let ring = tenantry_keys::generate_ring(&old_box, &owner, now).unwrap();
+        cp.apply(&Command::CreateTenant { tenant, key_ring: ring }).unwrap();
+
+        // The master key changes; meanwhile a rotation is accepted with a key sealed under
+        // the new one, between the re-seal's read and its write.
+        let new_box = SecretBox::new(MasterKey::generate(), vec![old]);
+        let rotated = tenantry_keys::generate_key(SigningAlg::EdDsa, &new_box, &owner, now).unwrap();
+        let writer = RotationBetween {
+            inner: StandaloneWriter::new(cp.clone()),
+            rotation: std::sync::Mutex::new(Some(Command::RotateKeys {
+                slug: Some("acme".into()),
+                keys: vec![rotated.clone()],
+                retire_after: now + chrono::Duration::days(1),
+            })),
+        };
+        let outcome = reseal_all(&new_box, &writer, || cp.snapshot()).await.unwrap();
+
+        let ring = &cp.snapshot().tenants["acme"].key_ring;
+        assert!(ring.keys.iter().any(|k| k.kid == rotated.kid), "the rotation is kept");
+        assert_eq!(ring.keys.len(), 4, "three re-sealed keys and the rotated one");
+        assert!(ring.keys.iter().all(|k| !new_box.needs_reseal(&k.private_key.0)));
+        assert!(outcome.resealed >= 3 && outcome.failures.is_empty(), "{outcome:?}");
     }
 
     #[test]

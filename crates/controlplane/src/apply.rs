@@ -35,6 +35,9 @@ pub enum Rejection {
     ClientChanged(String),
     #[error("tenant `{0}` was changed since the version the request names")]
     TenantChanged(String),
+    /// A compare-and-set of a key ring (`{0}`: a tenant's slug, or `system`) read an older ring.
+    #[error("the key ring of `{0}` changed since it was read")]
+    RingChanged(String),
     /// A single-use value (a TOTP step, a refresh token) was already spent.
     #[error("{0} was already used")]
     Spent(&'static str),
@@ -255,8 +258,13 @@ pub fn apply(store: &FsStore, current: &Snapshot, cmd: &Command) -> Result<Snaps
                 &mut e.roles
             })?;
         }
-        Command::PutKeyRing { slug, ring } => {
+        Command::PutKeyRing { slug, ring, expected } => {
             invalid(validate::validate_key_ring(ring))?;
+            if let Some(expected) = expected
+                && current_ring(current, slug.as_deref())? != expected
+            {
+                return Err(Rejection::RingChanged(slug.clone().unwrap_or_else(|| "system".into())).into());
+            }
             put_ring(store, &mut next, slug.as_deref(), ring.clone())?;
         }
         Command::RotateKeys {

@@ -81,10 +81,14 @@ pub enum Command {
         name: String,
     },
     /// Replaces a key ring: a tenant's (`slug`) or the system issuer's (`slug: None`).
-    /// Used to reseal and to install the system ring once.
+    /// Used to reseal and to install the system ring once. With `expected` (the ring as the
+    /// writer read it) it is a compare-and-set: refused when the ring changed meanwhile, so
+    /// a re-seal never undoes a rotation accepted between its read and its write.
     PutKeyRing {
         slug: Option<String>,
         ring: KeyRing,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<KeyRing>,
     },
     /// Adds new active keys (made by the accepting node) to a ring; the active keys they
     /// replace turn retiring and stay published until `retire_after`.

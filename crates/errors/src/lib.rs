@@ -295,6 +295,13 @@ impl From<Rejection> for ApiError {
                 ErrorCode::PreconditionFailed,
                 format!("tenant `{slug}` changed since the version named in If-Match; read it again"),
             ),
+            Rejection::RingChanged(owner) => ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the key ring of `{}` changed since it was read; try again",
+                    printable(&owner)
+                ),
+            ),
             Rejection::Spent(what) => ApiError::new(ErrorCode::InvalidGrant, format!("{what} was already used")),
             Rejection::Immutable(field) => ApiError::field(field, "cannot be changed"),
             Rejection::Invalid(errors) => ApiError::validation(errors),

@@ -22,7 +22,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{AdminAuth, ApiJson, OptionalApiJson};
 use tenantry_admin::audit::{AuditPage, AuditQuery, EventPage, EventQuery};
-use tenantry_admin::settings::{self, ResealFailure, Resealer};
+use tenantry_admin::settings::{self, ResealFailure};
 use tenantry_admin::tenants::AdoptReport;
 use tenantry_admin::{Audit, tenants};
 use tenantry_dataplane::{Schema, SchemaStatus};
@@ -561,27 +561,22 @@ struct ResealReport {
 #[utoipa::path(post, path = "/v1/admin/secrets/reseal", tag = "tenants",
     responses((status = 200, body = ResealReport)))]
 async fn reseal(admin: AdminAuth, State(state): State<AppState>) -> Result<Json<ResealReport>, ApiError> {
-    let snapshot = state.control_plane.snapshot();
-    let mut resealer = Resealer::new(&state.secrets);
-    let commands = settings::reseal_commands(&mut resealer, &snapshot);
-    let written = commands.len();
-    let write_all = async {
-        for command in commands {
-            state.writer.write(command).await?;
-        }
-        Ok::<_, tenantry_controlplane::WriteError>(())
-    };
+    let reseal = settings::reseal_all(&state.secrets, state.writer.as_ref(), || state.control_plane.snapshot());
     // Which key now seals everything, and what would not open: never the values.
-    let audit = Audit::new("reseal_secrets", None).with_details(serde_json::json!({
-        "key_id": state.secrets.current_key_id(),
-        "resealed": resealer.resealed,
-        "commands": written,
-        "failed": resealer.failures.len(),
-    }));
-    state.admin.perform(admin.actor(), write_all, |_| audit).await?;
+    let outcome = state
+        .admin
+        .perform(admin.actor(), reseal, |outcome| {
+            Audit::new("reseal_secrets", None).with_details(serde_json::json!({
+                "key_id": state.secrets.current_key_id(),
+                "resealed": outcome.resealed,
+                "commands": outcome.commands,
+                "failed": outcome.failures.len(),
+            }))
+        })
+        .await?;
     Ok(Json(ResealReport {
         key_id: state.secrets.current_key_id().to_owned(),
-        resealed: resealer.resealed,
-        failed: resealer.failures,
+        resealed: outcome.resealed,
+        failed: outcome.failures,
     }))
 }
