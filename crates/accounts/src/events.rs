@@ -90,28 +90,3 @@ pub async fn purge_expired(db: &TenantDb, retention_days: u32, now: chrono::Date
         }
     }
 }
-
-/// Every hour, purges the expired security events of the tenant databases open then
-/// (a database not open records nothing new; it is purged once it is open again).
-pub fn spawn_purge(
-    control_plane: std::sync::Arc<tenantry_controlplane::ControlPlane>,
-    dbs: std::sync::Arc<tenantry_dataplane::TenantDbManager>,
-    interval: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let snapshot = control_plane.snapshot();
-            for (slug, db) in dbs.open_databases() {
-                let Some(entry) = snapshot.tenant(&slug) else { continue };
-                let days = entry.tenant.settings.security.audit_retention_days;
-                let purged = purge_expired(&db, days, Utc::now()).await;
-                if purged > 0 {
-                    tracing::info!(tenant = %slug, purged, "expired security events purged");
-                }
-            }
-        }
-    })
-}

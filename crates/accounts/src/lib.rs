@@ -6,6 +6,8 @@
 //! ([`account_email`]: verification, password reset, notices), and what a user or an
 //! administrator does to an account outside a login ([`account`]: registration, setting
 //! and changing the password, re-authentication, TOTP enrolment and removal, sessions).
+//! [`events`] records the tenant's security events; [`housekeeping`] is the timer that
+//! removes what expired.
 //!
 //! Functions take the narrow dependencies they use — one [`Accounts`] value, the tenant's
 //! `TenantContext`, its `TenantDb` — and answer their own error enums or
@@ -16,6 +18,7 @@
 pub mod account;
 pub mod account_email;
 pub mod events;
+pub mod housekeeping;
 pub mod login;
 pub mod mfa;
 pub mod passwords;

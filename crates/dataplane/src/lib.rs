@@ -9,6 +9,7 @@
 //!   [`ConsentRepository`], [`MfaRepository`], [`EmailTokenRepository`],
 //!   [`RoleRepository`], [`AuditRepository`] (the tenant's security events).
 //! * [`custom_fields`] — tenant-declared user fields as real columns.
+//! * [`housekeeping`] — batched, bounded removal of rows past their expiry.
 //! * [`transfer`] — users in bulk for tenant export (pages) and import (one transaction).
 //! * [`global::GlobalDb`] — the optional installation-wide database (the audit trail of
 //!   admin actions); never a tenant's data.
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod custom_fields;
 pub mod db;
 pub mod global;
+pub mod housekeeping;
 pub mod manager;
 pub mod mfa;
 pub mod model;

@@ -166,6 +166,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         global_db,
         keystore,
         accounts,
+        housekeeping: Default::default(),
     });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;
@@ -199,10 +200,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.secrets.clone(),
         KEY_MAINTENANCE_INTERVAL,
     );
-    tenantry_accounts::events::spawn_purge(
+    state.housekeeping.clone().spawn(
         state.control_plane.clone(),
         state.dbs.clone(),
-        std::time::Duration::from_secs(3600),
+        tenantry_accounts::housekeeping::INTERVAL,
     );
     let limits = http_server::ConnectionLimits::from_config(&state.config);
     let app = router(state);

@@ -53,6 +53,8 @@ pub struct Shared {
     pub accounts: tenantry_accounts::Accounts,
     /// The one admin write path: writes through `writer` and records the audit event.
     pub admin: tenantry_admin::AdminService,
+    /// The timer that removes expired rows (its last pass is in `/readyz`).
+    pub housekeeping: Arc<tenantry_accounts::housekeeping::Housekeeping>,
 }
 
 impl AppState {

@@ -6,6 +6,7 @@
 mod common;
 
 mod global;
+mod housekeeping;
 mod manager;
 mod repositories;
 mod transfer;

@@ -114,6 +114,14 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
         "backend": state.accounts.rate_limiter.backend_name(),
     });
     let mut keystore_view = json!({"status": ok_or(keystore.is_ok(), "failing")});
+    // When expired rows were last removed (a failed tenant is retried next pass).
+    let housekeeping = match state.housekeeping.last_run() {
+        None => json!({"status": "pending"}),
+        Some(run) => json!({
+            "status": ok_or(run.failed == 0, "failing"),
+            "last_run": run.at, "tenants": run.tenants, "removed": run.removed, "failed": run.failed, "took_ms": run.took_ms,
+        }),
+    };
     if let Ok(kid) = &keystore {
         keystore_view["system_kid"] = json!(kid);
     }
@@ -153,6 +161,7 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
             },
             "global_db": { "status": global },
             "keystore": keystore_view,
+            "housekeeping": housekeeping,
         },
     });
     let code = if root_ok && keystore.is_ok() {
