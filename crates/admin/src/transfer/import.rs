@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 use tenantry_controlplane::model::{Client, KeyRing, Role, Scope, SystemSecrets, Tenant, TenantSettings};
+use tenantry_controlplane::validate::{validate_client, validate_role, validate_scope};
 use tenantry_controlplane::{Command, TenantEntry};
 use tenantry_crypto::transfer::{Opener, TransferError};
 use tenantry_crypto::{SealContext, SecretBox};
@@ -239,6 +240,16 @@ impl AdminService {
         )
         .into_values()
         .collect();
+        // Checked now, before any user is read: the command would refuse them at the end.
+        for client in &final_clients {
+            validate_client(client).map_err(|e| located_all(e, &format!("clients.{}", client.client_id)))?;
+        }
+        for scope in &scopes {
+            validate_scope(scope).map_err(|e| located_all(e, &format!("scopes.{}", scope.name)))?;
+        }
+        for role in &roles {
+            validate_role(role).map_err(|e| located_all(e, &format!("roles.{}", role.name)))?;
+        }
         let role_names: BTreeSet<&str> = roles.iter().map(|r| r.name.as_str()).collect();
 
         // The users, into one transaction (or only checked, in a dry run of a new tenant).
@@ -553,6 +564,11 @@ async fn put_user(
         }
     }
     Ok(())
+}
+
+/// A validation failure of a header item, its fields named under `at`.
+fn located_all(errors: tenantry_controlplane::ValidationErrors, at: &str) -> ApiError {
+    located(ApiError::validation(errors), at)
 }
 
 /// Says which user an error is about.

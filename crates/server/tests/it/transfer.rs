@@ -314,6 +314,15 @@ async fn an_import_that_fails_half_way_or_may_not_happen_changes_nothing() {
     let (status, _) = import(&server, "half", "", broken).await;
     assert_eq!(status, 422);
     assert!(server.state.resolver.resolve_slug("half").is_err());
+    // A client the installation would refuse: refused before any user is read.
+    let bad_client = document.replacen("http://localhost:3000/callback", "not a uri", 1);
+    let (status, body) = import(&server, "badclient", "", bad_client).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("clients.demo-spa"),
+        "{body}"
+    );
+    assert!(server.state.resolver.resolve_slug("badclient").is_err());
     // A cut document.
     let (status, body) = import(&server, "cut", "", document[..document.len() / 2].to_owned()).await;
     assert_eq!(status, 400, "{body}");
