@@ -33,8 +33,17 @@ pub struct UserRecord {
 pub struct Credentials {
     /// The password's Argon2 PHC string.
     pub password: Option<String>,
-    /// The TOTP secret as the installation sealed it, and whether it was confirmed.
-    pub totp: Option<(String, bool)>,
+    pub totp: Option<TotpRecord>,
+}
+
+/// A TOTP credential as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TotpRecord {
+    /// The secret as the installation sealed it.
+    pub sealed: String,
+    pub confirmed: bool,
+    /// The last time step a code was accepted for: a code is good once, here or after a move.
+    pub last_used_step: Option<i64>,
 }
 
 /// How an import meets the users already there.
@@ -131,13 +140,18 @@ impl TenantDb {
                 credentials_of.entry(user).or_default().password = Some(phc);
             }
             let totp_sql = self.sql(
-                "SELECT user_id, secret_sealed, confirmed_at FROM totp_credentials WHERE user_id >= ? AND user_id <= ?",
+                "SELECT user_id, secret_sealed, confirmed_at, last_used_step FROM totp_credentials \
+                 WHERE user_id >= ? AND user_id <= ?",
             );
-            let totps: Vec<(Uuid, String, Option<i64>)> =
+            let totps: Vec<(Uuid, String, Option<i64>, Option<i64>)> =
                 crate::on_pool!(self, p => sqlx::query_as(totp_sql).bind(first).bind(last).fetch_all(p).await)
                     .map_err(query_err)?;
-            for (user, sealed, confirmed_at) in totps {
-                credentials_of.entry(user).or_default().totp = Some((sealed, confirmed_at.is_some()));
+            for (user, sealed, confirmed_at, last_used_step) in totps {
+                credentials_of.entry(user).or_default().totp = Some(TotpRecord {
+                    sealed,
+                    confirmed: confirmed_at.is_some(),
+                    last_used_step,
+                });
             }
         }
         Ok(users
@@ -271,17 +285,18 @@ impl UserImport {
         Ok((placed, id))
     }
 
-    /// Sets the TOTP secret (sealed for this installation) of user `id`.
-    pub async fn put_totp(&mut self, id: Uuid, sealed: &str, confirmed: bool) -> Result<(), DbError> {
+    /// Sets the TOTP credential of user `id` (its secret sealed for this installation).
+    pub async fn put_totp(&mut self, id: Uuid, totp: &TotpRecord) -> Result<(), DbError> {
         let now = to_micros(Utc::now());
         let clear = self.db.sql("DELETE FROM totp_credentials WHERE user_id = ?");
         let insert = self.db.sql(
             "INSERT INTO totp_credentials (user_id, secret_sealed, confirmed_at, last_used_step, created_at) \
-             VALUES (?, ?, ?, NULL, ?)",
+             VALUES (?, ?, ?, ?, ?)",
         );
         on_tx!(&mut self.tx, t => {
             sqlx::query(clear).bind(id).execute(&mut **t).await.map_err(query_err)?;
-            sqlx::query(insert).bind(id).bind(sealed).bind(confirmed.then_some(now)).bind(now)
+            sqlx::query(insert).bind(id).bind(&totp.sealed).bind(totp.confirmed.then_some(now))
+                .bind(totp.last_used_step).bind(now)
                 .execute(&mut **t).await.map(|_| ())
         })
         .map_err(query_err)

@@ -142,6 +142,10 @@ fn empty_object() -> Value {
 pub struct TotpDoc {
     pub secret: Sealed,
     pub confirmed: bool,
+    /// The last time step a code was accepted for, so a code used before the move is not
+    /// good again after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_step: Option<i64>,
 }
 
 /// What a reader hands on, in document order.

@@ -157,9 +157,9 @@ impl Export {
             password = credentials.password.map(|phc| Sealed {
                 sealed: sealer.seal(&format!("users/{}/password", user.id), phc.as_bytes()),
             });
-            if let Some((stored, confirmed)) = credentials.totp {
+            if let Some(stored) = credentials.totp {
                 let (owner, field) = (self.tenant_id.to_string(), format!("totp.{}", user.id));
-                let secret = secrets.open(SealContext::new(&owner, &field), &stored).map_err(|_| {
+                let secret = secrets.open(SealContext::new(&owner, &field), &stored.sealed).map_err(|_| {
                     tracing::error!(user = %user.id, "a TOTP secret does not open; re-seal the installation's secrets");
                     ApiError::internal()
                 })?;
@@ -167,7 +167,8 @@ impl Export {
                     secret: Sealed {
                         sealed: sealer.seal(&format!("users/{}/totp", user.id), secret.as_bytes()),
                     },
-                    confirmed,
+                    confirmed: stored.confirmed,
+                    last_used_step: stored.last_used_step,
                 });
             }
         }

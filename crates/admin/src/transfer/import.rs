@@ -14,7 +14,7 @@ use tenantry_controlplane::{Command, TenantEntry};
 use tenantry_crypto::transfer::{Opener, TransferError};
 use tenantry_crypto::{SealContext, SecretBox};
 use tenantry_dataplane::model::User;
-use tenantry_dataplane::transfer::{Credentials, ImportMode, Placed, UserImport, UserRecord};
+use tenantry_dataplane::transfer::{Credentials, ImportMode, Placed, TotpRecord, UserImport, UserRecord};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::TenantContextResolver;
@@ -507,7 +507,7 @@ async fn put_user(
         Some(totp) => {
             let secret = String::from_utf8(open(format!("users/{}/totp", doc.id), &totp.secret)?.to_vec())
                 .map_err(|_| ApiError::field("totp", "is not a TOTP secret"))?;
-            Some((zeroize::Zeroizing::new(secret), totp.confirmed))
+            Some((zeroize::Zeroizing::new(secret), totp.confirmed, totp.last_used_step))
         }
         None => None,
     };
@@ -552,10 +552,15 @@ async fn put_user(
         }
         Users::Database { import, .. } => {
             let (placed, id) = import.put(&record).await?;
-            if let Some((secret, confirmed)) = totp {
+            if let Some((secret, confirmed, last_used_step)) = totp {
                 let (owner, field) = (tenant_id.to_string(), format!("totp.{id}"));
                 let sealed = secrets.seal(SealContext::new(&owner, &field), &secret);
-                import.put_totp(id, &sealed, confirmed).await?;
+                let totp = TotpRecord {
+                    sealed,
+                    confirmed,
+                    last_used_step,
+                };
+                import.put_totp(id, &totp).await?;
             }
             match placed {
                 Placed::Created => counts.created += 1,

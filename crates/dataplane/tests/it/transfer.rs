@@ -69,7 +69,14 @@ async fn users_move_in_bulk(fx: &Fixture) {
     assert_eq!(exported[0].roles, ["admin", "buyer"], "sorted");
     let credentials = |i: usize| exported[i].credentials.clone().unwrap();
     assert!(credentials(1).password.unwrap().starts_with("$argon2id$"));
-    assert_eq!(credentials(2).totp, Some(("sealed-secret".to_owned(), true)));
+    source.use_totp_step(made[2].id, 12345).await.unwrap();
+    let exported = everyone(source, &fields).await;
+    let credentials = |i: usize| exported[i].credentials.clone().unwrap();
+    let totp = credentials(2).totp.unwrap();
+    assert_eq!(
+        (totp.sealed.as_str(), totp.confirmed, totp.last_used_step),
+        ("sealed-secret", true, Some(12345))
+    );
     assert_eq!(credentials(3), Default::default());
     assert_eq!(exported[4].user.custom["tier"], "gold");
 
@@ -89,8 +96,7 @@ async fn users_move_in_bulk(fx: &Fixture) {
     for record in &exported {
         import.put(record).await.unwrap();
     }
-    let (sealed, confirmed) = credentials(2).totp.unwrap();
-    import.put_totp(exported[2].user.id, &sealed, confirmed).await.unwrap();
+    import.put_totp(exported[2].user.id, &totp).await.unwrap();
     // Dropped without a commit: nothing either.
     drop(import);
     assert_eq!(target.db.count_users().await.unwrap(), 0);
@@ -98,7 +104,7 @@ async fn users_move_in_bulk(fx: &Fixture) {
     for record in &exported {
         import.put(record).await.unwrap();
     }
-    import.put_totp(exported[2].user.id, &sealed, confirmed).await.unwrap();
+    import.put_totp(exported[2].user.id, &totp).await.unwrap();
     import.commit().await.unwrap();
     let copied = everyone(&target.db, &fields).await;
     assert_eq!(copied, exported, "the same users, ids, times, roles and credentials");

@@ -252,13 +252,18 @@ async fn credentials_travel_sealed_and_sign_in_after_the_move() {
     // The authenticator came along: the copy asks for its code, and the next one works.
     let (status, challenge) = login(&server, "vault-copy", "user2@shop.test").await;
     assert_eq!((status, &challenge["mfa_required"]), (200, &json!(true)), "{challenge}");
-    let response = server
-        .http
-        .post(format!("{}/v1/auth/mfa", server.base))
-        .header("x-tenant-slug", "vault-copy")
-        .json(&json!({"mfa_token": challenge["mfa_token"],
-            "code": tenantry_testkit::totp::totp_at_step(&secret, step + 1)}))
-        .send()
+    let mfa = |code: String| {
+        server
+            .http
+            .post(format!("{}/v1/auth/mfa", server.base))
+            .header("x-tenant-slug", "vault-copy")
+            .json(&json!({"mfa_token": challenge["mfa_token"], "code": code}))
+            .send()
+    };
+    // The code spent confirming the authenticator at the source is spent in the copy too.
+    let replay = mfa(tenantry_testkit::totp::totp_at_step(&secret, step)).await.unwrap();
+    assert_eq!(replay.status(), 401);
+    let response = mfa(tenantry_testkit::totp::totp_at_step(&secret, step + 1))
         .await
         .unwrap();
     let status = response.status();
