@@ -18,6 +18,7 @@ mod admin_users;
 mod auth_api;
 mod client_ip;
 mod email;
+mod faults;
 mod hardening;
 mod housekeeping;
 mod keys;

@@ -15,7 +15,7 @@ use tenantry_testkit::relay::Relay;
 
 /// A fresh database on the configured server of `driver` ("postgres" / "mysql"): its
 /// DSN, and how to drop it. `None` (a recorded skip) when that server is not configured.
-async fn database(driver: &str) -> Option<(String, String, String)> {
+pub(crate) async fn database(driver: &str) -> Option<(String, String, String)> {
     let service = match driver {
         "postgres" => Service::Postgres,
         _ => Service::Mysql,
@@ -45,7 +45,7 @@ async fn database(driver: &str) -> Option<(String, String, String)> {
     Some((admin, name, dsn.to_string()))
 }
 
-async fn drop_database(driver: &str, admin: &str, name: &str) {
+pub(crate) async fn drop_database(driver: &str, admin: &str, name: &str) {
     if driver == "postgres" {
         let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -1,0 +1,215 @@
+//! Fault injection with real services: a tenant's database server (PostgreSQL, MariaDB)
+//! stops under login and token traffic and comes back on the same address (a TCP relay
+//! in the test cuts and restores it). While it is down every request that needs it answers
+//! fast with 503 and `Retry-After`; afterwards Tenantry serves again without a restart, and
+//! a write refused during the outage left nothing behind. Redis, the attempt counters'
+//! store, likewise: while it is away a login is refused (503), never let through uncounted.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenantry_testkit::relay::Relay;
+
+use crate::common::postgres::spa_client;
+use crate::common::{TestServer, start, start_with_config};
+use crate::tenant_db::{database, drop_database};
+
+const PASSWORD: &str = "a password for outages";
+
+async fn login(server: &TestServer, email: &str) -> (u16, Option<String>, Value) {
+    login_at(server, "flaky", email).await
+}
+
+async fn login_at(server: &TestServer, slug: &str, email: &str) -> (u16, Option<String>, Value) {
+    let response = server
+        .http
+        .post(format!("{}/v1/auth/login", server.base))
+        .header("x-tenant-slug", slug)
+        .json(&json!({"email": email, "password": PASSWORD, "client_id": "demo-spa"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn token(server: &TestServer, secret: &str) -> u16 {
+    server
+        .http
+        .post(format!("{}/t/flaky/token", server.base))
+        .basic_auth("backend", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn outage_and_recovery(driver: &str) {
+    let server = start().await;
+    let Some((admin, name, dsn)) = database(driver).await else {
+        return;
+    };
+    let relay = Relay::start(&dsn).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "flaky", "settings": {"user_db": {"driver": driver, "dsn": relay.url(&dsn)}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/flaky/clients",
+            Some(spa_client(&["openid"])),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = server
+        .admin(Method::POST, "/v1/admin/tenants/flaky/clients", Some(backend))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/flaky/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(login(&server, "ada@example.com").await.0, 200);
+    assert_eq!(token(&server, &secret).await, 200);
+
+    // The server stops.
+    relay.cut().await;
+    for _ in 0..4 {
+        let started = Instant::now();
+        let (status, retry_after, body) = login(&server, "ada@example.com").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("tenant_db_unavailable")),
+            "{body}"
+        );
+        assert!(retry_after.is_some(), "503 says when to come back");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // Tokens that need no user database keep coming.
+        let started = Instant::now();
+        let status = token(&server, &secret).await;
+        assert!(status == 200 || status == 503, "{status}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/flaky/users",
+            Some(json!({"email": "grace@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("tenant_db_unavailable")),
+        "{body}"
+    );
+
+    // It comes back on the same address: served again without restarting Tenantry.
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, _, body) = login(&server, "ada@example.com").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "no recovery after the server came back");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(token(&server, &secret).await, 200);
+    // The refused write left nothing: the same user is made now, once.
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/flaky/users",
+            Some(json!({"email": "grace@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, page) = server
+        .admin(Method::GET, "/v1/admin/tenants/flaky/users?email=grace", None)
+        .await;
+    assert_eq!(page["users"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(login(&server, "grace@example.com").await.0, 200);
+
+    drop(server);
+    relay.kill().await;
+    drop_database(driver, &admin, &name).await;
+}
+
+#[tokio::test]
+async fn postgres_stops_and_comes_back_under_traffic() {
+    outage_and_recovery("postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_stops_and_comes_back_under_traffic() {
+    outage_and_recovery("mysql").await;
+}
+
+#[tokio::test]
+async fn redis_stops_and_comes_back_and_no_login_goes_uncounted() {
+    let Some(url) = tenantry_testkit::configured(tenantry_testkit::Service::Redis) else {
+        return;
+    };
+    if !url.starts_with("redis://") {
+        tenantry_testkit::skip(tenantry_testkit::Service::Redis, "the outage needs a redis:// URL");
+        return;
+    }
+    let relay = Relay::start(&url).await;
+    let server = start_with_config(Some(&format!("redis_url = \"{}\"\n", relay.url(&url)))).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(login_at(&server, "local", "ada@example.com").await.0, 200);
+
+    relay.cut().await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, retry_after, body) = login_at(&server, "local", "ada@example.com").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("rate_limiter_unavailable")),
+            "{body}"
+        );
+        assert!(retry_after.is_some());
+        assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    }
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, body) = login_at(&server, "local", "ada@example.com").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "no recovery after Redis came back");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(server);
+    relay.kill().await;
+}
