@@ -213,3 +213,129 @@ async fn redis_stops_and_comes_back_and_no_login_goes_uncounted() {
     drop(server);
     relay.kill().await;
 }
+
+/// A small filesystem mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        SmallDisk { mount, _dir: dir }
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.mount.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.mount.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// FS_ROOT full during control-plane writes: each write is refused with a clear error and
+/// nothing torn is left (no half-made tenant folder, the loaded state as before), the
+/// running server keeps issuing tokens, and writes work again once there is room.
+#[tokio::test]
+async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
+    let disk = SmallDisk::mount("24m");
+    let root = disk.mount.join("root");
+    let server = crate::common::start_in(None, Some(root.clone())).await;
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(backend))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    let token_at_local = || async {
+        server
+            .http
+            .post(format!("{}/t/local/token", server.base))
+            .basic_auth("backend", Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(token_at_local().await, 200);
+    let before = server.state.control_plane.snapshot();
+
+    disk.fill();
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "more"})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("control_plane_unavailable")),
+        "{body}"
+    );
+    let scope = json!({"description": "Orders", "claims": []});
+    let (status, body) = server
+        .admin(
+            Method::PUT,
+            "/v1/admin/tenants/local/scopes/orders",
+            Some(scope.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("control_plane_unavailable")),
+        "{body}"
+    );
+    // Nothing torn: no folder of the refused tenant, no leftover staging folder, the scope
+    // file absent, and the state in memory as it was.
+    let names: Vec<String> = std::fs::read_dir(root.join("tenants"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("more")), "{names:?}");
+    assert!(!root.join("tenants/local/scopes/orders.json").exists());
+    let after = server.state.control_plane.snapshot();
+    assert_eq!(after.revision, before.revision);
+    assert!(after.tenant("more").is_none() && !after.tenants["local"].scopes.contains_key("orders"));
+    // Tokens and keys keep being served.
+    assert_eq!(token_at_local().await, 200);
+    let jwks = server
+        .http
+        .get(format!("{}/t/local/jwks.json", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
+
+    // Room again: the same writes go through.
+    disk.free();
+    let (status, body) = server
+        .admin(Method::PUT, "/v1/admin/tenants/local/scopes/orders", Some(scope))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "more"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    drop(server);
+}

@@ -31,6 +31,11 @@ pub async fn start() -> TestServer {
 
 /// A server whose configuration file holds `config` (TOML), when given.
 pub async fn start_with_config(config: Option<&str>) -> TestServer {
+    start_in(config, None).await
+}
+
+/// A server whose FS_ROOT is `fs_root` (default: a folder of its own temporary directory).
+pub async fn start_in(config: Option<&str>, fs_root: Option<std::path::PathBuf>) -> TestServer {
     // Before `prepare`, whose `telemetry::init` would install a subscriber of its own.
     logs::install();
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +48,7 @@ pub async fn start_with_config(config: Option<&str>) -> TestServer {
         overrides: Overrides {
             config_file,
             listen: Some("127.0.0.1:0".into()),
-            fs_root: Some(dir.path().join("root")),
+            fs_root: Some(fs_root.unwrap_or_else(|| dir.path().join("root"))),
         },
         dev: true,
     };
