@@ -339,3 +339,118 @@ async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
     assert_eq!(status, 201, "{body}");
     drop(server);
 }
+
+/// How a scripted mail server misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum BadSmtp {
+    /// Accepts the connection and never says a word.
+    Stalls,
+    /// Takes the message up to DATA, then drops the connection mid-message.
+    DropsInData,
+    /// Answers `451` (try again later) to the sender.
+    TemporaryFailure,
+}
+
+/// A mail server on a loopback port that speaks just enough SMTP to misbehave as told.
+async fn bad_smtp(behaviour: BadSmtp) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                if let BadSmtp::Stalls = behaviour {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    return;
+                }
+                let _ = write.write_all(b"220 bad.example ESMTP\r\n").await;
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let answer: &[u8] = match (verb.as_str(), behaviour) {
+                        ("EHLO" | "HELO", _) => b"250 bad.example\r\n",
+                        ("MAIL", BadSmtp::TemporaryFailure) => b"451 4.3.0 try again later\r\n",
+                        ("MAIL" | "RCPT", _) => b"250 OK\r\n",
+                        ("DATA", _) => b"354 go ahead\r\n",
+                        ("QUIT", _) => b"221 bye\r\n",
+                        ("RSET" | "NOOP", _) => b"250 OK\r\n",
+                        _ => b"",
+                    };
+                    if verb == "DATA" {
+                        let _ = write.write_all(answer).await;
+                        // One line of the message, then the connection is gone.
+                        let _ = lines.next_line().await;
+                        return;
+                    }
+                    if !answer.is_empty() && write.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A mail server that stalls, drops the message mid-DATA or answers 4xx: a user made with
+/// a verification mail is refused within the mail timeout with a clean 502, and no account
+/// is left behind (the same email is free afterwards).
+#[tokio::test]
+async fn a_misbehaving_mail_server_leaves_no_orphaned_account() {
+    let server = start_with_config(Some("[limits]\nsmtp_timeout_secs = 2\n")).await;
+    for (n, behaviour) in [BadSmtp::Stalls, BadSmtp::DropsInData, BadSmtp::TemporaryFailure]
+        .into_iter()
+        .enumerate()
+    {
+        let port = bad_smtp(behaviour).await;
+        let smtp = json!({"host": "127.0.0.1", "port": port, "tls": "none", "from_address": "no-reply@tenantry.test"});
+        let (status, body) = server
+            .admin(
+                Method::PATCH,
+                "/v1/admin/tenants/local",
+                Some(json!({"settings": {"smtp": smtp}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let email = format!("new{n}@example.com");
+        let started = Instant::now();
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/admin/tenants/local/users",
+                Some(json!({"email": email, "send_verification_email": true})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (502, Some("email_send_failed")),
+            "{behaviour:?}: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{behaviour:?} took {:?}",
+            started.elapsed()
+        );
+        let (_, page) = server
+            .admin(
+                Method::GET,
+                &format!("/v1/admin/tenants/local/users?email={email}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            page["users"].as_array().unwrap().len(),
+            0,
+            "{behaviour:?}: an orphan: {page}"
+        );
+        let (status, body) = server
+            .admin(
+                Method::POST,
+                "/v1/admin/tenants/local/users",
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(status, 201, "{behaviour:?}: the email is free: {body}");
+    }
+}
