@@ -171,3 +171,119 @@ async fn verify(admin: &Admin, expected: &mut HashMap<String, Expect>) {
         };
     }
 }
+
+/// SIGKILL while a tenant's PostgreSQL database is being migrated: the migration runs in
+/// one transaction, so the database is left as it was before it (nothing half-applied),
+/// and the next open of the tenant finishes it. The migration is held in the middle by a
+/// lock the test takes on the table it alters, so the kill lands inside it.
+#[tokio::test]
+async fn a_migration_killed_midway_is_finished_by_the_next_open() {
+    use sqlx::{Connection, Executor, Row};
+    let Some(admin_url) = tenantry_testkit::configured(tenantry_testkit::Service::Postgres) else {
+        return;
+    };
+    let name = format!("tenantry_kill_{}", uuid::Uuid::new_v4().simple());
+    let mut admin_db = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    admin_db
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let mut dsn = url::Url::parse(&admin_url).unwrap();
+    dsn.set_path(&format!("/{name}"));
+    let dsn = dsn.to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Server::start_dev(&root, &[]);
+    let admin = Admin::of(&server);
+    let tenant = json!({"slug": "mig", "settings": {"user_db": {"driver": "postgres", "dsn": dsn}}});
+    let (status, body) = admin.send(Method::POST, "/v1/admin/tenants", Some(tenant)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, schema) = admin.send(Method::GET, "/v1/admin/tenants/mig/database", None).await;
+    assert_eq!(status, 200, "{schema}");
+    let latest = schema["schema"]["latest_known"].as_i64().unwrap();
+    server.kill9();
+
+    // The database goes back one migration (the last one only adds columns).
+    let mut tenant_db = sqlx::PgConnection::connect(&dsn).await.unwrap();
+    tenant_db
+        .execute(
+            "ALTER TABLE audit_events DROP COLUMN target, DROP COLUMN user_agent, DROP COLUMN request_id, \
+             DROP COLUMN outcome",
+        )
+        .await
+        .unwrap();
+    tenant_db
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM _sqlx_migrations WHERE version = {latest}"
+        )))
+        .await
+        .unwrap();
+    // The table the migration alters is locked, so the migration waits inside.
+    let mut holder = sqlx::PgConnection::connect(&dsn).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder
+        .execute("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let server = Server::start_dev(&root, &[]);
+    let admin = Admin::of(&server);
+    let opening = tokio::spawn(async move { admin.send(Method::GET, "/v1/admin/tenants/mig/database", None).await });
+    let mut waiting = 0i64;
+    for _ in 0..100 {
+        let row =
+            sqlx::query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'")
+                .bind(&name)
+                .fetch_one(&mut admin_db)
+                .await
+                .unwrap();
+        waiting = row.get("n");
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waiting > 0, "the migration is waiting inside its transaction");
+    server.kill9();
+    opening.abort();
+    holder.execute("ROLLBACK").await.unwrap();
+
+    // Nothing half-applied: the last migration is neither recorded nor partly done.
+    let recorded: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) AS n FROM _sqlx_migrations WHERE version = {latest}"
+    )))
+    .fetch_one(&mut tenant_db)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(recorded, 0);
+    let columns: i64 = sqlx::query(
+        "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'audit_events' AND column_name = 'target'",
+    )
+    .fetch_one(&mut tenant_db)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(columns, 0);
+
+    // The next open finishes it.
+    let server = Server::start_dev(&root, &[]);
+    let admin = Admin::of(&server);
+    let (status, schema) = admin.send(Method::GET, "/v1/admin/tenants/mig/database", None).await;
+    assert_eq!(status, 200, "{schema}");
+    assert_eq!(
+        (
+            schema["schema"]["version"].as_i64(),
+            schema["schema"]["pending"].as_i64()
+        ),
+        (Some(latest), Some(0))
+    );
+    drop(server);
+    drop(tenant_db);
+    let _ = admin_db
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await;
+}
