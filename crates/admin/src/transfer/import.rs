@@ -261,7 +261,13 @@ impl AdminService {
             roles: roles.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             key_ring: key_ring.clone().unwrap_or_default(),
         };
-        let mut users = if existing.is_none() && options.dry_run {
+        // A dry run writes nothing, not even a column: when the document's custom fields
+        // would need new ones (or there is no tenant yet), its users are only checked.
+        let needs_columns = before.as_ref().is_none_or(|b| {
+            let declared = &b.tenant.settings.custom_fields;
+            tenant.settings.custom_fields.iter().any(|f| !declared.contains(f))
+        });
+        let mut users = if options.dry_run && needs_columns {
             Users::Checked {
                 emails: BTreeSet::new(),
             }

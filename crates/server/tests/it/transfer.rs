@@ -163,6 +163,15 @@ async fn export_import_export_round_trips_on_sqlite() {
     assert_eq!(status, 401);
 }
 
+/// How many custom-field columns the tenant's database has.
+async fn custom_columns(server: &TestServer, slug: &str) -> usize {
+    let (status, db) = server
+        .admin(Method::GET, &format!("/v1/admin/tenants/{slug}/database"), None)
+        .await;
+    assert_eq!(status, 200, "{db}");
+    db["custom_fields"].as_array().unwrap().len()
+}
+
 async fn login(server: &TestServer, slug: &str, email: &str) -> (u16, Value) {
     let response = server
         .http
@@ -339,6 +348,21 @@ async fn an_import_that_fails_half_way_or_may_not_happen_changes_nothing() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["users"]["created"], 6);
+    // ... not even a column for a custom field the document adds.
+    let before_columns = custom_columns(&server, "stable").await;
+    let more_fields = document.replacen(
+        "{\"indexed\":false,\"name\":\"points\"",
+        "{\"name\":\"extra\",\"type\":\"text\"},{\"indexed\":false,\"name\":\"points\"",
+        1,
+    );
+    assert_ne!(more_fields, document, "the document names its custom fields");
+    let (status, report) = import(&server, "stable", "?mode=merge&dry_run=true", more_fields).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        custom_columns(&server, "stable").await,
+        before_columns,
+        "a dry run adds no column"
+    );
     let (status, report) = import(&server, "dry", "?dry_run=true", document.clone()).await;
     assert_eq!(status, 200, "{report}");
     assert!(server.state.resolver.resolve_slug("dry").is_err());
