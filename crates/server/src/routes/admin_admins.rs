@@ -164,21 +164,8 @@ async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) 
 /// The admin `id` if it is within the caller's reach (404 otherwise: one out of reach is
 /// not told apart from one that does not exist).
 fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<Admin, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("no admin `{}`", crate::error::printable(id)),
-        )
-    };
-    let id = Uuid::try_parse(id).map_err(|_| not_found())?;
-    state
-        .control_plane
-        .snapshot()
-        .admins
-        .get(&id)
-        .filter(|a| admin.0.reach.includes(&a.reach))
-        .cloned()
-        .ok_or_else(not_found)
+    let snapshot = state.control_plane.snapshot();
+    admin.within_reach(&snapshot.admins, |a| &a.reach, "admin", id).cloned()
 }
 
 /// The admin `id`, if it is within the caller's reach.

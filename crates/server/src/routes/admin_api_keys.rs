@@ -17,7 +17,6 @@ use tenantry_admin::access::{ApiKeyView, NewApiKey, new_api_key};
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::ApiKey;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -105,20 +104,10 @@ async fn list(admin: AdminAuth, State(state): State<AppState>, page: PageQuery) 
 /// The key `id` if it is within the caller's reach (404 otherwise: a key out of reach is
 /// not told apart from one that does not exist).
 fn visible(admin: &AdminAuth, state: &AppState, id: &str) -> Result<ApiKey, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("no API key `{}`", crate::error::printable(id)),
-        )
-    };
-    let id = Uuid::try_parse(id).map_err(|_| not_found())?;
     let snapshot = state.control_plane.snapshot();
-    snapshot
-        .api_keys
-        .get(&id)
-        .filter(|k| admin.0.reach.includes(&k.reach))
+    admin
+        .within_reach(&snapshot.api_keys, |k| &k.reach, "API key", id)
         .cloned()
-        .ok_or_else(not_found)
 }
 
 /// The key `id` (never its secret), if it is within the caller's reach.

@@ -47,6 +47,28 @@ fn within_reach(method: &Method, route: &str) -> bool {
 pub struct AdminAuth(pub Principal);
 
 impl AdminAuth {
+    /// The record `id` of `records` (admins or API keys, by id) when its reach lies within
+    /// the caller's; else 404 naming `kind`, so a record beyond reach cannot be told apart
+    /// from one that does not exist.
+    pub fn within_reach<'a, T>(
+        &self,
+        records: &'a std::collections::BTreeMap<uuid::Uuid, T>,
+        reach_of: impl Fn(&T) -> &tenantry_controlplane::model::AdminReach,
+        kind: &str,
+        id: &str,
+    ) -> Result<&'a T, ApiError> {
+        uuid::Uuid::try_parse(id)
+            .ok()
+            .and_then(|id| records.get(&id))
+            .filter(|record| self.0.reach.includes(reach_of(record)))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no {kind} `{}`", crate::error::printable(id)),
+                )
+            })
+    }
+
     /// The acting identity of an admin write (`tenantry_admin::AdminService`).
     pub fn actor(&self) -> Actor {
         self.0.actor.clone()
