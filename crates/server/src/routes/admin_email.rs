@@ -38,10 +38,8 @@ struct TestMailSent {
     request_body = TestMail,
     responses(
         (status = 202, description = "The SMTP server accepted the message", body = TestMailSent),
-        (status = 501, description = "The tenant has no SMTP settings (`settings.smtp`)",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 502, description = "The mail server cannot be reached or did not accept the message",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 501, description = "The tenant has no SMTP settings (`settings.smtp`)"),
+        (status = 502, description = "The mail server cannot be reached or did not accept the message"),
     ))]
 async fn send_test(
     admin: AdminAuth,

@@ -140,10 +140,8 @@ async fn rotate_keys(
     params(("slug" = String, Path, description = "The tenant"), ("kid" = String, Path, description = "The key")),
     responses(
         (status = 200, description = "The keys after the retirement", body = KeysView),
-        (status = 404, description = "No such key",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 409, description = "`key_active`: the key is active; rotate its algorithm first",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such key"),
+        (status = 409, description = "`key_active`: the key is active; rotate its algorithm first"),
     ))]
 async fn retire_key(
     admin: AdminAuth,

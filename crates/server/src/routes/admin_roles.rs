@@ -87,8 +87,7 @@ async fn list_roles(
     params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The role")),
     responses(
         (status = 200, description = "The role", body = Role),
-        (status = 404, description = "No such role",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such role"),
     ))]
 async fn show_role(
     _admin: AdminAuth,
@@ -141,8 +140,7 @@ async fn put_role(
     params(("slug" = String, Path, description = "The tenant"), ("name" = String, Path, description = "The role")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such role",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such role"),
     ))]
 async fn delete_role(
     admin: AdminAuth,
@@ -162,8 +160,7 @@ async fn delete_role(
     params(("slug" = String, Path, description = "The tenant"), ("id" = uuid::Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user's roles and permissions", body = UserRoles),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn user_roles(
     _admin: AdminAuth,
@@ -189,8 +186,7 @@ async fn user_roles(
     ),
     responses(
         (status = 204, description = "The user holds the role"),
-        (status = 404, description = "No such role or user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such role or user"),
     ))]
 async fn assign_role(
     admin: AdminAuth,
@@ -222,8 +218,7 @@ async fn assign_role(
     ),
     responses(
         (status = 204, description = "The user no longer holds the role"),
-        (status = 404, description = "No such user, or the user did not hold the role",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the user did not hold the role"),
     ))]
 async fn unassign_role(
     admin: AdminAuth,

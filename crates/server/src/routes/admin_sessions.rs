@@ -167,8 +167,7 @@ fn audit(action: &'static str, slug: &str, details: Value) -> Audit {
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user's live sessions", body = UserSessionList),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn list_sessions(
     _admin: AdminAuth,
@@ -205,8 +204,7 @@ async fn list_sessions(
     ),
     responses(
         (status = 204, description = "The session ended"),
-        (status = 404, description = "No such user, or the user has no such live session",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the user has no such live session"),
     ))]
 async fn revoke_session(
     admin: AdminAuth,
@@ -230,8 +228,7 @@ async fn revoke_session(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "How many were revoked", body = UserSessionsRevoked),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn revoke_sessions(
     admin: AdminAuth,
@@ -268,8 +265,7 @@ async fn revoke_sessions(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user's usable refresh tokens", body = UserRefreshTokenList),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn list_refresh_tokens(
     _admin: AdminAuth,
@@ -310,8 +306,7 @@ struct ByClient {
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user"), ByClient),
     responses(
         (status = 200, description = "How many were revoked", body = RefreshTokensRevoked),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn revoke_refresh_tokens(
     admin: AdminAuth,
@@ -354,8 +349,7 @@ async fn revoke_refresh_tokens(
     ),
     responses(
         (status = 204, description = "The family is revoked"),
-        (status = 404, description = "No such user, or the family is not one of the user's live ones",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the family is not one of the user's live ones"),
     ))]
 async fn revoke_refresh_family(
     admin: AdminAuth,
@@ -390,8 +384,7 @@ async fn revoke_refresh_family(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user's live grants", body = UserConsentList),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn list_consents(
     _admin: AdminAuth,
@@ -427,8 +420,7 @@ async fn list_consents(
     ),
     responses(
         (status = 204, description = "The grant is withdrawn"),
-        (status = 404, description = "No such user, or the user has no live grant to the client",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the user has no live grant to the client"),
     ))]
 async fn revoke_consent(
     admin: AdminAuth,

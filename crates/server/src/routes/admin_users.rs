@@ -88,10 +88,8 @@ async fn view(ctx: &TenantContext, user: User) -> Result<Json<UserView>, ApiErro
     responses(
         (status = 201, description = "Created", body = UserView,
             headers(("Location" = String, description = "The new user's URL"))),
-        (status = 501, description = "A verification mail was asked for and the tenant has no SMTP settings",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 502, description = "The mail server did not accept the verification mail",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 501, description = "A verification mail was asked for and the tenant has no SMTP settings"),
+        (status = 502, description = "The mail server did not accept the verification mail"),
     ))]
 async fn create_user(
     admin: AdminAuth,
@@ -219,8 +217,7 @@ async fn list_users(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn show_user(
     _admin: AdminAuth,
@@ -237,8 +234,7 @@ async fn show_user(
     request_body = UpdateUser,
     responses(
         (status = 200, description = "The user as it is now", body = UserView),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn update_user(
     admin: AdminAuth,
@@ -257,8 +253,7 @@ async fn update_user(
     request_body = SetPassword,
     responses(
         (status = 204, description = "The password is set"),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn set_password(
     admin: AdminAuth,
@@ -280,8 +275,7 @@ async fn set_password(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn delete_user(
     admin: AdminAuth,
@@ -298,14 +292,10 @@ async fn delete_user(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 204, description = "The SMTP server took the mail"),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 409, description = "`email_already_verified` or `user_disabled`",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 501, description = "The tenant has no SMTP settings",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 502, description = "The mail server did not accept the mail",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "`email_already_verified` or `user_disabled`"),
+        (status = 501, description = "The tenant has no SMTP settings"),
+        (status = 502, description = "The mail server did not accept the mail"),
     ))]
 async fn send_verification_email(
     admin: AdminAuth,
@@ -322,14 +312,10 @@ async fn send_verification_email(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 204, description = "The SMTP server took the mail"),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 409, description = "`user_disabled`",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 501, description = "The tenant has no SMTP settings",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
-        (status = 502, description = "The mail server did not accept the mail",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "`user_disabled`"),
+        (status = 501, description = "The tenant has no SMTP settings"),
+        (status = 502, description = "The mail server did not accept the mail"),
     ))]
 async fn send_reset_email(
     admin: AdminAuth,
@@ -362,8 +348,7 @@ async fn send_link(
     request_body = DisableUser,
     responses(
         (status = 200, description = "The user, disabled", body = UserView),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn disable_user(
     admin: AdminAuth,
@@ -384,8 +369,7 @@ async fn disable_user(
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The user, enabled", body = UserView),
-        (status = 404, description = "No such user",
-            body = ref("#/components/schemas/Problem"), content_type = "application/problem+json"),
+        (status = 404, description = "No such user"),
     ))]
 async fn enable_user(
     admin: AdminAuth,
