@@ -5,8 +5,11 @@
 #[macro_use]
 mod common;
 
+mod custom_fields;
 mod global;
 mod housekeeping;
 mod manager;
 mod repositories;
+mod security_events;
 mod transfer;
+mod user_search;
