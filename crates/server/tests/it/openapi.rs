@@ -11,7 +11,7 @@ use crate::admin_access::ROUTES;
 use crate::common::start;
 
 /// The `/v1/auth` routes, read from their module like the admin routes are.
-const AUTH_API_SOURCE: &str = include_str!("../../src/routes/auth_api.rs");
+const AUTH_API_SOURCE: &str = include_str!("../../src/routes/auth_api/mod.rs");
 const ADMIN_AUTH_SOURCE: &str = include_str!("../../src/routes/admin_auth.rs");
 const API_SOURCE: &str = include_str!("../../src/routes/api.rs");
 
