@@ -6,6 +6,7 @@
 //! ([`account_email`]: verification, password reset, notices), and what a user or an
 //! administrator does to an account outside a login ([`account`]: registration, setting
 //! and changing the password, re-authentication, TOTP enrolment and removal, sessions).
+//! [`quotas`] counts requests against the tenant and client quotas on the same store.
 //! [`events`] records the tenant's security events; [`housekeeping`] is the timer that
 //! removes what expired.
 //!
@@ -22,6 +23,7 @@ pub mod housekeeping;
 pub mod login;
 pub mod mfa;
 pub mod passwords;
+pub mod quotas;
 pub mod ratelimit;
 
 use std::sync::Arc;

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantry_controlplane::model::{Client, ClientType, GrantType, SigningAlg, SystemSecrets, TokenEndpointAuthMethod};
+use tenantry_controlplane::model::{
+    Client, ClientQuotas, ClientType, GrantType, SigningAlg, SystemSecrets, TokenEndpointAuthMethod,
+};
 use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::keystore::KeyStore;
 
@@ -49,6 +51,9 @@ pub struct ClientInput {
     pub access_token_signed_response_alg: Option<SigningAlg>,
     #[serde(default)]
     pub first_party: bool,
+    /// This client's own request limits (see the tenant's `quotas.per_client`).
+    #[serde(default, skip_serializing_if = "ClientQuotas::is_unlimited")]
+    pub quotas: ClientQuotas,
 }
 
 fn default_client_type() -> ClientType {
@@ -77,6 +82,7 @@ impl ClientInput {
             id_token_signed_response_alg: c.id_token_signed_response_alg,
             access_token_signed_response_alg: c.access_token_signed_response_alg,
             first_party: c.first_party,
+            quotas: c.quotas,
         }
     }
 
@@ -116,6 +122,7 @@ impl ClientInput {
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             access_token_signed_response_alg: self.access_token_signed_response_alg,
             first_party: self.first_party,
+            quotas: self.quotas,
             created_at: previous.map_or(now, |p| p.created_at),
             updated_at: now,
         }

@@ -203,6 +203,7 @@ fn demo_client() -> Client {
         id_token_signed_response_alg: None,
         access_token_signed_response_alg: None,
         first_party: true,
+        quotas: Default::default(),
         created_at: now,
         updated_at: now,
     }

@@ -312,6 +312,43 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     for (i, origin) in s.cors_allowed_origins.iter().enumerate() {
         check_origin(errors, &format!("{p}.cors_allowed_origins[{i}]"), origin);
     }
+    check_quotas(errors, &format!("{p}.quotas"), &s.quotas);
+}
+
+fn check_quotas(errors: &mut ValidationErrors, p: &str, q: &Quotas) {
+    if !(1..=3600).contains(&q.window_secs) {
+        errors.push(format!("{p}.window_secs"), "must be between 1 and 3600");
+    }
+    let t = &q.tenant;
+    for (name, limit) in [
+        ("token", t.token),
+        ("introspection", t.introspection),
+        ("authorize", t.authorize),
+        ("userinfo", t.userinfo),
+        ("auth_api", t.auth_api),
+        ("admin_api", t.admin_api),
+    ] {
+        check_quota(errors, &format!("{p}.tenant.{name}"), limit);
+    }
+    check_client_quotas(errors, &format!("{p}.per_client"), &q.per_client);
+}
+
+fn check_client_quotas(errors: &mut ValidationErrors, p: &str, q: &ClientQuotas) {
+    for (name, limit) in [
+        ("token", q.token),
+        ("introspection", q.introspection),
+        ("authorize", q.authorize),
+        ("userinfo", q.userinfo),
+    ] {
+        check_quota(errors, &format!("{p}.{name}"), limit);
+    }
+}
+
+/// A limit is at least 1 (leave it out for none; 0 would lock every caller out).
+fn check_quota(errors: &mut ValidationErrors, field: &str, limit: Option<u32>) {
+    if limit == Some(0) {
+        errors.push(field.to_owned(), "must be at least 1 (leave it out for no limit)");
+    }
 }
 
 fn looks_like_email(value: &str) -> bool {
@@ -335,6 +372,7 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
         );
     }
     check_text(&mut errors, "name", &client.name, 200);
+    check_client_quotas(&mut errors, "quotas", &client.quotas);
     for (i, uri) in client.redirect_uris.iter().enumerate() {
         check_redirect_uri(&mut errors, &format!("redirect_uris[{i}]"), uri);
     }
@@ -670,6 +708,7 @@ mod tests {
             id_token_signed_response_alg: None,
             access_token_signed_response_alg: None,
             first_party: false,
+            quotas: Default::default(),
             created_at: now,
             updated_at: now,
         };

@@ -194,6 +194,7 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 access_token_alg,
                 rotation_days,
             }),
+            quotas(),
         ),
     )
         .prop_map(
@@ -209,7 +210,7 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                 consent,
                 social_providers,
                 custom_fields,
-                (cors_allowed_origins, signing),
+                (cors_allowed_origins, signing, quotas),
             )| {
                 TenantSettings {
                     signing,
@@ -225,9 +226,36 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
                     social_providers,
                     custom_fields,
                     cors_allowed_origins,
+                    quotas,
                 }
             },
         )
+}
+
+fn quotas() -> impl Strategy<Value = Quotas> {
+    (
+        1..3600u32,
+        option::of(1..u32::MAX),
+        option::of(1..u32::MAX),
+        client_quotas(),
+    )
+        .prop_map(|(window_secs, token, admin_api, per_client)| Quotas {
+            window_secs,
+            tenant: TenantQuotas {
+                token,
+                admin_api,
+                ..TenantQuotas::default()
+            },
+            per_client,
+        })
+}
+
+fn client_quotas() -> impl Strategy<Value = ClientQuotas> {
+    (option::of(1..u32::MAX), option::of(1..u32::MAX)).prop_map(|(token, userinfo)| ClientQuotas {
+        token,
+        userinfo,
+        ..ClientQuotas::default()
+    })
 }
 
 fn client(id: String) -> impl Strategy<Value = Client> {
@@ -263,7 +291,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
             time(),
             time(),
         ),
-        (option::of(alg()), option::of(alg())),
+        (option::of(alg()), option::of(alg()), client_quotas()),
     )
         .prop_map(
             move |(
@@ -278,7 +306,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                     token_endpoint_auth_method,
                 ),
                 (secret_hash, at, it, rt, first_party, created_at, updated_at),
-                (id_alg, access_alg),
+                (id_alg, access_alg, quotas),
             )| Client {
                 client_id: id.clone(),
                 name,
@@ -301,6 +329,7 @@ fn client(id: String) -> impl Strategy<Value = Client> {
                 id_token_signed_response_alg: id_alg,
                 access_token_signed_response_alg: access_alg,
                 first_party,
+                quotas,
                 created_at,
                 updated_at,
             },

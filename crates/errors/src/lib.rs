@@ -84,6 +84,7 @@ error_codes! {
     ValidationFailed = (UNPROCESSABLE_ENTITY, "validation_failed", "The request has invalid values"),
     TransferKeyMismatch = (UNPROCESSABLE_ENTITY, "transfer_key_mismatch", "The document's credentials are sealed for another installation's transfer key"),
     RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
+    QuotaExceeded = (TOO_MANY_REQUESTS, "quota_exceeded", "The request quota of the tenant or client is used up for now"),
     InternalError = (INTERNAL_SERVER_ERROR, "internal_error", "Internal server error"),
     EmailNotConfigured = (NOT_IMPLEMENTED, "email_not_configured", "The tenant has no email (SMTP) settings"),
     GlobalDbNotConfigured = (NOT_IMPLEMENTED, "global_db_not_configured", "This installation has no global database"),

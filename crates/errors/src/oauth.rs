@@ -15,6 +15,8 @@ pub struct OAuthError {
     error: &'static str,
     description: String,
     basic_challenge: Option<String>,
+    /// Seconds for `Retry-After` (a quota refusal).
+    retry_after: Option<u64>,
     /// The tenant cannot serve (no keys, database down): answered as a problem document.
     unavailable: Option<Box<ApiError>>,
 }
@@ -30,8 +32,18 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: None,
+            retry_after: None,
             unavailable: None,
         }
+    }
+
+    /// 429 `quota_exceeded` with `Retry-After` (an extension error code, RFC 6749 8.5): a
+    /// request quota of the tenant or client is used up until the window closes.
+    pub fn quota_exceeded(description: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = OAuthError::new("quota_exceeded", description);
+        e.status = StatusCode::TOO_MANY_REQUESTS;
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
     }
 }
 
@@ -59,9 +71,14 @@ impl OAuthError {
             "invalid_grant" => ErrorCode::InvalidGrant,
             "invalid_scope" => ErrorCode::InvalidScope,
             "invalid_client" | "unauthorized_client" => ErrorCode::InvalidClient,
+            "quota_exceeded" => ErrorCode::QuotaExceeded,
             _ => ErrorCode::BadRequest,
         };
-        ApiError::new(code, self.description)
+        let problem = ApiError::new(code, self.description);
+        match self.retry_after {
+            Some(secs) => problem.with_retry_after(secs),
+            None => problem,
+        }
     }
 }
 
@@ -94,6 +111,9 @@ mod response {
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             if let Some(challenge) = self.basic_challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
                 headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            if let Some(secs) = self.retry_after {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             response
         }

@@ -379,7 +379,7 @@ async fn code_for(t: &Tenant, client: &str, scope: &str, challenge: Option<&str>
 }
 
 async fn token(t: &Tenant, form: &[(&str, &str)]) -> Result<serde_json::Value, String> {
-    token_endpoint::token(&t.keystore, &t.ctx, None, &params(form))
+    token_endpoint::token(&t.keystore, &t.ctx, None, &params(form), async |_| Ok(()))
         .await
         .map_err(error_of)
 }

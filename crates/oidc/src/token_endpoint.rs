@@ -42,16 +42,19 @@ pub(crate) fn require<'a>(form: &'a Params, name: &str) -> Result<&'a str, OAuth
         .ok_or_else(|| OAuthError::new("invalid_request", format!("`{name}` is required")))
 }
 
-/// The token endpoint (RFC 6749 3.2): authenticates the client, then runs the grant it
-/// asks for. Answers the JSON body of a successful response.
+/// The token endpoint (RFC 6749 3.2): authenticates the client, lets `admit` count the
+/// request against the client's quota, then runs the grant it asks for. Answers the JSON
+/// body of a successful response.
 pub async fn token(
     keystore: &KeyStore,
     ctx: &TenantContext,
     authorization: Option<&[u8]>,
     form: &Params,
+    admit: impl AsyncFnOnce(&Client) -> Result<(), OAuthError>,
 ) -> Result<Value, OAuthError> {
     let grant_type = require(form, "grant_type")?;
     let client = authenticate_client(keystore, ctx, authorization, form).await?;
+    admit(client).await?;
     match grant_type {
         "client_credentials" => client_credentials(ctx, client, form),
         "authorization_code" => authorization_code(ctx, client, form).await,
@@ -257,15 +260,18 @@ async fn refresh_token(ctx: &TenantContext, client: &Client, form: &Params) -> R
     refresh_body(ctx, client, presented, form.get("scope")).await
 }
 
-/// Introspection (RFC 7662): any authenticated confidential client of the tenant may ask;
-/// only this tenant's live tokens are active, everything else is `{"active": false}`.
+/// Introspection (RFC 7662): any authenticated confidential client of the tenant may ask
+/// (`admit` counts it against the client's quota); only this tenant's live tokens are
+/// active, everything else is `{"active": false}`.
 pub async fn introspect(
     keystore: &KeyStore,
     ctx: &TenantContext,
     authorization: Option<&[u8]>,
     form: &Params,
+    admit: impl AsyncFnOnce(&Client) -> Result<(), OAuthError>,
 ) -> Result<Value, OAuthError> {
     let client = authenticate_client(keystore, ctx, authorization, form).await?;
+    admit(client).await?;
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::new(
             "invalid_client",
@@ -315,14 +321,16 @@ fn access_introspection(claims: &AccessTokenClaims) -> Value {
 
 /// Revocation (RFC 7009): a refresh token revokes its whole family; an access token's
 /// `jti` is denied until it expires. Unknown or invalid tokens succeed (2.2); a token
-/// issued to another client is refused.
+/// issued to another client is refused. `admit` counts it against the client's quota.
 pub async fn revoke(
     keystore: &KeyStore,
     ctx: &TenantContext,
     authorization: Option<&[u8]>,
     form: &Params,
+    admit: impl AsyncFnOnce(&Client) -> Result<(), OAuthError>,
 ) -> Result<(), OAuthError> {
     let client = authenticate_client(keystore, ctx, authorization, form).await?;
+    admit(client).await?;
     let token = require(form, "token")?;
     if token.matches('.').count() == 2 {
         let keys = ctx.keys()?;

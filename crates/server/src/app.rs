@@ -13,6 +13,8 @@ use tower_http::trace::TraceLayer;
 use crate::middleware::{self, CorsPolicy};
 use crate::routes;
 use crate::state::AppState;
+use crate::web::quota::{self, QuotaLayer};
+use tenantry_accounts::quotas::Endpoint;
 
 /// Builds the whole HTTP application.
 pub fn router(state: AppState) -> Router {
@@ -21,18 +23,27 @@ pub fn router(state: AppState) -> Router {
 
     // Per-tenant issuer routes: `/t/{slug}/...`, grouped by who may read them from a
     // browser (`CorsPolicy`). The catch-all makes every other path below an unknown tenant
-    // answer `tenant_not_found` and below a known one `not_found`.
+    // answer `tenant_not_found` and below a known one `not_found`. Request quotas count
+    // inside the tenant middleware (they need the tenant's settings).
+    let quota = |endpoint| {
+        let layer = QuotaLayer {
+            limiter: state.accounts.rate_limiter.clone(),
+            endpoint,
+        };
+        from_fn_with_state(layer, quota::tenant_quota)
+    };
     let documents = routes::discovery::router()
         .merge(routes::issuer::documents_router())
         .route_layer(CorsPolicy::PublicDocument.layer());
     let client_fetch = routes::oauth::fetch_router()
-        .merge(routes::issuer::fetch_router())
+        .route_layer(quota(Endpoint::Token))
+        .merge(routes::issuer::fetch_router().route_layer(quota(Endpoint::Userinfo)))
         .route_layer(CorsPolicy::ClientFetch.layer());
     let issuer = Router::new()
         .merge(documents)
         .merge(client_fetch)
-        .merge(routes::oauth::server_router())
-        .merge(routes::authorize::router())
+        .merge(routes::oauth::server_router().route_layer(quota(Endpoint::Introspection)))
+        .merge(routes::authorize::router().route_layer(quota(Endpoint::Authorize)))
         .merge(routes::logout::router())
         .merge(routes::account_pages::router())
         .route("/t/{slug}", any(middleware::not_found))
@@ -44,6 +55,7 @@ pub fn router(state: AppState) -> Router {
 
     // Headless REST API for first-party apps (tenant from header → query → default).
     let api = routes::api::router()
+        .route_layer(quota(Endpoint::AuthApi))
         .route_layer(CorsPolicy::FirstPartyApi.layer())
         .route_layer(from_fn_with_state(
             state.resolver.clone(),

@@ -24,8 +24,10 @@ use crate::error::ApiError;
 use crate::pages::{self, PageContext};
 use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
+use crate::web::quota::ClientQuota;
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, SecondFactor};
+use tenantry_accounts::quotas::{Endpoint, QuotaError};
 use tenantry_oidc::authorize::{self, CodeRequest, Refusal, ResponseMode, ReturnTo};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
@@ -176,6 +178,20 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
     };
     let client = request.client;
     let back = Redirector::new(&ctx, request.to.clone(), lang);
+    // The client's quota, once the client and its redirect URI are known: a refusal goes
+    // back to the client as RFC 6749's `temporarily_unavailable`.
+    let mut quota = ClientQuota::default();
+    let limiter = &state.accounts.rate_limiter;
+    if let Err(e) = quota
+        .admit(limiter, &ctx.entry.tenant, client, Endpoint::Authorize)
+        .await
+    {
+        let response = match e {
+            QuotaError::Exceeded(_) => back.error("temporarily_unavailable", &e.description()),
+            QuotaError::Unavailable(_) => e.into_problem().into_response(),
+        };
+        return quota.attach(response);
+    }
     let csrf = csrf::token(&headers);
     let interaction = Interaction {
         client_id: client.client_id.clone(),
@@ -226,7 +242,7 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
             )
         }
     };
-    csrf::with_cookie(&state, &ctx, response, &csrf)
+    quota.attach(csrf::with_cookie(&state, &ctx, response, &csrf))
 }
 
 fn action(ctx: &TenantContext, step: &str) -> String {

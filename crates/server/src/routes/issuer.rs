@@ -12,7 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use axum::extract::State;
+use tenantry_accounts::quotas::Endpoint;
+
 use crate::state::AppState;
+use crate::web::quota::ClientQuota;
 use crate::web::{Bearer, BearerRejection};
 use tenantry_oidc::key_rotation::JWKS_MAX_AGE_SECS;
 use tenantry_oidc::tokens::{self, BearerError};
@@ -64,16 +68,16 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
             .any(|t| t == etag)
 }
 
-async fn userinfo_get(ctx: TenantContext, headers: HeaderMap) -> Response {
+async fn userinfo_get(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap) -> Response {
     match bearer_from_header(&headers) {
-        Ok(token) => userinfo(&ctx, token.as_deref()).await,
+        Ok(token) => userinfo(&ctx, &state, token.as_deref()).await,
         Err(e) => e.into_response(&ctx),
     }
 }
 
 /// POST accepts the token in the header or, with a form body, as `access_token`
 /// (RFC 6750 2.2) — never both.
-async fn userinfo_post(ctx: TenantContext, headers: HeaderMap, body: Bytes) -> Response {
+async fn userinfo_post(ctx: TenantContext, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let from_header = match bearer_from_header(&headers) {
         Ok(token) => token,
         Err(e) => return e.into_response(&ctx),
@@ -96,23 +100,42 @@ async fn userinfo_post(ctx: TenantContext, headers: HeaderMap, body: Bytes) -> R
         (Some(_), Some(_)) => {
             UserinfoError::InvalidRequest("send the access token in one place only").into_response(&ctx)
         }
-        (token, None) | (None, token) => userinfo(&ctx, token.as_deref()).await,
+        (token, None) | (None, token) => userinfo(&ctx, &state, token.as_deref()).await,
     }
 }
 
-async fn userinfo(ctx: &TenantContext, token: Option<&str>) -> Response {
-    match userinfo_claims(ctx, token).await {
+async fn userinfo(ctx: &TenantContext, state: &AppState, token: Option<&str>) -> Response {
+    let mut quota = ClientQuota::default();
+    let response = match userinfo_claims(ctx, state, &mut quota, token).await {
         Ok(claims) => Json(Value::Object(claims)).into_response(),
         Err(e) => e.into_response(ctx),
-    }
+    };
+    quota.attach(response)
 }
 
-async fn userinfo_claims(ctx: &TenantContext, token: Option<&str>) -> Result<Map<String, Value>, UserinfoError> {
+async fn userinfo_claims(
+    ctx: &TenantContext,
+    state: &AppState,
+    quota: &mut ClientQuota,
+    token: Option<&str>,
+) -> Result<Map<String, Value>, UserinfoError> {
     let token = token.ok_or(UserinfoError::NoToken)?;
     let good = tokens::accept_access_token(ctx, token).await.map_err(|e| match e {
         BearerError::InvalidToken(reason) => UserinfoError::InvalidToken(reason),
         BearerError::Unavailable(api) => UserinfoError::Unavailable(api),
     })?;
+    // Counted for the client the token was issued to, once the token is known good.
+    if let Some(client) = ctx.entry.clients.get(&good.claims.client_id) {
+        quota
+            .admit(
+                &state.accounts.rate_limiter,
+                &ctx.entry.tenant,
+                client,
+                Endpoint::Userinfo,
+            )
+            .await
+            .map_err(|e| UserinfoError::Unavailable(e.into_problem()))?;
+    }
     let scopes: Vec<&str> = good.claims.scopes().collect();
     if !scopes.contains(&"openid") {
         return Err(UserinfoError::InsufficientScope);

@@ -16,11 +16,16 @@ use tenantry_oidc::params::Params;
 use tenantry_oidc::token_endpoint;
 use tenantry_tenancy::TenantContext;
 
+use tenantry_accounts::quotas::Endpoint;
+use tenantry_controlplane::model::Client;
+
 use crate::state::AppState;
 use crate::web::OAuthError;
 use crate::web::oauth_error::unreadable_body;
+use crate::web::quota::ClientQuota;
 
-/// The endpoints a browser app calls with `fetch`: token and revocation.
+/// The endpoints a browser app calls with `fetch`: token and revocation (both under the
+/// token quota).
 pub fn fetch_router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/token", post(token))
@@ -54,11 +59,20 @@ async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, OAuthError> {
-    let (form, authorization) = read(&headers, body)?;
-    Ok(no_store(
-        token_endpoint::token(&state.keystore, &ctx, authorization, &form).await?,
-    ))
+) -> Response {
+    let mut quota = ClientQuota::default();
+    let answer = async {
+        let (form, authorization) = read(&headers, body)?;
+        let admit = async |client: &Client| {
+            quota
+                .admit_oauth(&state.accounts.rate_limiter, &ctx.entry.tenant, client, Endpoint::Token)
+                .await
+        };
+        let body = token_endpoint::token(&state.keystore, &ctx, authorization, &form, admit).await?;
+        Ok::<_, OAuthError>(no_store(body))
+    }
+    .await;
+    quota.attach(answer.into_response())
 }
 
 /// `POST /t/{slug}/introspect`.
@@ -67,21 +81,42 @@ async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, OAuthError> {
-    let (form, authorization) = read(&headers, body)?;
-    Ok(no_store(
-        token_endpoint::introspect(&state.keystore, &ctx, authorization, &form).await?,
-    ))
+) -> Response {
+    let mut quota = ClientQuota::default();
+    let answer = async {
+        let (form, authorization) = read(&headers, body)?;
+        let admit = async |client: &Client| {
+            let limiter = &state.accounts.rate_limiter;
+            quota
+                .admit_oauth(limiter, &ctx.entry.tenant, client, Endpoint::Introspection)
+                .await
+        };
+        let body = token_endpoint::introspect(&state.keystore, &ctx, authorization, &form, admit).await?;
+        Ok::<_, OAuthError>(no_store(body))
+    }
+    .await;
+    quota.attach(answer.into_response())
 }
 
-/// `POST /t/{slug}/revoke`: 200 with an empty body, also for unknown tokens.
+/// `POST /t/{slug}/revoke`: 200 with an empty body, also for unknown tokens. Counted as
+/// a token-endpoint request.
 async fn revoke(
     ctx: TenantContext,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, OAuthError> {
-    let (form, authorization) = read(&headers, body)?;
-    token_endpoint::revoke(&state.keystore, &ctx, authorization, &form).await?;
-    Ok(StatusCode::OK.into_response())
+) -> Response {
+    let mut quota = ClientQuota::default();
+    let answer = async {
+        let (form, authorization) = read(&headers, body)?;
+        let admit = async |client: &Client| {
+            quota
+                .admit_oauth(&state.accounts.rate_limiter, &ctx.entry.tenant, client, Endpoint::Token)
+                .await
+        };
+        token_endpoint::revoke(&state.keystore, &ctx, authorization, &form, admit).await?;
+        Ok::<_, OAuthError>(StatusCode::OK.into_response())
+    }
+    .await;
+    quota.attach(answer.into_response())
 }

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
+use tenantry_accounts::quotas::Endpoint;
 use tenantry_admin::access::{self, Needs, Principal, Target};
 use tenantry_admin::{Actor, Audit};
 use tenantry_controlplane::Command;
@@ -228,11 +229,11 @@ pub async fn gate(
         .ok()
         .and_then(|Path(p)| p.get("slug"))
         .map(String::as_str);
-    let (method, route) = (request.method(), matched.as_str());
+    let (method, route) = (request.method().clone(), matched.as_str());
     let target = match slug {
-        _ if installation_only(method, route) => Target::Installation,
+        _ if installation_only(&method, route) => Target::Installation,
         Some(slug) => Target::Tenant(slug),
-        None if within_reach(method, route) => Target::WithinReach,
+        None if within_reach(&method, route) => Target::WithinReach,
         None => Target::Installation,
     };
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);
@@ -241,5 +242,16 @@ pub async fn gate(
         return auth.refuse(&state, slug, &what, why).await.into_response();
     }
     request.extensions_mut().insert(auth);
-    next.run(request).await
+    // A route for one tenant counts against that tenant's admin API quota.
+    let tenant = match slug {
+        Some(slug) if !installation_only(&method, route) => state.control_plane.snapshot().tenant(slug).cloned(),
+        _ => None,
+    };
+    match tenant {
+        Some(entry) => {
+            let limiter = &state.accounts.rate_limiter;
+            crate::web::quota::guard(limiter, &entry.tenant, Endpoint::AdminApi, request, next).await
+        }
+        None => next.run(request).await,
+    }
 }

@@ -1,8 +1,8 @@
 //! The HTTP rules every surface shares, each written once: request extractors (JSON
 //! bodies, admin authentication, the client's address), the `Authorization: Bearer`
 //! parser (RFC 6750), the tenant middleware, the tenant-scoped cookies of the hosted
-//! pages and their CSRF-checked forms, and the RFC 6749 error answer of the OAuth
-//! endpoints.
+//! pages and their CSRF-checked forms, the RFC 6749 error answer of the OAuth
+//! endpoints, and request quotas with their headers.
 //! Route modules use these and never each other.
 
 pub mod admin;
@@ -12,6 +12,7 @@ pub mod csrf;
 pub mod extract;
 pub mod oauth_error;
 pub mod page;
+pub mod quota;
 pub mod tenant;
 
 pub use admin::AdminAuth;

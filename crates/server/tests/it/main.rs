@@ -27,6 +27,7 @@ mod mfa;
 mod oauth;
 mod oidc_flow;
 mod openapi;
+mod quotas;
 mod roles;
 mod tenant_db;
 mod transfer;
