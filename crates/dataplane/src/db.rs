@@ -526,7 +526,10 @@ impl TenantDb {
                     .execute(&mut *conn)
                     .await
                     .map_err(|e| DbError::Unavailable(classify(&e)))?;
-                let result = migrator.run_direct(None, &mut *conn, false).await;
+                let result = match finish_interrupted_mysql_migration(&mut conn, migrator).await {
+                    Ok(()) => migrator.run_direct(None, &mut *conn, false).await,
+                    Err(e) => Err(sqlx::migrate::MigrateError::Execute(e)),
+                };
                 let _ = sqlx::query("SELECT RELEASE_LOCK('tenantry_migrate')")
                     .execute(&mut *conn)
                     .await;
@@ -596,6 +599,68 @@ pub struct SchemaStatus {
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+/// MySQL commits every DDL statement by itself, so a migration stopped midway (a killed
+/// process, a lost connection) leaves some of its statements applied and its row in
+/// `_sqlx_migrations` unfinished (`success = FALSE`), which sqlx then refuses for good.
+/// This finishes it: its statements run again in order, a refusal that says the change is
+/// already there (the column, index or table exists, or is already gone) counts as done,
+/// and the row is marked finished. Our MySQL migrations are plain DDL and inserts, one
+/// statement per `;` line end, so re-running a statement that took effect changes nothing.
+async fn finish_interrupted_mysql_migration(
+    conn: &mut sqlx::MySqlConnection,
+    migrator: &Migrator,
+) -> Result<(), sqlx::Error> {
+    let unfinished = sqlx::query_scalar::<_, i64>(
+        "SELECT version FROM _sqlx_migrations WHERE success = FALSE ORDER BY version LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await;
+    let version = match unfinished {
+        Ok(Some(version)) => version,
+        Ok(None) => return Ok(()),
+        // No bookkeeping table yet: nothing ever ran.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // A version this build does not know: sqlx reports it.
+    let Some(migration) = migrator.iter().find(|m| m.version == version) else {
+        return Ok(());
+    };
+    tracing::warn!(version, "finishing a tenant database migration that was interrupted");
+    for statement in sql_statements(migration.sql.as_str()) {
+        match sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e))
+                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|m| ALREADY_APPLIED.contains(&m.number())) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sqlx::query("UPDATE _sqlx_migrations SET success = TRUE WHERE version = ?")
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// MySQL errors that mean a statement's change is already there: duplicate column, key or
+/// entry, table exists, nothing to drop.
+const ALREADY_APPLIED: [u16; 5] = [1060, 1061, 1062, 1050, 1091];
+
+/// The statements of a migration script: split at `;` ending a line, comment lines and
+/// empty statements left out.
+fn sql_statements(sql: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    text.split(";\n")
+        .map(|statement| statement.trim().to_owned())
+        .filter(|statement| !statement.is_empty())
+        .collect()
+}
+
 static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
 static GLOBAL_SQLITE: Migrator = sqlx::migrate!("migrations/global/sqlite");
 static GLOBAL_POSTGRES: Migrator = sqlx::migrate!("migrations/global/postgres");
@@ -639,6 +704,23 @@ mod tests {
     fn placeholders_are_numbered_for_postgres_only() {
         assert_eq!(placeholders(Dialect::Postgres, "a = ? AND b = ?"), "a = $1 AND b = $2");
         assert_eq!(placeholders(Dialect::MySql, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn mysql_migrations_split_into_their_statements() {
+        let statements = sql_statements(
+            "-- note; with a semicolon\nALTER TABLE t ADD COLUMN a INT;\n\nCREATE INDEX i\n  ON t (a);\n",
+        );
+        assert_eq!(
+            statements,
+            ["ALTER TABLE t ADD COLUMN a INT", "CREATE INDEX i\n  ON t (a)"]
+        );
+        for migration in MYSQL.iter() {
+            let statements = sql_statements(migration.sql.as_str());
+            assert!(!statements.is_empty(), "{}", migration.description);
+            // One statement each: a `;` inside one would mean the split is wrong.
+            assert!(statements.iter().all(|s| !s.contains(';')), "{}", migration.description);
+        }
     }
 
     #[test]

@@ -448,3 +448,38 @@ async fn idle_connections_are_closed() {
     // And the pool still serves.
     assert_eq!(m.get(&t).await.unwrap().count_users().await.unwrap(), 0);
 }
+
+/// MySQL commits each DDL statement by itself: a process stopped between the statements of
+/// a migration leaves some applied and the migration's row unfinished. The next migrate
+/// finishes it instead of refusing the tenant for good.
+#[tokio::test]
+async fn a_mysql_migration_left_half_applied_is_finished_by_the_next_migrate() {
+    use sqlx::Connection;
+    let Some(fixture) = common::Fixture::new(DbDriver::Mysql).await else {
+        return;
+    };
+    let dsn = fixture.spec_dsn.clone().unwrap();
+    let mut conn = sqlx::MySqlConnection::connect(&dsn).await.unwrap();
+    // Migration 6 adds four columns; undo two and mark it unfinished.
+    sqlx::raw_sql("ALTER TABLE audit_events DROP COLUMN request_id, DROP COLUMN outcome")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET success = FALSE WHERE version = 6")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(fixture.db.schema_status(Schema::Tenant).await.unwrap().pending > 0);
+
+    let status = fixture.db.migrate(Schema::Tenant, None).await.unwrap();
+    assert_eq!((status.version, status.pending), (status.latest_known, 0), "{status:?}");
+    sqlx::raw_sql("SELECT target, user_agent, request_id, outcome FROM audit_events")
+        .execute(&mut conn)
+        .await
+        .expect("every column of the migration is there");
+    // And a second open finds nothing left to do.
+    let again = fixture.db.migrate(Schema::Tenant, None).await.unwrap();
+    assert_eq!(again.pending, 0);
+    conn.close().await.unwrap();
+    fixture.cleanup().await;
+}

@@ -4,6 +4,8 @@
 //! fast with 503 and `Retry-After`; afterwards Tenantry serves again without a restart, and
 //! a write refused during the outage left nothing behind. Redis, the attempt counters'
 //! store, likewise: while it is away a login is refused (503), never let through uncounted.
+//! An FS_ROOT that is full or read-only refuses control-plane writes cleanly (503, nothing
+//! torn) while tokens keep being issued.
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +41,14 @@ async fn login_at(server: &TestServer, slug: &str, email: &str) -> (u16, Option<
 }
 
 async fn token(server: &TestServer, secret: &str) -> u16 {
+    token_at(server, "flaky", secret).await
+}
+
+/// A `client_credentials` token of the client `backend`: the status.
+async fn token_at(server: &TestServer, slug: &str, secret: &str) -> u16 {
     server
         .http
-        .post(format!("{}/t/flaky/token", server.base))
+        .post(format!("{}/t/{slug}/token", server.base))
         .basic_auth("backend", Some(secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
@@ -269,19 +276,7 @@ async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
         .await;
     assert_eq!(status, 201, "{made}");
     let secret = made["client_secret"].as_str().unwrap().to_owned();
-    let token_at_local = || async {
-        server
-            .http
-            .post(format!("{}/t/local/token", server.base))
-            .basic_auth("backend", Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(token_at_local().await, 200);
+    assert_eq!(token_at(&server, "local", &secret).await, 200);
     let before = server.state.control_plane.snapshot();
 
     disk.fill();
@@ -318,7 +313,7 @@ async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
     assert_eq!(after.revision, before.revision);
     assert!(after.tenant("more").is_none() && !after.tenants["local"].scopes.contains_key("orders"));
     // Tokens and keys keep being served.
-    assert_eq!(token_at_local().await, 200);
+    assert_eq!(token_at(&server, "local", &secret).await, 200);
     let jwks = server
         .http
         .get(format!("{}/t/local/jwks.json", server.base))
@@ -337,6 +332,133 @@ async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
         .admin(Method::POST, "/v1/admin/tenants", Some(json!({"slug": "more"})))
         .await;
     assert_eq!(status, 201, "{body}");
+    drop(server);
+}
+
+/// Folders made read-only for one test by read-only bind mounts over themselves (a tmpfs
+/// refuses `remount,ro` while the tenant's SQLite database under FS_ROOT is open);
+/// writable again when dropped.
+struct ReadOnly(Vec<std::path::PathBuf>);
+
+impl ReadOnly {
+    fn mount(dirs: &[std::path::PathBuf]) -> ReadOnly {
+        let mut mounted = ReadOnly(Vec::new());
+        for dir in dirs {
+            let bound = std::process::Command::new("mount")
+                .arg("--bind")
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .expect("mount runs");
+            assert!(bound.success(), "a bind mount needs root (CI runs as root)");
+            mounted.0.push(dir.clone());
+            let read_only = std::process::Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(dir)
+                .status()
+                .expect("mount runs");
+            assert!(read_only.success(), "remounting {} read-only", dir.display());
+        }
+        mounted
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount").arg("-l").arg(dir).status();
+        }
+    }
+}
+
+/// FS_ROOT's control-plane tree read-only under a running server (as when a disk error
+/// remounts it): admin writes are refused with a clear 503, the server keeps serving
+/// tokens, keys and discovery, and once writable again the tree loads without a trace of
+/// the refused writes, which then go through.
+#[tokio::test]
+async fn fs_root_read_only_refuses_writes_and_keeps_serving_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = crate::common::start_in(None, Some(root.clone())).await;
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(backend))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(token_at(&server, "local", &secret).await, 200);
+    let (status, tenant) = server.admin(Method::GET, "/v1/admin/tenants/local", None).await;
+    assert_eq!(status, 200, "{tenant}");
+    let before = server.state.control_plane.snapshot();
+
+    // The control-plane tree only: the tenant databases beside it stay writable.
+    let read_only = ReadOnly::mount(&[root.join("tenants"), root.join("system")]);
+    assert!(std::fs::write(root.join("tenants/probe"), b"").is_err(), "read-only");
+    let reports =
+        json!({"client_id": "reports", "name": "Reports", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(reports.clone()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("control_plane_unavailable")),
+        "{body}"
+    );
+    let rename = json!({"display_name": "Renamed while read-only"});
+    let (status, body) = server
+        .admin(Method::PATCH, "/v1/admin/tenants/local", Some(rename.clone()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("control_plane_unavailable")),
+        "{body}"
+    );
+    assert_eq!(server.state.control_plane.snapshot().revision, before.revision);
+    // Tokens, keys and discovery keep being served.
+    for _ in 0..3 {
+        assert_eq!(token_at(&server, "local", &secret).await, 200);
+    }
+    for path in ["/t/local/jwks.json", "/t/local/.well-known/openid-configuration"] {
+        let response = server.http.get(format!("{}{path}", server.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+
+    // Writable again: the tree on disk loads whole, without the refused writes or a
+    // leftover temporary file...
+    drop(read_only);
+    let loaded = tenantry_controlplane::FsStore::new(&root).load().unwrap();
+    assert!(loaded.degraded.is_empty(), "{:?}", loaded.degraded);
+    let local = &loaded.tenants["local"];
+    assert!(local.clients.contains_key("backend") && !local.clients.contains_key("reports"));
+    assert_eq!(local.tenant.display_name, tenant["display_name"].as_str().unwrap());
+    let mut pending = vec![root.join("tenants"), root.join("system")];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(!name.starts_with('.'), "a leftover: {}", path.display());
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    let (status, body) = server
+        .admin(Method::GET, "/v1/admin/tenants/local/clients/reports", None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    // ...and the same writes go through.
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(reports))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(Method::PATCH, "/v1/admin/tenants/local", Some(rename))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, tenant) = server.admin(Method::GET, "/v1/admin/tenants/local", None).await;
+    assert_eq!(tenant["display_name"], "Renamed while read-only", "{tenant}");
+    assert_eq!(token_at(&server, "local", &secret).await, 200);
     drop(server);
 }
 

@@ -1,0 +1,80 @@
+//! What the load examples share: signing a user in through the hosted login form.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("hidden field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].replace("&#x2f;", "/")
+}
+
+/// One authorization-code flow with PKCE through the hosted form (authorize, the login
+/// form with its CSRF cookie, the code exchange) for a public client whose redirect URI is
+/// `http://localhost:3000/callback`; answers the token response. `http` must not follow
+/// redirects.
+pub async fn code_flow(
+    http: &reqwest::Client,
+    base: &str,
+    slug: &str,
+    client: &str,
+    email: &str,
+    password: &str,
+) -> serde_json::Value {
+    let verifier = tenantry_crypto::random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let redirect = "http://localhost:3000/callback";
+    let auth = format!(
+        "{base}/t/{slug}/authorize?client_id={client}&response_type=code&scope=openid&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let page = http.get(&auth).send().await.unwrap();
+    let csrf_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let html = page.text().await.unwrap();
+    let form = [
+        ("interaction", field(&html, "interaction")),
+        ("csrf", field(&html, "csrf")),
+        ("email", email.to_owned()),
+        ("password", password.to_owned()),
+    ];
+    let done = http
+        .post(format!("{base}/t/{slug}/login"))
+        .header("cookie", csrf_cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let location = done.headers()["location"].to_str().unwrap().to_owned();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .expect("a code")
+        .1
+        .into_owned();
+    let tokens: serde_json::Value = http
+        .post(format!("{base}/t/{slug}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("client_id", client),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens
+}
