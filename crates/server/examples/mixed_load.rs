@@ -14,7 +14,8 @@
 //! `mixed_load <base> <admin token> <slug> <server pid> <connections> <seconds per phase>`
 //!
 //! The clients and the user are made by this program on the tenant `slug` (which must
-//! exist, with a user database), and the tenant is switched to EdDSA tokens.
+//! exist, with a user database); the tenant is switched to EdDSA tokens and its
+//! per-address login limit is lifted (all the load comes from one address).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -276,7 +277,9 @@ async fn main() {
         token,
         Method::PATCH,
         &tenant,
-        json!({"settings": {"signing": {"id_token_alg": "EdDSA", "access_token_alg": "EdDSA"}}}),
+        json!({"settings": {"signing": {"id_token_alg": "EdDSA", "access_token_alg": "EdDSA"},
+        // Every request comes from one address: no per-address login limit.
+        "security": {"login_attempts_per_ip_per_minute": 0}}}),
     )
     .await;
     let cc = admin(

@@ -189,7 +189,10 @@ async fn main() {
         // the quiet tenant's behind them in the load generator itself.
         let noisy = noisy.clone();
         let flood = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
             runtime.block_on(paced(http, noisy, flood_rate, phase))
         });

@@ -1,9 +1,13 @@
 //! OpenID Connect Discovery 1.0 and RFC 8414 metadata of a tenant issuer. Every value
 //! states what this server does for this tenant: its endpoints, its key algorithms, its
-//! scopes (built-in and the tenant's own) and the claims they can release.
+//! scopes (built-in and the tenant's own) and the claims they can release. The document is
+//! built once per version of the tenant and then served as it is.
 
-use axum::Json;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +16,10 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use tenantry_controlplane::TenantEntry;
 use tenantry_oidc::tokens::BUILTIN_SCOPES;
 use tenantry_tenancy::TenantContext;
+use uuid::Uuid;
 
 /// Metadata below the issuer (`{issuer}/.well-known/...`); behind the issuer middleware.
 pub fn router() -> Router<AppState> {
@@ -56,11 +62,60 @@ async fn system_jwks(State(state): State<AppState>) -> Result<Response, ApiError
 }
 
 async fn openid_configuration(ctx: TenantContext) -> Result<Response, ApiError> {
-    let mut response = Json(metadata(&ctx)?).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    Ok(response)
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        document(&ctx)?,
+    )
+        .into_response())
+}
+
+/// A tenant's metadata document, as built for one version of its entry.
+struct Memo {
+    /// Holds the entry's allocation, so an equal pointer is the same entry, never a new
+    /// one at a freed address.
+    entry: Weak<TenantEntry>,
+    issuer: String,
+    body: Bytes,
+}
+
+/// Documents by tenant id. Every change to a tenant (scopes, custom fields, keys) gives
+/// it a new entry, so a document is rebuilt exactly when what it says may have changed.
+static DOCUMENTS: LazyLock<Mutex<HashMap<Uuid, Memo>>> = LazyLock::new(Default::default);
+/// Beyond this many remembered tenants, documents of deleted tenants are dropped first.
+const MAX_DOCUMENTS: usize = 20_000;
+
+fn document(ctx: &TenantContext) -> Result<Bytes, ApiError> {
+    let id = ctx.entry.tenant.id;
+    let remembered =
+        |memo: &Memo| std::ptr::eq(memo.entry.as_ptr(), Arc::as_ptr(&ctx.entry)) && memo.issuer == ctx.issuer;
+    if let Some(memo) = documents().get(&id).filter(|m| remembered(m)) {
+        return Ok(memo.body.clone());
+    }
+    let body = Bytes::from(metadata(ctx)?.to_string());
+    let mut memos = documents();
+    if memos.len() >= MAX_DOCUMENTS {
+        memos.retain(|_, m| m.entry.strong_count() > 0);
+        if memos.len() >= MAX_DOCUMENTS {
+            memos.clear();
+        }
+    }
+    memos.insert(
+        id,
+        Memo {
+            entry: Arc::downgrade(&ctx.entry),
+            issuer: ctx.issuer.clone(),
+            body: body.clone(),
+        },
+    );
+    Ok(body)
+}
+
+fn documents() -> std::sync::MutexGuard<'static, HashMap<Uuid, Memo>> {
+    // A memo is inserted whole or not at all, so a poisoned map is still consistent.
+    DOCUMENTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn oauth_metadata_by_path(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, ApiError> {

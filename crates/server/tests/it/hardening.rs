@@ -620,3 +620,52 @@ async fn concurrent_client_changes_never_lose_an_acknowledged_one() {
     }
     assert_eq!(working, 1, "{results:?}");
 }
+
+/// The discovery document is built once per version of the tenant: the same bytes while
+/// nothing changes, and a new scope, custom-field claim or key shows up at once.
+#[tokio::test]
+async fn discovery_follows_every_change_to_the_tenant() {
+    let server = start().await;
+    let get = || async {
+        let response = server
+            .http
+            .get(format!("{}/t/local/.well-known/openid-configuration", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-type"], "application/json");
+        response.json::<Value>().await.unwrap()
+    };
+    let first = get().await;
+    assert_eq!(first, get().await);
+    assert!(!first["scopes_supported"].as_array().unwrap().contains(&json!("orders")));
+
+    let (status, body) = server
+        .admin(
+            Method::PUT,
+            "/v1/admin/tenants/local/scopes/orders",
+            Some(json!({"description": "Orders"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let second = get().await;
+    assert!(
+        second["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("orders")),
+        "{second}"
+    );
+
+    let field = json!({"settings": {"custom_fields": [{"name": "plan", "type": "text", "scope": "orders"}]}});
+    let (status, body) = server
+        .admin(Method::PATCH, "/v1/admin/tenants/local", Some(field))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let third = get().await;
+    assert!(
+        third["claims_supported"].as_array().unwrap().contains(&json!("plan")),
+        "{third}"
+    );
+    assert_eq!(third["issuer"], first["issuer"]);
+}
