@@ -120,7 +120,7 @@ async fn send(http: &reqwest::Client, setup: &Setup, kind: Kind) -> bool {
         }
         Kind::CodeFlow => {
             let tokens = support::code_flow(http, base, slug, "mixed-spa", "mixed@example.com", PASSWORD).await;
-            return tokens["access_token"].is_string();
+            return tokens.is_ok_and(|t| t["access_token"].is_string());
         }
     };
     match response {

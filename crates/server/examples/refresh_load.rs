@@ -1,6 +1,7 @@
 //! Refresh-token rotation load against a running server: each connection logs in once
-//! through the hosted form (authorization code + PKCE), then rotates its own refresh
-//! token as fast as the server answers, so every request is one rotation (one commit).
+//! through the hosted form (authorization code + PKCE; the logins are staggered), then
+//! rotates its own refresh token as fast as the server answers, so every request is one
+//! rotation (one commit).
 //!
 //! `refresh_load <base> <slug> <client_id> <email> <password> <connections> <seconds>`
 
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 mod support;
 
 async fn login(http: &reqwest::Client, base: &str, slug: &str, client: &str, email: &str, password: &str) -> String {
-    let tokens = support::code_flow(http, base, slug, client, email, password).await;
+    let tokens = support::code_flow(http, base, slug, client, email, password)
+        .await
+        .unwrap_or_else(|status| panic!("the login form answered {status} instead of a redirect"));
     tokens["refresh_token"].as_str().expect("a refresh token").to_owned()
 }
 
@@ -22,22 +25,22 @@ async fn main() {
     };
     let connections: usize = connections.parse().unwrap();
     let duration = Duration::from_secs(seconds.parse().unwrap());
-    let mut tasks = Vec::new();
+    // Logins one after another (each is an Argon2id verification; 64 at once would be
+    // shed by the server's hashing admission control), each on its own connection.
+    let mut sessions = Vec::new();
     for _ in 0..connections {
-        let (base, slug, client, email, password) = (
-            base.clone(),
-            slug.clone(),
-            client.clone(),
-            email.clone(),
-            password.clone(),
-        );
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        let refresh = login(&http, base, slug, client, email, password).await;
+        sessions.push((http, refresh));
+    }
+    let mut tasks = Vec::new();
+    for (http, mut refresh) in sessions {
+        let (base, slug, client) = (base.clone(), slug.clone(), client.clone());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
-            let mut refresh = login(&http, &base, &slug, &client, &email, &password).await;
             let mut latencies = Vec::new();
             let start = Instant::now();
             while start.elapsed() < duration {

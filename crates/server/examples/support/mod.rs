@@ -11,8 +11,9 @@ fn field(html: &str, name: &str) -> String {
 
 /// One authorization-code flow with PKCE through the hosted form (authorize, the login
 /// form with its CSRF cookie, the code exchange) for a public client whose redirect URI is
-/// `http://localhost:3000/callback`; answers the token response. `http` must not follow
-/// redirects.
+/// `http://localhost:3000/callback`; answers the token response, or the status of the
+/// step that did not go on (e.g. 503 when the server sheds the password hash). `http`
+/// must not follow redirects.
 pub async fn code_flow(
     http: &reqwest::Client,
     base: &str,
@@ -20,7 +21,7 @@ pub async fn code_flow(
     client: &str,
     email: &str,
     password: &str,
-) -> serde_json::Value {
+) -> Result<serde_json::Value, reqwest::StatusCode> {
     let verifier = tenantry_crypto::random_token(32);
     let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
@@ -53,7 +54,10 @@ pub async fn code_flow(
         .send()
         .await
         .unwrap();
-    let location = done.headers()["location"].to_str().unwrap().to_owned();
+    let location = match done.headers().get("location") {
+        Some(location) => location.to_str().unwrap().to_owned(),
+        None => return Err(done.status()),
+    };
     let code = url::Url::parse(&location)
         .unwrap()
         .query_pairs()
@@ -76,5 +80,5 @@ pub async fn code_flow(
         .json()
         .await
         .unwrap();
-    tokens
+    Ok(tokens)
 }
