@@ -283,7 +283,12 @@ impl CorsPolicy {
                 HeaderName::from_static("x-tenant-slug"),
                 REQUEST_ID,
             ])
-            .expose_headers([REQUEST_ID, header::ETAG, header::WWW_AUTHENTICATE])
+            .expose_headers(
+                [REQUEST_ID, header::ETAG, header::WWW_AUTHENTICATE]
+                    .into_iter()
+                    .chain(crate::web::quota::QUOTA_HEADERS)
+                    .collect::<Vec<_>>(),
+            )
             .allow_credentials(false)
             .max_age(std::time::Duration::from_secs(600))
     }

@@ -137,11 +137,22 @@ fn refusal(endpoint: Endpoint, e: QuotaError) -> Response {
     response
 }
 
-static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The headers a quota answer carries, `Retry-After` included: what CORS must expose so a
+/// browser app can read them.
+pub const QUOTA_HEADERS: [HeaderName; 6] = [
+    RATELIMIT,
+    RATELIMIT_POLICY,
+    RATELIMIT_LIMIT,
+    RATELIMIT_REMAINING,
+    RATELIMIT_RESET,
+    axum::http::header::RETRY_AFTER,
+];
 
 fn write_headers(headers: &mut HeaderMap, state: &QuotaState) {
     let policy = match state.scope {
@@ -150,16 +161,16 @@ fn write_headers(headers: &mut HeaderMap, state: &QuotaState) {
     };
     let window = state.window.as_secs();
     let reset = state.retry_after_secs();
-    let mut put = |name: &HeaderName, value: String| {
+    let mut put = |name: HeaderName, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name.clone(), value);
+            headers.insert(name, value);
         }
     };
-    put(&RATELIMIT_POLICY, format!("\"{policy}\";q={};w={window}", state.limit));
-    put(&RATELIMIT, format!("\"{policy}\";r={};t={reset}", state.remaining));
-    put(&RATELIMIT_LIMIT, state.limit.to_string());
-    put(&RATELIMIT_REMAINING, state.remaining.to_string());
-    put(&RATELIMIT_RESET, reset.to_string());
+    put(RATELIMIT_POLICY, format!("\"{policy}\";q={};w={window}", state.limit));
+    put(RATELIMIT, format!("\"{policy}\";r={};t={reset}", state.remaining));
+    put(RATELIMIT_LIMIT, state.limit.to_string());
+    put(RATELIMIT_REMAINING, state.remaining.to_string());
+    put(RATELIMIT_RESET, reset.to_string());
 }
 
 #[cfg(test)]

@@ -378,3 +378,28 @@ async fn quotas_on_redis_are_shared_and_never_open_when_redis_is_gone() {
     drop(server);
     relay.kill().await;
 }
+
+/// A browser app can read where it stands: CORS exposes the quota headers.
+#[tokio::test]
+async fn browsers_may_read_the_quota_headers() {
+    let server = start().await;
+    let response = server
+        .http
+        .get(format!("{}/t/local/jwks.json", server.base))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = header(response.headers(), "access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "ratelimit",
+        "ratelimit-policy",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ] {
+        assert!(exposed.split(',').any(|h| h.trim() == name), "{name} not in {exposed}");
+    }
+}
