@@ -2,7 +2,8 @@
 //! authenticates the bearer credential (an admin token or an API key), reads which tenant
 //! the route names (`{slug}`) and whether the method writes, and lets the request through
 //! only when `tenantry_admin::access::Principal::permits` says so. A refusal is 403
-//! `forbidden` and is recorded in the audit trail. Handlers take the accepted
+//! `forbidden` and is recorded in the audit trail. A permitted route for one tenant then
+//! counts against that tenant's `admin_api` request quota. Handlers take the accepted
 //! [`AdminAuth`] from the request.
 
 use std::collections::HashMap;
