@@ -211,7 +211,7 @@ async fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenantry_controlplane::model::{ClientType, GrantType, TenantSettings, TokenEndpointAuthMethod};
+    use tenantry_controlplane::model::TenantSettings;
 
     fn tenant(quotas: tenantry_controlplane::model::Quotas) -> Tenant {
         let now = chrono::Utc::now();
@@ -229,33 +229,14 @@ mod tests {
     }
 
     fn client(id: &str, quotas: ClientQuotas) -> Client {
-        let now = chrono::Utc::now();
-        Client {
-            client_id: id.into(),
-            name: id.into(),
-            client_type: ClientType::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            allowed_origins: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            scopes: vec![],
-            token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
-            secret_hash: None,
-            previous_secret: None,
-            access_token_secs: None,
-            id_token_secs: None,
-            refresh_token_secs: None,
-            jwks: None,
-            backchannel_logout_uri: None,
-            verify_email_url: None,
-            reset_password_url: None,
-            id_token_signed_response_alg: None,
-            access_token_signed_response_alg: None,
-            first_party: false,
-            quotas,
-            created_at: now,
-            updated_at: now,
-        }
+        let mut client: Client = serde_json::from_value(serde_json::json!({
+            "client_id": id, "name": id, "client_type": "confidential",
+            "grant_types": ["client_credentials"], "scopes": [],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}))
+        .unwrap();
+        client.quotas = quotas;
+        client
     }
 
     #[tokio::test]

@@ -233,27 +233,6 @@ async fn open(http: &reqwest::Client, setup: &Arc<Setup>, rate: f64, length: Dur
     (Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap(), elapsed)
 }
 
-async fn admin(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> Value {
-    let response = http
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -271,7 +250,7 @@ async fn main() {
         .unwrap();
     let tenant = format!("/v1/admin/tenants/{slug}");
     use reqwest::Method;
-    admin(
+    support::admin(
         &http,
         base,
         token,
@@ -282,7 +261,7 @@ async fn main() {
         "security": {"login_attempts_per_ip_per_minute": 0}}}),
     )
     .await;
-    let cc = admin(
+    let cc = support::admin(
         &http,
         base,
         token,
@@ -291,7 +270,7 @@ async fn main() {
         json!({"client_id": "mixed-cc", "name": "mixed-cc", "grant_types": ["client_credentials"], "scopes": ["api"]}),
     )
     .await;
-    admin(
+    support::admin(
         &http,
         base,
         token,
@@ -302,7 +281,7 @@ async fn main() {
             "scopes": ["openid", "offline_access"]}),
     )
     .await;
-    admin(
+    support::admin(
         &http,
         base,
         token,
@@ -325,7 +304,7 @@ async fn main() {
     // Refresh chains: more than the connections, so a rotation never waits for one.
     let mut pool = Vec::new();
     for _ in 0..(connections * 2).max(16) {
-        let body = admin_login(&http, base, slug).await;
+        let body = headless_login(&http, base, slug).await;
         pool.push(body["refresh_token"].as_str().expect("a refresh token").to_owned());
     }
     let setup = Arc::new(Setup {
@@ -357,7 +336,7 @@ async fn main() {
     );
 }
 
-async fn admin_login(http: &reqwest::Client, base: &str, slug: &str) -> Value {
+async fn headless_login(http: &reqwest::Client, base: &str, slug: &str) -> Value {
     http.post(format!("{base}/v1/auth/login"))
         .header("X-Tenant-Slug", slug)
         .json(&json!({"email": "mixed@example.com", "password": PASSWORD, "client_id": "mixed-spa", "scope": "openid offline_access"}))

@@ -16,36 +16,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod support;
+
 struct Tenant {
     token_url: String,
     client_id: String,
     secret: String,
 }
 
-async fn admin(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> Value {
-    let response = http
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
 async fn tenant(http: &reqwest::Client, base: &str, token: &str, slug: &str, settings: Value) -> Tenant {
     let path = "/v1/admin/tenants";
-    admin(
+    support::admin(
         http,
         base,
         token,
@@ -54,7 +35,7 @@ async fn tenant(http: &reqwest::Client, base: &str, token: &str, slug: &str, set
         json!({"slug": slug, "settings": settings}),
     )
     .await;
-    let client = admin(
+    let client = support::admin(
         http,
         base,
         token,

@@ -1,4 +1,8 @@
-//! What the load examples share: signing a user in through the hosted login form.
+//! What the load examples share: an admin API call, and signing a user in through the
+//! hosted login form.
+
+// Each example compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,4 +85,27 @@ pub async fn code_flow(
         .await
         .unwrap();
     Ok(tokens)
+}
+
+/// One admin API call with the admin token; panics unless it succeeds (a load run cannot
+/// go on without its setup). Answers the JSON body.
+pub async fn admin(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
 }

@@ -221,6 +221,21 @@ async fn redis_stops_and_comes_back_and_no_login_goes_uncounted() {
     relay.kill().await;
 }
 
+/// A server on FS_ROOT `root` whose tenant `local` has the client `backend`, already
+/// issuing it tokens; answers the server and the client's secret.
+async fn serving_tokens_on(root: std::path::PathBuf) -> (TestServer, String) {
+    let server = crate::common::start_in(None, Some(root)).await;
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(backend))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(token_at(&server, "local", &secret).await, 200);
+    (server, secret)
+}
+
 /// A small filesystem mounted for one test, unmounted when dropped.
 struct SmallDisk {
     mount: std::path::PathBuf,
@@ -268,15 +283,7 @@ impl Drop for SmallDisk {
 async fn a_full_fs_root_refuses_writes_cleanly_and_tokens_keep_flowing() {
     let disk = SmallDisk::mount("24m");
     let root = disk.mount.join("root");
-    let server = crate::common::start_in(None, Some(root.clone())).await;
-    let backend =
-        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
-    let (status, made) = server
-        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(backend))
-        .await;
-    assert_eq!(status, 201, "{made}");
-    let secret = made["client_secret"].as_str().unwrap().to_owned();
-    assert_eq!(token_at(&server, "local", &secret).await, 200);
+    let (server, secret) = serving_tokens_on(root.clone()).await;
     let before = server.state.control_plane.snapshot();
 
     disk.fill();
@@ -379,15 +386,7 @@ impl Drop for ReadOnly {
 async fn fs_root_read_only_refuses_writes_and_keeps_serving_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let server = crate::common::start_in(None, Some(root.clone())).await;
-    let backend =
-        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
-    let (status, made) = server
-        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(backend))
-        .await;
-    assert_eq!(status, 201, "{made}");
-    let secret = made["client_secret"].as_str().unwrap().to_owned();
-    assert_eq!(token_at(&server, "local", &secret).await, 200);
+    let (server, secret) = serving_tokens_on(root.clone()).await;
     let (status, tenant) = server.admin(Method::GET, "/v1/admin/tenants/local", None).await;
     assert_eq!(status, 200, "{tenant}");
     let before = server.state.control_plane.snapshot();
