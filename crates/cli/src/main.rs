@@ -14,6 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tenantry_server::{ConfigError, Overrides, ServeOptions};
 
+// Every request allocates a few dozen small blocks on whichever thread polls it; glibc's
+// allocator spent 9–13 % of the server's CPU on them under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tenantry",

@@ -172,7 +172,7 @@ pub struct RefreshToken {
 /// Result of rotating a refresh token.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rotation {
-    /// The old token is spent; the new one was stored in the same transaction.
+    /// The old token is spent; the new one was stored in the same atomic step.
     Rotated {
         old: Box<RefreshToken>,
         new: Box<RefreshToken>,

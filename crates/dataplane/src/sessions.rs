@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
+use crate::db::{DbError, Pool, TenantDb, from_micros, query_err, to_micros};
 use crate::model::*;
 use crate::on_pool;
 
@@ -164,7 +164,7 @@ pub struct NewRefreshToken {
 
 /// A rotation: which client presents the old token, what the successor is, and the
 /// scope it asks for (`None` keeps the old scope; a narrower list is allowed, a wider
-/// one refused). Checked inside the rotation's transaction, so a refused request
+/// one refused). Checked before the token is spent, so a refused request
 /// changes nothing.
 #[derive(Debug, Clone)]
 pub struct RotationRequest {
@@ -398,85 +398,33 @@ impl TokenRepository for TenantDb {
         request: RotationRequest,
         now: DateTime<Utc>,
     ) -> Result<Rotation, DbError> {
-        let now_us = to_micros(now);
-        // The spend comes first so the transaction takes its write lock at once (SQLite),
-        // and only one of two concurrent rotations can win. SQLite and PostgreSQL return
-        // the spent row from the same statement; MariaDB has no UPDATE ... RETURNING.
-        let spend_where = "WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?";
-        let spend_returning = self.sql(&format!(
-            "UPDATE refresh_tokens SET rotated_at = ? {spend_where} RETURNING {REFRESH_COLUMNS}"
-        ));
-        let spend = self.sql(&format!("UPDATE refresh_tokens SET rotated_at = ? {spend_where}"));
-        let fetch_sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?");
-        let fetch_spent = self.sql(&fetch_sql);
-        let fetch = self.sql(&fetch_sql);
-        let insert = self.sql(INSERT_REFRESH);
-        let returning = self.dialect() != crate::db::Dialect::MySql;
-        let gate = self.write_gate().await;
-        let outcome: Result<Rotation, DbError> = on_pool!(self, p => {
-            let mut tx = p.begin().await.map_err(query_err)?;
-            let spent: Option<RefreshRow> = if returning {
-                sqlx::query_as(spend_returning).bind(now_us).bind(old_hash).bind(now_us).fetch_optional(&mut *tx).await.map_err(query_err)?
-            } else {
-                let n = sqlx::query(spend).bind(now_us).bind(old_hash).bind(now_us).execute(&mut *tx).await.map_err(query_err)?.rows_affected();
-                if n == 1 {
-                    sqlx::query_as(fetch_spent).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?
-                } else {
-                    None
+        // Judge the token on a plain read, then spend it and store its successor in one
+        // atomic step that re-checks it is still spendable: a refused request writes
+        // nothing, and of two concurrent uses only one can spend it. The loser reads
+        // the token again and finds it spent, which is reuse.
+        let now = from_micros(to_micros(now));
+        let verdict = match self.refresh_token(old_hash).await? {
+            None => return Ok(Rotation::NotFound),
+            Some(old) => judge_rotation(old, &request, now),
+        };
+        let verdict = match verdict {
+            Ok((old, new)) => {
+                if self.spend_into_successor(&old.token_hash, &new, now).await? {
+                    return Ok(Rotation::Rotated {
+                        old: Box::new(old),
+                        new: Box::new(new),
+                    });
                 }
-            };
-            let successor = spent.map(RefreshToken::from).map(|old| {
-                let scope = (old.client_id == request.client_id).then(|| request.scope_from(&old.scope));
-                (old, scope)
-            });
-            match successor {
-                Some((old, Some(Some(scope)))) => {
-                    let token = RefreshToken {
-                        token_hash: request.new_hash.clone(),
-                        family_id: old.family_id,
-                        parent_hash: Some(old.token_hash.clone()),
-                        client_id: old.client_id.clone(),
-                        user_id: old.user_id,
-                        session_id_hash: old.session_id_hash.clone(),
-                        origin_code_hash: old.origin_code_hash.clone(),
-                        scope,
-                        auth_time: old.auth_time,
-                        amr: old.amr.clone(),
-                        issued_at: from_micros(now_us),
-                        expires_at: from_micros(to_micros(request.expires_at)),
-                        rotated_at: None,
-                        revoked_at: None,
-                        revoke_reason: None,
-                    };
-                    bind_refresh(sqlx::query(insert), &token).execute(&mut *tx).await.map_err(query_err)?;
-                    tx.commit().await.map_err(query_err)?;
-                    Ok(Rotation::Rotated { old: Box::new(old), new: Box::new(token) })
-                }
-                Some((_, None)) => {
-                    tx.rollback().await.map_err(query_err)?;
-                    Ok(Rotation::WrongClient)
-                }
-                Some((_, Some(None))) => {
-                    tx.rollback().await.map_err(query_err)?;
-                    Ok(Rotation::ScopeWidened)
-                }
-                None => {
-                    // Not spendable: find out why, without holding the write lock longer.
-                    let row: Option<RefreshRow> = sqlx::query_as(fetch).bind(old_hash).fetch_optional(&mut *tx).await.map_err(query_err)?;
-                    tx.rollback().await.map_err(query_err)?;
-                    Ok(match row {
-                        None => Rotation::NotFound,
-                        // Another client's token says nothing about this family's reuse.
-                        Some(old) if old.client_id != request.client_id => Rotation::WrongClient,
-                        Some(old) if old.revoked_at.is_some() => Rotation::Revoked,
-                        Some(old) if old.rotated_at.is_some() => Rotation::ReuseDetected { family_id: old.family_id, revoked: 0 },
-                        Some(_) => Rotation::Expired,
-                    })
+                match self.refresh_token(old_hash).await? {
+                    None => Rotation::NotFound,
+                    // A spendable token whose spend failed cannot happen (a spent or
+                    // revoked row never becomes spendable again); refuse it all the same.
+                    Some(old) => judge_rotation(old, &request, now).err().unwrap_or(Rotation::Revoked),
                 }
             }
-        });
-        drop(gate);
-        match outcome? {
+            Err(refusal) => refusal,
+        };
+        match verdict {
             Rotation::ReuseDetected { family_id, .. } => {
                 let revoked = self.revoke_family(family_id, "reuse_detected", now).await?;
                 tracing::warn!(%family_id, revoked, "refresh token reuse detected; family revoked");
@@ -597,6 +545,129 @@ impl TokenRepository for TenantDb {
         let sql = self.sql("DELETE FROM revoked_access_tokens WHERE expires_at <= ?");
         on_pool!(self, p => sqlx::query(sql).bind(to_micros(now)).execute(p).await.map(|r| r.rows_affected()))
             .map_err(query_err)
+    }
+}
+
+/// Whether `old` may be rotated for `request` at `now`: the old token and its successor,
+/// or the refusal. Another client's token says nothing about its family's reuse, so the
+/// client is checked first.
+fn judge_rotation(
+    old: RefreshToken,
+    request: &RotationRequest,
+    now: DateTime<Utc>,
+) -> Result<(RefreshToken, RefreshToken), Rotation> {
+    if old.client_id != request.client_id {
+        return Err(Rotation::WrongClient);
+    }
+    if old.revoked_at.is_some() {
+        return Err(Rotation::Revoked);
+    }
+    if old.rotated_at.is_some() {
+        return Err(Rotation::ReuseDetected {
+            family_id: old.family_id,
+            revoked: 0,
+        });
+    }
+    if old.expires_at <= now {
+        return Err(Rotation::Expired);
+    }
+    let Some(scope) = request.scope_from(&old.scope) else {
+        return Err(Rotation::ScopeWidened);
+    };
+    let new = RefreshToken {
+        token_hash: request.new_hash.clone(),
+        family_id: old.family_id,
+        parent_hash: Some(old.token_hash.clone()),
+        client_id: old.client_id.clone(),
+        user_id: old.user_id,
+        session_id_hash: old.session_id_hash.clone(),
+        origin_code_hash: old.origin_code_hash.clone(),
+        scope,
+        auth_time: old.auth_time,
+        amr: old.amr.clone(),
+        issued_at: now,
+        expires_at: from_micros(to_micros(request.expires_at)),
+        rotated_at: None,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    Ok((old, new))
+}
+
+/// The condition under which a refresh token can still be spent (binds: hash, now).
+const SPENDABLE: &str = "token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?";
+
+impl TenantDb {
+    /// Spends `old_hash` (if it is still spendable at `now`) and stores `new` in one
+    /// atomic step; false when a concurrent use or revocation spent it first. One round
+    /// trip to the database where the dialect allows it: a rotation is on the hot path of
+    /// every long-lived client.
+    async fn spend_into_successor(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let now_us = to_micros(now);
+        let columns = "token_hash, family_id, parent_hash, client_id, user_id, session_id_hash, \
+            origin_code_hash, scope, auth_time, amr, issued_at, expires_at";
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        match self.pool() {
+            // The UPDATE re-checks the row under its row lock, and the successor is
+            // inserted only from the row it spent.
+            Pool::Postgres(p) => {
+                let sql = self.sql(&format!(
+                    "WITH spent AS (UPDATE refresh_tokens SET rotated_at = ? WHERE {SPENDABLE} RETURNING 1) \
+                     INSERT INTO refresh_tokens ({columns}) SELECT v.* FROM (VALUES {row}) AS v, spent"
+                ));
+                let q = sqlx::query(sql).bind(now_us).bind(old_hash).bind(now_us);
+                let done = bind_refresh(q, new).execute(p).await.map_err(query_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+            // No writable CTE in SQLite; an upsert does both in one statement. Both rows
+            // are inserted only while the old token is spendable, and the old one's key
+            // exists, so its "insert" becomes the update that spends it. SQLite runs the
+            // SELECT to completion before it writes (it reads the table it inserts into),
+            // and one statement is one transaction.
+            Pool::Sqlite(p) => {
+                let sql = self.sql(&format!(
+                    "INSERT INTO refresh_tokens ({columns}) SELECT * FROM (VALUES {row}, {row}) \
+                     WHERE EXISTS (SELECT 1 FROM refresh_tokens WHERE {SPENDABLE}) \
+                     ON CONFLICT (token_hash) DO UPDATE SET rotated_at = ? WHERE refresh_tokens.rotated_at IS NULL"
+                ));
+                let placeholder = RefreshToken {
+                    token_hash: old_hash.to_owned(),
+                    ..new.clone()
+                };
+                let q = bind_refresh(bind_refresh(sqlx::query(sql), new), &placeholder);
+                let q = q.bind(old_hash).bind(now_us).bind(now_us);
+                let _gate = self.write_gate().await;
+                let done = q.execute(p).await.map_err(query_err)?;
+                Ok(done.rows_affected() == 2)
+            }
+            // Neither in MySQL: a transaction, in which the conditional UPDATE locks the row.
+            Pool::MySql(p) => {
+                let mut tx = p.begin().await.map_err(query_err)?;
+                let spend = self.sql(&format!("UPDATE refresh_tokens SET rotated_at = ? WHERE {SPENDABLE}"));
+                let spent = sqlx::query(spend)
+                    .bind(now_us)
+                    .bind(old_hash)
+                    .bind(now_us)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err)?;
+                if spent.rows_affected() != 1 {
+                    tx.rollback().await.map_err(query_err)?;
+                    return Ok(false);
+                }
+                bind_refresh(sqlx::query(self.sql(INSERT_REFRESH)), new)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err)?;
+                tx.commit().await.map_err(query_err)?;
+                Ok(true)
+            }
+        }
     }
 }
 

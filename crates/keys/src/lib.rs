@@ -44,8 +44,9 @@ pub enum KeyError {
 /// The published key set of one issuer: body and strong validator, built once per ring.
 #[derive(Debug, Clone)]
 pub struct Jwks {
-    /// `{"keys":[...]}` with the public JWKs of active and retiring keys.
-    pub body: Arc<str>,
+    /// `{"keys":[...]}` with the public JWKs of active and retiring keys; shared, not
+    /// copied, by every answer.
+    pub body: bytes::Bytes,
     /// Strong ETag (quoted), derived from the body.
     pub etag: Arc<str>,
 }
@@ -128,7 +129,7 @@ impl IssuerKeys {
         Ok(Self {
             keys,
             jwks: Jwks {
-                body: body.into(),
+                body: bytes::Bytes::from(body),
                 etag: etag.into(),
             },
             rng: SystemRandom::new(),

@@ -33,7 +33,7 @@ fn every_algorithm_verifies_with_an_independent_jwks_consumer() {
     let sb = secrets();
     let ring = generate_ring(&sb, "owner", Utc::now()).unwrap();
     let keys = IssuerKeys::open(&ring, &sb, "owner").unwrap();
-    let set: JwkSet = serde_json::from_str(&keys.jwks().body).unwrap();
+    let set: JwkSet = serde_json::from_slice(&keys.jwks().body).unwrap();
     assert_eq!(set.keys.len(), 3);
     for (alg, jose) in [
         (SigningAlg::Rs256, Algorithm::RS256),

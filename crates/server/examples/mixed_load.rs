@@ -133,17 +133,6 @@ async fn send(http: &reqwest::Client, setup: &Setup, kind: Kind) -> bool {
     }
 }
 
-/// Nanoseconds the server process has run on a CPU, all threads.
-fn server_cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 type Results = BTreeMap<Kind, (Vec<Duration>, u64)>;
 
 fn report(title: &str, results: Results, elapsed: Duration, cpu_ns: u64) -> f64 {
@@ -317,22 +306,22 @@ async fn main() {
     // Warm-up.
     closed(&http, &setup, connections, Duration::from_secs(2)).await;
 
-    let cpu = server_cpu_ns(pid);
+    let cpu = support::server_cpu_ns(pid);
     let (results, elapsed) = closed(&http, &setup, connections, length).await;
     let saturated = report(
         &format!("closed loop, {connections} connections (saturation)"),
         results,
         elapsed,
-        server_cpu_ns(pid) - cpu,
+        support::server_cpu_ns(pid) - cpu,
     );
     let rate = saturated * 0.8;
-    let cpu = server_cpu_ns(pid);
+    let cpu = support::server_cpu_ns(pid);
     let (results, elapsed) = open(&http, &setup, rate, length).await;
     report(
         &format!("open loop at 80 % of saturation ({rate:.0}/s)"),
         results,
         elapsed,
-        server_cpu_ns(pid) - cpu,
+        support::server_cpu_ns(pid) - cpu,
     );
 }
 

@@ -1,9 +1,10 @@
 //! Refresh-token rotation load against a running server: each connection logs in once
 //! through the hosted form (authorization code + PKCE; the logins are staggered), then
 //! rotates its own refresh token as fast as the server answers, so every request is one
-//! rotation (one commit).
+//! rotation (one commit). Given the server's pid, it also reports the server's CPU time
+//! per rotation, counted over the rotations only (not the Argon2id logins before them).
 //!
-//! `refresh_load <base> <slug> <client_id> <email> <password> <connections> <seconds>`
+//! `refresh_load <base> <slug> <client_id> <email> <password> <connections> <seconds> [server pid]`
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,14 @@ async fn login(http: &reqwest::Client, base: &str, slug: &str, client: &str, ema
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, base, slug, client, email, password, connections, seconds] = args.as_slice() else {
-        eprintln!("usage: refresh_load <base> <slug> <client_id> <email> <password> <connections> <seconds>");
+    let (args, pid) = match args.as_slice() {
+        [args @ .., pid] if args.len() == 8 => (args, pid.parse::<u32>().ok()),
+        args => (args, None),
+    };
+    let [_, base, slug, client, email, password, connections, seconds] = args else {
+        eprintln!(
+            "usage: refresh_load <base> <slug> <client_id> <email> <password> <connections> <seconds> [server pid]"
+        );
         std::process::exit(2);
     };
     let connections: usize = connections.parse().unwrap();
@@ -37,6 +44,7 @@ async fn main() {
         let refresh = login(&http, base, slug, client, email, password).await;
         sessions.push((http, refresh));
     }
+    let cpu_before = pid.map(support::server_cpu_ns);
     let mut tasks = Vec::new();
     for (http, mut refresh) in sessions {
         let (base, slug, client) = (base.clone(), slug.clone(), client.clone());
@@ -67,14 +75,21 @@ async fn main() {
     for task in tasks {
         all.extend(task.await.unwrap());
     }
+    let cpu_ns = pid
+        .zip(cpu_before)
+        .map(|(pid, before)| support::server_cpu_ns(pid) - before);
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!(
-        "refresh rotations: {} in {:?} = {:.0}/s, p50 {:?}, p99 {:?}",
+        "refresh rotations: {} in {:?} = {:.0}/s, p50 {:?}, p99 {:?}, server CPU {} µs per rotation",
         all.len(),
         duration,
         all.len() as f64 / duration.as_secs_f64(),
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        cpu_ns.map_or("?".to_owned(), |ns| format!(
+            "{:.1}",
+            ns as f64 / 1000.0 / all.len() as f64
+        ))
     );
 }

@@ -373,6 +373,26 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         1,
         "{results:?}"
     );
+    let successors = [
+        db.refresh_token("rt-ra").await.unwrap(),
+        db.refresh_token("rt-rb").await.unwrap(),
+    ];
+    assert_eq!(successors.iter().flatten().count(), 1, "the loser stored no successor");
+    // Many at once: still one successor, and the family ends revoked.
+    db.issue_refresh(new("rt-m"), now).await.unwrap();
+    let many =
+        futures_util::future::join_all((0..8).map(|i| db.rotate_refresh("rt-m", rotate(&format!("rt-m{i}")), now)))
+            .await;
+    let won = many
+        .iter()
+        .filter(|r| matches!(r, Ok(Rotation::Rotated { .. })))
+        .count();
+    assert_eq!(won, 1, "{many:?}");
+    let mut stored = 0;
+    for i in 0..8 {
+        stored += usize::from(db.refresh_token(&format!("rt-m{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(stored, 1);
     assert_eq!(
         db.rotate_refresh("rt-4", rotate("rt-5"), now).await.unwrap(),
         Rotation::NotFound
@@ -418,6 +438,9 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
             .unwrap(),
         Rotation::Expired
     );
+    // Refused and left unspent, with no successor.
+    assert!(db.refresh_token("rt-e").await.unwrap().unwrap().rotated_at.is_none());
+    assert!(db.refresh_token("rt-f").await.unwrap().is_none());
     db.issue_refresh(new("rt-u"), now).await.unwrap();
     assert!(db.revoke_refresh_by_user(user.id, now).await.unwrap() >= 1);
 

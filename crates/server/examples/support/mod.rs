@@ -109,3 +109,14 @@ pub async fn admin(
     assert!(status.is_success(), "{path}: {status} {body}");
     body
 }
+
+/// Nanoseconds the server process has run on a CPU, all threads.
+pub fn server_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -56,7 +56,7 @@ async fn system_jwks(State(state): State<AppState>) -> Result<Response, ApiError
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
             (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
         ],
-        keys.jwks().body.to_string(),
+        keys.jwks().body.clone(),
     )
         .into_response())
 }

@@ -32,13 +32,15 @@ pub fn fetch_router() -> Router<AppState> {
     Router::new().route("/t/{slug}/userinfo", get(userinfo_get).post(userinfo_post))
 }
 
+static JWKS_CACHE_CONTROL: std::sync::LazyLock<HeaderValue> =
+    std::sync::LazyLock::new(|| HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}")).expect("ascii"));
+
 /// `GET /t/{slug}/jwks.json`: the tenant's active and retiring public keys (RFC 7517),
 /// with a strong ETag and `304 Not Modified` for a matching `If-None-Match`.
 async fn jwks(ctx: TenantContext, headers: HeaderMap) -> Result<Response, crate::error::ApiError> {
     let keys = ctx.keys()?;
     let jwks = keys.jwks();
     let etag = HeaderValue::from_str(&jwks.etag).expect("base64url in quotes is a valid header value");
-    let cache = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}")).expect("ascii");
     let not_modified = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -49,12 +51,14 @@ async fn jwks(ctx: TenantContext, headers: HeaderMap) -> Result<Response, crate:
     } else {
         (
             [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            jwks.body.to_string(),
+            jwks.body.clone(),
         )
             .into_response()
     };
     response.headers_mut().insert(header::ETAG, etag);
-    response.headers_mut().insert(header::CACHE_CONTROL, cache);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, JWKS_CACHE_CONTROL.clone());
     Ok(response)
 }
 
