@@ -32,7 +32,7 @@ fn world() -> &'static World {
         let ctx = installation.add_tenant("acme", true, |_| {});
         // The client's registered keys: real public keys (the tenant's own), so a matching
         // `kid` reaches the signature check.
-        let jwks: serde_json::Value = serde_json::from_str(&ctx.keys().unwrap().jwks().body).unwrap();
+        let jwks: serde_json::Value = serde_json::from_slice(&ctx.keys().unwrap().jwks().body).unwrap();
         let client: Client = serde_json::from_value(serde_json::json!({
             "client_id": "jwt", "name": "JWT", "client_type": "confidential",
             "grant_types": ["client_credentials"], "scopes": ["api"],
