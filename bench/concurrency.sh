@@ -20,7 +20,7 @@ DURATION=${1:-10}
 PARTS=${PARTS:-endpoints refresh mixed}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN="$TARGET_DIR/release/tenantry"
+BIN=${TENANTRY_BIN:-$TARGET_DIR/release/tenantry}  # another build of the server, for an A/B run
 EXAMPLES="$TARGET_DIR/release/examples"
 PG_URL=${TENANTRY_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/postgres}
 ROOT=$(mktemp -d)

@@ -1,14 +1,14 @@
 //! The router: which surface lives at which path, behind which layers.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::any;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::middleware::{self, CorsPolicy};
 use crate::routes;
@@ -82,25 +82,22 @@ pub fn router(state: AppState) -> Router {
             limits.request_timeout,
         ))
         .merge(import)
-        .layer(from_fn_with_state(state.clone(), crate::web::extract::event_origin))
         .fallback(middleware::not_found)
-        .with_state(state);
-    with_common_layers(app, &limits, hsts)
+        .with_state(state.clone());
+    let frame = middleware::FrameSettings {
+        hsts,
+        trusted_proxies: Arc::new(state.config.trusted_proxies.clone()),
+    };
+    with_common_layers(app, &limits, frame)
 }
 
-/// The layers every route shares, outermost first.
-pub fn with_common_layers(app: Router, limits: &tenantry_config::Limits, hsts: bool) -> Router {
+/// The layers every route shares, outermost first: [`middleware::frame`] and the body
+/// cap. They wrap each route (where the matched route is known, for the span and the
+/// metrics), so they are kept to as few services as possible.
+pub fn with_common_layers(app: Router, limits: &tenantry_config::Limits, frame: middleware::FrameSettings) -> Router {
     app.layer(
         ServiceBuilder::new()
-            .layer(from_fn(middleware::request_id))
-            .layer(
-                // Failures are logged by meaning in `finish_response`, not all at ERROR.
-                TraceLayer::new_for_http()
-                    .make_span_with(middleware::make_span)
-                    .on_failure(()),
-            )
-            .layer(CatchPanicLayer::custom(middleware::panic_response))
-            .layer(from_fn(move |req, next| middleware::finish_response(hsts, req, next)))
+            .layer(from_fn(move |req, next| middleware::frame(frame.clone(), req, next)))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
     )
 }
@@ -113,12 +110,8 @@ mod tests {
     use axum::routing::get;
     use tower::ServiceExt;
 
-    #[tokio::test]
-    async fn a_panic_is_a_500_problem_without_internals() {
-        async fn boom() -> &'static str {
-            panic!("secret internal detail")
-        }
-        let limits = tenantry_config::Limits {
+    fn test_limits() -> tenantry_config::Limits {
+        tenantry_config::Limits {
             max_body_bytes: 1024,
             request_timeout: std::time::Duration::from_secs(5),
             tenant_db_max_pools: Some(1),
@@ -132,8 +125,23 @@ mod tests {
             header_read_timeout: std::time::Duration::from_secs(1),
             shutdown_grace: std::time::Duration::from_secs(1),
             smtp_timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn framed(app: Router) -> Router {
+        let frame = middleware::FrameSettings {
+            hsts: true,
+            trusted_proxies: Default::default(),
         };
-        let app = with_common_layers(Router::new().route("/boom", get(boom)), &limits, false);
+        with_common_layers(app, &test_limits(), frame)
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_problem_without_internals() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail")
+        }
+        let app = framed(Router::new().route("/boom", get(boom)));
         let response = app
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
             .await
@@ -141,11 +149,52 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.headers()["content-type"], "application/problem+json");
         assert!(response.headers().contains_key("x-request-id"));
+        // The panic's answer goes out like any other: with the security headers.
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert!(response.headers().contains_key("strict-transport-security"));
         let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(
             text.contains("internal_error") && !text.contains("secret internal detail"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handler_sees_its_request_id_as_the_origin_of_its_events() {
+        async fn origin() -> String {
+            let origin = tenantry_accounts::events::current_origin();
+            format!("{:?}|{:?}", origin.request_id, origin.user_agent)
+        }
+        let app = framed(Router::new().route("/origin", get(origin)));
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/origin")
+                    .header("x-request-id", "given-1")
+                    .header("user-agent", "probe/1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-request-id"], "given-1");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert_eq!(&body[..], br#"Some("given-1")|Some("probe/1")"#);
+
+        // A malformed id is replaced by a fresh one, and the handler sees the fresh one.
+        let response = app
+            .oneshot(
+                Request::get("/origin")
+                    .header("x-request-id", "has space")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&body), format!("Some({id:?})|None"));
     }
 }

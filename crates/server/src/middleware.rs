@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -11,62 +11,70 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, Response, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
+use futures_util::FutureExt;
+use tenantry_config::proxies::TrustedProxies;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
 
 use crate::error::{ApiError, for_status};
 use tenantry_tenancy::TenantContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request id of the current request (accepted from the client or generated).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
-
 fn acceptable_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
-/// Accepts a well-formed `X-Request-ID` or makes one, and echoes it on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response<Body> {
+/// What [`frame`] needs besides the request: set once when the router is built.
+#[derive(Debug, Clone)]
+pub struct FrameSettings {
+    /// Whether answers carry `Strict-Transport-Security` (the public URL is HTTPS).
+    pub hsts: bool,
+    /// Whose `X-Forwarded-For` names the client of the security events a request records.
+    pub trusted_proxies: Arc<TrustedProxies>,
+}
+
+/// Everything every request gets, in one layer: each layer costs a boxed future and a
+/// clone of every service beneath it per request, so the cross-cutting work shares one.
+///
+/// In order: the request id (a well-formed `X-Request-ID` is kept, else one is made; it is
+/// echoed on the answer), the request's span (the resolver records `tenant` into it), the
+/// origin of the security events it records (`tenantry_accounts::events`), a panic turned
+/// into a 500 problem without internals, then on the way out a problem+json body for bare
+/// error statuses, the security headers, the request metrics and the answer's log line.
+pub async fn frame(settings: FrameSettings, mut request: Request, next: Next) -> Response<Body> {
+    let start = Instant::now();
     let id = match request.headers().get(&REQUEST_ID) {
         Some(v) if acceptable_request_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("uuid is a header value"),
+        _ => new_request_id(),
     };
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
-}
-
-/// The span every request runs in; the resolver records `tenant` into it.
-pub fn make_span(request: &Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("unmatched");
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), route, request_id, tenant = tracing::field::Empty)
-}
-
-/// What every response gets on its way out, in one layer (each layer costs a boxed
-/// future and a service clone per request): a problem+json body for bare error
-/// statuses, the security headers, and the request metrics.
-pub async fn finish_response(hsts: bool, request: Request, next: Next) -> Response<Body> {
-    let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(request.method());
-    let response = security_headers(problem_body(next.run(request).await), hsts);
     let route = route.as_ref().map(MatchedPath::as_str).unwrap_or("unmatched");
-    record_metrics(method, route, response.status().as_u16(), start);
-    log_answer(response.status());
+    let method = method_label(request.method());
+    let span = tracing::info_span!("request", method = %method, route, request_id = id.to_str().unwrap_or(""), tenant = tracing::field::Empty);
+    let origin =
+        crate::web::extract::session_origin(request.extensions(), request.headers(), &settings.trusted_proxies);
+    let answer = tenantry_accounts::events::with_origin(origin, next.run(request));
+    let answer = std::panic::AssertUnwindSafe(answer)
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = answer.unwrap_or_else(|panic| span.in_scope(|| panic_response(panic)));
+    response = security_headers(problem_body(response), settings.hsts);
+    response.headers_mut().insert(REQUEST_ID, id);
+    let status = response.status();
+    record_metrics(method, route, status.as_u16(), start);
+    span.in_scope(|| log_answer(status, start));
     response
+}
+
+/// A fresh request id: a UUIDv7, so ids sort by time.
+fn new_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a uuid is a header value")
 }
 
 /// Logs an error answer by what it means. A 500 is a fault (ERROR; its cause was logged
@@ -74,12 +82,18 @@ pub async fn finish_response(hsts: bool, request: Request, next: Next) -> Respon
 /// dependency, an unconfigured capability): each at debug, plus an INFO summary at most
 /// every [`REFUSAL_SUMMARY_EVERY`], so a flood cannot flood the log. Client errors are
 /// debug only (tower-http's span already carries them).
-fn log_answer(status: axum::http::StatusCode) {
+fn log_answer(status: axum::http::StatusCode, start: Instant) {
     if status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(status = status.as_u16(), "answered with an internal error");
     } else if status.is_server_error() {
         tracing::debug!(status = status.as_u16(), "request refused");
         REFUSALS.record(status.as_u16());
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            latency_us = start.elapsed().as_micros() as u64,
+            "answered"
+        );
     }
 }
 
@@ -322,14 +336,16 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(Count(count.clone()));
         tracing::subscriber::with_default(subscriber, || {
             for _ in 0..10_000 {
-                log_answer(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-                log_answer(axum::http::StatusCode::TOO_MANY_REQUESTS);
+                log_answer(axum::http::StatusCode::SERVICE_UNAVAILABLE, Instant::now());
+                log_answer(axum::http::StatusCode::TOO_MANY_REQUESTS, Instant::now());
             }
         });
         assert!(count.load(Ordering::Relaxed) <= 2, "{count:?}");
         let errors = Arc::new(AtomicUsize::new(0));
         let subscriber = tracing_subscriber::registry().with(Count(errors.clone()));
-        tracing::subscriber::with_default(subscriber, || log_answer(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+        tracing::subscriber::with_default(subscriber, || {
+            log_answer(axum::http::StatusCode::INTERNAL_SERVER_ERROR, Instant::now())
+        });
         assert_eq!(errors.load(Ordering::Relaxed), 1, "a fault is always logged");
     }
 

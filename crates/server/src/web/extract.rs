@@ -100,17 +100,27 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip());
-        Ok(ClientIp(
-            peer.map(|peer| state.config.trusted_proxies.client(peer, &parts.headers)),
-        ))
+        Ok(ClientIp(client_ip(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 
-/// The request's id (`X-Request-Id`, set by `middleware::request_id`), for the audit trail.
+/// The client address of [`ClientIp`], from the request's connect info and headers.
+fn client_ip(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &tenantry_config::proxies::TrustedProxies,
+) -> Option<std::net::IpAddr> {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    peer.map(|peer| trusted_proxies.client(peer, headers))
+}
+
+/// The request's id (`X-Request-Id`, set by `middleware::frame`), for the audit trail.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Option<String>);
 
@@ -137,30 +147,29 @@ impl FromRequestParts<AppState> for SessionOrigin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect());
-        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
-        Ok(SessionOrigin {
-            ip,
-            user_agent,
-            request_id,
-        })
+        Ok(session_origin(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        ))
     }
 }
 
-/// Middleware: every request runs with its origin set for the security events it records
-/// (`tenantry_accounts::events::with_origin`).
-pub async fn event_origin(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let (mut parts, body) = request.into_parts();
-    let Ok(origin) = SessionOrigin::from_request_parts(&mut parts, &state).await;
-    let request = Request::from_parts(parts, body);
-    tenantry_accounts::events::with_origin(origin, next.run(request)).await
+/// The [`SessionOrigin`] of a request: the client address (as [`ClientIp`] reads it), the
+/// `User-Agent` (its first 256 characters) and the request id.
+pub fn session_origin(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &tenantry_config::proxies::TrustedProxies,
+) -> SessionOrigin {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    SessionOrigin {
+        ip: client_ip(extensions, headers, trusted_proxies),
+        user_agent: text(axum::http::header::USER_AGENT).map(|v| v.chars().take(256).collect()),
+        request_id: text(crate::middleware::REQUEST_ID).map(str::to_owned),
+    }
 }
