@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load at real concurrency, on a release build: the server on core 0, the load on core 1.
 # Each endpoint at 2 and at 64 keep-alive connections, with the server's CPU time per
-# request (all its threads, from /proc/<pid>/task/*/schedstat), beside a bare axum "hello"
+# request (all its threads, ended ones included: utime + stime of /proc/<pid>/stat), beside a bare axum "hello"
 # measured in the same run (the floor of the HTTP stack on this machine); refresh rotation
 # on SQLite and PostgreSQL; then the mixed workload (examples/mixed_load.rs) on both.
 #
@@ -36,8 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cpu_ns() { # pid: nanoseconds on a CPU, all threads
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'
+cpu_ns() { # pid: nanoseconds on a CPU, all threads, ended ones included (utime + stime in ticks)
+  awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%d", ($12 + $13) * 1e9 / hz}' /proc/"$1"/stat
 }
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%F)"

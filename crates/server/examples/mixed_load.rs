@@ -8,8 +8,8 @@
 //! the last is answered) gives the saturated throughput; then an open loop at 80 % of it
 //! (requests leave on a fixed schedule; latency counts from the scheduled time) gives
 //! the latencies a server near its capacity serves. Each phase prints throughput, p50 and
-//! p99 per kind, and the server's CPU time per request (all its threads, from
-//! `/proc/<pid>/task/*/schedstat`).
+//! p99 per kind, and the server's CPU time per request (all its threads, ended ones
+//! included: `support::server_cpu_ns`).
 //!
 //! `mixed_load <base> <admin token> <slug> <server pid> <connections> <seconds per phase>`
 //!

@@ -110,13 +110,22 @@ pub async fn admin(
     body
 }
 
-/// Nanoseconds the server process has run on a CPU, all threads.
+/// Nanoseconds the server process has run on a CPU, all its threads, those that have
+/// ended included: `utime` + `stime` of `/proc/<pid>/stat`, in clock ticks (USER_HZ, 100
+/// on Linux). Summing the live threads' `schedstat` instead loses the time of a thread
+/// that ends during a run (a database connection closed when idle), so a count could
+/// even go backwards.
 pub fn server_cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    const NS_PER_TICK: u64 = 1_000_000_000 / 100;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) * NS_PER_TICK
 }
