@@ -62,14 +62,16 @@ pub fn router(state: AppState) -> Router {
             crate::web::tenant::api_tenant,
         ));
 
+    let frame = middleware::FrameSettings {
+        hsts,
+        trusted_proxies: Arc::new(state.config.trusted_proxies.clone()),
+    };
     // An import streams a large document for a long time: its own timeout, not the one
     // every other request has (the body cap is the route's own, `IMPORT_MAX_BYTES`).
     let import = routes::admin_transfer::import_router()
         .route_layer(from_fn_with_state(state.clone(), crate::web::admin::gate))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            routes::admin_transfer::IMPORT_TIMEOUT,
-        ));
+        .with_state(state.clone());
+    let import = with_common_layers(import, &limits, frame.clone(), routes::admin_transfer::IMPORT_TIMEOUT);
     let app = Router::new()
         .merge(routes::ops::router())
         .merge(routes::discovery::root_router().route_layer(CorsPolicy::PublicDocument.layer()))
@@ -77,28 +79,26 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::admin_auth::router())
         .merge(api)
         .merge(issuer)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .merge(import)
         .fallback(middleware::not_found)
-        .with_state(state.clone());
-    let frame = middleware::FrameSettings {
-        hsts,
-        trusted_proxies: Arc::new(state.config.trusted_proxies.clone()),
-    };
-    with_common_layers(app, &limits, frame)
+        .with_state(state);
+    with_common_layers(app, &limits, frame, limits.request_timeout).merge(import)
 }
 
-/// The layers every route shares, outermost first: [`middleware::frame`] and the body
-/// cap. They wrap each route (where the matched route is known, for the span and the
-/// metrics), so they are kept to as few services as possible.
-pub fn with_common_layers(app: Router, limits: &tenantry_config::Limits, frame: middleware::FrameSettings) -> Router {
+/// The layers every route shares, outermost first: [`middleware::frame`], the body cap
+/// and the request timeout (408). They wrap each route (where the matched route is known,
+/// for the span and the metrics), and each layer there clones every service beneath it
+/// per request, so they are one `ServiceBuilder`: one boxed service per route, not three.
+pub fn with_common_layers(
+    app: Router,
+    limits: &tenantry_config::Limits,
+    frame: middleware::FrameSettings,
+    timeout: std::time::Duration,
+) -> Router {
     app.layer(
         ServiceBuilder::new()
             .layer(from_fn(move |req, next| middleware::frame(frame.clone(), req, next)))
-            .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
     )
 }
 
@@ -133,7 +133,7 @@ mod tests {
             hsts: true,
             trusted_proxies: Default::default(),
         };
-        with_common_layers(app, &test_limits(), frame)
+        with_common_layers(app, &test_limits(), frame, std::time::Duration::from_secs(5))
     }
 
     #[tokio::test]
