@@ -176,6 +176,8 @@ pub enum Rotation {
     Rotated {
         old: Box<RefreshToken>,
         new: Box<RefreshToken>,
+        /// The token's user, as read with the token (active or not: the caller decides).
+        user: Box<User>,
     },
     /// The token was already rotated: reuse detected, the whole family is now revoked.
     ReuseDetected {

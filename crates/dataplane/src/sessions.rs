@@ -172,6 +172,8 @@ pub struct RotationRequest {
     pub new_hash: String,
     pub scope: Option<Vec<String>>,
     pub expires_at: DateTime<Utc>,
+    /// The tenant's custom fields: the token's user is read with it, in the same statement.
+    pub user_fields: crate::custom_fields::CustomFieldSet,
 }
 
 impl RotationRequest {
@@ -403,9 +405,9 @@ impl TokenRepository for TenantDb {
         // nothing, and of two concurrent uses only one can spend it. The loser reads
         // the token again and finds it spent, which is reuse.
         let now = from_micros(to_micros(now));
-        let verdict = match self.refresh_token(old_hash).await? {
+        let (verdict, user) = match self.refresh_token_and_user(old_hash, &request.user_fields).await? {
             None => return Ok(Rotation::NotFound),
-            Some(old) => judge_rotation(old, &request, now),
+            Some((old, user)) => (judge_rotation(old, &request, now), user),
         };
         let verdict = match verdict {
             Ok((old, new)) => {
@@ -413,6 +415,7 @@ impl TokenRepository for TenantDb {
                     return Ok(Rotation::Rotated {
                         old: Box::new(old),
                         new: Box::new(new),
+                        user: Box::new(user),
                     });
                 }
                 match self.refresh_token(old_hash).await? {
@@ -598,6 +601,29 @@ fn judge_rotation(
 const SPENDABLE: &str = "token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?";
 
 impl TenantDb {
+    /// A refresh token with its user, in one statement (a user's tokens go with the user,
+    /// so a token without one is not found): what a rotation reads first.
+    async fn refresh_token_and_user(
+        &self,
+        token_hash: &str,
+        fields: &crate::custom_fields::CustomFieldSet,
+    ) -> Result<Option<(RefreshToken, User)>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {REFRESH_COLUMNS}, {}{} FROM refresh_tokens JOIN users ON users.id = refresh_tokens.user_id \
+             WHERE refresh_tokens.token_hash = ?",
+            crate::users::USER_COLUMNS,
+            fields.select_list(self),
+        ));
+        on_pool!(self, p => {
+            let Some(row) = sqlx::query(sql).bind(token_hash).fetch_optional(p).await.map_err(query_err)? else {
+                return Ok(None);
+            };
+            let token: RefreshRow = sqlx::FromRow::from_row(&row).map_err(query_err)?;
+            let user = crate::users::user_from_row(&row, fields)?;
+            Ok(Some((token.into(), user)))
+        })
+    }
+
     /// Spends `old_hash` (if it is still spendable at `now`) and stores `new` in one
     /// atomic step; false when a concurrent use or revocation spent it first. One round
     /// trip to the database where the dialect allows it: a rotation is on the hot path of

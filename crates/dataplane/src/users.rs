@@ -11,8 +11,9 @@ use crate::custom_fields::{CustomFieldSet, CustomValue, bind_custom_value};
 use crate::db::{DbError, TenantDb, from_micros, query_err, to_micros};
 use crate::model::*;
 use crate::on_pool;
+use sqlx::FromRow;
 
-const USER_COLUMNS: &str = "id, email, email_verified, username, given_name, family_name, name, picture, locale, \
+pub(crate) const USER_COLUMNS: &str = "id, email, email_verified, username, given_name, family_name, name, picture, locale, \
     phone_number, phone_number_verified, status, disabled_at, disabled_reason, disabled_until, metadata, created_at, updated_at";
 
 /// What a password login needs besides the user, as extra columns of the user query.
@@ -29,7 +30,7 @@ pub struct LoginState {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     email: String,
     email_verified: bool,
@@ -168,8 +169,7 @@ impl TenantDb {
             let rows = query.fetch_all(p).await.map_err(query_err)?;
             let mut users = Vec::with_capacity(rows.len());
             for row in &rows {
-                let base: UserRow = sqlx::FromRow::from_row(row).map_err(query_err)?;
-                let custom = fields.read(row)?;
+                let user = user_from_row(row, fields)?;
                 let login = if with_login {
                     Some(LoginState {
                         password: sqlx::Row::try_get(row, "login_phc").map_err(query_err)?,
@@ -178,11 +178,26 @@ impl TenantDb {
                 } else {
                     None
                 };
-                users.push((base.into_user(custom), login));
+                users.push((user, login));
             }
             Ok(users)
         })
     }
+}
+
+/// A user from a row that selects [`USER_COLUMNS`] and `fields`' columns (among others).
+pub(crate) fn user_from_row<R>(row: &R, fields: &CustomFieldSet) -> Result<User, DbError>
+where
+    R: sqlx::Row,
+    UserRow: for<'r> sqlx::FromRow<'r, R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<chrono::NaiveDate>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let base = UserRow::from_row(row).map_err(query_err)?;
+    Ok(base.into_user(fields.read(row)?))
 }
 
 enum UserQuery {

@@ -160,14 +160,15 @@ pub async fn refresh_body(
         new_hash: tenantry_crypto::hash_token(&token),
         scope: scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
         expires_at: now + refresh_lifetime(ctx, client),
+        user_fields: ctx.custom_fields(),
     };
     use tenantry_dataplane::model::Rotation;
-    let (old, new) = match db
+    let (old, new, user) = match db
         .rotate_refresh(&old_hash, request, now)
         .await
         .map_err(ApiError::from)?
     {
-        Rotation::Rotated { old, new } => (old, new),
+        Rotation::Rotated { old, new, user } => (old, new, user),
         Rotation::ReuseDetected { revoked, family_id } => {
             tracing::warn!(client_id = %client.client_id, revoked, "refresh token reuse detected; family revoked");
             let replay = tenantry_accounts::events::Event {
@@ -210,7 +211,13 @@ pub async fn refresh_body(
     } else {
         new.amr.clone()
     };
-    let user = grant_user(ctx, new.user_id).await?;
+    // The user was read with the token, in the same statement; a disabled one gets none.
+    if !tenantry_tenancy::users::is_active(&user) {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the user no longer exists or is disabled",
+        ));
+    }
     user_token_body(
         ctx,
         UserTokens {

@@ -87,6 +87,33 @@ async fn custom_fields(fx: &Fixture) {
         json!(8)
     );
 
+    // A refresh rotation reads the token's user, custom fields included, with the token.
+    let now = chrono::Utc::now();
+    let (first, second) = (format!("cf-rt-{}-1", user.id), format!("cf-rt-{}-2", user.id));
+    let token = NewRefreshToken {
+        token_hash: first.clone(),
+        client_id: "app".into(),
+        user_id: user.id,
+        session_id_hash: None,
+        origin_code_hash: None,
+        scope: "openid".into(),
+        auth_time: None,
+        amr: vec![],
+        expires_at: now + chrono::Duration::days(1),
+    };
+    db.issue_refresh(token, now).await.unwrap();
+    let rotation = RotationRequest {
+        client_id: "app".into(),
+        new_hash: second,
+        scope: None,
+        expires_at: now + chrono::Duration::days(1),
+        user_fields: set.clone(),
+    };
+    let Rotation::Rotated { user: owner, .. } = db.rotate_refresh(&first, rotation, now).await.unwrap() else {
+        panic!("the rotation was refused")
+    };
+    assert_eq!(*owner, db.user_by_id(user.id, &set).await.unwrap().unwrap());
+
     // Removing a field hides it; its data stays and comes back with it.
     let fewer: Vec<_> = declared.iter().filter(|f| f.name != "level").cloned().collect();
     db.sync_custom_fields(&fewer).await.unwrap();

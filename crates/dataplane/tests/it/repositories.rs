@@ -286,6 +286,7 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         new_hash: hash.into(),
         scope: None,
         expires_at: now + Duration::days(30),
+        user_fields: Default::default(),
     };
     let first = db.issue_refresh(new("rt-1"), now).await.unwrap();
 
@@ -312,10 +313,17 @@ async fn codes_and_refresh_tokens(fx: &Fixture) {
         scope: Some(vec!["openid".into(), "openid".into()]),
         ..rotate("rt-2")
     };
-    let Rotation::Rotated { old, new: second } = db.rotate_refresh("rt-1", narrower, now).await.unwrap() else {
+    let Rotation::Rotated {
+        old,
+        new: second,
+        user: owner,
+    } = db.rotate_refresh("rt-1", narrower, now).await.unwrap()
+    else {
         panic!("rotate")
     };
     assert_eq!(old.token_hash, "rt-1");
+    // The token's user comes with it, read in the same statement.
+    assert_eq!((owner.id, &owner.email), (user.id, &user.email));
     assert_eq!(second.family_id, first.family_id);
     assert_eq!(second.parent_hash.as_deref(), Some("rt-1"));
     assert_eq!(second.scope, "openid");
