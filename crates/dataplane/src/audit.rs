@@ -163,7 +163,7 @@ impl AuditRepository for TenantDb {
         sql.push_str(" ORDER BY occurred_at DESC, id DESC LIMIT ?");
         let sql = self.sql(&sql);
         let limit = i64::from(filter.limit.clamp(1, 1000));
-        let rows: Vec<EventRow> = on_pool!(self, p => {
+        let rows: Vec<EventRow> = on_pool!(self.readers(), p => {
             let mut query = sqlx::query_as(sql);
             if let Some(action) = &filter.action {
                 query = query.bind(action);

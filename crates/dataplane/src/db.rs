@@ -241,7 +241,13 @@ pub struct OpenSpec {
 /// A connected tenant database (cheap to clone: it is a pool handle).
 #[derive(Debug, Clone)]
 pub struct TenantDb {
+    /// On SQLite, one connection: every write, and every read not sent to `readers`. Its
+    /// page cache stays valid, since no other connection writes; the pool's other
+    /// connections would each reread their pages after every commit.
     pool: Pool,
+    /// On SQLite, the pool for long reads (exports, searches, event listings) and imports,
+    /// so they never hold the connection the token traffic needs. `None` elsewhere.
+    readers: Option<Pool>,
     /// Serialises write transactions on SQLite, which allows one writer at a time: waiting
     /// here is a cheap async wait, where a second writer inside SQLite would meet
     /// `SQLITE_BUSY` and sleep in the busy handler.
@@ -272,22 +278,30 @@ impl TenantDb {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
-                Pool::Sqlite(
+                let sqlite_pool = |max_connections: u32| {
                     SqlitePoolOptions::new()
                         // A connection to a local file does not go stale; the health ping
                         // sqlx sends on every checkout would be one more round trip to the
                         // connection's worker thread per statement.
                         .test_before_acquire(false)
-                        .max_connections(spec.max_connections)
+                        .max_connections(max_connections)
                         // Every SQLite connection holds three descriptors (file, WAL, shm):
                         // close the ones nobody uses.
                         .min_connections(0)
                         .idle_timeout(spec.idle_timeout)
                         .acquire_timeout(spec.acquire_timeout)
-                        .connect_with(options)
-                        .await
-                        .map_err(unavailable)?,
-                )
+                        .connect_with(options.clone())
+                };
+                // One connection for the traffic, the rest of the budget for long reads.
+                let main = sqlite_pool(1).await.map_err(unavailable)?;
+                let readers = sqlite_pool(spec.max_connections.saturating_sub(1).max(1))
+                    .await
+                    .map_err(unavailable)?;
+                return Ok(Self {
+                    pool: Pool::Sqlite(main),
+                    readers: Some(Pool::Sqlite(readers)),
+                    write_gate: Default::default(),
+                });
             }
             DbDriver::Postgres => {
                 let dsn = spec.dsn.as_ref().ok_or(DbError::Unavailable(ErrorKind::InvalidDsn))?;
@@ -329,8 +343,20 @@ impl TenantDb {
         };
         Ok(Self {
             pool,
+            readers: None,
             write_gate: Default::default(),
         })
+    }
+
+    /// This database as seen through its pool for long reads (on SQLite; the same handle
+    /// elsewhere): what an export, a search or an import runs on, so it never holds the
+    /// connection that serves the token traffic.
+    pub fn readers(&self) -> TenantDb {
+        TenantDb {
+            pool: self.readers.clone().unwrap_or_else(|| self.pool.clone()),
+            readers: None,
+            write_gate: self.write_gate.clone(),
+        }
     }
 
     /// Held for the length of a write transaction; only SQLite needs it.
@@ -357,7 +383,12 @@ impl TenantDb {
 
     /// Connections the pool holds now (idle and in use).
     pub fn size(&self) -> u32 {
-        on_pool!(self, p => p.size())
+        let readers = self.readers.as_ref().map_or(0, |readers| match readers {
+            Pool::Sqlite(p) => p.size(),
+            Pool::Postgres(p) => p.size(),
+            Pool::MySql(p) => p.size(),
+        });
+        on_pool!(self, p => p.size()) + readers
     }
 
     /// For PostgreSQL/MySQL: one fresh connection to the server, made and closed, within
@@ -481,6 +512,12 @@ impl TenantDb {
 
     /// Closes every connection (waits for checked-out ones to come back).
     pub async fn close(&self) {
+        match &self.readers {
+            Some(Pool::Sqlite(p)) => p.close().await,
+            Some(Pool::Postgres(p)) => p.close().await,
+            Some(Pool::MySql(p)) => p.close().await,
+            None => {}
+        }
         on_pool!(self, p => p.close().await)
     }
 

@@ -116,14 +116,15 @@ impl TenantDb {
         fields: &CustomFieldSet,
         with_credentials: bool,
     ) -> Result<Vec<UserRecord>, DbError> {
-        let users = self.list_users(after, limit, fields).await?;
+        let db = self.readers();
+        let users = db.list_users(after, limit, fields).await?;
         let (Some(first), Some(last)) = (users.first().map(|u| u.id), users.last().map(|u| u.id)) else {
             return Ok(Vec::new());
         };
         let roles_sql =
             self.sql("SELECT user_id, role FROM user_roles WHERE user_id >= ? AND user_id <= ? ORDER BY role");
         let roles: Vec<(Uuid, String)> =
-            crate::on_pool!(self, p => sqlx::query_as(roles_sql).bind(first).bind(last).fetch_all(p).await)
+            crate::on_pool!(db, p => sqlx::query_as(roles_sql).bind(first).bind(last).fetch_all(p).await)
                 .map_err(query_err)?;
         let mut roles_of: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
         for (user, role) in roles {
@@ -134,7 +135,7 @@ impl TenantDb {
             let passwords_sql =
                 self.sql("SELECT user_id, phc FROM password_credentials WHERE user_id >= ? AND user_id <= ?");
             let passwords: Vec<(Uuid, String)> =
-                crate::on_pool!(self, p => sqlx::query_as(passwords_sql).bind(first).bind(last).fetch_all(p).await)
+                crate::on_pool!(db, p => sqlx::query_as(passwords_sql).bind(first).bind(last).fetch_all(p).await)
                     .map_err(query_err)?;
             for (user, phc) in passwords {
                 credentials_of.entry(user).or_default().password = Some(phc);
@@ -144,7 +145,7 @@ impl TenantDb {
                  WHERE user_id >= ? AND user_id <= ?",
             );
             let totps: Vec<(Uuid, String, Option<i64>, Option<i64>)> =
-                crate::on_pool!(self, p => sqlx::query_as(totp_sql).bind(first).bind(last).fetch_all(p).await)
+                crate::on_pool!(db, p => sqlx::query_as(totp_sql).bind(first).bind(last).fetch_all(p).await)
                     .map_err(query_err)?;
             for (user, sealed, confirmed_at, last_used_step) in totps {
                 credentials_of.entry(user).or_default().totp = Some(TotpRecord {
@@ -167,7 +168,9 @@ impl TenantDb {
     /// Starts an import: one transaction that [`UserImport::commit`] ends; dropping the
     /// import without committing rolls every change back.
     pub async fn begin_import(&self, fields: CustomFieldSet, mode: ImportMode) -> Result<UserImport, DbError> {
-        let mut tx = match self.pool() {
+        // A long write transaction: on the long-read pool, so the traffic's connection
+        // keeps serving reads while it runs.
+        let mut tx = match self.readers().pool() {
             crate::db::Pool::Sqlite(p) => ImportTx::Sqlite(p.begin().await.map_err(query_err)?),
             crate::db::Pool::Postgres(p) => ImportTx::Postgres(p.begin().await.map_err(query_err)?),
             crate::db::Pool::MySql(p) => ImportTx::MySql(p.begin().await.map_err(query_err)?),

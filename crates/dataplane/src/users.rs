@@ -365,7 +365,9 @@ impl UserRepository for TenantDb {
 
     async fn search_users(&self, search: &UserSearch, fields: &CustomFieldSet) -> Result<Vec<User>, DbError> {
         let (clause, binds) = search.clause(self, fields)?;
-        self.load_users(&clause, UserQuery::Search(binds), fields).await
+        self.readers()
+            .load_users(&clause, UserQuery::Search(binds), fields)
+            .await
     }
 
     async fn update_profile(&self, id: Uuid, u: ProfileUpdate) -> Result<(), DbError> {
@@ -443,7 +445,7 @@ impl UserRepository for TenantDb {
 
     async fn count_users(&self) -> Result<i64, DbError> {
         let sql = self.sql("SELECT COUNT(*) FROM users");
-        on_pool!(self, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).map_err(query_err)
+        on_pool!(self.readers(), p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).map_err(query_err)
     }
 
     async fn set_password(&self, user_id: Uuid, phc: &str) -> Result<(), DbError> {

@@ -97,6 +97,13 @@ async fn users_move_in_bulk(fx: &Fixture) {
         import.put(record).await.unwrap();
     }
     import.put_totp(exported[2].user.id, &totp).await.unwrap();
+    // While the import's transaction is open, the database still answers reads: the
+    // import runs on the long-read pool, not on the connection the traffic uses.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        target.db.user_by_id(uuid::Uuid::now_v7(), &fields),
+    );
+    assert_eq!(read.await.expect("a read waited for the import").unwrap(), None);
     // Dropped without a commit: nothing either.
     drop(import);
     assert_eq!(target.db.count_users().await.unwrap(), 0);
