@@ -278,7 +278,7 @@ impl TenantDb {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
-                let sqlite_pool = |max_connections: u32| {
+                let sqlite_options = |max_connections: u32| {
                     SqlitePoolOptions::new()
                         // A connection to a local file does not go stale; the health ping
                         // sqlx sends on every checkout would be one more round trip to the
@@ -290,13 +290,14 @@ impl TenantDb {
                         .min_connections(0)
                         .idle_timeout(spec.idle_timeout)
                         .acquire_timeout(spec.acquire_timeout)
-                        .connect_with(options.clone())
                 };
-                // One connection for the traffic, the rest of the budget for long reads.
-                let main = sqlite_pool(1).await.map_err(unavailable)?;
-                let readers = sqlite_pool(spec.max_connections.saturating_sub(1).max(1))
+                // One connection for the traffic, the rest of the budget for long reads;
+                // the readers connect when one is first needed (most tenants never export).
+                let main = sqlite_options(1)
+                    .connect_with(options.clone())
                     .await
                     .map_err(unavailable)?;
+                let readers = sqlite_options(spec.max_connections.saturating_sub(1).max(1)).connect_lazy_with(options);
                 return Ok(Self {
                     pool: Pool::Sqlite(main),
                     readers: Some(Pool::Sqlite(readers)),
