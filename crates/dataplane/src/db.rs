@@ -384,11 +384,10 @@ impl TenantDb {
 
     /// Connections the pool holds now (idle and in use).
     pub fn size(&self) -> u32 {
-        let readers = self.readers.as_ref().map_or(0, |readers| match readers {
-            Pool::Sqlite(p) => p.size(),
-            Pool::Postgres(p) => p.size(),
-            Pool::MySql(p) => p.size(),
-        });
+        let readers = match self.readers {
+            Some(_) => on_pool!(self.readers(), p => p.size()),
+            None => 0,
+        };
         on_pool!(self, p => p.size()) + readers
     }
 
@@ -513,11 +512,8 @@ impl TenantDb {
 
     /// Closes every connection (waits for checked-out ones to come back).
     pub async fn close(&self) {
-        match &self.readers {
-            Some(Pool::Sqlite(p)) => p.close().await,
-            Some(Pool::Postgres(p)) => p.close().await,
-            Some(Pool::MySql(p)) => p.close().await,
-            None => {}
+        if self.readers.is_some() {
+            on_pool!(self.readers(), p => p.close().await)
         }
         on_pool!(self, p => p.close().await)
     }
