@@ -33,11 +33,18 @@ pub fn hash_token(token: &str) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(b"tenantry-token-v1\0");
     ctx.update(token.as_bytes());
-    let digest = ctx.finish();
-    let mut out = String::with_capacity(HASH_PREFIX.len() + 64);
-    out.push_str(HASH_PREFIX);
-    for byte in digest.as_ref() {
-        out.push_str(&format!("{byte:02x}"));
+    prefixed_hex(HASH_PREFIX, ctx.finish().as_ref())
+}
+
+/// `prefix` followed by `bytes` in lowercase hex. Runs on every token request (client
+/// secrets, codes, refresh tokens): one allocation, not one per byte.
+fn prefixed_hex(prefix: &str, bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(prefix.len() + 2 * bytes.len());
+    out.push_str(prefix);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     out
 }
@@ -58,12 +65,7 @@ pub fn keyed_digest(key: &[u8], secret: &str) -> String {
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
         secret.as_bytes(),
     );
-    let mut out = String::with_capacity(KEYED_PREFIX.len() + 64);
-    out.push_str(KEYED_PREFIX);
-    for byte in tag.as_ref() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    prefixed_hex(KEYED_PREFIX, tag.as_ref())
 }
 
 /// Checks `secret` against a digest made by [`keyed_digest`], in constant time.
@@ -107,6 +109,19 @@ mod tests {
         assert!(verify_token_hash(&token, &stored));
         assert!(!verify_token_hash("other", &stored));
         assert!(!verify_token_hash(&token, "sha256:00"));
+    }
+
+    /// Stored hashes and digests must not change form: fixed vectors (Python's hashlib).
+    #[test]
+    fn stored_forms_are_stable() {
+        assert_eq!(
+            hash_token("abc"),
+            "sha256:27d40c59f685db9268a987d2105501d9c6f18f969b72694a4aa9e51c8a924b79"
+        );
+        assert_eq!(
+            keyed_digest(&[b'k'; 32], "secret"),
+            "hmac-sha256:ead256ccb47a97d5f4efd6f4da905f03b79bf86513d1d81048a5101cff08dbae"
+        );
     }
 
     #[test]

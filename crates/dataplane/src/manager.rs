@@ -154,7 +154,9 @@ impl TenantDbManager {
             // connection answers now whether the server is there.
             State::Open(db) if db.dialect() != crate::Dialect::Sqlite && db.size() == 0 => {
                 let db = db.clone();
-                if let Err(e) = db.probe(self.config.connect_timeout).await {
+                // Boxed, like `open` below: the cold paths' futures are large (sqlx's
+                // connect), and inlined they would make every request's future as large.
+                if let Err(e) = Box::pin(db.probe(self.config.connect_timeout)).await {
                     let kind = kind_of(&e);
                     *state = failed(kind, Duration::ZERO);
                     let closing = db.clone();
@@ -173,7 +175,7 @@ impl TenantDbManager {
             State::Failed { backoff, .. } => *backoff,
             _ => Duration::ZERO,
         };
-        match self.open(entry, slot, adopt).await {
+        match Box::pin(self.open(entry, slot, adopt)).await {
             Ok(db) => {
                 *state = State::Open(db.clone());
                 drop(state);

@@ -14,6 +14,7 @@ use crate::middleware::{self, CorsPolicy};
 use crate::routes;
 use crate::state::AppState;
 use crate::web::quota::{self, QuotaLayer};
+use crate::web::tenant::TenantLayer;
 use tenantry_accounts::quotas::Endpoint;
 
 /// Builds the whole HTTP application.
@@ -22,9 +23,12 @@ pub fn router(state: AppState) -> Router {
     let limits = state.config.limits.clone();
 
     // Per-tenant issuer routes: `/t/{slug}/...`, grouped by who may read them from a
-    // browser (`CorsPolicy`). The catch-all makes every other path below an unknown tenant
-    // answer `tenant_not_found` and below a known one `not_found`. Request quotas count
-    // inside the tenant middleware (they need the tenant's settings).
+    // browser (`CorsPolicy`) and which request quota they count against. The catch-all
+    // makes every other path below an unknown tenant answer `tenant_not_found` and below a
+    // known one `not_found`. Quotas count inside the tenant layer (they need the tenant's
+    // settings) and inside CORS (a preflight is not a request). Each group's layers are
+    // one `ServiceBuilder` applied once: every `route_layer` wraps each route in another
+    // boxed service, and each of those clones everything beneath it on every request.
     let quota = |endpoint| {
         let layer = QuotaLayer {
             limiter: state.accounts.rate_limiter.clone(),
@@ -32,35 +36,43 @@ pub fn router(state: AppState) -> Router {
         };
         from_fn_with_state(layer, quota::tenant_quota)
     };
-    let documents = routes::discovery::router()
-        .merge(routes::issuer::documents_router())
-        .route_layer(CorsPolicy::PublicDocument.layer());
-    let client_fetch = routes::oauth::fetch_router()
-        .route_layer(quota(Endpoint::Token))
-        .merge(routes::issuer::fetch_router().route_layer(quota(Endpoint::Userinfo)))
-        .route_layer(CorsPolicy::ClientFetch.layer());
+    let tenant_layers = |tenant: TenantLayer, cors: Option<CorsPolicy>, counted_as: Option<Endpoint>| {
+        ServiceBuilder::new()
+            .layer(tenant)
+            .option_layer(cors.map(CorsPolicy::layer))
+            .option_layer(counted_as.map(quota))
+    };
+    let issuer_layers = |cors, counted_as| tenant_layers(TenantLayer::issuer(state.resolver.clone()), cors, counted_as);
     let issuer = Router::new()
-        .merge(documents)
-        .merge(client_fetch)
-        .merge(routes::oauth::server_router().route_layer(quota(Endpoint::Introspection)))
-        .merge(routes::authorize::router().route_layer(quota(Endpoint::Authorize)))
-        .merge(routes::logout::router())
-        .merge(routes::account_pages::router())
-        .route("/t/{slug}", any(middleware::not_found))
-        .route("/t/{slug}/{*rest}", any(middleware::not_found))
-        .route_layer(from_fn_with_state(
-            state.resolver.clone(),
-            crate::web::tenant::issuer_tenant,
-        ));
+        .merge(
+            routes::discovery::router()
+                .merge(routes::issuer::documents_router())
+                .route_layer(issuer_layers(Some(CorsPolicy::PublicDocument), None)),
+        )
+        .merge(
+            routes::oauth::fetch_router()
+                .route_layer(issuer_layers(Some(CorsPolicy::ClientFetch), Some(Endpoint::Token))),
+        )
+        .merge(
+            routes::issuer::fetch_router()
+                .route_layer(issuer_layers(Some(CorsPolicy::ClientFetch), Some(Endpoint::Userinfo))),
+        )
+        .merge(routes::oauth::server_router().route_layer(issuer_layers(None, Some(Endpoint::Introspection))))
+        .merge(routes::authorize::router().route_layer(issuer_layers(None, Some(Endpoint::Authorize))))
+        .merge(
+            routes::logout::router()
+                .merge(routes::account_pages::router())
+                .route("/t/{slug}", any(middleware::not_found))
+                .route("/t/{slug}/{*rest}", any(middleware::not_found))
+                .route_layer(issuer_layers(None, None)),
+        );
 
     // Headless REST API for first-party apps (tenant from header → query → default).
-    let api = routes::api::router()
-        .route_layer(quota(Endpoint::AuthApi))
-        .route_layer(CorsPolicy::FirstPartyApi.layer())
-        .route_layer(from_fn_with_state(
-            state.resolver.clone(),
-            crate::web::tenant::api_tenant,
-        ));
+    let api = routes::api::router().route_layer(tenant_layers(
+        TenantLayer::api(state.resolver.clone()),
+        Some(CorsPolicy::FirstPartyApi),
+        Some(Endpoint::AuthApi),
+    ));
 
     let frame = middleware::FrameSettings {
         hsts,

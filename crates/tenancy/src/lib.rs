@@ -16,7 +16,6 @@ pub mod users;
 
 use std::sync::Arc;
 
-use http::request::Parts;
 use tenantry_controlplane::model::{DbDriver, IssuerMode};
 use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
@@ -218,14 +217,14 @@ impl TenantContextResolver {
     }
 
     /// Resolves the tenant of a REST API request: header → `?tenant` → default.
-    pub fn resolve_api(&self, parts: &Parts) -> Result<TenantContext, ApiError> {
-        if let Some(value) = parts.headers.get(TENANT_HEADER) {
+    pub fn resolve_api<B>(&self, request: &http::Request<B>) -> Result<TenantContext, ApiError> {
+        if let Some(value) = request.headers().get(TENANT_HEADER) {
             let slug = value
                 .to_str()
                 .map_err(|_| ApiError::new(ErrorCode::BadRequest, "X-Tenant-Slug is not valid text"))?;
             return self.resolve_slug(slug.trim());
         }
-        if let Some(slug) = query_param(parts.uri.query().unwrap_or(""), "tenant") {
+        if let Some(slug) = query_param(request.uri().query().unwrap_or(""), "tenant") {
             return self.resolve_slug(&slug);
         }
         match &self.shared.default_tenant {
@@ -256,7 +255,7 @@ pub fn slug_from_issuer_path(path: &str) -> Option<&str> {
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TenantContext {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<TenantContext>().cloned().ok_or_else(|| {
             tracing::error!("TenantContext requested on a route without a tenant middleware");
             ApiError::internal()
@@ -288,30 +287,35 @@ mod tests {
         (installation, resolver)
     }
 
-    fn parts(uri: &str, header: Option<&str>) -> Parts {
+    fn request(uri: &str, header: Option<&str>) -> http::Request<()> {
         let mut builder = http::Request::builder().uri(uri);
         if let Some(h) = header {
             builder = builder.header(TENANT_HEADER, h);
         }
-        builder.body(()).unwrap().into_parts().0
+        builder.body(()).unwrap()
     }
 
     #[test]
     fn api_resolution_order_is_header_query_default() {
         let (_d, r) = resolver(Some("acme"));
         assert_eq!(
-            r.resolve_api(&parts("/v1/x?tenant=acme", Some("beta"))).unwrap().slug(),
+            r.resolve_api(&request("/v1/x?tenant=acme", Some("beta")))
+                .unwrap()
+                .slug(),
             "beta"
         );
-        assert_eq!(r.resolve_api(&parts("/v1/x?tenant=beta", None)).unwrap().slug(), "beta");
-        assert_eq!(r.resolve_api(&parts("/v1/x", None)).unwrap().slug(), "acme");
         assert_eq!(
-            r.resolve_api(&parts("/v1/x", Some("ghost"))).unwrap_err().code,
+            r.resolve_api(&request("/v1/x?tenant=beta", None)).unwrap().slug(),
+            "beta"
+        );
+        assert_eq!(r.resolve_api(&request("/v1/x", None)).unwrap().slug(), "acme");
+        assert_eq!(
+            r.resolve_api(&request("/v1/x", Some("ghost"))).unwrap_err().code,
             ErrorCode::TenantNotFound
         );
         let (_d, r) = resolver(None);
         assert_eq!(
-            r.resolve_api(&parts("/v1/x", None)).unwrap_err().code,
+            r.resolve_api(&request("/v1/x", None)).unwrap_err().code,
             ErrorCode::TenantRequired
         );
     }
