@@ -327,7 +327,14 @@ mod tests {
             r.resolve_slug("acme").unwrap().db().await.unwrap_err().code,
             ErrorCode::TenantDbNotConfigured
         );
-        let db = r.resolve_slug("beta").unwrap().db().await.unwrap();
+        let beta = r.resolve_slug("beta").unwrap();
+        // Every handler that uses its database holds this future inline, and axum moves
+        // each handler's future into a box per request: the cold open (sqlx's connect,
+        // about 19 KB of state) is boxed so the common path stays small.
+        let opening = beta.db();
+        let size = std::mem::size_of_val(&opening);
+        assert!(size < 4096, "TenantContext::db's future is {size} bytes");
+        let db = opening.await.unwrap();
         use tenantry_dataplane::UserRepository;
         assert_eq!(db.count_users().await.unwrap(), 0);
     }
