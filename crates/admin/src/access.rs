@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_controlplane::Snapshot;
 use tenantry_controlplane::model::{AdminAccess, AdminReach, ApiKey};
-use tenantry_crypto::{constant_time_eq, hash_token, keyed_digest, random_token, verify_keyed_digest};
+use tenantry_crypto::{DigestKey, constant_time_eq, hash_token, keyed_digest, random_token, verify_keyed_digest};
 use tenantry_errors::{ApiError, ErrorCode};
 use uuid::Uuid;
 
@@ -157,7 +157,7 @@ where
         let Some(key) = snapshot.api_keys.get(&id) else {
             return Ok(Err(Unauthenticated::Unknown));
         };
-        if !verify_keyed_digest(&digest_key()?, secret, &key.secret_digest) {
+        if !verify_keyed_digest(&*digest_key()?, secret, &key.secret_digest) {
             return Ok(Err(Unauthenticated::Unknown));
         }
         if key.revoked_at.is_some() {
@@ -276,7 +276,7 @@ pub const MAX_KEY_DAYS: u32 = 3650;
 pub fn new_api_key(
     maker: &Principal,
     input: NewApiKey,
-    digest_key: &[u8],
+    digest_key: &DigestKey,
     snapshot: &Snapshot,
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, String), ApiError> {
@@ -358,7 +358,7 @@ mod tests {
             entry.tenant.slug = slug.into();
             snapshot.tenants.insert(slug.into(), std::sync::Arc::new(entry));
         }
-        let key = [7u8; 32];
+        let key = DigestKey::new(&[7u8; 32]);
         let now = Utc::now();
         let input = |reach: Option<AdminReach>, access: Option<AdminAccess>| NewApiKey {
             name: "ci".into(),
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_key_authenticates_until_it_expires_or_is_revoked() {
-        let digest_key = std::sync::Arc::new(zeroize::Zeroizing::new(vec![7u8; 32]));
+        let digest_key = std::sync::Arc::new(DigestKey::new(&[7u8; 32]));
         let global = principal(AdminReach::Global, AdminAccess::ReadWrite);
         let now = Utc::now();
         let input = NewApiKey {

@@ -19,6 +19,7 @@ pub mod transfer;
 
 pub use secretbox::{MasterKey, MasterKeyError, SealContext, SecretBox, SecretBoxError};
 pub use tokens::{
-    constant_time_eq, hash_token, keyed_digest, random_key, random_token, verify_keyed_digest, verify_token_hash,
+    DigestKey, constant_time_eq, hash_token, keyed_digest, random_key, random_token, verify_keyed_digest,
+    verify_token_hash,
 };
 pub use transfer::{Opener, Sealer, TransferError, TransferHeader, TransferKey, TransferPublicKey};

@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 use tenantry_controlplane::Command;
 use tenantry_controlplane::model::*;
-use tenantry_crypto::{SealContext, hash_token, keyed_digest};
+use tenantry_crypto::{DigestKey, SealContext, hash_token, keyed_digest};
 use tenantry_dataplane::model::{AuthorizationCode, NewUser};
 use tenantry_dataplane::{SessionRepository, TokenRepository, UserRepository};
 use tenantry_errors::OAuthError;
@@ -68,7 +68,8 @@ fn tenant() -> Tenant {
         })
         .unwrap();
     installation.add_tenant("acme", true, |_| {});
-    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, CLIENT_SECRET_KEY).unwrap();
+    let key =
+        DigestKey::new(&base64::Engine::decode(&base64::engine::general_purpose::STANDARD, CLIENT_SECRET_KEY).unwrap());
     for c in [
         client("spa", "public", "none", None),
         client(

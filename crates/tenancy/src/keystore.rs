@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{KeyRing, SealedSecret, SystemSecrets};
-use tenantry_crypto::{SealContext, SecretBox};
+use tenantry_crypto::{DigestKey, SealContext, SecretBox};
 use tenantry_keys::IssuerKeys;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -26,8 +26,8 @@ pub const SYSTEM_OWNER: &str = "system";
 /// The secretbox field of the installation's client-secret key.
 pub const CLIENT_SECRET_KEY_FIELD: &str = "client_secret_key";
 
-/// The opened key of client-secret digests.
-pub type ClientSecretKey = Arc<Zeroizing<Vec<u8>>>;
+/// The opened key of client-secret digests (and admin API keys' digests).
+pub type ClientSecretKey = Arc<DigestKey>;
 
 struct Opened {
     ring: KeyRing,
@@ -103,11 +103,12 @@ impl KeyStore {
                 tracing::error!(error = %e, "the client-secret key cannot be opened");
                 unavailable("the client-secret key cannot be opened; see the server log")
             })?;
-        let key = Arc::new(Zeroizing::new(
+        let raw = Zeroizing::new(
             STANDARD
                 .decode(encoded.as_bytes())
                 .map_err(|_| unavailable("the client-secret key is malformed"))?,
-        ));
+        );
+        let key = Arc::new(DigestKey::new(&raw));
         *write(&self.client_secret_key) = Some((sealed.clone(), key.clone()));
         Ok(key)
     }
