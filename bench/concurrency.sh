@@ -39,27 +39,34 @@ trap cleanup EXIT
 cpu_ns() { # pid: nanoseconds on a CPU, all threads, ended ones included (utime + stime in ticks)
   awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%d", ($12 + $13) * 1e9 / hz}' /proc/"$1"/stat
 }
+user_ns() { # pid: the user-space part of cpu_ns (utime). The kernel's part is mostly TCP and
+  # waking the load generator, whose cost differs from host to host (docs/benchmarks.md).
+  awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%d", $12 * 1e9 / hz}' /proc/"$1"/stat
+}
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%F)"
-printf '%-38s %5s %10s %9s %9s %12s\n' "endpoint" "conns" "req/s" "p50" "p99" "CPU µs/req"
+printf '%-38s %5s %10s %9s %9s %12s %10s\n' "endpoint" "conns" "req/s" "p50" "p99" "CPU µs/req" "user µs"
 
 measure() { # label, server pid, connections, wrk arguments...
   local label=$1 pid=$2 conns=$3
   shift 3
-  local before after out requests
+  local before after user_before user_after out requests
   before=$(cpu_ns "$pid")
+  user_before=$(user_ns "$pid")
   out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@")
   after=$(cpu_ns "$pid")
+  user_after=$(user_ns "$pid")
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   if echo "$out" | grep -qE "Non-2xx|non-200 answers: [1-9]"; then
     echo "!! $label: failed answers" >&2
     echo "$out" >&2
   fi
-  printf '%-38s %5s %10s %9s %9s %12.1f\n' "$label" "$conns" \
+  printf '%-38s %5s %10s %9s %9s %12.1f %10.1f\n' "$label" "$conns" \
     "$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')" \
     "$(echo "$out" | awk '$1 == "50%" {print $2}')" \
     "$(echo "$out" | awk '$1 == "99%" {print $2}')" \
-    "$(echo "$before $after $requests" | awk '{printf "%.1f", ($2 - $1) / 1000 / $3}')"
+    "$(echo "$before $after $requests" | awk '{printf "%.1f", ($2 - $1) / 1000 / $3}')" \
+    "$(echo "$user_before $user_after $requests" | awk '{printf "%.1f", ($2 - $1) / 1000 / $3}')"
 }
 
 both() { # label, pid, wrk arguments...
