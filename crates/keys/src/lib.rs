@@ -167,7 +167,11 @@ impl IssuerKeys {
     /// protected header (`at+jwt`, `JWT`, `logout+jwt`).
     pub fn sign<C: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &C) -> Result<String, KeyError> {
         let key = self.active(alg).ok_or(KeyError::NoActiveKey(alg))?;
-        let header = serde_json::json!({ "alg": alg.as_str(), "kid": key.kid, "typ": typ });
+        let header = JwsHeader {
+            alg: alg.as_str(),
+            kid: &key.kid,
+            typ,
+        };
         let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
@@ -176,6 +180,14 @@ impl IssuerKeys {
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
     }
+}
+
+/// The protected header of a JWS we sign, serialised as it is (no map built per token).
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    typ: &'a str,
 }
 
 impl LoadedKey {

@@ -44,6 +44,13 @@ fn every_algorithm_verifies_with_an_independent_jwks_consumer() {
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, jose);
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        // The protected header exactly: these three members, nothing else.
+        let protected = URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
+        let expected = format!(
+            r#"{{"alg":"{alg}","kid":"{}","typ":"at+jwt"}}"#,
+            header.kid.as_deref().unwrap()
+        );
+        assert_eq!(String::from_utf8(protected).unwrap(), expected);
         let jwk = set.find(header.kid.as_deref().unwrap()).expect("kid is published");
         let mut validation = Validation::new(jose);
         validation.set_audience(&["api"]);
