@@ -37,7 +37,12 @@ pub async fn grant_user(ctx: &TenantContext, id: uuid::Uuid) -> Result<User, OAu
     let db = ctx.db().await?;
     tenantry_tenancy::users::active_user(ctx, &db, id)
         .await?
-        .ok_or_else(|| OAuthError::new("invalid_grant", "the user no longer exists or is disabled"))
+        .ok_or_else(user_gone)
+}
+
+/// The refusal of a grant whose user was deleted or disabled since it was issued.
+fn user_gone() -> OAuthError {
+    OAuthError::new("invalid_grant", "the user no longer exists or is disabled")
 }
 
 /// The token response body (RFC 6749 5.1) for a user, shared with the headless API.
@@ -213,10 +218,7 @@ pub async fn refresh_body(
     };
     // The user was read with the token, in the same statement; a disabled one gets none.
     if !tenantry_tenancy::users::is_active(&user) {
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "the user no longer exists or is disabled",
-        ));
+        return Err(user_gone());
     }
     user_token_body(
         ctx,
