@@ -70,6 +70,10 @@ pub enum Method {
     Password,
     /// The password, then a code from the authenticator (or a recovery code).
     PasswordAndSecondFactor,
+    /// A sign-in at an upstream identity provider (federation).
+    Upstream,
+    /// A sign-in at an upstream identity provider, then a code.
+    UpstreamAndSecondFactor,
 }
 
 impl Method {
@@ -78,9 +82,17 @@ impl Method {
         match self {
             Method::Password => &["pwd"],
             Method::PasswordAndSecondFactor => &["pwd", "otp", "mfa"],
+            Method::Upstream => &["fed"],
+            Method::UpstreamAndSecondFactor => &["fed", "otp", "mfa"],
         }
     }
 }
+
+/// How a session records the upstream provider of a federated sign-in: an
+/// `idp:<provider id>` entry among its authentication methods, which codes and refresh
+/// tokens carry with the rest; the tokens publish it as the `idp` claim and keep it out of
+/// `amr` (RFC 8176 values hold no colon).
+pub const IDP_METHOD_PREFIX: &str = "idp:";
 
 /// A completed login, whichever front door and method it took: who signed in, and how
 /// (`amr`, `acr` as the session and the tokens record them). What [`start_session`] opens
@@ -102,6 +114,23 @@ impl Authentication {
             acr: None,
             method,
         }
+    }
+
+    /// `user` signed in at the upstream `provider`, then (`second_factor`) with a code of
+    /// ours. `upstream_mfa`: the tenant trusts the upstream's word that it did
+    /// multi-factor authentication, which the session records as `mfa`.
+    pub fn upstream(user: User, provider: &str, upstream_mfa: bool, second_factor: bool) -> Self {
+        let method = if second_factor {
+            Method::UpstreamAndSecondFactor
+        } else {
+            Method::Upstream
+        };
+        let mut authentication = Self::new(user, method);
+        if upstream_mfa && !second_factor {
+            authentication.amr.push("mfa".to_owned());
+        }
+        authentication.amr.push(format!("{IDP_METHOD_PREFIX}{provider}"));
+        authentication
     }
 }
 
@@ -806,6 +835,8 @@ pub(crate) mod tests {
     fn each_method_has_its_amr() {
         assert_eq!(Method::Password.amr(), ["pwd"]);
         assert_eq!(Method::PasswordAndSecondFactor.amr(), ["pwd", "otp", "mfa"]);
+        assert_eq!(Method::Upstream.amr(), ["fed"]);
+        assert_eq!(Method::UpstreamAndSecondFactor.amr(), ["fed", "otp", "mfa"]);
     }
 
     #[test]

@@ -365,7 +365,37 @@ pub struct SocialProvider {
     pub scopes: Vec<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The image on the provider's button of the hosted pages (an http(s) URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+    /// An upstream identity seen for the first time whose email the upstream asserts as
+    /// verified is linked to the account with that address without asking for the
+    /// account's password. Off: the user proves the existing account first.
+    #[serde(default)]
+    pub link_verified_email: bool,
+    /// The tenant's second factor is not asked again when the upstream's ID token says it
+    /// did multi-factor authentication (`amr` holds `mfa`).
+    #[serde(default)]
+    pub trust_upstream_mfa: bool,
+    /// Profile and custom fields filled from the upstream's claims when an account is
+    /// created at its first sign-in: field (`given_name`, `family_name`, `name`,
+    /// `picture`, `locale`, `phone_number`, `username`, or `custom.<field>`) → claim name.
+    /// Without an entry, the standard profile claims fill their own fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claim_mapping: BTreeMap<String, String>,
 }
+
+/// The account fields an upstream claim can fill ([`SocialProvider::claim_mapping`]),
+/// besides `custom.<field>`.
+pub const MAPPABLE_PROFILE_FIELDS: &[&str] = &[
+    "given_name",
+    "family_name",
+    "name",
+    "picture",
+    "locale",
+    "phone_number",
+    "username",
+];
 
 fn yes() -> bool {
     true

@@ -290,6 +290,36 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
             (_, Some(u)) => check_http_url(errors, &format!("{base}.issuer_url"), u),
             _ => {}
         }
+        if let Some(icon) = &sp.icon_url {
+            check_http_url(errors, &format!("{base}.icon_url"), icon);
+        }
+        if let Some(name) = &sp.display_name {
+            check_text(errors, &format!("{base}.display_name"), name, 100);
+        }
+        if sp.scopes.len() > 20 || sp.scopes.iter().any(|scope| !SCOPE_NAME.is_match(scope)) {
+            errors.push(format!("{base}.scopes"), "must be at most 20 valid scope names");
+        }
+        if sp.claim_mapping.len() > 32 {
+            errors.push(format!("{base}.claim_mapping"), "may map at most 32 fields");
+        }
+        for (field, claim) in &sp.claim_mapping {
+            let known = match field.strip_prefix("custom.") {
+                Some(custom) => s.custom_fields.iter().any(|f| f.name == custom),
+                None => MAPPABLE_PROFILE_FIELDS.contains(&field.as_str()),
+            };
+            if !known {
+                errors.push(
+                    format!("{base}.claim_mapping.{field}"),
+                    "is not a profile field or a declared custom field (custom.<name>)",
+                );
+            }
+            if claim.is_empty() || claim.len() > 128 || !claim.bytes().all(|b| b.is_ascii_graphic()) {
+                errors.push(
+                    format!("{base}.claim_mapping.{field}"),
+                    "must name a claim (1-128 visible ASCII characters)",
+                );
+            }
+        }
     }
     let mut field_names = BTreeSet::new();
     for (i, f) in s.custom_fields.iter().enumerate() {

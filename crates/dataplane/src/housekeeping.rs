@@ -16,6 +16,7 @@ const SWEPT: &[(&str, &str)] = &[
     ("refresh_tokens", "token_hash"),
     ("revoked_access_tokens", "jti"),
     ("client_assertion_jtis", "client_id, jti"),
+    ("spent_upstream_states", "state_hash"),
     ("email_tokens", "token_hash"),
     ("trusted_devices", "token_hash"),
     ("sessions", "id_hash"),

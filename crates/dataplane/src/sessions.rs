@@ -246,6 +246,9 @@ pub trait TokenRepository {
     /// spent (a replay).
     async fn spend_assertion_jti(&self, client_id: &str, jti: &str, expires_at: DateTime<Utc>)
     -> Result<bool, DbError>;
+    /// Records the hash of an upstream sign-in's `state` until `expires_at`; `false` when
+    /// it came back before (a replay).
+    async fn spend_upstream_state(&self, state_hash: &str, expires_at: DateTime<Utc>) -> Result<bool, DbError>;
     /// Puts a JWT access token's `jti` on the deny-list until `expires_at` (idempotent).
     async fn deny_access_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), DbError>;
     /// Whether `jti` is on the deny-list.
@@ -524,6 +527,21 @@ impl TokenRepository for TenantDb {
         };
         let sql = self.sql(sql);
         let inserted = on_pool!(self, p => sqlx::query(sql).bind(client_id).bind(jti).bind(to_micros(expires_at)).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)?;
+        Ok(inserted == 1)
+    }
+
+    async fn spend_upstream_state(&self, state_hash: &str, expires_at: DateTime<Utc>) -> Result<bool, DbError> {
+        let sql = match self.dialect() {
+            crate::db::Dialect::MySql => {
+                "INSERT IGNORE INTO spent_upstream_states (state_hash, expires_at) VALUES (?, ?)"
+            }
+            _ => {
+                "INSERT INTO spent_upstream_states (state_hash, expires_at) VALUES (?, ?) ON CONFLICT (state_hash) DO NOTHING"
+            }
+        };
+        let sql = self.sql(sql);
+        let inserted = on_pool!(self, p => sqlx::query(sql).bind(state_hash).bind(to_micros(expires_at)).execute(p).await.map(|r| r.rows_affected()))
             .map_err(query_err)?;
         Ok(inserted == 1)
     }

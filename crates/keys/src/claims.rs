@@ -54,6 +54,10 @@ pub struct AccessTokenClaims {
     pub amr: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The upstream identity provider the user signed in with (federation), by its id in
+    /// the tenant's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
     pub tid: String,
     /// The user's roles in the tenant (the `roles` scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +98,9 @@ pub struct IdTokenClaims {
     pub at_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub c_hash: Option<String>,
+    /// The upstream identity provider the user signed in with (federation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
     pub tid: String,
     /// Profile, email, phone, address and custom claims released by the granted scopes.
     #[serde(flatten)]

@@ -106,6 +106,15 @@ keys! {
     FormExpired = "form_expired",
     /// The forgot-password page of a tenant that cannot send mail.
     EmailNotConfigured = "email_not_configured",
+    /// Before an upstream provider's name on its button ("Continue with Acme").
+    ContinueWith = "continue_with",
+    /// Between the password form and the provider buttons.
+    OrDivider = "or_divider",
+    /// The login page after an upstream sign-in whose email is an existing account's:
+    /// `{provider}` is the provider's name.
+    LinkProveAccount = "link_prove_account",
+    /// An upstream sign-in that could not be completed (the error page's message).
+    UpstreamFailed = "upstream_failed",
     // Mails: the units of a link's lifetime ("2 hours", "30 minutes").
     /// One hour.
     Hour = "hour",

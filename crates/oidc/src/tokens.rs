@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use tenantry_accounts::login::IDP_METHOD_PREFIX;
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, SigningAlg};
 use tenantry_dataplane::model::{Session, User};
@@ -181,8 +182,9 @@ pub fn issue_access_token(
         exp: expires_at.timestamp(),
         auth_time: grant.auth_time.map(|t| t.timestamp()),
         acr: grant.acr.map(str::to_owned),
-        amr: grant.amr.clone(),
+        amr: amr_claim(grant.amr.as_deref()),
         sid: grant.sid.map(str::to_owned),
+        idp: idp_claim(grant.amr.as_deref()),
         tid: ctx.slug().to_owned(),
         roles: grant.roles.map(|r| r.roles.clone()),
         permissions: grant.roles.map(|r| r.permissions.clone()),
@@ -207,6 +209,24 @@ pub fn code_access_jti(code_hash: &str) -> String {
         .chars()
         .take(32)
         .collect()
+}
+
+/// The `amr` claim of a session's authentication methods: without the provider entry.
+fn amr_claim(methods: Option<&[String]>) -> Option<Vec<String>> {
+    methods.map(|m| {
+        m.iter()
+            .filter(|m| !m.starts_with(IDP_METHOD_PREFIX))
+            .cloned()
+            .collect()
+    })
+}
+
+/// The `idp` claim: the provider entry of a session's authentication methods, if any.
+fn idp_claim(methods: Option<&[String]>) -> Option<String> {
+    methods?
+        .iter()
+        .find_map(|m| m.strip_prefix(IDP_METHOD_PREFIX))
+        .map(str::to_owned)
 }
 
 /// What an ID token is issued for.
@@ -242,11 +262,12 @@ pub fn issue_id_token(ctx: &TenantContext, grant: &IdGrant<'_>, now: DateTime<Ut
         auth_time: grant.auth_time.map(|t| t.timestamp()),
         nonce: grant.nonce.map(str::to_owned),
         acr: grant.acr.map(str::to_owned),
-        amr: grant.amr.clone(),
+        amr: amr_claim(grant.amr.as_deref()),
         azp: Some(grant.client.client_id.clone()),
         sid: grant.sid.map(str::to_owned),
         at_hash: grant.access_token.map(|t| half_hash(alg, t)),
         c_hash: grant.code.map(|c| half_hash(alg, c)),
+        idp: idp_claim(grant.amr.as_deref()),
         tid: ctx.slug().to_owned(),
         claims: {
             let mut claims = released_claims(&ctx.entry, grant.user, grant.scopes);

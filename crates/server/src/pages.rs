@@ -110,9 +110,47 @@ pub fn email_not_configured(lang: Language) -> &'static str {
 
 /// Picks the page language: the first of `ui_locales` we speak, else the tenant's (the rule
 /// mails follow too).
+/// The error page's message for an upstream sign-in that failed (before the detail).
+pub fn upstream_failed(lang: Language) -> &'static str {
+    texts(lang).get(Key::UpstreamFailed)
+}
+
+/// The login page's notice after an upstream sign-in whose email is an existing account's.
+pub fn link_prove_account(lang: Language, provider: &str) -> String {
+    texts(lang).get(Key::LinkProveAccount).replace("{provider}", provider)
+}
+
 pub use tenantry_mail::language;
 
 /// Branding and language shared by every page of one request.
+/// What the login page shows.
+#[derive(Debug, Default)]
+pub struct LoginForm<'a> {
+    pub client_name: &'a str,
+    pub action: &'a str,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+    /// The email field's value.
+    pub email: &'a str,
+    /// Why the last attempt failed.
+    pub error: Option<&'a str>,
+    /// Why the user is asked to sign in (linking an upstream identity).
+    pub notice: Option<&'a str>,
+    /// The forgot-password page's URL, when the tenant can send mail.
+    pub forgot: Option<&'a str>,
+    /// One button per enabled upstream identity provider.
+    pub providers: Vec<ProviderButton>,
+}
+
+/// An upstream identity provider's button on the login page: a form posting the
+/// interaction to the provider's start URL.
+#[derive(Debug, serde::Serialize)]
+pub struct ProviderButton {
+    pub action: String,
+    pub name: String,
+    pub icon: Option<String>,
+}
+
 pub struct PageContext<'a> {
     pub lang: Language,
     pub branding: &'a Branding,
@@ -159,20 +197,21 @@ impl PageContext<'_> {
     /// The login form; `forgot` is the forgot-password page's URL when the tenant can
     /// send mail.
     #[allow(clippy::too_many_arguments)]
-    pub fn login(
-        &self,
-        client_name: &str,
-        action: &str,
-        interaction: &str,
-        csrf: &str,
-        email: &str,
-        error: Option<&str>,
-        forgot: Option<&str>,
-    ) -> Response {
+    pub fn login(&self, form: &LoginForm<'_>) -> Response {
         let t = texts(self.lang);
-        let extra = context! { client_name, action, interaction, csrf, email, error, forgot };
+        let extra = context! {
+            client_name => form.client_name,
+            action => form.action,
+            interaction => form.interaction,
+            csrf => form.csrf,
+            email => form.email,
+            error => form.error,
+            notice => form.notice,
+            forgot => form.forgot,
+            providers => form.providers,
+        };
         let mut response = self.render("login.html", t.get(Key::SignIn), extra, None);
-        if error.is_some() {
+        if form.error.is_some() {
             *response.status_mut() = StatusCode::UNAUTHORIZED;
         }
         response

@@ -55,6 +55,8 @@ pub struct Shared {
     pub admin: tenantry_admin::AdminService,
     /// The timer that removes expired rows (its last pass is in `/readyz`).
     pub housekeeping: Arc<tenantry_accounts::housekeeping::Housekeeping>,
+    /// Upstream identity providers' client: outbound calls and their metadata cache.
+    pub upstreams: Arc<tenantry_federation::Upstreams>,
 }
 
 impl AppState {

@@ -54,6 +54,12 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
     db.deny_access_token("live-jti", future).await.unwrap();
     assert!(db.spend_assertion_jti("client", "old", past).await.unwrap());
     assert!(db.spend_assertion_jti("client", "live", future).await.unwrap());
+    assert!(db.spend_upstream_state("old-state", past).await.unwrap());
+    assert!(db.spend_upstream_state("live-state", future).await.unwrap());
+    assert!(
+        !db.spend_upstream_state("live-state", future).await.unwrap(),
+        "a state comes back once"
+    );
 
     let limits = SweepLimits {
         batch: 2,
@@ -64,6 +70,7 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
     assert_eq!(removed["sessions"], 4, "two batches of two: the fifth waits");
     assert_eq!(removed["revoked_access_tokens"], 4);
     assert_eq!(removed["client_assertion_jtis"], 1);
+    assert_eq!(removed["spent_upstream_states"], 1);
     let removed: std::collections::BTreeMap<_, _> = db.sweep(now, limits).await.unwrap().into_iter().collect();
     assert_eq!((removed["sessions"], removed["revoked_access_tokens"]), (1, 1));
     let removed = db.sweep(now, limits).await.unwrap();
@@ -73,6 +80,10 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
     assert!(db.access_token_denied("live-jti").await.unwrap());
     assert!(
         !db.spend_assertion_jti("client", "live", future).await.unwrap(),
+        "still spent"
+    );
+    assert!(
+        !db.spend_upstream_state("live-state", future).await.unwrap(),
         "still spent"
     );
     // Past the grace period, the just-expired one goes too.

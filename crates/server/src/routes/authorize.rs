@@ -33,6 +33,8 @@ use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
+mod upstream;
+
 /// How long an interaction (authorize → login → consent) may take.
 const INTERACTION_TTL: Duration = Duration::minutes(15);
 
@@ -43,6 +45,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/consent", post(consent))
         .route("/t/{slug}/mfa", post(mfa_step))
         .route("/t/{slug}/continue", post(continue_step))
+        .route("/t/{slug}/federation/{provider}/start", post(upstream::start))
+        .route("/t/{slug}/federation/callback", get(upstream::callback))
 }
 
 /// A validated authorization request, sealed into the login and consent forms.
@@ -69,6 +73,24 @@ struct Interaction {
     /// of a new enrolment were shown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<String>,
+    /// The upstream provider whose sign-in was the first factor (federation), while a
+    /// second factor is owed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    /// An upstream identity to link once the user has signed in to the existing account
+    /// with its email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<PendingLink>,
+}
+
+/// An upstream identity waiting for its owner to prove the account it will join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingLink {
+    provider: String,
+    subject: String,
+    email: Option<String>,
+    /// The account the upstream's email belongs to: only a sign-in to it makes the link.
+    user: uuid::Uuid,
 }
 
 fn seal_context(ctx: &TenantContext) -> (String, &'static str) {
@@ -210,6 +232,8 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         expires_at: (Utc::now() + INTERACTION_TTL).timestamp(),
         mfa_user: None,
         session: None,
+        upstream: None,
+        link: None,
     };
 
     let session = match current_session(&ctx, &headers).await {
@@ -227,22 +251,51 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         }
         None if request.prompt.none => back.error("login_required", "the user is not signed in"),
         None => {
-            let sealed = seal(&state, &ctx, &interaction);
             let email = interaction.login_hint.clone().unwrap_or_default();
-            let forgot = forgot_link(&ctx, lang);
-            let page = page_context(&ctx, lang);
-            page.login(
-                &client.name,
-                &action(&ctx, "login"),
-                &sealed,
-                &csrf,
-                &email,
-                None,
-                forgot.as_deref(),
-            )
+            login_page(&state, &ctx, &interaction, &client.name, &email, None, None)
         }
     };
     quota.attach(csrf::with_cookie(&state, &ctx, response, &csrf))
+}
+
+/// The login page for `interaction`: the password form, and a button per enabled
+/// upstream identity provider.
+fn login_page(
+    state: &AppState,
+    ctx: &TenantContext,
+    interaction: &Interaction,
+    client_name: &str,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
+    let sealed = seal(state, ctx, interaction);
+    let forgot = forgot_link(ctx, interaction.lang);
+    let login_action = action(ctx, "login");
+    let providers = ctx
+        .entry
+        .tenant
+        .settings
+        .social_providers
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| pages::ProviderButton {
+            action: action(ctx, &format!("federation/{}/start", p.id)),
+            name: p.display_name.clone().unwrap_or_else(|| p.id.clone()),
+            icon: p.icon_url.clone(),
+        })
+        .collect();
+    page_context(ctx, interaction.lang).login(&pages::LoginForm {
+        client_name,
+        action: &login_action,
+        interaction: &sealed,
+        csrf: &interaction.csrf,
+        email,
+        error,
+        notice,
+        forgot: forgot.as_deref(),
+        providers,
+    })
 }
 
 fn action(ctx: &TenantContext, step: &str) -> String {
@@ -395,15 +448,14 @@ async fn login(
         Err(e) => return e.into_response(),
     };
     let refused = |status: StatusCode, message: String, retry_after: Option<std::time::Duration>| {
-        let sealed = seal(&state, &ctx, &interaction);
-        let mut page = page_context(&ctx, lang).login(
+        let mut page = login_page(
+            &state,
+            &ctx,
+            &interaction,
             &client.name,
-            &action(&ctx, "login"),
-            &sealed,
-            &interaction.csrf,
             &form.email,
             Some(&message),
-            forgot_link(&ctx, lang).as_deref(),
+            None,
         );
         *page.status_mut() = status;
         if let Some(wait) = retry_after
@@ -442,6 +494,9 @@ async fn login(
     };
     let (user, owed) = match accepted {
         Accepted::Complete(authentication) => {
+            if let Err(e) = link_pending(&db, &interaction, authentication.user.id).await {
+                return e.into_response();
+            }
             let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
                 Ok(started) => started,
                 Err(e) => return e.into_response(),
@@ -523,7 +578,7 @@ async fn mfa_step(
             Some(message),
         )
     };
-    let (authentication, recovery_codes) =
+    let (mut authentication, recovery_codes) =
         match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await {
             Ok(CodeCheck::Passed(authentication)) => (authentication, None),
             Ok(CodeCheck::Enrolled {
@@ -562,6 +617,14 @@ async fn mfa_step(
                 return page;
             }
         };
+    if let Some(provider) = interaction.upstream.take() {
+        // The first factor was an upstream sign-in, not a password.
+        authentication = Authentication::upstream(authentication.user, &provider, false, true);
+    }
+    if let Err(e) = link_pending(&db, &interaction, user.id).await {
+        return e.into_response();
+    }
+    interaction.link = None;
     let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
         Ok(started) => started,
         Err(e) => return e.into_response(),
@@ -592,6 +655,22 @@ async fn mfa_step(
         response.headers_mut().append(header::SET_COOKIE, device);
     }
     response
+}
+
+/// Makes the link an upstream sign-in left waiting in `interaction`, once the account it
+/// named (`user`) has signed in; a sign-in to another account links nothing.
+async fn link_pending(
+    db: &tenantry_dataplane::TenantDb,
+    interaction: &Interaction,
+    user: uuid::Uuid,
+) -> Result<(), ApiError> {
+    match &interaction.link {
+        Some(link) if link.user == user => {
+            let email = link.email.as_deref();
+            tenantry_federation::account::link(db, user, &link.provider, &link.subject, email, "proven_account").await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Days a second factor may be remembered on a device (0: not offered).

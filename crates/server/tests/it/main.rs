@@ -19,6 +19,7 @@ mod auth_api;
 mod client_ip;
 mod email;
 mod faults;
+mod federation;
 mod hardening;
 mod housekeeping;
 mod keys;
