@@ -63,11 +63,6 @@ error_codes! {
     MfaAlreadyEnabled = (CONFLICT, "mfa_already_enabled", "A second factor is already enabled for this account"),
     EmailAlreadyVerified = (CONFLICT, "email_already_verified", "The account's email address is already verified"),
     UserDisabled = (CONFLICT, "user_disabled", "The user is disabled"),
-    UpstreamUnknown = (NOT_FOUND, "upstream_unknown", "No such upstream identity provider in this tenant, or it is disabled"),
-    UpstreamNotSupported = (NOT_IMPLEMENTED, "upstream_not_supported", "This kind of upstream identity provider is not supported yet"),
-    UpstreamUnavailable = (BAD_GATEWAY, "upstream_unavailable", "The upstream identity provider could not be reached or answered with something unusable"),
-    UpstreamRefused = (FORBIDDEN, "upstream_refused", "The upstream identity provider did not sign the user in"),
-    UpstreamInvalidResponse = (BAD_REQUEST, "upstream_invalid_response", "The answer from the upstream identity provider failed validation"),
     NotFound = (NOT_FOUND, "not_found", "No such resource"),
     TenantNotFound = (NOT_FOUND, "tenant_not_found", "Unknown tenant"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this resource"),
@@ -103,6 +98,11 @@ error_codes! {
     ControlPlaneUnavailable = (SERVICE_UNAVAILABLE, "control_plane_unavailable", "The configuration store could not be written"),
     Overloaded = (SERVICE_UNAVAILABLE, "overloaded", "The server is busy; retry later"),
     RateLimiterUnavailable = (SERVICE_UNAVAILABLE, "rate_limiter_unavailable", "The rate-limit store is unreachable"),
+    UpstreamUnknown = (NOT_FOUND, "upstream_unknown", "No such upstream identity provider in this tenant, or it is disabled"),
+    UpstreamNotSupported = (NOT_IMPLEMENTED, "upstream_not_supported", "This kind of upstream identity provider is not supported yet"),
+    UpstreamUnavailable = (BAD_GATEWAY, "upstream_unavailable", "The upstream identity provider could not be reached or answered with something unusable"),
+    UpstreamRefused = (FORBIDDEN, "upstream_refused", "The upstream identity provider did not sign the user in"),
+    UpstreamInvalidResponse = (BAD_REQUEST, "upstream_invalid_response", "The answer from the upstream identity provider failed validation"),
 }
 
 /// An error answered as `application/problem+json`.
@@ -414,7 +414,17 @@ pub fn for_status(status: StatusCode) -> ApiError {
         .iter()
         .copied()
         // Codes that name one cause are never what a bare status from a layer means.
-        .find(|c| c.status() == status && !matches!(c, ErrorCode::EmailSendFailed | ErrorCode::AccountLocked))
+        .find(|c| {
+            c.status() == status
+                && !matches!(
+                    c,
+                    ErrorCode::EmailSendFailed
+                        | ErrorCode::AccountLocked
+                        | ErrorCode::UpstreamUnknown
+                        | ErrorCode::UpstreamNotSupported
+                        | ErrorCode::UpstreamUnavailable
+                )
+        })
         .unwrap_or(if status.is_server_error() {
             ErrorCode::InternalError
         } else {
@@ -463,6 +473,8 @@ mod tests {
         );
         // A bare 502 from a layer is not a mail failure.
         assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, ErrorCode::InternalError);
+        // Nor is a bare 404 an unknown upstream provider.
+        assert_eq!(for_status(StatusCode::NOT_FOUND).code, ErrorCode::NotFound);
     }
 
     #[test]

@@ -133,6 +133,16 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
+/// The relying tenant's OIDC client after discovery.
+type RpClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// The relying tenant's OIDC client, as an application would build it.
 async fn rp_client(
     server: &TestServer,
@@ -199,16 +209,7 @@ async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
 }
 
 /// The relying tenant's authorization URL for the SPA, with its PKCE verifier and nonce.
-fn authorization(
-    client: &CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
-) -> (String, openidconnect::PkceCodeVerifier, Nonce) {
+fn authorization(client: &RpClient) -> (String, openidconnect::PkceCodeVerifier, Nonce) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _, nonce) = client
         .authorize_url(
@@ -352,7 +353,8 @@ async fn answers_that_are_not_this_browsers_sign_in_are_refused() {
         url.query_pairs_mut().clear().extend_pairs(kept);
         url.to_string()
     };
-    let variants: [(&str, &dyn Fn(&str) -> String); 2] = [("other iss", &other_iss), ("no iss", &no_iss)];
+    type Change<'a> = &'a dyn Fn(&str) -> String;
+    let variants: [(&str, Change); 2] = [("other iss", &other_iss), ("no iss", &no_iss)];
     for (label, change) in variants {
         let (auth_url, _, _) = authorization(&client);
         let mut tabs = Tabs::new();
