@@ -91,12 +91,16 @@ pub struct ProfileUpdate {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An account's identity at an upstream identity provider (federation).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExternalIdentity {
     pub id: Uuid,
     pub user_id: Uuid,
+    /// The provider's id in the tenant's settings.
     pub provider: String,
+    /// The user's `sub` at the provider.
     pub subject: String,
+    /// The email the provider gave when the identity was linked.
     pub email: Option<String>,
     pub created_at: DateTime<Utc>,
 }

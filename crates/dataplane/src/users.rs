@@ -128,6 +128,8 @@ pub trait UserRepository {
     ) -> Result<ExternalIdentity, DbError>;
     async fn identity(&self, provider: &str, subject: &str) -> Result<Option<ExternalIdentity>, DbError>;
     async fn identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentity>, DbError>;
+    /// Removes the user's identities at `provider`; answers how many went.
+    async fn unlink_identities(&self, user_id: Uuid, provider: &str) -> Result<u64, DbError>;
 }
 
 impl TenantDb {
@@ -505,6 +507,12 @@ impl UserRepository for TenantDb {
         let rows: Vec<IdentityRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await).map_err(query_err)?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn unlink_identities(&self, user_id: Uuid, provider: &str) -> Result<u64, DbError> {
+        let sql = self.sql("DELETE FROM external_identities WHERE user_id = ? AND provider = ?");
+        on_pool!(self, p => sqlx::query(sql).bind(user_id).bind(provider).execute(p).await.map(|r| r.rows_affected()))
+            .map_err(query_err)
     }
 }
 

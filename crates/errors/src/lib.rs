@@ -103,6 +103,7 @@ error_codes! {
     UpstreamUnavailable = (BAD_GATEWAY, "upstream_unavailable", "The upstream identity provider could not be reached or answered with something unusable"),
     UpstreamRefused = (FORBIDDEN, "upstream_refused", "The upstream identity provider did not sign the user in"),
     UpstreamInvalidResponse = (BAD_REQUEST, "upstream_invalid_response", "The answer from the upstream identity provider failed validation"),
+    LastWayIn = (CONFLICT, "last_way_in", "The account's last way to sign in cannot be removed"),
 }
 
 /// An error answered as `application/problem+json`.

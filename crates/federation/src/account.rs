@@ -228,3 +228,27 @@ pub async fn sign_in(
     };
     Ok(Accepted::SecondFactor { user, owed })
 }
+
+/// Unlinks `user`'s identities at `provider`, unless the account would be left without a
+/// way in (no password and no identity at another provider): 409 `last_way_in`.
+pub async fn unlink(db: &TenantDb, user: uuid::Uuid, provider: &str) -> Result<(), ApiError> {
+    let identities = db.identities_of(user).await?;
+    if !identities.iter().any(|i| i.provider == provider) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no identity of this account at that provider",
+        ));
+    }
+    let another_identity = identities.iter().any(|i| i.provider != provider);
+    if !another_identity && db.password(user).await?.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::LastWayIn,
+            "this is the account's only way to sign in: set a password or link another provider first",
+        ));
+    }
+    db.unlink_identities(user, provider).await?;
+    let event = Event::by_user("identity_unlinked", Outcome::Success, user)
+        .with_details(serde_json::json!({ "provider": provider }));
+    events::record(db, event).await;
+    Ok(())
+}

@@ -72,6 +72,7 @@ fn build() -> OpenApi {
         routes::admin_clients::Doc::openapi(),
         routes::admin_email::Doc::openapi(),
         routes::admin_keys::Doc::openapi(),
+        routes::admin_providers::Doc::openapi(),
         routes::admin_roles::Doc::openapi(),
         routes::admin_scopes::Doc::openapi(),
         routes::admin_sessions::Doc::openapi(),

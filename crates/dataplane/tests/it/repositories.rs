@@ -203,6 +203,10 @@ async fn users(fx: &Fixture) {
     );
     assert_eq!(db.identity("google", "sub-1").await.unwrap().unwrap().user_id, user.id);
     assert_eq!(db.identities_of(user.id).await.unwrap().len(), 1);
+    assert_eq!(db.unlink_identities(user.id, "github").await.unwrap(), 0);
+    assert_eq!(db.unlink_identities(user.id, "google").await.unwrap(), 1);
+    assert!(db.identities_of(user.id).await.unwrap().is_empty());
+    assert!(db.identity("google", "sub-1").await.unwrap().is_none());
 
     let second = db.create_user(new_user("bob@example.com"), &f).await.unwrap();
     let page = db.list_users(None, 1, &f).await.unwrap();

@@ -52,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::admin_admins::router())
         .merge(super::admin_api_keys::router())
         .merge(super::admin_keys::router())
+        .merge(super::admin_providers::router())
         .merge(super::admin_clients::router())
         .merge(super::admin_users::router())
         .merge(super::admin_scopes::router())

@@ -10,6 +10,7 @@ pub mod admin_auth;
 pub mod admin_clients;
 pub mod admin_email;
 pub mod admin_keys;
+pub mod admin_providers;
 pub mod admin_roles;
 pub mod admin_scopes;
 pub mod admin_sessions;

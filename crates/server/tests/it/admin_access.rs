@@ -38,6 +38,9 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/tenants/{slug}/keys"),
     ("POST", "/v1/admin/tenants/{slug}/keys/rotate"),
     ("POST", "/v1/admin/tenants/{slug}/keys/{kid}/retire"),
+    ("POST", "/v1/admin/tenants/{slug}/providers/{id}/test"),
+    ("GET", "/v1/admin/tenants/{slug}/identities/{provider}/{subject}"),
+    ("GET", "/v1/admin/tenants/{slug}/users/{id}/identities"),
     ("GET", "/v1/admin/tenants/{slug}/clients"),
     ("POST", "/v1/admin/tenants/{slug}/clients"),
     ("GET", "/v1/admin/tenants/{slug}/clients/{client_id}"),
@@ -89,6 +92,7 @@ const ROUTE_SOURCES: &[&str] = &[
     include_str!("../../src/routes/admin_clients.rs"),
     include_str!("../../src/routes/admin_email.rs"),
     include_str!("../../src/routes/admin_keys.rs"),
+    include_str!("../../src/routes/admin_providers.rs"),
     include_str!("../../src/routes/admin_roles.rs"),
     include_str!("../../src/routes/admin_scopes.rs"),
     include_str!("../../src/routes/admin_sessions.rs"),
@@ -119,6 +123,8 @@ fn concrete(path: &str, slug: &str, key_id: &str) -> String {
         .replace("{kid}", "x")
         .replace("{sid}", "x")
         .replace("{family}", "x")
+        .replace("{provider}", "x")
+        .replace("{subject}", "x")
 }
 
 async fn call(server: &TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

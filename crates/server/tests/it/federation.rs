@@ -289,6 +289,62 @@ async fn a_first_upstream_sign_in_creates_the_account_and_tokens_say_how_it_sign
     assert_eq!(raw["sub"], user.id.to_string());
     assert_eq!(user.family_name.as_deref(), Some("Lovelace"));
 
+    // The account lists its identity, and cannot drop it: it has no password.
+    let bearer = tokens.access_token().secret().clone();
+    let (status, listed) = me(&server, &bearer, Method::GET, "/v1/auth/me/identities").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["identities"][0]["provider"], "up");
+    assert_eq!(listed["identities"][0]["email"], "ada@example.com");
+    let (status, refused) = me(&server, &bearer, Method::DELETE, "/v1/auth/me/identities/up").await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("last_way_in")),
+        "{refused}"
+    );
+    let (status, _) = me(&server, &bearer, Method::DELETE, "/v1/auth/me/identities/nope").await;
+    assert_eq!(status, 404);
+
+    // The admin finds the account by its upstream identity, and tests the provider live.
+    let subject = listed["identities"][0]["subject"].as_str().unwrap().to_owned();
+    let (status, found) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/tenants/rp/identities/up/{subject}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, found["user_id"].as_str()),
+        (200, Some(user.id.to_string().as_str())),
+        "{found}"
+    );
+    let (status, _) = server
+        .admin(Method::GET, "/v1/admin/tenants/rp/identities/up/someone-else", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, listed) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/tenants/rp/users/{}/identities", user.id),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, listed["identities"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{listed}"
+    );
+    let (status, tested) = server
+        .admin(Method::POST, "/v1/admin/tenants/rp/providers/up/test", None)
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["upstream"]["issuer"], format!("{}/t/up", server.base));
+    assert_eq!(tested["upstream"]["iss_parameter_supported"], true);
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants/rp/providers/nope/test", None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("upstream_unknown")));
+
     // The callback URL once more, with the cookie as it was: the state is spent.
     tabs.rp.cookies.insert("tenantry_upstream".into(), at.cookie.clone());
     let (status, _, page) = tabs.get(&at.callback).await;
@@ -430,7 +486,7 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
     assert_eq!(status, 201, "{body}");
     let user = rp_user(&server).await;
     let client = rp_client(&server).await;
-    let (auth_url, _, _) = authorization(&client);
+    let (auth_url, verifier, _) = authorization(&client);
     let mut tabs = Tabs::new();
     let at = through_upstream(&mut tabs, &auth_url).await;
 
@@ -482,6 +538,17 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
         .unwrap();
     assert_eq!(identities.len(), 1);
     assert_eq!(identities[0].provider, "up");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(
+            query_param(&headers["location"], "code").unwrap(),
+        ))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let amr = payload(tokens.access_token().secret())["amr"].clone();
+    assert_eq!(amr, json!(["pwd"]), "this session was opened by the password");
 
     // From now on the upstream alone signs in to that account.
     let (auth_url, _, _) = authorization(&client);
@@ -490,6 +557,33 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
     let (status, headers, body) = tabs.get(&at.callback).await;
     assert_eq!(status, 303, "{body}");
     assert!(headers["location"].starts_with(REDIRECT));
+
+    // With a password, the account may drop the link; the next upstream sign-in asks again.
+    let bearer = tokens.access_token().secret().clone();
+    let (status, body) = me(&server, &bearer, Method::DELETE, "/v1/auth/me/identities/up").await;
+    assert_eq!(status, 204, "{body}");
+    let db = server.ctx("rp").db().await.unwrap();
+    assert!(db.identities_of(user.id).await.unwrap().is_empty());
+    let (auth_url, _, _) = authorization(&client);
+    let mut tabs = Tabs::new();
+    let at = through_upstream(&mut tabs, &auth_url).await;
+    let (status, _, page) = tabs.get(&at.callback).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("role=\"status\""), "{page}");
+}
+
+/// A call to the headless API of the relying tenant with a user's access token.
+async fn me(server: &TestServer, bearer: &str, method: Method, path: &str) -> (u16, Value) {
+    let response = server
+        .http
+        .request(method, format!("{}{path}", server.base))
+        .bearer_auth(bearer)
+        .header("X-Tenant-Slug", "rp")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -553,6 +647,18 @@ async fn an_upstream_on_a_private_address_is_refused_by_default() {
     assert!(
         page.contains("upstream_unavailable") && page.contains("allow_private_networks"),
         "{page}"
+    );
+    let (status, body) = server
+        .admin(Method::POST, "/v1/admin/tenants/rp/providers/up/test", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("upstream_unavailable")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("allow_private_networks"),
+        "{body}"
     );
 
     // An unknown provider, and a start without the login form's CSRF token.

@@ -132,6 +132,12 @@ pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
 
+/// The upstream identities linked to the caller's account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityList {
+    pub identities: Vec<tenantry_dataplane::model::ExternalIdentity>,
+}
+
 /// Recovery codes, shown this once; each stands in for a TOTP code once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodes {

@@ -63,6 +63,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
         .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
+        .route("/v1/auth/me/identities", get(identities))
+        .route("/v1/auth/me/identities/{provider}", delete(unlink_identity))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -86,6 +88,8 @@ pub fn router() -> Router<AppState> {
     totp_disable,
     totp_confirm,
     recovery_codes,
+    identities,
+    unlink_identity,
 ))]
 pub struct Doc;
 
@@ -671,6 +675,30 @@ async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<Status
         tenantry_oidc::tokens::sid(&s.id_hash) == id
     })
     .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The upstream identities (federation) linked to the caller's account.
+#[utoipa::path(get, path = "/v1/auth/me/identities", tag = "auth",
+    security(("user_access_token" = [])),
+    responses((status = 200, body = IdentityList)))]
+async fn identities(caller: Caller) -> Result<Json<IdentityList>, ApiError> {
+    use tenantry_dataplane::UserRepository;
+    let identities = caller.db.identities_of(caller.user.id).await?;
+    Ok(Json(IdentityList { identities }))
+}
+
+/// Unlinks the caller's identity at an upstream provider. The account must keep a way in:
+/// without a password and any other linked identity, the last one stays (409
+/// `last_way_in`).
+#[utoipa::path(delete, path = "/v1/auth/me/identities/{provider}", tag = "auth",
+    security(("user_access_token" = [])),
+    params(("provider" = String, Path, description = "The provider's id in the tenant's settings")),
+    responses((status = 204, description = "Unlinked"),
+        (status = 404, description = "No identity of the caller at this provider"),
+        (status = 409, description = "`last_way_in`: it is the account's only way to sign in")))]
+async fn unlink_identity(caller: Caller, Path(provider): Path<String>) -> Result<StatusCode, ApiError> {
+    tenantry_federation::account::unlink(&caller.db, caller.user.id, &provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
