@@ -250,6 +250,17 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
             continue_after_login(&state, &ctx, client, interaction, &session, &user, request.prompt.none).await
         }
         None if request.prompt.none => back.error("login_required", "the user is not signed in"),
+        // The client names the upstream provider to sign in with: straight there.
+        None if params.get("idp_hint").is_some() => {
+            let hint = params.get("idp_hint").unwrap_or_default();
+            match upstream::provider(&ctx, hint) {
+                Ok(provider) => {
+                    let sealed = seal(&state, &ctx, &interaction);
+                    upstream::go_upstream(&state, &ctx, provider, sealed, lang).await
+                }
+                Err(e) => back.error("invalid_request", &e.detail),
+            }
+        }
         None => {
             let email = interaction.login_hint.clone().unwrap_or_default();
             login_page(&state, &ctx, &interaction, &client.name, &email, None, None)

@@ -190,8 +190,14 @@ async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
     );
     assert!(query_param(&upstream_authorize, "nonce").is_some());
     let cookie = tabs.rp.cookies["tenantry_upstream"].clone();
+    let callback = upstream_login(tabs, &upstream_authorize).await;
+    AtCallback { callback, cookie }
+}
 
-    let (status, _, page) = tabs.get(&upstream_authorize).await;
+/// Ada's login at the upstream's hosted page; answers the callback URL it sends the
+/// browser to.
+async fn upstream_login(tabs: &mut Tabs, upstream_authorize: &str) -> String {
+    let (status, _, page) = tabs.get(upstream_authorize).await;
     assert_eq!(status, 200, "{page}");
     let form = [
         ("interaction", hidden(&page, "interaction")),
@@ -205,7 +211,7 @@ async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
     assert_eq!(status, 303, "{body}");
     let callback = headers["location"].clone();
     assert!(callback.contains("/t/rp/federation/callback?"), "{callback}");
-    AtCallback { callback, cookie }
+    callback
 }
 
 /// The relying tenant's authorization URL for the SPA, with its PKCE verifier and nonce.
@@ -680,4 +686,84 @@ async fn an_upstream_on_a_private_address_is_refused_by_default() {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_spa_starts_through_the_api_and_its_code_comes_back_to_it() {
+    let server = setup(Some(ALLOW_LOOPBACK), json!({}), json!({})).await;
+    let client = rp_client(&server).await;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let start = |body: Value| {
+        let request = server
+            .http
+            .post(format!("{}/v1/auth/upstream/start", server.base))
+            .header("X-Tenant-Slug", "rp")
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let request = json!({"provider": "up", "client_id": "demo-spa", "redirect_uri": REDIRECT,
+        "scope": "email profile", "state": "spa-state", "nonce": "spa-nonce",
+        "code_challenge": challenge.as_str(), "code_challenge_method": "S256"});
+    let (status, started) = start(request.clone()).await;
+    assert_eq!(status, 200, "{started}");
+    let url = started["authorization_url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/t/rp/authorize?", server.base)), "{url}");
+
+    // The tenant's authorization URL goes straight on to the provider.
+    let mut tabs = Tabs::new();
+    let (status, headers, body) = tabs.get(&url).await;
+    assert_eq!(status, 303, "{body}");
+    let upstream_authorize = headers["location"].clone();
+    assert!(upstream_authorize.contains("/t/up/authorize?"), "{upstream_authorize}");
+    let callback = upstream_login(&mut tabs, &upstream_authorize).await;
+    let (status, headers, body) = tabs.get(&callback).await;
+    assert_eq!(status, 303, "{body}");
+    let location = headers["location"].clone();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(query_param(&location, "state").as_deref(), Some("spa-state"));
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(query_param(&location, "code").unwrap()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let nonce = Nonce::new("spa-nonce".into());
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&client.id_token_verifier(), &nonce)
+        .unwrap();
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
+
+    // Refused up front, as problems: an unknown provider, an unregistered redirect URI, a
+    // request without PKCE S256.
+    let mut unknown = request.clone();
+    unknown["provider"] = json!("nope");
+    let (status, body) = start(unknown).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("upstream_unknown")),
+        "{body}"
+    );
+    let mut elsewhere = request.clone();
+    elsewhere["redirect_uri"] = json!("https://evil.example/callback");
+    let (status, body) = start(elsewhere).await;
+    assert_eq!(status, 400, "{body}");
+    let mut plain = request.clone();
+    plain["code_challenge_method"] = json!("plain");
+    let (status, body) = start(plain).await;
+    assert_eq!(status, 400, "{body}");
+
+    // A hint naming no enabled provider goes back to the client as an error.
+    let hinted = url.replace("idp_hint=up", "idp_hint=nope");
+    let (status, headers, _) = Tabs::new().get(&hinted).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        query_param(&headers["location"], "error").as_deref(),
+        Some("invalid_request")
+    );
 }

@@ -70,7 +70,7 @@ fn open_started(state: &AppState, ctx: &TenantContext, sealed: &str) -> Option<S
 }
 
 /// The enabled provider `id` of the tenant.
-fn provider<'a>(ctx: &'a TenantContext, id: &str) -> Result<&'a SocialProvider, ApiError> {
+pub(super) fn provider<'a>(ctx: &'a TenantContext, id: &str) -> Result<&'a SocialProvider, ApiError> {
     ctx.entry
         .tenant
         .settings
@@ -119,20 +119,33 @@ pub(super) async fn start(
         Ok(provider) => provider,
         Err(e) => return error_page(&ctx, lang, &e),
     };
-    let (url, pending) = match state.upstreams.begin(provider, &redirect_uri(&ctx)).await {
+    go_upstream(&state, &ctx, provider, form.interaction, lang).await
+}
+
+/// Sends the browser to `provider` for the interaction `sealed`, with what the callback
+/// will check in the sealed cookie: the login page's button, and an authorization
+/// request's `idp_hint`.
+pub(super) async fn go_upstream(
+    state: &AppState,
+    ctx: &TenantContext,
+    provider: &SocialProvider,
+    sealed: String,
+    lang: Language,
+) -> Response {
+    let (url, pending) = match state.upstreams.begin(provider, &redirect_uri(ctx)).await {
         Ok(begun) => begun,
         Err(e) => {
             tracing::warn!(provider = %provider.id, error = %e, "upstream sign-in could not start");
-            return error_page(&ctx, lang, &e.into());
+            return error_page(ctx, lang, &e.into());
         }
     };
     let started = Started {
         pending,
-        interaction: form.interaction,
+        interaction: sealed,
         expires_at: (Utc::now() + UPSTREAM_TTL).timestamp(),
     };
-    let sealed = seal_started(&state, &ctx, &started);
-    let cookie = cookie_header(&state, &ctx, UPSTREAM_COOKIE, &sealed, Some(UPSTREAM_TTL.num_seconds()));
+    let sealed = seal_started(state, ctx, &started);
+    let cookie = cookie_header(state, ctx, UPSTREAM_COOKIE, &sealed, Some(UPSTREAM_TTL.num_seconds()));
     let mut response = Redirect::to(url.as_str()).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
