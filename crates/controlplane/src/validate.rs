@@ -640,6 +640,62 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_provider_maps_claims_only_to_fields_that_exist() {
+        let mut s = TenantSettings::default();
+        s.custom_fields.push(CustomField {
+            name: "department".into(),
+            field_type: CustomFieldType::Text,
+            required: false,
+            unique: false,
+            indexed: false,
+            scope: None,
+        });
+        let mapping = [
+            ("given_name", "given_name"),
+            ("custom.department", "dept"),
+            ("custom.missing", "x"),
+            ("password", "x"),
+            ("name", ""),
+        ];
+        s.social_providers.push(SocialProvider {
+            id: "corp".into(),
+            kind: SocialProviderKind::Oidc,
+            display_name: Some("Corp".into()),
+            client_id: "c".into(),
+            client_secret: None,
+            issuer_url: Some("https://sso.corp.example".into()),
+            scopes: vec!["openid".into(), "bad scope".into()],
+            enabled: true,
+            icon_url: Some("javascript:alert(1)".into()),
+            link_verified_email: false,
+            trust_upstream_mfa: false,
+            claim_mapping: mapping.iter().map(|(f, c)| ((*f).into(), (*c).into())).collect(),
+        });
+        let errs = validate_settings(&s).unwrap_err();
+        let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        let base = "settings.social_providers[0]";
+        for bad in [
+            "claim_mapping.custom.missing",
+            "claim_mapping.password",
+            "claim_mapping.name",
+            "scopes",
+            "icon_url",
+        ] {
+            assert!(fields.contains(&format!("{base}.{bad}").as_str()), "{bad}: {fields:?}");
+        }
+        for good in [
+            "claim_mapping.given_name",
+            "claim_mapping.custom.department",
+            "issuer_url",
+        ] {
+            assert!(
+                !fields.contains(&format!("{base}.{good}").as_str()),
+                "{good}: {fields:?}"
+            );
+        }
+    }
+
+    #[test]
     fn default_settings_are_valid() {
         validate_settings(&TenantSettings::default()).unwrap();
     }

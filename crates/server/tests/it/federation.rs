@@ -249,7 +249,13 @@ fn payload(jwt: &str) -> Value {
 
 #[tokio::test]
 async fn a_first_upstream_sign_in_creates_the_account_and_tokens_say_how_it_signed_in() {
-    let server = setup(Some(ALLOW_LOOPBACK), json!({}), json!({})).await;
+    // The upstream's `tid` claim (its tenant) fills a custom field of the new account.
+    let server = setup(
+        Some(ALLOW_LOOPBACK),
+        json!({"custom_fields": [{"name": "department", "type": "text"}]}),
+        json!({"claim_mapping": {"custom.department": "tid"}}),
+    )
+    .await;
     let client = rp_client(&server).await;
     let (auth_url, verifier, nonce) = authorization(&client);
     let mut tabs = Tabs::new();
@@ -294,6 +300,7 @@ async fn a_first_upstream_sign_in_creates_the_account_and_tokens_say_how_it_sign
     let user = rp_user(&server).await;
     assert_eq!(raw["sub"], user.id.to_string());
     assert_eq!(user.family_name.as_deref(), Some("Lovelace"));
+    assert_eq!(user.custom.get("department"), Some(&json!("up")), "{:?}", user.custom);
 
     // The account lists its identity, and cannot drop it: it has no password.
     let bearer = tokens.access_token().secret().clone();
