@@ -38,6 +38,12 @@ const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 const REFETCH_AFTER: Duration = Duration::from_secs(60);
 /// Upstream issuers cached at once (a tenant admin names them, so the count is bounded).
 const MAX_CACHED: usize = 1024;
+/// After a failed discovery, sign-ins through that issuer fail at once for this long
+/// instead of each trying again (and holding a connection for up to the timeout).
+const FAILURE_BACKOFF: Duration = Duration::from_secs(15);
+/// Calls to upstreams in flight at once, over all tenants: what unauthenticated sign-in
+/// traffic can make the server open is capped.
+const MAX_IN_FLIGHT: usize = 32;
 /// How far an ID token's `iat` may be from our clock.
 const IAT_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 /// Google's issuer, the `google` preset's default.
@@ -124,6 +130,17 @@ struct Cached {
     fresh_until: Instant,
 }
 
+/// How fresh the metadata must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The cached copy while it is fresh.
+    Cached,
+    /// A signing key the cached JWKS lacks: fetch again unless the copy is very young.
+    NewKey,
+    /// Fetch now (the admin's test), whatever the cache or a recent failure says.
+    Live,
+}
+
 /// The installation's upstream client: one HTTP client under the outbound policy and the
 /// cache of upstream metadata, shared by every tenant (an issuer's documents are the same
 /// whoever asks).
@@ -131,6 +148,9 @@ pub struct Upstreams {
     policy: OutboundPolicy,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,
+    /// The last failed discovery per issuer: when, and why.
+    failures: Mutex<HashMap<String, (Instant, String)>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// An error of one outbound call, as `openidconnect` wants it (`std::error::Error`).
@@ -144,6 +164,8 @@ impl Upstreams {
             policy,
             http: policy.client(FETCH_TIMEOUT)?,
             cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
     }
 
@@ -168,6 +190,10 @@ impl Upstreams {
     ) -> Result<openidconnect::HttpResponse, FetchError> {
         let url = url::Url::parse(&request.uri().to_string()).map_err(|e| FetchError(e.to_string()))?;
         self.policy.check_url(&url).map_err(|e| FetchError(e.to_string()))?;
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| FetchError("too many calls to upstream providers are in flight; retry shortly".into()))?;
         let (parts, body) = request.into_parts();
         let mut response = self
             .http
@@ -200,24 +226,49 @@ impl Upstreams {
         builder.body(bytes).map_err(|e| FetchError(e.to_string()))
     }
 
-    /// The issuer's discovery document and JWKS, from the cache while fresh; `refresh`
-    /// fetches them again unless the cached copy is younger than [`REFETCH_AFTER`].
-    async fn metadata(&self, issuer: &str, refresh: bool) -> Result<Arc<Metadata>, UpstreamError> {
+    /// The issuer's discovery document and JWKS: see [`Want`]. A discovery that failed
+    /// less than [`FAILURE_BACKOFF`] ago fails again at once (except [`Want::Live`]).
+    async fn metadata(&self, issuer: &str, want: Want) -> Result<Arc<Metadata>, UpstreamError> {
         let now = Instant::now();
         if let Some(cached) = self.cache.lock().expect("cache lock").get(issuer) {
             let young = now.duration_since(cached.fetched) < REFETCH_AFTER;
-            if (!refresh && now < cached.fresh_until) || (refresh && young) {
-                return Ok(cached.metadata.clone());
+            match want {
+                Want::Cached if now < cached.fresh_until => return Ok(cached.metadata.clone()),
+                Want::NewKey if young => return Ok(cached.metadata.clone()),
+                _ => {}
             }
+        }
+        if want != Want::Live
+            && let Some((failed, why)) = self.failures.lock().expect("failures lock").get(issuer)
+            && now.duration_since(*failed) < FAILURE_BACKOFF
+        {
+            return Err(UpstreamError::Unreachable(format!(
+                "{why} (a few seconds ago; not tried again yet)"
+            )));
         }
         let issuer_url = url::Url::parse(issuer).map_err(|e| UpstreamError::BadAnswer(e.to_string()))?;
         self.policy.check_url(&issuer_url)?;
         let http = Fetcher::new(self);
         let issuer_id = IssuerUrl::new(issuer.to_owned()).map_err(|e| UpstreamError::BadAnswer(e.to_string()))?;
-        let metadata = Metadata::discover_async(issuer_id, &http).await.map_err(|e| match e {
+        let discovered = Metadata::discover_async(issuer_id, &http).await.map_err(|e| match e {
             openidconnect::DiscoveryError::Request(e) => UpstreamError::Unreachable(e.0),
             other => UpstreamError::BadAnswer(describe(&other)),
-        })?;
+        });
+        let mut failures = self.failures.lock().expect("failures lock");
+        let metadata = match discovered {
+            Ok(metadata) => {
+                failures.remove(issuer);
+                metadata
+            }
+            Err(e) => {
+                if failures.len() >= MAX_CACHED {
+                    failures.clear();
+                }
+                failures.insert(issuer.to_owned(), (Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        };
+        drop(failures);
         let metadata = Arc::new(metadata);
         let ttl = http.ttl.into_inner().expect("ttl lock").clamp(MIN_TTL, MAX_TTL);
         let mut cache = self.cache.lock().expect("cache lock");
@@ -242,7 +293,7 @@ impl Upstreams {
     /// wrong, or the issuer's endpoints.
     pub async fn probe(&self, provider: &SocialProvider) -> Result<serde_json::Value, UpstreamError> {
         let issuer = Self::issuer_of(provider)?;
-        let metadata = self.metadata(&issuer, true).await?;
+        let metadata = self.metadata(&issuer, Want::Live).await?;
         Ok(serde_json::json!({
             "issuer": metadata.issuer().as_str(),
             "authorization_endpoint": metadata.authorization_endpoint().as_str(),
@@ -259,7 +310,7 @@ impl Upstreams {
         redirect_uri: &str,
     ) -> Result<(url::Url, Pending), UpstreamError> {
         let issuer = Self::issuer_of(provider)?;
-        let metadata = self.metadata(&issuer, false).await?;
+        let metadata = self.metadata(&issuer, Want::Cached).await?;
         let redirect =
             RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| UpstreamError::BadAnswer(e.to_string()))?;
         let client =
@@ -310,7 +361,7 @@ impl Upstreams {
         if let Some(error) = callback.error {
             return Err(UpstreamError::Denied(printable(error, 64)));
         }
-        let metadata = self.metadata(&pending.issuer, false).await?;
+        let metadata = self.metadata(&pending.issuer, Want::Cached).await?;
         let iss_promised = metadata
             .additional_metadata()
             .authorization_response_iss_parameter_supported
@@ -378,7 +429,7 @@ impl Upstreams {
             Ok(subject) => subject,
             Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
                 // A rotated key: fetch the JWKS again (at most once a minute) and retry once.
-                let fresh = self.metadata(&pending.issuer, true).await?;
+                let fresh = self.metadata(&pending.issuer, Want::NewKey).await?;
                 verify(&fresh).map_err(|e| UpstreamError::Invalid(describe(&e)))?
             }
             Err(e) => return Err(UpstreamError::Invalid(describe(&e))),
@@ -560,11 +611,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_discovery_is_not_retried_at_once_but_a_live_test_retries() {
+        let upstreams = Upstreams::new(OutboundPolicy {
+            allow_private_networks: true,
+        })
+        .unwrap();
+        // Nothing listens on port 9 (discard) here: the connection is refused at once.
+        let issuer = "http://127.0.0.1:9";
+        let first = upstreams.metadata(issuer, Want::Cached).await;
+        assert!(matches!(first, Err(UpstreamError::Unreachable(_))), "{first:?}");
+        let again = upstreams.metadata(issuer, Want::Cached).await;
+        assert!(
+            matches!(&again, Err(UpstreamError::Unreachable(why)) if why.contains("not tried again")),
+            "{again:?}"
+        );
+        let live = upstreams.metadata(issuer, Want::Live).await;
+        assert!(
+            matches!(&live, Err(UpstreamError::Unreachable(why)) if !why.contains("not tried again")),
+            "{live:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_past_the_in_flight_cap_are_refused_without_connecting() {
+        let upstreams = Upstreams::new(OutboundPolicy {
+            allow_private_networks: true,
+        })
+        .unwrap();
+        let _all = upstreams.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.unwrap();
+        let refused = upstreams.metadata("http://127.0.0.1:9", Want::Live).await;
+        assert!(
+            matches!(&refused, Err(UpstreamError::Unreachable(why)) if why.contains("in flight")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_private_issuer_is_refused_before_any_call() {
         let upstreams = Upstreams::new(OutboundPolicy::default()).unwrap();
-        let refused = upstreams.metadata("http://127.0.0.1:9/", false).await;
+        let refused = upstreams.metadata("http://127.0.0.1:9/", Want::Cached).await;
         assert!(matches!(refused, Err(UpstreamError::Refused(_))), "{refused:?}");
-        let refused = upstreams.metadata("https://10.0.0.1/", false).await;
+        let refused = upstreams.metadata("https://10.0.0.1/", Want::Cached).await;
         assert!(matches!(refused, Err(UpstreamError::Refused(_))), "{refused:?}");
     }
 }
