@@ -115,6 +115,18 @@ keys! {
     LinkProveAccount = "link_prove_account",
     /// An upstream sign-in that could not be completed (the error page's message).
     UpstreamFailed = "upstream_failed",
+    /// The login page's button to the sign-up page.
+    CreateAccount = "create_account",
+    SignUpTitle = "sign_up_title",
+    GivenName = "given_name",
+    FamilyName = "family_name",
+    /// After a field's label.
+    Optional = "optional",
+    /// Under the password field: `{min}` is the tenant's minimum length.
+    PasswordHint = "password_hint",
+    SignUpButton = "sign_up_button",
+    /// The page after a sign-up whose email must be verified before signing in.
+    SignUpSentMessage = "sign_up_sent_message",
     // Mails: the units of a link's lifetime ("2 hours", "30 minutes").
     /// One hour.
     Hour = "hour",

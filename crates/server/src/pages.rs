@@ -7,6 +7,7 @@
 //! No page needs JavaScript; the form_post page submits itself with a nonce-allowed
 //! script and also shows a button.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,9 +23,10 @@ macro_rules! pages {
     };
 }
 
-const PAGES: [(&str, &str); 13] = pages![
+const PAGES: [(&str, &str); 14] = pages![
     "layout.html",
     "login.html",
+    "signup.html",
     "consent.html",
     "error.html",
     "form_post.html",
@@ -138,8 +140,40 @@ pub struct LoginForm<'a> {
     pub notice: Option<&'a str>,
     /// The forgot-password page's URL, when the tenant can send mail.
     pub forgot: Option<&'a str>,
+    /// The sign-up step's URL, when the tenant allows registration.
+    pub signup: Option<&'a str>,
     /// One button per enabled upstream identity provider.
     pub providers: Vec<ProviderButton>,
+}
+
+/// What the sign-up page shows.
+#[derive(Debug, Default)]
+pub struct SignUpForm<'a> {
+    pub client_name: &'a str,
+    pub action: &'a str,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+    /// The values to show again (`email`, `given_name`, `family_name`).
+    pub values: BTreeMap<&'static str, String>,
+    /// The tenant's custom fields, as inputs.
+    pub fields: Vec<SignUpField>,
+    /// The password policy's minimum length.
+    pub min_length: u32,
+    /// Why the last attempt failed, and the problems of its fields.
+    pub error: Option<&'a str>,
+    pub problems: Vec<String>,
+    pub providers: Vec<ProviderButton>,
+}
+
+/// One custom field of the sign-up form.
+#[derive(Debug, serde::Serialize)]
+pub struct SignUpField {
+    pub name: String,
+    pub label: String,
+    /// The input type: `text`, `number`, `date`, `datetime-local` or `checkbox`.
+    pub input: &'static str,
+    pub required: bool,
+    pub value: String,
 }
 
 /// An upstream identity provider's button on the login page: a form posting the
@@ -208,6 +242,7 @@ impl PageContext<'_> {
             error => form.error,
             notice => form.notice,
             forgot => form.forgot,
+            signup => form.signup,
             providers => form.providers,
         };
         let mut response = self.render("login.html", t.get(Key::SignIn), extra, None);
@@ -215,6 +250,35 @@ impl PageContext<'_> {
             *response.status_mut() = StatusCode::UNAUTHORIZED;
         }
         response
+    }
+
+    /// The sign-up form; with `form.error`, answered with `status`.
+    pub fn signup(&self, form: &SignUpForm<'_>, status: StatusCode) -> Response {
+        let t = texts(self.lang);
+        let password_hint = t.get(Key::PasswordHint).replace("{min}", &form.min_length.to_string());
+        let extra = context! {
+            client_name => form.client_name,
+            action => form.action,
+            interaction => form.interaction,
+            csrf => form.csrf,
+            values => form.values,
+            fields => form.fields,
+            min_length => form.min_length,
+            password_hint,
+            error => form.error,
+            problems => form.problems,
+            providers => form.providers,
+        };
+        let mut response = self.render("signup.html", t.get(Key::SignUpTitle), extra, None);
+        *response.status_mut() = status;
+        response
+    }
+
+    /// After a sign-up whose email must be verified before the account signs in.
+    pub fn signup_sent(&self) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { title => t.get(Key::ForgotSentTitle), message => t.get(Key::SignUpSentMessage) };
+        self.render("done.html", t.get(Key::ForgotSentTitle), extra, None)
     }
 
     pub fn consent(

@@ -33,6 +33,7 @@ use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
+mod signup;
 mod upstream;
 
 /// How long an interaction (authorize → login → consent) may take.
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/authorize", get(authorize_get).post(authorize_post))
         .route("/t/{slug}/login", post(login))
+        .route("/t/{slug}/signup", post(signup::signup))
         .route("/t/{slug}/consent", post(consent))
         .route("/t/{slug}/mfa", post(mfa_step))
         .route("/t/{slug}/continue", post(continue_step))
@@ -283,8 +285,31 @@ fn login_page(
     let sealed = seal(state, ctx, interaction);
     let forgot = forgot_link(ctx, interaction.lang);
     let login_action = action(ctx, "login");
-    let providers = ctx
+    let providers = provider_buttons(ctx);
+    let signup = ctx
         .entry
+        .tenant
+        .settings
+        .security
+        .registration_enabled
+        .then(|| action(ctx, "signup"));
+    page_context(ctx, interaction.lang).login(&pages::LoginForm {
+        client_name,
+        action: &login_action,
+        interaction: &sealed,
+        csrf: &interaction.csrf,
+        email,
+        error,
+        notice,
+        forgot: forgot.as_deref(),
+        signup: signup.as_deref(),
+        providers,
+    })
+}
+
+/// A button per enabled upstream identity provider of the tenant.
+fn provider_buttons(ctx: &TenantContext) -> Vec<pages::ProviderButton> {
+    ctx.entry
         .tenant
         .settings
         .social_providers
@@ -295,18 +320,7 @@ fn login_page(
             name: p.display_name.clone().unwrap_or_else(|| p.id.clone()),
             icon: p.icon_url.clone(),
         })
-        .collect();
-    page_context(ctx, interaction.lang).login(&pages::LoginForm {
-        client_name,
-        action: &login_action,
-        interaction: &sealed,
-        csrf: &interaction.csrf,
-        email,
-        error,
-        notice,
-        forgot: forgot.as_deref(),
-        providers,
-    })
+        .collect()
 }
 
 fn action(ctx: &TenantContext, step: &str) -> String {
@@ -392,20 +406,17 @@ async fn issue_code(
     }
 }
 
-#[derive(Deserialize)]
+/// The fields of a step's form (absent ones empty), and the whole form for steps that
+/// read more (the sign-up's custom fields).
 struct StepForm {
     interaction: String,
     csrf: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
-    #[serde(default)]
     decision: String,
-    #[serde(default)]
     code: String,
-    #[serde(default)]
     remember: bool,
+    params: Params,
 }
 
 /// Opens a step's form: its CSRF field must equal the CSRF cookie ([`CsrfForm`]), and the
@@ -419,7 +430,7 @@ fn open_step(
     let lang = ctx.entry.tenant.settings.language;
     let broken = || page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
     let CsrfForm(params) = form.map_err(|rejection| Box::new(rejection.respond(|_| broken())))?;
-    let form = step_form(&params).ok_or_else(|| Box::new(broken()))?;
+    let form = step_form(params).ok_or_else(|| Box::new(broken()))?;
     let interaction = unseal(state, ctx, &form.interaction).ok_or_else(|| Box::new(broken()))?;
     if !csrf::matches(&interaction.csrf, &form.csrf) {
         return Err(Box::new(broken()));
@@ -427,7 +438,7 @@ fn open_step(
     Ok((form, interaction))
 }
 
-fn step_form(params: &Params) -> Option<StepForm> {
+fn step_form(params: Params) -> Option<StepForm> {
     Some(StepForm {
         interaction: params.get("interaction")?.to_owned(),
         csrf: params.get("csrf")?.to_owned(),
@@ -436,6 +447,7 @@ fn step_form(params: &Params) -> Option<StepForm> {
         decision: params.get("decision").unwrap_or("").to_owned(),
         code: params.get("code").unwrap_or("").to_owned(),
         remember: params.get("remember") == Some("1"),
+        params,
     })
 }
 
@@ -503,17 +515,32 @@ async fn login(
         }
         Err(LoginError::Unavailable(e)) => return e.into_response(),
     };
+    after_first_factor(&state, &ctx, &db, &origin, client, interaction, accepted).await
+}
+
+/// After a first factor passed (a password, an upstream sign-in): a complete login opens
+/// the session (making a link the interaction left waiting) and goes on to consent and
+/// the code; an owed second factor shows its page.
+async fn after_first_factor(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &tenantry_dataplane::TenantDb,
+    origin: &SessionOrigin,
+    client: &Client,
+    interaction: Interaction,
+    accepted: Accepted,
+) -> Response {
     let (user, owed) = match accepted {
         Accepted::Complete(authentication) => {
-            if let Err(e) = link_pending(&db, &interaction, authentication.user.id).await {
+            if let Err(e) = link_pending(db, &interaction, authentication.user.id).await {
                 return e.into_response();
             }
-            let (session, cookie) = match start_session(&state, &ctx, &db, &origin, &authentication).await {
+            let (session, cookie) = match start_session(state, ctx, db, origin, &authentication).await {
                 Ok(started) => started,
                 Err(e) => return e.into_response(),
             };
             let user = &authentication.user;
-            let mut response = continue_after_login(&state, &ctx, client, interaction, &session, user, false).await;
+            let mut response = continue_after_login(state, ctx, client, interaction, &session, user, false).await;
             response.headers_mut().append(header::SET_COOKIE, cookie);
             return response;
         }
@@ -525,13 +552,13 @@ async fn login(
     };
     let mut pending = interaction;
     pending.mfa_user = Some(user.id);
-    let sealed = seal(&state, &ctx, &pending);
-    page_context(&ctx, lang).mfa(
-        &action(&ctx, "mfa"),
+    let sealed = seal(state, ctx, &pending);
+    page_context(ctx, pending.lang).mfa(
+        &action(ctx, "mfa"),
         &sealed,
         &pending.csrf,
         enrolment.as_ref(),
-        remember_days(&ctx),
+        remember_days(ctx),
         None,
     )
 }

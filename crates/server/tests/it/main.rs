@@ -30,5 +30,6 @@ mod oidc_flow;
 mod openapi;
 mod quotas;
 mod roles;
+mod signup;
 mod tenant_db;
 mod transfer;

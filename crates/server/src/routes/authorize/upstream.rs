@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
-use tenantry_accounts::login::{Accepted, SecondFactor};
 use tenantry_controlplane::model::{Language, SocialProvider};
 use tenantry_crypto::{SealContext, hash_token};
 use tenantry_dataplane::TokenRepository;
@@ -25,10 +24,7 @@ use tenantry_federation::{Callback, Pending};
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
-use super::{
-    PendingLink, action, continue_after_login, login_page, open_step, page_context, remember_days, seal, start_session,
-    unseal,
-};
+use super::{PendingLink, action, after_first_factor, login_page, open_step, page_context, unseal};
 use crate::error::{ApiError, ErrorCode};
 use crate::pages;
 use crate::state::AppState;
@@ -269,35 +265,12 @@ async fn finish(
     };
     let device = cookie(headers, DEVICE_COOKIE);
     let accepted = account::sign_in(&state.accounts, ctx, &db, user, provider, &identity, device.as_deref()).await;
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) => return error_page(ctx, lang, &e),
+    };
     let mut interaction = interaction;
-    match accepted {
-        Ok(Accepted::Complete(authentication)) => {
-            let (session, cookie) = match start_session(state, ctx, &db, origin, &authentication).await {
-                Ok(started) => started,
-                Err(e) => return e.into_response(),
-            };
-            let mut response =
-                continue_after_login(state, ctx, client, interaction, &session, &authentication.user, false).await;
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-            response
-        }
-        Ok(Accepted::SecondFactor { user, owed }) => {
-            let enrolment = match owed {
-                SecondFactor::Challenge => None,
-                SecondFactor::Enrol(enrolment) => Some(enrolment),
-            };
-            interaction.mfa_user = Some(user.id);
-            interaction.upstream = Some(provider.id.clone());
-            let sealed = seal(state, ctx, &interaction);
-            page_context(ctx, lang).mfa(
-                &action(ctx, "mfa"),
-                &sealed,
-                &interaction.csrf,
-                enrolment.as_ref(),
-                remember_days(ctx),
-                None,
-            )
-        }
-        Err(e) => error_page(ctx, lang, &e),
-    }
+    // What the second-factor step records as the first factor, if one is owed.
+    interaction.upstream = Some(provider.id.clone());
+    after_first_factor(state, ctx, &db, origin, client, interaction, accepted).await
 }
