@@ -774,3 +774,146 @@ async fn an_spa_starts_through_the_api_and_its_code_comes_back_to_it() {
         Some("invalid_request")
     );
 }
+
+/// The upstream is node-oidc-provider (the OpenID-certified Node implementation, npm
+/// `oidc-provider` pinned in `e2e/`), started on a loopback port with its development
+/// login and consent pages. Runs where the Node test tools are set up
+/// (`TENANTRY_TEST_BROWSER=1`, which `.ci/run` sets after `npm ci --prefix e2e`).
+#[tokio::test]
+async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
+    if tenantry_testkit::configured(tenantry_testkit::Service::Browser).is_none() {
+        return;
+    }
+    const SECRET: &str = "a client secret for node-oidc-provider";
+    let server = start_with_config(Some(ALLOW_LOOPBACK)).await;
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut op = tokio::process::Command::new("node")
+        .arg("e2e/oidc-provider.mjs")
+        .current_dir(&workspace)
+        .env("OP_CLIENT_ID", "tenantry")
+        .env("OP_CLIENT_SECRET", SECRET)
+        .env("OP_REDIRECT_URI", format!("{}/t/rp/federation/callback", server.base))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (the Node test tools are configured)");
+    let stdout = op.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("node-oidc-provider starts within 30 s")
+        .unwrap()
+        .expect("node-oidc-provider prints its issuer");
+    let issuer = line.strip_prefix("issuer ").expect("`issuer <url>`").to_owned();
+
+    let settings = json!({"security": {"registration_enabled": true}, "social_providers": [{
+        "id": "op", "kind": "oidc", "display_name": "Node OP", "client_id": "tenantry",
+        "client_secret": SECRET, "issuer_url": issuer, "scopes": ["openid", "email", "profile"]}]});
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": "rp", "settings": settings})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/rp/clients",
+            Some(crate::common::postgres::spa_client(&["openid", "profile", "email"])),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, tested) = server
+        .admin(Method::POST, "/v1/admin/tenants/rp/providers/op/test", None)
+        .await;
+    assert_eq!(
+        (status, tested["upstream"]["issuer"].as_str()),
+        (200, Some(issuer.as_str())),
+        "{tested}"
+    );
+
+    let client = rp_client(&server).await;
+    let (auth_url, verifier, nonce) = authorization(&client);
+    let mut rp = Browser::new();
+    let (status, _, page) = rp.send(Method::GET, &auth_url, None).await;
+    assert_eq!(status, 200, "{page}");
+    let start = actions(&page)
+        .into_iter()
+        .find(|a| a.ends_with("/federation/op/start"))
+        .expect("the provider's button");
+    let (interaction, csrf) = (hidden(&page, "interaction"), hidden(&page, "csrf"));
+    let (status, headers, body) = rp
+        .send(
+            Method::POST,
+            &start,
+            Some(&[("interaction", &interaction), ("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+
+    // At the provider: follow its redirects, sign in on its login page and continue on
+    // its consent page, until it sends the browser back to the relying tenant.
+    let mut op_browser = Browser::new();
+    let mut next = headers["location"].clone();
+    let mut steps = 0;
+    while !next.starts_with(&server.base) {
+        steps += 1;
+        assert!(steps < 12, "the provider's pages lead back within a few steps");
+        let url = if next.starts_with('/') {
+            format!("{issuer}{next}")
+        } else {
+            next.clone()
+        };
+        let (status, headers, page) = op_browser.send(Method::GET, &url, None).await;
+        if (300..400).contains(&status) {
+            next = headers["location"].clone();
+            continue;
+        }
+        assert_eq!(status, 200, "{page}");
+        let action = actions(&page)
+            .into_iter()
+            .next()
+            .expect("a form on the provider's page");
+        let form: Vec<(&str, &str)> = if page.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", "opal"), ("password", "any")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        let (status, headers, page) = op_browser.send(Method::POST, &action, Some(&form)).await;
+        assert!((300..400).contains(&status), "{status} {page}");
+        next = headers["location"].clone();
+    }
+    assert!(next.contains("/t/rp/federation/callback?"), "{next}");
+    assert!(
+        query_param(&next, "iss").as_deref() == Some(issuer.as_str()),
+        "RFC 9207 iss: {next}"
+    );
+
+    let (status, headers, body) = rp.send(Method::GET, &next, None).await;
+    assert_eq!(status, 303, "{body}");
+    let location = headers["location"].clone();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(query_param(&location, "code").unwrap()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    id_token.claims(&client.id_token_verifier(), &nonce).unwrap();
+    let raw = payload(&id_token.to_string());
+    assert_eq!(raw["idp"], "op");
+    assert_eq!(raw["amr"], json!(["fed"]));
+    assert_eq!(raw["email"], "opal@op.example");
+    assert_eq!(raw["given_name"], "Opal");
+    let ctx = server.ctx("rp");
+    let db = ctx.db().await.unwrap();
+    assert_eq!(
+        db.identity("op", "opal").await.unwrap().map(|i| i.provider),
+        Some("op".to_owned())
+    );
+}
