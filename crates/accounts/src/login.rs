@@ -13,8 +13,9 @@
 //!
 //! A completed login — the password alone, or the password and then
 //! [`second_factor_step`] — is one [`Authentication`] (the user, `amr`, `acr` and the
-//! [`Method`]), which [`start_session`] opens the session for. Passkeys and upstream
-//! federation will produce the same value.
+//! [`Method`]), which [`start_session`] opens the session for. What a login owes after
+//! its first factor — a password here, an upstream sign-in in `tenantry-federation` — is
+//! decided once, by [`after_first_factor`].
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -392,21 +393,71 @@ pub async fn password_login(
         login_failed(db, Some(user.id), email, "email_not_verified").await;
         return Err(LoginError::EmailNotVerified);
     }
+    after_first_factor(accounts, ctx, db, user, FirstFactor::Password, totp_enrolled, device)
+        .await
+        .map_err(LoginError::from)
+}
+
+/// The first factor a login passed.
+#[derive(Debug, Clone, Copy)]
+pub enum FirstFactor<'a> {
+    Password,
+    /// A sign-in at the upstream `provider`; `mfa`: the tenant trusts the upstream's word
+    /// that it did multi-factor authentication (which then counts as the second factor).
+    Upstream {
+        provider: &'a str,
+        mfa: bool,
+    },
+}
+
+/// What a login owes once its first factor passed — the one decision for every first
+/// factor ([`decide_second_factor`]: an enrolled authenticator unless this `device` is
+/// trusted, an enrolment where the tenant requires one), recorded as the `login` event,
+/// and the enrolment started when one is owed.
+pub async fn after_first_factor(
+    accounts: &Accounts,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: User,
+    first: FirstFactor<'_>,
+    totp_enrolled: bool,
+    device: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    let policy = &ctx.entry.tenant.settings.security;
     let remembered = match device {
         Some(token) if policy.mfa_remember_device_days > 0 => crate::mfa::device_trusted(db, user.id, token).await?,
         _ => false,
     };
-    let owed = decide_second_factor(totp_enrolled, remembered, policy.mfa_required);
+    let upstream_mfa = matches!(first, FirstFactor::Upstream { mfa: true, .. });
+    let owed = match decide_second_factor(totp_enrolled, remembered || upstream_mfa, policy.mfa_required) {
+        // A tenant that requires a second factor takes a trusted upstream's as one.
+        Owed::Enrol if upstream_mfa => Owed::None,
+        owed => owed,
+    };
     let step = match owed {
         Owed::None => "complete",
         Owed::Challenge => "second_factor_required",
         Owed::Enrol => "second_factor_enrolment_required",
     };
-    let passed = events::Event::by_user("login", Outcome::Success, user.id)
-        .with_details(serde_json::json!({ "method": "password", "step": step, "remembered_device": remembered }));
+    let mut details = serde_json::json!({ "step": step, "remembered_device": remembered });
+    match first {
+        FirstFactor::Password => details["method"] = "password".into(),
+        FirstFactor::Upstream { provider, mfa } => {
+            details["method"] = "upstream".into();
+            details["provider"] = provider.into();
+            details["upstream_mfa"] = mfa.into();
+        }
+    }
+    let passed = events::Event::by_user("login", Outcome::Success, user.id).with_details(details);
     events::record(db, passed).await;
     let owed = match owed {
-        Owed::None => return Ok(Accepted::Complete(Authentication::new(user, Method::Password))),
+        Owed::None => {
+            let authentication = match first {
+                FirstFactor::Password => Authentication::new(user, Method::Password),
+                FirstFactor::Upstream { provider, mfa } => Authentication::upstream(user, provider, mfa, false),
+            };
+            return Ok(Accepted::Complete(authentication));
+        }
         Owed::Challenge => SecondFactor::Challenge,
         Owed::Enrol => SecondFactor::Enrol(
             crate::mfa::enrol(

@@ -11,8 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod providers;
 mod quotas;
 
+pub use providers::{MAPPABLE_PROFILE_FIELDS, SocialProvider, SocialProviderKind};
 pub use quotas::{ClientQuotas, Quotas, TenantQuotas};
 
 /// A secret sealed by the secretbox (`tsb1.<kid>.<payload>`). Never plaintext.
@@ -345,69 +347,6 @@ impl Default for ConsentPolicy {
             remember_secs: 0,
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SocialProvider {
-    /// Stable id inside the tenant, e.g. `google`.
-    pub id: String,
-    pub kind: SocialProviderKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    pub client_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<SealedSecret>,
-    /// Issuer URL for generic OIDC providers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// The image on the provider's button of the hosted pages (an http(s) URL).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icon_url: Option<String>,
-    /// An upstream identity seen for the first time whose email the upstream asserts as
-    /// verified is linked to the account with that address without asking for the
-    /// account's password. Off: the user proves the existing account first.
-    #[serde(default)]
-    pub link_verified_email: bool,
-    /// The tenant's second factor is not asked again when the upstream's ID token says it
-    /// did multi-factor authentication (`amr` holds `mfa`).
-    #[serde(default)]
-    pub trust_upstream_mfa: bool,
-    /// Profile and custom fields filled from the upstream's claims when an account is
-    /// created at its first sign-in: field (`given_name`, `family_name`, `name`,
-    /// `picture`, `locale`, `phone_number`, `username`, or `custom.<field>`) → claim name.
-    /// Without an entry, the standard profile claims fill their own fields.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub claim_mapping: BTreeMap<String, String>,
-}
-
-/// The account fields an upstream claim can fill ([`SocialProvider::claim_mapping`]),
-/// besides `custom.<field>`.
-pub const MAPPABLE_PROFILE_FIELDS: &[&str] = &[
-    "given_name",
-    "family_name",
-    "name",
-    "picture",
-    "locale",
-    "phone_number",
-    "username",
-];
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SocialProviderKind {
-    Google,
-    Github,
-    Microsoft,
-    Oidc,
 }
 
 /// A tenant-declared user attribute, stored as a real column of the users table.

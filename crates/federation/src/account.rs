@@ -12,7 +12,7 @@
 use serde_json::Value;
 use tenantry_accounts::Accounts;
 use tenantry_accounts::events::{self, Event};
-use tenantry_accounts::login::{Accepted, Authentication, Owed, SecondFactor, decide_second_factor};
+use tenantry_accounts::login::{Accepted, FirstFactor, after_first_factor};
 use tenantry_controlplane::model::SocialProvider;
 use tenantry_dataplane::model::{NewUser, User};
 use tenantry_dataplane::{DbError, MfaRepository, Outcome, TenantDb, UserRepository};
@@ -183,50 +183,12 @@ pub async fn sign_in(
             "the account's email address must be verified before it can sign in",
         ));
     }
-    let upstream_mfa = provider.trust_upstream_mfa && identity.amr.iter().any(|m| m == "mfa");
+    let first = FirstFactor::Upstream {
+        provider: &provider.id,
+        mfa: provider.trust_upstream_mfa && identity.amr.iter().any(|m| m == "mfa"),
+    };
     let totp_enrolled = db.totp(user.id).await?.is_some_and(|t| t.confirmed_at.is_some());
-    let remembered = match device {
-        Some(token) if policy.mfa_remember_device_days > 0 => {
-            tenantry_accounts::mfa::device_trusted(db, user.id, token).await?
-        }
-        _ => false,
-    };
-    let owed = match decide_second_factor(totp_enrolled, remembered || upstream_mfa, policy.mfa_required) {
-        // A tenant that requires a second factor takes the upstream's as one, if trusted.
-        Owed::Enrol if upstream_mfa => Owed::None,
-        owed => owed,
-    };
-    let step = match owed {
-        Owed::None => "complete",
-        Owed::Challenge => "second_factor_required",
-        Owed::Enrol => "second_factor_enrolment_required",
-    };
-    let passed = Event::by_user("login", Outcome::Success, user.id).with_details(serde_json::json!({
-        "method": "upstream",
-        "provider": provider.id,
-        "step": step,
-        "upstream_mfa": upstream_mfa,
-    }));
-    events::record(db, passed).await;
-    let owed = match owed {
-        Owed::None => {
-            let authentication = Authentication::upstream(user, &provider.id, upstream_mfa, false);
-            return Ok(Accepted::Complete(authentication));
-        }
-        Owed::Challenge => SecondFactor::Challenge,
-        Owed::Enrol => SecondFactor::Enrol(
-            tenantry_accounts::mfa::enrol(
-                &accounts.secrets,
-                db,
-                ctx.entry.tenant.id,
-                tenantry_accounts::mfa::issuer_name(ctx),
-                user.id,
-                &user.email,
-            )
-            .await?,
-        ),
-    };
-    Ok(Accepted::SecondFactor { user, owed })
+    after_first_factor(accounts, ctx, db, user, first, totp_enrolled, device).await
 }
 
 /// Unlinks `user`'s identities at `provider`, unless the account would be left without a

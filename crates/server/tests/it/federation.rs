@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_dataplane::UserRepository;
 
-use crate::common::browser::{Browser, hidden, query_param};
+use crate::common::browser::{Browser, form_actions, hidden, query_param};
 use crate::common::{TestServer, start_with_config};
 use crate::oidc_flow::http;
 
@@ -57,14 +57,6 @@ impl Tabs {
     }
 }
 
-/// Every form action of a page, in order.
-fn actions(html: &str) -> Vec<String> {
-    html.split("action=\"")
-        .skip(1)
-        .map(|rest| rest[..rest.find('"').unwrap()].replace("&#x2f;", "/"))
-        .collect()
-}
-
 /// The upstream tenant `up` with the user Ada and a confidential client for `rp`; the
 /// relying tenant `rp` with `rp_settings` merged over a provider pointing at `up`, and the
 /// SPA client. Answers the server.
@@ -103,22 +95,7 @@ async fn setup(config: Option<&str>, rp_settings: Value, provider: Value) -> Tes
     merge(&mut upstream, provider);
     let mut settings = json!({"security": {"registration_enabled": true}, "social_providers": [upstream]});
     merge(&mut settings, rp_settings);
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(json!({"slug": "rp", "settings": settings})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/rp/clients",
-            Some(crate::common::postgres::spa_client(&["openid", "profile", "email"])),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.tenant_with_spa("rp", settings).await;
     server
 }
 
@@ -173,7 +150,7 @@ async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
     let (status, _, page) = tabs.get(auth_url).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Continue with Upstream Co"), "a provider button: {page}");
-    let start = actions(&page)
+    let start = form_actions(&page)
         .into_iter()
         .find(|a| a.ends_with("/federation/up/start"))
         .expect("the provider's form");
@@ -206,7 +183,7 @@ async fn upstream_login(tabs: &mut Tabs, upstream_authorize: &str) -> String {
         ("password", "upstream password 1".to_owned()),
     ];
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let login = actions(&page)[0].clone();
+    let login = form_actions(&page)[0].clone();
     let (status, headers, body) = tabs.post(&login, &form).await;
     assert_eq!(status, 303, "{body}");
     let callback = headers["location"].clone();
@@ -229,6 +206,19 @@ fn authorization(client: &RpClient) -> (String, openidconnect::PkceCodeVerifier,
         .url();
     (url.to_string(), verifier, nonce)
 }
+
+/// The relying tenant's tokens for `code`, by the independent client.
+async fn exchange(client: &RpClient, code: String, verifier: openidconnect::PkceCodeVerifier) -> RpTokens {
+    client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap()
+}
+
+type RpTokens = openidconnect::core::CoreTokenResponse;
 
 /// Ada's account in the relying tenant.
 async fn rp_user(server: &TestServer) -> tenantry_dataplane::model::User {
@@ -270,13 +260,7 @@ async fn a_first_upstream_sign_in_creates_the_account_and_tokens_say_how_it_sign
         "the cookie is cleared"
     );
     let code = query_param(&location, "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&client, code, verifier).await;
     let id_token = tokens.id_token().unwrap();
     let claims = id_token.claims(&client.id_token_verifier(), &nonce).unwrap();
     let amr: Vec<String> = claims
@@ -374,13 +358,7 @@ async fn a_first_upstream_sign_in_creates_the_account_and_tokens_say_how_it_sign
     let (status, headers, _) = tabs.get(&at.callback).await;
     assert_eq!(status, 303);
     let code = query_param(&headers["location"], "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&client, code, verifier).await;
     let claims = tokens
         .id_token()
         .unwrap()
@@ -521,7 +499,7 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
             .unwrap()
             .is_empty()
     );
-    let login = actions(&page)[0].clone();
+    let login = form_actions(&page)[0].clone();
     let (interaction, csrf) = (hidden(&page, "interaction"), hidden(&page, "csrf"));
     let wrong = [
         ("interaction", interaction.as_str()),
@@ -551,15 +529,7 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
         .unwrap();
     assert_eq!(identities.len(), 1);
     assert_eq!(identities[0].provider, "up");
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(
-            query_param(&headers["location"], "code").unwrap(),
-        ))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&client, query_param(&headers["location"], "code").unwrap(), verifier).await;
     let amr = payload(tokens.access_token().secret())["amr"].clone();
     assert_eq!(amr, json!(["pwd"]), "this session was opened by the password");
 
@@ -644,7 +614,7 @@ async fn an_upstream_on_a_private_address_is_refused_by_default() {
     let (auth_url, _, _) = authorization(&client);
     let mut browser = Browser::new();
     let (_, _, page) = browser.send(Method::GET, &auth_url, None).await;
-    let start = actions(&page)
+    let start = form_actions(&page)
         .into_iter()
         .find(|a| a.ends_with("/federation/up/start"))
         .unwrap();
@@ -731,13 +701,7 @@ async fn an_spa_starts_through_the_api_and_its_code_comes_back_to_it() {
     let location = headers["location"].clone();
     assert!(location.starts_with(REDIRECT), "{location}");
     assert_eq!(query_param(&location, "state").as_deref(), Some("spa-state"));
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(query_param(&location, "code").unwrap()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&client, query_param(&location, "code").unwrap(), verifier).await;
     let nonce = Nonce::new("spa-nonce".into());
     let claims = tokens
         .id_token()
@@ -810,22 +774,7 @@ async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
     let settings = json!({"security": {"registration_enabled": true}, "social_providers": [{
         "id": "op", "kind": "oidc", "display_name": "Node OP", "client_id": "tenantry",
         "client_secret": SECRET, "issuer_url": issuer, "scopes": ["openid", "email", "profile"]}]});
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(json!({"slug": "rp", "settings": settings})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/rp/clients",
-            Some(crate::common::postgres::spa_client(&["openid", "profile", "email"])),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.tenant_with_spa("rp", settings).await;
     let (status, tested) = server
         .admin(Method::POST, "/v1/admin/tenants/rp/providers/op/test", None)
         .await;
@@ -840,7 +789,7 @@ async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
     let mut rp = Browser::new();
     let (status, _, page) = rp.send(Method::GET, &auth_url, None).await;
     assert_eq!(status, 200, "{page}");
-    let start = actions(&page)
+    let start = form_actions(&page)
         .into_iter()
         .find(|a| a.ends_with("/federation/op/start"))
         .expect("the provider's button");
@@ -873,7 +822,7 @@ async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
             continue;
         }
         assert_eq!(status, 200, "{page}");
-        let action = actions(&page)
+        let action = form_actions(&page)
             .into_iter()
             .next()
             .expect("a form on the provider's page");
@@ -896,13 +845,7 @@ async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
     assert_eq!(status, 303, "{body}");
     let location = headers["location"].clone();
     assert!(location.starts_with(REDIRECT), "{location}");
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(query_param(&location, "code").unwrap()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&client, query_param(&location, "code").unwrap(), verifier).await;
     let id_token = tokens.id_token().unwrap();
     id_token.claims(&client.id_token_verifier(), &nonce).unwrap();
     let raw = payload(&id_token.to_string());

@@ -10,37 +10,14 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_dataplane::UserRepository;
 
-use crate::common::browser::{Browser, hidden, query_param};
+use crate::common::browser::{Browser, form_actions, hidden, query_param};
 use crate::common::{TestServer, start};
 use crate::oidc_flow::http;
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 
 async fn shop(server: &TestServer, settings: Value) {
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants",
-            Some(json!({"slug": "shop", "settings": settings})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/shop/clients",
-            Some(crate::common::postgres::spa_client(&["openid", "profile", "email"])),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-}
-
-/// Every form action of a page, in order.
-fn actions(html: &str) -> Vec<String> {
-    html.split("action=\"")
-        .skip(1)
-        .map(|rest| rest[..rest.find('"').unwrap()].replace("&#x2f;", "/"))
-        .collect()
+    server.tenant_with_spa("shop", settings).await;
 }
 
 async fn count_users(server: &TestServer) -> i64 {
@@ -76,7 +53,10 @@ async fn a_visitor_creates_an_account_inside_the_flow_and_the_client_gets_a_code
     let (status, _, page) = browser.send(Method::GET, auth_url.as_str(), None).await;
     assert_eq!(status, 200);
     assert!(page.contains("Create an account"), "{page}");
-    let signup = actions(&page).into_iter().find(|a| a.ends_with("/signup")).unwrap();
+    let signup = form_actions(&page)
+        .into_iter()
+        .find(|a| a.ends_with("/signup"))
+        .unwrap();
     let (interaction, csrf) = (hidden(&page, "interaction"), hidden(&page, "csrf"));
     let (status, _, page) = browser
         .send(

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tenantry_accounts::mfa::Enrolment;
 use tenantry_controlplane::model::Client;
@@ -41,6 +41,7 @@ use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
 mod answers;
+mod upstream;
 
 pub use answers::*;
 
@@ -63,9 +64,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
         .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
-        .route("/v1/auth/upstream/start", post(upstream_start))
-        .route("/v1/auth/me/identities", get(identities))
-        .route("/v1/auth/me/identities/{provider}", delete(unlink_identity))
+        .route("/v1/auth/upstream/start", post(upstream::upstream_start))
+        .route("/v1/auth/me/identities", get(upstream::identities))
+        .route("/v1/auth/me/identities/{provider}", delete(upstream::unlink_identity))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -89,9 +90,9 @@ pub fn router() -> Router<AppState> {
     totp_disable,
     totp_confirm,
     recovery_codes,
-    upstream_start,
-    identities,
-    unlink_identity,
+    upstream::upstream_start,
+    upstream::identities,
+    upstream::unlink_identity,
 ))]
 pub struct Doc;
 
@@ -677,134 +678,6 @@ async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<Status
         tenantry_oidc::tokens::sid(&s.id_hash) == id
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// An SPA's sign-in through an upstream provider: its authorization request (code flow
-/// with PKCE) and the provider.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct UpstreamStartBody {
-    /// The provider's id in the tenant's settings.
-    provider: String,
-    client_id: String,
-    redirect_uri: String,
-    /// Space-separated; `openid` is added when missing.
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    nonce: Option<String>,
-    code_challenge: String,
-    /// Only `S256`.
-    code_challenge_method: String,
-    #[serde(default)]
-    ui_locales: Option<String>,
-}
-
-/// Where to send the browser.
-#[derive(Serialize, ToSchema)]
-struct UpstreamStart {
-    /// The tenant's authorization URL for this request with `idp_hint`: it goes straight
-    /// on to the provider, and the provider's answer comes back to the tenant, which
-    /// finishes into the normal code flow (a code at `redirect_uri`). The SPA never sees
-    /// the provider's tokens. The browser must open it as a top-level navigation, so the
-    /// sign-in is bound to it by a first-party cookie.
-    authorization_url: String,
-}
-
-/// Starts a sign-in through an upstream provider for an SPA: checks the authorization
-/// request and the provider up front (problem+json, not a redirect), and answers the URL
-/// to navigate to.
-#[utoipa::path(post, path = "/v1/auth/upstream/start", tag = "auth",
-    request_body = UpstreamStartBody,
-    responses((status = 200, body = UpstreamStart),
-        (status = 400, description = "The authorization request is refused (`invalid_request`, `invalid_client`, `invalid_scope`)"),
-        (status = 404, description = "`upstream_unknown`: no enabled provider with this id")))]
-async fn upstream_start(
-    ctx: TenantContext,
-    ApiJson(body): ApiJson<UpstreamStartBody>,
-) -> Result<Json<UpstreamStart>, ApiError> {
-    let enabled = ctx
-        .entry
-        .tenant
-        .settings
-        .social_providers
-        .iter()
-        .any(|p| p.id == body.provider && p.enabled);
-    if !enabled {
-        return Err(ApiError::new(
-            ErrorCode::UpstreamUnknown,
-            "no enabled provider with this id",
-        ));
-    }
-    let scope = match body.scope.as_deref().map(str::trim) {
-        Some(scope) if scope.split(' ').any(|s| s == "openid") => scope.to_owned(),
-        Some(scope) if !scope.is_empty() => format!("openid {scope}"),
-        _ => "openid".to_owned(),
-    };
-    let mut pairs = vec![
-        ("response_type", "code"),
-        ("client_id", body.client_id.as_str()),
-        ("redirect_uri", body.redirect_uri.as_str()),
-        ("scope", scope.as_str()),
-        ("code_challenge", body.code_challenge.as_str()),
-        ("code_challenge_method", body.code_challenge_method.as_str()),
-        ("idp_hint", body.provider.as_str()),
-    ];
-    for (name, value) in [
-        ("state", &body.state),
-        ("nonce", &body.nonce),
-        ("ui_locales", &body.ui_locales),
-    ] {
-        if let Some(value) = value {
-            pairs.push((name, value.as_str()));
-        }
-    }
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&pairs)
-        .finish();
-    let params = tenantry_oidc::params::Params::parse(query.as_bytes(), &[])
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.message()))?;
-    if let Err(refusal) = tenantry_oidc::authorize::validate(&ctx.entry, &params) {
-        let (error, description) = match refusal {
-            tenantry_oidc::authorize::Refusal::Untrusted { error, description } => (error, description),
-            tenantry_oidc::authorize::Refusal::ToClient { error, description, .. } => (error, description),
-        };
-        let code = match error {
-            "invalid_client" => ErrorCode::InvalidClient,
-            "invalid_scope" => ErrorCode::InvalidScope,
-            _ => ErrorCode::BadRequest,
-        };
-        return Err(ApiError::new(code, format!("{error}: {description}")));
-    }
-    Ok(Json(UpstreamStart {
-        authorization_url: format!("{}/authorize?{query}", ctx.issuer),
-    }))
-}
-
-/// The upstream identities (federation) linked to the caller's account.
-#[utoipa::path(get, path = "/v1/auth/me/identities", tag = "auth",
-    security(("user_access_token" = [])),
-    responses((status = 200, body = IdentityList)))]
-async fn identities(caller: Caller) -> Result<Json<IdentityList>, ApiError> {
-    use tenantry_dataplane::UserRepository;
-    let identities = caller.db.identities_of(caller.user.id).await?;
-    Ok(Json(IdentityList { identities }))
-}
-
-/// Unlinks the caller's identity at an upstream provider. The account must keep a way in:
-/// without a password and any other linked identity, the last one stays (409
-/// `last_way_in`).
-#[utoipa::path(delete, path = "/v1/auth/me/identities/{provider}", tag = "auth",
-    security(("user_access_token" = [])),
-    params(("provider" = String, Path, description = "The provider's id in the tenant's settings")),
-    responses((status = 204, description = "Unlinked"),
-        (status = 404, description = "No identity of the caller at this provider"),
-        (status = 409, description = "`last_way_in`: it is the account's only way to sign in")))]
-async fn unlink_identity(caller: Caller, Path(provider): Path<String>) -> Result<StatusCode, ApiError> {
-    tenantry_federation::account::unlink(&caller.db, caller.user.id, &provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -79,6 +79,14 @@ pub fn form_action(html: &str) -> String {
     html[start..start + html[start..].find('"').unwrap()].replace("&#x2f;", "/")
 }
 
+/// The `action` of every form in a hosted page, in order.
+pub fn form_actions(html: &str) -> Vec<String> {
+    html.split("action=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].replace("&#x2f;", "/"))
+        .collect()
+}
+
 /// The texts of every `<code>` element in a page, in order.
 pub fn code_elements(html: &str) -> Vec<String> {
     html.split("<code>")

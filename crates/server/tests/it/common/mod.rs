@@ -125,6 +125,20 @@ impl TestServer {
         (status, challenge, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A tenant `slug` created with `settings`, and the public first-party SPA client
+    /// (`demo-spa`, code flow with PKCE to `http://localhost:3000/callback`).
+    pub async fn tenant_with_spa(&self, slug: &str, settings: Value) {
+        let tenant = serde_json::json!({"slug": slug, "settings": settings});
+        let (status, body) = self
+            .admin(reqwest::Method::POST, "/v1/admin/tenants", Some(tenant))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let client = postgres::spa_client(&["openid", "profile", "email"]);
+        let path = format!("/v1/admin/tenants/{slug}/clients");
+        let (status, body) = self.admin(reqwest::Method::POST, &path, Some(client)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
             .http
