@@ -14,7 +14,7 @@ use uuid::Uuid;
 mod providers;
 mod quotas;
 
-pub use providers::{MAPPABLE_PROFILE_FIELDS, SocialProvider, SocialProviderKind};
+pub use providers::{MAPPABLE_PROFILE_FIELDS, SocialProvider, SocialProviderKind, UpstreamClientAuth};
 pub use quotas::{ClientQuotas, Quotas, TenantQuotas};
 
 /// A secret sealed by the secretbox (`tsb1.<kid>.<payload>`). Never plaintext.

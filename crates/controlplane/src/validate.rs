@@ -299,6 +299,40 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
         if sp.scopes.len() > 20 || sp.scopes.iter().any(|scope| !SCOPE_NAME.is_match(scope)) {
             errors.push(format!("{base}.scopes"), "must be at most 20 valid scope names");
         }
+        match (sp.client_auth, &sp.client_secret) {
+            (Some(UpstreamClientAuth::PrivateKeyJwt), Some(_)) => errors.push(
+                format!("{base}.client_secret"),
+                "is not used with private_key_jwt (the tenant's own key signs); remove it",
+            ),
+            (Some(UpstreamClientAuth::ClientSecretBasic | UpstreamClientAuth::ClientSecretPost), None) => {
+                errors.push(format!("{base}.client_secret"), "is required by this client_auth")
+            }
+            _ => {}
+        }
+        if sp.kind == SocialProviderKind::Github {
+            if sp.client_secret.is_none() {
+                errors.push(format!("{base}.client_secret"), "is required by GitHub");
+            }
+            if sp.client_auth == Some(UpstreamClientAuth::PrivateKeyJwt) || sp.fetch_userinfo {
+                errors.push(
+                    format!("{base}.client_auth"),
+                    "GitHub takes only a client secret, and its user API is always read",
+                );
+            }
+        }
+        if !sp.allowed_tenants.is_empty() && sp.kind != SocialProviderKind::Microsoft {
+            errors.push(format!("{base}.allowed_tenants"), "applies to the microsoft kind only");
+        }
+        if sp.allowed_tenants.len() > 100
+            || sp.allowed_tenants.iter().any(|t| {
+                t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            })
+        {
+            errors.push(
+                format!("{base}.allowed_tenants"),
+                "must be at most 100 directory ids (letters, digits, '-' and '.')",
+            );
+        }
         if sp.claim_mapping.len() > 32 {
             errors.push(format!("{base}.claim_mapping"), "may map at most 32 fields");
         }
@@ -670,6 +704,9 @@ mod tests {
             link_verified_email: false,
             trust_upstream_mfa: false,
             claim_mapping: mapping.iter().map(|(f, c)| ((*f).into(), (*c).into())).collect(),
+            client_auth: Some(UpstreamClientAuth::ClientSecretPost),
+            fetch_userinfo: false,
+            allowed_tenants: vec!["a b".into()],
         });
         let errs = validate_settings(&s).unwrap_err();
         let fields: Vec<_> = errs.0.iter().map(|e| e.field.as_str()).collect();
@@ -680,6 +717,8 @@ mod tests {
             "claim_mapping.name",
             "scopes",
             "icon_url",
+            "client_secret",
+            "allowed_tenants",
         ] {
             assert!(fields.contains(&format!("{base}.{bad}").as_str()), "{bad}: {fields:?}");
         }

@@ -99,7 +99,6 @@ error_codes! {
     Overloaded = (SERVICE_UNAVAILABLE, "overloaded", "The server is busy; retry later"),
     RateLimiterUnavailable = (SERVICE_UNAVAILABLE, "rate_limiter_unavailable", "The rate-limit store is unreachable"),
     UpstreamUnknown = (NOT_FOUND, "upstream_unknown", "No such upstream identity provider in this tenant, or it is disabled"),
-    UpstreamNotSupported = (NOT_IMPLEMENTED, "upstream_not_supported", "This kind of upstream identity provider is not supported yet"),
     UpstreamUnavailable = (BAD_GATEWAY, "upstream_unavailable", "The upstream identity provider could not be reached or answered with something unusable"),
     UpstreamRefused = (FORBIDDEN, "upstream_refused", "The upstream identity provider did not sign the user in"),
     UpstreamInvalidResponse = (BAD_REQUEST, "upstream_invalid_response", "The answer from the upstream identity provider failed validation"),
@@ -422,7 +421,6 @@ pub fn for_status(status: StatusCode) -> ApiError {
                     ErrorCode::EmailSendFailed
                         | ErrorCode::AccountLocked
                         | ErrorCode::UpstreamUnknown
-                        | ErrorCode::UpstreamNotSupported
                         | ErrorCode::UpstreamUnavailable
                 )
         })

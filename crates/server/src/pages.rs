@@ -110,8 +110,6 @@ pub fn email_not_configured(lang: Language) -> &'static str {
     texts(lang).get(Key::EmailNotConfigured)
 }
 
-/// Picks the page language: the first of `ui_locales` we speak, else the tenant's (the rule
-/// mails follow too).
 /// The error page's message for an upstream sign-in that failed (before the detail).
 pub fn upstream_failed(lang: Language) -> &'static str {
     texts(lang).get(Key::UpstreamFailed)
@@ -122,6 +120,8 @@ pub fn link_prove_account(lang: Language, provider: &str) -> String {
     texts(lang).get(Key::LinkProveAccount).replace("{provider}", provider)
 }
 
+/// Picks the page language: the first of `ui_locales` we speak, else the tenant's (the rule
+/// mails follow too).
 pub use tenantry_mail::language;
 
 /// Branding and language shared by every page of one request.

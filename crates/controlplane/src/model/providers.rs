@@ -44,6 +44,31 @@ pub struct SocialProvider {
     /// Without an entry, the standard profile claims fill their own fields.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claim_mapping: BTreeMap<String, String>,
+    /// How Tenantry authenticates at the provider's token endpoint. Unset: with a client
+    /// secret, `client_secret_basic` (or `client_secret_post` when the provider supports
+    /// only that); without one, as a public client (PKCE only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<UpstreamClientAuth>,
+    /// Read the provider's userinfo endpoint after the code exchange and add its claims
+    /// (for providers that put only `sub` in the ID token).
+    #[serde(default)]
+    pub fetch_userinfo: bool,
+    /// `microsoft` signing in at a multi-tenant issuer (`common`, `organizations`): the
+    /// directory ids (`tid`) whose users may sign in. Empty: any directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tenants: Vec<String>,
+}
+
+/// How Tenantry authenticates to an upstream's token endpoint (RFC 6749 section 2.3,
+/// OpenID Connect Core section 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A JWT signed with the tenant's own active signing key (RFC 7523), audience the
+    /// provider's issuer: register the tenant's JWKS (`{issuer}/jwks`) at the provider.
+    PrivateKeyJwt,
 }
 
 /// The account fields an upstream claim can fill ([`SocialProvider::claim_mapping`]),

@@ -47,17 +47,16 @@ struct IdentityList {
     identities: Vec<ExternalIdentity>,
 }
 
-/// Fetches the provider's discovery document and JWKS now (not from the cache) under the
-/// installation's outbound policy, and says what is wrong: 502 `upstream_unavailable`
-/// with the reason (unreachable, refused address, unusable document), 501
-/// `upstream_not_supported` for a kind not supported yet.
+/// Fetches the provider's discovery document and JWKS now (not from the cache; GitHub:
+/// its API's root) under the installation's outbound policy, and says what is wrong: 502
+/// `upstream_unavailable` with the reason (unreachable, refused address, unusable
+/// document).
 #[utoipa::path(post, path = "/v1/admin/tenants/{slug}/providers/{id}/test", tag = "tenants",
     params(("slug" = String, Path, description = "The tenant"),
         ("id" = String, Path, description = "The provider's id in `social_providers`")),
     responses(
         (status = 200, description = "The upstream's documents are usable", body = ProviderTest),
         (status = 404, description = "`upstream_unknown`: no provider with this id"),
-        (status = 501, description = "`upstream_not_supported`"),
         (status = 502, description = "`upstream_unavailable`: what is wrong"),
     ))]
 async fn test_provider(

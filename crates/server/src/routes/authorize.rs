@@ -34,7 +34,7 @@ use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
 mod signup;
-mod upstream;
+pub(crate) mod upstream;
 
 /// How long an interaction (authorize → login → consent) may take.
 const INTERACTION_TTL: Duration = Duration::minutes(15);
@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/continue", post(continue_step))
         .route("/t/{slug}/federation/{provider}/start", post(upstream::start))
         .route("/t/{slug}/federation/callback", get(upstream::callback))
+        .route("/t/{slug}/federation/{provider}/link", get(upstream::link))
 }
 
 /// A validated authorization request, sealed into the login and consent forms.

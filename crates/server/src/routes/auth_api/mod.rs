@@ -66,7 +66,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
         .route("/v1/auth/upstream/start", post(upstream::upstream_start))
         .route("/v1/auth/me/identities", get(upstream::identities))
-        .route("/v1/auth/me/identities/{provider}", delete(upstream::unlink_identity))
+        .route(
+            "/v1/auth/me/identities/{provider}",
+            post(upstream::link_identity).delete(upstream::unlink_identity),
+        )
 }
 
 #[derive(utoipa::OpenApi)]
@@ -92,6 +95,7 @@ pub fn router() -> Router<AppState> {
     recovery_codes,
     upstream::upstream_start,
     upstream::identities,
+    upstream::link_identity,
     upstream::unlink_identity,
 ))]
 pub struct Doc;
@@ -371,6 +375,8 @@ struct Caller {
     user: User,
     session: Session,
     db: TenantDb,
+    /// The first-party client the token was issued to.
+    client_id: String,
 }
 
 impl axum::extract::FromRequestParts<AppState> for Caller {
@@ -409,7 +415,12 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
             .session
             .ok_or_else(|| unauthorized("the token has no login session"))?;
         let db = ctx.db().await?;
-        Ok(Caller { user, session, db })
+        Ok(Caller {
+            user,
+            session,
+            db,
+            client_id: good.claims.client_id.clone(),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! SPA's start through a provider, and the caller's linked identities.
 
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantry_tenancy::TenantContext;
@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 
 use super::{Caller, IdentityList};
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::authorize::upstream::{LinkTicket, link_expiry, link_url};
+use crate::state::AppState;
 use crate::web::ApiJson;
 
 /// An SPA's sign-in through an upstream provider: its authorization request (code flow
@@ -124,6 +126,86 @@ pub(super) async fn identities(caller: Caller) -> Result<Json<IdentityList>, Api
     use tenantry_dataplane::UserRepository;
     let identities = caller.db.identities_of(caller.user.id).await?;
     Ok(Json(IdentityList { identities }))
+}
+
+/// Where the browser comes back to after linking.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkBody {
+    /// A redirect URI registered for the client the access token was issued to; the
+    /// browser comes back to it with `linked={provider}` or `error` and
+    /// `error_description`, and `state`.
+    redirect_uri: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// Where to send the browser to link.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LinkStart {
+    /// Single use, valid for five minutes, and only in a browser that holds the login
+    /// session of the access token (the session cookie of the tenant's hosted login): open
+    /// it there as a top-level navigation.
+    link_url: String,
+}
+
+/// Starts linking an upstream identity to the caller's account: answers the URL the
+/// caller's browser opens; after the provider's sign-in the identity is linked (or the
+/// browser comes back with an error: `already_exists` when it belongs to another account).
+#[utoipa::path(post, path = "/v1/auth/me/identities/{provider}", tag = "auth",
+    security(("user_access_token" = [])),
+    params(("provider" = String, Path, description = "The provider's id in the tenant's settings")),
+    request_body = LinkBody,
+    responses((status = 200, body = LinkStart),
+        (status = 400, description = "`redirect_uri` is not registered for the token's client"),
+        (status = 404, description = "`upstream_unknown`: no enabled provider with this id")))]
+pub(super) async fn link_identity(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(provider): Path<String>,
+    ApiJson(body): ApiJson<LinkBody>,
+) -> Result<Json<LinkStart>, ApiError> {
+    let enabled = ctx
+        .entry
+        .tenant
+        .settings
+        .social_providers
+        .iter()
+        .any(|p| p.id == provider && p.enabled);
+    if !enabled {
+        return Err(ApiError::new(
+            ErrorCode::UpstreamUnknown,
+            "no enabled provider with this id",
+        ));
+    }
+    let registered = ctx
+        .entry
+        .clients
+        .get(&caller.client_id)
+        .is_some_and(|c| c.redirect_uris.iter().any(|u| *u == body.redirect_uri));
+    if !registered {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "redirect_uri is not registered for the client of this token",
+        ));
+    }
+    if body.state.as_ref().is_some_and(|s| s.len() > 512) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "state is longer than 512 bytes"));
+    }
+    let ticket = LinkTicket {
+        id: tenantry_crypto::random_token(32),
+        user: caller.user.id,
+        session: caller.session.id_hash.clone(),
+        provider,
+        client_id: caller.client_id.clone(),
+        redirect_uri: body.redirect_uri,
+        state: body.state,
+        expires_at: link_expiry(),
+    };
+    Ok(Json(LinkStart {
+        link_url: link_url(&state, &ctx, &ticket),
+    }))
 }
 
 /// Unlinks the caller's identity at an upstream provider. The account must keep a way in:
