@@ -19,17 +19,17 @@ use crate::common::browser::{Browser, form_actions, hidden, query_param};
 use crate::common::{TestServer, start_with_config};
 use crate::oidc_flow::http;
 
-const REDIRECT: &str = "http://localhost:3000/callback";
-const ALLOW_LOOPBACK: &str = "[outbound]\nallow_private_networks = true\n";
+pub(crate) const REDIRECT: &str = "http://localhost:3000/callback";
+pub(crate) const ALLOW_LOOPBACK: &str = "[outbound]\nallow_private_networks = true\n";
 
 /// A browser: one cookie jar per tenant path.
-struct Tabs {
-    rp: Browser,
-    up: Browser,
+pub(crate) struct Tabs {
+    pub rp: Browser,
+    pub up: Browser,
 }
 
 impl Tabs {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             rp: Browser::new(),
             up: Browser::new(),
@@ -44,11 +44,11 @@ impl Tabs {
         }
     }
 
-    async fn get(&mut self, url: &str) -> (u16, std::collections::HashMap<String, String>, String) {
+    pub async fn get(&mut self, url: &str) -> (u16, std::collections::HashMap<String, String>, String) {
         self.jar(url).send(Method::GET, url, None).await
     }
 
-    async fn post(
+    pub async fn post(
         &mut self,
         url: &str,
         form: &[(&str, &str)],
@@ -60,7 +60,7 @@ impl Tabs {
 /// The upstream tenant `up` with the user Ada and a confidential client for `rp`; the
 /// relying tenant `rp` with `rp_settings` merged over a provider pointing at `up`, and the
 /// SPA client. Answers the server.
-async fn setup(config: Option<&str>, rp_settings: Value, provider: Value) -> TestServer {
+pub(crate) async fn setup(config: Option<&str>, rp_settings: Value, provider: Value) -> TestServer {
     let server = start_with_config(config).await;
     let base = server.base.clone();
     let (status, body) = server
@@ -111,7 +111,7 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// The relying tenant's OIDC client after discovery.
-type RpClient = CoreClient<
+pub(crate) type RpClient = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
@@ -121,7 +121,7 @@ type RpClient = CoreClient<
 >;
 
 /// The relying tenant's OIDC client, as an application would build it.
-async fn rp_client(
+pub(crate) async fn rp_client(
     server: &TestServer,
 ) -> CoreClient<
     openidconnect::EndpointSet,
@@ -138,15 +138,15 @@ async fn rp_client(
 }
 
 /// What the upstream sign-in left: the callback URL the upstream sent the browser to.
-struct AtCallback {
-    callback: String,
+pub(crate) struct AtCallback {
+    pub callback: String,
     /// The relying tenant's sealed `tenantry_upstream` cookie, as the browser held it.
-    cookie: String,
+    pub cookie: String,
 }
 
 /// From the relying tenant's login page, through the provider button and the upstream's
 /// hosted login, to the callback URL (not yet followed).
-async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
+pub(crate) async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
     let (status, _, page) = tabs.get(auth_url).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Continue with Upstream Co"), "a provider button: {page}");
@@ -173,7 +173,7 @@ async fn through_upstream(tabs: &mut Tabs, auth_url: &str) -> AtCallback {
 
 /// Ada's login at the upstream's hosted page; answers the callback URL it sends the
 /// browser to.
-async fn upstream_login(tabs: &mut Tabs, upstream_authorize: &str) -> String {
+pub(crate) async fn upstream_login(tabs: &mut Tabs, upstream_authorize: &str) -> String {
     let (status, _, page) = tabs.get(upstream_authorize).await;
     assert_eq!(status, 200, "{page}");
     let form = [
@@ -192,7 +192,7 @@ async fn upstream_login(tabs: &mut Tabs, upstream_authorize: &str) -> String {
 }
 
 /// The relying tenant's authorization URL for the SPA, with its PKCE verifier and nonce.
-fn authorization(client: &RpClient) -> (String, openidconnect::PkceCodeVerifier, Nonce) {
+pub(crate) fn authorization(client: &RpClient) -> (String, openidconnect::PkceCodeVerifier, Nonce) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _, nonce) = client
         .authorize_url(
@@ -208,7 +208,7 @@ fn authorization(client: &RpClient) -> (String, openidconnect::PkceCodeVerifier,
 }
 
 /// The relying tenant's tokens for `code`, by the independent client.
-async fn exchange(client: &RpClient, code: String, verifier: openidconnect::PkceCodeVerifier) -> RpTokens {
+pub(crate) async fn exchange(client: &RpClient, code: String, verifier: openidconnect::PkceCodeVerifier) -> RpTokens {
     client
         .exchange_code(AuthorizationCode::new(code))
         .unwrap()
@@ -218,7 +218,7 @@ async fn exchange(client: &RpClient, code: String, verifier: openidconnect::Pkce
         .unwrap()
 }
 
-type RpTokens = openidconnect::core::CoreTokenResponse;
+pub(crate) type RpTokens = openidconnect::core::CoreTokenResponse;
 
 /// Ada's account in the relying tenant.
 async fn rp_user(server: &TestServer) -> tenantry_dataplane::model::User {
@@ -231,7 +231,7 @@ async fn rp_user(server: &TestServer) -> tenantry_dataplane::model::User {
 }
 
 /// The claims of a compact JWS, unverified (the caller verified it with `openidconnect`).
-fn payload(jwt: &str) -> Value {
+pub(crate) fn payload(jwt: &str) -> Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
@@ -556,7 +556,7 @@ async fn an_existing_account_is_linked_only_after_its_owner_signs_in_to_it() {
 }
 
 /// A call to the headless API of the relying tenant with a user's access token.
-async fn me(server: &TestServer, bearer: &str, method: Method, path: &str) -> (u16, Value) {
+pub(crate) async fn me(server: &TestServer, bearer: &str, method: Method, path: &str) -> (u16, Value) {
     let response = server
         .http
         .request(method, format!("{}{path}", server.base))

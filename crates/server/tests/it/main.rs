@@ -20,6 +20,8 @@ mod client_ip;
 mod email;
 mod faults;
 mod federation;
+mod federation_presets;
+mod federation_standin;
 mod hardening;
 mod housekeeping;
 mod keys;
