@@ -614,9 +614,13 @@ impl Upstreams {
         }
         let response = request.request_async(&http).await.map_err(|e| match e {
             openidconnect::RequestTokenError::Request(e) => UpstreamError::Unreachable(e.0),
-            openidconnect::RequestTokenError::ServerResponse(e) => {
-                UpstreamError::Invalid(format!("the token endpoint answered {}", e.error()))
-            }
+            openidconnect::RequestTokenError::ServerResponse(e) => UpstreamError::Invalid(format!(
+                "the token endpoint answered {}{}",
+                e.error(),
+                e.error_description()
+                    .map(|d| format!(" ({})", printable(d, 200)))
+                    .unwrap_or_default()
+            )),
             other => UpstreamError::Invalid(describe(&other)),
         })?;
         let id_token = response

@@ -745,18 +745,55 @@ async fn an_spa_starts_through_the_api_and_its_code_comes_back_to_it() {
 /// (`TENANTRY_TEST_BROWSER=1`, which `.ci/run` sets after `npm ci --prefix e2e`).
 #[tokio::test]
 async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
+    node_oidc_provider_sign_in(Authentication::Secret).await;
+}
+
+/// node-oidc-provider knows the tenant by its JWKS (`private_key_jwt`) and serves the
+/// profile and email at userinfo only.
+#[tokio::test]
+async fn node_oidc_provider_takes_the_tenants_key_and_userinfo_gives_the_profile() {
+    node_oidc_provider_sign_in(Authentication::TenantKey).await;
+}
+
+/// How the tenant authenticates to node-oidc-provider.
+#[derive(PartialEq)]
+enum Authentication {
+    Secret,
+    TenantKey,
+}
+
+async fn node_oidc_provider_sign_in(authentication: Authentication) {
     if tenantry_testkit::configured(tenantry_testkit::Service::Browser).is_none() {
         return;
     }
     const SECRET: &str = "a client secret for node-oidc-provider";
     let server = start_with_config(Some(ALLOW_LOOPBACK)).await;
+    let key = authentication == Authentication::TenantKey;
+    // The tenant first: node-oidc-provider fetches its JWKS.
+    let mut provider = json!({"id": "op", "kind": "oidc", "display_name": "Node OP", "client_id": "tenantry",
+        "scopes": ["openid", "email", "profile"]});
+    if key {
+        merge(
+            &mut provider,
+            json!({"client_auth": "private_key_jwt", "fetch_userinfo": true}),
+        );
+    } else {
+        merge(&mut provider, json!({"client_secret": SECRET}));
+    }
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut op = tokio::process::Command::new("node")
+    let mut command = tokio::process::Command::new("node");
+    command
         .arg("e2e/oidc-provider.mjs")
         .current_dir(&workspace)
         .env("OP_CLIENT_ID", "tenantry")
         .env("OP_CLIENT_SECRET", SECRET)
-        .env("OP_REDIRECT_URI", format!("{}/t/rp/federation/callback", server.base))
+        .env("OP_REDIRECT_URI", format!("{}/t/rp/federation/callback", server.base));
+    if key {
+        command
+            .env("OP_JWKS_URI", format!("{}/t/rp/jwks.json", server.base))
+            .env("OP_USERINFO_ONLY", "1");
+    }
+    let mut op = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -771,9 +808,8 @@ async fn node_oidc_provider_signs_a_user_in_as_the_upstream() {
         .expect("node-oidc-provider prints its issuer");
     let issuer = line.strip_prefix("issuer ").expect("`issuer <url>`").to_owned();
 
-    let settings = json!({"security": {"registration_enabled": true}, "social_providers": [{
-        "id": "op", "kind": "oidc", "display_name": "Node OP", "client_id": "tenantry",
-        "client_secret": SECRET, "issuer_url": issuer, "scopes": ["openid", "email", "profile"]}]});
+    merge(&mut provider, json!({"issuer_url": issuer}));
+    let settings = json!({"security": {"registration_enabled": true}, "social_providers": [provider]});
     server.tenant_with_spa("rp", settings).await;
     let (status, tested) = server
         .admin(Method::POST, "/v1/admin/tenants/rp/providers/op/test", None)
