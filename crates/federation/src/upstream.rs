@@ -277,6 +277,9 @@ pub struct Upstreams {
     /// The last failed discovery per issuer: when, and why.
     failures: Mutex<HashMap<String, (Instant, String)>>,
     in_flight: tokio::sync::Semaphore,
+    /// One discovery at a time per issuer: concurrent sign-ins that find the cache empty
+    /// wait for the one fetch instead of each fetching (and using up the in-flight cap).
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Discovery documents fetched (with their JWKS), for the metrics and the tests.
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -294,6 +297,7 @@ impl Upstreams {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            fetching: Mutex::new(HashMap::new()),
             fetches: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -352,15 +356,23 @@ impl Upstreams {
     /// The issuer's discovery document and JWKS: see [`Want`]. A discovery that failed
     /// less than [`FAILURE_BACKOFF`] ago fails again at once (except [`Want::Live`]).
     async fn metadata(&self, issuer: &str, want: Want) -> Result<Arc<Metadata>, UpstreamError> {
-        let now = Instant::now();
-        if let Some(cached) = self.cache.lock().expect("cache lock").get(issuer) {
-            let young = now.duration_since(cached.fetched) < REFETCH_AFTER;
-            match want {
-                Want::Cached if now < cached.fresh_until => return Ok(cached.metadata.clone()),
-                Want::NewKey if young => return Ok(cached.metadata.clone()),
-                _ => {}
-            }
+        let asked = Instant::now();
+        if let Some(cached) = self.cached(issuer, want, asked) {
+            return Ok(cached);
         }
+        let turn = {
+            let mut fetching = self.fetching.lock().expect("fetching lock");
+            if fetching.len() >= MAX_CACHED {
+                fetching.retain(|_, turn| Arc::strong_count(turn) > 1);
+            }
+            fetching.entry(issuer.to_owned()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        // Whoever held the turn may have fetched it meanwhile.
+        if let Some(cached) = self.cached(issuer, want, asked) {
+            return Ok(cached);
+        }
+        let now = Instant::now();
         if want != Want::Live
             && let Some((failed, why)) = self.failures.lock().expect("failures lock").get(issuer)
             && now.duration_since(*failed) < FAILURE_BACKOFF
@@ -405,6 +417,21 @@ impl Upstreams {
             },
         );
         Ok(metadata)
+    }
+
+    /// The cached metadata of `issuer` if it serves `want` for a caller that asked at
+    /// `asked` (a copy fetched after that is fresh enough for anything).
+    fn cached(&self, issuer: &str, want: Want, asked: Instant) -> Option<Arc<Metadata>> {
+        let now = Instant::now();
+        let cache = self.cache.lock().expect("cache lock");
+        let cached = cache.get(issuer)?;
+        let usable = cached.fetched >= asked
+            || match want {
+                Want::Cached => now < cached.fresh_until,
+                Want::NewKey => now.duration_since(cached.fetched) < REFETCH_AFTER,
+                Want::Live => false,
+            };
+        usable.then(|| cached.metadata.clone())
     }
 
     /// OpenID Connect Discovery at `issuer`, then its JWKS. The document's `issuer` must

@@ -236,6 +236,28 @@ async fn microsoft_multi_tenant_tokens_must_name_their_own_directory() {
     }
 }
 
+/// A hundred people signing in at once through a provider whose documents are not cached
+/// yet: one discovery document and one JWKS are fetched, not one per sign-in (nor are
+/// sign-ins refused by the cap on calls in flight).
+#[tokio::test]
+async fn concurrent_sign_ins_share_one_fetch_of_the_providers_documents() {
+    let standin = StandIn::start().await;
+    let server = start_with_config(Some(ALLOW_LOOPBACK)).await;
+    let settings = json!({"security": {"registration_enabled": true}, "social_providers": [{
+        "id": "ms", "kind": "microsoft", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "issuer_url": format!("{}/common/v2.0", standin.base)}]});
+    server.tenant_with_spa("rp", settings).await;
+    standin.sign_in_as(json!({"unique": true, "sub": "crowd", "tid": "contoso-tid", "email": "crowd@contoso.example"}));
+    let client = rp_client(&server).await;
+    let sign_ins = (0..100).map(|_| through_standin(&client, "ms"));
+    let answers = futures_util::future::join_all(sign_ins).await;
+    for (status, location, body, _) in &answers {
+        assert_eq!(*status, 303, "{body}");
+        assert!(location.starts_with(REDIRECT), "{location}");
+    }
+    assert_eq!(standin.documents_served(), (1, 1));
+}
+
 /// The upstream tenant `up` knows the relying tenant by its public keys only: the code
 /// exchange is authenticated by a JWT the relying tenant signs (`private_key_jwt`), and
 /// the profile is read from userinfo too.

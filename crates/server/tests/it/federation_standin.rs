@@ -46,6 +46,11 @@ struct Known {
     tokens: HashMap<String, Value>,
     /// API calls without a `User-Agent` (GitHub refuses them).
     calls_without_agent: usize,
+    /// Discovery documents and JWKS served.
+    discoveries: usize,
+    jwks_served: usize,
+    /// Authorizations so far (numbering the people of `{"unique": true}`).
+    authorizations: usize,
 }
 
 #[derive(Clone)]
@@ -97,6 +102,12 @@ impl StandIn {
     pub fn calls_without_agent(&self) -> usize {
         self.known.lock().unwrap().calls_without_agent
     }
+
+    /// How many discovery documents and JWKS it served.
+    pub fn documents_served(&self) -> (usize, usize) {
+        let known = self.known.lock().unwrap();
+        (known.discoveries, known.jwks_served)
+    }
 }
 
 fn random() -> String {
@@ -112,10 +123,19 @@ async fn authorize(State(shared): State<Shared>, Query(query): Query<HashMap<Str
     }
     let code = random();
     let mut known = shared.known.lock().unwrap();
+    known.authorizations += 1;
+    let mut person = known.person.clone();
+    // A person of their own for every authorization: `sub` and `email` numbered.
+    if person.get("unique").is_some_and(|u| u == true) {
+        let n = known.authorizations;
+        person["sub"] = json!(format!("{}-{n}", person["sub"].as_str().unwrap_or_default()));
+        person["email"] = json!(format!("{n}-{}", person["email"].as_str().unwrap_or_default()));
+        person.as_object_mut().unwrap().remove("unique");
+    }
     let grant = Grant {
         challenge: query["code_challenge"].clone(),
         nonce: query.get("nonce").cloned(),
-        person: known.person.clone(),
+        person,
     };
     known.codes.insert(code.clone(), grant);
     let mut back = url::Url::parse(&query["redirect_uri"]).unwrap();
@@ -187,6 +207,7 @@ async fn github_emails(State(shared): State<Shared>, headers: HeaderMap) -> Resp
 }
 
 async fn ms_discovery(State(shared): State<Shared>) -> Json<Value> {
+    shared.known.lock().unwrap().discoveries += 1;
     let base = &shared.base;
     Json(json!({
         "issuer": format!("{base}/{{tenantid}}/v2.0"),
@@ -202,6 +223,7 @@ async fn ms_discovery(State(shared): State<Shared>) -> Json<Value> {
 }
 
 async fn ms_keys(State(shared): State<Shared>) -> Response {
+    shared.known.lock().unwrap().jwks_served += 1;
     ([("content-type", "application/json")], shared.keys.jwks().body.clone()).into_response()
 }
 
