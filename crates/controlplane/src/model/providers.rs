@@ -67,7 +67,7 @@ pub enum UpstreamClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     /// A JWT signed with the tenant's own active signing key (RFC 7523), audience the
-    /// provider's issuer: register the tenant's JWKS (`{issuer}/jwks`) at the provider.
+    /// provider's issuer: register the tenant's JWKS (`{issuer}/jwks.json`) at the provider.
     PrivateKeyJwt,
 }
 

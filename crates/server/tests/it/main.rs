@@ -21,6 +21,7 @@ mod email;
 mod faults;
 mod federation;
 mod federation_presets;
+#[path = "../../examples/support/standin.rs"]
 mod federation_standin;
 mod hardening;
 mod housekeeping;

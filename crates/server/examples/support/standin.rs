@@ -10,7 +10,11 @@
 //!
 //! Both check PKCE S256 and single-use codes. The ID tokens are signed with a key ring of
 //! the keys crate (an upstream's own keys); the relying party verifies them with the
-//! `openidconnect` crate.
+//! `openidconnect` crate. Shared by the integration tests and the `upstream_login` load
+//! example.
+
+// The tests and the example each use part of it.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
