@@ -173,23 +173,30 @@ async fn github_token(State(shared): State<Shared>, Form(form): Form<HashMap<Str
     Json(json!({"access_token": token, "token_type": "bearer", "scope": "read:user,user:email"}))
 }
 
-/// The person of a GitHub API call's bearer token.
-fn github_caller(shared: &Shared, headers: &HeaderMap) -> Result<Value, Response> {
+/// The person of a GitHub API call's bearer token, or GitHub's refusal.
+fn github_caller(shared: &Shared, headers: &HeaderMap) -> Result<Value, StatusCode> {
     let mut known = shared.known.lock().unwrap();
     if !headers.contains_key("user-agent") {
         known.calls_without_agent += 1;
-        return Err((StatusCode::FORBIDDEN, "Request forbidden by administrative rules.").into_response());
+        return Err(StatusCode::FORBIDDEN);
     }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    known
-        .tokens
-        .get(token)
-        .cloned()
-        .ok_or_else(|| (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response())
+    known.tokens.get(token).cloned().ok_or(StatusCode::UNAUTHORIZED)
+}
+
+/// A GitHub API answer: `part` of the caller's person, or the refusal GitHub gives.
+fn github_answer(shared: &Shared, headers: &HeaderMap, part: &str) -> Response {
+    match github_caller(shared, headers) {
+        Ok(person) => Json(person[part].clone()).into_response(),
+        Err(StatusCode::FORBIDDEN) => {
+            (StatusCode::FORBIDDEN, "Request forbidden by administrative rules.").into_response()
+        }
+        Err(status) => (status, Json(json!({"message": "Bad credentials"}))).into_response(),
+    }
 }
 
 async fn github_root(State(shared): State<Shared>) -> Json<Value> {
@@ -197,17 +204,11 @@ async fn github_root(State(shared): State<Shared>) -> Json<Value> {
 }
 
 async fn github_user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    match github_caller(&shared, &headers) {
-        Ok(person) => Json(person["user"].clone()).into_response(),
-        Err(refused) => refused,
-    }
+    github_answer(&shared, &headers, "user")
 }
 
 async fn github_emails(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    match github_caller(&shared, &headers) {
-        Ok(person) => Json(person["emails"].clone()).into_response(),
-        Err(refused) => refused,
-    }
+    github_answer(&shared, &headers, "emails")
 }
 
 async fn ms_discovery(State(shared): State<Shared>) -> Json<Value> {

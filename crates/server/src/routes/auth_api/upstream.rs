@@ -183,7 +183,7 @@ pub(super) async fn link_identity(
         .entry
         .clients
         .get(&caller.client_id)
-        .is_some_and(|c| c.redirect_uris.iter().any(|u| *u == body.redirect_uri));
+        .is_some_and(|c| c.redirect_uris.contains(&body.redirect_uri));
     if !registered {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
