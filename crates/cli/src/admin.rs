@@ -94,6 +94,35 @@ pub enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ProvidersCommand {
+    /// Reach a tenant's upstream identity provider now (discovery and JWKS; GitHub: its
+    /// API) and report its endpoints, or what is wrong.
+    Test {
+        #[arg(long)]
+        tenant: String,
+        /// The provider's id in the tenant's `social_providers`.
+        #[arg(long)]
+        provider: String,
+    },
+    /// The account an upstream identity (provider and subject) signs in to.
+    Identity {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        subject: String,
+    },
+    /// The upstream identities linked to a user.
+    Identities {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum ClientCommand {
     /// Create a client from a JSON file ("-" reads standard input); a confidential
     /// client's secret is printed once.
@@ -480,6 +509,35 @@ pub async fn keys(args: ApiArgs, command: KeysCommand) -> anyhow::Result<()> {
             .await?
         }
     };
+    api.print(result)
+}
+
+pub async fn providers(args: ApiArgs, command: ProvidersCommand) -> anyhow::Result<()> {
+    let api = Api::new(args).await?;
+    let path = match command {
+        ProvidersCommand::Test { tenant, provider } => {
+            format!("/v1/admin/tenants/{}/providers/{}/test", seg(&tenant), seg(&provider))
+        }
+        ProvidersCommand::Identity {
+            tenant,
+            provider,
+            subject,
+        } => format!(
+            "/v1/admin/tenants/{}/identities/{}/{}",
+            seg(&tenant),
+            seg(&provider),
+            seg(&subject)
+        ),
+        ProvidersCommand::Identities { tenant, user } => {
+            format!("/v1/admin/tenants/{}/users/{}/identities", seg(&tenant), seg(&user))
+        }
+    };
+    let method = if path.ends_with("/test") {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    let result = api.call(method, &path, None).await?;
     api.print(result)
 }
 

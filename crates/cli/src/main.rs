@@ -109,6 +109,15 @@ enum Command {
         #[command(subcommand)]
         command: admin::KeysCommand,
     },
+    /// A tenant's upstream identity providers (sign-in with Google, GitHub, Microsoft,
+    /// OpenID Connect) through the admin API: test one, find accounts by their identity.
+    /// The providers themselves are settings (`tenant update --settings`).
+    Providers {
+        #[command(flatten)]
+        api: admin::ApiArgs,
+        #[command(subcommand)]
+        command: admin::ProvidersCommand,
+    },
     /// Manage API keys (automation credentials) through the admin API.
     Apikey {
         #[command(flatten)]
@@ -221,6 +230,7 @@ fn main() -> ExitCode {
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,
+            Command::Providers { api, command } => admin::providers(api, command).await,
             Command::Apikey { api, command } => admin::api_key(api, command).await,
             Command::Secrets { api, command } => admin::secrets(api, command).await,
         }

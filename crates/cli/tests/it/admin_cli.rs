@@ -427,3 +427,57 @@ fn export_and_import_move_a_tenant_through_files() {
     let (ok, out, err) = run(&["transfer-key"]);
     assert!(ok && out.contains("ttk1."), "{out}{err}");
 }
+
+#[tokio::test]
+async fn providers_cli_tests_a_provider_and_finds_accounts_by_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Server::start_dev(&root, &[]);
+    let admin = Admin::of(&server);
+    let cli = |args: &[&str]| {
+        tenantry(dir.path())
+            .args(args)
+            .args(["--url", &server.base, "--token", &server.admin_token()])
+            .output()
+            .unwrap()
+    };
+    // A provider on a private address: the installation's outbound policy refuses it.
+    let provider = serde_json::json!({"id": "corp", "kind": "oidc", "client_id": "c",
+        "issuer_url": "https://10.0.0.1/realms/corp"});
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(serde_json::json!({"settings": {"social_providers": [provider]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = cli(&["providers", "test", "--tenant", "local", "--provider", "corp"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstream_unavailable") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    let out = cli(&["providers", "test", "--tenant", "local", "--provider", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upstream_unknown"));
+
+    let out = cli(&[
+        "providers",
+        "identity",
+        "--tenant",
+        "local",
+        "--provider",
+        "corp",
+        "--subject",
+        "s-1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    let (_, users) = admin.send(Method::GET, "/v1/admin/tenants/local/users", None).await;
+    let demo = users["users"][0]["id"].as_str().unwrap().to_owned();
+    let out = cli(&["providers", "identities", "--tenant", "local", "--user", &demo]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["identities"], serde_json::json!([]));
+}
