@@ -8,6 +8,10 @@
 //! - Microsoft's multi-tenant issuer: discovery at `/common/v2.0` declaring the issuer
 //!   `{base}/{tenantid}/v2.0`, ID tokens whose `iss` carries their directory (`tid`).
 //!
+//! A Microsoft person may carry `forge` to make its ID token an attack: `nonce`, `aud` or
+//! `exp` (seconds from now) overridden, or `signer` = `unknown` (a key the JWKS does not
+//! hold), `none` (`alg: none`) or `hs256` (HMAC with the client secret).
+//!
 //! Both check PKCE S256 and single-use codes. The ID tokens are signed with a key ring of
 //! the keys crate (an upstream's own keys); the relying party verifies them with the
 //! `openidconnect` crate. Shared by the integration tests and the `upstream_login` load
@@ -62,6 +66,8 @@ struct Shared {
     base: String,
     known: Arc<Mutex<Known>>,
     keys: Arc<IssuerKeys>,
+    /// Keys the JWKS does not publish (for `forge.signer = "unknown"`).
+    strangers: Arc<IssuerKeys>,
 }
 
 /// A running stand-in.
@@ -75,6 +81,8 @@ impl StandIn {
         let secrets = SecretBox::new(MasterKey::generate(), vec![]);
         let ring = tenantry_keys::generate_ring(&secrets, "stand-in", chrono::Utc::now()).unwrap();
         let keys = Arc::new(IssuerKeys::open(&ring, &secrets, "stand-in").unwrap());
+        let ring = tenantry_keys::generate_ring(&secrets, "stranger", chrono::Utc::now()).unwrap();
+        let strangers = Arc::new(IssuerKeys::open(&ring, &secrets, "stranger").unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let known = Arc::new(Mutex::new(Known::default()));
@@ -82,6 +90,7 @@ impl StandIn {
             base: base.clone(),
             known: known.clone(),
             keys,
+            strangers,
         };
         let app = Router::new()
             .route("/login/oauth/authorize", get(authorize))
@@ -241,6 +250,7 @@ async fn ms_token(State(shared): State<Shared>, Form(form): Form<HashMap<String,
             .into_response();
     };
     let mut claims = grant.person.as_object().cloned().unwrap_or_default();
+    let forge = claims.remove("forge").unwrap_or_default();
     let tid = claims["tid"].as_str().unwrap_or_default().to_owned();
     let iss_tid = claims.remove("iss_tid").and_then(|v| v.as_str().map(str::to_owned));
     let now = chrono::Utc::now().timestamp();
@@ -255,7 +265,33 @@ async fn ms_token(State(shared): State<Shared>, Form(form): Form<HashMap<String,
     if let Some(nonce) = grant.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
-    let id_token = shared.keys.sign(SigningAlg::Es256, "JWT", &claims).unwrap();
+    for claim in ["nonce", "aud"] {
+        if let Some(forged) = forge.get(claim) {
+            claims.insert(claim.into(), forged.clone());
+        }
+    }
+    if let Some(offset) = forge.get("exp").and_then(Value::as_i64) {
+        claims.insert("exp".into(), json!(now + offset));
+    }
+    let id_token = match forge.get("signer").and_then(Value::as_str) {
+        Some("unknown") => shared.strangers.sign(SigningAlg::Es256, "JWT", &claims).unwrap(),
+        Some("none") => {
+            use base64::Engine;
+            let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&Value::Object(claims))
+            )
+        }
+        Some("hs256") => jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(CLIENT_SECRET.as_bytes()),
+        )
+        .unwrap(),
+        _ => shared.keys.sign(SigningAlg::Es256, "JWT", &claims).unwrap(),
+    };
     Json(json!({"token_type": "Bearer", "access_token": random(), "expires_in": 3600, "id_token": id_token}))
         .into_response()
 }

@@ -236,6 +236,49 @@ async fn microsoft_multi_tenant_tokens_must_name_their_own_directory() {
     }
 }
 
+/// ID tokens that must not sign anyone in: each refused with `upstream_invalid_response`,
+/// and no account is made.
+#[tokio::test]
+async fn forged_id_tokens_are_refused() {
+    let standin = StandIn::start().await;
+    let server = start_with_config(Some(ALLOW_LOOPBACK)).await;
+    let settings = json!({"security": {"registration_enabled": true}, "social_providers": [{
+        "id": "ms", "kind": "microsoft", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "issuer_url": format!("{}/common/v2.0", standin.base)}]});
+    server.tenant_with_spa("rp", settings).await;
+    let client = rp_client(&server).await;
+    for (n, (label, forge)) in [
+        ("another sign-in's nonce", json!({"nonce": "not-this-sign-ins"})),
+        ("another client's audience", json!({"aud": "another-app"})),
+        ("expired", json!({"exp": -120})),
+        (
+            "signed by a key the provider does not publish",
+            json!({"signer": "unknown"}),
+        ),
+        ("alg none", json!({"signer": "none"})),
+        ("HMAC with the client secret", json!({"signer": "hs256"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("forged-{n}@contoso.example");
+        standin.sign_in_as(json!({"sub": format!("forged-{n}"), "tid": "contoso-tid", "email": email, "forge": forge}));
+        let (status, _, page, _) = through_standin(&client, "ms").await;
+        assert_eq!(status, 400, "{label}: {page}");
+        assert!(page.contains("upstream_invalid_response"), "{label}: {page}");
+        let ctx = server.ctx("rp");
+        let db = ctx.db().await.unwrap();
+        assert!(
+            db.user_by_email(&email, &ctx.custom_fields()).await.unwrap().is_none(),
+            "{label}"
+        );
+    }
+    // The same stand-in, unforged: signed in.
+    standin.sign_in_as(json!({"sub": "honest", "tid": "contoso-tid", "email": "honest@contoso.example"}));
+    let (status, _, page, _) = through_standin(&client, "ms").await;
+    assert_eq!(status, 303, "{page}");
+}
+
 /// A hundred people signing in at once through a provider whose documents are not cached
 /// yet: one discovery document and one JWKS are fetched, not one per sign-in (nor are
 /// sign-ins refused by the cap on calls in flight).
