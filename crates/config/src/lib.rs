@@ -123,6 +123,10 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// What the server's own outbound calls (back-channel logout) may reach.
     pub outbound: tenantry_oidc::outbound::OutboundPolicy,
+    /// What calls to upstream identity providers (federation) may reach: the outbound
+    /// policy, or plain HTTP and private addresses too where
+    /// `federation.allow_insecure_upstreams` is set (development and tests).
+    pub upstreams: tenantry_oidc::outbound::OutboundPolicy,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -143,12 +147,20 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     outbound: FileOutbound,
+    #[serde(default)]
+    federation: FileFederation,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileOutbound {
     allow_private_networks: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFederation {
+    allow_insecure_upstreams: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -491,19 +503,22 @@ impl Config {
         let trusted_proxies = TrustedProxies::parse(&file.trusted_proxies)
             .map_err(|problem| ConfigError::new(in_file("trusted_proxies"), problem))?;
 
-        let allow_private_networks = match env("TENANTRY_OUTBOUND_ALLOW_PRIVATE_NETWORKS") {
+        let flag = |name: &'static str, from_file: Option<bool>| match env(name) {
             Some(value) => match value.trim() {
-                "true" | "1" => true,
-                "false" | "0" | "" => false,
-                other => {
-                    return Err(ConfigError::new(
-                        "TENANTRY_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
-                        format!("`{other}` must be true or false"),
-                    ));
-                }
+                "true" | "1" => Ok(true),
+                "false" | "0" | "" => Ok(false),
+                other => Err(ConfigError::new(name, format!("`{other}` must be true or false"))),
             },
-            None => file.outbound.allow_private_networks.unwrap_or(false),
+            None => Ok(from_file.unwrap_or(false)),
         };
+        let allow_private_networks = flag(
+            "TENANTRY_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
+            file.outbound.allow_private_networks,
+        )?;
+        let allow_insecure_upstreams = flag(
+            "TENANTRY_FEDERATION_ALLOW_INSECURE_UPSTREAMS",
+            file.federation.allow_insecure_upstreams,
+        )?;
 
         Ok(Config {
             listen,
@@ -517,6 +532,9 @@ impl Config {
             password_deny_list_file,
             trusted_proxies,
             outbound: tenantry_oidc::outbound::OutboundPolicy { allow_private_networks },
+            upstreams: tenantry_oidc::outbound::OutboundPolicy {
+                allow_private_networks: allow_private_networks || allow_insecure_upstreams,
+            },
         })
     }
 
@@ -628,6 +646,26 @@ mod tests {
         assert_eq!(c.limits.tenant_db_max_connections, Some(4));
         assert_eq!(c.redis_url, None);
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn insecure_upstreams_open_federation_calls_only() {
+        let (_d, o) = with_file("");
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert!(!c.outbound.allow_private_networks && !c.upstreams.allow_private_networks);
+        let (_d, o) = with_file("[federation]\nallow_insecure_upstreams = true\n");
+        let c = Config::resolve(&o, env(&[])).unwrap();
+        assert!(c.upstreams.allow_private_networks, "upstreams on loopback, over http");
+        assert!(
+            !c.outbound.allow_private_networks,
+            "back-channel logout keeps the policy"
+        );
+        let c = Config::resolve(&o, env(&[("TENANTRY_FEDERATION_ALLOW_INSECURE_UPSTREAMS", "false")])).unwrap();
+        assert!(!c.upstreams.allow_private_networks, "the environment wins");
+        let (_d, o) = with_file("[outbound]\nallow_private_networks = true\n");
+        assert!(Config::resolve(&o, env(&[])).unwrap().upstreams.allow_private_networks);
+        let bad = Config::resolve(&o, env(&[("TENANTRY_FEDERATION_ALLOW_INSECURE_UPSTREAMS", "maybe")]));
+        assert!(bad.is_err());
     }
 
     #[test]

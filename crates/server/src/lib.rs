@@ -153,7 +153,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         ))),
     };
     let admin = tenantry_admin::AdminService::new(writer.clone(), audit_sink);
-    let upstreams = Arc::new(tenantry_federation::Upstreams::new(config.outbound)?);
+    let upstreams = Arc::new(tenantry_federation::Upstreams::new(config.upstreams)?);
     let state = AppState::new(state::Shared {
         upstreams,
         config: Arc::new(config),
