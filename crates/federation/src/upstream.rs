@@ -280,8 +280,6 @@ pub struct Upstreams {
     /// One discovery at a time per issuer: concurrent sign-ins that find the cache empty
     /// wait for the one fetch instead of each fetching (and using up the in-flight cap).
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Discovery documents fetched (with their JWKS), for the metrics and the tests.
-    fetches: std::sync::atomic::AtomicU64,
 }
 
 /// An error of one outbound call, as `openidconnect` wants it (`std::error::Error`).
@@ -298,13 +296,7 @@ impl Upstreams {
             failures: Mutex::new(HashMap::new()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             fetching: Mutex::new(HashMap::new()),
-            fetches: std::sync::atomic::AtomicU64::new(0),
         })
-    }
-
-    /// How many discovery documents (each with its JWKS) have been fetched since start.
-    pub fn discoveries(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One outbound call: the URL is checked against the policy (the scheme here, every
@@ -387,9 +379,11 @@ impl Upstreams {
         let metadata = match discovered {
             Ok(metadata) => {
                 failures.remove(issuer);
+                metrics::counter!("upstream_discoveries_total", "outcome" => "fetched").increment(1);
                 metadata
             }
             Err(e) => {
+                metrics::counter!("upstream_discoveries_total", "outcome" => "failed").increment(1);
                 if failures.len() >= MAX_CACHED {
                     failures.clear();
                 }
@@ -398,7 +392,6 @@ impl Upstreams {
             }
         };
         drop(failures);
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let metadata = Arc::new(metadata);
         let ttl = http.ttl.into_inner().expect("ttl lock").clamp(MIN_TTL, MAX_TTL);
         let mut cache = self.cache.lock().expect("cache lock");
