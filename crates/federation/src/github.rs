@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tenantry_controlplane::model::SocialProvider;
 
-use crate::upstream::{Callback, FetchError, Fetcher, Pending, UpstreamError, UpstreamIdentity, Upstreams, describe};
+use crate::upstream::{FetchError, Fetcher, Pending, UpstreamError, UpstreamIdentity, Upstreams, describe};
 
 /// The API version the answers' shapes are read in.
 const API_VERSION: &str = "2022-11-28";
@@ -114,7 +114,6 @@ impl GitHub<'_> {
         secret: String,
         redirect_uri: &str,
         pending: &Pending,
-        _callback: &Callback<'_>,
         code: &str,
     ) -> Result<UpstreamIdentity, UpstreamError> {
         let client = BasicClient::new(ClientId::new(provider.client_id.clone()))

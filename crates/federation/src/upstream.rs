@@ -567,9 +567,7 @@ impl Upstreams {
                     api: &api,
                     upstreams: self,
                 };
-                github
-                    .finish(provider, secret, redirect_uri, pending, callback, code)
-                    .await
+                github.finish(provider, secret, redirect_uri, pending, code).await
             }
         }
     }
