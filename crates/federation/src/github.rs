@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tenantry_controlplane::model::SocialProvider;
 
-use crate::upstream::{FetchError, Fetcher, Pending, UpstreamError, UpstreamIdentity, Upstreams, describe};
+use crate::fetch::{FetchError, Fetcher, Upstreams, describe, printable};
+use crate::upstream::{Pending, UpstreamError, UpstreamIdentity};
 
 /// The API version the answers' shapes are read in.
 const API_VERSION: &str = "2022-11-28";
@@ -136,10 +137,7 @@ impl GitHub<'_> {
                 RequestTokenError::Parse(_, body) => match serde_json::from_slice::<Value>(&body) {
                     Ok(Value::Object(answer)) if answer.get("error").is_some_and(Value::is_string) => {
                         let error = answer["error"].as_str().unwrap_or_default();
-                        UpstreamError::Invalid(format!(
-                            "the token endpoint answered {}",
-                            crate::upstream::printable(error, 64)
-                        ))
+                        UpstreamError::Invalid(format!("the token endpoint answered {}", printable(error, 64)))
                     }
                     _ => UpstreamError::Invalid("the token endpoint's answer is not a token".into()),
                 },

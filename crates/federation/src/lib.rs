@@ -12,6 +12,7 @@
 //! other login. This crate reads no request and writes no response.
 
 pub mod account;
+mod fetch;
 mod github;
 pub mod upstream;
 

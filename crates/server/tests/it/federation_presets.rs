@@ -361,23 +361,18 @@ async fn the_tenant_authenticates_to_its_upstream_with_its_own_key() {
     assert_eq!(ada.given_name.as_deref(), Some("Ada"));
 }
 
-#[tokio::test]
-async fn a_signed_in_account_links_an_identity_in_its_own_browser_only() {
-    let server = setup(Some(ALLOW_LOOPBACK), json!({}), json!({})).await;
+/// A new account of the relying tenant signed in to the app through the hosted login:
+/// its browser (holding the tenant's session cookie) and its access token.
+async fn signed_in_account(server: &TestServer, client: &RpClient, email: &str, password: &str) -> (Tabs, String) {
     let (status, body) = server
         .admin(
             Method::POST,
             "/v1/admin/tenants/rp/users",
-            Some(json!({"email": "bob@example.com", "password": "bob's password 1", "email_verified": true})),
+            Some(json!({"email": email, "password": password, "email_verified": true})),
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let bob = account(&server, "bob@example.com").await;
-
-    // Bob signs in to the app through the tenant's hosted login (his browser holds the
-    // tenant's session cookie).
-    let client = rp_client(&server).await;
-    let (auth_url, verifier, _) = authorization(&client);
+    let (auth_url, verifier, _) = authorization(client);
     let mut tabs = Tabs::new();
     let (status, _, page) = tabs.get(&auth_url).await;
     assert_eq!(status, 200, "{page}");
@@ -385,41 +380,55 @@ async fn a_signed_in_account_links_an_identity_in_its_own_browser_only() {
         .into_iter()
         .find(|a| a.ends_with("/login"))
         .expect("the password form");
+    let (interaction, csrf) = (hidden(&page, "interaction"), hidden(&page, "csrf"));
     let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf", hidden(&page, "csrf")),
-        ("email", "bob@example.com".to_owned()),
-        ("password", "bob's password 1".to_owned()),
+        ("interaction", interaction.as_str()),
+        ("csrf", csrf.as_str()),
+        ("email", email),
+        ("password", password),
     ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (status, headers, body) = tabs.post(&login, &form).await;
     assert_eq!(status, 303, "{body}");
-    let tokens = exchange(&client, query_param(&headers["location"], "code").unwrap(), verifier).await;
+    let tokens = exchange(client, query_param(&headers["location"], "code").unwrap(), verifier).await;
     use openidconnect::OAuth2TokenResponse;
-    let bearer = tokens.access_token().secret().clone();
+    (tabs, tokens.access_token().secret().clone())
+}
 
-    let link = |body: Value| {
-        let (server, bearer) = (&server, &bearer);
-        async move {
-            let response = server
-                .http
-                .post(format!("{}/v1/auth/me/identities/up", server.base))
-                .bearer_auth(bearer)
-                .header("X-Tenant-Slug", "rp")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
-        }
-    };
-    let (status, refused) = link(json!({"redirect_uri": "https://elsewhere.example/cb"})).await;
+/// `POST /v1/auth/me/identities/up` with `bearer`: the status and body.
+async fn start_link(server: &TestServer, bearer: &str, body: Value) -> (u16, Value) {
+    let response = server
+        .http
+        .post(format!("{}/v1/auth/me/identities/up", server.base))
+        .bearer_auth(bearer)
+        .header("X-Tenant-Slug", "rp")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json::<Value>().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_signed_in_account_links_an_identity_in_its_own_browser_only() {
+    let server = setup(Some(ALLOW_LOOPBACK), json!({}), json!({})).await;
+    let client = rp_client(&server).await;
+    // Bob signs in to the app through the tenant's hosted login (his browser holds the
+    // tenant's session cookie).
+    let (mut tabs, bearer) = signed_in_account(&server, &client, "bob@example.com", "bob's password 1").await;
+    let bob = account(&server, "bob@example.com").await;
+
+    let (status, refused) = start_link(
+        &server,
+        &bearer,
+        json!({"redirect_uri": "https://elsewhere.example/cb"}),
+    )
+    .await;
     assert_eq!(
         (status, refused["code"].as_str()),
         (400, Some("bad_request")),
         "{refused}"
     );
-    let (status, started) = link(json!({"redirect_uri": REDIRECT, "state": "s1"})).await;
+    let (status, started) = start_link(&server, &bearer, json!({"redirect_uri": REDIRECT, "state": "s1"})).await;
     assert_eq!(status, 200, "{started}");
     let link_url = started["link_url"].as_str().unwrap().to_owned();
 
@@ -467,40 +476,11 @@ async fn a_signed_in_account_links_an_identity_in_its_own_browser_only() {
     assert_eq!(raw["sub"], bob.id.to_string());
 
     // A second account cannot take the same identity.
-    let (status, _) = server
-        .admin(
-            Method::POST,
-            "/v1/admin/tenants/rp/users",
-            Some(json!({"email": "carol@example.com", "password": "carol's password 1", "email_verified": true})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (auth_url, verifier, _) = authorization(&client);
-    let mut carol = Tabs::new();
-    let (_, _, page) = carol.get(&auth_url).await;
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf", hidden(&page, "csrf")),
-        ("email", "carol@example.com".to_owned()),
-        ("password", "carol's password 1".to_owned()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, headers, _) = carol.post(&login, &form).await;
-    let tokens = exchange(&client, query_param(&headers["location"], "code").unwrap(), verifier).await;
-    let carol_bearer = tokens.access_token().secret().clone();
-    let response = server
-        .http
-        .post(format!("{}/v1/auth/me/identities/up", server.base))
-        .bearer_auth(&carol_bearer)
-        .header("X-Tenant-Slug", "rp")
-        .json(&json!({"redirect_uri": REDIRECT}))
-        .send()
-        .await
-        .unwrap();
-    let link_url = response.json::<Value>().await.unwrap()["link_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut carol, carol_bearer) =
+        signed_in_account(&server, &client, "carol@example.com", "carol's password 1").await;
+    let (status, started) = start_link(&server, &carol_bearer, json!({"redirect_uri": REDIRECT})).await;
+    assert_eq!(status, 200, "{started}");
+    let link_url = started["link_url"].as_str().unwrap().to_owned();
     let (_, headers, _) = carol.get(&link_url).await;
     let callback = upstream_login(&mut carol, &headers["location"]).await;
     let (status, headers, _) = carol.get(&callback).await;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{Caller, IdentityList};
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::authorize::upstream::{LinkTicket, link_expiry, link_url};
+use crate::routes::authorize::upstream::{LinkTicket, link_expiry, link_url, provider};
 use crate::state::AppState;
 use crate::web::ApiJson;
 
@@ -60,19 +60,7 @@ pub(super) async fn upstream_start(
     ctx: TenantContext,
     ApiJson(body): ApiJson<UpstreamStartBody>,
 ) -> Result<Json<UpstreamStart>, ApiError> {
-    let enabled = ctx
-        .entry
-        .tenant
-        .settings
-        .social_providers
-        .iter()
-        .any(|p| p.id == body.provider && p.enabled);
-    if !enabled {
-        return Err(ApiError::new(
-            ErrorCode::UpstreamUnknown,
-            "no enabled provider with this id",
-        ));
-    }
+    provider(&ctx, &body.provider)?;
     let scope = match body.scope.as_deref().map(str::trim) {
         Some(scope) if scope.split(' ').any(|s| s == "openid") => scope.to_owned(),
         Some(scope) if !scope.is_empty() => format!("openid {scope}"),
@@ -163,22 +151,10 @@ pub(super) async fn link_identity(
     ctx: TenantContext,
     State(state): State<AppState>,
     caller: Caller,
-    Path(provider): Path<String>,
+    Path(provider_id): Path<String>,
     ApiJson(body): ApiJson<LinkBody>,
 ) -> Result<Json<LinkStart>, ApiError> {
-    let enabled = ctx
-        .entry
-        .tenant
-        .settings
-        .social_providers
-        .iter()
-        .any(|p| p.id == provider && p.enabled);
-    if !enabled {
-        return Err(ApiError::new(
-            ErrorCode::UpstreamUnknown,
-            "no enabled provider with this id",
-        ));
-    }
+    let provider = provider(&ctx, &provider_id)?.id.clone();
     let registered = ctx
         .entry
         .clients

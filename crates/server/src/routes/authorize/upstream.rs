@@ -128,7 +128,7 @@ fn open_started(state: &AppState, ctx: &TenantContext, sealed: &str) -> Option<S
 }
 
 /// The enabled provider `id` of the tenant.
-pub(super) fn provider<'a>(ctx: &'a TenantContext, id: &str) -> Result<&'a SocialProvider, ApiError> {
+pub(crate) fn provider<'a>(ctx: &'a TenantContext, id: &str) -> Result<&'a SocialProvider, ApiError> {
     ctx.entry
         .tenant
         .settings
