@@ -92,12 +92,17 @@ impl Housekeeping {
         control_plane: Arc<ControlPlane>,
         dbs: Arc<TenantDbManager>,
         interval: Duration,
+        is_leader: impl Fn() -> bool + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
+                // Cluster members share tenant databases: one pass, on the leader, is enough.
+                if !is_leader() {
+                    continue;
+                }
                 self.run_once(&control_plane, &dbs, Utc::now()).await;
             }
         })

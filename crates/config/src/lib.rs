@@ -10,6 +10,7 @@
 //! file-descriptor budget ([`resources`]). Nothing here serves a request or writes the
 //! control plane; a setting that cannot be used stops the process before it listens.
 
+pub mod cluster;
 pub mod master_key;
 pub mod proxies;
 pub mod resources;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+pub use cluster::ClusterConfig;
 pub use master_key::load_secretbox;
 use proxies::TrustedProxies;
 
@@ -127,6 +129,8 @@ pub struct Config {
     /// policy, or plain HTTP and private addresses too where
     /// `federation.allow_insecure_upstreams` is set (development and tests).
     pub upstreams: tenantry_oidc::outbound::OutboundPolicy,
+    /// Cluster mode (`[cluster]`, `TENANTRY_CLUSTER_*`); `None` = a standalone node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The file's shape: every key optional, unknown keys refused.
@@ -149,6 +153,8 @@ struct FileConfig {
     outbound: FileOutbound,
     #[serde(default)]
     federation: FileFederation,
+    #[serde(default)]
+    cluster: cluster::FileCluster,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -520,7 +526,26 @@ impl Config {
             file.federation.allow_insecure_upstreams,
         )?;
 
+        let cluster = ClusterConfig::resolve(file.cluster, &env, &in_file)?;
+        if cluster.is_some() {
+            // Every member must issue and accept the same `iss`: the address clients use.
+            if public_url.is_none() {
+                return Err(ConfigError::new(
+                    "TENANTRY_PUBLIC_URL",
+                    "cluster mode needs the public URL all members share (the load balancer's), so every node issues the same `iss`",
+                ));
+            }
+            // Lockout and rate-limit counters must be shared, or each node counts alone.
+            if redis_url.is_none() {
+                return Err(ConfigError::new(
+                    "TENANTRY_REDIS_URL",
+                    "cluster mode needs Redis so attempt counters and rate limits are shared by all members",
+                ));
+            }
+        }
+
         Ok(Config {
+            cluster,
             listen,
             public_url,
             fs_root,

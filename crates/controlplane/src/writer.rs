@@ -111,6 +111,10 @@ pub enum WriteError {
     /// The files could not be written; the message names the operation, never secrets.
     #[error("control-plane storage failed: {0}")]
     Storage(String),
+    /// Cluster mode: no leader is known to take the write (an election is under way, or
+    /// this node is cut off from a quorum). Nothing was proposed.
+    #[error("no leader is known to take the write")]
+    NoLeader,
 }
 
 impl From<ApplyError> for WriteError {
@@ -127,6 +131,17 @@ impl From<ApplyError> for WriteError {
 #[async_trait::async_trait]
 pub trait Writer: Send + Sync {
     async fn write(&self, cmd: Command) -> Result<Arc<Snapshot>, WriteError>;
+
+    /// True on the one node whose timers may propose commands (key rotation, purges): the
+    /// leader in cluster mode, always in standalone mode.
+    fn is_leader(&self) -> bool {
+        true
+    }
+
+    /// True when a write submitted here can reach a leader now.
+    fn accepts_writes(&self) -> bool {
+        true
+    }
 }
 
 /// Applies commands on this node directly (no cluster).

@@ -95,6 +95,7 @@ error_codes! {
     PasswordDenyListMissing = (SERVICE_UNAVAILABLE, "password_deny_list_missing", "The tenant's password deny-list is not configured on this installation"),
     TenantKeysMissing = (SERVICE_UNAVAILABLE, "tenant_keys_missing", "The tenant has no usable signing key"),
     NotLeader = (SERVICE_UNAVAILABLE, "not_leader", "This node cannot accept writes and could not forward them"),
+    NoLeader = (SERVICE_UNAVAILABLE, "no_leader", "No cluster leader is known to take the change"),
     ControlPlaneUnavailable = (SERVICE_UNAVAILABLE, "control_plane_unavailable", "The configuration store could not be written"),
     Overloaded = (SERVICE_UNAVAILABLE, "overloaded", "The server is busy; retry later"),
     RateLimiterUnavailable = (SERVICE_UNAVAILABLE, "rate_limiter_unavailable", "The rate-limit store is unreachable"),
@@ -366,6 +367,11 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Rejected(r) => r.into(),
+            WriteError::NoLeader => ApiError::new(
+                ErrorCode::NoLeader,
+                "no cluster leader is known to take this change; nothing was changed",
+            )
+            .with_retry_after(1),
             WriteError::Storage(message) => {
                 tracing::error!(error = %message, "control-plane write failed");
                 ApiError::new(

@@ -180,8 +180,11 @@ pub fn spawn_maintenance(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            // Standalone: this node is the writer. The cluster mode runs this on the leader.
-            maintain_once(control_plane.snapshot(), writer.as_ref(), &secrets, Utc::now()).await;
+            // Only the leader proposes rotations (and so generates their key material); on
+            // a standalone node the writer is always the leader.
+            if writer.is_leader() {
+                maintain_once(control_plane.snapshot(), writer.as_ref(), &secrets, Utc::now()).await;
+            }
         }
     })
 }

@@ -52,6 +52,8 @@ pub struct ServeOptions {
 pub struct Prepared {
     pub state: AppState,
     pub listener: tokio::net::TcpListener,
+    /// Cluster mode: the listener for Raft and cluster calls.
+    pub cluster_listener: Option<tokio::net::TcpListener>,
     pub installed: installation::Installed,
 }
 
@@ -63,16 +65,26 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     tenantry_config::ensure_writable_dir(&config.fs_root)?;
     let secrets = tenantry_config::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, options.dev)?;
 
+    if config.cluster.is_some() {
+        tenantry_cluster::recover(&config.fs_root).with_context(|| {
+            format!(
+                "finishing an interrupted snapshot install under {}",
+                config.fs_root.display()
+            )
+        })?;
+    }
     let control_plane = Arc::new(
         ControlPlane::open(FsStore::new(&config.fs_root))
             .with_context(|| format!("loading the control plane under {}", config.fs_root.display()))?,
     );
-    // The one writer of this node: start-up, admin routes and key timers all write through it.
-    let writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
-    let installed = if options.dev {
+    let local_writer: Arc<dyn tenantry_controlplane::Writer> = Arc::new(StandaloneWriter::new(control_plane.clone()));
+    // A cluster member's tree changes only through Raft once it has joined a cluster; before
+    // that (the first node, before `tenantry cluster init`) it may still be prepared here.
+    let clustered = config.cluster.is_some() && tenantry_cluster::fs_root_is_clustered(&config.fs_root);
+    let installed = if options.dev && !clustered {
         installation::ensure_installation(
             &control_plane,
-            &*writer,
+            &*local_writer,
             &secrets,
             config.default_tenant.as_deref(),
             installation::FirstAdmin::DevToken,
@@ -92,6 +104,18 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         .with_context(|| format!("binding {} (setting `listen` / TENANTRY_LISTEN)", config.listen))?;
     let bound = listener.local_addr()?;
     let public_url = config.public_base(bound);
+    let (cluster, cluster_listener) = match &config.cluster {
+        Some(settings) => {
+            let (cluster, listener) = start_cluster(settings, &config.fs_root, bound, control_plane.clone()).await?;
+            (Some(cluster), Some(listener))
+        }
+        None => (None, None),
+    };
+    // The one writer of this node: admin routes and key timers all write through it.
+    let writer: Arc<dyn tenantry_controlplane::Writer> = match &cluster {
+        Some(cluster) => Arc::new(tenantry_cluster::ClusterWriter::new(cluster.clone())),
+        None => local_writer,
+    };
     let secrets = Arc::new(secrets);
     let mut db_config = tenantry_dataplane::ManagerConfig::new(config.fs_root.join(TENANT_DB_DIR));
     let pools = resources::size_pools(
@@ -169,6 +193,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         keystore,
         accounts,
         housekeeping: Default::default(),
+        cluster,
     });
     routes::ops::self_check_keys(&state);
     let mut installed = installed;
@@ -184,8 +209,43 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         state,
         listener,
+        cluster_listener,
         installed,
     })
+}
+
+/// Binds the cluster listener and starts this node's Raft member.
+async fn start_cluster(
+    settings: &tenantry_config::ClusterConfig,
+    fs_root: &std::path::Path,
+    api_bound: std::net::SocketAddr,
+    control_plane: Arc<ControlPlane>,
+) -> anyhow::Result<(Arc<tenantry_cluster::Cluster>, tokio::net::TcpListener)> {
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "binding {} (setting `cluster.listen` / TENANTRY_CLUSTER_LISTEN)",
+            settings.listen
+        )
+    })?;
+    let api_url = match &settings.api_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => format!("http://{api_bound}"),
+    };
+    let cluster = tenantry_cluster::Cluster::start(
+        tenantry_cluster::Settings {
+            node_id: settings.node_id,
+            fs_root: fs_root.to_owned(),
+            cluster_url: settings.advertise_url.as_str().trim_end_matches('/').to_owned(),
+            api_url,
+            secret: settings.secret.clone(),
+            heartbeat: settings.heartbeat,
+            election_timeout: (settings.election_timeout, settings.election_timeout * 2),
+            snapshot_every: settings.snapshot_every,
+        },
+        control_plane,
+    )
+    .await?;
+    Ok((cluster, listener))
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains in-flight requests.
@@ -193,8 +253,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let Prepared {
         state,
         listener,
+        cluster_listener,
         installed,
     } = prepare(&options).await?;
+    if let (Some(cluster), Some(listener)) = (&state.cluster, cluster_listener) {
+        let app = tenantry_cluster::rpc::router(cluster.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the cluster listener stopped");
+            }
+        });
+    }
     print_banner(&state, &installed, options.dev);
     tenantry_oidc::key_rotation::spawn_maintenance(
         state.control_plane.clone(),
@@ -202,10 +271,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.secrets.clone(),
         KEY_MAINTENANCE_INTERVAL,
     );
+    let writer = state.writer.clone();
     state.housekeeping.clone().spawn(
         state.control_plane.clone(),
         state.dbs.clone(),
         tenantry_accounts::housekeeping::INTERVAL,
+        move || writer.is_leader(),
     );
     let limits = http_server::ConnectionLimits::from_config(&state.config);
     let app = router(state);
@@ -216,8 +287,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 
 fn print_banner(state: &AppState, installed: &installation::Installed, dev: bool) {
     let (config, public_url, resolver, cp) = (&state.config, &state.public_url, &state.resolver, &state.control_plane);
-    let base = public_url.as_str().trim_end_matches('/');
+    // A cluster member names its own address; the public URL is the one all members share.
+    let base = match &state.cluster {
+        Some(cluster) => cluster.me.api_url.clone(),
+        None => public_url.as_str().trim_end_matches('/').to_owned(),
+    };
     println!("Tenantry listening on {base} (FS_ROOT {})", config.fs_root.display());
+    if let Some(cluster) = &state.cluster {
+        println!(
+            "  cluster node {} (cluster listener {}; public URL {})",
+            cluster.id,
+            cluster.me.cluster_url,
+            public_url.as_str().trim_end_matches('/')
+        );
+    }
     if let Some(slug) = &config.default_tenant
         && let Some(entry) = cp.snapshot().tenant(slug)
     {

@@ -57,6 +57,8 @@ pub struct Shared {
     pub housekeeping: Arc<tenantry_accounts::housekeeping::Housekeeping>,
     /// Upstream identity providers' client: outbound calls and their metadata cache.
     pub upstreams: Arc<tenantry_federation::Upstreams>,
+    /// Cluster mode: this node's Raft member (status, leadership); `None` when standalone.
+    pub cluster: Option<Arc<tenantry_cluster::Cluster>>,
 }
 
 impl AppState {

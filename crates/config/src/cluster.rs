@@ -1,0 +1,226 @@
+//! `[cluster]`: this node's place in a Raft cluster. Absent (no `node_id`) = standalone.
+//!
+//! The secret that members present to each other comes from the environment only
+//! (`TENANTRY_CLUSTER_SECRET`), never from the file.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::ConfigError;
+
+/// The shortest cluster secret accepted.
+pub const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// Where the cluster listener (Raft and cluster calls) binds.
+    pub listen: SocketAddr,
+    /// How other members reach that listener; default `http://{listen}`.
+    pub advertise_url: Url,
+    /// This node's own API address, where a follower may redirect admin writes; default
+    /// the address the API listener binds.
+    pub api_url: Option<Url>,
+    pub secret: String,
+    /// Leader API addresses a follower may answer a write with 307 to; empty = forward.
+    pub redirect_allowlist: Vec<Url>,
+    pub heartbeat: Duration,
+    /// Elections start after this much silence (up to twice it, at random).
+    pub election_timeout: Duration,
+    pub snapshot_every: u64,
+    /// A follower more entries behind than this reports `degraded`.
+    pub max_lag: u64,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("listen", &self.listen)
+            .field("advertise_url", &self.advertise_url.as_str())
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCluster {
+    node_id: Option<u64>,
+    listen: Option<String>,
+    advertise_url: Option<String>,
+    api_url: Option<String>,
+    #[serde(default)]
+    redirect_allowlist: Vec<String>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+    snapshot_every: Option<u64>,
+    max_lag: Option<u64>,
+}
+
+impl ClusterConfig {
+    pub(crate) fn resolve(
+        file: FileCluster,
+        env: &impl Fn(&str) -> Option<String>,
+        in_file: &impl Fn(&str) -> String,
+    ) -> Result<Option<Self>, ConfigError> {
+        // (value, where it came from) — the environment first, then the file.
+        let pick = |env_name: &str, key: &str, from_file: Option<String>| -> Option<(String, String)> {
+            env(env_name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (v, env_name.to_owned()))
+                .or_else(|| from_file.map(|v| (v, in_file(&format!("cluster.{key}")))))
+        };
+        let number = |env_name: &str, key: &str, from_file: Option<u64>, min: u64, max: u64, default: u64| match pick(
+            env_name,
+            key,
+            from_file.map(|v| v.to_string()),
+        ) {
+            None => Ok(default),
+            Some((raw, source)) => match raw.trim().parse::<u64>() {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ConfigError::new(
+                    source,
+                    format!("`{raw}` must be a whole number from {min} to {max}"),
+                )),
+            },
+        };
+        let node_id = match pick(
+            "TENANTRY_CLUSTER_NODE_ID",
+            "node_id",
+            file.node_id.map(|v| v.to_string()),
+        ) {
+            None => return Ok(None),
+            Some((raw, source)) => match raw.trim().parse::<u64>() {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    return Err(ConfigError::new(
+                        source,
+                        format!("`{raw}` must be a whole number above 0"),
+                    ));
+                }
+            },
+        };
+        let listen = match pick("TENANTRY_CLUSTER_LISTEN", "listen", file.listen) {
+            None => {
+                return Err(ConfigError::new(
+                    "TENANTRY_CLUSTER_LISTEN",
+                    "cluster mode needs the address of the cluster listener, e.g. 127.0.0.1:7080",
+                ));
+            }
+            Some((raw, source)) => raw
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| ConfigError::new(source, format!("`{raw}` is not a socket address")))?,
+        };
+        let url = |env_name: &str, key: &str, from_file: Option<String>| -> Result<Option<Url>, ConfigError> {
+            match pick(env_name, key, from_file) {
+                None => Ok(None),
+                Some((raw, source)) => parse_base_url(&raw).map(Some).map_err(|p| ConfigError::new(source, p)),
+            }
+        };
+        let advertise_url = match url("TENANTRY_CLUSTER_ADVERTISE_URL", "advertise_url", file.advertise_url)? {
+            Some(url) => url,
+            None if listen.ip().is_unspecified() => {
+                return Err(ConfigError::new(
+                    "TENANTRY_CLUSTER_ADVERTISE_URL",
+                    "the cluster listener binds every address: say how other members reach it",
+                ));
+            }
+            None => Url::parse(&format!("http://{listen}")).expect("a socket address makes a URL"),
+        };
+        let api_url = url("TENANTRY_CLUSTER_API_URL", "api_url", file.api_url)?;
+        let secret = match env("TENANTRY_CLUSTER_SECRET") {
+            Some(s) if s.len() >= MIN_SECRET_LEN => s,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "TENANTRY_CLUSTER_SECRET",
+                    format!("must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -base64 32`)"),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "TENANTRY_CLUSTER_SECRET",
+                    "cluster mode needs the secret every member shares (environment only)",
+                ));
+            }
+        };
+        let allow_from_env = env("TENANTRY_CLUSTER_REDIRECT_ALLOWLIST").map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let (allow_raw, allow_source) = match allow_from_env {
+            Some(list) => (list, "TENANTRY_CLUSTER_REDIRECT_ALLOWLIST".to_owned()),
+            None => (file.redirect_allowlist, in_file("cluster.redirect_allowlist")),
+        };
+        let redirect_allowlist = allow_raw
+            .iter()
+            .map(|raw| parse_base_url(raw).map_err(|p| ConfigError::new(&allow_source, format!("`{raw}`: {p}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let heartbeat_ms = number(
+            "TENANTRY_CLUSTER_HEARTBEAT_MS",
+            "heartbeat_ms",
+            file.heartbeat_ms,
+            10,
+            10_000,
+            100,
+        )?;
+        let election_ms = number(
+            "TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS",
+            "election_timeout_ms",
+            file.election_timeout_ms,
+            50,
+            60_000,
+            600,
+        )?;
+        if election_ms <= heartbeat_ms * 2 {
+            return Err(ConfigError::new(
+                "TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS",
+                format!("must be more than twice the heartbeat ({heartbeat_ms} ms)"),
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            node_id,
+            listen,
+            advertise_url,
+            api_url,
+            secret,
+            redirect_allowlist,
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            election_timeout: Duration::from_millis(election_ms),
+            snapshot_every: number(
+                "TENANTRY_CLUSTER_SNAPSHOT_EVERY",
+                "snapshot_every",
+                file.snapshot_every,
+                10,
+                10_000_000,
+                5_000,
+            )?,
+            max_lag: number(
+                "TENANTRY_CLUSTER_MAX_LAG",
+                "max_lag",
+                file.max_lag,
+                1,
+                10_000_000,
+                1_000,
+            )?,
+        }))
+    }
+}
+
+/// An http(s) URL with a host and nothing after the path, kept without a trailing slash.
+fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http or https URL with a host".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Url::parse(url.as_str().trim_end_matches('/')).map_err(|e| e.to_string())
+}
