@@ -40,7 +40,7 @@ pub async fn new_tenant(
         settings,
     };
     validate_tenant(&tenant).map_err(ApiError::validation)?;
-    check_db_owner(dbs, &tenant).await?;
+    check_user_db(dbs, &tenant).await?;
     Ok(tenant)
 }
 
@@ -104,7 +104,7 @@ pub async fn check_update(before: &TenantContext, tenant: &mut Tenant, dbs: &Ten
     check_custom_field_types(before, tenant).await?;
     check_unique_custom_fields(before, tenant).await?;
     if tenant.settings.user_db != before.entry.tenant.settings.user_db {
-        check_db_owner(dbs, tenant).await?;
+        check_user_db(dbs, tenant).await?;
     }
     Ok(())
 }
@@ -172,13 +172,20 @@ pub async fn check_unique_custom_fields(before: &TenantContext, after: &Tenant) 
     Ok(())
 }
 
-/// Refuses settings whose `user_db` names a database stamped for another tenant (422 on
-/// `settings.user_db`), when it can be reached now; an unreachable one is checked again
-/// when it opens.
-pub async fn check_db_owner(dbs: &TenantDbManager, tenant: &Tenant) -> Result<(), ApiError> {
+/// Refuses settings whose `user_db` names a node-local (SQLite) database in cluster mode,
+/// or a database stamped for another tenant (422 on `settings.user_db`), when it can be
+/// reached now; an unreachable one is checked again when it opens.
+pub async fn check_user_db(dbs: &TenantDbManager, tenant: &Tenant) -> Result<(), ApiError> {
     let Some(user_db) = &tenant.settings.user_db else {
         return Ok(());
     };
+    if user_db.driver.is_node_local() && !dbs.node_local_allowed() {
+        return Err(ApiError::field(
+            "settings.user_db",
+            "cluster mode: every member must reach the same tenant database, so name a postgres or mysql database \
+             (a SQLite file would exist, and diverge, on each node)",
+        ));
+    }
     match dbs.owner_of(tenant.id, user_db).await {
         Ok(Some(owner)) if owner != tenant.id.to_string() => Err(ApiError::field(
             "settings.user_db",

@@ -2,6 +2,7 @@
 //! the admin commands (`tenant ...`, `secrets ...`) speak the admin API over HTTP.
 
 mod admin;
+mod cluster;
 mod offline;
 mod profile;
 mod resources;
@@ -81,6 +82,13 @@ enum Command {
     /// Sign in as an admin (password on standard input, TOTP code) and store the session
     /// in a profile file (mode 0600) the admin commands use.
     Login(profile::Login),
+    /// Cluster membership: init, join, leave, remove, status (cluster mode).
+    Cluster {
+        #[command(flatten)]
+        args: cluster::ClusterArgs,
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Manage tenants through the admin API.
     Tenant {
         #[command(flatten)]
@@ -227,6 +235,7 @@ fn main() -> ExitCode {
             Command::Import(args) => transfer::import(args).await,
             Command::TransferKey { api } => transfer::transfer_key(api).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
+            Command::Cluster { args, command } => cluster::run(args, command).await,
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,

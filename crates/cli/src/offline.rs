@@ -14,6 +14,19 @@ use tenantry_controlplane::{Command, ControlPlane, FsStore, StandaloneWriter, Wr
 /// Who the first admin of `tenantry init` is when `--admin-email` is not given.
 pub const DEFAULT_FIRST_ADMIN: &str = "admin@localhost";
 
+/// Opens FS_ROOT's control plane for an offline write — refused on a cluster member, whose
+/// tree may change only through Raft (the write would exist on this node alone).
+fn open_offline(config: &Config) -> anyhow::Result<Arc<ControlPlane>> {
+    if tenantry_cluster::fs_root_is_clustered(&config.fs_root) {
+        anyhow::bail!(
+            "{} belongs to a cluster member: offline writes would exist on this node alone; \
+             use the admin API (any member forwards writes to the leader)",
+            config.fs_root.display()
+        );
+    }
+    Ok(Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?))
+}
+
 /// `tenantry init`: system keys, the first admin (one-time password, shown once) and the
 /// default tenant.
 pub async fn init(overrides: Overrides, admin_email: Option<String>) -> anyhow::Result<()> {
@@ -21,7 +34,7 @@ pub async fn init(overrides: Overrides, admin_email: Option<String>) -> anyhow::
     tenantry_config::ensure_writable_dir(&config.fs_root)?;
     // Proves the master key is usable before anything is written.
     let secrets = tenantry_config::load_secretbox(|name| std::env::var(name).ok(), &config.fs_root, false)?;
-    let cp = Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?);
+    let cp = open_offline(&config)?;
     let writer = StandaloneWriter::new(cp.clone());
     let email = admin_email.as_deref().unwrap_or(DEFAULT_FIRST_ADMIN);
     let first_admin = FirstAdmin::OneTimePassword { email };
@@ -98,7 +111,7 @@ pub async fn create_admin(overrides: Overrides, args: CreateAdmin) -> anyhow::Re
         },
     };
     let (admin, one_time) = make_admin(input, chrono::Utc::now()).await.map_err(problem)?;
-    let cp = Arc::new(ControlPlane::open(FsStore::new(&config.fs_root))?);
+    let cp = open_offline(&config)?;
     let writer = StandaloneWriter::new(cp);
     let (id, email) = (admin.id, admin.email.clone().unwrap_or_default());
     writer

@@ -299,6 +299,13 @@ pub enum DbDriver {
     Mysql,
 }
 
+impl DbDriver {
+    /// A database that lives on one node's disk, which the members of a cluster do not share.
+    pub fn is_node_local(self) -> bool {
+        matches!(self, DbDriver::Sqlite)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MailTemplateKind {

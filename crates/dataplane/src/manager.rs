@@ -49,6 +49,9 @@ pub struct ManagerConfig {
     pub idle_timeout: Duration,
     /// How long an evicted or replaced pool stays open for requests that still use it.
     pub close_grace: Duration,
+    /// False in cluster mode: a tenant may not name a node-local (SQLite) database, whose
+    /// copies on each member would silently diverge.
+    pub node_local_allowed: bool,
 }
 
 impl ManagerConfig {
@@ -61,6 +64,7 @@ impl ManagerConfig {
             connect_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(30),
             close_grace: Duration::from_secs(5),
+            node_local_allowed: true,
         }
     }
 }
@@ -123,6 +127,11 @@ pub struct TenantDbManager {
 }
 
 impl TenantDbManager {
+    /// See [`ManagerConfig::node_local_allowed`].
+    pub fn node_local_allowed(&self) -> bool {
+        self.config.node_local_allowed
+    }
+
     pub fn new(config: ManagerConfig, secrets: Arc<SecretBox>) -> Arc<Self> {
         Arc::new(Self {
             config,

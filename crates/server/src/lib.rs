@@ -128,6 +128,7 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
     }
     db_config.max_pools = pools.max_pools;
     db_config.max_connections = pools.max_connections;
+    db_config.node_local_allowed = config.cluster.is_none();
     let dbs = tenantry_dataplane::TenantDbManager::new(db_config, secrets.clone());
     control_plane.subscribe(dbs.clone());
     let global_db = match &config.global_db_url {

@@ -192,7 +192,7 @@ impl AdminService {
                     settings,
                 };
                 tenantry_controlplane::validate::validate_tenant(&tenant).map_err(ApiError::validation)?;
-                tenants::check_db_owner(env.dbs, &tenant).await?;
+                tenants::check_user_db(env.dbs, &tenant).await?;
                 (tenant, Some(made.key_ring), None)
             }
         };

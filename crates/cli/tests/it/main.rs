@@ -7,6 +7,7 @@ mod common;
 
 mod admin_cli;
 mod browser;
+mod cluster;
 mod crash;
 mod fd_limits;
 mod server;

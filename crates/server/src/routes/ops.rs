@@ -80,9 +80,12 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
         (Some(open), Some(limit)) => open * 100 >= limit * resources::PRESSURE_PERCENT,
         _ => false,
     };
+    let cluster = cluster_view(&state, &snapshot, detailed);
+    let cluster_ok = cluster.as_ref().is_none_or(|(ok, _)| *ok);
     let status = if !root_ok || keystore.is_err() {
         "unavailable"
-    } else if !snapshot.degraded.is_empty()
+    } else if !cluster_ok
+        || !snapshot.degraded.is_empty()
         || !pools.failing.is_empty()
         || !pools.custom_field_failures.is_empty()
         || limiter.is_err()
@@ -140,13 +143,13 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
             keystore_view["error"] = json!(error);
         }
     }
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "detailed": detailed,
         "components": {
             "control_plane": {
                 "status": ok_or(root_ok, "failing"),
-                "mode": "standalone",
+                "mode": if cluster.is_some() { "cluster" } else { "standalone" },
                 "revision": snapshot.revision,
                 "tenants": snapshot.tenants.len(),
             },
@@ -164,12 +167,82 @@ async fn readyz(State(state): State<AppState>, admin: Result<AdminAuth, ApiError
             "housekeeping": housekeeping,
         },
     });
+    if let Some((_, view)) = cluster {
+        body["components"]["cluster"] = view;
+    }
     let code = if root_ok && keystore.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+/// Cluster mode: this member's role, leader, term and indexes, and whether it is healthy —
+/// a known leader, a leader that still hears from a quorum, applies not lagging beyond
+/// `cluster.max_lag`, no tenant on a node-local (SQLite) database. Token traffic is served
+/// either way; a `degraded` member only cannot take writes or may serve stale settings.
+fn cluster_view(
+    state: &AppState,
+    snapshot: &tenantry_controlplane::Snapshot,
+    detailed: bool,
+) -> Option<(bool, serde_json::Value)> {
+    let cluster = state.cluster.as_ref()?;
+    let settings = state.config.cluster.as_ref()?;
+    let status = cluster.status();
+    let lag = status
+        .committed_index
+        .unwrap_or(0)
+        .saturating_sub(status.applied_index.unwrap_or(0));
+    let quorum_lost = status.role == "leader"
+        && status
+            .millis_since_quorum_ack
+            .is_none_or(|ms| u128::from(ms) > settings.election_timeout.as_millis() * 3);
+    let local_db_tenants: Vec<&str> = snapshot
+        .tenants
+        .values()
+        .filter(|t| {
+            t.tenant
+                .settings
+                .user_db
+                .as_ref()
+                .is_some_and(|db| db.driver.is_node_local())
+        })
+        .map(|t| t.tenant.slug.as_str())
+        .collect();
+    let mut problems = Vec::new();
+    if !status.initialized {
+        problems.push("not part of a cluster yet: run `tenantry cluster init` or `tenantry cluster join`");
+    } else if status.leader_id.is_none() {
+        problems.push("no leader is known");
+    }
+    if quorum_lost {
+        problems.push("the leader has not heard from a quorum recently");
+    }
+    if lag > settings.max_lag {
+        problems.push("applying lags behind the committed log");
+    }
+    if !local_db_tenants.is_empty() {
+        problems.push("some tenants use a node-local SQLite database, which members do not share");
+    }
+    let mut view = json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "node_id": status.node_id,
+        "role": status.role,
+        "leader_id": status.leader_id,
+        "term": status.term,
+        "committed_index": status.committed_index,
+        "applied_index": status.applied_index,
+        "lag": lag,
+        "members": status.members.len(),
+        "local_db_tenant_count": local_db_tenants.len(),
+        "problems": problems,
+    });
+    if detailed {
+        view["local_db_tenants"] = json!(local_db_tenants);
+        view["member_status"] = json!(status.members);
+    }
+    Some((problems.is_empty(), view))
 }
 
 /// Signs a short token with the system issuer's active key and verifies it through the

@@ -50,15 +50,20 @@ impl Server {
     }
 
     pub fn start(fs_root: &Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
-        Self::launch(fs_root, flags, env, None)
+        Self::launch(fs_root, "127.0.0.1:0", flags, env, None)
+    }
+
+    /// Like [`Server::start`], listening on `listen`.
+    pub fn start_at(fs_root: &Path, listen: &str, flags: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(fs_root, listen, flags, env, None)
     }
 
     /// `serve --dev` in a process whose descriptor limit (soft and hard) is `limit`.
     pub fn start_dev_with_fd_limit(fs_root: &Path, env: &[(&str, &str)], limit: u64) -> Server {
-        Self::launch(fs_root, &["--dev"], env, Some(limit))
+        Self::launch(fs_root, "127.0.0.1:0", &["--dev"], env, Some(limit))
     }
 
-    fn launch(fs_root: &Path, flags: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
+    fn launch(fs_root: &Path, listen: &str, flags: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
         std::fs::create_dir_all(fs_root).unwrap();
         let stderr_path = fs_root.with_extension(format!("stderr-{}", rand::random::<u32>()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
@@ -73,7 +78,7 @@ impl Server {
                 cmd
             }
         };
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--fs-root"])
+        cmd.args(["serve", "--listen", listen, "--fs-root"])
             .arg(fs_root)
             .args(flags);
         for (k, v) in env {

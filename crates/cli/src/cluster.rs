@@ -1,0 +1,97 @@
+//! `tenantry cluster …`: membership of a Raft cluster, through this node's cluster
+//! listener. Each command reads the node's configuration (the same file and `TENANTRY_*`
+//! environment as `tenantry serve`) for the listener's address and the cluster secret.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tenantry_server::{Config, Overrides};
+
+use crate::table::Output;
+
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// This node's cluster listener (default: `cluster.advertise_url` of the configuration).
+    #[arg(long, global = true, value_name = "URL")]
+    node: Option<String>,
+    /// Configuration file (TOML). Default: ./tenantry.toml when present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How answers are shown: a table, or JSON (env TENANTRY_OUTPUT).
+    #[arg(long, global = true, value_enum, env = "TENANTRY_OUTPUT", default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Make this node a one-member cluster whose state is its current control plane (run
+    /// once, on the first node; `tenantry init` may prepare that node before).
+    Init,
+    /// Join the cluster that the member at URL (its cluster listener) belongs to. This
+    /// node's control plane is replaced by the cluster's.
+    Join {
+        #[arg(value_name = "URL")]
+        member: String,
+    },
+    /// Take this node out of its cluster.
+    Leave,
+    /// Remove another member by its node id.
+    Remove {
+        #[arg(value_name = "NODE_ID")]
+        node_id: u64,
+    },
+    /// Members, roles, the leader, term, committed and applied index, lag per member.
+    Status,
+}
+
+pub async fn run(args: ClusterArgs, command: ClusterCommand) -> anyhow::Result<()> {
+    let config = Config::load(&Overrides {
+        config_file: args.config.clone(),
+        ..Default::default()
+    })?;
+    let Some(cluster) = &config.cluster else {
+        bail!("this node is not configured for cluster mode: set `[cluster] node_id` (TENANTRY_CLUSTER_NODE_ID)");
+    };
+    let node = args
+        .node
+        .clone()
+        .unwrap_or_else(|| cluster.advertise_url.as_str().trim_end_matches('/').to_owned());
+    // Joining waits for this node to catch up; the others answer at once.
+    let timeout = match command {
+        ClusterCommand::Join { .. } | ClusterCommand::Init => Duration::from_secs(180),
+        _ => Duration::from_secs(30),
+    };
+    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{node}{path}"))
+            .bearer_auth(&cluster.secret)
+    };
+    let request = match &command {
+        ClusterCommand::Init => call(reqwest::Method::POST, "/cluster/init"),
+        ClusterCommand::Join { member } => {
+            call(reqwest::Method::POST, "/cluster/join").json(&json!({"via": member.trim_end_matches('/')}))
+        }
+        ClusterCommand::Leave => call(reqwest::Method::POST, "/cluster/leave"),
+        ClusterCommand::Remove { node_id } => call(reqwest::Method::DELETE, &format!("/cluster/members/{node_id}")),
+        ClusterCommand::Status => call(reqwest::Method::GET, "/cluster/status"),
+    };
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reaching this node's cluster listener at {node} (is `tenantry serve` running?)"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = body["code"].as_str().unwrap_or("error");
+        let message = body["message"].as_str().unwrap_or("no details");
+        bail!("{code} ({status}): {message}");
+    }
+    print!("{}", crate::table::render(&body, args.output));
+    if args.output == Output::Json {
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! Cluster mode with real processes: three members of the `tenantry` binary on loopback
+//! ports, joined with `tenantry cluster init|join`, writes through any member, the leader
+//! killed with SIGKILL under a stream of writes, a member restarted after compaction (it
+//! catches up from a snapshot), and at the end the control-plane trees of all members
+//! hash the same. Cluster mode needs Redis (shared attempt counters): the suite runs when
+//! `TENANTRY_TEST_REDIS_URL` is set.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SECRET: &str = "cluster-secret-for-tests-0123456789abcdef";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One member: its process (when running), addresses and environment.
+struct Node {
+    id: u64,
+    fs_root: PathBuf,
+    api_port: u16,
+    cluster_url: String,
+    env: Vec<(String, String)>,
+    server: Option<Server>,
+}
+
+impl Node {
+    fn new(dir: &Path, id: u64, public_url: &str, redis: &str, api_port: u16, extra: &[(&str, &str)]) -> Node {
+        let cluster_port = free_port();
+        let cluster_url = format!("http://127.0.0.1:{cluster_port}");
+        let mut env: Vec<(String, String)> = vec![
+            ("SECRETBOX_MASTER_KEY".into(), KEY_A.into()),
+            ("TENANTRY_CLUSTER_NODE_ID".into(), id.to_string()),
+            ("TENANTRY_CLUSTER_LISTEN".into(), format!("127.0.0.1:{cluster_port}")),
+            ("TENANTRY_CLUSTER_SECRET".into(), SECRET.into()),
+            ("TENANTRY_PUBLIC_URL".into(), public_url.into()),
+            ("TENANTRY_REDIS_URL".into(), redis.into()),
+            ("TENANTRY_DEFAULT_TENANT".into(), "none".into()),
+            ("TENANTRY_CLUSTER_HEARTBEAT_MS".into(), "100".into()),
+            ("TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS".into(), "600".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Node {
+            id,
+            fs_root: dir.join(format!("node{id}")),
+            api_port,
+            cluster_url,
+            env,
+            server: None,
+        }
+    }
+
+    fn start(&mut self, dev: bool) {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let flags: &[&str] = if dev { &["--dev"] } else { &[] };
+        let listen = format!("127.0.0.1:{}", self.api_port);
+        self.server = Some(Server::start_at(&self.fs_root, &listen, flags, &env));
+    }
+
+    fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill9();
+        }
+    }
+
+    /// Runs `tenantry cluster <args>` with this node's configuration.
+    fn cluster(&self, args: &[&str]) -> (bool, String) {
+        let mut cmd = tenantry(self.fs_root.parent().unwrap());
+        cmd.arg("cluster").args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    async fn status(&self) -> Option<Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/cluster/status", self.cluster_url))
+            .bearer_auth(SECRET)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SHA-free fingerprint of the replicated folders: every path and its bytes, in order.
+fn tree_of(fs_root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for top in ["tenants", "system"] {
+        for file in files_under(&fs_root.join(top)) {
+            let name = file.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let rel = file.strip_prefix(fs_root).unwrap().to_string_lossy().to_string();
+            out.insert(rel, std::fs::read(&file).unwrap());
+        }
+    }
+    out
+}
+
+/// An admin API call; status 0 when the member cannot be reached (it was killed).
+async fn admin_call(token: &str, base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut request = http.request(method, format!("{base}{path}")).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+        Err(e) if e.is_connect() => (0, Value::Null),
+        Err(e) => panic!("{base}{path}: {e}"),
+    }
+}
+
+/// Starts a three-member cluster: node 1 prepared with `--dev` (system keys, an admin
+/// token; no default tenant) and initialised, nodes 2 and 3 joined through node 1.
+async fn three_members(dir: &Path, redis: &str, extra: &[(&str, &str)]) -> (Vec<Node>, String) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let public_url = format!("http://127.0.0.1:{}", ports[0]);
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::new(dir, i as u64 + 1, &public_url, redis, ports[i], extra))
+        .collect();
+    nodes[0].start(true);
+    let token = std::fs::read_to_string(nodes[0].fs_root.join("dev-admin-token")).unwrap();
+    let (ok, out) = nodes[0].cluster(&["init"]);
+    assert!(ok, "cluster init: {out}");
+    let via = nodes[0].cluster_url.clone();
+    for node in nodes.iter_mut().skip(1) {
+        node.start(false);
+        let (ok, out) = node.cluster(&["join", &via]);
+        assert!(ok, "cluster join: {out}");
+    }
+    for node in &nodes {
+        eventually(Duration::from_secs(20), "three voters seen by every member", || async {
+            node.status().await.is_some_and(|s| {
+                s["leader_id"].is_u64()
+                    && s["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().filter(|m| m["voter"] == true).count() == 3)
+            })
+        })
+        .await;
+    }
+    (nodes, token.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_member_reach_all_and_survive_a_leader_kill() {
+    let Some(redis) = tenantry_testkit::configured(tenantry_testkit::Service::Redis) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, token) = three_members(dir.path(), &redis, &[("TENANTRY_CLUSTER_SNAPSHOT_EVERY", "20")]).await;
+
+    // A write through a follower is forwarded and answered as if local.
+    let leader = nodes[0].status().await.unwrap()["leader_id"].as_u64().unwrap();
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    let (status, body) = admin_call(
+        &token,
+        &follower.api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "via-follower", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Read back at once on the member that took it, then everywhere.
+    let (status, _) = admin_call(
+        &token,
+        &follower.api(),
+        Method::GET,
+        "/v1/admin/tenants/via-follower",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for node in &nodes {
+        let api = node.api();
+        eventually(Duration::from_secs(5), "the tenant on every member", || {
+            let (api, token) = (api.clone(), token.clone());
+            async move {
+                admin_call(
+                    &token,
+                    &api,
+                    Method::GET,
+                    "/t/via-follower/.well-known/openid-configuration",
+                    None,
+                )
+                .await
+                .0 == 200
+            }
+        })
+        .await;
+    }
+    // A refusal comes back the same way: the slug is taken.
+    let (status, body) = admin_call(
+        &token,
+        &nodes.iter().find(|n| n.id != leader).unwrap().api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "via-follower", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    // A SQLite tenant database would diverge per node: refused in cluster mode.
+    let (status, body) = admin_call(
+        &token,
+        &nodes[0].api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "local-file"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("settings.user_db"), "{body}");
+
+    // Writes stream through every member while the leader is killed.
+    let apis: Vec<String> = nodes.iter().map(Node::api).collect();
+    let writer = {
+        let (apis, token) = (apis.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut unsure = Vec::new();
+            for i in 0..60 {
+                let slug = format!("w-{i}");
+                let api = &apis[i % apis.len()];
+                let (status, _) = admin_call(
+                    &token,
+                    api,
+                    Method::POST,
+                    "/v1/admin/tenants",
+                    Some(json!({"slug": slug, "settings": {"user_db": null}})),
+                )
+                .await;
+                match status {
+                    201 => acknowledged.push(slug),
+                    _ => unsure.push((slug, status)),
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            (acknowledged, unsure)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    let leader_index = nodes.iter().position(|n| n.id == leader).unwrap();
+    nodes[leader_index].kill();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader_index).collect();
+    eventually(Duration::from_secs(10), "a new leader", || {
+        let node = &nodes[survivors[0]];
+        async move {
+            node.status()
+                .await
+                .is_some_and(|s| s["leader_id"].as_u64().is_some_and(|l| l != leader))
+        }
+    })
+    .await;
+    let failover = killed_at.elapsed();
+    let (acknowledged, unsure) = writer.await.unwrap();
+    assert!(
+        acknowledged.len() >= 30,
+        "most writes acknowledged: {acknowledged:?} / {unsure:?}"
+    );
+    for status in unsure.iter().map(|(_, s)| *s) {
+        // The killed member refuses connections (0); the others answer 503 while no
+        // leader is known or a write's fate is unknown — never 500.
+        assert!(matches!(status, 0 | 503), "{unsure:?}");
+    }
+    // Every acknowledged write is on every survivor.
+    for i in &survivors {
+        let api = nodes[*i].api();
+        for slug in &acknowledged {
+            let (status, _) = admin_call(&token, &api, Method::GET, &format!("/v1/admin/tenants/{slug}"), None).await;
+            assert_eq!(status, 200, "{slug} on node {}", nodes[*i].id);
+        }
+    }
+    eprintln!("failover: writes acknowledged again after {failover:?}");
+
+    // More writes, enough to pass a snapshot and purge the log the killed member missed.
+    let live = nodes[survivors[0]].api();
+    for i in 0..40 {
+        let (status, body) = admin_call(
+            &token,
+            &live,
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": format!("after-{i}"), "settings": {"user_db": null}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let purged = nodes[survivors[0]].status().await.unwrap()["purged_index"].as_u64();
+    assert!(purged.is_some(), "the log was compacted");
+
+    // The killed member restarts and catches up (from a snapshot: its entries are purged).
+    nodes[leader_index].start(false);
+    let target = nodes[survivors[0]].status().await.unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
+    let restarted = &nodes[leader_index];
+    eventually(
+        Duration::from_secs(30),
+        "the restarted member to catch up",
+        || async move {
+            restarted
+                .status()
+                .await
+                .is_some_and(|s| s["applied_index"].as_u64().is_some_and(|a| a >= target))
+        },
+    )
+    .await;
+    let (status, _) = admin_call(
+        &token,
+        &restarted.api(),
+        Method::GET,
+        "/v1/admin/tenants/after-39",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // All trees are identical.
+    let reference = tree_of(&nodes[0].fs_root);
+    assert!(reference.keys().any(|k| k.contains("after-39")));
+    for node in &nodes[1..] {
+        let tree = tree_of(&node.fs_root);
+        let differing: Vec<_> = reference
+            .keys()
+            .chain(tree.keys())
+            .filter(|k| reference.get(*k) != tree.get(*k))
+            .collect();
+        assert!(differing.is_empty(), "node {} differs in {differing:?}", node.id);
+    }
+    // Readiness names the role and the leader.
+    let (status, body) = admin_call(&token, &restarted.api(), Method::GET, "/readyz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["components"]["control_plane"]["mode"], "cluster", "{body}");
+    assert!(body["components"]["cluster"]["leader_id"].is_u64(), "{body}");
+}
