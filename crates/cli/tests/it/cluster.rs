@@ -380,3 +380,237 @@ async fn writes_through_any_member_reach_all_and_survive_a_leader_kill() {
     assert_eq!(body["components"]["control_plane"]["mode"], "cluster", "{body}");
     assert!(body["components"]["cluster"]["leader_id"].is_u64(), "{body}");
 }
+
+/// A fresh PostgreSQL database for a tenant every member shares: (admin URL, its DSN, name).
+async fn fresh_postgres(base: &str) -> (String, String) {
+    use sqlx::Connection;
+    let name = format!("cluster_{}", rand::random::<u32>());
+    let mut admin = sqlx::PgConnection::connect(base)
+        .await
+        .expect("PostgreSQL is configured but unreachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    (format!("{prefix}/{name}"), name)
+}
+
+async fn drop_postgres(base: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut admin) = sqlx::PgConnection::connect(base).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+}
+
+async fn form(url: &str, auth: Option<(&str, &str)>, fields: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(url).form(fields);
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn kid_of(jwt: &str) -> String {
+    use base64::Engine;
+    let header = jwt.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_issued_by_one_member_work_on_the_others() {
+    let Some(redis) = tenantry_testkit::configured(tenantry_testkit::Service::Redis) else {
+        return;
+    };
+    let Some(pg) = tenantry_testkit::configured(tenantry_testkit::Service::Postgres) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, token) = three_members(dir.path(), &redis, &[]).await;
+    let (dsn, db_name) = fresh_postgres(&pg).await;
+    let api = |i: usize| nodes[i].api();
+
+    // Tenant, clients and a user, each through a different member.
+    let (status, body) = admin_call(
+        &token,
+        &api(1),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "pg", "settings": {"user_db": {"driver": "postgres", "dsn": dsn}}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let spa = json!({"client_id": "demo-spa", "name": "SPA", "client_type": "public", "first_party": true,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": ["http://localhost:3000/callback"], "scopes": ["openid", "email", "offline_access"]});
+    let (status, body) = admin_call(&token, &api(2), Method::POST, "/v1/admin/tenants/pg/clients", Some(spa)).await;
+    assert_eq!(status, 201, "{body}");
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = admin_call(
+        &token,
+        &api(0),
+        Method::POST,
+        "/v1/admin/tenants/pg/clients",
+        Some(backend),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    let (status, body) = admin_call(
+        &token,
+        &api(2),
+        Method::POST,
+        "/v1/admin/tenants/pg/users",
+        Some(json!({"email": "ada@example.com", "password": "a cluster password", "email_verified": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Signed in on member 1; the access token introspects on member 2 and reads userinfo on 3.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/auth/login", api(0)))
+        .header("x-tenant-slug", "pg")
+        .json(
+            &json!({"email": "ada@example.com", "password": "a cluster password", "client_id": "demo-spa",
+            "scope": "openid email offline_access"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, body) = form(
+        &format!("{}/t/pg/introspect", api(1)),
+        Some(("backend", &secret)),
+        &[("token", access)],
+    )
+    .await;
+    assert_eq!((status, &body["active"]), (200, &json!(true)), "{body}");
+    let response = reqwest::Client::new()
+        .get(format!("{}/t/pg/userinfo", api(2)))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let issuer = format!("{}/t/pg", api(0));
+    for i in 0..3 {
+        let (status, body) = admin_call(
+            &token,
+            &api(i),
+            Method::GET,
+            "/t/pg/.well-known/openid-configuration",
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["issuer"].as_str()),
+            (200, Some(issuer.as_str())),
+            "one issuer on every member"
+        );
+    }
+
+    // Refreshed on member 2; the spent refresh token replayed on member 3 revokes the family
+    // for all: the new one no longer works on member 1.
+    let (status, rotated) = form(
+        &format!("{}/t/pg/token", api(1)),
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "demo-spa"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, body) = form(
+        &format!("{}/t/pg/token", api(2)),
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "demo-spa"),
+        ],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = form(
+        &format!("{}/t/pg/token", api(0)),
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rotated["refresh_token"].as_str().unwrap()),
+            ("client_id", "demo-spa"),
+        ],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+
+    // A key rotation through member 3: every member serves the same JWKS at once after it
+    // is acknowledged there, and signs with the new key.
+    let (status, body) = admin_call(&token, &api(2), Method::POST, "/v1/admin/tenants/pg/keys/rotate", None).await;
+    assert_eq!(status, 200, "{body}");
+    let mut bodies = Vec::new();
+    for i in 0..3 {
+        let api = api(i);
+        let start = Instant::now();
+        let jwks = loop {
+            let body: Value = reqwest::get(format!("{api}/t/pg/jwks.json"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if body["keys"].as_array().is_some_and(|k| k.len() >= 2) {
+                break body;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the rotated key on member {}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        bodies.push(jwks);
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "one JWKS: {bodies:?}");
+    for i in 0..3 {
+        let (status, issued) = form(
+            &format!("{}/t/pg/token", api(i)),
+            Some(("backend", &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!(status, 200, "{issued}");
+        let kid = kid_of(issued["access_token"].as_str().unwrap());
+        assert!(
+            bodies[0]["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == kid.as_str()),
+            "member {} signs with a published key",
+            i + 1
+        );
+        let (status, body) = form(
+            &format!("{}/t/pg/introspect", api((i + 1) % 3)),
+            Some(("backend", &secret)),
+            &[("token", issued["access_token"].as_str().unwrap())],
+        )
+        .await;
+        assert_eq!((status, &body["active"]), (200, &json!(true)), "{body}");
+    }
+    drop(nodes);
+    drop_postgres(&pg, &db_name).await;
+}
