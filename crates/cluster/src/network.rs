@@ -31,8 +31,11 @@ pub struct PeerClient {
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl PeerClient {
-    pub fn new(secret: &str) -> Self {
+    /// `bind` is the address outbound calls leave from: the cluster listener's own, when it
+    /// names one, so members see one address per member.
+    pub fn new(secret: &str, bind: Option<std::net::IpAddr>) -> Self {
         let http = reqwest::Client::builder()
+            .local_address(bind)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(30))

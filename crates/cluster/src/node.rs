@@ -30,6 +30,8 @@ pub struct Settings {
     /// This node's public API, for redirects and status.
     pub api_url: String,
     pub secret: String,
+    /// The address outbound cluster calls leave from (the cluster listener's), if specific.
+    pub bind_ip: Option<std::net::IpAddr>,
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
     /// A snapshot is built after this many applied entries; older entries are then purged.
@@ -124,7 +126,7 @@ impl Cluster {
         }
         .validate()
         .context("Raft timing settings")?;
-        let client = PeerClient::new(&settings.secret);
+        let client = PeerClient::new(&settings.secret, settings.bind_ip);
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),

@@ -17,7 +17,7 @@ use tenantry_controlplane::Command;
 use crate::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use crate::node::{Cluster, ClusterError, Status};
 use crate::types::{Member, NodeId, TypeConfig};
-use crate::writer::{ForwardReply, WRITE_PATH};
+use crate::writer::{ForwardReply, READ_INDEX_PATH, ReadIndex, WRITE_PATH};
 
 pub const INIT_PATH: &str = "/cluster/init";
 pub const STATUS_PATH: &str = "/cluster/status";
@@ -51,6 +51,7 @@ pub fn router(cluster: Arc<Cluster>) -> axum::Router {
         .route(VOTE_PATH, post(vote))
         .route(SNAPSHOT_PATH, post(snapshot))
         .route(WRITE_PATH, post(forwarded_write))
+        .route(READ_INDEX_PATH, post(read_index))
         .route(INIT_PATH, post(init))
         .route(STATUS_PATH, get(status))
         .route(MEMBERS_PATH, post(add_member))
@@ -113,6 +114,14 @@ async fn forwarded_write(State(cluster): State<Arc<Cluster>>, Json(cmd): Json<Co
         return Json(ForwardReply::NotLeader);
     }
     Json(cluster.propose(cmd).await)
+}
+
+async fn read_index(State(cluster): State<Arc<Cluster>>) -> Result<Json<ReadIndex>, ClusterError> {
+    if !cluster.is_leader() {
+        return Err(ClusterError::new(503, "not_leader", "this node is not the leader"));
+    }
+    let index = cluster.read_index().await.ok_or_else(ClusterError::no_leader)?;
+    Ok(Json(ReadIndex { index }))
 }
 
 async fn init(State(cluster): State<Arc<Cluster>>) -> Result<Json<Status>, ClusterError> {

@@ -20,9 +20,22 @@ use crate::state_machine::Outcome;
 
 /// How long a write may wait for a leader to be known.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a proposal may wait to be committed. A leader cut off from its quorum keeps
+/// its entry uncommitted; the caller hears "unknown" rather than waiting for the partition
+/// to heal (the entry is discarded by the next leader or committed after the heal).
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// How long a follower waits for its own apply of an entry the leader committed.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 pub const WRITE_PATH: &str = "/cluster/write";
+pub const READ_INDEX_PATH: &str = "/cluster/read-index";
+/// How long a follower waits to catch up before it validates a write anyway.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// The leader's answer to a read-index request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub index: u64,
+}
 
 /// What the leader answers a forwarded write.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,7 +80,12 @@ impl Cluster {
     /// by the handler of forwarded writes.
     pub(crate) async fn propose(&self, cmd: Command) -> ForwardReply {
         metrics::counter!("cluster_proposals_total").increment(1);
-        match self.raft.client_write(cmd).await {
+        let Ok(written) = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(cmd)).await else {
+            return ForwardReply::Unknown {
+                message: "no quorum acknowledged the write in time".to_owned(),
+            };
+        };
+        match written {
             Ok(response) => ForwardReply::Committed {
                 index: response.log_id.index,
                 refused: response.data.rejected,
@@ -79,6 +97,43 @@ impl Cluster {
             },
             Err(e) => ForwardReply::Failed { message: e.to_string() },
         }
+    }
+
+    /// The leader's committed index, confirmed by a quorum (the read index), on the leader.
+    pub(crate) async fn read_index(&self) -> Option<u64> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Some(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(_) => None,
+        }
+    }
+
+    /// See [`Writer::catch_up`]: on a follower, waits (up to [`CATCH_UP_WAIT`]) until this
+    /// node has applied what the leader had committed when asked.
+    pub async fn catch_up(&self) {
+        let index = match self.leader() {
+            Some((id, _)) if id == self.id => return,
+            Some((_, leader)) => {
+                let answer = self
+                    .client
+                    .post(&leader.cluster_url, READ_INDEX_PATH, &())
+                    .timeout(CATCH_UP_WAIT)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status().is_success() => match response.json::<ReadIndex>().await {
+                        Ok(read) => read.index,
+                        Err(_) => return,
+                    },
+                    _ => return,
+                }
+            }
+            None => return,
+        };
+        let _ = self
+            .raft
+            .wait(Some(CATCH_UP_WAIT))
+            .applied_index_at_least(Some(index), "catch up with the leader")
+            .await;
     }
 
     /// Waits until this node has applied `index`, then answers the write with this node's
@@ -145,5 +200,9 @@ impl Writer for ClusterWriter {
 
     fn accepts_writes(&self) -> bool {
         self.cluster.leader().is_some()
+    }
+
+    async fn catch_up(&self) {
+        self.cluster.catch_up().await;
     }
 }

@@ -142,6 +142,12 @@ pub trait Writer: Send + Sync {
     fn accepts_writes(&self) -> bool {
         true
     }
+
+    /// Brings this node's snapshot up to every write committed before the call, so a
+    /// request validated against it sees the writes it follows (a follower in cluster mode
+    /// asks the leader how far the log is committed and waits for its own apply). Best
+    /// effort and bounded: without a leader it returns at once.
+    async fn catch_up(&self) {}
 }
 
 /// Applies commands on this node directly (no cluster).

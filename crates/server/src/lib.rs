@@ -9,6 +9,7 @@
 //! into responses; the rules themselves live there.
 
 pub mod app;
+pub mod cluster;
 pub mod error;
 pub mod http_server;
 pub mod middleware;
@@ -239,6 +240,7 @@ async fn start_cluster(
             cluster_url: settings.advertise_url.as_str().trim_end_matches('/').to_owned(),
             api_url,
             secret: settings.secret.clone(),
+            bind_ip: Some(settings.listen.ip()).filter(|ip| !ip.is_unspecified()),
             heartbeat: settings.heartbeat,
             election_timeout: (settings.election_timeout, settings.election_timeout * 2),
             snapshot_every: settings.snapshot_every,

@@ -29,19 +29,30 @@ struct Node {
     id: u64,
     fs_root: PathBuf,
     api_port: u16,
+    /// The advertised cluster address (a relay's, in the partition test).
     cluster_url: String,
+    /// The cluster listener itself.
+    direct_url: String,
     env: Vec<(String, String)>,
     server: Option<Server>,
 }
 
 impl Node {
-    fn new(dir: &Path, id: u64, public_url: &str, redis: &str, api_port: u16, extra: &[(&str, &str)]) -> Node {
-        let cluster_port = free_port();
-        let cluster_url = format!("http://127.0.0.1:{cluster_port}");
+    fn new(
+        dir: &Path,
+        id: u64,
+        public_url: &str,
+        redis: &str,
+        api_port: u16,
+        cluster: (std::net::SocketAddr, String),
+        extra: &[(&str, &str)],
+    ) -> Node {
+        let (listen, cluster_url) = cluster;
         let mut env: Vec<(String, String)> = vec![
             ("SECRETBOX_MASTER_KEY".into(), KEY_A.into()),
             ("TENANTRY_CLUSTER_NODE_ID".into(), id.to_string()),
-            ("TENANTRY_CLUSTER_LISTEN".into(), format!("127.0.0.1:{cluster_port}")),
+            ("TENANTRY_CLUSTER_LISTEN".into(), listen.to_string()),
+            ("TENANTRY_CLUSTER_ADVERTISE_URL".into(), cluster_url.clone()),
             ("TENANTRY_CLUSTER_SECRET".into(), SECRET.into()),
             ("TENANTRY_PUBLIC_URL".into(), public_url.into()),
             ("TENANTRY_REDIS_URL".into(), redis.into()),
@@ -55,6 +66,7 @@ impl Node {
             fs_root: dir.join(format!("node{id}")),
             api_port,
             cluster_url,
+            direct_url: format!("http://{listen}"),
             env,
             server: None,
         }
@@ -80,7 +92,7 @@ impl Node {
     /// Runs `tenantry cluster <args>` with this node's configuration.
     fn cluster(&self, args: &[&str]) -> (bool, String) {
         let mut cmd = tenantry(self.fs_root.parent().unwrap());
-        cmd.arg("cluster").args(args);
+        cmd.arg("cluster").args(["--node", &self.direct_url]).args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -95,7 +107,7 @@ impl Node {
 
     async fn status(&self) -> Option<Value> {
         let response = reqwest::Client::new()
-            .get(format!("{}/cluster/status", self.cluster_url))
+            .get(format!("{}/cluster/status", self.direct_url))
             .bearer_auth(SECRET)
             .timeout(Duration::from_secs(2))
             .send()
@@ -158,10 +170,28 @@ async fn admin_call(token: &str, base: &str, method: Method, path: &str, body: O
 /// Starts a three-member cluster: node 1 prepared with `--dev` (system keys, an admin
 /// token; no default tenant) and initialised, nodes 2 and 3 joined through node 1.
 async fn three_members(dir: &Path, redis: &str, extra: &[(&str, &str)]) -> (Vec<Node>, String) {
+    let addresses = (0..3)
+        .map(|_| {
+            let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            (listen, format!("http://{listen}"))
+        })
+        .collect();
+    three_members_at(dir, redis, extra, addresses).await
+}
+
+/// [`three_members`] with each member's cluster listener and advertised address given.
+async fn three_members_at(
+    dir: &Path,
+    redis: &str,
+    extra: &[(&str, &str)],
+    cluster: Vec<(std::net::SocketAddr, String)>,
+) -> (Vec<Node>, String) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let public_url = format!("http://127.0.0.1:{}", ports[0]);
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| Node::new(dir, i as u64 + 1, &public_url, redis, ports[i], extra))
+    let mut nodes: Vec<Node> = cluster
+        .into_iter()
+        .enumerate()
+        .map(|(i, addresses)| Node::new(dir, i as u64 + 1, &public_url, redis, ports[i], addresses, extra))
         .collect();
     nodes[0].start(true);
     let token = std::fs::read_to_string(nodes[0].fs_root.join("dev-admin-token")).unwrap();
@@ -613,4 +643,226 @@ async fn tokens_issued_by_one_member_work_on_the_others() {
     }
     drop(nodes);
     drop_postgres(&pg, &db_name).await;
+}
+
+/// A TCP relay in front of one member's cluster listener that can refuse, and cut, the
+/// connections of chosen source addresses (each member calls from its own loopback address).
+struct Relay {
+    addr: std::net::SocketAddr,
+    blocked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<std::net::IpAddr>>>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<(std::net::IpAddr, tokio::task::AbortHandle)>>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            blocked: Default::default(),
+            open: Default::default(),
+        };
+        let (blocked, open) = (relay.blocked.clone(), relay.open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, peer)) = listener.accept().await {
+                if blocked.lock().unwrap().contains(&peer.ip()) {
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().unwrap().push((peer.ip(), task.abort_handle()));
+            }
+        });
+        relay
+    }
+
+    /// Refuses new connections from `sources` and cuts theirs that are open.
+    fn block(&self, sources: &[std::net::IpAddr]) {
+        self.blocked.lock().unwrap().extend(sources);
+        for (ip, task) in self.open.lock().unwrap().iter() {
+            if sources.contains(ip) {
+                task.abort();
+            }
+        }
+    }
+
+    fn heal(&self) {
+        self.blocked.lock().unwrap().clear();
+    }
+}
+
+/// Member `i`'s own loopback address: its listener and the source of its calls.
+fn member_ip(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 11 + i as u8])
+}
+
+/// Cuts member `cut` off from the others (both ways), through the relays.
+fn isolate(relays: &[Relay], cut: usize) {
+    let others: Vec<_> = (0..relays.len()).filter(|i| *i != cut).map(member_ip).collect();
+    relays[cut].block(&others);
+    for (i, relay) in relays.iter().enumerate() {
+        if i != cut {
+            relay.block(&[member_ip(cut)]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_acknowledges_nothing_and_a_cut_off_follower_still_serves_tokens() {
+    let Some(redis) = tenantry_testkit::configured(tenantry_testkit::Service::Redis) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut relays = Vec::new();
+    let mut addresses = Vec::new();
+    for i in 0..3 {
+        let listen = std::net::SocketAddr::new(member_ip(i), free_port());
+        let relay = Relay::start(listen).await;
+        addresses.push((listen, format!("http://{}", relay.addr)));
+        relays.push(relay);
+    }
+    let (nodes, token) = three_members_at(dir.path(), &redis, &[], addresses).await;
+    let (status, body) = admin_call(
+        &token,
+        &nodes[1].api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "served", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let backend =
+        json!({"client_id": "backend", "name": "Backend", "grant_types": ["client_credentials"], "scopes": ["api"]});
+    let (status, made) = admin_call(
+        &token,
+        &nodes[2].api(),
+        Method::POST,
+        "/v1/admin/tenants/served/clients",
+        Some(backend),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+
+    // The leader is cut off: it acknowledges no write from then on.
+    let leader = nodes[0].status().await.unwrap()["leader_id"].as_u64().unwrap() as usize - 1;
+    isolate(&relays, leader);
+    let (status, body) = admin_call(
+        &token,
+        &nodes[leader].api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "on-the-old-leader", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 503, "an isolated leader commits nothing: {body}");
+    // The majority elects a new leader and takes writes.
+    let majority: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let first = &nodes[majority[0]];
+    eventually(Duration::from_secs(15), "a new leader in the majority", || async move {
+        first
+            .status()
+            .await
+            .is_some_and(|s| s["leader_id"].as_u64().is_some_and(|l| l as usize - 1 != leader))
+    })
+    .await;
+    let (status, body) = admin_call(
+        &token,
+        &nodes[majority[1]].api(),
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "on-the-majority", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Healed: the old leader follows, drops what it never committed, and matches.
+    for relay in &relays {
+        relay.heal();
+    }
+    let target = first.status().await.unwrap()["applied_index"].as_u64().unwrap();
+    let old = &nodes[leader];
+    eventually(Duration::from_secs(20), "the old leader to catch up", || async move {
+        old.status()
+            .await
+            .is_some_and(|s| s["applied_index"].as_u64().is_some_and(|a| a >= target) && s["role"] != "leader")
+    })
+    .await;
+    let (status, _) = admin_call(
+        &token,
+        &old.api(),
+        Method::GET,
+        "/v1/admin/tenants/on-the-old-leader",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "the uncommitted write is gone");
+    let reference = tree_of(&nodes[majority[0]].fs_root);
+    assert_eq!(tree_of(&old.fs_root), reference, "the old leader's tree matches");
+
+    // A follower cut off from the leader reports `degraded` and still serves discovery,
+    // JWKS, authorize and tokens.
+    let leader = first.status().await.unwrap()["leader_id"].as_u64().unwrap() as usize - 1;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    isolate(&relays, follower);
+    let api = nodes[follower].api();
+    eventually(
+        Duration::from_secs(15),
+        "the cut-off follower to report degraded",
+        || {
+            let api = api.clone();
+            async move {
+                let body: Value = reqwest::get(format!("{api}/readyz"))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["status"] == "degraded" && body["components"]["cluster"]["status"] == "degraded"
+            }
+        },
+    )
+    .await;
+    for path in ["/t/served/.well-known/openid-configuration", "/t/served/jwks.json"] {
+        let response = reqwest::get(format!("{api}{path}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let (status, issued) = form(
+        &format!("{api}/t/served/token"),
+        Some(("backend", &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    let authorize = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{api}/t/served/authorize?response_type=code&client_id=backend&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        authorize.status().as_u16() < 500,
+        "authorize answers: {}",
+        authorize.status()
+    );
+    // Writes there wait for a leader and then say so.
+    let (status, body) = admin_call(
+        &token,
+        &api,
+        Method::POST,
+        "/v1/admin/tenants",
+        Some(json!({"slug": "while-cut-off", "settings": {"user_db": null}})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "no_leader", "{body}");
+    for relay in &relays {
+        relay.heal();
+    }
 }

@@ -214,6 +214,13 @@ pub async fn gate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        if let Some(redirect) = crate::cluster::redirect_to_leader(&state, request.uri()) {
+            return redirect;
+        }
+        // Validate against every write committed before this one (cluster followers).
+        state.writer.catch_up().await;
+    }
     let auth = match authenticate(&state, request.headers()) {
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
