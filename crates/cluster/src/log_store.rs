@@ -32,10 +32,6 @@ fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Er
     }
 }
 
-fn logs_err(verb: ErrorVerb) -> impl Fn(redb::Error) -> StorageError {
-    move |e| io_err(ErrorSubject::Logs, verb, e)
-}
-
 impl LogStore {
     pub fn open(path: &Path) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
@@ -117,15 +113,21 @@ impl LogStore {
         matches!(self.read_meta::<Vote>(VOTE), Ok(Some(_))) || !self.is_empty()
     }
 
+    /// Runs redb work off the async threads; its error becomes openraft's, naming what
+    /// failed (`subject`, `verb`).
     fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&LogStore) -> Result<T, StorageError> + Send + 'static,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+        work: impl FnOnce(&LogStore) -> Result<T, redb::Error> + Send + 'static,
     ) -> impl Future<Output = Result<T, StorageError>> + Send + 'static {
         let store = self.clone();
         async move {
-            tokio::task::spawn_blocking(move || work(&store))
-                .await
-                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?
+            match tokio::task::spawn_blocking(move || work(&store)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(io_err(subject, verb, e)),
+                Err(e) => Err(io_err(subject, verb, e)),
+            }
         }
     }
 }
@@ -136,7 +138,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.blocking(move |s| s.entries(start, end).map_err(logs_err(ErrorVerb::Read)))
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Read, move |s| s.entries(start, end))
             .await
     }
 }
@@ -145,9 +147,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|s| {
-            let last_purged_log_id: Option<LogId> = s.read_meta(PURGED).map_err(logs_err(ErrorVerb::Read))?;
-            let last = s.last_entry_id().map_err(logs_err(ErrorVerb::Read))?;
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Read, |s| {
+            let last_purged_log_id: Option<LogId> = s.read_meta(PURGED)?;
+            let last = s.last_entry_id()?;
             Ok(LogState {
                 last_purged_log_id,
                 last_log_id: last.or(last_purged_log_id),
@@ -162,31 +164,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.blocking(move |s| {
-            s.write_meta(VOTE, &vote)
-                .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
-        })
-        .await
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|s| {
-            s.read_meta(VOTE)
-                .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Read, e))
-        })
-        .await
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |s| s.write_meta(COMMITTED, &committed).map_err(logs_err(ErrorVerb::Write)))
+        self.blocking(ErrorSubject::Vote, ErrorVerb::Write, move |s| s.write_meta(VOTE, &vote))
             .await
     }
 
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.blocking(ErrorSubject::Vote, ErrorVerb::Read, |s| s.read_meta(VOTE))
+            .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Write, move |s| {
+            s.write_meta(COMMITTED, &committed)
+        })
+        .await
+    }
+
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|s| {
-            Ok(s.read_meta::<Option<LogId>>(COMMITTED)
-                .map_err(logs_err(ErrorVerb::Read))?
-                .flatten())
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Read, |s| {
+            Ok(s.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
         })
         .await
     }
@@ -201,19 +197,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| (e.log_id.index, serde_json::to_vec(&e).expect("log entries serialize")))
             .collect();
         let result = self
-            .blocking(move |s| {
-                (|| -> Result<(), redb::Error> {
-                    let txn = s.db.begin_write()?;
-                    {
-                        let mut table = txn.open_table(LOGS)?;
-                        for (index, bytes) in &encoded {
-                            table.insert(*index, bytes.as_slice())?;
-                        }
+            .blocking(ErrorSubject::Logs, ErrorVerb::Write, move |s| {
+                let txn = s.db.begin_write()?;
+                {
+                    let mut table = txn.open_table(LOGS)?;
+                    for (index, bytes) in &encoded {
+                        table.insert(*index, bytes.as_slice())?;
                     }
-                    txn.commit()?;
-                    Ok(())
-                })()
-                .map_err(logs_err(ErrorVerb::Write))
+                }
+                txn.commit()?;
+                Ok(())
             })
             .await;
         match &result {
@@ -224,29 +217,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |s| {
-            (|| -> Result<(), redb::Error> {
-                let txn = s.db.begin_write()?;
-                txn.open_table(LOGS)?.retain_in(log_id.index.., |_, _| false)?;
-                txn.commit()?;
-                Ok(())
-            })()
-            .map_err(logs_err(ErrorVerb::Delete))
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Delete, move |s| {
+            let txn = s.db.begin_write()?;
+            txn.open_table(LOGS)?.retain_in(log_id.index.., |_, _| false)?;
+            txn.commit()?;
+            Ok(())
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |s| {
-            (|| -> Result<(), redb::Error> {
-                let bytes = serde_json::to_vec(&log_id).expect("log ids serialize");
-                let txn = s.db.begin_write()?;
-                txn.open_table(META)?.insert(PURGED, bytes.as_slice())?;
-                txn.open_table(LOGS)?.retain_in(..=log_id.index, |_, _| false)?;
-                txn.commit()?;
-                Ok(())
-            })()
-            .map_err(logs_err(ErrorVerb::Delete))
+        self.blocking(ErrorSubject::Logs, ErrorVerb::Delete, move |s| {
+            let bytes = serde_json::to_vec(&log_id).expect("log ids serialize");
+            let txn = s.db.begin_write()?;
+            txn.open_table(META)?.insert(PURGED, bytes.as_slice())?;
+            txn.open_table(LOGS)?.retain_in(..=log_id.index, |_, _| false)?;
+            txn.commit()?;
+            Ok(())
         })
         .await
     }

@@ -149,9 +149,8 @@ impl StateMachine {
         })
     }
 
-    fn save_state(&self) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&self.state).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        write_atomic(&self.dir.join(APPLIED_FILE), &bytes).map_err(|e| sm_err(ErrorVerb::Write, e))
+    fn save_state(&self) -> std::io::Result<()> {
+        write_atomic(&self.dir.join(APPLIED_FILE), &serde_json::to_vec(&self.state)?)
     }
 }
 
@@ -230,7 +229,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.state = state;
-        self.save_state()?;
+        self.save_state().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         result
     }
 
@@ -291,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        self.save_state()?;
+        self.save_state().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         persist_snapshot(&self.dir, meta, &data).map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, e))?;
         metrics::counter!("cluster_snapshots_total", "kind" => "installed").increment(1);
         tracing::info!(

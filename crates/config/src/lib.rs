@@ -639,6 +639,52 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    #[test]
+    fn cluster_mode_needs_its_secret_a_shared_public_url_and_redis() {
+        let o = Overrides::default();
+        let full = [
+            ("TENANTRY_CLUSTER_NODE_ID", "2"),
+            ("TENANTRY_CLUSTER_LISTEN", "127.0.0.1:7080"),
+            ("TENANTRY_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("TENANTRY_PUBLIC_URL", "https://id.example"),
+            ("TENANTRY_REDIS_URL", "redis://127.0.0.1:6379"),
+        ];
+        let c = Config::resolve(&o, env(&full)).unwrap().cluster.unwrap();
+        assert_eq!((c.node_id, c.advertise_url.as_str()), (2, "http://127.0.0.1:7080/"));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "the secret is never printed"
+        );
+        assert!(
+            Config::resolve(&o, env(&[])).unwrap().cluster.is_none(),
+            "standalone by default"
+        );
+        for (missing, setting) in [
+            ("TENANTRY_CLUSTER_SECRET", "TENANTRY_CLUSTER_SECRET"),
+            ("TENANTRY_CLUSTER_LISTEN", "TENANTRY_CLUSTER_LISTEN"),
+            ("TENANTRY_PUBLIC_URL", "TENANTRY_PUBLIC_URL"),
+            ("TENANTRY_REDIS_URL", "TENANTRY_REDIS_URL"),
+        ] {
+            let without: Vec<_> = full.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let e = Config::resolve(&o, env(&without)).unwrap_err();
+            assert_eq!(e.setting, setting);
+        }
+        for (name, bad) in [
+            ("TENANTRY_CLUSTER_SECRET", "short"),
+            ("TENANTRY_CLUSTER_NODE_ID", "0"),
+            ("TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS", "150"),
+            ("TENANTRY_CLUSTER_ADVERTISE_URL", "ftp://x"),
+        ] {
+            let mut with: Vec<_> = full.iter().copied().filter(|(k, _)| *k != name).collect();
+            with.push((name, bad));
+            assert_eq!(
+                Config::resolve(&o, env(&with)).unwrap_err().setting,
+                name,
+                "{name}={bad}"
+            );
+        }
+    }
+
     fn with_file(toml: &str) -> (tempfile::TempDir, Overrides) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
