@@ -723,7 +723,13 @@ async fn a_partitioned_leader_acknowledges_nothing_and_a_cut_off_follower_still_
         addresses.push((listen, format!("http://{}", relay.addr)));
         relays.push(relay);
     }
-    let (nodes, token) = three_members_at(dir.path(), &redis, &[], addresses).await;
+    let (nodes, token) = three_members_at(
+        dir.path(),
+        &redis,
+        &[("TENANTRY_CLUSTER_SNAPSHOT_EVERY", "20")],
+        addresses,
+    )
+    .await;
     let (status, body) = admin_call(
         &token,
         &nodes[1].api(),
@@ -862,7 +868,104 @@ async fn a_partitioned_leader_acknowledges_nothing_and_a_cut_off_follower_still_
     .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "no_leader", "{body}");
+
+    // Meanwhile the majority rotates the tenant's keys and the client's secret, and writes
+    // past a snapshot and a purge: the cut-off member must install a snapshot, and every
+    // cache it keeps (opened key rings, JWKS bodies, client secrets) must follow at once.
+    let leader_api = nodes[leader].api();
+    let (status, body) = admin_call(
+        &token,
+        &leader_api,
+        Method::POST,
+        "/v1/admin/tenants/served/keys/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, rotated) = admin_call(
+        &token,
+        &leader_api,
+        Method::POST,
+        "/v1/admin/tenants/served/clients/backend/secret",
+        Some(json!({"overlap_secs": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    for i in 0..60 {
+        let (status, body) = admin_call(
+            &token,
+            &leader_api,
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({"slug": format!("during-{i}"), "settings": {"user_db": null}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let leader_status = nodes[leader].status().await.unwrap();
+    let follower_applied = nodes[follower].status().await.unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        leader_status["purged_index"].as_u64().unwrap() > follower_applied,
+        "the cut-off member's next entries are purged: {leader_status}"
+    );
     for relay in &relays {
         relay.heal();
     }
+    let target = leader_status["applied_index"].as_u64().unwrap();
+    let cut_off = &nodes[follower];
+    eventually(
+        Duration::from_secs(30),
+        "the cut-off member to install a snapshot",
+        || async move {
+            cut_off
+                .status()
+                .await
+                .is_some_and(|s| s["applied_index"].as_u64().is_some_and(|a| a >= target))
+        },
+    )
+    .await;
+    let jwks = |api: String| async move {
+        reqwest::get(format!("{api}/t/served/jwks.json"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        jwks(api.clone()).await,
+        jwks(leader_api.clone()).await,
+        "the rotated JWKS at once"
+    );
+    let (status, body) = form(
+        &format!("{api}/t/served/token"),
+        Some(("backend", &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "the old secret: {body}"
+    );
+    let (status, issued) = form(
+        &format!("{api}/t/served/token"),
+        Some(("backend", &new_secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 200, "the new secret: {issued}");
+    let kid = kid_of(issued["access_token"].as_str().unwrap());
+    let leader_jwks = jwks(leader_api).await;
+    assert!(
+        leader_jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid.as_str())
+    );
+    assert_eq!(tree_of(&cut_off.fs_root), tree_of(&nodes[leader].fs_root));
 }
