@@ -162,7 +162,8 @@ pub async fn prepare(options: &ServeOptions) -> anyhow::Result<Prepared> {
         keystore.clone(),
         config.default_tenant.clone(),
         &public_url,
-    );
+    )
+    .with_writer(writer.clone());
     let mailer = tenantry_mail::Mailer::with_timeout(config.limits.smtp_timeout);
     control_plane.subscribe(Arc::new(mailer.clone()));
     let accounts = tenantry_accounts::Accounts {

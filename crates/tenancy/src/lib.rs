@@ -158,6 +158,9 @@ struct Shared {
     revocations: Revocations,
     default_tenant: Option<String>,
     public_base: String,
+    /// The node's writer, asked whether a write can reach a leader (`Capability::Leader`);
+    /// `None`: a standalone node, always.
+    writer: Option<Arc<dyn tenantry_controlplane::Writer>>,
 }
 
 impl TenantContextResolver {
@@ -176,8 +179,18 @@ impl TenantContextResolver {
                 revocations: Revocations::default(),
                 default_tenant,
                 public_base: public_url.as_str().trim_end_matches('/').to_owned(),
+                writer: None,
             }),
         }
+    }
+
+    /// Takes `Capability::Leader` from `writer` (cluster mode). Call before the resolver is
+    /// cloned.
+    pub fn with_writer(mut self, writer: Arc<dyn tenantry_controlplane::Writer>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_writer is called before the resolver is shared")
+            .writer = Some(writer);
+        self
     }
 
     /// The issuer URL of a tenant on this installation.
@@ -202,8 +215,7 @@ impl TenantContextResolver {
             tenant_db: settings.user_db.as_ref().map(|db| db.driver),
             email: settings.smtp.is_some(),
             keys: entry.key_ring.can_sign(),
-            // Standalone: this node is the only writer. The cluster mode overrides this.
-            leader: true,
+            leader: self.shared.writer.as_ref().is_none_or(|w| w.accepts_writes()),
         };
         let issuer = self.issuer_for(&entry);
         tracing::Span::current().record("tenant", slug);
