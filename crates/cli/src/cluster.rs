@@ -48,27 +48,34 @@ pub enum ClusterCommand {
 }
 
 pub async fn run(args: ClusterArgs, command: ClusterCommand) -> anyhow::Result<()> {
-    let config = Config::load(&Overrides {
-        config_file: args.config.clone(),
-        ..Default::default()
-    })?;
-    let Some(cluster) = &config.cluster else {
-        bail!("this node is not configured for cluster mode: set `[cluster] node_id` (TENANTRY_CLUSTER_NODE_ID)");
+    // With `--node` and `TENANTRY_CLUSTER_SECRET`, any member can be asked from anywhere;
+    // otherwise this node's own configuration says where and with what.
+    let from_env = std::env::var("TENANTRY_CLUSTER_SECRET").ok().filter(|s| !s.is_empty());
+    let (node, secret) = match (args.node.clone(), from_env) {
+        (Some(node), Some(secret)) => (node, secret),
+        (node, _) => {
+            let config = Config::load(&Overrides {
+                config_file: args.config.clone(),
+                ..Default::default()
+            })?;
+            let Some(cluster) = config.cluster else {
+                bail!(
+                    "this node is not configured for cluster mode: set `[cluster] node_id` (TENANTRY_CLUSTER_NODE_ID), \
+                     or give --node with TENANTRY_CLUSTER_SECRET"
+                );
+            };
+            let node = node.unwrap_or_else(|| cluster.advertise_url.as_str().trim_end_matches('/').to_owned());
+            (node, cluster.secret)
+        }
     };
-    let node = args
-        .node
-        .clone()
-        .unwrap_or_else(|| cluster.advertise_url.as_str().trim_end_matches('/').to_owned());
+    let node = node.trim_end_matches('/').to_owned();
     // Joining waits for this node to catch up; the others answer at once.
     let timeout = match command {
         ClusterCommand::Join { .. } | ClusterCommand::Init => Duration::from_secs(180),
         _ => Duration::from_secs(30),
     };
     let http = reqwest::Client::builder().timeout(timeout).build()?;
-    let call = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{node}{path}"))
-            .bearer_auth(&cluster.secret)
-    };
+    let call = |method: reqwest::Method, path: &str| http.request(method, format!("{node}{path}")).bearer_auth(&secret);
     let request = match &command {
         ClusterCommand::Init => call(reqwest::Method::POST, "/cluster/init"),
         ClusterCommand::Join { member } => {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cluster;
+mod dev;
 mod offline;
 mod profile;
 mod resources;
@@ -82,6 +83,11 @@ enum Command {
     /// Sign in as an admin (password on standard input, TOTP code) and store the session
     /// in a profile file (mode 0600) the admin commands use.
     Login(profile::Login),
+    /// Development helpers: `dev cluster` starts a local cluster.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Cluster membership: init, join, leave, remove, status (cluster mode).
     Cluster {
         #[command(flatten)]
@@ -183,6 +189,14 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum DevCommand {
+    /// Start N members on loopback ports sharing one control plane (Raft), with a tenant
+    /// `local` whose users live in PostgreSQL; prints each member's URL and the issuer.
+    /// Ctrl-C stops them all. Needs PostgreSQL and Redis.
+    Cluster(dev::DevCluster),
+}
+
+#[derive(Subcommand)]
 enum AdminCommand {
     /// Add an admin who signs in with email, password and TOTP (offline, on FS_ROOT).
     Create {
@@ -236,6 +250,9 @@ fn main() -> ExitCode {
             Command::TransferKey { api } => transfer::transfer_key(api).await,
             Command::Tenant { api, command } => admin::tenant(api, command).await,
             Command::Cluster { args, command } => cluster::run(args, command).await,
+            Command::Dev {
+                command: DevCommand::Cluster(args),
+            } => dev::cluster(args).await,
             Command::Client { api, command } => admin::client(api, command).await,
             Command::User { api, command } => admin::user(api, command).await,
             Command::Keys { api, command } => admin::keys(api, command).await,
