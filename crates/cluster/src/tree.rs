@@ -75,8 +75,9 @@ fn push_record(out: &mut Vec<u8>, kind: u8, path: &str, bytes: Option<&[u8]>) {
     }
 }
 
-/// Writes a packed tree under `dest` (which must be empty or missing), syncing every file
-/// and folder. A malformed pack is refused with `InvalidData`; what was written so far is
+/// Writes a packed tree under `dest` (which must be empty or missing), then makes it durable
+/// with one `syncfs` of its filesystem (a sync per file costs tens of seconds for a large
+/// control plane; the caller marks the install complete only after this). A malformed pack is refused with `InvalidData`; what was written so far is
 /// left for the caller to remove.
 pub fn unpack(bytes: &[u8], dest: &Path) -> io::Result<()> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {what}"));
@@ -85,7 +86,6 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> io::Result<()> {
         .ok_or_else(|| invalid("unknown format"))?;
     fs::create_dir_all(dest)?;
     let mut reader = Reader(rest);
-    let mut dirs = vec![dest.to_owned()];
     while !reader.0.is_empty() {
         let kind = reader.take(1).ok_or_else(|| invalid("truncated record"))?[0];
         let len = u32::from_be_bytes(reader.array().ok_or_else(|| invalid("truncated path length"))?) as usize;
@@ -96,10 +96,7 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> io::Result<()> {
         let path = std::str::from_utf8(path).map_err(|_| invalid("path is not UTF-8"))?;
         let target = dest.join(checked_path(path).ok_or_else(|| invalid("path leaves the tree"))?);
         match kind {
-            DIR => {
-                fs::create_dir_all(&target)?;
-                dirs.push(target);
-            }
+            DIR => fs::create_dir_all(&target)?,
             FILE => {
                 let size = u64::from_be_bytes(reader.array().ok_or_else(|| invalid("truncated file length"))?);
                 let size = usize::try_from(size).map_err(|_| invalid("file too large"))?;
@@ -109,14 +106,11 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> io::Result<()> {
                 }
                 let mut file = fs::File::create(&target)?;
                 io::Write::write_all(&mut file, contents)?;
-                file.sync_all()?;
             }
             _ => return Err(invalid("unknown record kind")),
         }
     }
-    for dir in dirs.iter().rev() {
-        tenantry_controlplane::store::sync_dir(dir)?;
-    }
+    rustix::fs::syncfs(fs::File::open(dest)?)?;
     Ok(())
 }
 
