@@ -176,7 +176,9 @@ impl ClusterConfig {
             file.election_timeout_ms,
             50,
             60_000,
-            600,
+            // Failover p99 ≈ 1.3 s on loopback with 300 ms, ≈ 2.5 s with 600 ms
+            // (docs/benchmarks.md); raise it on slow or distant networks.
+            300,
         )?;
         if election_ms <= heartbeat_ms * 2 {
             return Err(ConfigError::new(
