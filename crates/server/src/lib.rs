@@ -261,9 +261,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         installed,
     } = prepare(&options).await?;
     if let (Some(cluster), Some(listener)) = (&state.cluster, cluster_listener) {
+        // The same listener limits as the API's (header deadline, connection caps): any
+        // caller can connect before the secret is checked.
+        let limits = http_server::ConnectionLimits::from_config(&state.config);
         let app = tenantry_cluster::rpc::router(cluster.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = http_server::run(listener, app, limits, std::future::pending()).await {
                 tracing::error!(error = %e, "the cluster listener stopped");
             }
         });

@@ -214,17 +214,19 @@ pub async fn gate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        if let Some(redirect) = crate::cluster::redirect_to_leader(&state, request.uri()) {
-            return redirect;
-        }
-        // Validate against every write committed before this one (cluster followers).
-        state.writer.catch_up().await;
+    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if write && let Some(redirect) = crate::cluster::redirect_to_leader(&state, request.uri()) {
+        return redirect;
     }
     let auth = match authenticate(&state, request.headers()) {
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
     };
+    if write {
+        // Validate against every write committed before this one (cluster followers; a
+        // call to the leader, so only for an authenticated caller).
+        state.writer.catch_up().await;
+    }
     if has_control_characters(request.uri()) {
         return ApiError::new(
             ErrorCode::BadRequest,
@@ -244,7 +246,6 @@ pub async fn gate(
         None if within_reach(&method, route) => Target::WithinReach,
         None => Target::Installation,
     };
-    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
     if let Err(why) = auth.0.permits(Needs { target, write }) {
         let what = format!("{} {}", request.method(), matched.as_str());
         return auth.refuse(&state, slug, &what, why).await.into_response();
