@@ -161,6 +161,12 @@ impl Cluster {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// True while this node knows a leader (cheap: no clone; asked on every tenant request
+    /// for `Capability::Leader`).
+    pub fn has_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
+    }
+
     /// The leader as this node knows it.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
         let metrics = self.raft.metrics();

@@ -199,7 +199,7 @@ impl Writer for ClusterWriter {
     }
 
     fn accepts_writes(&self) -> bool {
-        self.cluster.leader().is_some()
+        self.cluster.has_leader()
     }
 
     async fn catch_up(&self) {
