@@ -148,17 +148,16 @@ async fn remove_member(
     headers: axum::http::HeaderMap,
     Path(id): Path<NodeId>,
 ) -> Result<Json<Status>, ClusterError> {
+    remove(&cluster, &headers, id).await
+}
+
+/// Removes member `id`: here on the leader, else through it.
+async fn remove(cluster: &Cluster, headers: &axum::http::HeaderMap, id: NodeId) -> Result<Json<Status>, ClusterError> {
     if cluster.is_leader() {
         return cluster.remove_member(id).await.map(Json);
     }
-    on_leader::<()>(
-        &cluster,
-        &headers,
-        reqwest::Method::DELETE,
-        &format!("{MEMBERS_PATH}/{id}"),
-        None,
-    )
-    .await
+    let path = format!("{MEMBERS_PATH}/{id}");
+    on_leader::<()>(cluster, headers, reqwest::Method::DELETE, &path, None).await
 }
 
 /// Asks the member at `via` to add this node.
@@ -186,18 +185,7 @@ async fn leave(
     State(cluster): State<Arc<Cluster>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Status>, ClusterError> {
-    let id = cluster.id;
-    if cluster.is_leader() {
-        return cluster.remove_member(id).await.map(Json);
-    }
-    on_leader::<()>(
-        &cluster,
-        &headers,
-        reqwest::Method::DELETE,
-        &format!("{MEMBERS_PATH}/{id}"),
-        None,
-    )
-    .await
+    remove(&cluster, &headers, cluster.id).await
 }
 
 /// Passes a membership call to the leader, once.
