@@ -6,7 +6,9 @@
 //!
 //! `cargo build --release && cargo run --release -p tenantry-cli --example cluster_failover [-- KILLS]`
 //! (env `TENANTRY_BIN`, default `target/release/tenantry` under `CARGO_TARGET_DIR`;
-//! `TENANTRY_BENCH_REDIS`, default `redis://127.0.0.1:6379`).
+//! `TENANTRY_BENCH_REDIS`, default `redis://127.0.0.1:6379`). With `TENANTRY_CLUSTER_TLS_CERT`,
+//! `_KEY` and `_CA` set (docs/cluster.md shows how to make them), members talk mutual TLS
+//! and this program presents the same certificate to their cluster listeners.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -124,12 +126,24 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let api_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let public = format!("http://127.0.0.1:{}", api_ports[0]);
+    let tls = match (
+        std::env::var("TENANTRY_CLUSTER_TLS_CERT"),
+        std::env::var("TENANTRY_CLUSTER_TLS_KEY"),
+        std::env::var("TENANTRY_CLUSTER_TLS_CA"),
+    ) {
+        (Ok(cert), Ok(key), Ok(ca)) => {
+            Some(tenantry_cluster::MutualTls::load(cert.as_ref(), key.as_ref(), ca.as_ref()).expect("the TLS files"))
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("cluster listeners: {scheme}");
     let mut members: Vec<Member> = (0..3)
         .map(|i| {
             let cluster_port = free_port();
             Member {
                 api: format!("http://127.0.0.1:{}", api_ports[i]),
-                cluster: format!("http://127.0.0.1:{cluster_port}"),
+                cluster: format!("{scheme}://127.0.0.1:{cluster_port}"),
                 fs_root: dir.path().join(format!("node{}", i + 1)),
                 env: vec![
                     ("SECRETBOX_MASTER_KEY".into(), KEY.into()),
@@ -144,7 +158,12 @@ async fn main() {
             }
         })
         .collect();
-    let http = reqwest::Client::new();
+    // Plain HTTP to the APIs; the member certificate for the cluster listeners under TLS.
+    let mut http = reqwest::Client::builder();
+    if let Some(tls) = &tls {
+        http = http.tls_backend_preconfigured(tls.client.clone());
+    }
+    let http = http.build().unwrap();
     members[0].start(&bin, true);
     let healthy = async |m: &Member| {
         reqwest::get(format!("{}/healthz", m.api))

@@ -1,6 +1,7 @@
 //! `tenantry cluster …`: membership of a Raft cluster, through this node's cluster
 //! listener. Each command reads the node's configuration (the same file and `TENANTRY_*`
-//! environment as `tenantry serve`) for the listener's address and the cluster secret.
+//! environment as `tenantry serve`) for the listener's address, the cluster secret and,
+//! under mutual TLS, the member certificate it presents.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,8 +52,13 @@ pub async fn run(args: ClusterArgs, command: ClusterCommand) -> anyhow::Result<(
     // With `--node` and `TENANTRY_CLUSTER_SECRET`, any member can be asked from anywhere;
     // otherwise this node's own configuration says where and with what.
     let from_env = std::env::var("TENANTRY_CLUSTER_SECRET").ok().filter(|s| !s.is_empty());
-    let (node, secret) = match (args.node.clone(), from_env) {
-        (Some(node), Some(secret)) => (node, secret),
+    let (node, secret, tls) = match (args.node.clone(), from_env) {
+        (Some(node), Some(secret)) => {
+            let env = |name: &str| std::env::var(name).ok();
+            let tls = tenantry_config::ClusterTlsFiles::resolve(None, None, None, &env, &|key: &str| key.to_owned())
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.setting, e.problem))?;
+            (node, secret, tls)
+        }
         (node, _) => {
             let config = Config::load(&Overrides {
                 config_file: args.config.clone(),
@@ -65,7 +71,7 @@ pub async fn run(args: ClusterArgs, command: ClusterCommand) -> anyhow::Result<(
                 );
             };
             let node = node.unwrap_or_else(|| cluster.advertise_url.as_str().trim_end_matches('/').to_owned());
-            (node, cluster.secret)
+            (node, cluster.secret, cluster.tls)
         }
     };
     let node = node.trim_end_matches('/').to_owned();
@@ -74,7 +80,12 @@ pub async fn run(args: ClusterArgs, command: ClusterCommand) -> anyhow::Result<(
         ClusterCommand::Join { .. } | ClusterCommand::Init => Duration::from_secs(180),
         _ => Duration::from_secs(30),
     };
-    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let mut http = reqwest::Client::builder().timeout(timeout);
+    if let Some(files) = tls {
+        let tls = tenantry_cluster::MutualTls::load(&files.cert, &files.key, &files.ca)?;
+        http = http.tls_backend_preconfigured(tls.client).https_only(true);
+    }
+    let http = http.build()?;
     let call = |method: reqwest::Method, path: &str| http.request(method, format!("{node}{path}")).bearer_auth(&secret);
     let request = match &command {
         ClusterCommand::Init => call(reqwest::Method::POST, "/cluster/init"),

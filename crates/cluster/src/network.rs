@@ -1,5 +1,6 @@
-//! Raft's outbound calls: JSON over HTTP to a member's cluster listener, each carrying the
-//! cluster secret and bounded by the deadline openraft gives.
+//! Raft's outbound calls: JSON over HTTP to a member's cluster listener (over mutual TLS
+//! when configured), each carrying the cluster secret and bounded by the deadline openraft
+//! gives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +33,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl PeerClient {
     /// `bind` is the address outbound calls leave from: the cluster listener's own, when it
-    /// names one, so members see one address per member.
-    pub fn new(secret: &str, bind: Option<std::net::IpAddr>) -> Self {
-        let http = reqwest::Client::builder()
+    /// names one, so members see one address per member. With `tls`, calls present this
+    /// member's certificate and trust only the cluster's CA.
+    pub fn new(secret: &str, bind: Option<std::net::IpAddr>, tls: Option<&crate::MutualTls>) -> Self {
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls.client.clone()).https_only(true);
+        }
+        let http = builder
             .local_address(bind)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(Duration::from_secs(30))

@@ -30,6 +30,8 @@ pub struct Settings {
     /// This node's public API, for redirects and status.
     pub api_url: String,
     pub secret: String,
+    /// Mutual TLS for calls to other members, when configured.
+    pub tls: Option<crate::MutualTls>,
     /// The address outbound cluster calls leave from (the cluster listener's), if specific.
     pub bind_ip: Option<std::net::IpAddr>,
     pub heartbeat: Duration,
@@ -70,7 +72,13 @@ pub struct Cluster {
     pub(crate) log: LogStore,
     pub(crate) client: PeerClient,
     pub(crate) secret: Arc<str>,
+    /// Mutual TLS for the cluster listener, when configured.
+    pub tls: Option<crate::MutualTls>,
     pub control_plane: Arc<ControlPlane>,
+    /// The highest commit index a leader has announced to this member (0: none yet). A
+    /// follower's own committed index stops at the entries it holds, so this is what tells
+    /// how far it trails the cluster.
+    leader_commit: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -126,7 +134,7 @@ impl Cluster {
         }
         .validate()
         .context("Raft timing settings")?;
-        let client = PeerClient::new(&settings.secret, settings.bind_ip);
+        let client = PeerClient::new(&settings.secret, settings.bind_ip, settings.tls.as_ref());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -148,10 +156,18 @@ impl Cluster {
             log,
             client,
             secret: settings.secret.as_str().into(),
+            tls: settings.tls.clone(),
             control_plane,
+            leader_commit: Default::default(),
         });
         crate::telemetry::spawn(cluster.clone());
         Ok(cluster)
+    }
+
+    /// Records the commit index a leader's append call carried (commits never go back).
+    pub(crate) fn saw_leader_commit(&self, index: u64) {
+        self.leader_commit
+            .fetch_max(index, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// True while this node is the leader.
@@ -312,6 +328,13 @@ impl Cluster {
             term: m.current_term,
             last_log_index: m.last_log_index,
             committed_index: self.log.committed_index(),
+            cluster_committed_index: if m.state == ServerState::Leader {
+                self.log.committed_index()
+            } else {
+                Some(self.leader_commit.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|i| *i > 0)
+                    .max(self.log.committed_index())
+            },
             applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
@@ -357,6 +380,9 @@ pub struct Status {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub committed_index: Option<u64>,
+    /// The cluster's commit index as this member last heard it (its own on the leader);
+    /// `applied_index` trailing it is this member's lag.
+    pub cluster_committed_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,

@@ -95,6 +95,9 @@ impl IntoResponse for ClusterError {
 }
 
 async fn append(State(cluster): State<Arc<Cluster>>, Json(rpc): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
+    if let Some(commit) = rpc.leader_commit {
+        cluster.saw_leader_commit(commit.index);
+    }
     Json(cluster.raft.append_entries(rpc).await).into_response()
 }
 

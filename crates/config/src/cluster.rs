@@ -1,9 +1,12 @@
 //! `[cluster]`: this node's place in a Raft cluster. Absent (no `node_id`) = standalone.
 //!
 //! The secret that members present to each other comes from the environment only
-//! (`TENANTRY_CLUSTER_SECRET`), never from the file.
+//! (`TENANTRY_CLUSTER_SECRET`), never from the file. With `tls_cert`, `tls_key` and
+//! `tls_ca` set, the cluster listener speaks only mutual TLS: members present certificates
+//! the cluster's CA signed, and the secret is checked inside that channel as well.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -33,6 +36,53 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// A follower more entries behind than this reports `degraded`.
     pub max_lag: u64,
+    /// Mutual TLS between members, when configured.
+    pub tls: Option<ClusterTlsFiles>,
+}
+
+/// PEM files for mutual TLS on the cluster listener and on calls to other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTlsFiles {
+    /// This member's certificate chain (leaf first); it serves as both server and client
+    /// certificate, so its names must match the host in `advertise_url`.
+    pub cert: PathBuf,
+    /// The private key of that certificate (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// The CA that signs every member's certificate: the only root trusted on either side.
+    pub ca: PathBuf,
+}
+
+impl ClusterTlsFiles {
+    /// The three `TENANTRY_CLUSTER_TLS_*` settings (environment first, then the file):
+    /// all or none.
+    pub fn resolve(
+        cert: Option<String>,
+        key: Option<String>,
+        ca: Option<String>,
+        env: &impl Fn(&str) -> Option<String>,
+        in_file: &impl Fn(&str) -> String,
+    ) -> Result<Option<Self>, ConfigError> {
+        let pick = |env_name: &str, key: &str, from_file: Option<String>| -> Option<(PathBuf, String)> {
+            env(env_name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (PathBuf::from(v.trim()), env_name.to_owned()))
+                .or_else(|| from_file.map(|v| (PathBuf::from(v.trim()), in_file(&format!("cluster.{key}")))))
+        };
+        let cert = pick("TENANTRY_CLUSTER_TLS_CERT", "tls_cert", cert);
+        let key = pick("TENANTRY_CLUSTER_TLS_KEY", "tls_key", key);
+        let ca = pick("TENANTRY_CLUSTER_TLS_CA", "tls_ca", ca);
+        match (cert, key, ca) {
+            (None, None, None) => Ok(None),
+            (Some((cert, _)), Some((key, _)), Some((ca, _))) => Ok(Some(Self { cert, key, ca })),
+            (cert, key, ca) => {
+                let given = [&cert, &key, &ca].into_iter().flatten().next().map(|(_, s)| s.clone());
+                Err(ConfigError::new(
+                    given.unwrap_or_default(),
+                    "mutual TLS needs all three of TENANTRY_CLUSTER_TLS_CERT, TENANTRY_CLUSTER_TLS_KEY and TENANTRY_CLUSTER_TLS_CA",
+                ))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -59,6 +109,9 @@ pub(crate) struct FileCluster {
     election_timeout_ms: Option<u64>,
     snapshot_every: Option<u64>,
     max_lag: Option<u64>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
 }
 
 impl ClusterConfig {
@@ -122,7 +175,19 @@ impl ClusterConfig {
                 Some((raw, source)) => parse_base_url(&raw).map(Some).map_err(|p| ConfigError::new(source, p)),
             }
         };
+        let tls = ClusterTlsFiles::resolve(file.tls_cert, file.tls_key, file.tls_ca, env, in_file)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let advertise_url = match url("TENANTRY_CLUSTER_ADVERTISE_URL", "advertise_url", file.advertise_url)? {
+            Some(url) if url.scheme() != scheme => {
+                return Err(ConfigError::new(
+                    "TENANTRY_CLUSTER_ADVERTISE_URL",
+                    if tls.is_some() {
+                        "with mutual TLS configured the advertised address must be https"
+                    } else {
+                        "an https address needs mutual TLS configured (TENANTRY_CLUSTER_TLS_CERT, _KEY, _CA)"
+                    },
+                ));
+            }
             Some(url) => url,
             None if listen.ip().is_unspecified() => {
                 return Err(ConfigError::new(
@@ -130,7 +195,7 @@ impl ClusterConfig {
                     "the cluster listener binds every address: say how other members reach it",
                 ));
             }
-            None => Url::parse(&format!("http://{listen}")).expect("a socket address makes a URL"),
+            None => Url::parse(&format!("{scheme}://{listen}")).expect("a socket address makes a URL"),
         };
         let api_url = url("TENANTRY_CLUSTER_API_URL", "api_url", file.api_url)?;
         let secret = match env("TENANTRY_CLUSTER_SECRET") {
@@ -211,6 +276,7 @@ impl ClusterConfig {
                 10_000_000,
                 1_000,
             )?,
+            tls,
         }))
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, ClusterTlsFiles};
 pub use master_key::load_secretbox;
 use proxies::TrustedProxies;
 
@@ -674,6 +674,8 @@ mod tests {
             ("TENANTRY_CLUSTER_NODE_ID", "0"),
             ("TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS", "150"),
             ("TENANTRY_CLUSTER_ADVERTISE_URL", "ftp://x"),
+            ("TENANTRY_CLUSTER_ADVERTISE_URL", "https://127.0.0.1:7080"),
+            ("TENANTRY_CLUSTER_TLS_CERT", "/etc/tenantry/node.pem"),
         ] {
             let mut with: Vec<_> = full.iter().copied().filter(|(k, _)| *k != name).collect();
             with.push((name, bad));
@@ -683,6 +685,38 @@ mod tests {
                 "{name}={bad}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_tls_takes_all_three_files_and_an_https_address() {
+        let o = Overrides::default();
+        let full = [
+            ("TENANTRY_CLUSTER_NODE_ID", "2"),
+            ("TENANTRY_CLUSTER_LISTEN", "127.0.0.1:7080"),
+            ("TENANTRY_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("TENANTRY_PUBLIC_URL", "https://id.example"),
+            ("TENANTRY_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("TENANTRY_CLUSTER_TLS_CERT", "/etc/tenantry/node.pem"),
+            ("TENANTRY_CLUSTER_TLS_KEY", "/etc/tenantry/node.key"),
+            ("TENANTRY_CLUSTER_TLS_CA", "/etc/tenantry/ca.pem"),
+        ];
+        let c = Config::resolve(&o, env(&full)).unwrap().cluster.unwrap();
+        assert_eq!(c.advertise_url.as_str(), "https://127.0.0.1:7080/");
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.ca, std::path::Path::new("/etc/tenantry/ca.pem"));
+        let mut plain = full.to_vec();
+        plain.push(("TENANTRY_CLUSTER_ADVERTISE_URL", "http://127.0.0.1:7080"));
+        assert_eq!(
+            Config::resolve(&o, env(&plain)).unwrap_err().setting,
+            "TENANTRY_CLUSTER_ADVERTISE_URL"
+        );
+        let without_ca: Vec<_> = full
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "TENANTRY_CLUSTER_TLS_CA")
+            .collect();
+        let e = Config::resolve(&o, env(&without_ca)).unwrap_err();
+        assert!(e.setting.starts_with("TENANTRY_CLUSTER_TLS_"), "{e:?}");
     }
 
     fn with_file(toml: &str) -> (tempfile::TempDir, Overrides) {

@@ -10,6 +10,10 @@
 //! and a connection beyond that is closed as soon as it is accepted, so a single client
 //! cannot fill the table and starve everyone else (health probes included). On
 //! shutdown, in-flight requests get `shutdown_grace` to finish; what is left is dropped.
+//!
+//! With a TLS acceptor (the cluster listener under mutual TLS) the handshake runs in the
+//! connection's own task, bounded by the same header deadline, so a peer that stalls in
+//! the handshake holds only its own slot.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -70,6 +74,17 @@ pub async fn run(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    run_with_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`run`], with every connection first completing a TLS handshake through `tls`.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -117,9 +132,35 @@ pub async fn run(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let (builder, tls) = (builder.clone(), tls.clone());
+        let handshake_deadline = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        metrics::counter!("tls_handshake_failures_total").increment(1);
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        metrics::counter!("tls_handshake_failures_total").increment(1);
+                        tracing::debug!(peer = %peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             drop(peer_slot);

@@ -234,6 +234,13 @@ async fn start_cluster(
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None => format!("http://{api_bound}"),
     };
+    let tls = match &settings.tls {
+        Some(files) => Some(
+            tenantry_cluster::MutualTls::load(&files.cert, &files.key, &files.ca)
+                .context("loading the cluster's TLS files (TENANTRY_CLUSTER_TLS_CERT, _KEY, _CA)")?,
+        ),
+        None => None,
+    };
     let cluster = tenantry_cluster::Cluster::start(
         tenantry_cluster::Settings {
             node_id: settings.node_id,
@@ -241,6 +248,7 @@ async fn start_cluster(
             cluster_url: settings.advertise_url.as_str().trim_end_matches('/').to_owned(),
             api_url,
             secret: settings.secret.clone(),
+            tls,
             bind_ip: Some(settings.listen.ip()).filter(|ip| !ip.is_unspecified()),
             heartbeat: settings.heartbeat,
             election_timeout: (settings.election_timeout, settings.election_timeout * 2),
@@ -265,8 +273,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         // caller can connect before the secret is checked.
         let limits = http_server::ConnectionLimits::from_config(&state.config);
         let app = tenantry_cluster::rpc::router(cluster.clone());
+        let tls = cluster.tls.as_ref().map(tenantry_cluster::MutualTls::acceptor);
         tokio::spawn(async move {
-            if let Err(e) = http_server::run(listener, app, limits, std::future::pending()).await {
+            if let Err(e) = http_server::run_with_tls(listener, app, limits, tls, std::future::pending()).await {
                 tracing::error!(error = %e, "the cluster listener stopped");
             }
         });

@@ -191,7 +191,7 @@ fn cluster_view(
     let settings = state.config.cluster.as_ref()?;
     let status = cluster.status();
     let lag = status
-        .committed_index
+        .cluster_committed_index
         .unwrap_or(0)
         .saturating_sub(status.applied_index.unwrap_or(0));
     let quorum_lost = status.role == "leader"
@@ -220,7 +220,7 @@ fn cluster_view(
         problems.push("the leader has not heard from a quorum recently");
     }
     if lag > settings.max_lag {
-        problems.push("applying lags behind the committed log");
+        problems.push("this member trails the cluster's committed log");
     }
     if !local_db_tenants.is_empty() {
         problems.push("some tenants use a node-local SQLite database, which members do not share");
@@ -232,6 +232,7 @@ fn cluster_view(
         "leader_id": status.leader_id,
         "term": status.term,
         "committed_index": status.committed_index,
+        "cluster_committed_index": status.cluster_committed_index,
         "applied_index": status.applied_index,
         "lag": lag,
         "members": status.members.len(),

@@ -2,12 +2,15 @@
 //! ports, joined with `tenantry cluster init|join`. `replication`: writes through any
 //! member, the leader killed under a stream of writes, snapshot catch-up, identical trees,
 //! tokens across members. `partition`: members cut apart through TCP relays. `dev`:
-//! `tenantry dev cluster`. This module holds what they share. Cluster mode needs Redis
-//! (shared attempt counters): the suites run when `TENANTRY_TEST_REDIS_URL` is set.
+//! `tenantry dev cluster`. `failover`: the leader killed again and again under writes.
+//! `tls`: members under mutual TLS. This module holds what they share. Cluster mode needs
+//! Redis (shared attempt counters): the suites run when `TENANTRY_TEST_REDIS_URL` is set.
 
 mod dev;
+mod failover;
 mod partition;
 mod replication;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +49,8 @@ struct Node {
     direct_url: String,
     env: Vec<(String, String)>,
     server: Option<Server>,
+    /// For calls to the cluster listener (with this member's certificate under TLS).
+    http: reqwest::Client,
 }
 
 impl Node {
@@ -72,14 +77,29 @@ impl Node {
             ("TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS".into(), "600".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let setting = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(2));
+        let scheme = match (
+            setting("TENANTRY_CLUSTER_TLS_CERT"),
+            setting("TENANTRY_CLUSTER_TLS_KEY"),
+            setting("TENANTRY_CLUSTER_TLS_CA"),
+        ) {
+            (Some(cert), Some(key), Some(ca)) => {
+                let tls = tenantry_cluster::MutualTls::load(cert.as_ref(), key.as_ref(), ca.as_ref()).unwrap();
+                http = http.tls_backend_preconfigured(tls.client);
+                "https"
+            }
+            _ => "http",
+        };
         Node {
             id,
             fs_root: dir.join(format!("node{id}")),
             api_port,
             cluster_url,
-            direct_url: format!("http://{listen}"),
+            direct_url: format!("{scheme}://{listen}"),
             env,
             server: None,
+            http: http.build().unwrap(),
         }
     }
 
@@ -117,10 +137,10 @@ impl Node {
     }
 
     async fn status(&self) -> Option<Value> {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .get(format!("{}/cluster/status", self.direct_url))
             .bearer_auth(SECRET)
-            .timeout(Duration::from_secs(2))
             .send()
             .await
             .ok()?;
@@ -155,6 +175,57 @@ fn tree_of(fs_root: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// Asserts that every member's replicated tree is byte-identical to the first one's.
+fn assert_same_trees(nodes: &[Node]) {
+    let reference = tree_of(&nodes[0].fs_root);
+    for node in &nodes[1..] {
+        let tree = tree_of(&node.fs_root);
+        let differing: Vec<_> = reference
+            .keys()
+            .chain(tree.keys())
+            .filter(|k| reference.get(*k) != tree.get(*k))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "node {} differs from node {} in {differing:?}",
+            node.id,
+            nodes[0].id
+        );
+    }
+}
+
+/// Waits until every running member has applied what the leader had committed when asked.
+async fn all_caught_up(nodes: &[Node]) {
+    let start = Instant::now();
+    let target = 'found: loop {
+        for node in nodes.iter().filter(|n| n.server.is_some()) {
+            if let Some(s) = node.status().await
+                && s["role"] == "leader"
+                && let Some(committed) = s["committed_index"].as_u64()
+            {
+                break 'found committed;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for a leader"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for node in nodes.iter().filter(|n| n.server.is_some()) {
+        eventually(
+            Duration::from_secs(30),
+            "every member to apply the commit index",
+            || async move {
+                node.status()
+                    .await
+                    .is_some_and(|s| s["applied_index"].as_u64().is_some_and(|a| a >= target))
+            },
+        )
+        .await;
+    }
 }
 
 /// An admin API call; status 0 when the member cannot be reached or the connection is
