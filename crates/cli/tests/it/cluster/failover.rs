@@ -156,8 +156,15 @@ async fn repeated_leader_kills_lose_no_acknowledged_write_and_apply_none_twice()
     for node in &nodes {
         let (status, body) = admin_call(&token, &node.api(), Method::GET, "/readyz", None).await;
         let cluster = &body["components"]["cluster"];
-        assert_eq!((status, &cluster["status"], &cluster["lag"]), (200, &json!("ok"), &json!(0)), "{body}");
-        assert!(cluster["cluster_committed_index"].as_u64() >= cluster["applied_index"].as_u64(), "{body}");
+        assert_eq!(
+            (status, &cluster["status"], &cluster["lag"]),
+            (200, &json!("ok"), &json!(0)),
+            "{body}"
+        );
+        assert!(
+            cluster["cluster_committed_index"].as_u64() >= cluster["applied_index"].as_u64(),
+            "{body}"
+        );
     }
 }
 
