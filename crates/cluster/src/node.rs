@@ -20,6 +20,12 @@ use crate::types::{Member, NodeId, Raft};
 /// Folder under FS_ROOT with the Raft log, vote, applied state and snapshots.
 pub const RAFT_DIR: &str = "raft";
 
+/// Deadline of one snapshot call to a member: sending a chunk (up to 3 MiB), and for the
+/// last one also installing the whole tree there (3.8 s for 10,000 tenants on the
+/// benchmark machine, more on a busy one). openraft's default, 200 ms, makes a large
+/// snapshot — or any snapshot on a loaded machine — time out and start over forever.
+const SNAPSHOT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How a member is set up (from `[cluster]` in the configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -130,6 +136,7 @@ impl Cluster {
             election_timeout_max: max.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.snapshot_every.min(1000),
+            install_snapshot_timeout: SNAPSHOT_CALL_TIMEOUT.as_millis() as u64,
             ..Default::default()
         }
         .validate()
