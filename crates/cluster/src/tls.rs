@@ -79,3 +79,28 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way the files can be wrong stops the start with the file named.
+    #[test]
+    fn unusable_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&empty, "").unwrap();
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for cert in [&missing, &empty, &garbage] {
+            let e = MutualTls::load(cert, &missing, &missing).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(text.contains(&cert.display().to_string()), "{text}");
+        }
+    }
+}
