@@ -292,3 +292,94 @@ fn parse_base_url(raw: &str) -> Result<Url, String> {
     }
     Url::parse(url.as_str().trim_end_matches('/')).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::{Config, Overrides};
+
+    /// The settings a cluster member cannot do without.
+    const MEMBER: [(&str, &str); 5] = [
+        ("TENANTRY_CLUSTER_NODE_ID", "2"),
+        ("TENANTRY_CLUSTER_LISTEN", "127.0.0.1:7080"),
+        ("TENANTRY_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("TENANTRY_PUBLIC_URL", "https://id.example"),
+        ("TENANTRY_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn cluster_mode_needs_its_secret_a_shared_public_url_and_redis() {
+        let o = Overrides::default();
+        let full = MEMBER;
+        let c = Config::resolve(&o, env(&full)).unwrap().cluster.unwrap();
+        assert_eq!((c.node_id, c.advertise_url.as_str()), (2, "http://127.0.0.1:7080/"));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "the secret is never printed"
+        );
+        assert!(
+            Config::resolve(&o, env(&[])).unwrap().cluster.is_none(),
+            "standalone by default"
+        );
+        for (missing, setting) in [
+            ("TENANTRY_CLUSTER_SECRET", "TENANTRY_CLUSTER_SECRET"),
+            ("TENANTRY_CLUSTER_LISTEN", "TENANTRY_CLUSTER_LISTEN"),
+            ("TENANTRY_PUBLIC_URL", "TENANTRY_PUBLIC_URL"),
+            ("TENANTRY_REDIS_URL", "TENANTRY_REDIS_URL"),
+        ] {
+            let without: Vec<_> = full.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let e = Config::resolve(&o, env(&without)).unwrap_err();
+            assert_eq!(e.setting, setting);
+        }
+        for (name, bad) in [
+            ("TENANTRY_CLUSTER_SECRET", "short"),
+            ("TENANTRY_CLUSTER_NODE_ID", "0"),
+            ("TENANTRY_CLUSTER_ELECTION_TIMEOUT_MS", "150"),
+            ("TENANTRY_CLUSTER_ADVERTISE_URL", "ftp://x"),
+            ("TENANTRY_CLUSTER_ADVERTISE_URL", "https://127.0.0.1:7080"),
+            ("TENANTRY_CLUSTER_TLS_CERT", "/etc/tenantry/node.pem"),
+        ] {
+            let mut with: Vec<_> = full.iter().copied().filter(|(k, _)| *k != name).collect();
+            with.push((name, bad));
+            assert_eq!(
+                Config::resolve(&o, env(&with)).unwrap_err().setting,
+                name,
+                "{name}={bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_tls_takes_all_three_files_and_an_https_address() {
+        let o = Overrides::default();
+        let mut full = MEMBER.to_vec();
+        full.extend([
+            ("TENANTRY_CLUSTER_TLS_CERT", "/etc/tenantry/node.pem"),
+            ("TENANTRY_CLUSTER_TLS_KEY", "/etc/tenantry/node.key"),
+            ("TENANTRY_CLUSTER_TLS_CA", "/etc/tenantry/ca.pem"),
+        ]);
+        let c = Config::resolve(&o, env(&full)).unwrap().cluster.unwrap();
+        assert_eq!(c.advertise_url.as_str(), "https://127.0.0.1:7080/");
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.ca, std::path::Path::new("/etc/tenantry/ca.pem"));
+        let mut plain = full.to_vec();
+        plain.push(("TENANTRY_CLUSTER_ADVERTISE_URL", "http://127.0.0.1:7080"));
+        assert_eq!(
+            Config::resolve(&o, env(&plain)).unwrap_err().setting,
+            "TENANTRY_CLUSTER_ADVERTISE_URL"
+        );
+        let without_ca: Vec<_> = full
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "TENANTRY_CLUSTER_TLS_CA")
+            .collect();
+        let e = Config::resolve(&o, env(&without_ca)).unwrap_err();
+        assert!(e.setting.starts_with("TENANTRY_CLUSTER_TLS_"), "{e:?}");
+    }
+}
