@@ -107,11 +107,11 @@ pub fn requested_scope(client: &Client, scope: Option<&str>) -> Result<String, A
     Ok(scopes.join(" "))
 }
 
-/// A self-registration: the profile, the password and, optionally, the first-party
+/// A self-registration: the profile, the credential and, optionally, the first-party
 /// client (and scope) to sign the new user in to.
 pub struct Registration<'a> {
     pub email: String,
-    pub password: &'a str,
+    pub credential: SignUpWith<'a>,
     pub client_id: Option<&'a str>,
     pub scope: Option<&'a str>,
     pub given_name: Option<String>,
@@ -122,6 +122,15 @@ pub struct Registration<'a> {
     pub custom: BTreeMap<String, serde_json::Value>,
 }
 
+/// The credential a new account signs in with.
+pub enum SignUpWith<'a> {
+    /// A password, under the tenant's policy.
+    Password(&'a str),
+    /// A passkey whose registration was verified (`passkeys::finish_signup`): a
+    /// passkey-only account, with no password.
+    Passkey(crate::passkeys::VerifiedSignup),
+}
+
 /// A new account, and the client and scope to issue its tokens for when the tenant signs
 /// new users in at once (`registration_auto_login`, no verified email required, no
 /// second factor owed).
@@ -129,6 +138,23 @@ pub struct Registration<'a> {
 pub struct Registered<'a> {
     pub user: User,
     pub sign_in: Option<(&'a Client, String)>,
+}
+
+/// Whether the tenant takes self-registrations now: 403 `registration_disabled`; 501 when
+/// the address must be verified and the tenant cannot mail.
+pub fn registration_open(ctx: &TenantContext) -> Result<(), ApiError> {
+    let policy = &ctx.entry.tenant.settings.security;
+    if !policy.registration_enabled {
+        return Err(ApiError::new(
+            ErrorCode::RegistrationDisabled,
+            "this tenant does not allow self-registration",
+        ));
+    }
+    // An account that must verify its address but cannot be sent the link would be stuck.
+    if policy.require_verified_email {
+        ctx.require(Capability::Email)?;
+    }
+    Ok(())
 }
 
 /// Registers a new account under the tenant's policy: 403 `registration_disabled`; 501
@@ -143,16 +169,7 @@ pub async fn register<'a>(
     registration: Registration<'_>,
 ) -> Result<Registered<'a>, ApiError> {
     let policy = &ctx.entry.tenant.settings.security;
-    if !policy.registration_enabled {
-        return Err(ApiError::new(
-            ErrorCode::RegistrationDisabled,
-            "this tenant does not allow self-registration",
-        ));
-    }
-    // An account that must verify its address but cannot be sent the link would be stuck.
-    if policy.require_verified_email {
-        ctx.require(Capability::Email)?;
-    }
+    registration_open(ctx)?;
     crate::login::per_ip(accounts, ctx, "register", ip, crate::login::REGISTER_PER_IP)
         .await?
         .into_result()?;
@@ -176,7 +193,13 @@ pub async fn register<'a>(
     };
     // The profile is refused before the password costs a hash.
     tenantry_dataplane::users::profile::check_new_user(&new)?;
-    let password = NewPassword::prepare(accounts, ctx, &new.email, registration.password, "password").await?;
+    let passkey_only = matches!(registration.credential, SignUpWith::Passkey(_));
+    let password = match &registration.credential {
+        SignUpWith::Password(password) => {
+            Some(NewPassword::prepare(accounts, ctx, &new.email, password, "password").await?)
+        }
+        SignUpWith::Passkey(_) => None,
+    };
     let db = ctx.db().await?;
     let user = match db.create_user(new, &ctx.custom_fields()).await {
         Ok(user) => user,
@@ -188,8 +211,13 @@ pub async fn register<'a>(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = password.store(&db, user.id).await {
-        // No account without its password: the half-made user goes.
+    let stored = match (password, registration.credential) {
+        (Some(password), _) => password.store(&db, user.id).await,
+        (None, SignUpWith::Passkey(passkey)) => crate::passkeys::store_signup(&db, &user, passkey).await,
+        (None, SignUpWith::Password(_)) => Err(ApiError::internal()),
+    };
+    if let Err(e) = stored {
+        // No account without its credential: the half-made user goes.
         let _ = db.delete_user(user.id).await;
         return Err(e);
     }
@@ -201,9 +229,11 @@ pub async fn register<'a>(
         (Some(client), Some(scope))
             if policy.registration_auto_login
                 && !policy.require_verified_email
-                // A new account has no second factor yet: tokens only when none is owed.
-                && crate::login::decide_second_factor(false, false, policy.mfa_required)
-                    == crate::login::Owed::None =>
+                // A new account has no second factor yet: tokens only when none is owed
+                // (a user-verified passkey is both factors).
+                && (passkey_only
+                    || crate::login::decide_second_factor(false, false, policy.mfa_required)
+                        == crate::login::Owed::None) =>
         {
             Some((client, scope))
         }
@@ -324,7 +354,13 @@ pub async fn reauthenticate(
     if let Some(code) = proof.code {
         verify_second_factor(accounts, ctx, db, user, code).await?;
     }
-    // The window starts afresh at each proof.
+    mark_reauthenticated(accounts, ctx, session).await
+}
+
+/// Records a proof for `session` now (the window of [`reauthenticate`] starts afresh):
+/// after a check made there, or a sign-in with a user-verified passkey.
+pub async fn mark_reauthenticated(accounts: &Accounts, ctx: &TenantContext, session: &Session) -> Result<(), ApiError> {
+    let key = reauth_key(ctx, session);
     accounts.rate_limiter.reset(&key).await?;
     accounts.rate_limiter.hit(&key, 1, REAUTH_WINDOW).await?;
     Ok(())
@@ -686,7 +722,7 @@ mod tests {
     fn registration<'a>(email: &str, password: &'a str) -> Registration<'a> {
         Registration {
             email: email.to_owned(),
-            password,
+            credential: SignUpWith::Password(password),
             client_id: None,
             scope: None,
             given_name: None,

@@ -22,6 +22,7 @@ pub mod events;
 pub mod housekeeping;
 pub mod login;
 pub mod mfa;
+pub mod passkeys;
 pub mod passwords;
 pub mod quotas;
 pub mod ratelimit;

@@ -75,6 +75,11 @@ pub enum Method {
     Upstream,
     /// A sign-in at an upstream identity provider, then a code.
     UpstreamAndSecondFactor,
+    /// A passkey with user verification, first and only factor: possession of the
+    /// authenticator and the PIN or biometric that unlocked it.
+    Passkey,
+    /// The password, then a passkey as the second factor.
+    PasswordAndPasskey,
 }
 
 impl Method {
@@ -85,6 +90,8 @@ impl Method {
             Method::PasswordAndSecondFactor => &["pwd", "otp", "mfa"],
             Method::Upstream => &["fed"],
             Method::UpstreamAndSecondFactor => &["fed", "otp", "mfa"],
+            Method::Passkey => &["hwk", "user", "mfa"],
+            Method::PasswordAndPasskey => &["pwd", "hwk", "user", "mfa"],
         }
     }
 }
@@ -115,6 +122,21 @@ impl Authentication {
             acr: None,
             method,
         }
+    }
+
+    /// `user` signed in with a passkey (`method`: [`Method::Passkey`] or
+    /// [`Method::PasswordAndPasskey`]). RFC 8176: `hwk` for a device-bound key, `swk` for
+    /// one that may be synced between devices (the authenticator's BE flag: without
+    /// trusted attestation, its own word); `user` for the presence test every assertion
+    /// passes.
+    pub fn passkey(user: User, method: Method, synced: bool) -> Self {
+        let mut authentication = Self::new(user, method);
+        if synced {
+            for m in authentication.amr.iter_mut().filter(|m| *m == "hwk") {
+                *m = "swk".to_owned();
+            }
+        }
+        authentication
     }
 
     /// `user` signed in at the upstream `provider`, then (`second_factor`) with a code of
@@ -408,12 +430,17 @@ pub enum FirstFactor<'a> {
         provider: &'a str,
         mfa: bool,
     },
+    /// A passkey with user verification: both factors at once, so nothing more is owed.
+    Passkey {
+        synced: bool,
+    },
 }
 
 /// What a login owes once its first factor passed — the one decision for every first
-/// factor ([`decide_second_factor`]: an enrolled authenticator unless this `device` is
-/// trusted, an enrolment where the tenant requires one), recorded as the `login` event,
-/// and the enrolment started when one is owed.
+/// factor ([`decide_second_factor`]: an enrolled second factor — a TOTP authenticator
+/// (`totp_enrolled`) or a passkey — unless this `device` is trusted, an enrolment where
+/// the tenant requires one), recorded as the `login` event, and the enrolment started
+/// when one is owed.
 pub async fn after_first_factor(
     accounts: &Accounts,
     ctx: &TenantContext,
@@ -429,9 +456,12 @@ pub async fn after_first_factor(
         _ => false,
     };
     let upstream_mfa = matches!(first, FirstFactor::Upstream { mfa: true, .. });
-    let owed = match decide_second_factor(totp_enrolled, remembered || upstream_mfa, policy.mfa_required) {
-        // A tenant that requires a second factor takes a trusted upstream's as one.
-        Owed::Enrol if upstream_mfa => Owed::None,
+    let multi_factor = upstream_mfa || matches!(first, FirstFactor::Passkey { .. });
+    let enrolled = totp_enrolled || (!multi_factor && crate::passkeys::has_passkey(db, user.id).await?);
+    let owed = match decide_second_factor(enrolled, remembered || multi_factor, policy.mfa_required) {
+        // A tenant that requires a second factor takes a trusted upstream's as one, and a
+        // user-verified passkey as both.
+        Owed::Enrol if multi_factor => Owed::None,
         owed => owed,
     };
     let step = match owed {
@@ -447,6 +477,10 @@ pub async fn after_first_factor(
             details["provider"] = provider.into();
             details["upstream_mfa"] = mfa.into();
         }
+        FirstFactor::Passkey { synced } => {
+            details["method"] = "passkey".into();
+            details["synced"] = synced.into();
+        }
     }
     let passed = events::Event::by_user("login", Outcome::Success, user.id).with_details(details);
     events::record(db, passed).await;
@@ -455,6 +489,7 @@ pub async fn after_first_factor(
             let authentication = match first {
                 FirstFactor::Password => Authentication::new(user, Method::Password),
                 FirstFactor::Upstream { provider, mfa } => Authentication::upstream(user, provider, mfa, false),
+                FirstFactor::Passkey { synced } => Authentication::passkey(user, Method::Passkey, synced),
             };
             return Ok(Accepted::Complete(authentication));
         }

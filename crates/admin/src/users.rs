@@ -193,6 +193,28 @@ impl AdminService {
         self.perform(actor, delete, |_| audit("delete_user", ctx, user)).await
     }
 
+    /// Removes one of the user's passkeys (also the last one: an administrator may leave
+    /// an account with no way in; the user then needs a reset link or a new password).
+    pub async fn remove_user_passkey(
+        &self,
+        actor: Actor,
+        ctx: &TenantContext,
+        id: &str,
+        passkey: &str,
+    ) -> Result<(), ApiError> {
+        let user = existing(ctx, id).await?.id;
+        let passkey_id = Uuid::parse_str(passkey)
+            .map_err(|_| ApiError::new(ErrorCode::NotFound, "no passkey of this user has this id"))?;
+        let remove = async {
+            let db = ctx.db().await?;
+            tenantry_accounts::passkeys::remove(&db, user, passkey_id, true).await
+        };
+        self.perform(actor, remove, |_| {
+            audit("remove_user_passkey", ctx, user).with_details(json!({ "user_id": user, "passkey_id": passkey_id }))
+        })
+        .await
+    }
+
     /// Mails the user `link` now: done once the SMTP server took it; 501 without SMTP
     /// settings, 409 for a disabled user (or, for a verification, a verified address).
     pub async fn send_user_link(

@@ -10,7 +10,7 @@ use crate::on_pool;
 /// A table a sweep keeps small: its key (what a batch selects) and its expiry column.
 /// A row past `expires_at` is refused by every reader already, so removing it changes no
 /// answer: codes, refresh tokens, denied access tokens, spent assertion ids, mailed links,
-/// remembered devices and sessions.
+/// remembered devices, sessions and WebAuthn challenges.
 const SWEPT: &[(&str, &str)] = &[
     ("authorization_codes", "code_hash"),
     ("refresh_tokens", "token_hash"),
@@ -20,6 +20,7 @@ const SWEPT: &[(&str, &str)] = &[
     ("email_tokens", "token_hash"),
     ("trusted_devices", "token_hash"),
     ("sessions", "id_hash"),
+    ("webauthn_challenges", "challenge_hash"),
 ];
 
 /// How much a sweep may do.

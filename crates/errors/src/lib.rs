@@ -48,6 +48,8 @@ error_codes! {
     Unauthorized = (UNAUTHORIZED, "unauthorized", "Authentication is required"),
     InvalidCredentials = (UNAUTHORIZED, "invalid_credentials", "The email or password is not correct"),
     InvalidMfaCode = (UNAUTHORIZED, "invalid_mfa_code", "The second-factor code is not valid"),
+    PasskeyRefused = (UNAUTHORIZED, "passkey_refused", "The passkey was not accepted"),
+    PasskeyInvalid = (BAD_REQUEST, "passkey_invalid", "The new passkey could not be verified"),
     InvalidGrant = (BAD_REQUEST, "invalid_grant", "The token or grant is invalid, expired or revoked"),
     InvalidScope = (BAD_REQUEST, "invalid_scope", "A requested scope is not allowed"),
     InvalidClient = (BAD_REQUEST, "invalid_client", "Unknown client, or one that may not use this endpoint"),

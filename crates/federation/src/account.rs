@@ -192,7 +192,7 @@ pub async fn sign_in(
 }
 
 /// Unlinks `user`'s identities at `provider`, unless the account would be left without a
-/// way in (no password and no identity at another provider): 409 `last_way_in`.
+/// way in (no password, no identity at another provider, no passkey): 409 `last_way_in`.
 pub async fn unlink(db: &TenantDb, user: uuid::Uuid, provider: &str) -> Result<(), ApiError> {
     let identities = db.identities_of(user).await?;
     if !identities.iter().any(|i| i.provider == provider) {
@@ -202,10 +202,13 @@ pub async fn unlink(db: &TenantDb, user: uuid::Uuid, provider: &str) -> Result<(
         ));
     }
     let another_identity = identities.iter().any(|i| i.provider != provider);
-    if !another_identity && db.password(user).await?.is_none() {
+    if !another_identity
+        && db.password(user).await?.is_none()
+        && !tenantry_accounts::passkeys::has_passkey(db, user).await?
+    {
         return Err(ApiError::new(
             ErrorCode::LastWayIn,
-            "this is the account's only way to sign in: set a password or link another provider first",
+            "this is the account's only way to sign in: set a password, add a passkey or link another provider first",
         ));
     }
     db.unlink_identities(user, provider).await?;

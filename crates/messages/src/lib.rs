@@ -66,6 +66,11 @@ keys! {
     MfaSecret = "mfa_secret",
     MfaCode = "mfa_code",
     MfaVerify = "mfa_verify",
+    /// The button of a second factor given with a passkey.
+    MfaPasskey = "mfa_passkey",
+    /// What the passkey button does, beside the code form.
+    MfaPasskeyPrompt = "mfa_passkey_prompt",
+    PasskeyRefused = "passkey_refused",
     /// "Remember this device", with `{days}`.
     MfaRemember = "mfa_remember",
     RecoveryTitle = "recovery_title",

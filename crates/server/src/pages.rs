@@ -62,6 +62,22 @@ pub fn bad_code(lang: Language) -> &'static str {
     texts(lang).get(Key::BadCode)
 }
 
+/// JSON to place inside a `<script type="application/json">` element: `<`, `>` and `&`
+/// (which JSON allows only inside strings) as `\u` escapes, so no value can end the
+/// element or start markup.
+fn json_in_script(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// The message for a passkey that was not accepted, in `lang`.
+pub fn passkey_refused(lang: Language) -> &'static str {
+    texts(lang).get(Key::PasskeyRefused)
+}
+
 /// The message for a login refused until the email is verified, in `lang`.
 pub fn email_not_verified(lang: Language) -> &'static str {
     texts(lang).get(Key::EmailNotVerified)
@@ -299,7 +315,9 @@ impl PageContext<'_> {
     }
 
     /// The second-factor step: a code (or recovery code) for an enrolled user, or, with
-    /// `enrolment`, the QR code and key of a secret being set up.
+    /// `enrolment`, the QR code and key of a secret being set up; with `passkey` (WebAuthn
+    /// request options), also a button that signs them with a passkey and posts the
+    /// credential as `passkey`.
     pub fn mfa(
         &self,
         action: &str,
@@ -307,6 +325,7 @@ impl PageContext<'_> {
         csrf: &str,
         enrolment: Option<&tenantry_accounts::mfa::Enrolment>,
         remember_days: u32,
+        passkey: Option<&serde_json::Value>,
         error: Option<&str>,
     ) -> Response {
         use base64::Engine;
@@ -318,8 +337,14 @@ impl PageContext<'_> {
                 secret => &e.secret,
             }
         });
-        let extra = context! { action, interaction, csrf, enrolment, error, remember_days, remember_label };
-        let mut response = self.render("mfa.html", t.get(Key::MfaTitle), extra, None);
+        // The passkey button needs a script: only then does the page get a nonce.
+        let nonce = passkey.map(|_| tenantry_crypto::random_token(16));
+        let passkey = passkey.map(|options| minijinja::Value::from_safe_string(json_in_script(options)));
+        let extra = context! {
+            action, interaction, csrf, enrolment, error, remember_days, remember_label, passkey,
+            script_nonce => &nonce,
+        };
+        let mut response = self.render("mfa.html", t.get(Key::MfaTitle), extra, nonce.as_deref());
         if error.is_some() {
             *response.status_mut() = StatusCode::UNAUTHORIZED;
         }
@@ -440,6 +465,17 @@ impl PageContext<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_in_a_script_element_cannot_close_it() {
+        let value = serde_json::json!({"name": "</script><img src=x onerror=alert(1)> & co"});
+        let text = json_in_script(&value);
+        assert!(
+            !text.contains('<') && !text.contains('>') && !text.contains('&'),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
+    }
 
     /// The names after `t.` in a template: the catalogue keys it reads.
     fn keys_read(source: &str) -> Vec<&str> {

@@ -60,6 +60,18 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
         !db.spend_upstream_state("live-state", future).await.unwrap(),
         "a state comes back once"
     );
+    for (hash, expires_at) in [("old-challenge", past), ("live-challenge", future)] {
+        let challenge = WebauthnChallenge {
+            challenge_hash: hash.into(),
+            purpose: "login".into(),
+            user_id: None,
+            binding_hash: None,
+            state: "{}".into(),
+            created_at: now,
+            expires_at,
+        };
+        db.store_webauthn_challenge(&challenge).await.unwrap();
+    }
 
     let limits = SweepLimits {
         batch: 2,
@@ -71,6 +83,7 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
     assert_eq!(removed["revoked_access_tokens"], 4);
     assert_eq!(removed["client_assertion_jtis"], 1);
     assert_eq!(removed["spent_upstream_states"], 1);
+    assert_eq!(removed["webauthn_challenges"], 1);
     let removed: std::collections::BTreeMap<_, _> = db.sweep(now, limits).await.unwrap().into_iter().collect();
     assert_eq!((removed["sessions"], removed["revoked_access_tokens"]), (1, 1));
     let removed = db.sweep(now, limits).await.unwrap();
@@ -85,6 +98,12 @@ async fn expired_rows_go_in_bounded_batches(fx: &Fixture) {
     assert!(
         !db.spend_upstream_state("live-state", future).await.unwrap(),
         "still spent"
+    );
+    assert!(
+        db.spend_webauthn_challenge("live-challenge", now)
+            .await
+            .unwrap()
+            .is_some()
     );
     // Past the grace period, the just-expired one goes too.
     let removed: std::collections::BTreeMap<_, _> = db

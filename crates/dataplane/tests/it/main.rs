@@ -9,6 +9,7 @@ mod custom_fields;
 mod global;
 mod housekeeping;
 mod manager;
+mod passkeys;
 mod repositories;
 mod security_events;
 mod transfer;

@@ -8,7 +8,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tenantry_admin::api::{DisableUser, SetPassword};
@@ -41,6 +41,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/admin/tenants/{slug}/users/{id}/disable", post(disable_user))
         .route("/v1/admin/tenants/{slug}/users/{id}/enable", post(enable_user))
+        .route("/v1/admin/tenants/{slug}/users/{id}/passkeys", get(list_passkeys))
+        .route(
+            "/v1/admin/tenants/{slug}/users/{id}/passkeys/{passkey}",
+            delete(remove_passkey),
+        )
 }
 
 #[derive(utoipa::OpenApi)]
@@ -54,7 +59,9 @@ pub fn router() -> Router<AppState> {
     send_verification_email,
     send_reset_email,
     disable_user,
-    enable_user
+    enable_user,
+    list_passkeys,
+    remove_passkey
 ))]
 pub struct Doc;
 
@@ -245,6 +252,51 @@ async fn update_user(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = state.admin.update_user(admin.actor(), &ctx, &id, body).await?;
     view(&ctx, user).await
+}
+
+/// The user's passkeys.
+#[derive(Serialize, ToSchema)]
+struct PasskeyList {
+    passkeys: Vec<tenantry_dataplane::Passkey>,
+}
+
+/// The user's passkeys (no key material: names, kinds, dates).
+#[utoipa::path(get, path = "/v1/admin/tenants/{slug}/users/{id}/passkeys", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, body = PasskeyList),
+        (status = 404, description = "No such user"),
+    ))]
+async fn list_passkeys(
+    _admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<PasskeyList>, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    let user = existing(&ctx, &id).await?;
+    let passkeys = tenantry_accounts::passkeys::list(&ctx.db().await?, user.id).await?;
+    Ok(Json(PasskeyList { passkeys }))
+}
+
+/// Removes one of the user's passkeys (the last one too).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/passkeys/{passkey}", tag = "users",
+    params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user"),
+        ("passkey" = Uuid, Path, description = "The passkey")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such user, or no such passkey of the user"),
+    ))]
+async fn remove_passkey(
+    admin: AdminAuth,
+    State(state): State<AppState>,
+    Path((slug, id, passkey)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = state.resolver.resolve_slug(&slug)?;
+    state
+        .admin
+        .remove_user_passkey(admin.actor(), &ctx, &id, &passkey)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Sets the user's password (links mailed before for a reset stop working).

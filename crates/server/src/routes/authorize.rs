@@ -554,14 +554,49 @@ async fn after_first_factor(
     let mut pending = interaction;
     pending.mfa_user = Some(user.id);
     let sealed = seal(state, ctx, &pending);
+    let passkey = match enrolment {
+        None => passkey_options(ctx, db, &user, &pending.csrf).await,
+        Some(_) => None,
+    };
     page_context(ctx, pending.lang).mfa(
         &action(ctx, "mfa"),
         &sealed,
         &pending.csrf,
         enrolment.as_ref(),
         remember_days(ctx),
+        passkey.as_ref(),
         None,
     )
+}
+
+/// WebAuthn options for the second-factor page of a user with passkeys, bound to this
+/// login's interaction (its CSRF value, which only this browser holds); `None` without
+/// passkeys, or when the options cannot be made (the code form still works).
+async fn passkey_options(
+    ctx: &TenantContext,
+    db: &tenantry_dataplane::TenantDb,
+    user: &User,
+    binding: &str,
+) -> Option<serde_json::Value> {
+    use tenantry_accounts::passkeys::{self, Purpose};
+    if !passkeys::has_passkey(db, user.id).await.ok()? {
+        return None;
+    }
+    let started = passkeys::start_authentication(
+        ctx,
+        db,
+        Purpose::SecondFactor,
+        Some(user),
+        Some(binding),
+        serde_json::Value::Null,
+    );
+    match started.await {
+        Ok(options) => serde_json::to_value(options).ok(),
+        Err(e) => {
+            tracing::warn!(code = e.code.as_str(), "passkey options for the second factor not made");
+            None
+        }
+    }
 }
 
 /// Creates a login session for a completed login, and its cookie.
@@ -606,6 +641,11 @@ async fn mfa_step(
         Ok(None) => return expired(),
         Err(e) => return e.into_response(),
     };
+    let passkey = match enrolling_or_not(&db, &user).await {
+        Ok(false) => passkey_options(&ctx, &db, &user, &interaction.csrf).await,
+        Ok(true) => None,
+        Err(e) => return e.into_response(),
+    };
     let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
         pages.mfa(
@@ -614,51 +654,67 @@ async fn mfa_step(
             &interaction.csrf,
             enrolment,
             remember_days(&ctx),
+            passkey.as_ref().filter(|_| enrolment.is_none()),
             Some(message),
         )
     };
-    let (mut authentication, recovery_codes) =
-        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await {
-            Ok(CodeCheck::Passed(authentication)) => (authentication, None),
-            Ok(CodeCheck::Enrolled {
-                authentication,
-                recovery_codes,
-            }) => (authentication, Some(recovery_codes)),
-            Ok(CodeCheck::Refused { enrolling }) => {
-                // An enrolment in progress is shown again.
-                let enrolment = if enrolling {
-                    let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
-                    match tenantry_accounts::mfa::pending_enrolment(
-                        &state.secrets,
-                        &db,
-                        tenant,
-                        issuer,
-                        user.id,
-                        &user.email,
-                    )
-                    .await
-                    {
-                        Ok(enrolment) => enrolment,
-                        Err(e) => return e.into_response(),
-                    }
-                } else {
-                    None
-                };
-                return refused(enrolment.as_ref(), pages::bad_code(lang));
-            }
-            Err(e) => {
-                let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
-                    return e.into_response();
-                };
-                let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
-                *page.status_mut() = e.code.status();
-                page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                return page;
-            }
-        };
+    let checked = match form.params.get("passkey").filter(|p| !p.is_empty()) {
+        Some(credential) => passkey_second_factor(&ctx, &db, &user, &interaction.csrf, credential).await,
+        None => tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await,
+    };
+    let refused_message = if form.params.get("passkey").is_some_and(|p| !p.is_empty()) {
+        pages::passkey_refused(lang)
+    } else {
+        pages::bad_code(lang)
+    };
+    let (mut authentication, recovery_codes) = match checked {
+        Ok(CodeCheck::Passed(authentication)) => (authentication, None),
+        Ok(CodeCheck::Enrolled {
+            authentication,
+            recovery_codes,
+        }) => (authentication, Some(recovery_codes)),
+        Ok(CodeCheck::Refused { enrolling }) => {
+            // An enrolment in progress is shown again.
+            let enrolment = if enrolling {
+                let (tenant, issuer) = (ctx.entry.tenant.id, tenantry_accounts::mfa::issuer_name(&ctx));
+                match tenantry_accounts::mfa::pending_enrolment(
+                    &state.secrets,
+                    &db,
+                    tenant,
+                    issuer,
+                    user.id,
+                    &user.email,
+                )
+                .await
+                {
+                    Ok(enrolment) => enrolment,
+                    Err(e) => return e.into_response(),
+                }
+            } else {
+                None
+            };
+            return refused(enrolment.as_ref(), refused_message);
+        }
+        Err(e) => {
+            let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
+                return e.into_response();
+            };
+            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
+            *page.status_mut() = e.code.status();
+            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return page;
+        }
+    };
     if let Some(provider) = interaction.upstream.take() {
         // The first factor was an upstream sign-in, not a password.
+        let key = authentication.amr.iter().find(|m| *m == "hwk" || *m == "swk").cloned();
         authentication = Authentication::upstream(authentication.user, &provider, false, true);
+        if let Some(key) = key {
+            // The second factor was a passkey, not a code.
+            for m in authentication.amr.iter_mut().filter(|m| *m == "otp") {
+                *m = key.clone();
+            }
+        }
     }
     if let Err(e) = link_pending(&db, &interaction, user.id).await {
         return e.into_response();
@@ -694,6 +750,47 @@ async fn mfa_step(
         response.headers_mut().append(header::SET_COOKIE, device);
     }
     response
+}
+
+/// Whether the user is confirming a new TOTP enrolment (the page then shows its QR code,
+/// not the passkey button).
+async fn enrolling_or_not(db: &tenantry_dataplane::TenantDb, user: &User) -> Result<bool, ApiError> {
+    use tenantry_dataplane::MfaRepository;
+    Ok(db.totp(user.id).await?.is_some_and(|t| t.confirmed_at.is_none()))
+}
+
+/// The second factor given with a passkey on the hosted page: an assertion for the
+/// options the page carried (bound to this interaction), by one of `user`'s passkeys.
+async fn passkey_second_factor(
+    ctx: &TenantContext,
+    db: &tenantry_dataplane::TenantDb,
+    user: &User,
+    binding: &str,
+    credential: &str,
+) -> Result<CodeCheck, ApiError> {
+    use tenantry_accounts::login::Method;
+    use tenantry_accounts::passkeys::{self, Purpose};
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(credential) else {
+        return Ok(CodeCheck::Refused { enrolling: false });
+    };
+    let assertion =
+        match passkeys::finish_authentication(ctx, db, Purpose::SecondFactor, Some(binding), &credential).await {
+            Ok(assertion) if assertion.user.id == user.id => assertion,
+            Ok(_) => return Ok(CodeCheck::Refused { enrolling: false }),
+            Err(e) if e.code == crate::error::ErrorCode::PasskeyRefused => {
+                return Ok(CodeCheck::Refused { enrolling: false });
+            }
+            Err(e) => return Err(e),
+        };
+    let event =
+        tenantry_accounts::events::Event::by_user("second_factor", tenantry_dataplane::Outcome::Success, user.id)
+            .with_details(serde_json::json!({ "method": "passkey" }));
+    tenantry_accounts::events::record(db, event).await;
+    Ok(CodeCheck::Passed(Authentication::passkey(
+        assertion.user,
+        Method::PasswordAndPasskey,
+        assertion.synced,
+    )))
 }
 
 /// Makes the link an upstream sign-in left waiting in `interaction`, once the account it

@@ -31,6 +31,7 @@ mod mfa;
 mod oauth;
 mod oidc_flow;
 mod openapi;
+mod passkeys;
 mod quotas;
 mod roles;
 mod signup;

@@ -14,7 +14,7 @@ const REDIRECT: &str = "http://localhost:3000/callback";
 const PASSWORD: &str = "correct horse battery";
 const VERIFIER: &str = "mfa-test-verifier-0123456789-0123456789-0123456789";
 
-fn authorize_url(server: &TestServer) -> String {
+pub(crate) fn authorize_url(server: &TestServer) -> String {
     use aws_lc_rs::digest::{SHA256, digest};
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest(&SHA256, VERIFIER.as_bytes()));
     let mut url = url::Url::parse(&format!("{}/t/local/authorize", server.base)).unwrap();
@@ -30,7 +30,7 @@ fn authorize_url(server: &TestServer) -> String {
 }
 
 /// Opens the login page and submits the password; answers the page that follows.
-async fn password_step(server: &TestServer, browser: &mut Browser) -> (u16, String) {
+pub(crate) async fn password_step(server: &TestServer, browser: &mut Browser) -> (u16, String) {
     let (status, _, page) = browser.send(Method::GET, &authorize_url(server), None).await;
     assert_eq!(status, 200, "{page}");
     let form = [
@@ -57,7 +57,7 @@ async fn submit_code(browser: &mut Browser, page: &str, code: &str) -> (u16, Str
 }
 
 /// Exchanges a code from a redirect; answers the ID token's claims.
-async fn id_token_claims(server: &TestServer, location: &str) -> Value {
+pub(crate) async fn id_token_claims(server: &TestServer, location: &str) -> Value {
     assert!(location.starts_with(REDIRECT), "{location}");
     assert_eq!(query_param(location, "state").as_deref(), Some("st-1"));
     let code = query_param(location, "code").expect("a code");

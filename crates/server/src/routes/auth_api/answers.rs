@@ -45,10 +45,21 @@ pub struct MfaRequired {
     pub mfa_token: String,
     /// Seconds the `mfa_token` is valid.
     pub expires_in: u64,
+    /// The second factors the user can give: `totp` (a code of the authenticator app or
+    /// a recovery code, `POST /v1/auth/mfa`), `passkey` (`POST /v1/auth/mfa/passkey`).
+    pub methods: Vec<SecondFactorMethod>,
     /// When the tenant requires a second factor the user lacks: the authenticator to set
     /// up now; its first code completes the login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrolment: Option<Enrolment>,
+}
+
+/// A second factor a login may be completed with.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondFactorMethod {
+    Totp,
+    Passkey,
 }
 
 /// The answer of a login: tokens, or a second-factor challenge.

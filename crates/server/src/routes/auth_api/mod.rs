@@ -17,7 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ use crate::state::AppState;
 use crate::web::bearer::{Bearer, challenge};
 use crate::web::{ApiJson, ClientIp, OptionalApiJson, SessionOrigin};
 use tenantry_accounts::account::{
-    self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, first_party_client, requested_scope,
+    self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, SignUpWith, first_party_client, requested_scope,
 };
 use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
 use tenantry_oidc::grants::{RefreshGrant, UserTokens, issue_refresh_token, refresh_body, user_token_body};
@@ -41,6 +41,7 @@ use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
 mod answers;
+mod passkeys;
 mod upstream;
 
 pub use answers::*;
@@ -64,6 +65,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
         .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
         .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
+        .route("/v1/auth/passkeys", get(passkeys::list))
+        .route("/v1/auth/passkeys/register/options", post(passkeys::register_options))
+        .route("/v1/auth/passkeys/register", post(passkeys::register))
+        .route(
+            "/v1/auth/passkeys/{id}",
+            patch(passkeys::rename).delete(passkeys::remove),
+        )
+        .route("/v1/auth/passkeys/login/options", post(passkeys::login_options))
+        .route("/v1/auth/passkeys/login", post(passkeys::login))
+        .route("/v1/auth/mfa/passkey/options", post(passkeys::mfa_options))
+        .route("/v1/auth/mfa/passkey", post(passkeys::mfa))
+        .route("/v1/auth/register/passkey/options", post(passkeys::signup_options))
+        .route("/v1/auth/register/passkey", post(passkeys::signup))
         .route("/v1/auth/upstream/start", post(upstream::upstream_start))
         .route("/v1/auth/me/identities", get(upstream::identities))
         .route(
@@ -93,6 +107,17 @@ pub fn router() -> Router<AppState> {
     totp_disable,
     totp_confirm,
     recovery_codes,
+    passkeys::list,
+    passkeys::register_options,
+    passkeys::register,
+    passkeys::rename,
+    passkeys::remove,
+    passkeys::login_options,
+    passkeys::login,
+    passkeys::mfa_options,
+    passkeys::mfa,
+    passkeys::signup_options,
+    passkeys::signup,
     upstream::upstream_start,
     upstream::identities,
     upstream::link_identity,
@@ -110,6 +135,18 @@ async fn sign_in(
     scope: &str,
     origin: &SessionOrigin,
 ) -> Result<Tokens, ApiError> {
+    Ok(sign_in_session(ctx, db, client, authentication, scope, origin).await?.0)
+}
+
+/// [`sign_in`], answering the new session too.
+async fn sign_in_session(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    client: &Client,
+    authentication: &Authentication,
+    scope: &str,
+    origin: &SessionOrigin,
+) -> Result<(Tokens, Session), ApiError> {
     let (session, _) = tenantry_accounts::login::start_session(ctx, db, authentication, origin).await?;
     let user = &authentication.user;
     let now = session.auth_time;
@@ -140,7 +177,7 @@ async fn sign_in(
     )
     .await
     .map_err(|e| e.into_problem())?;
-    Tokens::from_body(body)
+    Ok((Tokens::from_body(body)?, session))
 }
 
 fn login_problem(e: LoginError) -> ApiError {
@@ -177,8 +214,10 @@ struct LoginBody {
     device_token: Option<String>,
 }
 
-/// Tokens, or `{"mfa_required": true, "mfa_token": ...}` (with an `enrolment` to set up
-/// when the tenant requires a second factor the user lacks).
+/// Tokens, or `{"mfa_required": true, "mfa_token": ..., "methods": [...]}` (with an
+/// `enrolment` to set up when the tenant requires a second factor the user lacks): a
+/// TOTP or recovery code completes it at `POST /v1/auth/mfa`, a passkey at
+/// `POST /v1/auth/mfa/passkey`.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginBody,
     responses((status = 200, body = LoginAnswer),
@@ -215,11 +254,19 @@ async fn login(
             owed: SecondFactor::Enrol(enrolment),
         } => (user, Some(enrolment)),
     };
+    let mut methods = Vec::new();
+    if enrolment.is_some() || tenantry_accounts::mfa::enrolled(&db, user.id).await? {
+        methods.push(SecondFactorMethod::Totp);
+    }
+    if enrolment.is_none() && tenantry_accounts::passkeys::has_passkey(&db, user.id).await? {
+        methods.push(SecondFactorMethod::Passkey);
+    }
     let mfa_token = MfaChallenge::issue(&state.accounts, &ctx, user.id, &client.client_id, scope);
     Ok(Json(LoginAnswer::MfaRequired(MfaRequired {
         mfa_required: true,
         mfa_token,
         expires_in: MFA_TOKEN_TTL.as_secs(),
+        methods,
         enrolment,
     })))
 }
@@ -346,7 +393,7 @@ async fn register(
 ) -> Result<Response, ApiError> {
     let registration = Registration {
         email: body.email,
-        password: &body.password,
+        credential: SignUpWith::Password(&body.password),
         client_id: body.client_id.as_deref(),
         scope: body.scope.as_deref(),
         given_name: body.given_name,

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tenantry_accounts::account::Registration;
+use tenantry_accounts::account::{Registration, SignUpWith};
 use tenantry_accounts::login::LoginError;
 use tenantry_controlplane::model::{CustomFieldType, Language};
 use tenantry_tenancy::TenantContext;
@@ -71,7 +71,7 @@ pub(super) async fn signup(
     };
     let registration = Registration {
         email: form.email.trim().to_owned(),
-        password: &form.password,
+        credential: SignUpWith::Password(&form.password),
         client_id: None,
         scope: None,
         given_name: text("given_name"),

@@ -1,0 +1,838 @@
+//! Passkeys through the headless API, with a software authenticator (1Password's
+//! `passkey-authenticator`, driven at its CTAP2 interface so a test can also play a
+//! dishonest client): add a passkey, sign in with it alone and as the second factor, sign
+//! up with one and no password, manage them; and every forgery refused with one answer —
+//! replayed challenge, wrong origin, wrong RP ID, counter regression, no user
+//! verification, another user's handle, and a passkey of tenant A shown to tenant B (which
+//! must look exactly like a credential nobody has). On SQLite and on PostgreSQL.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use passkey_authenticator::{Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod};
+use passkey_crypto::AvailableBackend;
+use passkey_types::Passkey;
+use passkey_types::ctap2::{Aaguid, Ctap2Error, get_assertion, make_credential};
+use passkey_types::webauthn;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::api::Api;
+use crate::common::{TestServer, start};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The person at the authenticator: always present, verified when `verified`.
+struct Person {
+    verified: bool,
+}
+
+#[async_trait::async_trait]
+impl UserValidationMethod for Person {
+    type PasskeyItem = Passkey;
+
+    async fn check_user<'a>(
+        &self,
+        _hint: UiHint<'a, Passkey>,
+        presence: bool,
+        verification: bool,
+    ) -> Result<UserCheck, Ctap2Error> {
+        Ok(UserCheck {
+            presence,
+            verification: verification && self.verified,
+        })
+    }
+
+    fn is_presence_enabled(&self) -> bool {
+        true
+    }
+
+    fn is_verification_enabled(&self) -> Option<bool> {
+        Some(self.verified)
+    }
+}
+
+/// A software authenticator and the browser around it, as far as a test needs one.
+struct Device {
+    authenticator: Authenticator<MemoryStore, Person, AvailableBackend>,
+    /// The origin the "browser" writes into `clientDataJSON`.
+    origin: String,
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn client_data(kind: &str, challenge: &str, origin: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false})).unwrap()
+}
+
+impl Device {
+    fn new(origin: &str) -> Self {
+        let mut authenticator = Authenticator::new(
+            Aaguid::new_empty(),
+            MemoryStore::new(),
+            Person { verified: true },
+            AvailableBackend,
+        );
+        authenticator.set_make_credentials_with_signature_counter(true);
+        Device {
+            authenticator,
+            origin: origin.to_owned(),
+        }
+    }
+
+    /// `navigator.credentials.create()` for `options` (`{"publicKey": …}`): the
+    /// credential's `toJSON()`.
+    async fn create(&mut self, options: &Value) -> Value {
+        let o = &options["publicKey"];
+        let data = client_data("webauthn.create", o["challenge"].as_str().unwrap(), &self.origin);
+        let request = make_credential::Request {
+            client_data_hash: sha256(&data).into(),
+            rp: make_credential::PublicKeyCredentialRpEntity {
+                id: o["rp"]["id"].as_str().unwrap().to_owned(),
+                name: o["rp"]["name"].as_str().map(str::to_owned),
+            },
+            user: webauthn::PublicKeyCredentialUserEntity {
+                id: B64.decode(o["user"]["id"].as_str().unwrap()).unwrap().into(),
+                display_name: o["user"]["displayName"].as_str().unwrap().to_owned(),
+                name: o["user"]["name"].as_str().unwrap().to_owned(),
+            },
+            pub_key_cred_params: vec![webauthn::PublicKeyCredentialParameters {
+                ty: webauthn::PublicKeyCredentialType::PublicKey,
+                alg: passkey_crypto::iana::Algorithm::ES256,
+            }],
+            exclude_list: None,
+            extensions: None,
+            options: make_credential::Options {
+                rk: true,
+                up: true,
+                uv: true,
+            },
+            pin_auth: None,
+            pin_protocol: None,
+        };
+        let made = self
+            .authenticator
+            .make_credential(request)
+            .await
+            .expect("a new credential");
+        let id = made
+            .auth_data
+            .attested_credential_data
+            .as_ref()
+            .expect("attested credential data")
+            .credential_id()
+            .to_vec();
+        let mut attestation = Vec::new();
+        let object = ciborium::Value::Map(vec![
+            (
+                ciborium::Value::Text("fmt".into()),
+                ciborium::Value::Text(made.fmt.clone()),
+            ),
+            (ciborium::Value::Text("attStmt".into()), made.att_stmt.clone()),
+            (
+                ciborium::Value::Text("authData".into()),
+                ciborium::Value::Bytes(made.auth_data.to_vec()),
+            ),
+        ]);
+        ciborium::into_writer(&object, &mut attestation).unwrap();
+        json!({
+            "id": B64.encode(&id),
+            "rawId": B64.encode(&id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(&data),
+                "attestationObject": B64.encode(&attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {"credProps": {"rk": true}},
+            "authenticatorAttachment": "platform",
+        })
+    }
+
+    /// `navigator.credentials.get()` for `options`, with the RP ID the options name.
+    async fn get(&mut self, options: &Value) -> Value {
+        let rp_id = options["publicKey"]["rpId"].as_str().unwrap().to_owned();
+        self.get_as(options, &rp_id, true).await
+    }
+
+    /// An assertion for `options` made for `rp_id`, with user verification when `uv`.
+    async fn get_as(&mut self, options: &Value, rp_id: &str, uv: bool) -> Value {
+        let o = &options["publicKey"];
+        let data = client_data("webauthn.get", o["challenge"].as_str().unwrap(), &self.origin);
+        let mut ids: Vec<Vec<u8>> = o["allowCredentials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| B64.decode(c["id"].as_str().unwrap()).unwrap())
+            .collect();
+        ids.retain(|id| self.authenticator.store().contains_key(id));
+        if ids.is_empty() {
+            // No list (or none of its own): the authenticator offers its discoverable
+            // credentials for this RP — as a dishonest client might, whatever was asked.
+            ids = self
+                .authenticator
+                .store()
+                .values()
+                .filter(|k| k.rp_id == rp_id)
+                .map(|k| k.credential_id.to_vec())
+                .collect();
+        }
+        let allow_list = Some(
+            ids.into_iter()
+                .map(|id| webauthn::PublicKeyCredentialDescriptor {
+                    ty: webauthn::PublicKeyCredentialType::PublicKey,
+                    id: id.into(),
+                    transports: None,
+                })
+                .collect(),
+        );
+        let request = get_assertion::Request {
+            rp_id: rp_id.to_owned(),
+            client_data_hash: sha256(&data).into(),
+            allow_list,
+            extensions: None,
+            options: get_assertion::Options { up: true, uv },
+            pin_auth: None,
+            pin_protocol: None,
+        };
+        let asserted = self
+            .authenticator
+            .get_assertion(request)
+            .await
+            .unwrap_or_else(|e| panic!("no assertion for {rp_id}: {e:?} {options}"));
+        let id: Vec<u8> = asserted.credential.expect("the credential used").id.into();
+        let handle: Option<Vec<u8>> = asserted.user.map(|u| u.id.into());
+        json!({
+            "id": B64.encode(&id),
+            "rawId": B64.encode(&id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": B64.encode(&data),
+                "authenticatorData": B64.encode(asserted.auth_data.to_vec()),
+                "signature": B64.encode(&*asserted.signature),
+                "userHandle": handle.map(|h| B64.encode(h)),
+            },
+            "clientExtensionResults": {},
+        })
+    }
+
+    fn passkeys(&mut self) -> Vec<&mut Passkey> {
+        self.authenticator.store_mut().values_mut().collect()
+    }
+}
+
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
+}
+
+fn amr(tokens: &Value) -> Vec<String> {
+    let amr = claims(tokens["id_token"].as_str().expect("an ID token"))["amr"].clone();
+    serde_json::from_value(amr).unwrap()
+}
+
+fn origin_of(server: &TestServer) -> String {
+    server.base.clone()
+}
+
+async fn login_options(api: &Api<'_>) -> Value {
+    let (status, options) = api
+        .post(
+            "/v1/auth/passkeys/login/options",
+            json!({"client_id": "demo-spa", "scope": "openid email offline_access"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{options}");
+    options
+}
+
+/// Adds a passkey to the account of `token` (a fresh session: no proof needed beyond the
+/// password given).
+async fn add_passkey(api: &Api<'_>, device: &mut Device, token: &str, password: Option<&str>) -> Value {
+    let proof = password.map(|p| json!({"current_password": p}));
+    let (status, options) = api
+        .call(Method::POST, "/v1/auth/passkeys/register/options", Some(token), proof)
+        .await;
+    assert_eq!(status, 200, "{options}");
+    let o = &options["publicKey"];
+    assert_eq!(o["authenticatorSelection"]["residentKey"], "required");
+    assert_eq!(o["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(o["attestation"], "none");
+    let credential = device.create(&options).await;
+    let (status, added) = api
+        .call(
+            Method::POST,
+            "/v1/auth/passkeys/register",
+            Some(token),
+            Some(json!({"credential": credential, "name": "Laptop"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    added
+}
+
+#[tokio::test]
+async fn passkeys_on_sqlite() {
+    let server = start().await;
+    passkeys(&server, "local").await;
+}
+
+#[tokio::test]
+async fn passkeys_on_postgres() {
+    let server = start().await;
+    let client = common::postgres::spa_client(&["openid", "email", "offline_access"]);
+    let Some(database) = common::postgres::postgres_tenant(&server, "pg", client).await else {
+        return;
+    };
+    passkeys(&server, "pg").await;
+    drop(server);
+    database.drop_database().await;
+}
+
+async fn passkeys(server: &TestServer, slug: &str) {
+    let api = Api { server, slug };
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/tenants/{slug}/users"),
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let user_id = body["id"].as_str().unwrap().to_owned();
+    let (status, tokens) = api.login("ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // Adding a factor needs a fresh proof: not the bearer token alone.
+    let (status, body) = api
+        .call(Method::POST, "/v1/auth/passkeys/register/options", Some(&token), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("reauthentication_required"))
+    );
+    let mut device = Device::new(&origin_of(server));
+    let added = add_passkey(&api, &mut device, &token, Some(PASSWORD)).await;
+    assert_eq!(added["name"], "Laptop");
+    let passkey_id = added["id"].as_str().unwrap().to_owned();
+
+    // A registration answered twice: the challenge is spent.
+    let (_, options) = api
+        .call(Method::POST, "/v1/auth/passkeys/register/options", Some(&token), None)
+        .await;
+    let o = &options["publicKey"];
+    assert_eq!(o["excludeCredentials"].as_array().unwrap().len(), 1, "{options}");
+    let mut second_device = Device::new(&origin_of(server));
+    let credential = second_device.create(&options).await;
+    let body = json!({"credential": credential});
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth/passkeys/register",
+            Some(&token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, again) = api
+        .call(Method::POST, "/v1/auth/passkeys/register", Some(&token), Some(body))
+        .await;
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (400, Some("passkey_invalid")),
+        "{again}"
+    );
+
+    // Sign-in with the passkey alone: tokens; `amr` says a key, the presence test and MFA.
+    let options = login_options(&api).await;
+    assert_eq!(options["publicKey"]["userVerification"], "required");
+    assert_eq!(options["publicKey"]["allowCredentials"], json!([]));
+    let assertion = device.get(&options).await;
+    let (status, signed_in) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion.clone()}))
+        .await;
+    assert_eq!(status, 200, "{signed_in}");
+    let methods = amr(&signed_in);
+    assert!(methods.iter().any(|m| m == "hwk" || m == "swk"), "{methods:?}");
+    assert!(
+        methods.contains(&"user".to_owned()) && methods.contains(&"mfa".to_owned()),
+        "{methods:?}"
+    );
+    assert!(!methods.contains(&"pwd".to_owned()), "{methods:?}");
+    let passkey_token = signed_in["access_token"].as_str().unwrap().to_owned();
+    let (status, me) = api.call(Method::GET, "/v1/auth/me", Some(&passkey_token), None).await;
+    assert_eq!((status, me["email"].as_str()), (200, Some("ada@example.com")));
+
+    // Replayed: the same response again.
+    let (status, replayed) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!(
+        (status, replayed["code"].as_str()),
+        (401, Some("passkey_refused")),
+        "{replayed}"
+    );
+    let refusal = replayed.clone();
+
+    // Wrong origin in clientDataJSON.
+    let options = login_options(&api).await;
+    device.origin = "http://evil.example".into();
+    let forged = device.get(&options).await;
+    device.origin = origin_of(server);
+    let (status, body) = api.post("/v1/auth/passkeys/login", json!({"credential": forged})).await;
+    assert_eq!((status, &body), (401, &refusal));
+
+    // Signed for another RP ID: the same key, its authenticator data hashed for evil.example.
+    let options = login_options(&api).await;
+    for key in device.passkeys() {
+        key.rp_id = "evil.example".into();
+    }
+    let forged = device.get_as(&options, "evil.example", true).await;
+    let rp_id = options["publicKey"]["rpId"].as_str().unwrap().to_owned();
+    for key in device.passkeys() {
+        key.rp_id = rp_id.clone();
+    }
+    let (status, body) = api.post("/v1/auth/passkeys/login", json!({"credential": forged})).await;
+    assert_eq!((status, &body), (401, &refusal));
+
+    // No user verification where the sign-in needs it.
+    let options = login_options(&api).await;
+    let unverified = device.get_as(&options, &rp_id, false).await;
+    let flags = B64
+        .decode(unverified["response"]["authenticatorData"].as_str().unwrap())
+        .unwrap()[32];
+    assert_eq!(flags & 0x04, 0, "the authenticator did not verify the user");
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": unverified}))
+        .await;
+    assert_eq!((status, &body), (401, &refusal));
+
+    // Counter regression: a cloned authenticator whose counter is behind.
+    let options = login_options(&api).await;
+    for key in device.passkeys() {
+        key.counter = Some(0);
+    }
+    let cloned = device.get(&options).await;
+    let (status, body) = api.post("/v1/auth/passkeys/login", json!({"credential": cloned})).await;
+    assert_eq!((status, &body), (401, &refusal));
+    for key in device.passkeys() {
+        key.counter = Some(1000);
+    }
+
+    // Another user's handle with this user's credential.
+    let other = server.user(slug, "grace@example.com").await;
+    let (status, _) = server
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/tenants/{slug}/users/{}/password", other.id),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, grace) = api.login("grace@example.com", PASSWORD).await;
+    let grace_token = grace["access_token"].as_str().unwrap().to_owned();
+    let mut grace_device = Device::new(&origin_of(server));
+    add_passkey(&api, &mut grace_device, &grace_token, Some(PASSWORD)).await;
+    let options = login_options(&api).await;
+    let grace_assertion = grace_device.get(&options).await;
+    let options = login_options(&api).await;
+    let mut swapped = device.get(&options).await;
+    swapped["response"]["userHandle"] = grace_assertion["response"]["userHandle"].clone();
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": swapped}))
+        .await;
+    assert_eq!((status, &body), (401, &refusal));
+    // A registration response is no sign-in.
+    let options = login_options(&api).await;
+    let (status, body) = api
+        .post(
+            "/v1/auth/passkeys/login",
+            json!({"credential": {"response": {"clientDataJSON": "e30"}}}),
+        )
+        .await;
+    assert_eq!((status, &body), (401, &refusal));
+    drop(options);
+
+    // Each refusal is recorded with its reason, never told to the caller.
+    let (status, events) = server
+        .admin(
+            Method::GET,
+            &format!("/v1/admin/tenants/{slug}/audit?action=passkey_sign_in&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let reasons: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["details"]["reason"].as_str())
+        .collect();
+    for reason in [
+        "challenge",
+        "origin",
+        "rp_id",
+        "user_verification",
+        "counter_regression",
+        "wrong_user",
+    ] {
+        assert!(reasons.contains(&reason), "{reason} not in {reasons:?}");
+    }
+
+    // The honest device still signs in after all that.
+    let options = login_options(&api).await;
+    let assertion = device.get(&options).await;
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // With a passkey, a password login owes a second factor, which the passkey gives.
+    let (status, owed) = api.login("ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{owed}");
+    assert_eq!(owed["mfa_required"], true, "{owed}");
+    assert_eq!(owed["methods"], json!(["passkey"]));
+    let mfa_token = owed["mfa_token"].as_str().unwrap();
+    let (status, options) = api
+        .post("/v1/auth/mfa/passkey/options", json!({"mfa_token": mfa_token}))
+        .await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["allowCredentials"].as_array().unwrap().len(), 2);
+    // Grace's passkey for Ada's second factor: refused.
+    let wrong = grace_device.get(&options).await;
+    let (status, body) = api
+        .post(
+            "/v1/auth/mfa/passkey",
+            json!({"mfa_token": mfa_token, "credential": wrong}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (_, options) = api
+        .post("/v1/auth/mfa/passkey/options", json!({"mfa_token": mfa_token}))
+        .await;
+    let assertion = device.get(&options).await;
+    // Bound to its mfa_token: another login's token does not finish it.
+    let (_, other_login) = api.login("ada@example.com", PASSWORD).await;
+    let other_token = other_login["mfa_token"].as_str().unwrap();
+    let (status, _) = api
+        .post(
+            "/v1/auth/mfa/passkey",
+            json!({"mfa_token": other_token, "credential": assertion.clone()}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (_, options) = api
+        .post("/v1/auth/mfa/passkey/options", json!({"mfa_token": mfa_token}))
+        .await;
+    let assertion = device.get(&options).await;
+    let (status, completed) = api
+        .post(
+            "/v1/auth/mfa/passkey",
+            json!({"mfa_token": mfa_token, "credential": assertion}),
+        )
+        .await;
+    assert_eq!(status, 200, "{completed}");
+    let methods = amr(&completed);
+    assert_eq!(methods[0], "pwd", "{methods:?}");
+    assert!(methods.contains(&"mfa".to_owned()), "{methods:?}");
+
+    // Management: list, rename, remove (the passkey sign-in counts as a fresh proof).
+    let (status, list) = api
+        .call(Method::GET, "/v1/auth/passkeys", Some(&passkey_token), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["passkeys"].as_array().unwrap().len(), 2, "{list}");
+    assert!(list["passkeys"][0].get("public_key").is_none());
+    let (status, renamed) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/auth/passkeys/{passkey_id}"),
+            Some(&passkey_token),
+            Some(json!({"name": "  Work laptop "})),
+        )
+        .await;
+    assert_eq!((status, renamed["name"].as_str()), (200, Some("Work laptop")));
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/auth/passkeys/{passkey_id}"),
+            Some(&passkey_token),
+            Some(json!({"name": ""})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("validation_failed")));
+    // Not Grace's to rename.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/auth/passkeys/{passkey_id}"),
+            Some(&grace_token),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let second_id = list["passkeys"][1]["id"].as_str().unwrap();
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/auth/passkeys/{second_id}"),
+            Some(&passkey_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    // The administrator sees and removes them.
+    let path = format!("/v1/admin/tenants/{slug}/users/{user_id}/passkeys");
+    let (status, listed) = server.admin(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["passkeys"].as_array().unwrap().len(), 1);
+    let (status, _) = server
+        .admin(Method::DELETE, &format!("{path}/{passkey_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = server
+        .admin(Method::DELETE, &format!("{path}/{passkey_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    // Gone: the device's assertion is refused, like any unknown credential.
+    let options = login_options(&api).await;
+    let assertion = device.get(&options).await;
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!((status, &body), (401, &refusal));
+}
+
+/// A passkey of tenant A is unknown at tenant B (same host, same RP ID, so the browser
+/// offers it): B answers exactly what it answers for a credential nobody registered.
+#[tokio::test]
+async fn a_passkey_of_one_tenant_is_unknown_at_another() {
+    let server = start().await;
+    server.tenant_with_spa("other", json!({})).await;
+    let home = Api {
+        server: &server,
+        slug: "local",
+    };
+    let other = Api {
+        server: &server,
+        slug: "other",
+    };
+    for slug in ["local", "other"] {
+        let (status, _) = server
+            .admin(
+                Method::POST,
+                &format!("/v1/admin/tenants/{slug}/users"),
+                Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (_, tokens) = home.login("ada@example.com", PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut device = Device::new(&origin_of(&server));
+    add_passkey(&home, &mut device, &token, Some(PASSWORD)).await;
+
+    let options = {
+        let (status, options) = other
+            .post(
+                "/v1/auth/passkeys/login/options",
+                json!({"client_id": "demo-spa", "scope": "openid email"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{options}");
+        options
+    };
+    assert_eq!(options["publicKey"]["rpId"], "127.0.0.1");
+    let foreign = device.get(&options).await;
+    let (status_a, body_a) = other
+        .post("/v1/auth/passkeys/login", json!({"credential": foreign}))
+        .await;
+
+    let (_, options) = other
+        .post(
+            "/v1/auth/passkeys/login/options",
+            json!({"client_id": "demo-spa", "scope": "openid email"}),
+        )
+        .await;
+    // A credential nobody registered: a key of its own, made for the same RP ID.
+    let mut stranger = Device::new(&origin_of(&server));
+    let made_up = json!({"publicKey": {
+        "challenge": B64.encode([7u8; 32]),
+        "rp": {"id": "127.0.0.1", "name": "x"},
+        "user": {"id": B64.encode([9u8; 32]), "name": "n", "displayName": "n"},
+    }});
+    stranger.create(&made_up).await;
+    let unknown = stranger.get(&options).await;
+    let (status_b, body_b) = other
+        .post("/v1/auth/passkeys/login", json!({"credential": unknown}))
+        .await;
+    assert_eq!(status_a, 401);
+    assert_eq!((status_a, &body_a), (status_b, &body_b), "the answers must not differ");
+}
+
+/// A passkey-only account: signed up with a passkey and no password, signed in at once,
+/// and its only passkey cannot be removed.
+#[tokio::test]
+async fn sign_up_with_a_passkey_and_no_password() {
+    let server = start().await;
+    server
+        .tenant_with_spa(
+            "open",
+            json!({"security": {"registration_enabled": true, "registration_auto_login": true}}),
+        )
+        .await;
+    let api = Api {
+        server: &server,
+        slug: "open",
+    };
+    let (status, options) = api
+        .post(
+            "/v1/auth/register/passkey/options",
+            json!({"email": "new@example.com", "name": "New Person", "client_id": "demo-spa", "scope": "openid email"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["user"]["name"], "new@example.com");
+    let mut device = Device::new(&origin_of(&server));
+    let credential = device.create(&options).await;
+    let (status, registered) = api
+        .post("/v1/auth/register/passkey", json!({"credential": credential.clone()}))
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let tokens = &registered["tokens"];
+    let methods = amr(tokens);
+    assert!(
+        methods.contains(&"mfa".to_owned()) && !methods.contains(&"pwd".to_owned()),
+        "{methods:?}"
+    );
+    let token = tokens["access_token"].as_str().unwrap();
+    // The same response again makes nothing.
+    let (status, again) = api
+        .post("/v1/auth/register/passkey", json!({"credential": credential}))
+        .await;
+    assert_eq!((status, again["code"].as_str()), (400, Some("passkey_invalid")));
+    // The address is taken now.
+    let (status, body) = api
+        .post("/v1/auth/register/passkey/options", json!({"email": "new@example.com"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("email_taken")));
+
+    // No password: a password login fails, the passkey signs in.
+    let (status, body) = api
+        .post(
+            "/v1/auth/login",
+            json!({"email": "new@example.com", "password": "any password at all", "client_id": "demo-spa"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    let (_, options) = api
+        .post(
+            "/v1/auth/passkeys/login/options",
+            json!({"client_id": "demo-spa", "scope": "openid email"}),
+        )
+        .await;
+    let assertion = device.get(&options).await;
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Its only passkey is its last way in.
+    let (_, list) = api.call(Method::GET, "/v1/auth/passkeys", Some(token), None).await;
+    let id = list["passkeys"][0]["id"].as_str().unwrap();
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/v1/auth/passkeys/{id}"), Some(token), None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("last_way_in")), "{body}");
+    // A second passkey without a password: the passkey sign-in was the proof.
+    let mut phone = Device::new(&origin_of(&server));
+    add_passkey(&api, &mut phone, token, None).await;
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/v1/auth/passkeys/{id}"), Some(token), None)
+        .await;
+    assert_eq!(status, 204);
+
+    // Registration closed: no options.
+    let closed = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, body) = closed
+        .post("/v1/auth/register/passkey/options", json!({"email": "x@example.com"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("registration_disabled")));
+}
+
+/// A passkey as the second factor of the hosted login: the page carries WebAuthn options
+/// (and a script nonce in its CSP), the form posts the assertion, the code flow finishes
+/// with `amr` saying password and key; a replayed assertion gets the page again.
+#[tokio::test]
+async fn a_passkey_is_the_second_factor_of_the_hosted_login() {
+    use crate::common::browser::{Browser, form_action, hidden};
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, tokens) = api.login("ada@example.com", PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut device = Device::new(&origin_of(&server));
+    add_passkey(&api, &mut device, &token, Some(PASSWORD)).await;
+
+    let mut browser = Browser::new();
+    let (status, page) = crate::mfa::password_step(&server, &mut browser).await;
+    assert_eq!(status, 200, "{page}");
+    let marker = "id=\"passkey-options\">";
+    let start = page.find(marker).expect("passkey options on the page") + marker.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let options: Value = serde_json::from_str(&page[start..end]).unwrap();
+    assert_eq!(options["publicKey"]["allowCredentials"].as_array().unwrap().len(), 1);
+    let assertion = device.get(&options).await;
+    let credential = assertion.to_string();
+    let form = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf", hidden(&page, "csrf")),
+        ("passkey", credential.clone()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, _) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    assert_eq!(status, 303);
+    let claims = crate::mfa::id_token_claims(&server, &headers["location"]).await;
+    let amr: Vec<String> = serde_json::from_value(claims["amr"].clone()).unwrap();
+    assert_eq!(amr[0], "pwd", "{amr:?}");
+    assert!(
+        amr.iter().any(|m| m == "hwk" || m == "swk") && amr.contains(&"mfa".to_owned()),
+        "{amr:?}"
+    );
+
+    // The same assertion again, in a new login: refused, the page comes back with its message.
+    let mut browser = Browser::new();
+    let (_, page) = crate::mfa::password_step(&server, &mut browser).await;
+    let form = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf", hidden(&page, "csrf")),
+        ("passkey", credential),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, body) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("passkey was not accepted"), "{body}");
+    assert!(
+        headers["content-security-policy"].contains("script-src 'nonce-"),
+        "{headers:?}"
+    );
+}
