@@ -62,6 +62,19 @@ pub fn bad_code(lang: Language) -> &'static str {
     texts(lang).get(Key::BadCode)
 }
 
+/// What the second-factor page shows ([`PageContext::mfa`]).
+pub struct MfaPage<'a> {
+    pub action: &'a str,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+    /// A TOTP secret being set up: its QR code and key.
+    pub enrolment: Option<&'a tenantry_accounts::mfa::Enrolment>,
+    /// Days a trusted device skips the step (0: not offered).
+    pub remember_days: u32,
+    /// WebAuthn request options for the passkey button.
+    pub passkey: Option<&'a serde_json::Value>,
+}
+
 /// JSON to place inside a `<script type="application/json">` element: `<`, `>` and `&`
 /// (which JSON allows only inside strings) as `\u` escapes, so no value can end the
 /// element or start markup.
@@ -318,17 +331,16 @@ impl PageContext<'_> {
     /// `enrolment`, the QR code and key of a secret being set up; with `passkey` (WebAuthn
     /// request options), also a button that signs them with a passkey and posts the
     /// credential as `passkey`.
-    pub fn mfa(
-        &self,
-        action: &str,
-        interaction: &str,
-        csrf: &str,
-        enrolment: Option<&tenantry_accounts::mfa::Enrolment>,
-        remember_days: u32,
-        passkey: Option<&serde_json::Value>,
-        error: Option<&str>,
-    ) -> Response {
+    pub fn mfa(&self, page: MfaPage<'_>, error: Option<&str>) -> Response {
         use base64::Engine;
+        let MfaPage {
+            action,
+            interaction,
+            csrf,
+            enrolment,
+            remember_days,
+            passkey,
+        } = page;
         let t = texts(self.lang);
         let remember_label = t.get(Key::MfaRemember).replace("{days}", &remember_days.to_string());
         let enrolment = enrolment.map(|e| {

@@ -21,7 +21,7 @@ use tenantry_dataplane::SessionRepository;
 use tenantry_dataplane::model::{Session, User};
 
 use crate::error::ApiError;
-use crate::pages::{self, PageContext};
+use crate::pages::{self, MfaPage, PageContext};
 use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
 use crate::web::quota::ClientQuota;
@@ -558,15 +558,15 @@ async fn after_first_factor(
         None => passkey_options(ctx, db, &user, &pending.csrf).await,
         Some(_) => None,
     };
-    page_context(ctx, pending.lang).mfa(
-        &action(ctx, "mfa"),
-        &sealed,
-        &pending.csrf,
-        enrolment.as_ref(),
-        remember_days(ctx),
-        passkey.as_ref(),
-        None,
-    )
+    let page = MfaPage {
+        action: &action(ctx, "mfa"),
+        interaction: &sealed,
+        csrf: &pending.csrf,
+        enrolment: enrolment.as_ref(),
+        remember_days: remember_days(ctx),
+        passkey: passkey.as_ref(),
+    };
+    page_context(ctx, pending.lang).mfa(page, None)
 }
 
 /// WebAuthn options for the second-factor page of a user with passkeys, bound to this
@@ -648,15 +648,15 @@ async fn mfa_step(
     };
     let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
-        pages.mfa(
-            &action(&ctx, "mfa"),
-            &sealed,
-            &interaction.csrf,
+        let page = MfaPage {
+            action: &action(&ctx, "mfa"),
+            interaction: &sealed,
+            csrf: &interaction.csrf,
             enrolment,
-            remember_days(&ctx),
-            passkey.as_ref().filter(|_| enrolment.is_none()),
-            Some(message),
-        )
+            remember_days: remember_days(&ctx),
+            passkey: passkey.as_ref().filter(|_| enrolment.is_none()),
+        };
+        pages.mfa(page, Some(message))
     };
     let checked = match form.params.get("passkey").filter(|p| !p.is_empty()) {
         Some(credential) => passkey_second_factor(&ctx, &db, &user, &interaction.csrf, credential).await,
