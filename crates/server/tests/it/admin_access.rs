@@ -79,6 +79,8 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/send-reset-email"),
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/disable"),
     ("POST", "/v1/admin/tenants/{slug}/users/{id}/enable"),
+    ("GET", "/v1/admin/tenants/{slug}/users/{id}/passkeys"),
+    ("DELETE", "/v1/admin/tenants/{slug}/users/{id}/passkeys/{passkey}"),
     ("GET", "/v1/admin/transfer-key"),
     ("GET", "/v1/admin/tenants/{slug}/export"),
     ("POST", "/v1/admin/tenants/{slug}/import"),
@@ -125,6 +127,7 @@ fn concrete(path: &str, slug: &str, key_id: &str) -> String {
         .replace("{family}", "x")
         .replace("{provider}", "x")
         .replace("{subject}", "x")
+        .replace("{passkey}", "x")
 }
 
 async fn call(server: &TestServer, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

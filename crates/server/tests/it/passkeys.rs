@@ -1,18 +1,18 @@
-//! Passkeys through the headless API, with a software authenticator (1Password's
-//! `passkey-authenticator`, driven at its CTAP2 interface so a test can also play a
-//! dishonest client): add a passkey, sign in with it alone and as the second factor, sign
-//! up with one and no password, manage them; and every forgery refused with one answer —
-//! replayed challenge, wrong origin, wrong RP ID, counter regression, no user
-//! verification, another user's handle, and a passkey of tenant A shown to tenant B (which
-//! must look exactly like a credential nobody has). On SQLite and on PostgreSQL.
+//! Passkeys through the headless API, with a software authenticator written here from
+//! the WebAuthn data formats (§6.1 authenticator data, §6.5 attestation "none", ES256 over
+//! aws-lc-rs), so a test can also play a dishonest client: add a passkey, sign in with it
+//! alone and as the second factor, sign up with one and no password, manage them; and
+//! every forgery refused with one answer — replayed challenge, wrong origin, wrong RP ID,
+//! counter regression, no user verification, another user's handle, and a passkey of
+//! tenant A shown to tenant B (which must look exactly like a credential nobody has). On
+//! SQLite and on PostgreSQL. (1Password's `passkey-authenticator` was the first choice;
+//! its types crate turns on serde_json's `preserve_order` for the whole workspace build,
+//! which would make the tests' server differ from the one that ships.)
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use passkey_authenticator::{Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod};
-use passkey_crypto::AvailableBackend;
-use passkey_types::Passkey;
-use passkey_types::ctap2::{Aaguid, Ctap2Error, get_assertion, make_credential};
-use passkey_types::webauthn;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,39 +22,25 @@ use crate::common::{TestServer, start};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// The person at the authenticator: always present, verified when `verified`.
-struct Person {
-    verified: bool,
+/// Authenticator-data flags (WebAuthn §6.1).
+const UP: u8 = 0x01;
+const UV: u8 = 0x04;
+const BE: u8 = 0x08;
+const BS: u8 = 0x10;
+const AT: u8 = 0x40;
+
+/// One discoverable credential the software authenticator holds.
+struct Credential {
+    id: Vec<u8>,
+    user_handle: Vec<u8>,
+    key: EcdsaKeyPair,
+    counter: u32,
 }
 
-#[async_trait::async_trait]
-impl UserValidationMethod for Person {
-    type PasskeyItem = Passkey;
-
-    async fn check_user<'a>(
-        &self,
-        _hint: UiHint<'a, Passkey>,
-        presence: bool,
-        verification: bool,
-    ) -> Result<UserCheck, Ctap2Error> {
-        Ok(UserCheck {
-            presence,
-            verification: verification && self.verified,
-        })
-    }
-
-    fn is_presence_enabled(&self) -> bool {
-        true
-    }
-
-    fn is_verification_enabled(&self) -> Option<bool> {
-        Some(self.verified)
-    }
-}
-
-/// A software authenticator and the browser around it, as far as a test needs one.
+/// A software authenticator (a synced passkey provider: BE and BS set) and the browser
+/// around it, as far as a test needs one.
 struct Device {
-    authenticator: Authenticator<MemoryStore, Person, AvailableBackend>,
+    credentials: Vec<Credential>,
     /// The origin the "browser" writes into `clientDataJSON`.
     origin: String,
 }
@@ -69,76 +55,65 @@ fn client_data(kind: &str, challenge: &str, origin: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false})).unwrap()
 }
 
+/// rpIdHash, flags, signature counter (§6.1).
+fn authenticator_data(rp_id: &str, flags: u8, counter: u32) -> Vec<u8> {
+    let mut data = sha256(rp_id.as_bytes());
+    data.push(flags);
+    data.extend_from_slice(&counter.to_be_bytes());
+    data
+}
+
+/// The COSE_Key of a P-256 public key (RFC 9053: kty EC2, alg ES256, crv P-256, x, y).
+fn cose_key(public: &[u8]) -> Vec<u8> {
+    use ciborium::Value as C;
+    let (x, y) = public[1..].split_at(32);
+    let map = C::Map(vec![
+        (C::Integer(1.into()), C::Integer(2.into())),
+        (C::Integer(3.into()), C::Integer((-7).into())),
+        (C::Integer((-1).into()), C::Integer(1.into())),
+        (C::Integer((-2).into()), C::Bytes(x.to_vec())),
+        (C::Integer((-3).into()), C::Bytes(y.to_vec())),
+    ]);
+    let mut out = Vec::new();
+    ciborium::into_writer(&map, &mut out).unwrap();
+    out
+}
+
 impl Device {
     fn new(origin: &str) -> Self {
-        let mut authenticator = Authenticator::new(
-            Aaguid::new_empty(),
-            MemoryStore::new(),
-            Person { verified: true },
-            AvailableBackend,
-        );
-        authenticator.set_make_credentials_with_signature_counter(true);
         Device {
-            authenticator,
+            credentials: Vec::new(),
             origin: origin.to_owned(),
         }
     }
 
-    /// `navigator.credentials.create()` for `options` (`{"publicKey": …}`): the
-    /// credential's `toJSON()`.
+    /// `navigator.credentials.create()` for `options` (`{"publicKey": …}`): a new key
+    /// pair, attestation "none"; the credential's `toJSON()`.
     async fn create(&mut self, options: &Value) -> Value {
+        use ciborium::Value as C;
         let o = &options["publicKey"];
         let data = client_data("webauthn.create", o["challenge"].as_str().unwrap(), &self.origin);
-        let request = make_credential::Request {
-            client_data_hash: sha256(&data).into(),
-            rp: make_credential::PublicKeyCredentialRpEntity {
-                id: o["rp"]["id"].as_str().unwrap().to_owned(),
-                name: o["rp"]["name"].as_str().map(str::to_owned),
-            },
-            user: webauthn::PublicKeyCredentialUserEntity {
-                id: B64.decode(o["user"]["id"].as_str().unwrap()).unwrap().into(),
-                display_name: o["user"]["displayName"].as_str().unwrap().to_owned(),
-                name: o["user"]["name"].as_str().unwrap().to_owned(),
-            },
-            pub_key_cred_params: vec![webauthn::PublicKeyCredentialParameters {
-                ty: webauthn::PublicKeyCredentialType::PublicKey,
-                alg: passkey_crypto::iana::Algorithm::ES256,
-            }],
-            exclude_list: None,
-            extensions: None,
-            options: make_credential::Options {
-                rk: true,
-                up: true,
-                uv: true,
-            },
-            pin_auth: None,
-            pin_protocol: None,
-        };
-        let made = self
-            .authenticator
-            .make_credential(request)
-            .await
-            .expect("a new credential");
-        let id = made
-            .auth_data
-            .attested_credential_data
-            .as_ref()
-            .expect("attested credential data")
-            .credential_id()
-            .to_vec();
-        let mut attestation = Vec::new();
-        let object = ciborium::Value::Map(vec![
-            (
-                ciborium::Value::Text("fmt".into()),
-                ciborium::Value::Text(made.fmt.clone()),
-            ),
-            (ciborium::Value::Text("attStmt".into()), made.att_stmt.clone()),
-            (
-                ciborium::Value::Text("authData".into()),
-                ciborium::Value::Bytes(made.auth_data.to_vec()),
-            ),
+        let mut id = vec![0; 16];
+        aws_lc_rs::rand::SecureRandom::fill(&SystemRandom::new(), &mut id).unwrap();
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let mut auth_data = authenticator_data(o["rp"]["id"].as_str().unwrap(), UP | UV | BE | BS | AT, 0);
+        auth_data.extend_from_slice(&[0; 16]); // AAGUID: anonymous
+        auth_data.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        auth_data.extend_from_slice(&id);
+        auth_data.extend_from_slice(&cose_key(key.public_key().as_ref()));
+        let object = C::Map(vec![
+            (C::Text("fmt".into()), C::Text("none".into())),
+            (C::Text("attStmt".into()), C::Map(vec![])),
+            (C::Text("authData".into()), C::Bytes(auth_data)),
         ]);
+        let mut attestation = Vec::new();
         ciborium::into_writer(&object, &mut attestation).unwrap();
+        self.credentials.push(Credential {
+            id: id.clone(),
+            user_handle: B64.decode(o["user"]["id"].as_str().unwrap()).unwrap(),
+            key,
+            counter: 0,
+        });
         json!({
             "id": B64.encode(&id),
             "rawId": B64.encode(&id),
@@ -159,69 +134,44 @@ impl Device {
         self.get_as(options, &rp_id, true).await
     }
 
-    /// An assertion for `options` made for `rp_id`, with user verification when `uv`.
+    /// An assertion for `options` signed over authenticator data for `rp_id`, with user
+    /// verification when `uv`. It uses a credential the options allow, or else — like a
+    /// discoverable-credential sign-in, or a dishonest client — the first one it holds.
     async fn get_as(&mut self, options: &Value, rp_id: &str, uv: bool) -> Value {
         let o = &options["publicKey"];
         let data = client_data("webauthn.get", o["challenge"].as_str().unwrap(), &self.origin);
-        let mut ids: Vec<Vec<u8>> = o["allowCredentials"]
+        let allowed: Vec<Vec<u8>> = o["allowCredentials"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|c| B64.decode(c["id"].as_str().unwrap()).unwrap())
             .collect();
-        ids.retain(|id| self.authenticator.store().contains_key(id));
-        if ids.is_empty() {
-            // No list (or none of its own): the authenticator offers its discoverable
-            // credentials for this RP — as a dishonest client might, whatever was asked.
-            ids = self
-                .authenticator
-                .store()
-                .values()
-                .filter(|k| k.rp_id == rp_id)
-                .map(|k| k.credential_id.to_vec())
-                .collect();
-        }
-        let allow_list = Some(
-            ids.into_iter()
-                .map(|id| webauthn::PublicKeyCredentialDescriptor {
-                    ty: webauthn::PublicKeyCredentialType::PublicKey,
-                    id: id.into(),
-                    transports: None,
-                })
-                .collect(),
-        );
-        let request = get_assertion::Request {
-            rp_id: rp_id.to_owned(),
-            client_data_hash: sha256(&data).into(),
-            allow_list,
-            extensions: None,
-            options: get_assertion::Options { up: true, uv },
-            pin_auth: None,
-            pin_protocol: None,
+        let credential = match self.credentials.iter().position(|c| allowed.contains(&c.id)) {
+            Some(i) => &mut self.credentials[i],
+            None => self.credentials.first_mut().expect("a credential"),
         };
-        let asserted = self
-            .authenticator
-            .get_assertion(request)
-            .await
-            .unwrap_or_else(|e| panic!("no assertion for {rp_id}: {e:?} {options}"));
-        let id: Vec<u8> = asserted.credential.expect("the credential used").id.into();
-        let handle: Option<Vec<u8>> = asserted.user.map(|u| u.id.into());
+        credential.counter += 1;
+        let flags = UP | BE | BS | if uv { UV } else { 0 };
+        let auth_data = authenticator_data(rp_id, flags, credential.counter);
+        let mut signed = auth_data.clone();
+        signed.extend_from_slice(&sha256(&data));
+        let signature = credential.key.sign(&SystemRandom::new(), &signed).unwrap();
         json!({
-            "id": B64.encode(&id),
-            "rawId": B64.encode(&id),
+            "id": B64.encode(&credential.id),
+            "rawId": B64.encode(&credential.id),
             "type": "public-key",
             "response": {
                 "clientDataJSON": B64.encode(&data),
-                "authenticatorData": B64.encode(asserted.auth_data.to_vec()),
-                "signature": B64.encode(&*asserted.signature),
-                "userHandle": handle.map(|h| B64.encode(h)),
+                "authenticatorData": B64.encode(&auth_data),
+                "signature": B64.encode(signature.as_ref()),
+                "userHandle": B64.encode(&credential.user_handle),
             },
             "clientExtensionResults": {},
         })
     }
 
-    fn passkeys(&mut self) -> Vec<&mut Passkey> {
-        self.authenticator.store_mut().values_mut().collect()
+    fn passkeys(&mut self) -> impl Iterator<Item = &mut Credential> {
+        self.credentials.iter_mut()
     }
 }
 
@@ -389,14 +339,8 @@ async fn passkeys(server: &TestServer, slug: &str) {
 
     // Signed for another RP ID: the same key, its authenticator data hashed for evil.example.
     let options = login_options(&api).await;
-    for key in device.passkeys() {
-        key.rp_id = "evil.example".into();
-    }
     let forged = device.get_as(&options, "evil.example", true).await;
     let rp_id = options["publicKey"]["rpId"].as_str().unwrap().to_owned();
-    for key in device.passkeys() {
-        key.rp_id = rp_id.clone();
-    }
     let (status, body) = api.post("/v1/auth/passkeys/login", json!({"credential": forged})).await;
     assert_eq!((status, &body), (401, &refusal));
 
@@ -415,13 +359,13 @@ async fn passkeys(server: &TestServer, slug: &str) {
     // Counter regression: a cloned authenticator whose counter is behind.
     let options = login_options(&api).await;
     for key in device.passkeys() {
-        key.counter = Some(0);
+        key.counter = 0;
     }
     let cloned = device.get(&options).await;
     let (status, body) = api.post("/v1/auth/passkeys/login", json!({"credential": cloned})).await;
     assert_eq!((status, &body), (401, &refusal));
     for key in device.passkeys() {
-        key.counter = Some(1000);
+        key.counter = 1000;
     }
 
     // Another user's handle with this user's credential.
