@@ -70,6 +70,8 @@ keys! {
     MfaPasskey = "mfa_passkey",
     /// What the passkey button does, beside the code form.
     MfaPasskeyPrompt = "mfa_passkey_prompt",
+    /// The step's prompt when a passkey is the user's only second factor.
+    MfaPasskeyOnlyPrompt = "mfa_passkey_only_prompt",
     PasskeyRefused = "passkey_refused",
     /// "Remember this device", with `{days}`.
     MfaRemember = "mfa_remember",

@@ -73,6 +73,9 @@ pub struct MfaPage<'a> {
     pub remember_days: u32,
     /// WebAuthn request options for the passkey button.
     pub passkey: Option<&'a serde_json::Value>,
+    /// The code form: a TOTP authenticator (or one being set up) to take a code of, or
+    /// no passkey to offer instead.
+    pub code: bool,
 }
 
 /// JSON to place inside a `<script type="application/json">` element: `<`, `>` and `&`
@@ -340,6 +343,7 @@ impl PageContext<'_> {
             enrolment,
             remember_days,
             passkey,
+            code,
         } = page;
         let t = texts(self.lang);
         let remember_label = t.get(Key::MfaRemember).replace("{days}", &remember_days.to_string());
@@ -353,7 +357,7 @@ impl PageContext<'_> {
         let nonce = passkey.map(|_| tenantry_crypto::random_token(16));
         let passkey = passkey.map(|options| minijinja::Value::from_safe_string(json_in_script(options)));
         let extra = context! {
-            action, interaction, csrf, enrolment, error, remember_days, remember_label, passkey,
+            action, interaction, csrf, enrolment, error, remember_days, remember_label, passkey, code,
             script_nonce => &nonce,
         };
         let mut response = self.render("mfa.html", t.get(Key::MfaTitle), extra, nonce.as_deref());

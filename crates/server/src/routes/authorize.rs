@@ -558,6 +558,10 @@ async fn after_first_factor(
         None => passkey_options(ctx, db, &user, &pending.csrf).await,
         Some(_) => None,
     };
+    let totp = match tenantry_accounts::mfa::enrolled(db, user.id).await {
+        Ok(totp) => totp,
+        Err(e) => return e.into_response(),
+    };
     let page = MfaPage {
         action: &action(ctx, "mfa"),
         interaction: &sealed,
@@ -565,6 +569,7 @@ async fn after_first_factor(
         enrolment: enrolment.as_ref(),
         remember_days: remember_days(ctx),
         passkey: passkey.as_ref(),
+        code: enrolment.is_some() || totp || passkey.is_none(),
     };
     page_context(ctx, pending.lang).mfa(page, None)
 }
@@ -641,10 +646,13 @@ async fn mfa_step(
         Ok(None) => return expired(),
         Err(e) => return e.into_response(),
     };
-    let passkey = match enrolling_or_not(&db, &user).await {
-        Ok(false) => passkey_options(&ctx, &db, &user, &interaction.csrf).await,
-        Ok(true) => None,
+    let (totp, enrolling) = match totp_state(&db, &user).await {
+        Ok(state) => state,
         Err(e) => return e.into_response(),
+    };
+    let passkey = match enrolling {
+        false => passkey_options(&ctx, &db, &user, &interaction.csrf).await,
+        true => None,
     };
     let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
         let sealed = seal(&state, &ctx, &interaction);
@@ -655,6 +663,7 @@ async fn mfa_step(
             enrolment,
             remember_days: remember_days(&ctx),
             passkey: passkey.as_ref().filter(|_| enrolment.is_none()),
+            code: enrolment.is_some() || totp || passkey.is_none(),
         };
         pages.mfa(page, Some(message))
     };
@@ -752,11 +761,15 @@ async fn mfa_step(
     response
 }
 
-/// Whether the user is confirming a new TOTP enrolment (the page then shows its QR code,
-/// not the passkey button).
-async fn enrolling_or_not(db: &tenantry_dataplane::TenantDb, user: &User) -> Result<bool, ApiError> {
+/// The user's TOTP authenticator: (confirmed, being set up). While one is set up the page
+/// shows its QR code, not the passkey button; without a confirmed one there is no code to
+/// ask for when a passkey can be.
+async fn totp_state(db: &tenantry_dataplane::TenantDb, user: &User) -> Result<(bool, bool), ApiError> {
     use tenantry_dataplane::MfaRepository;
-    Ok(db.totp(user.id).await?.is_some_and(|t| t.confirmed_at.is_none()))
+    Ok(match db.totp(user.id).await? {
+        Some(t) => (t.confirmed_at.is_some(), t.confirmed_at.is_none()),
+        None => (false, false),
+    })
 }
 
 /// The second factor given with a passkey on the hosted page: an assertion for the

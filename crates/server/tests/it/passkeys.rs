@@ -740,6 +740,9 @@ async fn a_passkey_is_the_second_factor_of_the_hosted_login() {
     let mut browser = Browser::new();
     let (status, page) = crate::mfa::password_step(&server, &mut browser).await;
     assert_eq!(status, 200, "{page}");
+    // No authenticator app: the page asks for the passkey, not for a code it cannot take.
+    assert!(!page.contains("name=\"code\""), "{page}");
+    assert!(page.contains("Confirm it is you with a passkey"), "{page}");
     let marker = "id=\"passkey-options\">";
     let start = page.find(marker).expect("passkey options on the page") + marker.len();
     let end = start + page[start..].find("</script>").unwrap();
