@@ -326,7 +326,15 @@ async fn kill_during_migration(driver: Driver, name: &str, dsn: &str, admin_db: 
     // The database goes back to before the audit-trail columns (migration 6, which only
     // adds columns to a table the test can lock), undoing what came after it too.
     let mut tenant_db = Conn::open(driver, dsn).await;
-    tenant_db.execute("DROP TABLE spent_upstream_states").await;
+    // Every table of a later migration goes (7: upstream states, 8: passkeys).
+    for table in [
+        "spent_upstream_states",
+        "webauthn_challenges",
+        "passkey_credentials",
+        "passkey_user_handles",
+    ] {
+        tenant_db.execute(&format!("DROP TABLE {table}")).await;
+    }
     tenant_db
         .execute(
             "ALTER TABLE audit_events DROP COLUMN target, DROP COLUMN user_agent, DROP COLUMN request_id, \
