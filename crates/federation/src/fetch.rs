@@ -41,6 +41,11 @@ const FAILURE_BACKOFF: Duration = Duration::from_secs(15);
 /// Calls to upstreams in flight at once, over all tenants: what unauthenticated sign-in
 /// traffic can make the server open is capped.
 const MAX_IN_FLIGHT: usize = 32;
+/// Calls that may wait for a free slot when all are taken, and for how long: a burst of
+/// sign-ins queues behind a slow upstream briefly instead of failing at once, while the
+/// queue itself stays bounded in size and time.
+const MAX_QUEUED: usize = 512;
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// The discovery fields `openidconnect` does not read that a relying party needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UpstreamExtras {
@@ -93,6 +98,7 @@ pub struct Upstreams {
     /// The last failed discovery per issuer: when, and why.
     failures: Mutex<HashMap<String, (Instant, String)>>,
     in_flight: tokio::sync::Semaphore,
+    queued: tokio::sync::Semaphore,
     /// One discovery at a time per issuer: concurrent sign-ins that find the cache empty
     /// wait for the one fetch instead of each fetching (and using up the in-flight cap).
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -111,8 +117,23 @@ impl Upstreams {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            queued: tokio::sync::Semaphore::new(MAX_QUEUED),
             fetching: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A slot among the [`MAX_IN_FLIGHT`] calls, waiting up to [`QUEUE_WAIT`] in a queue of
+    /// at most [`MAX_QUEUED`] when all are taken.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, FetchError> {
+        let busy = || FetchError("too many calls to upstream providers are in flight; retry shortly".into());
+        if let Ok(permit) = self.in_flight.try_acquire() {
+            return Ok(permit);
+        }
+        let _place = self.queued.try_acquire().map_err(|_| busy())?;
+        match tokio::time::timeout(QUEUE_WAIT, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy()),
+        }
     }
 
     /// One outbound call: the URL is checked against the policy (the scheme here, every
@@ -125,10 +146,7 @@ impl Upstreams {
     ) -> Result<openidconnect::HttpResponse, FetchError> {
         let url = url::Url::parse(&request.uri().to_string()).map_err(|e| FetchError(e.to_string()))?;
         self.policy.check_url(&url).map_err(|e| FetchError(e.to_string()))?;
-        let _permit = self
-            .in_flight
-            .try_acquire()
-            .map_err(|_| FetchError("too many calls to upstream providers are in flight; retry shortly".into()))?;
+        let _permit = self.slot().await?;
         let (parts, body) = request.into_parts();
         let mut response = self
             .http
@@ -379,18 +397,34 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn calls_past_the_in_flight_cap_are_refused_without_connecting() {
+    #[tokio::test(start_paused = true)]
+    async fn calls_past_the_in_flight_cap_wait_their_turn_then_are_refused_without_connecting() {
         let upstreams = Upstreams::new(OutboundPolicy {
             allow_private_networks: true,
         })
         .unwrap();
-        let _all = upstreams.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.unwrap();
+        let all = upstreams.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.unwrap();
+        let started = tokio::time::Instant::now();
         let refused = upstreams.metadata("http://127.0.0.1:9", Want::Live).await;
         assert!(
             matches!(&refused, Err(UpstreamError::Unreachable(why)) if why.contains("in flight")),
             "{refused:?}"
         );
+        assert!(started.elapsed() >= QUEUE_WAIT);
+
+        // A caller in the queue gets the slot freed before its wait ends.
+        let waiting = upstreams.slot();
+        drop(all);
+        assert!(waiting.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn past_a_full_queue_calls_are_refused_at_once() {
+        let upstreams = Upstreams::new(OutboundPolicy::default()).unwrap();
+        let _all = upstreams.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.unwrap();
+        let _queue = upstreams.queued.acquire_many(MAX_QUEUED as u32).await.unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(1), upstreams.slot()).await;
+        assert!(matches!(refused, Ok(Err(_))), "{refused:?}");
     }
 
     #[tokio::test]
