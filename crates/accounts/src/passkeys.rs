@@ -39,6 +39,9 @@ const CEREMONY_TIMEOUT_MS: u64 = 240_000;
 pub const MAX_PASSKEYS_PER_USER: i64 = 25;
 /// Longest passkey name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Ceremony options one client address may ask for per minute, per tenant (each stores a
+/// challenge row, and anyone may ask).
+pub const OPTIONS_PER_IP: (u32, std::time::Duration) = (30, std::time::Duration::from_secs(60));
 /// Bytes of a new WebAuthn user handle.
 const HANDLE_BYTES: usize = 32;
 
@@ -577,6 +580,72 @@ pub async fn finish_authentication(
             Err(refused())
         }
     }
+}
+
+/// Counts one call for ceremony options from `ip` ([`OPTIONS_PER_IP`]; 429 past it).
+pub async fn count_options(
+    accounts: &crate::Accounts,
+    ctx: &TenantContext,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    crate::login::per_ip(accounts, ctx, "passkey_options", ip, OPTIONS_PER_IP)
+        .await?
+        .into_result()
+}
+
+/// Completes a sign-in with a passkey as the first and only factor, behind both front
+/// doors: the assertion (for options bound to `binding`, where they were), the tenant's
+/// verified-email rule, and the one login decision — which owes nothing more after a
+/// user-verified passkey. Answers the login and the context the options were made with.
+pub async fn finish_sign_in(
+    accounts: &crate::Accounts,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    binding: Option<&str>,
+    credential: &Value,
+) -> Result<(crate::login::Authentication, Value), ApiError> {
+    let assertion = finish_authentication(ctx, db, Purpose::Login, binding, credential).await?;
+    let policy = &ctx.entry.tenant.settings.security;
+    if policy.require_verified_email && !assertion.user.email_verified {
+        return Err(ApiError::new(
+            ErrorCode::EmailNotVerified,
+            "verify the email address before logging in",
+        ));
+    }
+    let first = crate::login::FirstFactor::Passkey {
+        synced: assertion.synced,
+    };
+    match crate::login::after_first_factor(accounts, ctx, db, assertion.user, first, false, None).await? {
+        crate::login::Accepted::Complete(authentication) => Ok((authentication, assertion.context)),
+        // A passkey is both factors: nothing more can be owed.
+        crate::login::Accepted::SecondFactor { .. } => Err(ApiError::internal()),
+    }
+}
+
+/// Completes the second step of a login with one of `user`'s passkeys (the challenge was
+/// bound to `binding`): the sign-in is recorded as a passed second factor and answered as
+/// a password-and-passkey [`Authentication`](crate::login::Authentication).
+pub async fn finish_second_factor(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    binding: &str,
+    credential: &Value,
+) -> Result<crate::login::Authentication, ApiError> {
+    let assertion = finish_authentication(ctx, db, Purpose::SecondFactor, Some(binding), credential).await?;
+    // The challenge named `user`, so only their passkeys pass; checked again here because
+    // a mix-up would sign in the wrong account.
+    if assertion.user.id != user.id {
+        return Err(refused());
+    }
+    let event = events::Event::by_user("second_factor", Outcome::Success, user.id)
+        .with_details(serde_json::json!({ "method": "passkey" }));
+    events::record(db, event).await;
+    Ok(crate::login::Authentication::passkey(
+        assertion.user,
+        crate::login::Method::PasswordAndPasskey,
+        assertion.synced,
+    ))
 }
 
 enum Failure {

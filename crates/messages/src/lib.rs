@@ -73,6 +73,10 @@ keys! {
     /// The step's prompt when a passkey is the user's only second factor.
     MfaPasskeyOnlyPrompt = "mfa_passkey_only_prompt",
     PasskeyRefused = "passkey_refused",
+    /// The login page's button that signs in with a passkey alone.
+    PasskeySignIn = "passkey_sign_in",
+    /// A passkey refused on the login page.
+    PasskeyLoginRefused = "passkey_login_refused",
     /// "Remember this device", with `{days}`.
     MfaRemember = "mfa_remember",
     RecoveryTitle = "recovery_title",

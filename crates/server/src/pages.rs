@@ -23,8 +23,9 @@ macro_rules! pages {
     };
 }
 
-const PAGES: [(&str, &str); 14] = pages![
+const PAGES: [(&str, &str); 15] = pages![
     "layout.html",
+    "passkey.js",
     "login.html",
     "signup.html",
     "consent.html",
@@ -92,6 +93,11 @@ fn json_in_script(value: &serde_json::Value) -> String {
 /// The message for a passkey that was not accepted, in `lang`.
 pub fn passkey_refused(lang: Language) -> &'static str {
     texts(lang).get(Key::PasskeyRefused)
+}
+
+/// The message for a passkey refused on the login page, in `lang`.
+pub fn passkey_login_refused(lang: Language) -> &'static str {
+    texts(lang).get(Key::PasskeyLoginRefused)
 }
 
 /// The message for a login refused until the email is verified, in `lang`.
@@ -176,6 +182,9 @@ pub struct LoginForm<'a> {
     pub signup: Option<&'a str>,
     /// One button per enabled upstream identity provider.
     pub providers: Vec<ProviderButton>,
+    /// Where the page's script asks for passkey options (the passkey button and the
+    /// email field's autofill).
+    pub passkey_options: Option<&'a str>,
 }
 
 /// What the sign-up page shows.
@@ -251,7 +260,8 @@ impl PageContext<'_> {
             "default-src 'none'; style-src 'nonce-{style_nonce}'; img-src https: data:; form-action *; frame-ancestors 'none'; base-uri 'none'"
         );
         if let Some(nonce) = script_nonce {
-            csp.push_str(&format!("; script-src 'nonce-{nonce}'"));
+            // The page's own script, and its calls back to this origin (passkey options).
+            csp.push_str(&format!("; script-src 'nonce-{nonce}'; connect-src 'self'"));
         }
         let mut response = Html(html).into_response();
         if let Ok(value) = HeaderValue::from_str(&csp) {
@@ -265,6 +275,8 @@ impl PageContext<'_> {
     #[allow(clippy::too_many_arguments)]
     pub fn login(&self, form: &LoginForm<'_>) -> Response {
         let t = texts(self.lang);
+        // The passkey script needs a nonce: only then does the page get one.
+        let nonce = form.passkey_options.map(|_| tenantry_crypto::random_token(16));
         let extra = context! {
             client_name => form.client_name,
             action => form.action,
@@ -276,8 +288,10 @@ impl PageContext<'_> {
             forgot => form.forgot,
             signup => form.signup,
             providers => form.providers,
+            passkey_options => form.passkey_options,
+            script_nonce => &nonce,
         };
-        let mut response = self.render("login.html", t.get(Key::SignIn), extra, None);
+        let mut response = self.render("login.html", t.get(Key::SignIn), extra, nonce.as_deref());
         if form.error.is_some() {
             *response.status_mut() = StatusCode::UNAUTHORIZED;
         }

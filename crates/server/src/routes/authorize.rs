@@ -33,6 +33,7 @@ use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 
+mod passkey;
 mod signup;
 pub(crate) mod upstream;
 
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/authorize", get(authorize_get).post(authorize_post))
         .route("/t/{slug}/login", post(login))
+        .route("/t/{slug}/login/passkey", post(passkey::login_options))
         .route("/t/{slug}/signup", post(signup::signup))
         .route("/t/{slug}/consent", post(consent))
         .route("/t/{slug}/mfa", post(mfa_step))
@@ -305,6 +307,7 @@ fn login_page(
         forgot: forgot.as_deref(),
         signup: signup.as_deref(),
         providers,
+        passkey_options: passkey::offered(ctx).then(|| action(ctx, "login/passkey")).as_deref(),
     })
 }
 
@@ -489,6 +492,24 @@ async fn login(
         }
         page
     };
+    if let Some(credential) = form.params.get("passkey").filter(|p| !p.is_empty()) {
+        let authentication = match passkey::sign_in(&state, &ctx, &db, &interaction, credential).await {
+            Ok(authentication) => authentication,
+            Err(e) if e.code == crate::error::ErrorCode::PasskeyRefused => {
+                return refused(
+                    StatusCode::UNAUTHORIZED,
+                    pages::passkey_login_refused(lang).to_owned(),
+                    None,
+                );
+            }
+            Err(e) if e.code == crate::error::ErrorCode::EmailNotVerified => {
+                return refused(StatusCode::FORBIDDEN, pages::email_not_verified(lang).to_owned(), None);
+            }
+            Err(e) => return e.into_response(),
+        };
+        let accepted = Accepted::Complete(authentication);
+        return after_first_factor(&state, &ctx, &db, &origin, client, interaction, accepted).await;
+    }
     let device = cookie(&headers, DEVICE_COOKIE);
     let login = tenantry_accounts::login::password_login(
         &state.accounts,
@@ -555,7 +576,7 @@ async fn after_first_factor(
     pending.mfa_user = Some(user.id);
     let sealed = seal(state, ctx, &pending);
     let passkey = match enrolment {
-        None => passkey_options(ctx, db, &user, &pending.csrf).await,
+        None => passkey::second_factor_options(ctx, db, &user, &pending.csrf).await,
         Some(_) => None,
     };
     let totp = match tenantry_accounts::mfa::enrolled(db, user.id).await {
@@ -572,36 +593,6 @@ async fn after_first_factor(
         code: enrolment.is_some() || totp || passkey.is_none(),
     };
     page_context(ctx, pending.lang).mfa(page, None)
-}
-
-/// WebAuthn options for the second-factor page of a user with passkeys, bound to this
-/// login's interaction (its CSRF value, which only this browser holds); `None` without
-/// passkeys, or when the options cannot be made (the code form still works).
-async fn passkey_options(
-    ctx: &TenantContext,
-    db: &tenantry_dataplane::TenantDb,
-    user: &User,
-    binding: &str,
-) -> Option<serde_json::Value> {
-    use tenantry_accounts::passkeys::{self, Purpose};
-    if !passkeys::has_passkey(db, user.id).await.ok()? {
-        return None;
-    }
-    let started = passkeys::start_authentication(
-        ctx,
-        db,
-        Purpose::SecondFactor,
-        Some(user),
-        Some(binding),
-        serde_json::Value::Null,
-    );
-    match started.await {
-        Ok(options) => serde_json::to_value(options).ok(),
-        Err(e) => {
-            tracing::warn!(code = e.code.as_str(), "passkey options for the second factor not made");
-            None
-        }
-    }
 }
 
 /// Creates a login session for a completed login, and its cookie.
@@ -650,11 +641,12 @@ async fn mfa_step(
         Ok(state) => state,
         Err(e) => return e.into_response(),
     };
-    let passkey = match enrolling {
-        false => passkey_options(&ctx, &db, &user, &interaction.csrf).await,
-        true => None,
-    };
-    let refused = |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
+    // The page again, with fresh passkey options (a challenge row) only when shown.
+    let refused = async |enrolment: Option<&tenantry_accounts::mfa::Enrolment>, message: &str| {
+        let passkey = match enrolling || enrolment.is_some() {
+            false => passkey::second_factor_options(&ctx, &db, &user, &interaction.csrf).await,
+            true => None,
+        };
         let sealed = seal(&state, &ctx, &interaction);
         let page = MfaPage {
             action: &action(&ctx, "mfa"),
@@ -662,13 +654,13 @@ async fn mfa_step(
             csrf: &interaction.csrf,
             enrolment,
             remember_days: remember_days(&ctx),
-            passkey: passkey.as_ref().filter(|_| enrolment.is_none()),
+            passkey: passkey.as_ref(),
             code: enrolment.is_some() || totp || passkey.is_none(),
         };
         pages.mfa(page, Some(message))
     };
     let checked = match form.params.get("passkey").filter(|p| !p.is_empty()) {
-        Some(credential) => passkey_second_factor(&ctx, &db, &user, &interaction.csrf, credential).await,
+        Some(credential) => passkey::second_factor(&ctx, &db, &user, &interaction.csrf, credential).await,
         None => tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &form.code).await,
     };
     let refused_message = if form.params.get("passkey").is_some_and(|p| !p.is_empty()) {
@@ -702,13 +694,13 @@ async fn mfa_step(
             } else {
                 None
             };
-            return refused(enrolment.as_ref(), refused_message);
+            return refused(enrolment.as_ref(), refused_message).await;
         }
         Err(e) => {
             let Some(secs) = e.retry_after.filter(|_| e.code == crate::error::ErrorCode::RateLimited) else {
                 return e.into_response();
             };
-            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs)));
+            let mut page = refused(None, &pages::try_later(lang, std::time::Duration::from_secs(secs))).await;
             *page.status_mut() = e.code.status();
             page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return page;
@@ -770,40 +762,6 @@ async fn totp_state(db: &tenantry_dataplane::TenantDb, user: &User) -> Result<(b
         Some(t) => (t.confirmed_at.is_some(), t.confirmed_at.is_none()),
         None => (false, false),
     })
-}
-
-/// The second factor given with a passkey on the hosted page: an assertion for the
-/// options the page carried (bound to this interaction), by one of `user`'s passkeys.
-async fn passkey_second_factor(
-    ctx: &TenantContext,
-    db: &tenantry_dataplane::TenantDb,
-    user: &User,
-    binding: &str,
-    credential: &str,
-) -> Result<CodeCheck, ApiError> {
-    use tenantry_accounts::login::Method;
-    use tenantry_accounts::passkeys::{self, Purpose};
-    let Ok(credential) = serde_json::from_str::<serde_json::Value>(credential) else {
-        return Ok(CodeCheck::Refused { enrolling: false });
-    };
-    let assertion =
-        match passkeys::finish_authentication(ctx, db, Purpose::SecondFactor, Some(binding), &credential).await {
-            Ok(assertion) if assertion.user.id == user.id => assertion,
-            Ok(_) => return Ok(CodeCheck::Refused { enrolling: false }),
-            Err(e) if e.code == crate::error::ErrorCode::PasskeyRefused => {
-                return Ok(CodeCheck::Refused { enrolling: false });
-            }
-            Err(e) => return Err(e),
-        };
-    let event =
-        tenantry_accounts::events::Event::by_user("second_factor", tenantry_dataplane::Outcome::Success, user.id)
-            .with_details(serde_json::json!({ "method": "passkey" }));
-    tenantry_accounts::events::record(db, event).await;
-    Ok(CodeCheck::Passed(Authentication::passkey(
-        assertion.user,
-        Method::PasswordAndPasskey,
-        assertion.synced,
-    )))
 }
 
 /// Makes the link an upstream sign-in left waiting in `interaction`, once the account it

@@ -33,26 +33,14 @@ pub(crate) fn authorize_url(server: &TestServer) -> String {
 pub(crate) async fn password_step(server: &TestServer, browser: &mut Browser) -> (u16, String) {
     let (status, _, page) = browser.send(Method::GET, &authorize_url(server), None).await;
     assert_eq!(status, 200, "{page}");
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf", hidden(&page, "csrf")),
-        ("email", "ada@example.com".to_owned()),
-        ("password", PASSWORD.to_owned()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, _, page) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    let form = [("email", "ada@example.com"), ("password", PASSWORD)];
+    let (status, _, page) = browser.submit(&page, &form).await;
     (status, page)
 }
 
 /// Submits a code on the MFA page; answers status, Location and body.
 async fn submit_code(browser: &mut Browser, page: &str, code: &str) -> (u16, String, String) {
-    let form = [
-        ("interaction", hidden(page, "interaction")),
-        ("csrf", hidden(page, "csrf")),
-        ("code", code.to_owned()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, headers, body) = browser.send(Method::POST, &form_action(page), Some(&form)).await;
+    let (status, headers, body) = browser.submit(page, &[("code", code)]).await;
     (status, headers.get("location").cloned().unwrap_or_default(), body)
 }
 

@@ -718,7 +718,7 @@ async fn sign_up_with_a_passkey_and_no_password() {
 /// with `amr` saying password and key; a replayed assertion gets the page again.
 #[tokio::test]
 async fn a_passkey_is_the_second_factor_of_the_hosted_login() {
-    use crate::common::browser::{Browser, form_action, hidden};
+    use crate::common::browser::Browser;
     let server = start().await;
     let api = Api {
         server: &server,
@@ -750,13 +750,7 @@ async fn a_passkey_is_the_second_factor_of_the_hosted_login() {
     assert_eq!(options["publicKey"]["allowCredentials"].as_array().unwrap().len(), 1);
     let assertion = device.get(&options).await;
     let credential = assertion.to_string();
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf", hidden(&page, "csrf")),
-        ("passkey", credential.clone()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, headers, _) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    let (status, headers, _) = browser.submit(&page, &[("passkey", &credential)]).await;
     assert_eq!(status, 303);
     let claims = crate::mfa::id_token_claims(&server, &headers["location"]).await;
     let amr: Vec<String> = serde_json::from_value(claims["amr"].clone()).unwrap();
@@ -769,17 +763,134 @@ async fn a_passkey_is_the_second_factor_of_the_hosted_login() {
     // The same assertion again, in a new login: refused, the page comes back with its message.
     let mut browser = Browser::new();
     let (_, page) = crate::mfa::password_step(&server, &mut browser).await;
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf", hidden(&page, "csrf")),
-        ("passkey", credential),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, headers, body) = browser.send(Method::POST, &form_action(&page), Some(&form)).await;
+    let (status, headers, body) = browser.submit(&page, &[("passkey", &credential)]).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("passkey was not accepted"), "{body}");
     assert!(
         headers["content-security-policy"].contains("script-src 'nonce-"),
+        "{headers:?}"
+    );
+}
+
+/// The `data-options` URL of the login page's passkey form.
+fn options_url(page: &str) -> String {
+    let marker = "data-options=\"";
+    let start = page.find(marker).expect("a passkey form on the login page") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].replace("&#x2f;", "/")
+}
+
+/// Asks for the login page's passkey options as its script does.
+async fn hosted_login_options(browser: &mut crate::common::browser::Browser, page: &str) -> (u16, Value) {
+    use crate::common::browser::hidden;
+    let form = [
+        ("interaction", hidden(page, "interaction")),
+        ("csrf", hidden(page, "csrf")),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, body) = browser.send(Method::POST, &options_url(page), Some(&form)).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A passkey alone signs in on the hosted login page: the page offers it (a script under
+/// a CSP nonce that may call back to its origin, the email field open to autofill), its
+/// options are bound to the interaction, and the assertion posted with the login form
+/// ends the code flow with `amr` saying key, user and mfa — no password. A replayed
+/// assertion, or one made for another login's options, gets the login page again (401).
+#[tokio::test]
+async fn a_passkey_alone_signs_in_on_the_hosted_login_page() {
+    use crate::common::browser::Browser;
+    let server = common::start_on_localhost().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, tokens) = api.login("ada@example.com", PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut device = Device::new(&server.base.replace("127.0.0.1", "localhost"));
+    add_passkey(&api, &mut device, &token, Some(PASSWORD)).await;
+
+    let mut browser = Browser::new();
+    let (status, headers, page) = browser
+        .send(Method::GET, &crate::mfa::authorize_url(&server), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let csp = &headers["content-security-policy"];
+    assert!(
+        csp.contains("script-src 'nonce-") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(page.contains("autocomplete=\"username webauthn\""), "{page}");
+    assert!(page.contains("Sign in with a passkey"), "{page}");
+    let (status, options) = hosted_login_options(&mut browser, &page).await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["rpId"], "localhost", "{options}");
+    assert_eq!(options["publicKey"]["userVerification"], "required", "{options}");
+    assert!(
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{options}"
+    );
+    let credential = device.get(&options).await.to_string();
+    let (status, headers, body) = browser.submit(&page, &[("passkey", &credential)]).await;
+    assert_eq!(status, 303, "{body}");
+    let claims = crate::mfa::id_token_claims(&server, &headers["location"]).await;
+    let amr: Vec<String> = serde_json::from_value(claims["amr"].clone()).unwrap();
+    assert!(amr.iter().any(|m| m == "hwk" || m == "swk"), "{amr:?}");
+    assert!(
+        amr.contains(&"user".to_owned()) && amr.contains(&"mfa".to_owned()),
+        "{amr:?}"
+    );
+    assert!(!amr.contains(&"pwd".to_owned()), "{amr:?}");
+
+    // The same assertion in a new login: refused, the login page again with its message.
+    let mut browser = Browser::new();
+    let (_, _, page) = browser
+        .send(Method::GET, &crate::mfa::authorize_url(&server), None)
+        .await;
+    let (status, _, body) = browser.submit(&page, &[("passkey", &credential)]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("The passkey was not accepted"), "{body}");
+    assert!(body.contains("name=\"password\""), "{body}");
+
+    // An assertion for another login's options, posted with this login's form.
+    let mut other = Browser::new();
+    let (_, _, other_page) = other.send(Method::GET, &crate::mfa::authorize_url(&server), None).await;
+    let (_, other_options) = hosted_login_options(&mut other, &other_page).await;
+    let stolen = device.get(&other_options).await.to_string();
+    let (status, _, body) = browser.submit(&page, &[("passkey", &stolen)]).await;
+    assert_eq!(status, 401, "{body}");
+    // Its owner cannot use it either now: the challenge was spent by the failed attempt.
+    let (status, _, _) = other.submit(&other_page, &[("passkey", &stolen)]).await;
+    assert_eq!(status, 401);
+
+    // Options only for the browser holding the interaction's CSRF token.
+    let mut stranger = Browser::new();
+    let (status, _) = hosted_login_options(&mut stranger, &page).await;
+    assert_eq!(status, 400);
+}
+
+/// A server whose issuer is an IP address (as `serve --dev` on 127.0.0.1) offers no
+/// passkey on its login page: browsers refuse an IP address as RP ID.
+#[tokio::test]
+async fn an_ip_address_issuer_offers_no_passkey_on_the_login_page() {
+    use crate::common::browser::Browser;
+    let server = start().await;
+    let (status, headers, page) = Browser::new()
+        .send(Method::GET, &crate::mfa::authorize_url(&server), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("passkey-form"), "{page}");
+    assert!(
+        !headers["content-security-policy"].contains("script-src"),
         "{headers:?}"
     );
 }

@@ -297,7 +297,8 @@ async fn mfa(
     ApiJson(body): ApiJson<MfaBody>,
 ) -> Result<Json<MfaAnswer>, ApiError> {
     let challenge = MfaChallenge::open(&state.accounts, &ctx, &body.mfa_token).await?;
-    let client = first_party_client(&ctx, &challenge.client_id)?;
+    // Checked before the code, so a caller whose client is gone uses up no attempt.
+    first_party_client(&ctx, &challenge.client_id)?;
     let db = ctx.db().await?;
     let user = active_user(&ctx, &db, challenge.user)
         .await?
@@ -313,19 +314,48 @@ async fn mfa(
                 return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
             }
         };
-    challenge.spend(&state.accounts, &ctx).await?;
-    let tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
+    let finished = FinishedSecondFactor {
+        authentication,
+        recovery_codes,
+        remember_device: body.remember_device,
+    };
+    complete_mfa(&state, &ctx, &db, challenge, &origin, finished)
+        .await
+        .map(Json)
+}
+
+/// A second factor that passed, with what the caller asked for beside it.
+struct FinishedSecondFactor {
+    authentication: Authentication,
+    recovery_codes: Option<Vec<String>>,
+    remember_device: bool,
+}
+
+/// The end of a login's second step, whatever the factor: the `mfa_token` is spent, the
+/// session and its tokens are made, and the device is remembered when asked.
+async fn complete_mfa(
+    state: &AppState,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    challenge: MfaChallenge,
+    origin: &SessionOrigin,
+    finished: FinishedSecondFactor,
+) -> Result<MfaAnswer, ApiError> {
+    let client = first_party_client(ctx, &challenge.client_id)?;
+    challenge.spend(&state.accounts, ctx).await?;
+    let user = finished.authentication.user.id;
+    let tokens = sign_in(ctx, db, client, &finished.authentication, &challenge.scope, origin).await?;
     let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
-    let device_token = if body.remember_device && days > 0 {
-        Some(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?)
+    let device_token = if finished.remember_device && days > 0 {
+        Some(tenantry_accounts::mfa::remember_device(db, user, days, None).await?)
     } else {
         None
     };
-    Ok(Json(MfaAnswer {
+    Ok(MfaAnswer {
         tokens,
-        recovery_codes,
+        recovery_codes: finished.recovery_codes,
         device_token,
-    }))
+    })
 }
 
 /// A refresh token to rotate.

@@ -9,8 +9,6 @@
 //! `credential.toJSON()` as `credential`. Options calls anyone can make are counted per
 //! client address, since each stores a challenge.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,25 +16,20 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_accounts::account::{self, MfaChallenge, Proof, first_party_client, requested_scope};
-use tenantry_accounts::login::{Authentication, FirstFactor, Method};
+use tenantry_accounts::login::{Authentication, Method};
 use tenantry_accounts::passkeys::{self, CeremonyOptions, Purpose};
 use tenantry_dataplane::Passkey;
 use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 use utoipa::ToSchema;
 
-use super::{Caller, LoginAnswer, MfaAnswer, ProofBody, sign_in, sign_in_session};
+use super::{Caller, FinishedSecondFactor, LoginAnswer, MfaAnswer, ProofBody, complete_mfa, sign_in_session};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{ApiJson, OptionalApiJson, SessionOrigin};
 
-/// Options calls from one client address per minute (each stores a challenge row).
-pub(super) const OPTIONS_PER_IP: (u32, Duration) = (30, Duration::from_secs(60));
-
 async fn count_options(state: &AppState, ctx: &TenantContext, origin: &SessionOrigin) -> Result<(), ApiError> {
-    tenantry_accounts::login::per_ip(&state.accounts, ctx, "passkey_options", origin.ip, OPTIONS_PER_IP)
-        .await?
-        .into_result()
+    passkeys::count_options(&state.accounts, ctx, origin.ip).await
 }
 
 /// One of the caller's passkeys.
@@ -263,28 +256,12 @@ pub(super) async fn login(
     ApiJson(body): ApiJson<AssertionBody>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let db = ctx.db().await?;
-    let assertion = passkeys::finish_authentication(&ctx, &db, Purpose::Login, None, &body.credential).await?;
-    let asked: LoginContext = serde_json::from_value(assertion.context.clone()).map_err(|_| ApiError::internal())?;
+    let (authentication, context) =
+        passkeys::finish_sign_in(&state.accounts, &ctx, &db, None, &body.credential).await?;
+    let asked: LoginContext = serde_json::from_value(context).map_err(|_| ApiError::internal())?;
     // The client may have been removed or changed since the options.
     let client = first_party_client(&ctx, &asked.client_id)?;
     let scope = requested_scope(client, Some(&asked.scope))?;
-    let policy = &ctx.entry.tenant.settings.security;
-    if policy.require_verified_email && !assertion.user.email_verified {
-        return Err(ApiError::new(
-            ErrorCode::EmailNotVerified,
-            "verify the email address before logging in",
-        ));
-    }
-    let first = FirstFactor::Passkey {
-        synced: assertion.synced,
-    };
-    let accepted =
-        tenantry_accounts::login::after_first_factor(&state.accounts, &ctx, &db, assertion.user, first, false, None)
-            .await?;
-    let tenantry_accounts::login::Accepted::Complete(authentication) = accepted else {
-        // A passkey is both factors: nothing more can be owed.
-        return Err(ApiError::internal());
-    };
     let tokens = sign_in_proven(&state, &ctx, &db, client, &authentication, &scope, &origin).await?;
     Ok(Json(LoginAnswer::Tokens(tokens)))
 }
@@ -377,38 +354,21 @@ pub(super) async fn mfa(
     ApiJson(body): ApiJson<MfaPasskeyBody>,
 ) -> Result<Json<MfaAnswer>, ApiError> {
     let challenge = MfaChallenge::open(&state.accounts, &ctx, &body.mfa_token).await?;
-    let client = first_party_client(&ctx, &challenge.client_id)?;
+    // Checked before the ceremony, so a caller whose client is gone spends no challenge.
+    first_party_client(&ctx, &challenge.client_id)?;
     let db = ctx.db().await?;
-    let assertion = passkeys::finish_authentication(
-        &ctx,
-        &db,
-        Purpose::SecondFactor,
-        Some(&body.mfa_token),
-        &body.credential,
-    )
-    .await?;
-    if assertion.user.id != challenge.user {
-        return Err(bad_mfa_token());
-    }
-    challenge.spend(&state.accounts, &ctx).await?;
-    let user = assertion.user;
-    let event =
-        tenantry_accounts::events::Event::by_user("second_factor", tenantry_dataplane::Outcome::Success, user.id)
-            .with_details(serde_json::json!({ "method": "passkey" }));
-    tenantry_accounts::events::record(&db, event).await;
-    let authentication = Authentication::passkey(user.clone(), Method::PasswordAndPasskey, assertion.synced);
-    let tokens = sign_in(&ctx, &db, client, &authentication, &challenge.scope, &origin).await?;
-    let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
-    let device_token = if body.remember_device && days > 0 {
-        Some(tenantry_accounts::mfa::remember_device(&db, user.id, days, None).await?)
-    } else {
-        None
-    };
-    Ok(Json(MfaAnswer {
-        tokens,
+    let user = active_user(&ctx, &db, challenge.user)
+        .await?
+        .ok_or_else(bad_mfa_token)?;
+    let authentication = passkeys::finish_second_factor(&ctx, &db, &user, &body.mfa_token, &body.credential).await?;
+    let finished = FinishedSecondFactor {
+        authentication,
         recovery_codes: None,
-        device_token,
-    }))
+        remember_device: body.remember_device,
+    };
+    complete_mfa(&state, &ctx, &db, challenge, &origin, finished)
+        .await
+        .map(Json)
 }
 
 /// A new account that signs in with a passkey and has no password: the profile, and

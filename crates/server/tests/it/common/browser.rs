@@ -56,6 +56,17 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Posts a step's form of `page` (its `interaction` and `csrf` fields, and `fields`)
+    /// to the page's first form action.
+    pub async fn submit(&mut self, page: &str, fields: &[(&str, &str)]) -> (u16, HashMap<String, String>, String) {
+        let (interaction, csrf) = (hidden(page, "interaction"), hidden(page, "csrf"));
+        let mut form = vec![("interaction", interaction.as_str()), ("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.send(Method::POST, &form_action(page), Some(&form)).await
+    }
+}
+
 /// The value of a hidden input in a hosted page.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");

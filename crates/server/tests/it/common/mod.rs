@@ -34,8 +34,24 @@ pub async fn start_with_config(config: Option<&str>) -> TestServer {
     start_in(config, None).await
 }
 
+/// A server whose public URL is `http://localhost:{port}` (a host browsers take as a
+/// WebAuthn RP ID, which an IP address is not), listening on `127.0.0.1:{port}`.
+pub async fn start_on_localhost() -> TestServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!("public_url = \"http://localhost:{port}\"\n");
+    start_listening(Some(&config), None, &format!("127.0.0.1:{port}")).await
+}
+
 /// A server whose FS_ROOT is `fs_root` (default: a folder of its own temporary directory).
 pub async fn start_in(config: Option<&str>, fs_root: Option<std::path::PathBuf>) -> TestServer {
+    start_listening(config, fs_root, "127.0.0.1:0").await
+}
+
+async fn start_listening(config: Option<&str>, fs_root: Option<std::path::PathBuf>, listen: &str) -> TestServer {
     // Before `prepare`, whose `telemetry::init` would install a subscriber of its own.
     logs::install();
     let dir = tempfile::tempdir().unwrap();
@@ -47,7 +63,7 @@ pub async fn start_in(config: Option<&str>, fs_root: Option<std::path::PathBuf>)
     let options = ServeOptions {
         overrides: Overrides {
             config_file,
-            listen: Some("127.0.0.1:0".into()),
+            listen: Some(listen.into()),
             fs_root: Some(fs_root.unwrap_or_else(|| dir.path().join("root"))),
         },
         dev: true,
