@@ -1,4 +1,5 @@
-//! The hosted login and consent pages driven in headless Chromium (Debian `chromium`, npm
+//! The hosted login and consent pages (and passkeys, with the DevTools virtual
+//! authenticator) driven in headless Chromium (Debian `chromium`, npm
 //! `playwright-core` in `e2e/`), in English and Spanish, against the real binary.
 //!
 //! Runs when `TENANTRY_TEST_BROWSER=1` (`.ci/run` installs the browser and sets it; unset,
@@ -142,4 +143,128 @@ async fn upstream_sign_in_and_sign_up_in_chromium() {
         stdout.contains("upstream: signed in") && stdout.contains("signup: created an account"),
         "{stdout}"
     );
+}
+
+/// Passkeys in headless Chromium with the DevTools virtual authenticator: one registered
+/// from the issuer's origin, then the hosted login with it by autofill (conditional
+/// mediation), by the button, and as the second factor after a password. Each sign-in's
+/// code is redeemed here and its `amr` checked. The issuer is `http://localhost:{port}`:
+/// a browser takes no IP address as RP ID. Screenshots of the login and second-factor
+/// pages are kept in `{CARGO_TARGET_TMPDIR}/e2e-artifacts/passkeys`.
+#[tokio::test]
+async fn passkeys_in_chromium() {
+    if tenantry_testkit::configured(tenantry_testkit::Service::Browser).is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public_url = format!("http://localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_at(
+        &dir.path().join("root"),
+        &format!("127.0.0.1:{port}"),
+        &["--dev"],
+        &[("TENANTRY_PUBLIC_URL", public_url.as_str())],
+    );
+    let admin = Admin::of(&server);
+    let (status, body) = admin
+        .send(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "passkey@example.com", "password": "a passkey password", "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let redirect = "https://app.example/cb";
+    let (status, body) = admin
+        .send(
+            Method::POST,
+            "/v1/admin/tenants/local/clients",
+            Some(
+                json!({"client_id": "passkey-app", "name": "Passkey App", "client_type": "public",
+                "first_party": true, "grant_types": ["authorization_code"],
+                "redirect_uris": [redirect], "scopes": ["openid", "email"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts/passkeys");
+    let output = std::process::Command::new("node")
+        .arg("e2e/passkeys.mjs")
+        .current_dir(&workspace)
+        .env("E2E_ISSUER", format!("{public_url}/t/local"))
+        .env("E2E_SLUG", "local")
+        .env("E2E_CLIENT_ID", "passkey-app")
+        .env("E2E_REDIRECT_URI", redirect)
+        .env("E2E_EMAIL", "passkey@example.com")
+        .env("E2E_PASSWORD", "a passkey password")
+        .env("E2E_ARTIFACTS", &artifacts)
+        .output()
+        .expect("node runs (the browser test is configured)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Chromium run failed:\n{stdout}\n{stderr}\n{}",
+        server.stderr()
+    );
+    for screenshot in ["login.png", "second-factor.png"] {
+        assert!(artifacts.join(screenshot).is_file(), "{screenshot} kept");
+    }
+
+    let codes: Vec<(&str, &str)> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("code "))
+        .filter_map(|rest| rest.split_once(' '))
+        .collect();
+    let modes: Vec<&str> = codes.iter().map(|(mode, _)| *mode).collect();
+    assert!(
+        modes.contains(&"button") && modes.contains(&"second-factor"),
+        "{stdout}"
+    );
+    // Chromium offers conditional mediation; the autofill sign-in is then required.
+    assert!(
+        modes.contains(&"autofill") || stdout.contains("conditional mediation not available"),
+        "{stdout}"
+    );
+    let http = reqwest::Client::new();
+    for (mode, code) in codes {
+        let answer: serde_json::Value = http
+            .post(server.url("/t/local/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect),
+                ("client_id", "passkey-app"),
+                // RFC 7636 appendix B: the verifier of the challenge the script sent.
+                ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id_token = answer["id_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{mode}: {answer}"));
+        let payload = id_token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        let amr: Vec<String> = serde_json::from_value(claims["amr"].clone()).unwrap();
+        let key = amr.iter().any(|m| m == "hwk" || m == "swk");
+        let password = amr.iter().any(|m| m == "pwd");
+        assert!(key && amr.contains(&"mfa".to_owned()), "{mode}: {amr:?}");
+        assert_eq!(password, mode == "second-factor", "{mode}: {amr:?}");
+    }
 }

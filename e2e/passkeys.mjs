@@ -1,0 +1,132 @@
+// Passkeys in headless Chromium with the DevTools virtual authenticator (WebAuthn.enable,
+// WebAuthn.addVirtualAuthenticator): a passkey registered through the headless API from
+// the issuer's origin, then the hosted login with it — by the email field's autofill
+// (conditional mediation), by the button, and as the second factor after a password.
+// Prints one `code <mode> <code>` line per sign-in for the caller to redeem, and keeps
+// screenshots of the pages in E2E_ARTIFACTS.
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is required`);
+  return value;
+};
+const issuer = env('E2E_ISSUER');
+const slug = env('E2E_SLUG');
+const clientId = env('E2E_CLIENT_ID');
+const redirectUri = env('E2E_REDIRECT_URI');
+const email = env('E2E_EMAIL');
+const password = env('E2E_PASSWORD');
+const artifacts = env('E2E_ARTIFACTS');
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.E2E_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+
+const authorizeUrl = (state) => {
+  const url = new URL(`${issuer}/authorize`);
+  url.search = new URLSearchParams({
+    client_id: clientId, response_type: 'code', scope: 'openid email', redirect_uri: redirectUri,
+    state, prompt: 'login',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  }).toString();
+  return url.toString();
+};
+
+let failures = 0;
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The client is not running: note where the browser is sent back and answer for it.
+  let landed = null;
+  page.on('request', (request) => {
+    if (request.url().startsWith(redirectUri)) landed = request.url();
+  });
+  await context.route(`${redirectUri}**`, (route) =>
+    route.fulfill({ status: 200, contentType: 'text/plain', body: 'client callback' }));
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+      isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+
+  const returned = async (mode, state) => {
+    await page.waitForURL((u) => u.toString().startsWith(redirectUri), { timeout: 15000 }).catch(() => {});
+    if (!landed) throw new Error(`${mode}: the browser did not return to the client (at ${page.url()})`);
+    const back = new URL(landed);
+    if (back.searchParams.get('state') !== state || !back.searchParams.get('code')) {
+      throw new Error(`${mode}: redirect without code or state: ${landed}`);
+    }
+    console.log(`code ${mode} ${back.searchParams.get('code')}`);
+    landed = null;
+  };
+
+  // Register a passkey from the issuer's origin, as a first-party app would.
+  await page.goto(authorizeUrl('register'));
+  await page.screenshot({ path: `${artifacts}/login.png`, fullPage: true });
+  const registered = await page.evaluate(async ({ slug, email, password, clientId }) => {
+    const call = async (path, body, token) => {
+      const headers = { 'content-type': 'application/json', 'x-tenant-slug': slug };
+      if (token) headers.authorization = `Bearer ${token}`;
+      const answer = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body) });
+      return { status: answer.status, body: await answer.json() };
+    };
+    const login = await call('/v1/auth/login', { email, password, client_id: clientId });
+    if (login.status !== 200) return login;
+    const token = login.body.access_token;
+    const options = await call('/v1/auth/passkeys/register/options', { current_password: password }, token);
+    if (options.status !== 200) return options;
+    const credential = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.body.publicKey),
+    });
+    return call('/v1/auth/passkeys/register', { credential: credential.toJSON(), name: 'Chromium' }, token);
+  }, { slug, email, password, clientId });
+  if (registered.status !== 201) throw new Error(`registration: ${JSON.stringify(registered)}`);
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  if (credentials.length !== 1 || !credentials[0].isResidentCredential) {
+    throw new Error(`the authenticator holds ${JSON.stringify(credentials)}`);
+  }
+  console.log('registered a discoverable passkey');
+
+  // Autofill: the page starts a conditional request at load; the virtual authenticator
+  // (user present and verified) answers it without a click.
+  const conditional = await page.evaluate(() => PublicKeyCredential.isConditionalMediationAvailable());
+  await page.goto(authorizeUrl('autofill'));
+  if (conditional) {
+    await returned('autofill', 'autofill');
+  } else {
+    console.log('conditional mediation not available in this browser');
+  }
+
+  // The button, in a browser without conditional mediation (the plain path).
+  await page.addInitScript(() => {
+    PublicKeyCredential.isConditionalMediationAvailable = async () => false;
+  });
+  await page.goto(authorizeUrl('button'));
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await returned('button', 'button');
+
+  // Password, then the passkey as the second factor (the account has no authenticator app).
+  await page.goto(authorizeUrl('second'));
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.getByRole('button', { name: 'Use a passkey' }).waitFor();
+  await page.screenshot({ path: `${artifacts}/second-factor.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Use a passkey' }).click();
+  await returned('second-factor', 'second');
+  await context.close();
+} catch (error) {
+  failures += 1;
+  console.error(error.message);
+} finally {
+  await browser.close();
+}
+process.exit(failures ? 1 : 0);
