@@ -1,7 +1,8 @@
 // Passkeys in headless Chromium with the DevTools virtual authenticator (WebAuthn.enable,
 // WebAuthn.addVirtualAuthenticator): a passkey registered through the headless API from
 // the issuer's origin, then the hosted login with it — by the email field's autofill
-// (conditional mediation), by the button, and as the second factor after a password.
+// (conditional mediation), by the button, and as the second factor after a password —
+// and a new account signed up on the hosted page with a passkey and no password.
 // Prints one `code <mode> <code>` line per sign-in for the caller to redeem, and keeps
 // screenshots of the pages in E2E_ARTIFACTS.
 import { mkdirSync } from 'node:fs';
@@ -19,6 +20,7 @@ const redirectUri = env('E2E_REDIRECT_URI');
 const email = env('E2E_EMAIL');
 const password = env('E2E_PASSWORD');
 const artifacts = env('E2E_ARTIFACTS');
+const newcomer = env('E2E_SIGNUP_EMAIL');
 mkdirSync(artifacts, { recursive: true });
 
 const browser = await chromium.launch({
@@ -41,13 +43,16 @@ let failures = 0;
 try {
   const context = await browser.newContext();
   const page = await context.newPage();
-  // The client is not running: note where the browser is sent back and answer for it.
+  // Where the browser is sent back to the client (a page that answers, so the navigation
+  // completes before the next one starts).
   let landed = null;
   page.on('request', (request) => {
     if (request.url().startsWith(redirectUri)) landed = request.url();
   });
-  await context.route(`${redirectUri}**`, (route) =>
-    route.fulfill({ status: 200, contentType: 'text/plain', body: 'client callback' }));
+  if (process.env.E2E_DEBUG) {
+    page.on('requestfailed', (r) => console.log('FAILED', r.url(), r.failure()?.errorText));
+    page.on('framenavigated', (f) => console.log('NAV', f.url()));
+  }
   const cdp = await context.newCDPSession(page);
   await cdp.send('WebAuthn.enable');
   const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
@@ -65,6 +70,7 @@ try {
       throw new Error(`${mode}: redirect without code or state: ${landed}`);
     }
     console.log(`code ${mode} ${back.searchParams.get('code')}`);
+    await page.waitForLoadState('load');
     landed = null;
   };
 
@@ -122,6 +128,19 @@ try {
   await page.screenshot({ path: `${artifacts}/second-factor.png`, fullPage: true });
   await page.getByRole('button', { name: 'Use a passkey' }).click();
   await returned('second-factor', 'second');
+
+  // A newcomer signs up with a passkey: the sign-up form, then the page that makes it.
+  await context.clearCookies();
+  await page.goto(authorizeUrl('signup'));
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Email').fill(newcomer);
+  await page.getByRole('button', { name: 'Sign up with a passkey' }).click();
+  await page.getByRole('button', { name: 'Create passkey' }).waitFor();
+  await page.screenshot({ path: `${artifacts}/passkey-signup.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Create passkey' }).click();
+  await returned('signup', 'signup');
+  const { credentials: after } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  if (after.length !== 2) throw new Error(`after the sign-up the authenticator holds ${after.length} passkeys`);
   await context.close();
 } catch (error) {
   failures += 1;

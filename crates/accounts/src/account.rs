@@ -140,6 +140,15 @@ pub struct Registered<'a> {
     pub sign_in: Option<(&'a Client, String)>,
 }
 
+/// The checks a new account's profile must pass before anything is spent on it (a
+/// password hash, a passkey ceremony): the profile's fields, and the tenant's custom
+/// fields — known names, right types, required ones present.
+pub fn check_new_account(ctx: &TenantContext, new: &NewUser) -> Result<(), ApiError> {
+    tenantry_dataplane::users::profile::check_new_user(new)?;
+    ctx.custom_fields().check_values(&new.custom, true)?;
+    Ok(())
+}
+
 /// Whether the tenant takes self-registrations now: 403 `registration_disabled`; 501 when
 /// the address must be verified and the tenant cannot mail.
 pub fn registration_open(ctx: &TenantContext) -> Result<(), ApiError> {
@@ -192,7 +201,7 @@ pub async fn register<'a>(
         custom: registration.custom,
     };
     // The profile is refused before the password costs a hash.
-    tenantry_dataplane::users::profile::check_new_user(&new)?;
+    check_new_account(ctx, &new)?;
     let passkey_only = matches!(registration.credential, SignUpWith::Passkey(_));
     let password = match &registration.credential {
         SignUpWith::Password(password) => {

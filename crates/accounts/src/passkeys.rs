@@ -439,15 +439,24 @@ pub struct VerifiedSignup {
     credential: NewCredential,
 }
 
+impl VerifiedSignup {
+    /// The passkey may be synced between devices (`swk` rather than `hwk`).
+    pub fn synced(&self) -> bool {
+        self.credential.passkey.be
+    }
+}
+
 /// Starts a passkey-only sign-up for `email`: the caller checked the registration itself
-/// (policy, profile, address free); `context` is what [`finish_signup`] gives back. The
-/// options carry a fresh user handle, which the account keeps if it is made.
+/// (policy, profile, address free); `context` is what [`finish_signup`] gives back, and
+/// only to a response sent with `binding`, where given (the hosted page's interaction).
+/// The options carry a fresh user handle, which the account keeps if it is made.
 pub async fn start_signup(
     ctx: &TenantContext,
     db: &TenantDb,
     email: &str,
     display: &str,
     context: Value,
+    binding: Option<&str>,
 ) -> Result<CeremonyOptions, ApiError> {
     let handle = tenantry_crypto::random_key::<HANDLE_BYTES>().to_vec();
     let (challenge, state) = relying_party(ctx)?
@@ -457,7 +466,7 @@ pub async fn start_signup(
         db,
         Purpose::Signup,
         None,
-        None,
+        binding,
         &CeremonyState::Signup { state, handle, context },
     )
     .await?;
@@ -469,10 +478,11 @@ pub async fn start_signup(
 pub async fn finish_signup(
     ctx: &TenantContext,
     db: &TenantDb,
+    binding: Option<&str>,
     credential: &Value,
 ) -> Result<(VerifiedSignup, Value), ApiError> {
     let client_data = client_data_of(credential).ok_or_else(|| invalid_registration("not a WebAuthn credential"))?;
-    let (_, state) = spend_challenge(db, client_data, Purpose::Signup, None)
+    let (_, state) = spend_challenge(db, client_data, Purpose::Signup, binding)
         .await
         .map_err(|_| invalid_registration("the challenge is unknown, used or expired"))?;
     let CeremonyState::Signup { state, handle, context } = state else {

@@ -77,6 +77,14 @@ keys! {
     PasskeySignIn = "passkey_sign_in",
     /// A passkey refused on the login page.
     PasskeyLoginRefused = "passkey_login_refused",
+    /// The sign-up page's button that makes the account with a passkey, no password.
+    PasskeySignUp = "passkey_sign_up",
+    PasskeyCreateTitle = "passkey_create_title",
+    /// What creating the passkey does, with `{email}`.
+    PasskeyCreatePrompt = "passkey_create_prompt",
+    PasskeyCreateButton = "passkey_create_button",
+    /// A new passkey that did not verify.
+    PasskeyCreateFailed = "passkey_create_failed",
     /// "Remember this device", with `{days}`.
     MfaRemember = "mfa_remember",
     RecoveryTitle = "recovery_title",

@@ -23,7 +23,7 @@ macro_rules! pages {
     };
 }
 
-const PAGES: [(&str, &str); 15] = pages![
+const PAGES: [(&str, &str); 16] = pages![
     "layout.html",
     "passkey.js",
     "login.html",
@@ -34,6 +34,7 @@ const PAGES: [(&str, &str); 15] = pages![
     "logout_confirm.html",
     "logged_out.html",
     "mfa.html",
+    "passkey_signup.html",
     "recovery_codes.html",
     "verify_email.html",
     "reset_password.html",
@@ -98,6 +99,11 @@ pub fn passkey_refused(lang: Language) -> &'static str {
 /// The message for a passkey refused on the login page, in `lang`.
 pub fn passkey_login_refused(lang: Language) -> &'static str {
     texts(lang).get(Key::PasskeyLoginRefused)
+}
+
+/// The message for a new passkey that did not verify, in `lang`.
+pub fn passkey_create_failed(lang: Language) -> &'static str {
+    texts(lang).get(Key::PasskeyCreateFailed)
 }
 
 /// The message for a login refused until the email is verified, in `lang`.
@@ -204,6 +210,21 @@ pub struct SignUpForm<'a> {
     pub error: Option<&'a str>,
     pub problems: Vec<String>,
     pub providers: Vec<ProviderButton>,
+    /// A button that makes the account with a passkey instead of a password.
+    pub passkey: bool,
+}
+
+/// The step of a sign-up with a passkey that makes it ([`PageContext::passkey_signup`]).
+pub struct PasskeySignUpPage<'a> {
+    pub action: &'a str,
+    pub interaction: &'a str,
+    pub csrf: &'a str,
+    pub email: &'a str,
+    /// WebAuthn creation options.
+    pub options: &'a serde_json::Value,
+    /// The sign-up form's values, posted again so a refusal can show them.
+    pub kept: Vec<(String, String)>,
+    pub error: Option<&'a str>,
 }
 
 /// One custom field of the sign-up form.
@@ -302,6 +323,7 @@ impl PageContext<'_> {
     pub fn signup(&self, form: &SignUpForm<'_>, status: StatusCode) -> Response {
         let t = texts(self.lang);
         let password_hint = t.get(Key::PasswordHint).replace("{min}", &form.min_length.to_string());
+        let nonce = form.passkey.then(|| tenantry_crypto::random_token(16));
         let extra = context! {
             client_name => form.client_name,
             action => form.action,
@@ -314,9 +336,38 @@ impl PageContext<'_> {
             error => form.error,
             problems => form.problems,
             providers => form.providers,
+            passkey => form.passkey,
+            script_nonce => &nonce,
         };
-        let mut response = self.render("signup.html", t.get(Key::SignUpTitle), extra, None);
+        let mut response = self.render("signup.html", t.get(Key::SignUpTitle), extra, nonce.as_deref());
         *response.status_mut() = status;
+        response
+    }
+
+    /// The passkey of a sign-up without a password: a button that makes it with `options`
+    /// and posts it as `passkey`.
+    pub fn passkey_signup(&self, page: PasskeySignUpPage<'_>) -> Response {
+        let t = texts(self.lang);
+        let nonce = tenantry_crypto::random_token(16);
+        let extra = context! {
+            action => page.action,
+            interaction => page.interaction,
+            csrf => page.csrf,
+            prompt => t.get(Key::PasskeyCreatePrompt).replace("{email}", page.email),
+            passkey => minijinja::Value::from_safe_string(json_in_script(page.options)),
+            kept => page.kept,
+            error => page.error,
+            script_nonce => &nonce,
+        };
+        let mut response = self.render(
+            "passkey_signup.html",
+            t.get(Key::PasskeyCreateTitle),
+            extra,
+            Some(&nonce),
+        );
+        if page.error.is_some() {
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+        }
         response
     }
 

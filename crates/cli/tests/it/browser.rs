@@ -147,7 +147,8 @@ async fn upstream_sign_in_and_sign_up_in_chromium() {
 
 /// Passkeys in headless Chromium with the DevTools virtual authenticator: one registered
 /// from the issuer's origin, then the hosted login with it by autofill (conditional
-/// mediation), by the button, and as the second factor after a password. Each sign-in's
+/// mediation), by the button, and as the second factor after a password; and a passkey-only
+/// sign-up on the hosted page. Each sign-in's
 /// code is redeemed here and its `amr` checked. The issuer is `http://localhost:{port}`:
 /// a browser takes no IP address as RP ID. Screenshots of the login and second-factor
 /// pages are kept in `{CARGO_TARGET_TMPDIR}/e2e-artifacts/passkeys`.
@@ -178,7 +179,19 @@ async fn passkeys_in_chromium() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let redirect = "https://app.example/cb";
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(json!({"settings": {"security": {"registration_enabled": true}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The client's redirect URI is a page of the server itself (`/healthz`), so every
+    // return to the client is a navigation that completes (a name that does not resolve
+    // would end in an error page racing the script's next navigation).
+    let redirect = format!("{public_url}/healthz");
+    let redirect = redirect.as_str();
     let (status, body) = admin
         .send(
             Method::POST,
@@ -204,6 +217,7 @@ async fn passkeys_in_chromium() {
         .env("E2E_EMAIL", "passkey@example.com")
         .env("E2E_PASSWORD", "a passkey password")
         .env("E2E_ARTIFACTS", &artifacts)
+        .env("E2E_SIGNUP_EMAIL", "newcomer@example.com")
         .output()
         .expect("node runs (the browser test is configured)");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -213,7 +227,7 @@ async fn passkeys_in_chromium() {
         "Chromium run failed:\n{stdout}\n{stderr}\n{}",
         server.stderr()
     );
-    for screenshot in ["login.png", "second-factor.png"] {
+    for screenshot in ["login.png", "second-factor.png", "passkey-signup.png"] {
         assert!(artifacts.join(screenshot).is_file(), "{screenshot} kept");
     }
 
@@ -224,7 +238,7 @@ async fn passkeys_in_chromium() {
         .collect();
     let modes: Vec<&str> = codes.iter().map(|(mode, _)| *mode).collect();
     assert!(
-        modes.contains(&"button") && modes.contains(&"second-factor"),
+        modes.contains(&"button") && modes.contains(&"second-factor") && modes.contains(&"signup"),
         "{stdout}"
     );
     // Chromium offers conditional mediation; the autofill sign-in is then required.

@@ -15,9 +15,14 @@ const PASSWORD: &str = "correct horse battery";
 const VERIFIER: &str = "mfa-test-verifier-0123456789-0123456789-0123456789";
 
 pub(crate) fn authorize_url(server: &TestServer) -> String {
+    authorize_url_at(server, "local")
+}
+
+/// [`authorize_url`] at tenant `slug` (whose `demo-spa` has the same redirect URI).
+pub(crate) fn authorize_url_at(server: &TestServer, slug: &str) -> String {
     use aws_lc_rs::digest::{SHA256, digest};
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest(&SHA256, VERIFIER.as_bytes()));
-    let mut url = url::Url::parse(&format!("{}/t/local/authorize", server.base)).unwrap();
+    let mut url = url::Url::parse(&format!("{}/t/{slug}/authorize", server.base)).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", "demo-spa")
@@ -46,12 +51,17 @@ async fn submit_code(browser: &mut Browser, page: &str, code: &str) -> (u16, Str
 
 /// Exchanges a code from a redirect; answers the ID token's claims.
 pub(crate) async fn id_token_claims(server: &TestServer, location: &str) -> Value {
+    id_token_claims_at(server, "local", location).await
+}
+
+/// [`id_token_claims`] of a code from tenant `slug`.
+pub(crate) async fn id_token_claims_at(server: &TestServer, slug: &str, location: &str) -> Value {
     assert!(location.starts_with(REDIRECT), "{location}");
     assert_eq!(query_param(location, "state").as_deref(), Some("st-1"));
     let code = query_param(location, "code").expect("a code");
     let response = server
         .http
-        .post(format!("{}/t/local/token", server.base))
+        .post(format!("{}/t/{slug}/token", server.base))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),

@@ -894,3 +894,132 @@ async fn an_ip_address_issuer_offers_no_passkey_on_the_login_page() {
         "{headers:?}"
     );
 }
+
+/// The hosted sign-up page of tenant `shop`, reached from its login page's button.
+async fn shop_sign_up_page(
+    server: &TestServer,
+) -> (
+    crate::common::browser::Browser,
+    std::collections::HashMap<String, String>,
+    String,
+) {
+    use crate::common::browser::{Browser, form_actions, hidden};
+    let mut browser = Browser::new();
+    let url = crate::mfa::authorize_url_at(server, "shop");
+    let (status, _, login) = browser.send(Method::GET, &url, None).await;
+    assert_eq!(status, 200, "{login}");
+    let signup = form_actions(&login)
+        .into_iter()
+        .find(|a| a.ends_with("/signup"))
+        .unwrap();
+    let form = [
+        ("interaction", hidden(&login, "interaction")),
+        ("csrf", hidden(&login, "csrf")),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, headers, page) = browser.send(Method::POST, &signup, Some(&form)).await;
+    assert_eq!(status, 200, "{page}");
+    (browser, headers, page)
+}
+
+/// A visitor signs up with a passkey and no password on the hosted sign-up page: the form
+/// is checked first (a missing required field makes no challenge), the passkey page's
+/// options are bound to the interaction, the account is made from what the options were
+/// made for (not from fields posted beside the passkey), and the flow ends at the client
+/// with `amr` saying key, not password. The account has no password; a replayed
+/// passkey makes nothing.
+#[tokio::test]
+async fn a_visitor_signs_up_with_a_passkey_on_the_hosted_page() {
+    let server = common::start_on_localhost().await;
+    server
+        .tenant_with_spa(
+            "shop",
+            json!({"security": {"registration_enabled": true},
+                "custom_fields": [{"name": "team", "type": "text", "required": true}]}),
+        )
+        .await;
+    let users = || async {
+        use tenantry_dataplane::UserRepository;
+        server.ctx("shop").db().await.unwrap().count_users().await.unwrap()
+    };
+    let (mut browser, headers, page) = shop_sign_up_page(&server).await;
+    let browser = &mut browser;
+    assert!(page.contains("name=\"with\" value=\"passkey\""), "{page}");
+    assert!(
+        headers["content-security-policy"].contains("script-src 'nonce-"),
+        "{headers:?}"
+    );
+
+    let base = [
+        ("create", "1"),
+        ("with", "passkey"),
+        ("email", "grace@example.com"),
+        ("given_name", "Grace"),
+    ];
+    let (status, _, refused) = browser.submit(&page, &base).await;
+    assert_eq!(status, 422, "a required custom field is missing: {refused}");
+    let mut filled = base.to_vec();
+    filled.push(("custom.team", "Compilers"));
+    let (status, _, passkey_page) = browser.submit(&page, &filled).await;
+    assert_eq!(status, 200, "{passkey_page}");
+    assert!(passkey_page.contains("Create your passkey"), "{passkey_page}");
+    let marker = "id=\"passkey-options\">";
+    let start = passkey_page.find(marker).unwrap() + marker.len();
+    let end = start + passkey_page[start..].find("</script>").unwrap();
+    let options: Value = serde_json::from_str(&passkey_page[start..end]).unwrap();
+    assert_eq!(options["publicKey"]["rp"]["id"], "localhost", "{options}");
+    assert_eq!(options["publicKey"]["user"]["name"], "grace@example.com", "{options}");
+
+    let mut device = Device::new(&server.base.replace("127.0.0.1", "localhost"));
+    let credential = device.create(&options).await.to_string();
+    // A different address posted beside the passkey changes nothing.
+    let fields = [
+        ("create", "1"),
+        ("passkey", credential.as_str()),
+        ("email", "mallory@example.com"),
+    ];
+    let (status, headers, body) = browser.submit(&passkey_page, &fields).await;
+    assert_eq!(status, 303, "{body}");
+    let claims = crate::mfa::id_token_claims_at(&server, "shop", &headers["location"]).await;
+    assert_eq!(claims["email"], "grace@example.com", "{claims}");
+    let amr: Vec<String> = serde_json::from_value(claims["amr"].clone()).unwrap();
+    assert!(
+        amr.iter().any(|m| m == "hwk" || m == "swk") && !amr.contains(&"pwd".to_owned()),
+        "{amr:?}"
+    );
+    assert_eq!(users().await, 1);
+
+    // No password was set: a password login finds nothing to check.
+    let api = Api {
+        server: &server,
+        slug: "shop",
+    };
+    let login = json!({"email": "grace@example.com", "password": PASSWORD, "client_id": "demo-spa", "scope": "openid"});
+    let (status, body) = api.post("/v1/auth/login", login).await;
+    assert_eq!(status, 401, "{body}");
+    // The passkey signs in alone.
+    let options = {
+        let (status, options) = api
+            .post(
+                "/v1/auth/passkeys/login/options",
+                json!({"client_id": "demo-spa", "scope": "openid email"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{options}");
+        options
+    };
+    let assertion = device.get(&options).await;
+    let (status, body) = api
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same new passkey again, in another sign-up: refused with the page, nothing made.
+    let (mut other, _, page) = shop_sign_up_page(&server).await;
+    let (status, _, body) = other
+        .submit(&page, &[("create", "1"), ("passkey", credential.as_str())])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("The passkey could not be created"), "{body}");
+    assert_eq!(users().await, 1);
+}

@@ -444,7 +444,7 @@ pub(super) async fn signup_options(
         custom: body.custom.clone(),
         ..Default::default()
     };
-    tenantry_dataplane::users::profile::check_new_user(&new)?;
+    account::check_new_account(&ctx, &new)?;
     count_options(&state, &ctx, &origin).await?;
     let db = ctx.db().await?;
     if db.user_by_email(&body.email, &ctx.custom_fields()).await?.is_some() {
@@ -457,7 +457,7 @@ pub(super) async fn signup_options(
     let email = body.email.clone();
     let context = serde_json::to_value(&body).map_err(|_| ApiError::internal())?;
     Ok(Json(
-        passkeys::start_signup(&ctx, &db, &email, &display, context).await?,
+        passkeys::start_signup(&ctx, &db, &email, &display, context, None).await?,
     ))
 }
 
@@ -478,20 +478,20 @@ pub(super) async fn signup(
     ApiJson(body): ApiJson<AssertionBody>,
 ) -> Result<Response, ApiError> {
     let db = ctx.db().await?;
-    let (verified, context) = passkeys::finish_signup(&ctx, &db, &body.credential).await?;
+    let (verified, context) = passkeys::finish_signup(&ctx, &db, None, &body.credential).await?;
     let asked: SignupOptionsBody = serde_json::from_value(context).map_err(|_| ApiError::internal())?;
     let (client_id, scope) = (asked.client_id.clone(), asked.scope.clone());
     let mut registration = asked.registration(account::SignUpWith::Passkey(verified));
     registration.client_id = client_id.as_deref();
     registration.scope = scope.as_deref();
+    let synced = match &registration.credential {
+        account::SignUpWith::Passkey(verified) => verified.synced(),
+        account::SignUpWith::Password(_) => false,
+    };
     let registered = account::register(&state.accounts, &ctx, origin.ip, registration).await?;
     let user = registered.user;
     let tokens = match registered.sign_in {
         Some((client, scope)) => {
-            let synced = passkeys::list(&db, user.id)
-                .await?
-                .first()
-                .is_some_and(|k| k.backup_eligible);
             let authentication = Authentication::passkey(user.clone(), Method::Passkey, synced);
             Some(sign_in_proven(&state, &ctx, &db, client, &authentication, &scope, &origin).await?)
         }

@@ -9,19 +9,28 @@
 //! second factor is asked exactly as at any login, and the flow goes on to consent and the
 //! code. The form posts the interaction and CSRF token like every step; `create=1` marks
 //! a filled form (the login page's button posts none).
+//!
+//! A sign-up with a passkey instead of a password (`with=passkey`, offered where the
+//! browser can make one): the form is checked as the API's
+//! `/v1/auth/register/passkey/options` checks it, a page makes the passkey with options
+//! bound to the interaction and posts it as `passkey`, and the account is made from what
+//! the options were made for — never from fields posted with the passkey.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_accounts::account::{Registration, SignUpWith};
 use tenantry_accounts::login::LoginError;
 use tenantry_controlplane::model::{CustomFieldType, Language};
 use tenantry_tenancy::TenantContext;
 
-use super::{Interaction, StepForm, action, after_first_factor, open_step, page_context, provider_buttons, seal};
+use super::{
+    Interaction, StepForm, action, after_first_factor, open_step, page_context, passkey, provider_buttons, seal,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, SignUpField, SignUpForm};
 use crate::state::AppState;
@@ -58,6 +67,24 @@ pub(super) async fn signup(
     if form.params.get("create") != Some("1") {
         return show(None);
     }
+    if let Some(credential) = form.params.get("passkey").filter(|p| !p.is_empty()) {
+        return match finish_passkey_signup(&state, &ctx, &origin, &interaction, credential).await {
+            Ok(accepted) => {
+                let db = match ctx.db().await {
+                    Ok(db) => db,
+                    Err(e) => return e.into_response(),
+                };
+                after_first_factor(&state, &ctx, &db, &origin, client, interaction.clone(), accepted).await
+            }
+            Err(PasskeySignUpEnd::VerifyEmail) => pages.signup_sent(),
+            Err(PasskeySignUpEnd::Refused(e)) if e.code == ErrorCode::PasskeyInvalid => show(Some(&ApiError::new(
+                ErrorCode::PasskeyInvalid,
+                pages::passkey_create_failed(lang),
+            ))),
+            Err(PasskeySignUpEnd::Refused(e)) if e.code.status().is_client_error() => show(Some(&e)),
+            Err(PasskeySignUpEnd::Refused(e)) => e.into_response(),
+        };
+    }
     let custom = match custom_values(&ctx, &form) {
         Ok(custom) => custom,
         Err(e) => return show(Some(&e)),
@@ -69,6 +96,20 @@ pub(super) async fn signup(
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(MAX_FIELD).collect::<String>())
     };
+    if form.params.get("with") == Some("passkey") && passkey::offered(&ctx) {
+        let pending = PendingSignUp {
+            email: form.email.trim().to_owned(),
+            given_name: text("given_name"),
+            family_name: text("family_name"),
+            locale: Some(lang.as_str().to_owned()),
+            custom,
+        };
+        return match start_passkey_signup(&state, &ctx, &origin, &interaction, &form, pending).await {
+            Ok(page) => page,
+            Err(e) if e.code.status().is_client_error() => show(Some(&e)),
+            Err(e) => e.into_response(),
+        };
+    }
     let registration = Registration {
         email: form.email.trim().to_owned(),
         credential: SignUpWith::Password(&form.password),
@@ -113,6 +154,142 @@ pub(super) async fn signup(
             pages::try_later(lang, std::time::Duration::from_secs(60)).as_str(),
         ),
     }
+}
+
+/// The account a passkey sign-up makes, as its options were made for it (their context).
+#[derive(Serialize, Deserialize)]
+struct PendingSignUp {
+    email: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    locale: Option<String>,
+    custom: BTreeMap<String, Value>,
+}
+
+/// Checks a passkey sign-up as the API does (profile, address free, options per address)
+/// and shows the page that makes the passkey.
+async fn start_passkey_signup(
+    state: &AppState,
+    ctx: &TenantContext,
+    origin: &SessionOrigin,
+    interaction: &Interaction,
+    form: &StepForm,
+    pending: PendingSignUp,
+) -> Result<Response, ApiError> {
+    use tenantry_dataplane::UserRepository;
+    let new = tenantry_dataplane::model::NewUser {
+        email: pending.email.clone(),
+        given_name: pending.given_name.clone(),
+        family_name: pending.family_name.clone(),
+        locale: pending.locale.clone(),
+        custom: pending.custom.clone(),
+        ..Default::default()
+    };
+    tenantry_accounts::account::check_new_account(ctx, &new)?;
+    tenantry_accounts::passkeys::count_options(&state.accounts, ctx, origin.ip).await?;
+    let db = ctx.db().await?;
+    if db.user_by_email(&pending.email, &ctx.custom_fields()).await?.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::EmailTaken,
+            "an account with this email already exists",
+        ));
+    }
+    let names: Vec<&str> = [&pending.given_name, &pending.family_name]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let display = if names.is_empty() {
+        pending.email.clone()
+    } else {
+        names.join(" ")
+    };
+    let email = pending.email.clone();
+    let context = serde_json::to_value(&pending).map_err(|_| ApiError::internal())?;
+    let options =
+        tenantry_accounts::passkeys::start_signup(ctx, &db, &email, &display, context, Some(&interaction.csrf)).await?;
+    let options = serde_json::to_value(options).map_err(|_| ApiError::internal())?;
+    let custom_names = ctx
+        .entry
+        .tenant
+        .settings
+        .custom_fields
+        .iter()
+        .map(|f| format!("custom.{}", f.name));
+    let kept = ["email", "given_name", "family_name"]
+        .map(String::from)
+        .into_iter()
+        .chain(custom_names)
+        .filter_map(|name| {
+            let value = form.params.get(&name)?.chars().take(MAX_FIELD).collect();
+            Some((name, value))
+        })
+        .collect();
+    let sealed = seal(state, ctx, interaction);
+    Ok(
+        page_context(ctx, interaction.lang).passkey_signup(pages::PasskeySignUpPage {
+            action: &action(ctx, "signup"),
+            interaction: &sealed,
+            csrf: &interaction.csrf,
+            email: &email,
+            options: &options,
+            kept,
+            error: None,
+        }),
+    )
+}
+
+/// How a passkey sign-up ended, when it did not sign the new account in.
+enum PasskeySignUpEnd {
+    /// The account is made; its address must be verified before it signs in.
+    VerifyEmail,
+    Refused(ApiError),
+}
+
+impl From<ApiError> for PasskeySignUpEnd {
+    fn from(e: ApiError) -> Self {
+        PasskeySignUpEnd::Refused(e)
+    }
+}
+
+/// Makes the account of a passkey sign-up from its verified passkey and the pending
+/// sign-up its options carried; the new account then signs in through the one login
+/// decision, a passkey as its first factor.
+async fn finish_passkey_signup(
+    state: &AppState,
+    ctx: &TenantContext,
+    origin: &SessionOrigin,
+    interaction: &Interaction,
+    credential: &str,
+) -> Result<tenantry_accounts::login::Accepted, PasskeySignUpEnd> {
+    let invalid = || ApiError::new(ErrorCode::PasskeyInvalid, "the passkey does not verify");
+    let credential: Value = serde_json::from_str(credential).map_err(|_| invalid())?;
+    let db = ctx.db().await?;
+    let (verified, context) =
+        tenantry_accounts::passkeys::finish_signup(ctx, &db, Some(&interaction.csrf), &credential).await?;
+    let pending: PendingSignUp = serde_json::from_value(context).map_err(|_| ApiError::internal())?;
+    let synced = verified.synced();
+    let registration = Registration {
+        email: pending.email,
+        credential: SignUpWith::Passkey(verified),
+        client_id: None,
+        scope: None,
+        given_name: pending.given_name,
+        family_name: pending.family_name,
+        name: None,
+        locale: pending.locale,
+        phone_number: None,
+        custom: pending.custom,
+    };
+    let registered = tenantry_accounts::account::register(&state.accounts, ctx, origin.ip, registration).await?;
+    if ctx.entry.tenant.settings.security.require_verified_email {
+        return Err(PasskeySignUpEnd::VerifyEmail);
+    }
+    let first = tenantry_accounts::login::FirstFactor::Passkey { synced };
+    Ok(
+        tenantry_accounts::login::after_first_factor(&state.accounts, ctx, &db, registered.user, first, false, None)
+            .await?,
+    )
 }
 
 /// The sign-up form, with the values sent so far and, after a refusal, why.
@@ -180,6 +357,7 @@ fn signup_page(
             error: message.as_deref(),
             problems,
             providers: provider_buttons(ctx),
+            passkey: passkey::offered(ctx),
         },
         status,
     );
