@@ -270,7 +270,7 @@ pub async fn start_registration(ctx: &TenantContext, db: &TenantDb, user: &User)
             &handle,
             &user.email,
             &display_name(ctx, &user_name),
-            registration_options(&exclude),
+            registration_options(ctx, &exclude),
         )
         .map_err(|_| ApiError::internal())?;
     store_challenge(
@@ -284,12 +284,19 @@ pub async fn start_registration(ctx: &TenantContext, db: &TenantDb, user: &User)
     options(challenge)
 }
 
-fn registration_options(exclude: &[StoredPasskey]) -> RegistrationOptions<'_> {
+/// Registration options: a discoverable credential with user verification, attestation
+/// `none` — or `direct` where the tenant lists the authenticator models it accepts, so the
+/// browser passes the model (AAGUID) on instead of zeroing it.
+fn registration_options<'a>(ctx: &TenantContext, exclude: &'a [StoredPasskey]) -> RegistrationOptions<'a> {
     let mut options = RegistrationOptions::default();
     options.timeout = CEREMONY_TIMEOUT_MS;
     options.resident_key = ResidentKeyRequirement::Required;
     options.user_verification = UserVerificationRequirement::Required;
-    options.attestation = AttestationConveyancePreference::None;
+    options.attestation = if ctx.entry.tenant.settings.security.passkey_aaguids.is_empty() {
+        AttestationConveyancePreference::None
+    } else {
+        AttestationConveyancePreference::Direct
+    };
     options.exclude_credentials = Some(exclude);
     let mut extensions = RegistrationExtensions::default();
     extensions.cred_props = Some(true);
@@ -327,6 +334,10 @@ fn verify_registration(
         return Err(invalid_registration(
             "the authenticator did not make a discoverable credential",
         ));
+    }
+    let allowed = &ctx.entry.tenant.settings.security.passkey_aaguids;
+    if !allowed.is_empty() && !allowed.contains(&Uuid::from_bytes(passkey.aaguid).hyphenated().to_string()) {
+        return Err(invalid_registration("this kind of authenticator is not accepted here"));
     }
     // The library checked UV (required by the options); kept with the row.
     Ok(NewCredential {
@@ -460,7 +471,12 @@ pub async fn start_signup(
 ) -> Result<CeremonyOptions, ApiError> {
     let handle = tenantry_crypto::random_key::<HANDLE_BYTES>().to_vec();
     let (challenge, state) = relying_party(ctx)?
-        .start_passkey_registration(&handle, email, &display_name(ctx, display), registration_options(&[]))
+        .start_passkey_registration(
+            &handle,
+            email,
+            &display_name(ctx, display),
+            registration_options(ctx, &[]),
+        )
         .map_err(|_| ApiError::internal())?;
     store_challenge(
         db,

@@ -203,6 +203,14 @@ pub struct SecurityPolicy {
     /// Days the tenant's security events are kept (then purged).
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u32,
+    /// The authenticator models (AAGUIDs, lowercase UUIDs) whose new passkeys are
+    /// accepted; empty: any. With a list, registrations ask for `direct` attestation so the
+    /// browser passes the model on. The AAGUID is what the authenticator states: a
+    /// statement with a certificate is checked for consistency, but no vendor root is
+    /// configured, so the list keeps honest authenticators of other models out — it is
+    /// not proof against a forged one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkey_aaguids: Vec<String>,
 }
 
 fn default_audit_retention_days() -> u32 {
@@ -229,6 +237,7 @@ impl Default for SecurityPolicy {
             password_hash: PasswordHashParams::default(),
             require_pkce_for_confidential_clients: true,
             audit_retention_days: default_audit_retention_days(),
+            passkey_aaguids: Vec::new(),
         }
     }
 }

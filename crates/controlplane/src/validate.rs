@@ -73,6 +73,18 @@ fn check_slug(errors: &mut ValidationErrors, field: &str, slug: &str) {
     }
 }
 
+/// Most authenticator models a tenant may list in `security.passkey_aaguids`.
+const MAX_PASSKEY_AAGUIDS: usize = 100;
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex: the form AAGUIDs are compared in.
+fn is_lowercase_uuid(value: &str) -> bool {
+    value.len() == 36
+        && value.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}
+
 /// Checks a file-system-safe identifier (client ids, scope and role names in paths).
 pub fn is_identifier(value: &str) -> bool {
     IDENT.is_match(value)
@@ -215,6 +227,20 @@ fn check_settings(errors: &mut ValidationErrors, p: &str, s: &TenantSettings) {
     }
     if !(1..=3650).contains(&sec.audit_retention_days) {
         errors.push(format!("{p}.security.audit_retention_days"), "must be 1-3650");
+    }
+    if sec.passkey_aaguids.len() > MAX_PASSKEY_AAGUIDS {
+        errors.push(
+            format!("{p}.security.passkey_aaguids"),
+            format!("at most {MAX_PASSKEY_AAGUIDS} authenticator models"),
+        );
+    }
+    for (i, aaguid) in sec.passkey_aaguids.iter().enumerate() {
+        if !is_lowercase_uuid(aaguid) {
+            errors.push(
+                format!("{p}.security.passkey_aaguids[{i}]"),
+                "must be a UUID in lowercase hyphenated form",
+            );
+        }
     }
     if sec.mfa_remember_device_days > 365 {
         errors.push(format!("{p}.security.mfa_remember_device_days"), "must be at most 365");

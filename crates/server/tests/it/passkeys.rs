@@ -1023,3 +1023,102 @@ async fn a_visitor_signs_up_with_a_passkey_on_the_hosted_page() {
     assert!(body.contains("The passkey could not be created"), "{body}");
     assert_eq!(users().await, 1);
 }
+
+/// Adds a passkey through the API; answers the attestation the options asked for, and the
+/// status and body of the registration.
+async fn register_stating(api: &Api<'_>, token: &str, device: &mut Device) -> (Value, u16, Value) {
+    let proof = json!({"current_password": PASSWORD});
+    let (status, options) = api
+        .call(
+            Method::POST,
+            "/v1/auth/passkeys/register/options",
+            Some(token),
+            Some(proof),
+        )
+        .await;
+    assert_eq!(status, 200, "{options}");
+    let credential = device.create(&options).await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/auth/passkeys/register",
+            Some(token),
+            Some(json!({"credential": credential})),
+        )
+        .await;
+    (options["publicKey"]["attestation"].clone(), status, body)
+}
+
+/// A tenant that lists the authenticator models it accepts asks for `direct` attestation
+/// and refuses a new passkey of any other model; the list is checked when it is set.
+#[tokio::test]
+async fn a_tenant_accepts_only_the_authenticator_models_it_lists() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let settings = |aaguids: Value| json!({"settings": {"security": {"passkey_aaguids": aaguids}}});
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(settings(json!(["not-a-uuid"]))),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["errors"][0]["field"], "settings.security.passkey_aaguids[0]",
+        "{body}"
+    );
+
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/local/users",
+            Some(json!({"email": "ada@example.com", "password": PASSWORD, "email_verified": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, tokens) = api.login("ada@example.com", PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    // The software authenticator states the anonymous model (all zeros).
+    let listed = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(settings(json!([listed]))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut device = Device::new(&origin_of(&server));
+    let (attestation, status, body) = register_stating(&api, &token, &mut device).await;
+    assert_eq!(attestation, "direct");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "passkey_invalid", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("not accepted here"), "{body}");
+
+    let anonymous = "00000000-0000-0000-0000-000000000000";
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/v1/admin/tenants/local",
+            Some(settings(json!([listed, anonymous]))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut device = Device::new(&origin_of(&server));
+    let (_, status, body) = register_stating(&api, &token, &mut device).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Without a list, attestation is not asked for.
+    let (status, _) = server
+        .admin(Method::PATCH, "/v1/admin/tenants/local", Some(settings(json!([]))))
+        .await;
+    assert_eq!(status, 200);
+    let mut device = Device::new(&origin_of(&server));
+    let (attestation, status, body) = register_stating(&api, &token, &mut device).await;
+    assert_eq!(attestation, "none");
+    assert_eq!(status, 201, "{body}");
+}
