@@ -85,6 +85,12 @@ fn settings() -> impl Strategy<Value = TenantSettings> {
             },
             require_pkce_for_confidential_clients: b[8],
             audit_retention_days: remember + 1,
+            // Empty lists are left out of the file: both forms must round-trip.
+            passkey_aaguids: if b[0] {
+                vec!["cb69481e-8ff7-4039-93ec-0a2729a154a8".into()]
+            } else {
+                Vec::new()
+            },
         });
     let tls = prop_oneof![Just(SmtpTls::None), Just(SmtpTls::Starttls), Just(SmtpTls::Tls)];
     let smtp = option::of(
