@@ -222,9 +222,9 @@ pub struct PasskeySignUpPage<'a> {
     pub email: &'a str,
     /// WebAuthn creation options.
     pub options: &'a serde_json::Value,
-    /// The sign-up form's values, posted again so a refusal can show them.
+    /// The sign-up form's values, posted again so a refusal (the sign-up form, shown
+    /// again) can show them.
     pub kept: Vec<(String, String)>,
-    pub error: Option<&'a str>,
 }
 
 /// One custom field of the sign-up form.
@@ -356,19 +356,14 @@ impl PageContext<'_> {
             prompt => t.get(Key::PasskeyCreatePrompt).replace("{email}", page.email),
             passkey => minijinja::Value::from_safe_string(json_in_script(page.options)),
             kept => page.kept,
-            error => page.error,
             script_nonce => &nonce,
         };
-        let mut response = self.render(
+        self.render(
             "passkey_signup.html",
             t.get(Key::PasskeyCreateTitle),
             extra,
             Some(&nonce),
-        );
-        if page.error.is_some() {
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-        }
-        response
+        )
     }
 
     /// After a sign-up whose email must be verified before the account signs in.

@@ -234,7 +234,6 @@ async fn start_passkey_signup(
             email: &email,
             options: &options,
             kept,
-            error: None,
         }),
     )
 }
