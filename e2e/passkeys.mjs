@@ -1,6 +1,6 @@
 // Passkeys in headless Chromium with the DevTools virtual authenticator (WebAuthn.enable,
-// WebAuthn.addVirtualAuthenticator): a passkey registered through the headless API from
-// the issuer's origin, then the hosted login with it — by the email field's autofill
+// WebAuthn.addVirtualAuthenticator): a passkey added on the hosted account page, then
+// the hosted login with it — by the email field's autofill
 // (conditional mediation), by the button, and as the second factor after a password —
 // and a new account signed up on the hosted page with a passkey and no password.
 // Prints one `code <mode> <code>` line per sign-in for the caller to redeem, and keeps
@@ -74,27 +74,22 @@ try {
     landed = null;
   };
 
-  // Register a passkey from the issuer's origin, as a first-party app would.
+  // Register a passkey on the account page: signed in there with the password (a login
+  // made for the page is the fresh proof adding a passkey needs), then signed out.
   await page.goto(authorizeUrl('register'));
   await page.screenshot({ path: `${artifacts}/login.png`, fullPage: true });
-  const registered = await page.evaluate(async ({ slug, email, password, clientId }) => {
-    const call = async (path, body, token) => {
-      const headers = { 'content-type': 'application/json', 'x-tenant-slug': slug };
-      if (token) headers.authorization = `Bearer ${token}`;
-      const answer = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body) });
-      return { status: answer.status, body: await answer.json() };
-    };
-    const login = await call('/v1/auth/login', { email, password, client_id: clientId });
-    if (login.status !== 200) return login;
-    const token = login.body.access_token;
-    const options = await call('/v1/auth/passkeys/register/options', { current_password: password }, token);
-    if (options.status !== 200) return options;
-    const credential = await navigator.credentials.create({
-      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.body.publicKey),
-    });
-    return call('/v1/auth/passkeys/register', { credential: credential.toJSON(), name: 'Chromium' }, token);
-  }, { slug, email, password, clientId });
-  if (registered.status !== 201) throw new Error(`registration: ${JSON.stringify(registered)}`);
+  await page.goto(`${issuer}/account`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.getByRole('heading', { name: 'Your account' }).waitFor();
+  await page.locator('#passkey_name').fill('Chromium');
+  await page.getByRole('button', { name: 'Add a passkey' }).click();
+  await page.getByText('The passkey is added.').waitFor();
+  await page.getByText('Chromium', { exact: true }).waitFor();
+  await page.screenshot({ path: `${artifacts}/account.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await page.getByText('You are signed out.').waitFor();
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   if (credentials.length !== 1 || !credentials[0].isResidentCredential) {
     throw new Error(`the authenticator holds ${JSON.stringify(credentials)}`);

@@ -75,9 +75,7 @@ pub async fn set_password(
 /// The public first-party client `client_id` names: the only clients that may log users
 /// in (or register them) through the headless API, which asks for no client secret.
 pub fn first_party_client<'a>(ctx: &'a TenantContext, client_id: &str) -> Result<&'a Client, ApiError> {
-    ctx.entry
-        .clients
-        .get(client_id)
+    ctx.client(client_id)
         .filter(|c| c.first_party && c.client_type == ClientType::Public)
         .ok_or_else(|| {
             ApiError::new(

@@ -49,6 +49,8 @@ pub const VERIFY_PATH: &str = "verify-email";
 pub const RESET_PATH: &str = "reset-password";
 /// Path of the hosted "forgot password" page under the issuer.
 pub const FORGOT_PATH: &str = "forgot-password";
+/// Path of the hosted page that confirms a new address of an account.
+pub const CHANGE_EMAIL_PATH: &str = "change-email";
 
 /// Mails of one flow (verification resend, password reset) one address may be sent per
 /// tenant and window. The per-IP limits do not stop many callers from flooding one inbox.
@@ -82,6 +84,7 @@ pub fn link(ctx: &TenantContext, client: Option<&Client>, purpose: EmailTokenPur
     let (app_url, path) = match purpose {
         EmailTokenPurpose::VerifyEmail => (client.and_then(|c| c.verify_email_url.as_deref()), VERIFY_PATH),
         EmailTokenPurpose::ResetPassword => (client.and_then(|c| c.reset_password_url.as_deref()), RESET_PATH),
+        EmailTokenPurpose::ChangeEmail => (None, CHANGE_EMAIL_PATH),
     };
     // The client's page (validated as an absolute URI when the client was saved) keeps its
     // own query parameters; the token is one more.
@@ -111,11 +114,13 @@ fn same_address(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
-/// Stores a new token of `purpose` for `user` (bound to the user's current address) and
-/// answers the token itself, which only the mail will carry.
+/// Stores a new token of `purpose` for `user`, bound to `address` (the account's own, or
+/// the new one of an address change), and answers the token itself, which only the mail
+/// will carry.
 async fn issue_token(
     db: &TenantDb,
     user: &User,
+    address: &str,
     purpose: EmailTokenPurpose,
     ttl: Duration,
 ) -> Result<String, ApiError> {
@@ -126,7 +131,7 @@ async fn issue_token(
         token_hash: hash_token(&token),
         user_id: user.id,
         purpose: purpose.as_str().to_owned(),
-        email: user.email.clone(),
+        email: address.to_owned(),
         created_at: now,
         expires_at: now + ttl,
         used_at: None,
@@ -145,33 +150,45 @@ pub async fn start_verification(
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    send_link(accounts, ctx, db, user, client, EmailTokenPurpose::VerifyEmail).await
+    send_link(
+        accounts,
+        ctx,
+        db,
+        user,
+        &user.email,
+        client,
+        EmailTokenPurpose::VerifyEmail,
+    )
+    .await
 }
 
-/// Issues a token for `purpose` and mails `user` its link, waiting for the SMTP server.
+/// Issues a token for `purpose` and mails its link to `address` (the account's, or the
+/// new one of an address change), waiting for the SMTP server.
 async fn send_link(
     accounts: &Accounts,
     ctx: &TenantContext,
     db: &TenantDb,
     user: &User,
+    address: &str,
     client: Option<&Client>,
     purpose: EmailTokenPurpose,
 ) -> Result<(), ApiError> {
     ctx.require(Capability::Email)?;
     let (ttl, kind) = match purpose {
-        EmailTokenPurpose::VerifyEmail => (VERIFY_TTL, MailTemplateKind::VerifyEmail),
+        // An address change is a verification of the new address.
+        EmailTokenPurpose::VerifyEmail | EmailTokenPurpose::ChangeEmail => (VERIFY_TTL, MailTemplateKind::VerifyEmail),
         EmailTokenPurpose::ResetPassword => (RESET_TTL, MailTemplateKind::ResetPassword),
     };
-    let token = issue_token(db, user, purpose, ttl).await?;
+    let token = issue_token(db, user, address, purpose, ttl).await?;
     let vars = MailVars {
-        user_email: user.email.clone(),
+        user_email: address.to_owned(),
         link: Some(link(ctx, client, purpose, &token)),
         expires_in: Some(ttl),
     };
     let lang = mail_language(ctx, Some(user));
     accounts
         .mailer
-        .send(&accounts.secrets, ctx, &user.email, kind, lang, &vars)
+        .send(&accounts.secrets, ctx, address, kind, lang, &vars)
         .await
 }
 
@@ -250,6 +267,12 @@ pub async fn request_link(
             crate::login::FORGOT_PER_IP,
             MailTemplateKind::ResetPassword,
         ),
+        EmailTokenPurpose::ChangeEmail => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "an address change is asked for by its signed-in account",
+            ));
+        }
     };
     let db = mail_request(accounts, ctx, flow, ip, limit, &email).await?;
     let (accounts, task_ctx) = (accounts.clone(), ctx.clone());
@@ -263,7 +286,7 @@ pub async fn request_link(
         if !recipient_allowed(&accounts, &ctx, flow, kind, &user).await? {
             return Ok(());
         }
-        send_link(&accounts, &ctx, &db, &user, client.as_ref(), purpose).await
+        send_link(&accounts, &ctx, &db, &user, &user.email, client.as_ref(), purpose).await
     });
     Ok(())
 }
@@ -327,7 +350,93 @@ pub async fn send_reset(
     user: &User,
     client: Option<&Client>,
 ) -> Result<(), ApiError> {
-    send_link(accounts, ctx, db, user, client, EmailTokenPurpose::ResetPassword).await
+    send_link(
+        accounts,
+        ctx,
+        db,
+        user,
+        &user.email,
+        client,
+        EmailTokenPurpose::ResetPassword,
+    )
+    .await
+}
+
+/// Address changes one account may ask for per window: each mails a stranger's inbox
+/// perhaps, so fewer than the other flows.
+pub const EMAIL_CHANGES_PER_ACCOUNT: (u32, Duration) = (5, Duration::from_secs(3600));
+
+/// A signed-in account asks to change its address to `new_email`: a link (48 h, single
+/// use) goes to the new address, and the address changes only when it is opened there
+/// ([`confirm_email_change`]). Checked first: SMTP (501), a well-formed address that is
+/// not the current one (422 on `email`), the account's limit (429). Whether another
+/// account has the address is not told here (only a confirmation can find out, and it
+/// is refused then), so the form cannot be used to find accounts.
+pub async fn start_email_change(
+    accounts: &Accounts,
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: &User,
+    new_email: &str,
+) -> Result<(), ApiError> {
+    ctx.require(Capability::Email)?;
+    let new_email = new_email.trim();
+    if new_email.len() > 254 || tenantry_mail::parse_recipient(new_email).is_err() {
+        return Err(ApiError::field("email", "must be an email address (local@domain)"));
+    }
+    if same_address(new_email, &user.email) {
+        return Err(ApiError::field("email", "is the account's address already"));
+    }
+    let key = format!("email_change:{}:{}", ctx.entry.tenant.id, user.id);
+    let (limit, window) = EMAIL_CHANGES_PER_ACCOUNT;
+    if let Decision::Limited { retry_after } = accounts.rate_limiter.hit(&key, limit, window).await? {
+        return Err(ApiError::rate_limited(retry_after.as_secs().max(1)));
+    }
+    send_link(accounts, ctx, db, user, new_email, None, EmailTokenPurpose::ChangeEmail).await
+}
+
+/// The account an address-change token is for and the new address, without spending it
+/// (400 `invalid_grant` when it is unknown, used or expired).
+pub async fn change_target(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<(User, String), ApiError> {
+    let found = db
+        .email_token(&hash_token(token), EmailTokenPurpose::ChangeEmail, Utc::now())
+        .await?
+        .ok_or_else(invalid_token)?;
+    let user = active_user(ctx, db, found.user_id).await?.ok_or_else(invalid_token)?;
+    Ok((user, found.email))
+}
+
+/// Spends an address-change token and gives the account its new address, verified (it
+/// was opened from that inbox). 400 `invalid_grant` for a bad token; 409 `email_taken`
+/// when another account has the address by now (the token is spent, nothing changed).
+pub async fn confirm_email_change(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<User, ApiError> {
+    let spent = db
+        .use_email_token(&hash_token(token), EmailTokenPurpose::ChangeEmail, Utc::now())
+        .await?
+        .ok_or_else(invalid_token)?;
+    let user = active_user(ctx, db, spent.user_id).await?.ok_or_else(invalid_token)?;
+    let taken = ApiError::new(ErrorCode::EmailTaken, "another account has this address");
+    if db
+        .user_by_email(&spent.email, &ctx.custom_fields())
+        .await?
+        .is_some_and(|other| other.id != user.id)
+    {
+        return Err(taken);
+    }
+    let update = ProfileUpdate {
+        email: Some(spent.email.clone()),
+        email_verified: Some(true),
+        ..Default::default()
+    };
+    match db.update_profile(user.id, update).await {
+        Ok(()) => {}
+        Err(tenantry_dataplane::DbError::Conflict(_)) => return Err(taken),
+        Err(e) => return Err(e.into()),
+    }
+    let changed = crate::events::Event::by_user("email_changed", tenantry_dataplane::Outcome::Success, user.id);
+    crate::events::record(db, changed).await;
+    tracing::info!(tenant = %ctx.slug(), "account address changed");
+    active_user(ctx, db, user.id).await?.ok_or_else(ApiError::internal)
 }
 
 /// The account a reset token is for, without spending it (400 `invalid_grant` when it is

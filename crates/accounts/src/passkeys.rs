@@ -94,6 +94,13 @@ enum CeremonyState {
     },
 }
 
+/// Whether browsers can make and use passkeys for this tenant: its issuer names a host a
+/// browser takes as an RP ID (not an IP address, which WebAuthn refuses). The hosted
+/// pages show passkey buttons only then.
+pub fn browsers_offer(ctx: &TenantContext) -> bool {
+    url::Url::parse(&ctx.issuer).is_ok_and(|issuer| matches!(issuer.host(), Some(url::Host::Domain(_))))
+}
+
 /// The tenant's relying party: RP ID = the issuer's host, origin = the issuer's origin.
 pub fn relying_party(ctx: &TenantContext) -> Result<Passki, ApiError> {
     let issuer = url::Url::parse(&ctx.issuer).map_err(|_| ApiError::internal())?;

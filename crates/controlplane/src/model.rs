@@ -393,6 +393,11 @@ pub enum CustomFieldType {
     Timestamp,
 }
 
+/// The client id of every tenant's built-in account page (`{issuer}/account`), which
+/// signs its users in through the tenant's own code flow like any first-party app. No
+/// registered client may take this id.
+pub const ACCOUNT_CLIENT_ID: &str = "tenantry-account";
+
 /// An OAuth client registered with a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

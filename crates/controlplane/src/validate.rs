@@ -461,6 +461,9 @@ pub fn validate_client(client: &Client) -> Result<(), ValidationErrors> {
             "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
         );
     }
+    if client.client_id == crate::model::ACCOUNT_CLIENT_ID {
+        errors.push("client_id", "is the built-in account page's; choose another");
+    }
     check_text(&mut errors, "name", &client.name, 200);
     check_client_quotas(&mut errors, "quotas", &client.quotas);
     for (i, uri) in client.redirect_uris.iter().enumerate() {
@@ -870,6 +873,12 @@ mod tests {
         c.redirect_uris = vec!["http://x/cb#frag".into()];
         assert!(validate_client(&c).is_err());
         c.redirect_uris = vec![];
+        c.client_id = crate::model::ACCOUNT_CLIENT_ID.into();
+        let errs = validate_client(&c).unwrap_err();
+        assert!(
+            errs.0.iter().any(|e| e.field == "client_id"),
+            "the account page's id is reserved"
+        );
         c.client_id = "../evil".into();
         let errs = validate_client(&c).unwrap_err();
         assert!(errs.0.iter().any(|e| e.field == "client_id"));

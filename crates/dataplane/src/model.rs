@@ -231,6 +231,8 @@ pub struct TrustedDevice {
 pub enum EmailTokenPurpose {
     VerifyEmail,
     ResetPassword,
+    /// A new address for an account: the token's `email` is the address to change to.
+    ChangeEmail,
 }
 
 impl EmailTokenPurpose {
@@ -238,6 +240,7 @@ impl EmailTokenPurpose {
         match self {
             EmailTokenPurpose::VerifyEmail => "verify_email",
             EmailTokenPurpose::ResetPassword => "reset_password",
+            EmailTokenPurpose::ChangeEmail => "change_email",
         }
     }
 }

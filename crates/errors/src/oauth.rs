@@ -22,6 +22,17 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// The RFC 6749 `error` code.
+    pub fn error(&self) -> &'static str {
+        self.error
+    }
+
+    /// The problem to answer when the tenant cannot serve (no keys, database down), not a
+    /// client mistake.
+    pub fn unavailable(&self) -> Option<&ApiError> {
+        self.unavailable.as_deref()
+    }
+
     pub fn new(error: &'static str, description: impl Into<String>) -> Self {
         let status = match error {
             "invalid_client" => StatusCode::UNAUTHORIZED,

@@ -9,7 +9,6 @@
 //! ([`issue_code`]) finish the request.
 
 use serde::{Deserialize, Serialize};
-use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, ClientType, GrantType};
 use tenantry_dataplane::model::{AuthorizationCode, Consent, Session};
 use tenantry_dataplane::{ConsentRepository, TokenRepository};
@@ -84,8 +83,9 @@ pub struct Prompt {
 }
 
 /// Validates an authorization request for the tenant `entry`.
-pub fn validate<'a>(entry: &'a TenantEntry, params: &Params) -> Result<ValidRequest<'a>, Refusal> {
-    let Some(client) = params.get("client_id").and_then(|id| entry.clients.get(id)) else {
+pub fn validate<'a>(ctx: &'a TenantContext, params: &Params) -> Result<ValidRequest<'a>, Refusal> {
+    let entry = &ctx.entry;
+    let Some(client) = params.get("client_id").and_then(|id| ctx.client(id)) else {
         return Err(Refusal::untrusted("invalid_client", "unknown or missing client_id"));
     };
     let Some(redirect_uri) = params.get("redirect_uri") else {

@@ -79,9 +79,7 @@ pub async fn authenticate_client<'a>(
     };
     let key = keystore.client_secret_key(&ctx.snapshot.system_secrets)?;
     let client = ctx
-        .entry
-        .clients
-        .get(client_id)
+        .client(client_id)
         .filter(|c| c.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt);
     let Some(client) = client else {
         // Spend the same work as a real check, so unknown ids are not told apart by time.
@@ -126,9 +124,7 @@ async fn assertion_client<'a>(ctx: &'a TenantContext, form: &Params) -> Result<&
         return Err(failed("client_id does not match the assertion"));
     }
     let client = ctx
-        .entry
-        .clients
-        .get(client_id)
+        .client(client_id)
         .filter(|c| c.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt)
         .ok_or_else(|| failed("unknown client or not registered for private_key_jwt"))?;
     let set: jsonwebtoken::jwk::JwkSet = client

@@ -77,7 +77,7 @@ pub fn end_session_request(ctx: &TenantContext, params: &Params) -> Result<EndSe
     {
         return Err(EndSessionError::Invalid("client_id does not match the id_token_hint"));
     }
-    let client = client_id.as_deref().and_then(|id| ctx.entry.clients.get(id));
+    let client = client_id.as_deref().and_then(|id| ctx.client(id));
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => match client {

@@ -143,7 +143,7 @@ fn with(changes: &[(&str, Option<&str>)]) -> Params {
 }
 
 fn refusal(t: &Tenant, changes: &[(&str, Option<&str>)]) -> Refusal {
-    authorize::validate(&t.ctx.entry, &with(changes)).unwrap_err()
+    authorize::validate(&t.ctx, &with(changes)).unwrap_err()
 }
 
 fn to_client_error(r: Refusal) -> &'static str {
@@ -159,7 +159,7 @@ fn to_client_error(r: Refusal) -> &'static str {
 #[test]
 fn a_good_request_is_validated_with_scopes_deduplicated() {
     let t = tenant();
-    let request = authorize::validate(&t.ctx.entry, &with(&[])).unwrap();
+    let request = authorize::validate(&t.ctx, &with(&[])).unwrap();
     assert_eq!(request.client.client_id, "spa");
     assert_eq!(request.scopes, ["openid", "profile"]);
     assert_eq!(request.to.state.as_deref(), Some("xyz"));
@@ -246,7 +246,7 @@ fn scopes_must_be_allowed_and_request_objects_are_refused() {
 #[test]
 fn prompt_and_max_age() {
     let t = tenant();
-    let request = authorize::validate(&t.ctx.entry, &with(&[("prompt", Some("login consent"))])).unwrap();
+    let request = authorize::validate(&t.ctx, &with(&[("prompt", Some("login consent"))])).unwrap();
     assert!(request.prompt.login && request.prompt.consent && !request.prompt.none);
     for bad in ["none login", "select_account", "nonsense"] {
         assert_eq!(

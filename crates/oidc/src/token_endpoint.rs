@@ -169,9 +169,13 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    well_formed && tenantry_crypto::constant_time_eq(pkce_challenge(verifier).as_bytes(), challenge.as_bytes())
+}
+
+/// The S256 `code_challenge` of `verifier` (RFC 7636 4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
-    well_formed && tenantry_crypto::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
 /// `authorization_code` (RFC 6749 4.1.3, RFC 7636): single use — a second use fails and

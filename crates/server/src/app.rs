@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             routes::logout::router()
                 .merge(routes::account_pages::router())
+                .merge(routes::account::router())
                 .route("/t/{slug}", any(middleware::not_found))
                 .route("/t/{slug}/{*rest}", any(middleware::not_found))
                 .route_layer(issuer_layers(None, None)),

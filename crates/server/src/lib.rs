@@ -317,10 +317,12 @@ fn print_banner(state: &AppState, installed: &installation::Installed, dev: bool
             public_url.as_str().trim_end_matches('/')
         );
     }
-    if let Some(slug) = &config.default_tenant
-        && let Some(entry) = cp.snapshot().tenant(slug)
-    {
-        println!("  issuer of tenant `{slug}`: {}", resolver.issuer_for(entry));
+    let default_issuer = config
+        .default_tenant
+        .as_ref()
+        .and_then(|slug| Some((slug, resolver.issuer_for(cp.snapshot().tenant(slug)?))));
+    if let Some((slug, issuer)) = &default_issuer {
+        println!("  issuer of tenant `{slug}`: {issuer}");
     }
     if dev {
         let token_file = config.fs_root.join(installation::DEV_ADMIN_TOKEN_FILE);
@@ -335,6 +337,18 @@ fn print_banner(state: &AppState, installed: &installation::Installed, dev: bool
             );
             if let Some((email, password)) = &installed.demo_user {
                 println!("  demo user (password shown once): {email} / {password}");
+            }
+            if let Some((_, issuer)) = &default_issuer {
+                println!(
+                    "  account page (sign in as the demo user): {issuer}/{}",
+                    tenantry_tenancy::ACCOUNT_PATH
+                );
+                if matches!(public_url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) {
+                    println!(
+                        "  passkeys need a host name, not an IP address: set TENANTRY_PUBLIC_URL=http://localhost:{}",
+                        public_url.port_or_known_default().unwrap_or(80)
+                    );
+                }
             }
         }
     }

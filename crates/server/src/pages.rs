@@ -1,11 +1,11 @@
 //! Hosted pages rendered on the server: login, consent, error, the `form_post`
 //! response, the "forgot password" form, and the pages behind the links of account mails
-//! (verify an email address, reset a password). Templates are minijinja with HTML
+//! (verify an email address, reset a password), and the account page. Templates are minijinja with HTML
 //! auto-escaping, kept in `templates/pages/` and compiled in (`include_str!`); their texts
 //! (English and Spanish) come from the message catalogue (`tenantry_messages`) as `t`;
 //! branding (name, logo, colors) comes from the tenant's settings.
-//! No page needs JavaScript; the form_post page submits itself with a nonce-allowed
-//! script and also shows a button.
+//! No page needs JavaScript but for WebAuthn (passkeys); the form_post page submits
+//! itself with a nonce-allowed script and also shows a button.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -23,8 +23,9 @@ macro_rules! pages {
     };
 }
 
-const PAGES: [(&str, &str); 16] = pages![
+const PAGES: [(&str, &str); 17] = pages![
     "layout.html",
+    "account.html",
     "passkey.js",
     "login.html",
     "signup.html",
@@ -52,6 +53,11 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 fn texts(lang: Language) -> &'static Catalogue {
     tenantry_messages::catalogue(lang)
+}
+
+/// The text of `key` in `lang`.
+pub fn text(lang: Language, key: Key) -> &'static str {
+    texts(lang).get(key)
 }
 
 /// The message for wrong credentials, in `lang`.
@@ -203,7 +209,7 @@ pub struct SignUpForm<'a> {
     /// The values to show again (`email`, `given_name`, `family_name`).
     pub values: BTreeMap<&'static str, String>,
     /// The tenant's custom fields, as inputs.
-    pub fields: Vec<SignUpField>,
+    pub fields: Vec<CustomFieldInput>,
     /// The password policy's minimum length.
     pub min_length: u32,
     /// Why the last attempt failed, and the problems of its fields.
@@ -227,9 +233,50 @@ pub struct PasskeySignUpPage<'a> {
     pub kept: Vec<(String, String)>,
 }
 
-/// One custom field of the sign-up form.
+/// What the account page shows ([`PageContext::account`]). Form actions are `{base}/…`.
+pub struct AccountPage<'a> {
+    pub base: &'a str,
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub email_verified: bool,
+    /// Profile inputs: `given_name`, `family_name`, `name`, `phone_number`.
+    pub profile: Vec<(&'static str, &'a str)>,
+    pub fields: Vec<CustomFieldInput>,
+    /// Whether the tenant can mail (an address change needs a link).
+    pub can_mail: bool,
+    pub has_password: bool,
+    pub min_length: u32,
+    /// A TOTP authenticator is confirmed.
+    pub totp: bool,
+    /// A TOTP secret being set up: its QR code, key and confirm form.
+    pub enrolment: Option<&'a tenantry_accounts::mfa::Enrolment>,
+    /// Recovery codes to show once.
+    pub recovery_codes: Option<&'a [String]>,
+    pub passkeys: Vec<AccountRow>,
+    /// Whether this issuer can make passkeys (its host is a domain name).
+    pub passkeys_offered: bool,
+    pub identities: Vec<AccountRow>,
+    pub sessions: Vec<AccountRow>,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// With an error that asks for a fresh sign-in: where to get one.
+    pub reauth: Option<&'a str>,
+}
+
+/// One passkey, linked identity or session on the account page: what identifies it in
+/// a form (`id`), its title, and what to show under it.
 #[derive(Debug, serde::Serialize)]
-pub struct SignUpField {
+pub struct AccountRow {
+    pub id: String,
+    pub title: String,
+    pub detail: String,
+    /// The session of this very page (it has no "sign out" of its own).
+    pub current: bool,
+}
+
+/// One custom field of a hosted form (sign-up, account).
+#[derive(Debug, serde::Serialize)]
+pub struct CustomFieldInput {
     pub name: String,
     pub label: String,
     /// The input type: `text`, `number`, `date`, `datetime-local` or `checkbox`.
@@ -366,6 +413,49 @@ impl PageContext<'_> {
         )
     }
 
+    /// The account page, answered with `status`.
+    pub fn account(&self, page: &AccountPage<'_>, status: StatusCode) -> Response {
+        use base64::Engine;
+        let t = texts(self.lang);
+        let password_hint = t.get(Key::PasswordHint).replace("{min}", &page.min_length.to_string());
+        let enrolment = page.enrolment.map(|e| {
+            context! {
+                qr => base64::engine::general_purpose::STANDARD.encode(e.qr_svg.as_bytes()),
+                secret => &e.secret,
+            }
+        });
+        // Only adding a passkey needs a script.
+        let nonce = page.passkeys_offered.then(|| tenantry_crypto::random_token(16));
+        let extra = context! {
+            base => page.base,
+            csrf => page.csrf,
+            email => page.email,
+            email_verified => page.email_verified,
+            profile => page.profile,
+            fields => page.fields,
+            can_mail => page.can_mail,
+            has_password => page.has_password,
+            password_hint,
+            totp => page.totp,
+            enrolment,
+            recovery_codes => page.recovery_codes,
+            passkeys => page.passkeys,
+            passkeys_offered => page.passkeys_offered,
+            identities => page.identities,
+            sessions => page.sessions,
+            notice => page.notice,
+            error => page.error,
+            reauth => page.reauth,
+            script_nonce => &nonce,
+        };
+        let mut response = self.render("account.html", t.get(Key::AccountTitle), extra, nonce.as_deref());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
     /// After a sign-up whose email must be verified before the account signs in.
     pub fn signup_sent(&self) -> Response {
         let t = texts(self.lang);
@@ -494,6 +584,13 @@ impl PageContext<'_> {
         let t = texts(self.lang);
         let extra = context! { title => t.get(Key::VerifiedTitle), message => t.get(Key::VerifiedMessage) };
         self.render("done.html", t.get(Key::VerifiedTitle), extra, None)
+    }
+
+    /// "Your account now uses this address."
+    pub fn email_changed(&self) -> Response {
+        let t = texts(self.lang);
+        let extra = context! { title => t.get(Key::EmailChangedTitle), message => t.get(Key::EmailChangedMessage) };
+        self.render("done.html", t.get(Key::EmailChangedTitle), extra, None)
     }
 
     /// "Your password was changed."

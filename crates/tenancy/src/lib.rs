@@ -14,9 +14,9 @@ pub mod revocations;
 pub mod testing;
 pub mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use tenantry_controlplane::model::{DbDriver, IssuerMode};
+use tenantry_controlplane::model::{Client, ClientType, DbDriver, GrantType, IssuerMode, TokenEndpointAuthMethod};
 use tenantry_controlplane::{ControlPlane, Snapshot, TenantEntry};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 
@@ -28,6 +28,48 @@ use crate::revocations::Revocations;
 
 /// Header that names the tenant on the REST API.
 pub const TENANT_HEADER: &str = "x-tenant-slug";
+
+pub use tenantry_controlplane::model::ACCOUNT_CLIENT_ID;
+
+/// Path of the account page under the issuer, and of its sign-in callback.
+pub const ACCOUNT_PATH: &str = "account";
+pub const ACCOUNT_CALLBACK_PATH: &str = "account/callback";
+
+/// The built-in account page as a client of the tenant `issuer`: public, first party,
+/// PKCE, the code flow only, back to its own callback (and to the page itself, where a
+/// linked upstream identity returns).
+fn account_client(issuer: &str) -> Client {
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    Client {
+        client_id: ACCOUNT_CLIENT_ID.to_owned(),
+        name: "Account".to_owned(),
+        client_type: ClientType::Public,
+        redirect_uris: vec![
+            format!("{issuer}/{ACCOUNT_CALLBACK_PATH}"),
+            format!("{issuer}/{ACCOUNT_PATH}"),
+        ],
+        post_logout_redirect_uris: Vec::new(),
+        allowed_origins: Vec::new(),
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+        token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+        secret_hash: None,
+        previous_secret: None,
+        access_token_secs: None,
+        id_token_secs: None,
+        refresh_token_secs: None,
+        jwks: None,
+        backchannel_logout_uri: None,
+        verify_email_url: None,
+        reset_password_url: None,
+        id_token_signed_response_alg: None,
+        access_token_signed_response_alg: None,
+        first_party: true,
+        quotas: Default::default(),
+        created_at: epoch,
+        updated_at: epoch,
+    }
+}
 
 /// Something a handler may need from its tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +103,8 @@ pub struct TenantContext {
     pub capabilities: Capabilities,
     /// `{public_url}/t/{slug}` or the tenant's custom issuer URL.
     pub issuer: String,
+    /// The built-in account client, made on first use ([`TenantContext::client`]).
+    account_client: OnceLock<Client>,
     shared: Arc<Shared>,
 }
 
@@ -76,6 +120,15 @@ impl std::fmt::Debug for TenantContext {
 impl TenantContext {
     pub fn slug(&self) -> &str {
         &self.entry.tenant.slug
+    }
+
+    /// The tenant's client `id`: the built-in account page ([`ACCOUNT_CLIENT_ID`]) or one
+    /// of its registered clients. Every lookup of a client by id goes through here.
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        if id == ACCOUNT_CLIENT_ID {
+            return Some(self.account_client.get_or_init(|| account_client(&self.issuer)));
+        }
+        self.entry.clients.get(id)
     }
 
     /// The tenant's own database, opened on first use: 409 `tenant_db_not_configured`
@@ -224,6 +277,7 @@ impl TenantContextResolver {
             entry,
             capabilities,
             issuer,
+            account_client: OnceLock::new(),
             shared: self.shared.clone(),
         })
     }

@@ -227,7 +227,7 @@ async fn passkeys_in_chromium() {
         "Chromium run failed:\n{stdout}\n{stderr}\n{}",
         server.stderr()
     );
-    for screenshot in ["login.png", "second-factor.png", "passkey-signup.png"] {
+    for screenshot in ["login.png", "account.png", "second-factor.png", "passkey-signup.png"] {
         assert!(artifacts.join(screenshot).is_file(), "{screenshot} kept");
     }
 

@@ -607,6 +607,29 @@ async fn sigterm_stops_gracefully_and_a_second_start_reuses_everything() {
         .expect("the demo user is announced with its password")
         .clone();
     let demo_password = demo_line.rsplit(" / ").next().unwrap().trim().to_owned();
+    // The account page, where the demo user signs in: it sends the browser to the
+    // tenant's login as its built-in client.
+    let account_line = server
+        .stdout_lines
+        .iter()
+        .find(|l| l.contains("account page (sign in as the demo user): "))
+        .expect("the account page is announced")
+        .clone();
+    let account_url = account_line.rsplit(": ").next().unwrap().trim().to_owned();
+    assert!(account_url.ends_with("/t/local/account"), "{account_line}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_redirects.get(&account_url).send().await.unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("/t/local/authorize?") && location.contains("client_id=tenantry-account"),
+        "{location}"
+    );
+    let login = no_redirects.get(&location).send().await.unwrap();
+    assert_eq!(login.status(), 200);
     let admin = Admin::of(&server);
     let (_, users) = admin.send(Method::GET, "/v1/admin/tenants/local/users", None).await;
     assert_eq!(users["users"][0]["email"], "demo@example.com");

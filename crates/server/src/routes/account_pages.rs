@@ -1,5 +1,5 @@
-//! The hosted pages behind the links of account mails: `/t/{slug}/verify-email` and
-//! `/t/{slug}/reset-password`, and the form that asks for a reset link,
+//! The hosted pages behind the links of account mails: `/t/{slug}/verify-email`,
+//! `/t/{slug}/change-email` (a new address of an account) and `/t/{slug}/reset-password`, and the form that asks for a reset link,
 //! `/t/{slug}/forgot-password` (see `account_email`, which does the work for these pages
 //! and for the headless API alike).
 //!
@@ -27,7 +27,8 @@ use crate::pages::{self, PageContext};
 use crate::state::AppState;
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
-use tenantry_accounts::account_email::{self, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
+use tenantry_accounts::account_email::{self, CHANGE_EMAIL_PATH, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
+use tenantry_messages::Key;
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/verify-email", get(verify_get).post(verify_post))
         .route("/t/{slug}/reset-password", get(reset_get).post(reset_post))
         .route("/t/{slug}/forgot-password", get(forgot_get).post(forgot_post))
+        .route("/t/{slug}/change-email", get(change_get).post(change_post))
 }
 
 fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
@@ -94,6 +96,8 @@ struct OpenedLink {
     token: String,
     /// The account the token is for (the token is not spent).
     user: User,
+    /// The address the link is for: the account's, or the new one of an address change.
+    email: String,
     lang: Language,
     /// The browser's CSRF token, or a new one for the cookie.
     csrf: String,
@@ -106,7 +110,7 @@ async fn open_link(
     ip: Option<IpAddr>,
     headers: &HeaderMap,
     query: Option<String>,
-    reset: bool,
+    purpose: EmailTokenPurpose,
 ) -> Result<OpenedLink, Box<Response>> {
     let tenant_lang = ctx.entry.tenant.settings.language;
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]).map(|p| link_params(&p)) else {
@@ -124,12 +128,19 @@ async fn open_link(
         .await
         .map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     let db = ctx.db().await.map_err(|e| Box::new(e.into_response()))?;
-    let target = if reset {
-        account_email::reset_target(ctx, &db, &params.token).await
-    } else {
-        account_email::verification_target(ctx, &db, &params.token).await
+    let own_address = |user: User| (user.email.clone(), user);
+    let target = match purpose {
+        EmailTokenPurpose::ResetPassword => account_email::reset_target(ctx, &db, &params.token)
+            .await
+            .map(own_address),
+        EmailTokenPurpose::VerifyEmail => account_email::verification_target(ctx, &db, &params.token)
+            .await
+            .map(own_address),
+        EmailTokenPurpose::ChangeEmail => account_email::change_target(ctx, &db, &params.token)
+            .await
+            .map(|(user, new)| (new, user)),
     };
-    let user = target.map_err(|e| Box::new(link_error(ctx, lang, e)))?;
+    let (email, user) = target.map_err(|e| Box::new(link_error(ctx, lang, e)))?;
     // Without `ui_locales`, the account's own language.
     let lang = match params.ui_locales {
         Some(_) => lang,
@@ -139,6 +150,7 @@ async fn open_link(
     Ok(OpenedLink {
         token: params.token,
         user,
+        email,
         lang,
         csrf,
     })
@@ -185,12 +197,12 @@ async fn verify_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&state, &ctx, ip, &headers, query, false).await {
+    let link = match open_link(&state, &ctx, ip, &headers, query, EmailTokenPurpose::VerifyEmail).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
     let action = action(&ctx, VERIFY_PATH);
-    let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.user.email);
+    let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.email);
     csrf::with_cookie(&state, &ctx, page, &link.csrf)
 }
 
@@ -215,6 +227,51 @@ async fn verify_post(
     }
 }
 
+/// `GET /t/{slug}/change-email?token=…`: a button that confirms the new address of an
+/// account (the verification page, showing the new address).
+async fn change_get(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let link = match open_link(&state, &ctx, ip, &headers, query, EmailTokenPurpose::ChangeEmail).await {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let action = action(&ctx, CHANGE_EMAIL_PATH);
+    let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.email);
+    csrf::with_cookie(&state, &ctx, page, &link.csrf)
+}
+
+/// `POST /t/{slug}/change-email`: spends the token and gives the account its new,
+/// verified address.
+async fn change_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    form: Result<CsrfForm, CsrfRejection>,
+) -> Response {
+    let (form, lang) = match open_form(&state, &ctx, ip, form).await {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    let db = match ctx.db().await {
+        Ok(db) => db,
+        Err(e) => return e.into_response(),
+    };
+    match account_email::confirm_email_change(&ctx, &db, &form.token).await {
+        Ok(_) => page_context(&ctx, lang).email_changed(),
+        Err(e) if e.code == ErrorCode::EmailTaken => page_context(&ctx, lang).error(
+            StatusCode::CONFLICT,
+            e.code.as_str(),
+            pages::text(lang, Key::EmailTaken),
+        ),
+        Err(e) => link_error(&ctx, lang, e),
+    }
+}
+
 /// `GET /t/{slug}/reset-password?token=…`: the new-password form.
 async fn reset_get(
     ctx: TenantContext,
@@ -223,7 +280,7 @@ async fn reset_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&state, &ctx, ip, &headers, query, true).await {
+    let link = match open_link(&state, &ctx, ip, &headers, query, EmailTokenPurpose::ResetPassword).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };

@@ -196,7 +196,7 @@ async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw:
         Err(e) => return early_error("invalid_request", &e.message()),
     };
     let lang = pages::language(params.get("ui_locales"), tenant_lang);
-    let request = match authorize::validate(&ctx.entry, &params) {
+    let request = match authorize::validate(&ctx, &params) {
         Ok(request) => request,
         Err(Refusal::Untrusted { error, description }) => return early_error(error, &description),
         Err(Refusal::ToClient { to, error, description }) => {
@@ -307,7 +307,9 @@ fn login_page(
         forgot: forgot.as_deref(),
         signup: signup.as_deref(),
         providers,
-        passkey_options: passkey::offered(ctx).then(|| action(ctx, "login/passkey")).as_deref(),
+        passkey_options: tenantry_accounts::passkeys::browsers_offer(ctx)
+            .then(|| action(ctx, "login/passkey"))
+            .as_deref(),
     })
 }
 
@@ -467,7 +469,7 @@ async fn login(
         Err(page) => return *page,
     };
     let lang = interaction.lang;
-    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+    let Some(client) = ctx.client(&interaction.client_id) else {
         return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let db = match ctx.db().await {
@@ -625,7 +627,7 @@ async fn mfa_step(
     let lang = interaction.lang;
     let pages = page_context(&ctx, lang);
     let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
-    let (Some(user_id), Some(client)) = (interaction.mfa_user, ctx.entry.clients.get(&interaction.client_id)) else {
+    let (Some(user_id), Some(client)) = (interaction.mfa_user, ctx.client(&interaction.client_id)) else {
         return expired();
     };
     let db = match ctx.db().await {
@@ -800,7 +802,7 @@ async fn continue_step(
     let lang = interaction.lang;
     let pages = page_context(&ctx, lang);
     let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
-    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+    let Some(client) = ctx.client(&interaction.client_id) else {
         return expired();
     };
     let (session, user) = match current_session(&ctx, &headers).await {
@@ -825,7 +827,7 @@ async fn consent(
         Err(page) => return *page,
     };
     let lang = interaction.lang;
-    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+    let Some(client) = ctx.client(&interaction.client_id) else {
         return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let back = Redirector {

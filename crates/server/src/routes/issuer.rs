@@ -129,7 +129,7 @@ async fn userinfo_claims(
         BearerError::Unavailable(api) => UserinfoError::Unavailable(api),
     })?;
     // Counted for the client the token was issued to, once the token is known good.
-    if let Some(client) = ctx.entry.clients.get(&good.claims.client_id) {
+    if let Some(client) = ctx.client(&good.claims.client_id) {
         quota
             .admit(
                 &state.accounts.rate_limiter,

@@ -2,6 +2,7 @@
 //! two surfaces share lives in `web` (HTTP rules) or in a service module; the only
 //! cross-module use is merging routers (`api`, `admin`, and `app` for the whole tree).
 
+pub mod account;
 pub mod account_pages;
 pub mod admin;
 pub mod admin_admins;

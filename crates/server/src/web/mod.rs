@@ -1,7 +1,7 @@
 //! The HTTP rules every surface shares, each written once: request extractors (JSON
 //! bodies, admin authentication, the client's address), the `Authorization: Bearer`
 //! parser (RFC 6750), the tenant middleware, the tenant-scoped cookies of the hosted
-//! pages and their CSRF-checked forms, the RFC 6749 error answer of the OAuth
+//! pages and their CSRF-checked forms and custom-field inputs, the RFC 6749 error answer of the OAuth
 //! endpoints, and request quotas with their headers.
 //! Route modules use these and never each other.
 
@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bearer;
 pub mod cookies;
 pub mod csrf;
+pub mod custom_fields;
 pub mod extract;
 pub mod oauth_error;
 pub mod page;

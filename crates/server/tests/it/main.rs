@@ -10,6 +10,7 @@
 mod common;
 
 mod account_email;
+mod account_page;
 mod admin_access;
 mod admin_sessions;
 mod admin_settings;

@@ -479,12 +479,7 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
         };
         // Only tokens issued to the tenant's own first-party apps act on the account; a
         // token a third-party client (or a resource server it was sent to) holds does not.
-        if !ctx
-            .entry
-            .clients
-            .get(&good.claims.client_id)
-            .is_some_and(|c| c.first_party)
-        {
+        if !ctx.client(&good.claims.client_id).is_some_and(|c| c.first_party) {
             return Err(unauthorized("the token was not issued to a first-party client"));
         }
         let user = good.user.ok_or_else(|| unauthorized("the token is not a user's"))?;

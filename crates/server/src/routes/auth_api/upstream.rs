@@ -89,7 +89,7 @@ pub(super) async fn upstream_start(
         .finish();
     let params = tenantry_oidc::params::Params::parse(query.as_bytes(), &[])
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.message()))?;
-    if let Err(refusal) = tenantry_oidc::authorize::validate(&ctx.entry, &params) {
+    if let Err(refusal) = tenantry_oidc::authorize::validate(&ctx, &params) {
         let (error, description) = match refusal {
             tenantry_oidc::authorize::Refusal::Untrusted { error, description } => (error, description),
             tenantry_oidc::authorize::Refusal::ToClient { error, description, .. } => (error, description),
@@ -156,9 +156,7 @@ pub(super) async fn link_identity(
 ) -> Result<Json<LinkStart>, ApiError> {
     let provider = provider(&ctx, &provider_id)?.id.clone();
     let registered = ctx
-        .entry
-        .clients
-        .get(&caller.client_id)
+        .client(&caller.client_id)
         .is_some_and(|c| c.redirect_uris.contains(&body.redirect_uri));
     if !registered {
         return Err(ApiError::new(

@@ -25,12 +25,6 @@ use crate::state::AppState;
 use crate::web::SessionOrigin;
 use crate::web::csrf::{CsrfForm, CsrfRejection};
 
-/// Whether the login page offers passkeys: the tenant's issuer names a host a browser
-/// takes as an RP ID (not an IP address, which WebAuthn refuses).
-pub(super) fn offered(ctx: &TenantContext) -> bool {
-    url::Url::parse(&ctx.issuer).is_ok_and(|issuer| matches!(issuer.host(), Some(url::Host::Domain(_))))
-}
-
 /// Sign-in options for the login page's passkey button and autofill: no allowed
 /// credentials (the authenticator offers its discoverable ones), user verification
 /// required, bound to the interaction.

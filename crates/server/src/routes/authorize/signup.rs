@@ -25,20 +25,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_accounts::account::{Registration, SignUpWith};
 use tenantry_accounts::login::LoginError;
-use tenantry_controlplane::model::{CustomFieldType, Language};
+use tenantry_controlplane::model::Language;
 use tenantry_tenancy::TenantContext;
 
-use super::{
-    Interaction, StepForm, action, after_first_factor, open_step, page_context, passkey, provider_buttons, seal,
-};
+use super::{Interaction, StepForm, action, after_first_factor, open_step, page_context, provider_buttons, seal};
 use crate::error::{ApiError, ErrorCode};
-use crate::pages::{self, SignUpField, SignUpForm};
+use crate::pages::{self, SignUpForm};
 use crate::state::AppState;
 use crate::web::csrf::{CsrfForm, CsrfRejection};
+use crate::web::custom_fields::{self, MAX_FIELD};
 use crate::web::{DEVICE_COOKIE, SessionOrigin, cookie};
-
-/// Longest value taken from one sign-up field (the store checks each field's own rules).
-const MAX_FIELD: usize = 1024;
 
 pub(super) async fn signup(
     ctx: TenantContext,
@@ -53,7 +49,7 @@ pub(super) async fn signup(
     };
     let lang = interaction.lang;
     let pages = page_context(&ctx, lang);
-    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+    let Some(client) = ctx.client(&interaction.client_id) else {
         return pages.error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     if !ctx.entry.tenant.settings.security.registration_enabled {
@@ -85,7 +81,7 @@ pub(super) async fn signup(
             Err(PasskeySignUpEnd::Refused(e)) => e.into_response(),
         };
     }
-    let custom = match custom_values(&ctx, &form) {
+    let custom = match custom_fields::values(&ctx, &form.params) {
         Ok(custom) => custom,
         Err(e) => return show(Some(&e)),
     };
@@ -96,7 +92,7 @@ pub(super) async fn signup(
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(MAX_FIELD).collect::<String>())
     };
-    if form.params.get("with") == Some("passkey") && passkey::offered(&ctx) {
+    if form.params.get("with") == Some("passkey") && tenantry_accounts::passkeys::browsers_offer(&ctx) {
         let pending = PendingSignUp {
             email: form.email.trim().to_owned(),
             given_name: text("given_name"),
@@ -319,26 +315,7 @@ fn signup_page(
     {
         values.insert("email", hint.clone());
     }
-    let fields = ctx
-        .entry
-        .tenant
-        .settings
-        .custom_fields
-        .iter()
-        .map(|f| SignUpField {
-            name: f.name.clone(),
-            label: label(&f.name),
-            input: match f.field_type {
-                CustomFieldType::Text => "text",
-                CustomFieldType::Integer => "number",
-                CustomFieldType::Boolean => "checkbox",
-                CustomFieldType::Date => "date",
-                CustomFieldType::Timestamp => "datetime-local",
-            },
-            required: f.required,
-            value: kept(&format!("custom.{}", f.name)),
-        })
-        .collect();
+    let fields = custom_fields::inputs(ctx, |name| kept(&format!("custom.{name}")));
     let message = error.map(|e| refusal(interaction.lang, e));
     let problems = error
         .map(|e| e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect())
@@ -356,7 +333,7 @@ fn signup_page(
             error: message.as_deref(),
             problems,
             providers: provider_buttons(ctx),
-            passkey: passkey::offered(ctx),
+            passkey: tenantry_accounts::passkeys::browsers_offer(ctx),
         },
         status,
     );
@@ -371,56 +348,5 @@ fn refusal(lang: Language, e: &ApiError) -> String {
     match e.code {
         ErrorCode::RateLimited => pages::try_later(lang, std::time::Duration::from_secs(e.retry_after.unwrap_or(60))),
         _ => e.detail.clone(),
-    }
-}
-
-/// A custom field's label: its name with spaces, capitalised (`cost_center` → "Cost center").
-fn label(name: &str) -> String {
-    let spaced = name.replace('_', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => spaced,
-    }
-}
-
-/// The tenant's custom fields from the form, as the values the store takes: text and
-/// dates as sent, integers parsed, booleans from checkboxes, `datetime-local` as UTC.
-/// Empty inputs are left out (the store refuses a missing required field).
-fn custom_values(ctx: &TenantContext, form: &StepForm) -> Result<BTreeMap<String, Value>, ApiError> {
-    let mut values = BTreeMap::new();
-    for field in &ctx.entry.tenant.settings.custom_fields {
-        let key = format!("custom.{}", field.name);
-        let raw = form.params.get(&key).map(str::trim).unwrap_or("");
-        let value = match field.field_type {
-            CustomFieldType::Boolean => Value::Bool(raw == "1"),
-            _ if raw.is_empty() => continue,
-            CustomFieldType::Integer => match raw.parse::<i64>() {
-                Ok(n) => Value::from(n),
-                Err(_) => {
-                    return Err(ApiError::field(
-                        &format!("custom.{}", field.name),
-                        "must be a whole number",
-                    ));
-                }
-            },
-            CustomFieldType::Timestamp if raw.len() == 16 => Value::String(format!("{raw}:00Z")),
-            CustomFieldType::Timestamp if raw.len() == 19 => Value::String(format!("{raw}Z")),
-            _ => Value::String(raw.chars().take(MAX_FIELD).collect()),
-        };
-        values.insert(field.name.clone(), value);
-    }
-    Ok(values)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_read_as_words() {
-        assert_eq!(label("cost_center"), "Cost center");
-        assert_eq!(label("x"), "X");
-        assert_eq!(label(""), "");
     }
 }

@@ -476,7 +476,7 @@ async fn sign_in(
     identity: UpstreamIdentity,
 ) -> Response {
     let lang = interaction.lang;
-    let Some(client) = ctx.entry.clients.get(&interaction.client_id) else {
+    let Some(client) = ctx.client(&interaction.client_id) else {
         return page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let user = match account::resolve(ctx, db, provider, &identity).await {

@@ -20,6 +20,7 @@ use crate::common;
 use crate::common::api::Api;
 use crate::common::{TestServer, start};
 
+mod account;
 mod hosted;
 
 const PASSWORD: &str = "correct horse battery";
