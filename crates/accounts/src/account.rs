@@ -496,27 +496,6 @@ pub async fn sessions(db: &TenantDb, user: Uuid) -> Result<Vec<Session>, ApiErro
     Ok(db.sessions_of(user, Utc::now()).await?)
 }
 
-/// Ends the first of the user's live sessions `which` picks, with its refresh tokens
-/// (404 `not_found` when none).
-pub async fn end_session(db: &TenantDb, user: Uuid, which: impl Fn(&Session) -> bool) -> Result<(), ApiError> {
-    let now = Utc::now();
-    let session = db
-        .sessions_of(user, now)
-        .await?
-        .into_iter()
-        .find(|s| which(s))
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such session"))?;
-    end_this_session(db, &session.id_hash).await
-}
-
-/// Ends one session (logout) and the refresh tokens issued under it.
-pub async fn end_this_session(db: &TenantDb, session_id_hash: &str) -> Result<(), ApiError> {
-    let now = Utc::now();
-    db.revoke_session(session_id_hash, now).await?;
-    db.revoke_refresh_by_session(session_id_hash, now).await?;
-    Ok(())
-}
-
 /// A user changes their own profile (`/v1/auth/me`): a phone number typed anew is not
 /// verified; every value is checked before anything is written, then custom fields (the
 /// part the database can still refuse: uniqueness), so a refusal changes nothing.

@@ -123,7 +123,7 @@ pub async fn end_session(
     db.revoke_refresh_by_session(&session.id_hash, now).await?;
     let targets: Vec<Client> = clients
         .iter()
-        .filter_map(|id| ctx.entry.clients.get(id))
+        .filter_map(|id| ctx.client(id))
         .filter(|c| c.backchannel_logout_uri.is_some())
         .cloned()
         .collect();
@@ -135,6 +135,24 @@ pub async fn end_session(
         &crate::tokens::sid(&session.id_hash),
     );
     Ok(())
+}
+
+/// Ends the live sessions of `user` that `which` picks, each as [`end_session`] ends one
+/// (its clients told by back-channel logout); answers how many ended.
+pub async fn end_sessions_of(
+    ctx: &TenantContext,
+    db: &TenantDb,
+    user: uuid::Uuid,
+    which: impl Fn(&Session) -> bool,
+    policy: OutboundPolicy,
+) -> Result<usize, ApiError> {
+    let live = db.sessions_of(user, Utc::now()).await?;
+    let mut ended = 0;
+    for session in live.iter().filter(|s| which(s)) {
+        end_session(ctx, db, session, policy).await?;
+        ended += 1;
+    }
+    Ok(ended)
 }
 
 /// Signs one logout token per client (OIDC Back-Channel Logout 2.4) and delivers them in

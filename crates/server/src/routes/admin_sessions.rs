@@ -194,7 +194,7 @@ async fn list_sessions(
     Ok(Json(UserSessionList { sessions }))
 }
 
-/// Ends one session and its refresh tokens.
+/// Ends one session and its refresh tokens (its apps told by back-channel logout).
 #[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/sessions/{sid}", tag = "sessions",
     operation_id = "revoke_user_session",
     params(
@@ -214,7 +214,14 @@ async fn revoke_session(
     let ctx = state.resolver.resolve_slug(&slug)?;
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
-    let end = account::end_session(&db, user.id, |s| sid(&s.id_hash) == session);
+    let policy = state.config.outbound;
+    let end = async {
+        let this = |s: &tenantry_dataplane::model::Session| sid(&s.id_hash) == session;
+        match tenantry_oidc::logout::end_sessions_of(&ctx, &db, user.id, this, policy).await? {
+            0 => Err(ApiError::new(ErrorCode::NotFound, "no such session")),
+            _ => Ok(()),
+        }
+    };
     let details = json!({ "user_id": user.id, "session": &session });
     state
         .admin
@@ -223,7 +230,8 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Ends every session of the user, with their refresh tokens.
+/// Ends every session of the user, with their refresh tokens (each session's apps told
+/// by back-channel logout).
 #[utoipa::path(delete, path = "/v1/admin/tenants/{slug}/users/{id}/sessions", tag = "sessions",
     params(("slug" = String, Path, description = "The tenant"), ("id" = Uuid, Path, description = "The user")),
     responses(
@@ -239,10 +247,13 @@ async fn revoke_sessions(
     let user = existing(&ctx, &id).await?;
     let db = ctx.db().await?;
     let now = Utc::now();
+    let policy = state.config.outbound;
     let end = async {
-        let sessions = db.revoke_user_sessions(user.id, None, now).await?;
+        // Each session's apps are told by back-channel logout.
+        let ended = tenantry_oidc::logout::end_sessions_of(&ctx, &db, user.id, |_| true, policy).await?;
+        let sessions = db.revoke_user_sessions(user.id, None, now).await? + ended as u64;
         let tokens = db.revoke_refresh_by_user(user.id, now).await?;
-        Ok::<_, tenantry_dataplane::DbError>((sessions, tokens))
+        Ok::<_, ApiError>((sessions, tokens))
     };
     let (sessions, tokens) = state
         .admin

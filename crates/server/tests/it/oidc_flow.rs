@@ -727,3 +727,50 @@ async fn third_party_clients_need_consent_and_codes_stay_in_their_tenant() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+/// Signing out on the account page ends the login session as RP-initiated logout does:
+/// the apps of the session get their back-channel logout token. The account page signs
+/// in silently on the session the app's login opened.
+#[tokio::test]
+async fn signing_out_on_the_account_page_notifies_the_sessions_apps() {
+    let server = start_with_config(Some("[outbound]\nallow_private_networks = true\n")).await;
+    make_user(&server, "local").await;
+    let (backchannel, mut received) = logout_receiver().await;
+    let client = json!({"client_id": "portal", "name": "Portal", "first_party": true,
+        "redirect_uris": ["https://portal.example/cb"], "backchannel_logout_uri": backchannel});
+    let (status, created) = server
+        .admin(Method::POST, "/v1/admin/tenants/local/clients", Some(client))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let mut browser = Browser::new();
+    let auth = format!(
+        "{}/t/local/authorize?client_id=portal&response_type=code&scope=openid&redirect_uri={}{CHALLENGE_PARAMS}",
+        server.base,
+        urlencode("https://portal.example/cb")
+    );
+    let (status, _, _) = login(&mut browser, &auth, "correct horse battery").await;
+    assert_eq!(status, 303);
+
+    // The account page: authorize → callback → page, with no login page on the way.
+    let account = crate::account_page::account_url(&server);
+    let mut url = account.clone();
+    for _ in 0..3 {
+        let (status, headers, body) = browser.send(Method::GET, &url, None).await;
+        assert_eq!(status, 303, "{body}");
+        url = headers["location"].clone();
+    }
+    assert_eq!(url, account);
+    let (status, _, page) = browser.send(Method::GET, &account, None).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _, body) = crate::account_page::post(&server, &mut browser, &page, "sign-out", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let logout_token = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+        .await
+        .expect("a back-channel logout within 10 s")
+        .unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&logout_token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["aud"], "portal", "{claims}");
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+}

@@ -12,7 +12,8 @@ use chrono::Utc;
 use tenantry_accounts::account::{self, Proof};
 use tenantry_accounts::{account_email, passkeys};
 use tenantry_dataplane::UserRepository;
-use tenantry_dataplane::model::ProfileUpdate;
+use tenantry_dataplane::model::{ProfileUpdate, Session};
+use tenantry_oidc::logout::end_sessions_of;
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
@@ -416,18 +417,22 @@ async fn unlink_identity(
 }
 
 async fn end_other_session(
-    _: &AppState,
-    _: &TenantContext,
+    state: &AppState,
+    ctx: &TenantContext,
     me: &SignedIn,
     _: &Params,
     sid: &str,
 ) -> Result<Done, ApiError> {
-    account::end_session(&me.db, me.user.id, |s| tenantry_oidc::tokens::sid(&s.id_hash) == sid).await?;
+    let this = |s: &Session| tenantry_oidc::tokens::sid(&s.id_hash) == sid;
+    if end_sessions_of(ctx, &me.db, me.user.id, this, state.config.outbound).await? == 0 {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
+    }
     Ok(Done::Notice("session_ended"))
 }
 
 /// `POST {issuer}/account/sign-out`: ends this login session (the page's and the hosted
-/// login's: they are one) and forgets its cookies.
+/// login's: they are one; its apps are told by back-channel logout) and forgets its
+/// cookies.
 async fn sign_out(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -438,13 +443,14 @@ async fn sign_out(
         Ok(opened) => opened,
         Err(response) => return response,
     };
-    match account::end_this_session(&me.db, &me.session.id_hash).await {
+    match tenantry_oidc::logout::end_session(&ctx, &me.db, &me.session, state.config.outbound).await {
         Ok(()) => signed_out(&state, &ctx, &me),
         Err(e) => e.into_response(),
     }
 }
 
-/// `POST {issuer}/account/sign-out-everywhere`: ends every session of the account.
+/// `POST {issuer}/account/sign-out-everywhere`: ends every session of the account (each
+/// one's apps told by back-channel logout), its refresh tokens and trusted devices.
 async fn sign_out_everywhere(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -455,7 +461,11 @@ async fn sign_out_everywhere(
         Ok(opened) => opened,
         Err(response) => return response,
     };
-    match tenantry_accounts::login::sign_out_everywhere(&me.db, me.user.id, Utc::now()).await {
+    let everywhere = async {
+        end_sessions_of(&ctx, &me.db, me.user.id, |_| true, state.config.outbound).await?;
+        tenantry_accounts::login::sign_out_everywhere(&me.db, me.user.id, Utc::now()).await
+    };
+    match everywhere.await {
         Ok(()) => signed_out(&state, &ctx, &me),
         Err(e) => e.into_response(),
     }

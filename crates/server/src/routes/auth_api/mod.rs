@@ -496,23 +496,25 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Ends this login session and its refresh tokens (and with them the access token).
+/// Ends this login session and its refresh tokens (and with them the access token); the
+/// session's apps are told by back-channel logout.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     security(("user_access_token" = [])),
     responses((status = 204, description = "The session ended")))]
-async fn logout(caller: Caller) -> Result<StatusCode, ApiError> {
-    account::end_this_session(&caller.db, &caller.session.id_hash).await?;
+async fn logout(ctx: TenantContext, State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    tenantry_oidc::logout::end_session(&ctx, &caller.db, &caller.session, state.config.outbound).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Ends every session and refresh token of the caller, and forgets the devices trusted to
-/// skip the second factor.
+/// Ends every session and refresh token of the caller (each session's apps told by
+/// back-channel logout), and forgets the devices trusted to skip the second factor.
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
     security(("user_access_token" = [])),
     responses((status = 204, description = "Every session ended")))]
-async fn logout_all(caller: Caller) -> Result<StatusCode, ApiError> {
-    let now = Utc::now();
-    tenantry_accounts::login::sign_out_everywhere(&caller.db, caller.user.id, now).await?;
+async fn logout_all(ctx: TenantContext, State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    let (db, user) = (&caller.db, caller.user.id);
+    tenantry_oidc::logout::end_sessions_of(&ctx, db, user, |_| true, state.config.outbound).await?;
+    tenantry_accounts::login::sign_out_everywhere(db, user, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -750,17 +752,24 @@ async fn sessions(caller: Caller) -> Result<Json<SessionList>, ApiError> {
     Ok(Json(SessionList { sessions }))
 }
 
-/// Ends one of the caller's sessions (and its refresh tokens).
+/// Ends one of the caller's sessions (and its refresh tokens; its apps are told by
+/// back-channel logout).
 #[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "auth",
     security(("user_access_token" = [])),
     params(("id" = String, Path, description = "The session's `sid`")),
     responses((status = 204, description = "The session ended"),
         (status = 404, description = "No live session of the caller has this id")))]
-async fn revoke_session(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    account::end_session(&caller.db, caller.user.id, |s| {
-        tenantry_oidc::tokens::sid(&s.id_hash) == id
-    })
-    .await?;
+async fn revoke_session(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let this = |s: &Session| tenantry_oidc::tokens::sid(&s.id_hash) == id;
+    let ended = tenantry_oidc::logout::end_sessions_of(&ctx, &caller.db, caller.user.id, this, state.config.outbound);
+    if ended.await? == 0 {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
