@@ -148,6 +148,8 @@ keys! {
     SignUpSentMessage = "sign_up_sent_message",
     // The account page
     AccountTitle = "account_title",
+    Language = "language",
+    LanguageDefault = "language_default",
     AccountProfile = "account_profile",
     Name = "name",
     PhoneNumber = "phone_number",

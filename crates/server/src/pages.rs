@@ -241,6 +241,8 @@ pub struct AccountPage<'a> {
     pub email_verified: bool,
     /// Profile inputs: `given_name`, `family_name`, `name`, `phone_number`.
     pub profile: Vec<(&'static str, &'a str)>,
+    /// The account's language (`en`, `es`), or empty for the tenant's.
+    pub locale: &'a str,
     pub fields: Vec<CustomFieldInput>,
     /// Whether the tenant can mail (an address change needs a link).
     pub can_mail: bool,
@@ -432,6 +434,7 @@ impl PageContext<'_> {
             email => page.email,
             email_verified => page.email_verified,
             profile => page.profile,
+            locale => page.locale,
             fields => page.fields,
             can_mail => page.can_mail,
             has_password => page.has_password,

@@ -270,10 +270,44 @@ async fn password_and_authenticator_app_on_the_account_page() {
         page.contains("<html lang=\"es\">") && page.contains("Tu cuenta"),
         "the account's language: {page}"
     );
-    let (status, _, body) = post(&server, &mut browser, &page, "profile", &[("given_name", "Ada")]).await;
+    let (status, _, body) = post(
+        &server,
+        &mut browser,
+        &page,
+        "profile",
+        &[("given_name", "Ada"), ("locale", "es")],
+    )
+    .await;
     assert_eq!(status, 303, "{body}");
     let (status, _, page) = browser.send(Method::GET, &account_url(&server), None).await;
     assert_eq!(status, 200);
+    // The language is the account's own choice.
+    let (status, _, english) = post(
+        &server,
+        &mut browser,
+        &page,
+        "profile",
+        &[("given_name", "Ada"), ("locale", "en")],
+    )
+    .await;
+    assert_eq!(status, 303, "{english}");
+    let (_, _, english) = browser.send(Method::GET, &account_url(&server), None).await;
+    assert!(
+        english.contains("Your account") && english.contains("<option value=\"en\" selected>"),
+        "{english}"
+    );
+    let (status, _, _) = post(&server, &mut browser, &english, "profile", &[("locale", "xx-!!")]).await;
+    assert_eq!(status, 422, "a malformed language is refused");
+    let (status, _, _) = post(
+        &server,
+        &mut browser,
+        &english,
+        "profile",
+        &[("given_name", "Ada"), ("locale", "es")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = browser.send(Method::GET, &account_url(&server), None).await;
 
     let wrong = [
         ("current_password", "not it"),

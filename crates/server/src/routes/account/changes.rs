@@ -176,6 +176,7 @@ async fn change_profile(
         family_name: changed("family_name", &user.family_name),
         name: changed("name", &user.name),
         phone_number: changed("phone_number", &user.phone_number),
+        locale: changed("locale", &user.locale),
         ..Default::default()
     };
     let custom = if ctx.entry.tenant.settings.custom_fields.is_empty() {

@@ -348,6 +348,7 @@ async fn page_of(ctx: &TenantContext, me: &SignedIn, shown: &Shown) -> Result<Re
         email: &user.email,
         email_verified: user.email_verified,
         profile,
+        locale: user.locale.as_deref().unwrap_or(""),
         fields: custom_fields::inputs(ctx, |name| custom_fields::shown(user.custom.get(name))),
         can_mail: ctx.capabilities.email,
         has_password,
