@@ -1,4 +1,4 @@
-//! Authorization-request validation (`tenantry_oidc::authorize::validate`) for a tenant
+//! Authorization-request validation (`tenantry_oidc::authorize::validate_for`) for a tenant
 //! with a public and a confidential client: any query is a valid request or a refusal,
 //! never a panic; what passes returns only to a registered redirect URI, asks only for the
 //! client's scopes, and carries PKCE S256 for the public client.
@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::Client;
-use tenantry_oidc::authorize::validate;
+use tenantry_oidc::authorize::validate_for;
 use tenantry_oidc::params::Params;
 
 fn entry() -> &'static TenantEntry {
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(params) = Params::parse(data, &["resource"]) else {
         return;
     };
-    let Ok(request) = validate(entry(), &params) else {
+    let Ok(request) = validate_for(entry(), |id| entry().clients.get(id), &params) else {
         return;
     };
     let client = request.client;

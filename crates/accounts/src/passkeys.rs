@@ -94,6 +94,11 @@ enum CeremonyState {
     },
 }
 
+/// The lookup key of a credential id (`passkey_credentials.credential_id_hash`).
+pub fn credential_id_hash(credential_id: &[u8]) -> String {
+    tenantry_crypto::hash_token(&Passki::base64_encode(credential_id))
+}
+
 /// Whether browsers can make and use passkeys for this tenant: its issuer names a host a
 /// browser takes as an RP ID (not an IP address, which WebAuthn refuses). The hosted
 /// pages show passkey buttons only then.
@@ -383,7 +388,7 @@ async fn store_new(
     let row = Passkey {
         id: Uuid::now_v7(),
         user_id,
-        credential_id_hash: tenantry_crypto::hash_token(&Passki::base64_encode(&p.credential_id)),
+        credential_id_hash: credential_id_hash(&p.credential_id),
         credential_id: p.credential_id.clone(),
         public_key: p.public_key.clone(),
         algorithm: p.algorithm,
@@ -707,7 +712,7 @@ async fn verify_assertion(
     let parsed: AuthenticationCredential =
         serde_json::from_value(credential.clone()).map_err(|_| Refusal::Malformed)?;
     let credential_id = Passki::base64_decode(&parsed.raw_id).map_err(|_| Refusal::Malformed)?;
-    let id_hash = tenantry_crypto::hash_token(&Passki::base64_encode(&credential_id));
+    let id_hash = credential_id_hash(&credential_id);
     let passkey = db
         .passkey_by_credential(&id_hash)
         .await

@@ -107,12 +107,12 @@ pub trait PasskeyRepository {
     ) -> Result<Option<WebauthnChallenge>, DbError>;
 }
 
-const PASSKEY_COLUMNS: &str = "id, user_id, credential_id, credential_id_hash, public_key, algorithm, sign_count, \
+pub(crate) const PASSKEY_COLUMNS: &str = "id, user_id, credential_id, credential_id_hash, public_key, algorithm, sign_count, \
      backup_eligible, backup_state, user_verified, discoverable, transports, aaguid, attestation, name, created_at, \
      last_used_at";
 
 #[derive(sqlx::FromRow)]
-struct PasskeyRow {
+pub(crate) struct PasskeyRow {
     id: Uuid,
     user_id: Uuid,
     credential_id: Vec<u8>,
@@ -156,6 +156,42 @@ impl From<PasskeyRow> for Passkey {
     }
 }
 
+/// A passkey row as `add_passkey` and a user import write it ([`bind_passkey!`]).
+pub(crate) const INSERT_PASSKEY: &str = "INSERT INTO passkey_credentials (id, user_id, credential_id, \
+     credential_id_hash, public_key, algorithm, sign_count, backup_eligible, backup_state, user_verified, discoverable, \
+     transports, aaguid, attestation, name, created_at, last_used_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Binds the values of [`INSERT_PASSKEY`] (a macro: each driver's query type is its own).
+macro_rules! bind_passkey {
+    ($query:expr, $k:expr, $transports:expr) => {
+        $query
+            .bind($k.id)
+            .bind($k.user_id)
+            .bind(&$k.credential_id)
+            .bind(&$k.credential_id_hash)
+            .bind(&$k.public_key)
+            .bind($k.algorithm)
+            .bind($k.sign_count)
+            .bind($k.backup_eligible)
+            .bind($k.backup_state)
+            .bind($k.user_verified)
+            .bind($k.discoverable)
+            .bind(&$transports)
+            .bind(&$k.aaguid)
+            .bind(&$k.attestation)
+            .bind(&$k.name)
+            .bind($crate::db::to_micros($k.created_at))
+            .bind($k.last_used_at.map($crate::db::to_micros))
+    };
+}
+pub(crate) use bind_passkey;
+
+/// How the `transports` column holds a passkey's transports (a JSON list).
+pub(crate) fn transports_text(k: &Passkey) -> String {
+    serde_json::to_string(&k.transports).unwrap_or_else(|_| "[]".into())
+}
+
 #[derive(sqlx::FromRow)]
 struct ChallengeRow {
     challenge_hash: String,
@@ -196,19 +232,10 @@ impl PasskeyRepository for TenantDb {
     }
 
     async fn add_passkey(&self, k: &Passkey) -> Result<(), DbError> {
-        let sql = self.sql(
-            "INSERT INTO passkey_credentials (id, user_id, credential_id, credential_id_hash, public_key, algorithm, \
-             sign_count, backup_eligible, backup_state, user_verified, discoverable, transports, aaguid, attestation, \
-             name, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        );
-        let transports = serde_json::to_string(&k.transports).unwrap_or_else(|_| "[]".into());
-        on_pool!(self, p => sqlx::query(sql)
-            .bind(k.id).bind(k.user_id).bind(&k.credential_id).bind(&k.credential_id_hash).bind(&k.public_key)
-            .bind(k.algorithm).bind(k.sign_count).bind(k.backup_eligible).bind(k.backup_state).bind(k.user_verified)
-            .bind(k.discoverable).bind(&transports).bind(&k.aaguid).bind(&k.attestation).bind(&k.name)
-            .bind(to_micros(k.created_at)).bind(k.last_used_at.map(to_micros))
-            .execute(p).await.map(|_| ()))
-        .map_err(query_err)
+        let sql = self.sql(INSERT_PASSKEY);
+        let transports = transports_text(k);
+        on_pool!(self, p => bind_passkey!(sqlx::query(sql), k, transports).execute(p).await.map(|_| ()))
+            .map_err(query_err)
     }
 
     async fn passkeys(&self, user_id: Uuid) -> Result<Vec<Passkey>, DbError> {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::custom_fields::{CustomFieldSet, bind_custom_value};
 use crate::db::{DbError, TenantDb, query_err, to_micros};
 use crate::model::{NewUser, User};
+use crate::passkeys::{INSERT_PASSKEY, PASSKEY_COLUMNS, Passkey, PasskeyRow, bind_passkey, transports_text};
 use crate::users::UserRepository;
 use crate::users::profile;
 
@@ -34,6 +35,16 @@ pub struct Credentials {
     /// The password's Argon2 PHC string.
     pub password: Option<String>,
     pub totp: Option<TotpRecord>,
+    /// The user's passkeys and the WebAuthn user handle they carry (public values).
+    pub passkeys: Option<PasskeyCredentials>,
+}
+
+/// A user's passkeys as stored, with the user handle their authenticators hold: a passkey
+/// signs in without an email only when the handle moves with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasskeyCredentials {
+    pub handle: Vec<u8>,
+    pub passkeys: Vec<Passkey>,
 }
 
 /// A TOTP credential as stored.
@@ -153,6 +164,27 @@ impl TenantDb {
                     confirmed: confirmed_at.is_some(),
                     last_used_step,
                 });
+            }
+            let handles_sql =
+                self.sql("SELECT user_id, handle FROM passkey_user_handles WHERE user_id >= ? AND user_id <= ?");
+            let handles: Vec<(Uuid, Vec<u8>)> =
+                crate::on_pool!(db, p => sqlx::query_as(handles_sql).bind(first).bind(last).fetch_all(p).await)
+                    .map_err(query_err)?;
+            let passkeys_sql = format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkey_credentials WHERE user_id >= ? AND user_id <= ? \
+                 ORDER BY created_at, id"
+            );
+            let passkeys_sql = self.sql(&passkeys_sql);
+            let rows: Vec<PasskeyRow> =
+                crate::on_pool!(db, p => sqlx::query_as(passkeys_sql).bind(first).bind(last).fetch_all(p).await)
+                    .map_err(query_err)?;
+            let mut passkeys_of: BTreeMap<Uuid, Vec<Passkey>> = BTreeMap::new();
+            for passkey in rows.into_iter().map(Passkey::from) {
+                passkeys_of.entry(passkey.user_id).or_default().push(passkey);
+            }
+            for (user, handle) in handles {
+                let passkeys = passkeys_of.remove(&user).unwrap_or_default();
+                credentials_of.entry(user).or_default().passkeys = Some(PasskeyCredentials { handle, passkeys });
             }
         }
         Ok(users
@@ -303,6 +335,35 @@ impl UserImport {
                 .execute(&mut **t).await.map(|_| ())
         })
         .map_err(query_err)
+    }
+
+    /// Sets the passkeys of user `id` and the user handle they carry (their `user_id`
+    /// becomes `id`, which a merge may have given the record).
+    pub async fn put_passkeys(&mut self, id: Uuid, moved: &PasskeyCredentials) -> Result<(), DbError> {
+        let now = to_micros(Utc::now());
+        let clear_keys = self.db.sql("DELETE FROM passkey_credentials WHERE user_id = ?");
+        let clear_handle = self.db.sql("DELETE FROM passkey_user_handles WHERE user_id = ?");
+        let handle = self
+            .db
+            .sql("INSERT INTO passkey_user_handles (user_id, handle, created_at) VALUES (?, ?, ?)");
+        on_tx!(&mut self.tx, t => {
+            sqlx::query(clear_keys).bind(id).execute(&mut **t).await.map_err(query_err)?;
+            sqlx::query(clear_handle).bind(id).execute(&mut **t).await.map_err(query_err)?;
+            sqlx::query(handle).bind(id).bind(&moved.handle).bind(now).execute(&mut **t).await.map(|_| ())
+        })
+        .map_err(query_err)?;
+        for passkey in &moved.passkeys {
+            let insert = self.db.sql(INSERT_PASSKEY);
+            let passkey = Passkey {
+                user_id: id,
+                ..passkey.clone()
+            };
+            let transports = transports_text(&passkey);
+            on_tx!(&mut self.tx, t => bind_passkey!(sqlx::query(insert), passkey, transports)
+                .execute(&mut **t).await.map(|_| ()))
+            .map_err(query_err)?;
+        }
+        Ok(())
     }
 
     /// Makes every change of the import visible at once.

@@ -9,6 +9,7 @@
 //! ([`issue_code`]) finish the request.
 
 use serde::{Deserialize, Serialize};
+use tenantry_controlplane::TenantEntry;
 use tenantry_controlplane::model::{Client, ClientType, GrantType};
 use tenantry_dataplane::model::{AuthorizationCode, Consent, Session};
 use tenantry_dataplane::{ConsentRepository, TokenRepository};
@@ -82,10 +83,19 @@ pub struct Prompt {
     pub consent: bool,
 }
 
-/// Validates an authorization request for the tenant `entry`.
+/// Validates an authorization request for the tenant of `ctx` (its clients as
+/// `TenantContext::client` finds them).
 pub fn validate<'a>(ctx: &'a TenantContext, params: &Params) -> Result<ValidRequest<'a>, Refusal> {
-    let entry = &ctx.entry;
-    let Some(client) = params.get("client_id").and_then(|id| ctx.client(id)) else {
+    validate_for(&ctx.entry, |id| ctx.client(id), params)
+}
+
+/// [`validate`] for the tenant `entry`, whose client `client_of` finds by id.
+pub fn validate_for<'a>(
+    entry: &'a TenantEntry,
+    client_of: impl FnOnce(&str) -> Option<&'a Client>,
+    params: &Params,
+) -> Result<ValidRequest<'a>, Refusal> {
+    let Some(client) = params.get("client_id").and_then(client_of) else {
         return Err(Refusal::untrusted("invalid_client", "unknown or missing client_id"));
     };
     let Some(redirect_uri) = params.get("redirect_uri") else {

@@ -128,6 +128,9 @@ pub struct UserDoc {
     pub password: Option<Sealed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpDoc>,
+    /// The user's passkeys (public keys: nothing to seal), with the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<PasskeysDoc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -146,6 +149,41 @@ pub struct TotpDoc {
     /// good again after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_step: Option<i64>,
+}
+
+/// A user's passkeys and the WebAuthn user handle their authenticators hold (base64url):
+/// a passkey signs in without an email only when its handle moves with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeysDoc {
+    pub handle: String,
+    #[serde(default)]
+    pub credentials: Vec<PasskeyDoc>,
+}
+
+/// One passkey as stored (binary values base64url, unpadded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyDoc {
+    pub id: Uuid,
+    pub credential_id: String,
+    /// The COSE_Key the authenticator registered.
+    pub public_key: String,
+    pub algorithm: i32,
+    pub sign_count: i64,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub user_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discoverable: Option<bool>,
+    #[serde(default)]
+    pub transports: Vec<String>,
+    pub aaguid: String,
+    pub attestation: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// What a reader hands on, in document order.

@@ -152,8 +152,9 @@ impl Export {
             roles,
             credentials,
         } = record;
-        let (mut password, mut totp) = (None, None);
+        let (mut password, mut totp, mut passkeys) = (None, None, None);
         if let (Some(sealer), Some(credentials)) = (&self.sealer, credentials) {
+            passkeys = credentials.passkeys.map(passkeys_doc);
             password = credentials.password.map(|phc| Sealed {
                 sealed: sealer.seal(&format!("users/{}/password", user.id), phc.as_bytes()),
             });
@@ -193,6 +194,7 @@ impl Export {
             roles,
             password,
             totp,
+            passkeys,
             created_at: user.created_at,
             updated_at: user.updated_at,
         })
@@ -206,6 +208,36 @@ fn without_secret(client: &Client) -> Client {
         secret_hash: None,
         previous_secret: None,
         ..client.clone()
+    }
+}
+
+/// A user's passkeys as the document holds them.
+fn passkeys_doc(moved: tenantry_dataplane::transfer::PasskeyCredentials) -> PasskeysDoc {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    PasskeysDoc {
+        handle: b64(&moved.handle),
+        credentials: moved
+            .passkeys
+            .into_iter()
+            .map(|k| PasskeyDoc {
+                id: k.id,
+                credential_id: b64(&k.credential_id),
+                public_key: b64(&k.public_key),
+                algorithm: k.algorithm,
+                sign_count: k.sign_count,
+                backup_eligible: k.backup_eligible,
+                backup_state: k.backup_state,
+                user_verified: k.user_verified,
+                discoverable: k.discoverable,
+                transports: k.transports,
+                aaguid: b64(&k.aaguid),
+                attestation: k.attestation,
+                name: k.name,
+                created_at: k.created_at,
+                last_used_at: k.last_used_at,
+            })
+            .collect(),
     }
 }
 

@@ -13,8 +13,11 @@ use tenantry_controlplane::validate::{validate_client, validate_role, validate_s
 use tenantry_controlplane::{Command, TenantEntry};
 use tenantry_crypto::transfer::{Opener, TransferError};
 use tenantry_crypto::{SealContext, SecretBox};
+use tenantry_dataplane::Passkey;
 use tenantry_dataplane::model::User;
-use tenantry_dataplane::transfer::{Credentials, ImportMode, Placed, TotpRecord, UserImport, UserRecord};
+use tenantry_dataplane::transfer::{
+    Credentials, ImportMode, PasskeyCredentials, Placed, TotpRecord, UserImport, UserRecord,
+};
 use tenantry_dataplane::{CustomFieldSet, TenantDb, TenantDbManager};
 use tenantry_errors::{ApiError, ErrorCode};
 use tenantry_tenancy::TenantContextResolver;
@@ -517,6 +520,7 @@ async fn put_user(
         }
         None => None,
     };
+    let passkeys = doc.passkeys.as_ref().map(passkeys_of).transpose()?;
     let record = UserRecord {
         user: User {
             id: doc.id,
@@ -543,6 +547,7 @@ async fn put_user(
         credentials: password.map(|password| Credentials {
             password: Some(password),
             totp: None,
+            passkeys: None,
         }),
     };
     match users {
@@ -558,6 +563,9 @@ async fn put_user(
         }
         Users::Database { import, .. } => {
             let (placed, id) = import.put(&record).await?;
+            if let Some(passkeys) = &passkeys {
+                import.put_passkeys(id, passkeys).await?;
+            }
             if let Some((secret, confirmed, last_used_step)) = totp {
                 let (owner, field) = (tenant_id.to_string(), format!("totp.{id}"));
                 let sealed = secrets.seal(SealContext::new(&owner, &field), &secret);
@@ -575,6 +583,74 @@ async fn put_user(
         }
     }
     Ok(())
+}
+
+/// Most passkeys one user may carry in a document.
+const MAX_PASSKEYS: usize = 100;
+
+/// A user's passkeys from the document, checked: base64url values of plausible sizes
+/// (WebAuthn credential ids are at most 1023 bytes, AAGUIDs 16), a name as the account page
+/// takes it, at most [`MAX_PASSKEYS`]. Their lookup digests are made here, not read.
+fn passkeys_of(doc: &PasskeysDoc) -> Result<PasskeyCredentials, ApiError> {
+    use base64::Engine;
+    let bytes = |field: &str, value: &str, sizes: std::ops::RangeInclusive<usize>| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()
+            .filter(|b| sizes.contains(&b.len()))
+            .ok_or_else(|| {
+                ApiError::field(
+                    &format!("passkeys.{field}"),
+                    format!("must be base64url of {} to {} bytes", sizes.start(), sizes.end()),
+                )
+            })
+    };
+    if doc.credentials.len() > MAX_PASSKEYS {
+        return Err(ApiError::field(
+            "passkeys.credentials",
+            format!("holds more than {MAX_PASSKEYS} passkeys"),
+        ));
+    }
+    let handle = bytes("handle", &doc.handle, 1..=64)?;
+    let mut passkeys = Vec::with_capacity(doc.credentials.len());
+    for k in &doc.credentials {
+        let credential_id = bytes("credential_id", &k.credential_id, 1..=1023)?;
+        let short = |field: &str, value: &str| {
+            (!value.is_empty() && value.len() <= 32 && value.bytes().all(|b| b.is_ascii_graphic()))
+                .then_some(())
+                .ok_or_else(|| ApiError::field(&format!("passkeys.{field}"), "must be 1 to 32 printable characters"))
+        };
+        short("attestation", &k.attestation)?;
+        for transport in &k.transports {
+            short("transports", transport)?;
+        }
+        if k.transports.len() > 8 || k.sign_count < 0 {
+            return Err(ApiError::field(
+                "passkeys",
+                "has a transport list or counter out of range",
+            ));
+        }
+        passkeys.push(Passkey {
+            id: k.id,
+            user_id: Uuid::nil(),
+            credential_id_hash: tenantry_accounts::passkeys::credential_id_hash(&credential_id),
+            credential_id,
+            public_key: bytes("public_key", &k.public_key, 1..=2048)?,
+            algorithm: k.algorithm,
+            sign_count: k.sign_count,
+            backup_eligible: k.backup_eligible,
+            backup_state: k.backup_state,
+            user_verified: k.user_verified,
+            discoverable: k.discoverable,
+            transports: k.transports.clone(),
+            aaguid: bytes("aaguid", &k.aaguid, 16..=16)?,
+            attestation: k.attestation.clone(),
+            name: tenantry_accounts::passkeys::check_name(&k.name).map_err(|e| located(e, "passkeys"))?,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        });
+    }
+    Ok(PasskeyCredentials { handle, passkeys })
 }
 
 /// A validation failure of a header item, its fields named under `at`.

@@ -821,3 +821,80 @@ async fn a_tenant_accepts_only_the_authenticator_models_it_lists() {
     assert_eq!(attestation, "none");
     assert_eq!(status, 201, "{body}");
 }
+
+/// An export with credentials carries the passkeys and the user handle they hold: after
+/// an import, the same authenticator signs in at the copy by itself (the handle finds the
+/// account), and an export without credentials carries none.
+#[tokio::test]
+async fn passkeys_move_with_an_export_and_sign_in_at_the_copy() {
+    let server = start().await;
+    let api = Api {
+        server: &server,
+        slug: "local",
+    };
+    let token = ada_signed_in(&api).await;
+    let mut device = Device::new(&origin_of(&server));
+    add_passkey(&api, &mut device, &token, Some(PASSWORD)).await;
+    let export = |query: &'static str| {
+        server
+            .http
+            .get(format!("{}/v1/admin/tenants/local/export{query}", server.base))
+            .bearer_auth(&server.admin_token)
+            .send()
+    };
+    let without: Value = export("").await.unwrap().json().await.unwrap();
+    let users = without["users"].as_array().unwrap();
+    assert!(users.iter().all(|u| u.get("passkeys").is_none()), "{without}");
+    let document = export("?credentials=true").await.unwrap().text().await.unwrap();
+    let parsed: Value = serde_json::from_str(&document).unwrap();
+    let ada = parsed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|u| u["email"] == "ada@example.com")
+        .unwrap();
+    assert_eq!(
+        parsed["users"][ada]["passkeys"]["credentials"][0]["name"], "Laptop",
+        "{parsed}"
+    );
+    let response = server
+        .http
+        .post(format!("{}/v1/admin/tenants/local-copy/import", server.base))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/json")
+        .body(document.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+
+    let copy = Api {
+        server: &server,
+        slug: "local-copy",
+    };
+    let options = login_options(&copy).await;
+    let assertion = device.get(&options).await;
+    let (status, signed_in) = copy
+        .post("/v1/auth/passkeys/login", json!({"credential": assertion}))
+        .await;
+    assert_eq!(status, 200, "{signed_in}");
+    assert_eq!(
+        claims(signed_in["id_token"].as_str().unwrap())["email"],
+        "ada@example.com"
+    );
+
+    // A document whose passkey values are not what they claim is refused whole.
+    let mut broken: Value = serde_json::from_str(&document).unwrap();
+    broken["users"][ada]["passkeys"]["credentials"][0]["aaguid"] = json!("not base64url!");
+    let response = server
+        .http
+        .post(format!("{}/v1/admin/tenants/local-broken/import", server.base))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/json")
+        .body(broken.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(server.state.resolver.resolve_slug("local-broken").is_err());
+}
