@@ -407,7 +407,7 @@ pub async fn change_target(ctx: &TenantContext, db: &TenantDb, token: &str) -> R
 }
 
 /// Spends an address-change token and gives the account its new address, verified (it
-/// was opened from that inbox). 400 `invalid_grant` for a bad token; 409 `email_taken`
+/// was opened from that inbox); the account's other address-change links are spent. 400 `invalid_grant` for a bad token; 409 `email_taken`
 /// when another account has the address by now (the token is spent, nothing changed).
 pub async fn confirm_email_change(ctx: &TenantContext, db: &TenantDb, token: &str) -> Result<User, ApiError> {
     let spent = db
@@ -433,6 +433,9 @@ pub async fn confirm_email_change(ctx: &TenantContext, db: &TenantDb, token: &st
         Err(tenantry_dataplane::DbError::Conflict(_)) => return Err(taken),
         Err(e) => return Err(e.into()),
     }
+    // A link of an earlier request (to another address) cannot undo this one.
+    db.spend_email_tokens(user.id, EmailTokenPurpose::ChangeEmail, Utc::now())
+        .await?;
     let changed = crate::events::Event::by_user("email_changed", tenantry_dataplane::Outcome::Success, user.id);
     crate::events::record(db, changed).await;
     tracing::info!(tenant = %ctx.slug(), "account address changed");

@@ -429,6 +429,16 @@ async fn the_address_changes_only_from_the_new_inbox() {
     let mail = smtp
         .wait_for_message_to("ada@new.example", std::time::Duration::from_secs(10))
         .await;
+    let earlier = mail
+        .links()
+        .into_iter()
+        .find(|l| l.contains("/change-email?token="))
+        .expect("a change link");
+    let (status, _, _) = post(&server, &mut browser, &page, "email", &[("email", "ada@newer.example")]).await;
+    assert_eq!(status, 303);
+    let mail = smtp
+        .wait_for_message_to("ada@newer.example", std::time::Duration::from_secs(10))
+        .await;
     let link = mail
         .links()
         .into_iter()
@@ -440,20 +450,23 @@ async fn the_address_changes_only_from_the_new_inbox() {
     let mut inbox = Browser::new();
     let (status, _, confirm) = inbox.send(Method::GET, &link, None).await;
     assert_eq!(status, 200, "{confirm}");
-    assert!(confirm.contains("ada@new.example"), "{confirm}");
+    assert!(confirm.contains("ada@newer.example"), "{confirm}");
     let token = hidden(&confirm, "token");
     let csrf = hidden(&confirm, "csrf");
     let url = format!("{}/t/local/change-email", public_base(&server));
     let form = [("token", token.as_str()), ("csrf", csrf.as_str())];
     let (status, _, done) = inbox.send(Method::POST, &url, Some(&form)).await;
     assert_eq!(status, 200, "{done}");
-    let user = user_json(&server, "ada@new.example").await;
+    let user = user_json(&server, "ada@newer.example").await;
     assert_eq!(
         (user["email"].as_str(), user["email_verified"].as_bool()),
-        (Some("ada@new.example"), Some(true))
+        (Some("ada@newer.example"), Some(true))
     );
     let (status, _, _) = inbox.send(Method::POST, &url, Some(&form)).await;
     assert_eq!(status, 400, "a link works once");
+    // The link of an earlier request (asked for before this one was confirmed) is spent too.
+    let (_, _, confirm) = inbox.send(Method::GET, &earlier, None).await;
+    assert!(confirm.contains("invalid_grant"), "{confirm}");
 
     // An address another account has by the time the link is opened: refused.
     let (_, _, page) = browser.send(Method::GET, &account_url(&server), None).await;
@@ -473,5 +486,8 @@ async fn the_address_changes_only_from_the_new_inbox() {
     let (status, _, body) = inbox.send(Method::POST, &url, Some(&form)).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(user_json(&server, "bob@example.com").await["email"], "bob@example.com");
-    assert_eq!(user_json(&server, "ada@new.example").await["email"], "ada@new.example");
+    assert_eq!(
+        user_json(&server, "ada@newer.example").await["email"],
+        "ada@newer.example"
+    );
 }

@@ -234,17 +234,15 @@ struct Shown {
 }
 
 /// The notices a change redirects with (`?done=…`), by name.
-const NOTICES: [(&str, Key); 10] = [
+const NOTICES: [(&str, Key); 8] = [
     ("saved", Key::AccountSaved),
     ("email_sent", Key::AccountEmailSent),
     ("password", Key::AccountPasswordChanged),
-    ("totp_on", Key::AccountTotpConfirmed),
     ("totp_off", Key::AccountTotpDisabled),
     ("passkey_added", Key::AccountPasskeyAdded),
     ("passkey_removed", Key::AccountPasskeyRemoved),
     ("unlinked", Key::AccountUnlinked),
     ("session_ended", Key::AccountSessionEnded),
-    ("email_changed", Key::EmailChangedTitle),
 ];
 
 fn notice_of(name: &str) -> Option<Key> {
