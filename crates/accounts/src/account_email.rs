@@ -81,11 +81,12 @@ pub fn invalid_token() -> ApiError {
 /// first-party `client` with its own page for the flow (`verify_email_url`,
 /// `reset_password_url`), that page with `token` added to its query.
 pub fn link(ctx: &TenantContext, client: Option<&Client>, purpose: EmailTokenPurpose, token: &str) -> String {
-    let (app_url, path) = match purpose {
-        EmailTokenPurpose::VerifyEmail => (client.and_then(|c| c.verify_email_url.as_deref()), VERIFY_PATH),
-        EmailTokenPurpose::ResetPassword => (client.and_then(|c| c.reset_password_url.as_deref()), RESET_PATH),
-        EmailTokenPurpose::ChangeEmail => (None, CHANGE_EMAIL_PATH),
+    let app_url = match purpose {
+        EmailTokenPurpose::VerifyEmail => client.and_then(|c| c.verify_email_url.as_deref()),
+        EmailTokenPurpose::ResetPassword => client.and_then(|c| c.reset_password_url.as_deref()),
+        EmailTokenPurpose::ChangeEmail => None,
     };
+    let path = page_path(purpose);
     // The client's page (validated as an absolute URI when the client was saved) keeps its
     // own query parameters; the token is one more.
     if let Some(mut url) = app_url.and_then(|u| url::Url::parse(u).ok()) {
@@ -94,6 +95,15 @@ pub fn link(ctx: &TenantContext, client: Option<&Client>, purpose: EmailTokenPur
     }
     let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     format!("{}/{path}?token={encoded}", ctx.issuer)
+}
+
+/// The hosted page of a link for `purpose`, under the issuer.
+pub fn page_path(purpose: EmailTokenPurpose) -> &'static str {
+    match purpose {
+        EmailTokenPurpose::VerifyEmail => VERIFY_PATH,
+        EmailTokenPurpose::ResetPassword => RESET_PATH,
+        EmailTokenPurpose::ChangeEmail => CHANGE_EMAIL_PATH,
+    }
 }
 
 /// `{issuer}/forgot-password?ui_locales={lang}`, the page in the language of the mail or

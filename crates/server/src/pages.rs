@@ -302,6 +302,17 @@ pub struct PageContext<'a> {
     pub tenant_name: &'a str,
 }
 
+impl<'a> PageContext<'a> {
+    /// The pages of `ctx`'s tenant (its branding and name) in `lang`.
+    pub fn of(ctx: &'a tenantry_tenancy::TenantContext, lang: Language) -> Self {
+        PageContext {
+            lang,
+            branding: &ctx.entry.tenant.settings.branding,
+            tenant_name: &ctx.entry.tenant.display_name,
+        }
+    }
+}
+
 impl PageContext<'_> {
     fn render(&self, template: &str, title: &str, extra: minijinja::Value, script_nonce: Option<&str>) -> Response {
         let style_nonce = tenantry_crypto::random_token(16);

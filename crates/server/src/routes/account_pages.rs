@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tenantry_controlplane::model::Language;
+use tenantry_dataplane::TenantDb;
 use tenantry_dataplane::model::{EmailTokenPurpose, User};
 
 use crate::error::{ApiError, ErrorCode};
@@ -27,7 +28,7 @@ use crate::pages::{self, PageContext};
 use crate::state::AppState;
 use crate::web::ClientIp;
 use crate::web::csrf::{self, CsrfForm, CsrfRejection};
-use tenantry_accounts::account_email::{self, CHANGE_EMAIL_PATH, FORGOT_PATH, RESET_PATH, VERIFY_PATH};
+use tenantry_accounts::account_email::{self, FORGOT_PATH, RESET_PATH};
 use tenantry_messages::Key;
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
@@ -38,14 +39,6 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/reset-password", get(reset_get).post(reset_post))
         .route("/t/{slug}/forgot-password", get(forgot_get).post(forgot_post))
         .route("/t/{slug}/change-email", get(change_get).post(change_post))
-}
-
-fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
-    PageContext {
-        lang,
-        branding: &ctx.entry.tenant.settings.branding,
-        tenant_name: &ctx.entry.tenant.display_name,
-    }
 }
 
 /// The parameters of a link (query) or of its form (body).
@@ -68,9 +61,14 @@ fn link_params(params: &Params) -> LinkParams {
 
 /// What went wrong before the work: shown on the error page.
 fn link_error(ctx: &TenantContext, lang: Language, e: ApiError) -> Response {
-    let page = page_context(ctx, lang);
+    let page = PageContext::of(ctx, lang);
     match (e.code, e.retry_after) {
         (ErrorCode::InvalidGrant, _) => page.error(StatusCode::BAD_REQUEST, "invalid_grant", pages::link_invalid(lang)),
+        (ErrorCode::EmailTaken, _) => page.error(
+            StatusCode::CONFLICT,
+            ErrorCode::EmailTaken.as_str(),
+            pages::text(lang, Key::EmailTaken),
+        ),
         (ErrorCode::RateLimited, Some(secs)) => rate_limited(
             page.error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -114,7 +112,7 @@ async fn open_link(
 ) -> Result<OpenedLink, Box<Response>> {
     let tenant_lang = ctx.entry.tenant.settings.language;
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]).map(|p| link_params(&p)) else {
-        return Err(Box::new(page_context(ctx, tenant_lang).error(
+        return Err(Box::new(PageContext::of(ctx, tenant_lang).error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "a parameter is repeated",
@@ -167,7 +165,7 @@ async fn open_form(
     let tenant_lang = ctx.entry.tenant.settings.language;
     let expired = |params: Option<&Params>| {
         let lang = pages::language(params.and_then(|p| p.get("ui_locales")), tenant_lang);
-        page_context(ctx, lang).error(
+        PageContext::of(ctx, lang).error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             pages::link_page_expired(lang),
@@ -197,34 +195,7 @@ async fn verify_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&state, &ctx, ip, &headers, query, EmailTokenPurpose::VerifyEmail).await {
-        Ok(opened) => opened,
-        Err(page) => return *page,
-    };
-    let action = action(&ctx, VERIFY_PATH);
-    let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.email);
-    csrf::with_cookie(&state, &ctx, page, &link.csrf)
-}
-
-/// `POST /t/{slug}/verify-email`: spends the token and marks the address verified.
-async fn verify_post(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    form: Result<CsrfForm, CsrfRejection>,
-) -> Response {
-    let (form, lang) = match open_form(&state, &ctx, ip, form).await {
-        Ok(opened) => opened,
-        Err(page) => return *page,
-    };
-    let db = match ctx.db().await {
-        Ok(db) => db,
-        Err(e) => return e.into_response(),
-    };
-    match account_email::confirm_verification(&ctx, &db, &form.token).await {
-        Ok(_) => page_context(&ctx, lang).email_verified(),
-        Err(e) => link_error(&ctx, lang, e),
-    }
+    confirm_get(&state, &ctx, ip, &headers, query, EmailTokenPurpose::VerifyEmail).await
 }
 
 /// `GET /t/{slug}/change-email?token=…`: a button that confirms the new address of an
@@ -236,13 +207,43 @@ async fn change_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let link = match open_link(&state, &ctx, ip, &headers, query, EmailTokenPurpose::ChangeEmail).await {
+    confirm_get(&state, &ctx, ip, &headers, query, EmailTokenPurpose::ChangeEmail).await
+}
+
+/// The page of a link that confirms an address (`purpose`): the address and a button
+/// that posts the token back to the link's path.
+async fn confirm_get(
+    state: &AppState,
+    ctx: &TenantContext,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    query: Option<String>,
+    purpose: EmailTokenPurpose,
+) -> Response {
+    let link = match open_link(state, ctx, ip, headers, query, purpose).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
-    let action = action(&ctx, CHANGE_EMAIL_PATH);
-    let page = page_context(&ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.email);
-    csrf::with_cookie(&state, &ctx, page, &link.csrf)
+    let action = action(ctx, account_email::page_path(purpose));
+    let page = PageContext::of(ctx, link.lang).verify_email(&action, &link.token, &link.csrf, &link.email);
+    csrf::with_cookie(state, ctx, page, &link.csrf)
+}
+
+/// `POST /t/{slug}/verify-email`: spends the token and marks the address verified.
+async fn verify_post(
+    ctx: TenantContext,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    form: Result<CsrfForm, CsrfRejection>,
+) -> Response {
+    let (form, lang, db) = match open_confirmation(&state, &ctx, ip, form).await {
+        Ok(opened) => opened,
+        Err(page) => return *page,
+    };
+    match account_email::confirm_verification(&ctx, &db, &form.token).await {
+        Ok(_) => PageContext::of(&ctx, lang).email_verified(),
+        Err(e) => link_error(&ctx, lang, e),
+    }
 }
 
 /// `POST /t/{slug}/change-email`: spends the token and gives the account its new,
@@ -253,23 +254,26 @@ async fn change_post(
     ClientIp(ip): ClientIp,
     form: Result<CsrfForm, CsrfRejection>,
 ) -> Response {
-    let (form, lang) = match open_form(&state, &ctx, ip, form).await {
+    let (form, lang, db) = match open_confirmation(&state, &ctx, ip, form).await {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
-    let db = match ctx.db().await {
-        Ok(db) => db,
-        Err(e) => return e.into_response(),
-    };
     match account_email::confirm_email_change(&ctx, &db, &form.token).await {
-        Ok(_) => page_context(&ctx, lang).email_changed(),
-        Err(e) if e.code == ErrorCode::EmailTaken => page_context(&ctx, lang).error(
-            StatusCode::CONFLICT,
-            e.code.as_str(),
-            pages::text(lang, Key::EmailTaken),
-        ),
+        Ok(_) => PageContext::of(&ctx, lang).email_changed(),
         Err(e) => link_error(&ctx, lang, e),
     }
+}
+
+/// [`open_form`] and the tenant database the confirmation writes to.
+async fn open_confirmation(
+    state: &AppState,
+    ctx: &TenantContext,
+    ip: Option<IpAddr>,
+    form: Result<CsrfForm, CsrfRejection>,
+) -> Result<(LinkParams, Language, TenantDb), Box<Response>> {
+    let (form, lang) = open_form(state, ctx, ip, form).await?;
+    let db = ctx.db().await.map_err(|e| Box::new(e.into_response()))?;
+    Ok((form, lang, db))
 }
 
 /// `GET /t/{slug}/reset-password?token=…`: the new-password form.
@@ -285,7 +289,8 @@ async fn reset_get(
         Err(page) => return *page,
     };
     let action = action(&ctx, RESET_PATH);
-    let page = page_context(&ctx, link.lang).reset_password(&action, &link.token, &link.csrf, &link.user.email, None);
+    let page =
+        PageContext::of(&ctx, link.lang).reset_password(&action, &link.token, &link.csrf, &link.user.email, None);
     csrf::with_cookie(&state, &ctx, page, &link.csrf)
 }
 
@@ -315,7 +320,7 @@ async fn reset_post(
         "new_password",
     );
     match reset.await {
-        Ok(_) => page_context(&ctx, lang).password_changed(),
+        Ok(_) => PageContext::of(&ctx, lang).password_changed(),
         Err(e) if e.code == ErrorCode::ValidationFailed => {
             let user = match account_email::reset_target(&ctx, &db, &form.token).await {
                 Ok(user) => user,
@@ -329,7 +334,7 @@ async fn reset_post(
                 .join("; ");
             let message = pages::password_refused(lang, &reasons);
             let action = action(&ctx, RESET_PATH);
-            page_context(&ctx, lang).reset_password(&action, &form.token, &form.csrf, &user.email, Some(&message))
+            PageContext::of(&ctx, lang).reset_password(&action, &form.token, &form.csrf, &user.email, Some(&message))
         }
         Err(e) => link_error(&ctx, lang, e),
     }
@@ -338,7 +343,7 @@ async fn reset_post(
 /// The hosted error page of a tenant that cannot send mail: 501 `email_not_configured`,
 /// as the API answers.
 fn email_not_configured(ctx: &TenantContext, lang: Language) -> Response {
-    page_context(ctx, lang).error(
+    PageContext::of(ctx, lang).error(
         StatusCode::NOT_IMPLEMENTED,
         ErrorCode::EmailNotConfigured.as_str(),
         pages::email_not_configured(lang),
@@ -356,7 +361,7 @@ async fn forgot_get(
     let params = match Params::parse(query.unwrap_or_default().as_bytes(), &[]) {
         Ok(params) => params,
         Err(e) => {
-            let page = page_context(&ctx, tenant_lang);
+            let page = PageContext::of(&ctx, tenant_lang);
             return page.error(StatusCode::BAD_REQUEST, "invalid_request", &e.message());
         }
     };
@@ -365,7 +370,7 @@ async fn forgot_get(
         return email_not_configured(&ctx, lang);
     }
     let csrf = csrf::token(&headers);
-    let page = page_context(&ctx, lang).forgot_password(&action(&ctx, FORGOT_PATH), &csrf, "", None);
+    let page = PageContext::of(&ctx, lang).forgot_password(&action(&ctx, FORGOT_PATH), &csrf, "", None);
     csrf::with_cookie(&state, &ctx, page, &csrf)
 }
 
@@ -381,7 +386,7 @@ async fn forgot_post(
     let tenant_lang = ctx.entry.tenant.settings.language;
     let page_in = |params: Option<&Params>| {
         let lang = pages::language(params.and_then(|p| p.get("ui_locales")), tenant_lang);
-        (page_context(&ctx, lang), lang)
+        (PageContext::of(&ctx, lang), lang)
     };
     let params = match form {
         Ok(CsrfForm(params)) => params,

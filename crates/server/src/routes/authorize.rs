@@ -115,14 +115,6 @@ fn unseal(state: &AppState, ctx: &TenantContext, sealed: &str) -> Option<Interac
     (interaction.expires_at > Utc::now().timestamp()).then_some(interaction)
 }
 
-fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
-    PageContext {
-        lang,
-        branding: &ctx.entry.tenant.settings.branding,
-        tenant_name: &ctx.entry.tenant.display_name,
-    }
-}
-
 async fn authorize_get(
     ctx: TenantContext,
     State(state): State<AppState>,
@@ -167,7 +159,7 @@ impl<'a> Redirector<'a> {
         }
         fields.push(("iss".into(), self.ctx.issuer.clone()));
         match self.mode {
-            ResponseMode::FormPost => page_context(self.ctx, self.lang).form_post(&self.redirect_uri, &fields),
+            ResponseMode::FormPost => PageContext::of(self.ctx, self.lang).form_post(&self.redirect_uri, &fields),
             ResponseMode::Query => {
                 let mut url = match url::Url::parse(&self.redirect_uri) {
                     Ok(url) => url,
@@ -190,7 +182,7 @@ impl<'a> Redirector<'a> {
 async fn authorize(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[u8]) -> Response {
     let tenant_lang = ctx.entry.tenant.settings.language;
     let early_error =
-        |code: &str, message: &str| page_context(&ctx, tenant_lang).error(StatusCode::BAD_REQUEST, code, message);
+        |code: &str, message: &str| PageContext::of(&ctx, tenant_lang).error(StatusCode::BAD_REQUEST, code, message);
     let params = match Params::parse(raw, &[]) {
         Ok(p) => p,
         Err(e) => return early_error("invalid_request", &e.message()),
@@ -296,7 +288,7 @@ fn login_page(
         .security
         .registration_enabled
         .then(|| action(ctx, "signup"));
-    page_context(ctx, interaction.lang).login(&pages::LoginForm {
+    PageContext::of(ctx, interaction.lang).login(&pages::LoginForm {
         client_name,
         action: &login_action,
         interaction: &sealed,
@@ -381,7 +373,7 @@ async fn continue_after_login(
             return back.error("consent_required", "the user has not consented to this client");
         }
         let sealed = seal(state, ctx, &interaction);
-        return page_context(ctx, interaction.lang).consent(
+        return PageContext::of(ctx, interaction.lang).consent(
             &client.name,
             &action(ctx, "consent"),
             &sealed,
@@ -434,7 +426,7 @@ fn open_step(
     form: Result<CsrfForm, CsrfRejection>,
 ) -> Result<(StepForm, Interaction), Box<Response>> {
     let lang = ctx.entry.tenant.settings.language;
-    let broken = || page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
+    let broken = || PageContext::of(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
     let CsrfForm(params) = form.map_err(|rejection| Box::new(rejection.respond(|_| broken())))?;
     let form = step_form(params).ok_or_else(|| Box::new(broken()))?;
     let interaction = unseal(state, ctx, &form.interaction).ok_or_else(|| Box::new(broken()))?;
@@ -470,7 +462,7 @@ async fn login(
     };
     let lang = interaction.lang;
     let Some(client) = ctx.client(&interaction.client_id) else {
-        return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+        return PageContext::of(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let db = match ctx.db().await {
         Ok(db) => db,
@@ -594,7 +586,7 @@ async fn after_first_factor(
         passkey: passkey.as_ref(),
         code: enrolment.is_some() || totp || passkey.is_none(),
     };
-    page_context(ctx, pending.lang).mfa(page, None)
+    PageContext::of(ctx, pending.lang).mfa(page, None)
 }
 
 /// Creates a login session for a completed login, and its cookie.
@@ -625,7 +617,7 @@ async fn mfa_step(
         Err(page) => return *page,
     };
     let lang = interaction.lang;
-    let pages = page_context(&ctx, lang);
+    let pages = PageContext::of(&ctx, lang);
     let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
     let (Some(user_id), Some(client)) = (interaction.mfa_user, ctx.client(&interaction.client_id)) else {
         return expired();
@@ -800,7 +792,7 @@ async fn continue_step(
         Err(page) => return *page,
     };
     let lang = interaction.lang;
-    let pages = page_context(&ctx, lang);
+    let pages = PageContext::of(&ctx, lang);
     let expired = || pages.error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
     let Some(client) = ctx.client(&interaction.client_id) else {
         return expired();
@@ -828,7 +820,7 @@ async fn consent(
     };
     let lang = interaction.lang;
     let Some(client) = ctx.client(&interaction.client_id) else {
-        return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+        return PageContext::of(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let back = Redirector {
         ctx: &ctx,
@@ -840,14 +832,16 @@ async fn consent(
     let (session, user) = match current_session(&ctx, &headers).await {
         Ok(Some(found)) => found,
         Ok(None) => {
-            return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "login_required", pages::expired(lang));
+            return PageContext::of(&ctx, lang).error(StatusCode::BAD_REQUEST, "login_required", pages::expired(lang));
         }
         Err(e) => return e.into_response(),
     };
     match form.decision.as_str() {
         "allow" => {}
         "deny" => return back.error("access_denied", "the user denied access"),
-        _ => return page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang)),
+        _ => {
+            return PageContext::of(&ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_request", pages::expired(lang));
+        }
     }
     if let Err(e) = authorize::grant_consent(&ctx, client, user.id, &interaction.scopes).await {
         return e.into_response();

@@ -41,11 +41,7 @@ async fn logout_post(ctx: TenantContext, State(state): State<AppState>, headers:
 
 async fn logout(ctx: TenantContext, state: AppState, headers: HeaderMap, raw: &[u8]) -> Response {
     let lang = pages::language(None, ctx.entry.tenant.settings.language);
-    let page = |lang| PageContext {
-        lang,
-        branding: &ctx.entry.tenant.settings.branding,
-        tenant_name: &ctx.entry.tenant.display_name,
-    };
+    let page = |lang| PageContext::of(&ctx, lang);
     let params = match Params::parse(raw, &[]) {
         Ok(params) => params,
         Err(e) => return page(lang).error(StatusCode::BAD_REQUEST, "invalid_request", &e.message()),

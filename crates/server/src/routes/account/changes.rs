@@ -17,8 +17,9 @@ use tenantry_oidc::logout::end_sessions_of;
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
-use super::{ACCOUNT_COOKIE, Shown, SignedIn, base, page_context, render, signed_in};
+use super::{ACCOUNT_COOKIE, Shown, SignedIn, base, render, signed_in};
 use crate::error::{ApiError, ErrorCode};
+use crate::pages::PageContext;
 use crate::state::AppState;
 use crate::web::csrf::{CsrfForm, CsrfRejection};
 use crate::web::{SESSION_COOKIE, custom_fields, set_cookie};
@@ -473,7 +474,7 @@ async fn sign_out_everywhere(
 }
 
 fn signed_out(state: &AppState, ctx: &TenantContext, me: &SignedIn) -> Response {
-    let mut response = page_context(ctx, me.lang).logged_out();
+    let mut response = PageContext::of(ctx, me.lang).logged_out();
     set_cookie(&mut response, state, ctx, ACCOUNT_COOKIE, "", Some(0));
     set_cookie(&mut response, state, ctx, SESSION_COOKIE, "", Some(0));
     response

@@ -96,14 +96,6 @@ fn base(ctx: &TenantContext) -> String {
     format!("{}/{ACCOUNT_PATH}", ctx.issuer)
 }
 
-fn page_context(ctx: &TenantContext, lang: Language) -> PageContext<'_> {
-    PageContext {
-        lang,
-        branding: &ctx.entry.tenant.settings.branding,
-        tenant_name: &ctx.entry.tenant.display_name,
-    }
-}
-
 /// `GET {issuer}/account`: the page, or the sign-in that leads to it.
 async fn page(
     ctx: TenantContext,
@@ -170,7 +162,7 @@ async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let lang = ctx.entry.tenant.settings.language;
-    let refused = |code: &str| page_context(&ctx, lang).error(StatusCode::BAD_REQUEST, code, pages::expired(lang));
+    let refused = |code: &str| PageContext::of(&ctx, lang).error(StatusCode::BAD_REQUEST, code, pages::expired(lang));
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes(), &[]) else {
         return refused("invalid_request");
     };
@@ -186,7 +178,7 @@ async fn callback(
     if let Some(error) = params.get("error") {
         // The user cancelled, or the login could not finish: the page cannot be shown.
         let error = tenantry_errors::printable(error);
-        return page_context(&ctx, lang).error(StatusCode::FORBIDDEN, &error, pages::expired(lang));
+        return PageContext::of(&ctx, lang).error(StatusCode::FORBIDDEN, &error, pages::expired(lang));
     }
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
@@ -363,7 +355,7 @@ async fn page_of(ctx: &TenantContext, me: &SignedIn, shown: &Shown) -> Result<Re
         reauth: needs_reauth.then_some(reauth.as_str()),
     };
     let status = shown.error.as_ref().map_or(StatusCode::OK, |e| e.code.status());
-    let mut response = page_context(ctx, lang).account(&page, status);
+    let mut response = PageContext::of(ctx, lang).account(&page, status);
     if let Some(secs) = shown.error.as_ref().and_then(|e| e.retry_after) {
         response
             .headers_mut()

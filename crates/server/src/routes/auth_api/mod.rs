@@ -10,6 +10,8 @@
 //! in here. Calls for "me" take the access token as a bearer and need its login session
 //! (`sid`) not to have ended, so logging out ends them at once; calls that change a factor
 //! also need a fresh re-authentication (`account::reauthenticate`). Errors are RFC 9457 problems.
+//! Beside this file: the second factor (`mfa`), passkeys (`passkeys`), upstream sign-ins
+//! (`upstream`) and the answers' shapes (`answers`).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +24,6 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
-use tenantry_accounts::mfa::Enrolment;
 use tenantry_controlplane::model::Client;
 use tenantry_dataplane::TenantDb;
 use tenantry_dataplane::model::{ProfileUpdate, Session, User};
@@ -31,16 +32,16 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::bearer::{Bearer, challenge};
-use crate::web::{ApiJson, ClientIp, OptionalApiJson, SessionOrigin};
+use crate::web::{ApiJson, ClientIp, SessionOrigin};
 use tenantry_accounts::account::{
-    self, MFA_TOKEN_TTL, MfaChallenge, Proof, Registration, SignUpWith, first_party_client, requested_scope,
+    self, MFA_TOKEN_TTL, MfaChallenge, Registration, SignUpWith, first_party_client, requested_scope,
 };
-use tenantry_accounts::login::{Accepted, Authentication, CodeCheck, LoginError, Method, SecondFactor};
+use tenantry_accounts::login::{Accepted, Authentication, LoginError, Method, SecondFactor};
 use tenantry_oidc::grants::{RefreshGrant, UserTokens, issue_refresh_token, refresh_body, user_token_body};
 use tenantry_tenancy::TenantContext;
-use tenantry_tenancy::users::active_user;
 
 mod answers;
+mod mfa;
 mod passkeys;
 mod upstream;
 
@@ -50,7 +51,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
-        .route("/v1/auth/mfa", post(mfa))
+        .route("/v1/auth/mfa", post(mfa::mfa))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/logout-all", post(logout_all))
@@ -62,9 +63,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/auth/verify-email/confirm", post(confirm_verification))
         .route("/v1/auth/sessions", get(sessions))
         .route("/v1/auth/sessions/{id}", delete(revoke_session))
-        .route("/v1/auth/mfa/totp", post(totp_enrol).delete(totp_disable))
-        .route("/v1/auth/mfa/totp/confirm", post(totp_confirm))
-        .route("/v1/auth/mfa/recovery-codes", post(recovery_codes))
+        .route("/v1/auth/mfa/totp", post(mfa::totp_enrol).delete(mfa::totp_disable))
+        .route("/v1/auth/mfa/totp/confirm", post(mfa::totp_confirm))
+        .route("/v1/auth/mfa/recovery-codes", post(mfa::recovery_codes))
         .route("/v1/auth/passkeys", get(passkeys::list))
         .route("/v1/auth/passkeys/register/options", post(passkeys::register_options))
         .route("/v1/auth/passkeys/register", post(passkeys::register))
@@ -90,7 +91,7 @@ pub fn router() -> Router<AppState> {
 #[openapi(paths(
     register,
     login,
-    mfa,
+    mfa::mfa,
     refresh,
     logout,
     logout_all,
@@ -103,10 +104,10 @@ pub fn router() -> Router<AppState> {
     confirm_verification,
     sessions,
     revoke_session,
-    totp_enrol,
-    totp_disable,
-    totp_confirm,
-    recovery_codes,
+    mfa::totp_enrol,
+    mfa::totp_disable,
+    mfa::totp_confirm,
+    mfa::recovery_codes,
     passkeys::list,
     passkeys::register_options,
     passkeys::register,
@@ -269,93 +270,6 @@ async fn login(
         methods,
         enrolment,
     })))
-}
-
-/// The second step of a login.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct MfaBody {
-    mfa_token: String,
-    code: String,
-    /// Ask for a `device_token` that skips the second factor on later logins (when the
-    /// tenant offers it: `mfa_remember_device_days`).
-    #[serde(default)]
-    remember_device: bool,
-}
-
-/// Completes a login with a TOTP code or a recovery code (for an enrolment, the first TOTP
-/// code, and the answer carries the recovery codes once).
-#[utoipa::path(post, path = "/v1/auth/mfa", tag = "auth",
-    request_body = MfaBody,
-    responses((status = 200, body = MfaAnswer),
-        (status = 400, description = "`invalid_grant`: the `mfa_token` is invalid, expired or spent"),
-        (status = 401, description = "`invalid_mfa_code`: the code is not valid")))]
-async fn mfa(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    origin: SessionOrigin,
-    ApiJson(body): ApiJson<MfaBody>,
-) -> Result<Json<MfaAnswer>, ApiError> {
-    let challenge = MfaChallenge::open(&state.accounts, &ctx, &body.mfa_token).await?;
-    // Checked before the code, so a caller whose client is gone uses up no attempt.
-    first_party_client(&ctx, &challenge.client_id)?;
-    let db = ctx.db().await?;
-    let user = active_user(&ctx, &db, challenge.user)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the mfa_token is invalid or expired"))?;
-    let (authentication, recovery_codes) =
-        match tenantry_accounts::login::second_factor_step(&state.accounts, &ctx, &db, &user, &body.code).await? {
-            CodeCheck::Passed(authentication) => (authentication, None),
-            CodeCheck::Enrolled {
-                authentication,
-                recovery_codes,
-            } => (authentication, Some(recovery_codes)),
-            CodeCheck::Refused { .. } => {
-                return Err(ApiError::new(ErrorCode::InvalidMfaCode, "the code is not valid"));
-            }
-        };
-    let finished = FinishedSecondFactor {
-        authentication,
-        recovery_codes,
-        remember_device: body.remember_device,
-    };
-    complete_mfa(&state, &ctx, &db, challenge, &origin, finished)
-        .await
-        .map(Json)
-}
-
-/// A second factor that passed, with what the caller asked for beside it.
-struct FinishedSecondFactor {
-    authentication: Authentication,
-    recovery_codes: Option<Vec<String>>,
-    remember_device: bool,
-}
-
-/// The end of a login's second step, whatever the factor: the `mfa_token` is spent, the
-/// session and its tokens are made, and the device is remembered when asked.
-async fn complete_mfa(
-    state: &AppState,
-    ctx: &TenantContext,
-    db: &TenantDb,
-    challenge: MfaChallenge,
-    origin: &SessionOrigin,
-    finished: FinishedSecondFactor,
-) -> Result<MfaAnswer, ApiError> {
-    let client = first_party_client(ctx, &challenge.client_id)?;
-    challenge.spend(&state.accounts, ctx).await?;
-    let user = finished.authentication.user.id;
-    let tokens = sign_in(ctx, db, client, &finished.authentication, &challenge.scope, origin).await?;
-    let days = ctx.entry.tenant.settings.security.mfa_remember_device_days;
-    let device_token = if finished.remember_device && days > 0 {
-        Some(tenantry_accounts::mfa::remember_device(db, user, days, None).await?)
-    } else {
-        None
-    };
-    Ok(MfaAnswer {
-        tokens,
-        recovery_codes: finished.recovery_codes,
-        device_token,
-    })
 }
 
 /// A refresh token to rotate.
@@ -773,141 +687,10 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Starts (or restarts) TOTP enrolment: the authenticator to set up; its first code
-/// (`POST /v1/auth/mfa/totp/confirm`) confirms it. Needs a fresh re-authentication: the
-/// body may be left out shortly after one.
-#[utoipa::path(post, path = "/v1/auth/mfa/totp", tag = "auth",
-    security(("user_access_token" = [])),
-    request_body(content = Option<ProofBody>, description = "Optional: the current password"),
-    responses((status = 200, body = Enrolment),
-        (status = 403, description = "`reauthentication_required`: send the current password")))]
-async fn totp_enrol(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    caller: Caller,
-    OptionalApiJson(proof): OptionalApiJson<ProofBody>,
-) -> Result<Json<Enrolment>, ApiError> {
-    let proof = Proof {
-        password: proof.current_password.as_deref(),
-        code: None,
-    };
-    let enrolment =
-        account::enrol_totp(&state.accounts, &ctx, &caller.db, &caller.user, &caller.session, proof).await?;
-    Ok(Json(enrolment))
-}
-
 /// The re-authentication a factor-changing call may carry.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProofBody {
     #[serde(default)]
     current_password: Option<String>,
-}
-
-/// The first code of a pending TOTP enrolment.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ConfirmBody {
-    /// A code of the authenticator being enrolled (not a proof of the caller).
-    code: String,
-    #[serde(default)]
-    current_password: Option<String>,
-}
-
-/// Confirms the pending enrolment with its first code; answers the recovery codes once.
-/// Needs a fresh re-authentication (the password here, or a recent one such as the
-/// enrolment's).
-#[utoipa::path(post, path = "/v1/auth/mfa/totp/confirm", tag = "auth",
-    security(("user_access_token" = [])),
-    request_body = ConfirmBody,
-    responses((status = 200, body = RecoveryCodes),
-        (status = 403, description = "`reauthentication_required`: send the current password")))]
-async fn totp_confirm(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<ConfirmBody>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
-    let proof = Proof {
-        password: body.current_password.as_deref(),
-        code: None,
-    };
-    let codes = account::confirm_totp(
-        &state.accounts,
-        &ctx,
-        &caller.db,
-        &caller.user,
-        &caller.session,
-        &body.code,
-        proof,
-    )
-    .await?;
-    Ok(Json(RecoveryCodes { recovery_codes: codes }))
-}
-
-/// The password and a current code (or a recovery code).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct DisableBody {
-    /// Also accepted as `password`.
-    #[serde(alias = "password")]
-    current_password: String,
-    code: String,
-}
-
-/// Removes the caller's TOTP authenticator and recovery codes: needs both the password and
-/// a current code (or recovery code), whatever re-authentication came before.
-#[utoipa::path(delete, path = "/v1/auth/mfa/totp", tag = "auth",
-    security(("user_access_token" = [])),
-    request_body = DisableBody,
-    responses((status = 204, description = "TOTP is off")))]
-async fn totp_disable(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<DisableBody>,
-) -> Result<StatusCode, ApiError> {
-    account::disable_totp(
-        &state.accounts,
-        &ctx,
-        &caller.db,
-        &caller.user,
-        &caller.session,
-        &body.current_password,
-        &body.code,
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// A current TOTP code.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RecoveryBody {
-    code: String,
-}
-
-/// New recovery codes (the old ones stop working), with a current TOTP code as the
-/// re-authentication: a password alone must not mint codes that stand in for the second
-/// factor.
-#[utoipa::path(post, path = "/v1/auth/mfa/recovery-codes", tag = "auth",
-    security(("user_access_token" = [])),
-    request_body = RecoveryBody,
-    responses((status = 200, body = RecoveryCodes)))]
-async fn recovery_codes(
-    ctx: TenantContext,
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<RecoveryBody>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
-    let codes = account::regenerate_recovery_codes(
-        &state.accounts,
-        &ctx,
-        &caller.db,
-        &caller.user,
-        &caller.session,
-        &body.code,
-    )
-    .await?;
-    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }

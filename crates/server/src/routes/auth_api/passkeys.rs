@@ -23,7 +23,8 @@ use tenantry_tenancy::TenantContext;
 use tenantry_tenancy::users::active_user;
 use utoipa::ToSchema;
 
-use super::{Caller, FinishedSecondFactor, LoginAnswer, MfaAnswer, ProofBody, complete_mfa, sign_in_session};
+use super::mfa::{FinishedSecondFactor, complete_mfa};
+use super::{Caller, LoginAnswer, MfaAnswer, ProofBody, sign_in_session};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::web::{ApiJson, OptionalApiJson, SessionOrigin};

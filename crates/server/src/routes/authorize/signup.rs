@@ -28,8 +28,9 @@ use tenantry_accounts::login::LoginError;
 use tenantry_controlplane::model::Language;
 use tenantry_tenancy::TenantContext;
 
-use super::{Interaction, StepForm, action, after_first_factor, open_step, page_context, provider_buttons, seal};
+use super::{Interaction, StepForm, action, after_first_factor, open_step, provider_buttons, seal};
 use crate::error::{ApiError, ErrorCode};
+use crate::pages::PageContext;
 use crate::pages::{self, SignUpForm};
 use crate::state::AppState;
 use crate::web::csrf::{CsrfForm, CsrfRejection};
@@ -48,7 +49,7 @@ pub(super) async fn signup(
         Err(page) => return *page,
     };
     let lang = interaction.lang;
-    let pages = page_context(&ctx, lang);
+    let pages = PageContext::of(&ctx, lang);
     let Some(client) = ctx.client(&interaction.client_id) else {
         return pages.error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
@@ -223,7 +224,7 @@ async fn start_passkey_signup(
         .collect();
     let sealed = seal(state, ctx, interaction);
     Ok(
-        page_context(ctx, interaction.lang).passkey_signup(pages::PasskeySignUpPage {
+        PageContext::of(ctx, interaction.lang).passkey_signup(pages::PasskeySignUpPage {
             action: &action(ctx, "signup"),
             interaction: &sealed,
             csrf: &interaction.csrf,
@@ -321,7 +322,7 @@ fn signup_page(
         .map(|e| e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect())
         .unwrap_or_default();
     let status = error.map_or(StatusCode::OK, |e| e.code.status());
-    let mut page = page_context(ctx, interaction.lang).signup(
+    let mut page = PageContext::of(ctx, interaction.lang).signup(
         &SignUpForm {
             client_name,
             action: &signup_action,

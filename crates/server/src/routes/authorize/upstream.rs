@@ -32,9 +32,10 @@ use tenantry_federation::{Callback, ClientCredentials, Pending, UpstreamIdentity
 use tenantry_oidc::params::Params;
 use tenantry_tenancy::TenantContext;
 
-use super::{PendingLink, action, after_first_factor, login_page, open_step, page_context, unseal};
+use super::{PendingLink, action, after_first_factor, login_page, open_step, unseal};
 use crate::error::{ApiError, ErrorCode};
 use crate::pages;
+use crate::pages::PageContext;
 use crate::state::AppState;
 use crate::web::csrf::{CsrfForm, CsrfRejection};
 use crate::web::{DEVICE_COOKIE, SESSION_COOKIE, SessionOrigin, cookie, cookie_header};
@@ -150,7 +151,7 @@ fn printable(value: &str) -> String {
 /// An error on the hosted error page, with the status of its code.
 fn error_page(ctx: &TenantContext, lang: Language, e: &ApiError) -> Response {
     let message = format!("{} {}", pages::upstream_failed(lang), e.detail);
-    let mut page = page_context(ctx, lang).error(e.code.status(), e.code.as_str(), &message);
+    let mut page = PageContext::of(ctx, lang).error(e.code.status(), e.code.as_str(), &message);
     if let Some(secs) = e.retry_after {
         page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -321,7 +322,7 @@ async fn finish(
     match started.purpose {
         Purpose::SignIn(ref sealed) => {
             let Some(interaction) = unseal(state, ctx, sealed) else {
-                return page_context(ctx, tenant_lang).error(
+                return PageContext::of(ctx, tenant_lang).error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     pages::expired(tenant_lang),
@@ -477,7 +478,7 @@ async fn sign_in(
 ) -> Response {
     let lang = interaction.lang;
     let Some(client) = ctx.client(&interaction.client_id) else {
-        return page_context(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
+        return PageContext::of(ctx, lang).error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client");
     };
     let user = match account::resolve(ctx, db, provider, &identity).await {
         Ok(Resolved::Account(user)) => user,
